@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# TORCH_SPEC picks the torch build; the default is the CPU wheel on this machine's disk.
+# A GPU user runs e.g. `make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.torch: | $(BIN)/python
+	$(PIP) install $(TORCH_SPEC)
+	@touch $@
+
+$(VENV)/.run: pyproject.toml $(VENV)/.torch
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.test: pyproject.toml $(VENV)/.run
+	$(PIP) install -e ".[test]"
+	@touch $@
+
+demo: $(VENV)/.run
+	$(BIN)/strokelrp demo $(DEMO_ARGS)
+
+test: $(VENV)/.test
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: $(VENV)/.run
+	$(BIN)/python benchmarks/data_bench.py
+	$(BIN)/python benchmarks/train_bench.py
+	$(BIN)/python benchmarks/lrp_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,5 @@
+"""``python -m strokelrp`` (also what ``torchrun -m strokelrp`` runs)."""
+
+from strokelrp.cli import main
+
+main()

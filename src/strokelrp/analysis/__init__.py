@@ -1,0 +1,1 @@
+"""Quantifying heatmaps: inclusivity, signal distribution, filter calculus, sweeps."""

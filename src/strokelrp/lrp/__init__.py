@@ -1,0 +1,1 @@
+"""Layer-wise Relevance Propagation: rules, the graph-walking engine, filters, presets."""

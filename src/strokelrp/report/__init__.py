@@ -1,0 +1,1 @@
+"""Presenting results: NIfTI heatmaps in the native grid, paper-style figures, HTML report."""

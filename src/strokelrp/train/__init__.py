@@ -1,0 +1,1 @@
+"""Training: the loop (AMP, DDP), safe checkpoints, segmentation metrics, evaluation."""
