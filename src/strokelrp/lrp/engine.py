@@ -352,32 +352,34 @@ def _explain(
     pending_sum: dict[str, Tensor] = {}
 
     def total(r: Tensor) -> Tensor:
-        return r.sum(dim=tuple(range(1, r.dim())), dtype=torch.float64)
+        return r.sum(dim=tuple(range(1, r.dim()))).double()
 
-    def record(name: str, r: Tensor) -> None:
+    def record(name: str, r: Tensor, s: Tensor) -> None:
         names.append(name)
-        sums.append(total(r))
+        sums.append(s)
         totals.append(torch.stack(list(pending_sum.values())).sum(0))
-        if keep_layers:
-            layers[name] = r
+        if keep_layers:  # a copy: the walk overwrites relevance it no longer needs
+            layers[name] = r.clone()
 
-    def send(name: str, r: Tensor) -> None:
+    def send(name: str, r: Tensor, s: Tensor) -> None:
+        """Add relevance ``r`` (sum ``s`` per setting) to what value ``name`` receives."""
         if name in pending:
             pending[name] = pending[name] + r
-            pending_sum[name] = pending_sum[name] + total(r)
+            pending_sum[name] = pending_sum[name] + s
         else:
-            pending[name], pending_sum[name] = r, total(r)
+            pending[name], pending_sum[name] = r, s
 
     def filt(name: str, r: Tensor) -> Tensor:
         return bank.apply_(r) if name in filtered else r
 
     r0 = filt(OUTPUT, start.expand(k, *start.shape[1:]).clone())
-    send(nodes[-1].name, r0)
-    record(OUTPUT, r0)
+    s0 = total(r0)
+    send(nodes[-1].name, r0, s0)
+    record(OUTPUT, r0, s0)
     for node in reversed(nodes):
         r = pending.pop(node.name, None)
-        pending_sum.pop(node.name, None)
-        if r is None:
+        s = pending_sum.pop(node.name, None)
+        if r is None or s is None:
             continue
         op = node.op
         src = node.inputs[0]
@@ -385,30 +387,31 @@ def _explain(
             step = convs[node.name]
             a = acts[src]
             z = acts[step.z_from] if step.z_from is not None else None
-            r_in = step.rule.prepare(step.layer, a, z)(r)
+            r_in = step.rule.prepare(step.layer, a, z)(r, inplace=True)
             del r, z
             r_in = filt(node.name, r_in)
-            send(src, r_in)
-            record(node.name, r_in)
-        elif isinstance(op, nn.MaxPool3d):
-            send(src, maxpool_relevance(r, saved.pop(node.name)))
+            s_in = total(r_in)
+            send(src, r_in, s_in)
+            record(node.name, r_in, s_in)
+        elif isinstance(op, nn.MaxPool3d):  # sums carry over: relevance is only moved
+            send(src, maxpool_relevance(r, saved.pop(node.name)), s)
         elif isinstance(op, Concat):
             for name, part in zip(node.inputs, r.split(saved.pop(node.name), dim=1), strict=True):
-                send(name, part)
+                send(name, part, total(part))
         elif isinstance(op, CropLike):
             d, h, w = saved.pop(node.name)
             pad = (0, w - r.shape[4], 0, h - r.shape[3], 0, d - r.shape[2])
-            send(src, F.pad(r, pad))
+            send(src, F.pad(r, pad), s)
         else:  # pass-through (BatchNorm, folded or not; activations): checked by _plan
-            send(src, r)
+            send(src, r, s)
         for name in release.get(node.name, ()):
             acts.pop(name, None)
     relevance = pending.pop(INPUT, None)
     if relevance is None:
         relevance = x.new_zeros(k, *x.shape[1:])
-    pending_sum.pop(INPUT, None)
-    pending_sum[INPUT] = total(relevance)
-    record(INPUT, relevance)
+    s_input = pending_sum.pop(INPUT, None)
+    pending_sum[INPUT] = total(relevance) if s_input is None else s_input
+    record(INPUT, relevance, pending_sum[INPUT])
     layers.pop(INPUT, None)
     empty = not bool(start.any())
     notes = []

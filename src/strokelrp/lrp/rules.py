@@ -10,7 +10,7 @@ input activation ``a`` and the weight ``W``; then
 
 where ``gradprop`` is the layer's transposed operation (``conv_transpose3d`` for ``Conv3d``,
 ``conv3d`` for ``ConvTranspose3d``). The terms are stacked along the input channels so that
-``Z`` is one convolution and ``gradprop`` is one transposed convolution. ``Z`` (and 1 / stab(Z))
+``Z`` is one convolution and ``gradprop`` is one transposed convolution. ``Z`` (and stab(Z))
 is computed once with batch 1; the relevance ``R`` may carry a batch of K filter settings.
 
 Shapes: activations ``(1, C_in, D, H, W)``, relevance ``(K, C_out, d, h, w)``.
@@ -136,8 +136,12 @@ def fold_batchnorm(layer: ConvLayer, bn: nn.Module) -> ConvLayer:
 
 
 def stabilize(z: Tensor, epsilon: float) -> Tensor:
-    """``z + epsilon * sign(z)`` with sign(0) = +1 (a new tensor)."""
-    return torch.where(z >= 0, z + epsilon, z - epsilon)
+    """``z + epsilon * sign(z)`` with sign(0) = +1 (a new tensor).
+
+    The sign is read from the sign bit, so -0.0 counts as negative. A sum of terms is -0.0
+    only when every term is zero, where the stabiliser's sign cannot change the relevance.
+    """
+    return torch.copysign(z.new_tensor(epsilon), z).add_(z)
 
 
 @dataclass
@@ -145,18 +149,18 @@ class PreparedRule:
     """A rule bound to one layer and its input: call it on relevance (K, C_out, ...).
 
     ``inputs`` (1, J * C_in, D, H, W) are the stacked terms c_t, ``weight`` the stacked W_t,
-    ``inv_z`` = 1 / stab(Z) (1, C_out, d, h, w), shared by all K settings.
+    ``z_stab`` = stab(Z) (1, C_out, d, h, w), shared by all K settings.
     """
 
     layer: ConvLayer
     inputs: Tensor
     weight: Tensor
-    inv_z: Tensor
+    z_stab: Tensor
     terms: int
 
-    def __call__(self, relevance: Tensor) -> Tensor:
-        """(K, C_out, d, h, w) -> (K, C_in, D, H, W)."""
-        s = relevance * self.inv_z
+    def __call__(self, relevance: Tensor, inplace: bool = False) -> Tensor:
+        """(K, C_out, d, h, w) -> (K, C_in, D, H, W); ``inplace`` may overwrite ``relevance``."""
+        s = relevance.div_(self.z_stab) if inplace else relevance / self.z_stab
         g = self.layer.gradprop(s, self.weight, self.inputs.shape[2:])
         del s
         g.mul_(self.inputs)
@@ -195,8 +199,8 @@ class Rule:
         )
         if z is None:
             z = layer.forward(inputs, weight, layer.bias if self.uses_bias else None)
-        inv_z = stabilize(z, self.epsilon).reciprocal_()
-        return PreparedRule(layer, inputs, weight, inv_z, len(pairs))
+        z_stab = stabilize(z, self.epsilon)
+        return PreparedRule(layer, inputs, weight, z_stab, len(pairs))
 
     def relevance(self, layer: ConvLayer, a: Tensor, relevance: Tensor) -> Tensor:
         """R_in (K, C_in, D, H, W) for input ``a`` (1, C_in, ...) and R (K, C_out, ...)."""
