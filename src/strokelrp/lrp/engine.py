@@ -219,6 +219,12 @@ def _check_input(model: nn.Module, x: Tensor) -> None:
         raise StrokeLRPError(f"x has {x.shape[1]} channels, the model expects {cin}")
     if not hasattr(model, "graph"):
         raise StrokeLRPError(f"{type(model).__name__} has no graph(): use strokelrp's UNet3D")
+    param = next(model.parameters(), None)
+    if param is not None and (param.device != x.device or param.dtype != x.dtype):
+        raise StrokeLRPError(
+            f"x is {x.dtype} on {x.device} but the model is {param.dtype} on {param.device}: "
+            "move one to the other (e.g. x.to(next(model.parameters())))"
+        )
 
 
 def _points(filter_at: str | Sequence[str], conv_names: list[str]) -> list[str]:
