@@ -283,7 +283,7 @@ def train(
 
 def _resume_point(
     config: TrainConfig, run_dir: Path, resume: bool, say: Callable[[str], None]
-) -> Checkpoint | None | bool:
+) -> Checkpoint | bool | None:
     """The checkpoint to continue from, None to start fresh, False when nothing is left to do."""
     ckpt_dir = run_dir / "checkpoints"
     if not resume:
