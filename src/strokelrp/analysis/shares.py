@@ -15,7 +15,8 @@ Undefined ratios (no positive relevance at all) are NaN, never a silent 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -106,3 +107,49 @@ def uniform_expectation(
 ) -> float:
     """The informative share of a map that ignores the modalities: ``n_informative / C``."""
     return float(informative_mask(informative, modalities).sum() / len(modalities))
+
+
+def share_summary(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per series and setting, from sweep-table rows: where the positive relevance goes.
+
+    For each (run, case, setting) map: the informative share ``sum_{c informative} share_c``,
+    its uniform expectation ``n_informative / C`` (only where the manifest said which
+    modalities are informative), and the map's lesion share ``sum_c share_c * lesion_share_c``.
+    Returns one dict per (series, setting) with the means over maps: ``informative_share``,
+    ``uniform_expectation``, ``lesion_share`` (NaN when undefined) and the counts ``n_maps`` and
+    ``n_informative_maps``.
+    """
+    maps: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        maps.setdefault((row["series"], row["setting"], row["run"], row["case"]), []).append(row)
+    groups: dict[tuple[Any, Any], dict[str, list[float]]] = {}
+    for (series, setting, _run, _case), channel_rows in maps.items():
+        acc = groups.setdefault((series, setting), {"inf": [], "uni": [], "lesion": [], "n": []})
+        acc["n"].append(1.0)
+        shares = [float(r["relevance_share"]) for r in channel_rows]
+        if any(math.isnan(s) for s in shares):
+            continue  # no positive relevance in this map: nothing to share out
+        lesion = sum(
+            s * float(r["lesion_share"]) for s, r in zip(shares, channel_rows, strict=True) if s > 0
+        )
+        acc["lesion"].append(lesion)
+        flags = [r.get("informative") for r in channel_rows]
+        if all(isinstance(f, bool) for f in flags) and any(flags):
+            acc["inf"].append(sum(s for s, f in zip(shares, flags, strict=True) if f))
+            acc["uni"].append(sum(flags) / len(flags))
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values) if values else float("nan")
+
+    return [
+        {
+            "series": series,
+            "setting": setting,
+            "informative_share": mean(acc["inf"]),
+            "uniform_expectation": mean(acc["uni"]),
+            "lesion_share": mean(acc["lesion"]),
+            "n_maps": len(acc["n"]),
+            "n_informative_maps": len(acc["inf"]),
+        }
+        for (series, setting), acc in groups.items()
+    ]
