@@ -12,7 +12,7 @@ target              where relevance started: prediction or ground_truth
 rules               the rule preset
 kind                raw, pass or clamp
 a1, a2              the filter's range (|f1| in [a1, a2]); empty for raw
-setting             label, e.g. "raw", "pass (0, 0.2)", "clamp (0, 0.2)"
+setting             label as strokelrp.lrp.filters.filter_label: "raw", "pass(0,0.2)"
 modality            ADC, MTT, rCBF, rCBV, Tmax or TTP
 input_inclusivity   D(LRP_c, x_c)
 gt_inclusivity      D(LRP_c, OT) (0 without a lesion)
@@ -77,10 +77,10 @@ def format_number(value: float) -> str:
 
 
 def setting_label(kind: str, a1: float | None = None, a2: float | None = None) -> str:
-    """``"raw"`` or ``"pass (0, 0.2)"``: the label used in tables and figures."""
+    """``"raw"`` or ``"pass(0,0.2)"``: the label of tables and figures (as the engine's)."""
     if kind == "raw":
         return "raw"
-    return f"{kind} ({_short(a1)}, {_short(a2)})"
+    return f"{kind}({_short(a1)},{_short(a2)})"
 
 
 def _short(value: float | None) -> str:

@@ -167,7 +167,7 @@ def _means_table(
     table = ax.table(
         cellText=text,
         rowLabels=[f"mean {s}" for s in series],
-        colLabels=[st.split(" ", 1)[1] if " (" in st else st for st in settings],
+        colLabels=[st[st.index("(") :] if "(" in st else st for st in settings],
         loc="center",
         cellLoc="center",
     )
