@@ -140,6 +140,113 @@ def inspect(data: str, as_json: bool) -> None:
 
 # ---------------------------------------------------------------- sweep and report commands
 
+TARGETS = ("prediction", "ground_truth", "authors")
+
+
+def _split_cases(values: tuple[str, ...]) -> list[str] | None:
+    """``--cases 1,4 --cases 27`` -> ["1", "4", "27"]; None when not given."""
+    out = [c for v in values for c in v.replace(",", " ").split()]
+    return out or None
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="RUN [RUN ...] DATA")
+@click.option(
+    "--cases",
+    multiple=True,
+    metavar="IDS",
+    help="Only these case ids (comma-separated, or repeat the option). Default: all.",
+)
+@click.option(
+    "--grid",
+    default="paper",
+    show_default=True,
+    metavar="paper|FILE",
+    help="Filter settings: the paper's 16, or a file listing settings such as pass:0,0.4 "
+    '(one per line, or TOML settings = ["raw", ...]).',
+)
+@click.option(
+    "--rules",
+    default="paper",
+    show_default=True,
+    help="LRP rule preset (strokelrp.lrp.presets.PRESETS).",
+)
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default="prediction",
+    show_default=True,
+    help="Start relevance from the predicted lesion, the ground truth, or the whole output.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("--restart", is_flag=True, help="Discard RUN/sweep/sweep.csv instead of resuming.")
+def sweep(
+    paths: tuple[str, ...],
+    cases: tuple[str, ...],
+    grid: str,
+    rules: str,
+    target: str,
+    device: str,
+    restart: bool,
+) -> None:
+    """Explain every case under every filter setting; write RUN/sweep/sweep.csv.
+
+    One batched relevance pass per case computes all settings (filters at every layer, as the
+    paper). Cases already complete in the table are skipped. Under torchrun the cases are
+    shared out over the ranks. Prints the mean inclusivities of raw, pass(0,0.2) and
+    clamp(0,0.2) at the end.
+    """
+    if len(paths) < 2:
+        raise click.UsageError("give at least one RUN and the DATA folder")
+    from strokelrp.analysis.sweep import run_sweep, summary_lines
+    from strokelrp.analysis.table import read_tables
+    from strokelrp.lrp.presets import PRESETS
+
+    if rules not in PRESETS:
+        raise click.BadParameter(
+            f"{rules!r} is not one of {', '.join(sorted(PRESETS))}", param_hint="--rules"
+        )
+    *runs, data = paths
+    tables = run_sweep(
+        runs,
+        data,
+        grid=grid,
+        cases=_split_cases(cases),
+        rules=rules,
+        target=target,
+        device=device,
+        restart=restart,
+        log=lambda line: click.echo(line, err=True),
+    )
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    for line in summary_lines(read_tables(tables)):
+        click.echo(line)
+    for table in tables:
+        click.echo(f"wrote {table}")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN ...]")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=True, writable=True),
+    default=None,
+    help="Report file (or folder for report.html). Default: the first RUN's report.html.",
+)
+def report(runs: tuple[str, ...], out: str | None) -> None:
+    """Write a self-contained HTML report (figures embedded) and print its path."""
+    from strokelrp.report.html import build_report
+
+    click.echo(str(build_report(list(runs), out)))
+
 
 # ------------------------------------------------------------------------------ demo command
 
