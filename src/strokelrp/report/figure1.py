@@ -90,6 +90,7 @@ def plot_figure1(
     case_id: str = "",
     dice: float | None = None,
     subtitle: str = "",
+    peaks: Sequence[float] | None = None,
     dpi: int = 120,
 ) -> Path:
     """Write figure 1 as a PNG and return its path.
@@ -97,7 +98,9 @@ def plot_figure1(
     relevances: [(setting label, relevance (C, D, H, W))], e.g. [("raw", R0), ("pass (0, 0.4)",
     R1)]; image: (C, D, H, W) input (channels in ``MODALITIES`` order); prediction and label:
     (D, H, W) masks; spacing: voxel size (x, y, z) in mm of this grid; slice_index: axial slice z
-    (default: largest lesion area); modality: the channel shown.
+    (default: largest lesion area); modality: the channel shown; peaks: N = max |R_c| of the
+    shown channel per map when it was measured elsewhere (e.g. at model scale, before resizing
+    to this grid), else the maximum over the given 3-D channel.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import Normalize
@@ -115,13 +118,20 @@ def plot_figure1(
     for name, arr in [("prediction", pred), ("label", truth)]:
         if arr is not None and arr.shape != grid:
             raise ValueError(f"{name} shape {arr.shape} differs from the image grid {grid}")
+    if peaks is not None and len(peaks) != len(relevances):
+        raise ValueError(f"got {len(peaks)} peaks for {len(relevances)} relevance maps")
     maps = []
-    for setting, rel in relevances:
+    for k, (setting, rel) in enumerate(relevances):
         r = _as_numpy(rel)
         if r.shape != img.shape:
             raise ValueError(f"relevance '{setting}' shape {r.shape} != image shape {img.shape}")
-        normed, peaks = normalise_per_channel(r[channel : channel + 1])
-        maps.append((setting, normed[0], float(peaks[0])))
+        if peaks is None:
+            normed, measured = normalise_per_channel(r[channel : channel + 1])
+            maps.append((setting, normed[0], float(measured[0])))
+        else:
+            peak = float(peaks[k])
+            normed = r[channel].astype(np.float32) / (peak if peak > 0 else 1.0)
+            maps.append((setting, np.clip(normed, -1.0, 1.0), peak))
 
     depth = grid[0]
     z = default_slice(truth, pred, depth) if slice_index is None else int(slice_index)
