@@ -25,6 +25,115 @@ def cli() -> None:
 # ---------------------------------------------------------------- data commands (synth, inspect)
 
 
+_MODALITY_CHOICES = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")  # == config.MODALITIES
+
+
+@cli.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=str))
+@click.option(
+    "--cases",
+    "n_cases",
+    type=click.IntRange(min=1),
+    required=True,
+    help="Number of cases (numbered as the real set: 1, 2, 4, 5, ...).",
+)
+@click.option(
+    "--shape",
+    type=(click.IntRange(min=2),) * 3,
+    default=(192, 192, 19),
+    show_default=True,
+    metavar="H W D",
+    help="Grid per case (rows, columns, slices).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option(
+    "--varied-grids",
+    is_flag=True,
+    help="Vary the grid between cases like the real set (e.g. 256x256x24, 128x128x25).",
+)
+@click.option(
+    "--uninformative",
+    "uninformative",
+    multiple=True,
+    metavar="MOD",
+    type=click.Choice(_MODALITY_CHOICES, case_sensitive=False),
+    help="A modality that gets no lesion signature (repeat for several).",
+)
+def synth(
+    out: str,
+    n_cases: int,
+    shape: tuple[int, int, int],
+    seed: int,
+    varied_grids: bool,
+    uninformative: tuple[str, ...],
+) -> None:
+    """Write N synthetic cases in the ISLES 2017 layout to OUT (plus synth_manifest.json)."""
+    from strokelrp.data.synth import synthesize_isles2017
+
+    path = synthesize_isles2017(
+        out,
+        n_cases,
+        shape=shape,
+        seed=seed,
+        varied_grids=varied_grids,
+        uninformative=uninformative,
+        progress=True,
+    )
+    h, w, d = shape
+    grids = "varied grids" if varied_grids else f"grid {w}x{h}x{d} (x y z)"
+    note = f", uninformative: {', '.join(uninformative)}" if uninformative else ""
+    click.echo(f"wrote {n_cases} synthetic cases ({grids}, seed {seed}{note}) to {path}")
+
+
+@cli.command()
+@click.argument("data", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
+def inspect(data: str, as_json: bool) -> None:
+    """Check an ISLES 2017 folder: one row per case; exit 1 if any case is invalid."""
+    import json
+
+    from tqdm import tqdm
+
+    from strokelrp.data.isles2017 import format_grid, format_spacing, inspect_isles2017
+
+    reports = list(
+        tqdm(inspect_isles2017(data), desc="inspect", unit="case", leave=False, disable=None)
+    )
+    invalid = [r for r in reports if r.problems]
+    if as_json:
+        doc = {
+            "data": data,
+            "n_cases": len(reports),
+            "n_invalid": len(invalid),
+            "cases": [r.as_dict() for r in reports],
+        }
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        rows = [("case", "grid (x y z)", "spacing", "lesion mL", "status")]
+        for r in reports:
+            lesion = (
+                "no OT"
+                if r.grid and not r.has_label
+                else ("-" if r.lesion_ml is None else f"{r.lesion_ml:.2f}")
+            )
+            rows.append(
+                (r.case_id, format_grid(r.grid), format_spacing(r.spacing), lesion, r.status)
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            click.echo(
+                "  ".join(cell.ljust(wd) for cell, wd in zip(row, widths, strict=True)).rstrip()
+            )
+        click.echo(
+            f"{len(reports)} cases, {len(reports) - len(invalid)} valid, {len(invalid)} invalid"
+        )
+        for r in invalid:
+            for line in r.problems:
+                click.echo(f"error: {line}", err=True)
+    if invalid:
+        sys.exit(1)
+
+
 # ------------------------------------------------------------ model commands (train, evaluate)
 
 
