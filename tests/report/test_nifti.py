@@ -180,3 +180,24 @@ def test_header_without_orientation_codes_keeps_the_affine(tmp_path: Path) -> No
     case.affine = _oblique_affine()
     out = write_relevance_nifti(tmp_path / "r.nii.gz", np.ones((6, 5, 6, 7)), case, setting="raw")
     np.testing.assert_allclose(nib.load(out).affine, case.affine, atol=1e-5)
+
+
+def test_overlays_a_synthetic_case_loaded_by_the_data_layer(tmp_path: Path) -> None:
+    from strokelrp.data.isles2017 import load_isles2017
+    from strokelrp.data.preprocess import preprocess_case
+    from strokelrp.data.synth import synthesize_isles2017
+
+    root = synthesize_isles2017(tmp_path / "data", n_cases=1, shape=(12, 10, 5), seed=3)
+    (case,) = load_isles2017(root)
+    x, _ = preprocess_case(case, (4, 8, 8))
+    out = write_relevance_nifti(tmp_path / "r.nii.gz", x - 0.5, case, setting="raw")
+    pred = write_label_nifti(tmp_path / "p.nii.gz", case.label, case)
+    for name, path in case.paths.items():
+        source = nib.load(path)
+        written, label = nib.load(out), nib.load(pred)
+        assert written.shape[:3] == source.shape[:3] == label.shape, name
+        np.testing.assert_allclose(written.affine, source.affine, atol=1e-5)
+        np.testing.assert_allclose(label.affine, source.affine, atol=1e-5)
+    np.testing.assert_array_equal(
+        np.asarray(nib.load(pred).dataobj), np.asarray(nib.load(case.paths["OT"]).dataobj)
+    )

@@ -5,7 +5,7 @@ the case, computes every requested filter setting in ONE batched relevance walk 
 and writes into ``out`` (default ``RUN/explanations/CASE``)::
 
     relevance_raw.nii.gz           4-D float32 (x, y, z, 6 modalities), native grid and affine
-    relevance_pass_0-0.4.nii.gz    one file per filter setting, same layout
+    relevance_pass_0-0.4.nii.gz    one file per filter setting (label pass(0,0.4)), same layout
     prediction.nii.gz              3-D uint8 lesion mask (native grid)
     figure1.png                    the paper's figure 1 for this case
     explanation.json               what was computed: run, rules, target, settings, files,
@@ -62,31 +62,21 @@ class CaseExplanation:
         return [*self.relevance.values(), self.prediction, self.figure, self.summary]
 
 
-def _number(value: float) -> str:
-    return f"{float(value):g}"
-
-
 def describe_filter(filt: Any) -> Setting:
-    """The :class:`Setting` of a filter object (``None`` = raw): label and stem from its range."""
+    """The :class:`Setting` of a filter (``None`` = raw).
+
+    The label is the filter's own (``raw``, ``pass(0,0.4)``, ``clamp(0,0.2)/channel``: the
+    names the sweep tables use); the file stem avoids shell-unfriendly characters
+    (``relevance_pass_0-0.4``, ``relevance_clamp_0-0.2_channel``).
+    """
+    from strokelrp.lrp.filters import filter_label
+
     if filt is None:
-        return Setting("raw", "relevance_raw", None)
-    kind = getattr(filt, "kind", None) or type(filt).__name__.lower().removesuffix("filter")
-    low, high = _filter_range(filt)
-    label = f"{kind} ({_number(low)}, {_number(high)})"
-    stem = f"relevance_{kind}_{_number(low)}-{_number(high)}"
-    return Setting(label, re.sub(r"[^A-Za-z0-9_.-]", "_", stem), filt)
-
-
-def _filter_range(filt: Any) -> tuple[float, float]:
-    for names in (("a1", "a2"), ("low", "high"), ("alpha1", "alpha2")):
-        if all(hasattr(filt, n) for n in names):
-            return float(getattr(filt, names[0])), float(getattr(filt, names[1]))
-    alpha = getattr(filt, "alpha", None)
-    if alpha is not None:
-        if isinstance(alpha, (tuple, list)):
-            return float(alpha[0]), float(alpha[1])
-        return 0.0, float(alpha)
-    raise StrokeLRPError(f"cannot name filter {filt!r}: it exposes no range")
+        return Setting(filter_label(None), "relevance_raw", None)
+    stem = f"relevance_{filt.kind}_{filt.low:g}-{filt.high:g}"
+    if getattr(filt, "scope", "sample") != "sample":
+        stem += f"_{filt.scope}"
+    return Setting(filter_label(filt), re.sub(r"[^A-Za-z0-9_.-]", "_", stem), filt)
 
 
 def parse_settings(specs: Sequence[str] | None) -> list[Setting]:
