@@ -105,8 +105,15 @@ def test_case_rows_match_the_measures_on_a_hand_made_map() -> None:
     x[:, 0, 0, 0] = 1.0  # every modality bright at (0,0) only
     label = np.zeros((1, 2, 2), dtype=np.uint8)
     label[0, 1, 1] = 1
-    meta = {"run": "r", "series": "A", "network": "r", "case": "7", "case_dice": 0.5,
-            "target": "prediction", "rules": "paper"}
+    meta = {
+        "run": "r",
+        "series": "A",
+        "network": "r",
+        "case": "7",
+        "case_dice": 0.5,
+        "target": "prediction",
+        "rules": "paper",
+    }
     rows = case_rows(r, x, label, settings, meta, informative=["ADC"])
     assert len(rows) == 12
     adc, mtt = rows[0], rows[1]
@@ -146,8 +153,19 @@ def test_cli_sweep_then_report(
     grid.write_text("raw\nclamp:0,0.2\n")
     run = make_run(tmp_path, data, name="B7")
     with pytest.raises(SystemExit) as done:
-        main(["sweep", str(run), str(data), "--cases", "1", "--grid", str(grid),
-              "--target", "ground_truth"])
+        main(
+            [
+                "sweep",
+                str(run),
+                str(data),
+                "--cases",
+                "1",
+                "--grid",
+                str(grid),
+                "--target",
+                "ground_truth",
+            ]
+        )
     assert done.value.code in (None, 0)
     out = capsys.readouterr().out
     assert "series A           raw: input inclusivity" in out
