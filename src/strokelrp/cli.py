@@ -7,6 +7,8 @@ is instant. Exit codes: 0 success, 1 bad input (one line per problem), 2 usage e
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -302,7 +304,222 @@ def evaluate(run: str, data: str, checkpoint: str, device: str, cache_dir: str |
 # ------------------------------------------------------------------------ explain command
 
 
+def _check_filter_spec(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
+    """Check each --filter spec (e.g. pass:0,0.4) with the engine's parser; usage error if bad."""
+    if not value:
+        return value
+    from strokelrp.lrp.filters import parse_filter
+
+    for spec in value:
+        try:
+            parse_filter(spec)
+        except (ValueError, StrokeLRPError) as err:
+            raise click.BadParameter(f"{spec!r}: {err}", ctx=ctx, param=param) from err
+    return value
+
+
+def _check_rules(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """--rules must name a preset of ``strokelrp.lrp.presets.PRESETS`` (looked up lazily)."""
+    from strokelrp.lrp.presets import PRESETS
+
+    if value not in PRESETS:
+        names = ", ".join(sorted(PRESETS))
+        raise click.BadParameter(f"{value!r} is not a preset; choose from {names}", ctx, param)
+    return value
+
+
+@cli.command("explain")
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--case", "case_id", required=True, help="Case id, e.g. training_4.")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    callback=_check_filter_spec,
+    metavar="KIND:A1,A2",
+    help="Filter setting, repeatable: pass:0,0.4 | clamp:0,0.2 | pass:0.4 (= 0,0.4). "
+    "Raw is always added. Default: the paper's figure 1 (pass:0,0.4 and clamp:0,0.2).",
+)
+@click.option(
+    "--rules",
+    default="paper",
+    show_default=True,
+    callback=_check_rules,
+    help="LRP rule preset (strokelrp.lrp.presets.PRESETS: paper, epsilon, wplus, zplus, "
+    "recommended, ...).",
+)
+@click.option(
+    "--target",
+    type=click.Choice(["prediction", "ground_truth"]),
+    default="prediction",
+    show_default=True,
+    help="Start relevance from the lesion logit on the predicted or on the OT lesion voxels.",
+)
+@click.option("--checkpoint", default="last", show_default=True, help="Checkpoint of RUN.")
+@click.option(
+    "--slice",
+    "slice_index",
+    type=int,
+    default=None,
+    help="Axial slice z of the figure (native grid; default: largest lesion area).",
+)
+@click.option(
+    "--modality",
+    type=click.Choice(["ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP"]),
+    default="rCBF",
+    show_default=True,
+    help="Modality channel shown in the figure.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder [default: RUN/explanations/CASE].",
+)
+def explain_command(
+    run: Path,
+    data: Path,
+    case_id: str,
+    filters: tuple[str, ...],
+    rules: str,
+    target: str,
+    checkpoint: str,
+    slice_index: int | None,
+    modality: str,
+    out: Path | None,
+) -> None:
+    """Relevance maps of one case (4-D NIfTI per filter setting, native grid) and figure 1.
+
+    All settings are computed in one batched relevance pass. Writes relevance_*.nii.gz,
+    prediction.nii.gz, figure1.png and explanation.json, and prints their paths.
+    """
+    from strokelrp.report.explain_case import explain_case
+
+    result = explain_case(
+        run,
+        data,
+        case_id,
+        filters=list(filters) or None,
+        rules=rules,
+        target=target,
+        checkpoint=checkpoint,
+        slice_index=slice_index,
+        modality=modality,
+        out=out,
+    )
+    for path in result.paths():
+        click.echo(str(path))
+
+
 # ---------------------------------------------------------------- sweep and report commands
+
+TARGETS = ("prediction", "ground_truth", "authors")
+
+
+def _split_cases(values: tuple[str, ...]) -> list[str] | None:
+    """``--cases 1,4 --cases 27`` -> ["1", "4", "27"]; None when not given."""
+    out = [c for v in values for c in v.replace(",", " ").split()]
+    return out or None
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="RUN [RUN ...] DATA")
+@click.option(
+    "--cases",
+    multiple=True,
+    metavar="IDS",
+    help="Only these case ids (comma-separated, or repeat the option). Default: all.",
+)
+@click.option(
+    "--grid",
+    default="paper",
+    show_default=True,
+    metavar="paper|FILE",
+    help="Filter settings: the paper's 16, or a file listing settings such as pass:0,0.4 "
+    '(one per line, or TOML settings = ["raw", ...]).',
+)
+@click.option(
+    "--rules",
+    default="paper",
+    show_default=True,
+    help="LRP rule preset (strokelrp.lrp.presets.PRESETS).",
+)
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default="prediction",
+    show_default=True,
+    help="Start relevance from the predicted lesion, the ground truth, or the whole output.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("--restart", is_flag=True, help="Discard RUN/sweep/sweep.csv instead of resuming.")
+def sweep(
+    paths: tuple[str, ...],
+    cases: tuple[str, ...],
+    grid: str,
+    rules: str,
+    target: str,
+    device: str,
+    restart: bool,
+) -> None:
+    """Explain every case under every filter setting; write RUN/sweep/sweep.csv.
+
+    One batched relevance pass per case computes all settings (filters at every layer, as the
+    paper). Cases already complete in the table are skipped. Under torchrun the cases are
+    shared out over the ranks. Prints the mean inclusivities of raw, pass(0,0.2) and
+    clamp(0,0.2) at the end.
+    """
+    if len(paths) < 2:
+        raise click.UsageError("give at least one RUN and the DATA folder")
+    from strokelrp.analysis.sweep import run_sweep, summary_lines
+    from strokelrp.analysis.table import read_tables
+    from strokelrp.lrp.presets import PRESETS
+
+    if rules not in PRESETS:
+        raise click.BadParameter(
+            f"{rules!r} is not one of {', '.join(sorted(PRESETS))}", param_hint="--rules"
+        )
+    *runs, data = paths
+    tables = run_sweep(
+        runs,
+        data,
+        grid=grid,
+        cases=_split_cases(cases),
+        rules=rules,
+        target=target,
+        device=device,
+        restart=restart,
+        log=lambda line: click.echo(line, err=True),
+    )
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    for line in summary_lines(read_tables(tables)):
+        click.echo(line)
+    for table in tables:
+        click.echo(f"wrote {table}")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN ...]")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=True, writable=True),
+    default=None,
+    help="Report file (or folder for report.html). Default: the first RUN's report.html.",
+)
+def report(runs: tuple[str, ...], out: str | None) -> None:
+    """Write a self-contained HTML report (figures embedded) and print its path."""
+    from strokelrp.report.html import build_report
+
+    click.echo(str(build_report(list(runs), out)))
 
 
 # ------------------------------------------------------------------------------ demo command
