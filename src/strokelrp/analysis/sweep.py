@@ -230,6 +230,16 @@ class Ranks:
         dist.all_gather_object(parts, rows)
         return [row for part in parts for row in part]
 
+    def share(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (so that all ranks plan the same rounds)."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def close(self) -> None:
         if self.joined_here:
             import torch.distributed as dist
@@ -338,10 +348,17 @@ def sweep_run(
     dev = resolve_device(device, ranks.local_rank)
     table = run_dir / SWEEP_TABLE
     rows: list[Row] = []
-    if table.is_file() and not restart:
+    problem = None
+    if ranks.rank == 0 and table.is_file() and not restart:
         rows = read_table(table)
-        _check_compatible(table, rows, target, rules)
-    done = done_pairs(rows, settings)
+        try:
+            _check_compatible(table, rows, target, rules)
+        except StrokeLRPError as err:
+            problem = str(err)
+    # only rank 0 reads the table (no shared file system needed); everyone plans from it
+    problem, done = ranks.share((problem, done_pairs(rows, settings)))
+    if problem:
+        raise StrokeLRPError(problem)
     labels = {s.label for s in settings}
     informative = read_informative(data_root)
     filters = [s.filter for s in settings]
