@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -401,6 +402,11 @@ def sweep_run(
                     filters=filters,
                     filter_at="all",
                 )
+                if exp.empty_target and log is not None:
+                    tqdm.write(
+                        f"{network} case {cid}: the {target} start is empty, every map is zero",
+                        file=sys.stderr,
+                    )
                 pred = (exp.output.argmax(dim=1)[0] == 1).cpu().numpy()
                 meta = {
                     "run": run_dir.name,
