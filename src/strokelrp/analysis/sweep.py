@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from strokelrp.analysis._arrays import to_float64, to_numpy
 from strokelrp.analysis.distribution import mean_normalized_signal
 from strokelrp.analysis.inclusivity import ground_truth_inclusivity, input_inclusivity
 from strokelrp.analysis.shares import lesion_shares, modality_shares
@@ -180,12 +181,21 @@ def case_rows(
     k = len(settings)
     if getattr(relevance, "shape", (None,))[0] != k:
         raise StrokeLRPError(f"relevance holds {relevance.shape[0]} maps for {k} settings")
-    inc_x = input_inclusivity(relevance, x)
-    mean = mean_normalized_signal(relevance)
-    share = modality_shares(relevance)
-    nan = np.full((k, len(MODALITIES)), np.nan)
-    inc_gt = ground_truth_inclusivity(relevance, label) if label is not None else nan
-    lesion = lesion_shares(relevance, label) if label is not None else nan
+    xs = to_numpy(x, "x")
+    nan = np.full(len(MODALITIES), np.nan)
+    measures = []
+    for i in range(k):  # one map at a time: float64 copies of (C, D, H, W), not of the batch
+        r = to_float64(relevance[i], "relevance")
+        measures.append(
+            (
+                input_inclusivity(r, xs),
+                ground_truth_inclusivity(r, label) if label is not None else nan,
+                mean_normalized_signal(r),
+                modality_shares(r),
+                lesion_shares(r, label) if label is not None else nan,
+            )
+        )
+    inc_x, inc_gt, mean, share, lesion = (np.stack(m) for m in zip(*measures, strict=True))
     wanted = {m.lower() for m in informative} if informative is not None else None
     rows = []
     for i, s in enumerate(settings):
