@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -291,6 +292,9 @@ def sweet_spot_figure(
         first = next(iter(spots.values()))
         stat = "standard deviation" if first.statistic == "sd" else "interquartile range"
         ax.set_xscale("log")
+        ticks = sorted({a for spot in spots.values() for a in spot.alphas})
+        ax.set_xticks(ticks, [f"{a:g}" for a in ticks])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("α₂ of the (0, α₂) filter (raw map = 1), log scale")
         ax.set_ylabel(f"{stat} of μ_α over data points")
         ax.set_title(f"Sweet spot: smallest α with spread ≥ {first.fraction:g} × maximum")
