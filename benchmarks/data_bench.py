@@ -58,7 +58,7 @@ def main() -> None:
             cold, n, hits_cold = _load_all(root, series, cache)
             cached, _, hits_warm = _load_all(root, series, cache)
             assert hits_cold == 0 and hits_warm == n
-            cache_mb = sum(p.stat().st_size for p in cache.glob("*.npz")) / 1e6
+            cache_mb = sum(p.stat().st_size for p in cache.glob("*.npy")) / 1e6
             rows.append((series, n, cold, cached, cache_mb))
 
     print(
