@@ -387,8 +387,12 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
             continue
         if found:
             chosen[key] = found[0]
-        elif key != LABEL_TOKEN and not folder.empty_folders.get(key):
-            problem(where, f"missing modality {token} (no file or folder named with {token})")
+        elif not folder.empty_folders.get(key):
+            stray = [_rel(p, root) for p in folder.other_files.get(key, [])]
+            if stray:
+                problem(where, f"no .nii or .nii.gz image for {token} (found {', '.join(stray)})")
+            elif key != LABEL_TOKEN:
+                problem(where, f"missing modality {token} (no file or folder named with {token})")
 
     arrays: dict[str, np.ndarray] = {}
     images: dict[str, nib.Nifti1Image] = {}
