@@ -137,6 +137,170 @@ def inspect(data: str, as_json: bool) -> None:
 # ------------------------------------------------------------ model commands (train, evaluate)
 
 
+def _parse_series(ctx: click.Context, param: click.Parameter, value: str) -> str | tuple:
+    """``A``/``B``/``C``/``X`` or a custom ``DxHxW`` (e.g. ``8x16x16``) for quick experiments."""
+    from strokelrp.config import SERIES
+
+    if value.upper() in SERIES:
+        return value.upper()
+    parts = value.lower().split("x")
+    if len(parts) == 3 and all(p.isdigit() and int(p) >= 1 for p in parts):
+        return tuple(int(p) for p in parts)
+    raise click.BadParameter(f"{value!r}: choose A, B, C, X or give D x H x W like 8x16x16")
+
+
+@cli.command()
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.option(
+    "--series",
+    required=True,
+    callback=_parse_series,
+    metavar="A|B|C|X",
+    help="Scale the cases are resized to: A 19x48x48, B 19x96x96, C 19x144x144, X 19x192x192 "
+    "(D x H x W), or a custom DxHxW.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Run folder (config.toml, checkpoints/, train_log.csv).",
+)
+@click.option(
+    "--width",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Channels of the first block (the paper: 32, 19.08 M parameters).",
+)
+@click.option("--epochs", type=click.IntRange(min=0), default=80, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train this many networks, seeds SEED..SEED+N-1, into OUT/net-1..N.",
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="bf16: autocast (for GPUs).",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Fraction of cases held out for validation (per seed).",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(["ce", "dice_ce"]),
+    default="ce",
+    show_default=True,
+    help="ce: the paper's cross-entropy; dice_ce: cross-entropy + soft Dice.",
+)
+@click.option(
+    "--cases",
+    "case_ids",
+    multiple=True,
+    metavar="ID",
+    help="Train on these case ids only (repeat the option).",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=str),
+    default=None,
+    help="Cache of preprocessed cases (default: $STROKELRP_CACHE_DIR or ~/.cache).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue OUT from its newest complete checkpoint (exactly, on CPU).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def train(
+    data: str,
+    series: str | tuple,
+    out: str,
+    width: int,
+    epochs: int,
+    seed: int,
+    repeats: int,
+    device: str,
+    precision: str,
+    val_fraction: float,
+    loss: str,
+    case_ids: tuple[str, ...],
+    cache_dir: str | None,
+    resume: bool,
+    no_progress: bool,
+) -> None:
+    """Train the paper's 3-D U-Net on an ISLES 2017 folder (cross-entropy, Adam, batch 1).
+
+    Runs unchanged under torchrun (DistributedDataParallel): torchrun --nproc_per_node=N
+    -m strokelrp train DATA ...
+    """
+    import os
+    from pathlib import Path
+
+    from strokelrp.config import TrainConfig
+    from strokelrp.train.loop import train as run_training
+
+    config = TrainConfig(
+        data=str(Path(data).resolve()),
+        series=series,
+        width=width,
+        epochs=epochs,
+        seed=seed,
+        repeats=repeats,
+        device=device,
+        precision=precision,
+        val_fraction=val_fraction,
+        loss=loss,
+        cases=case_ids or None,
+        cache_dir=cache_dir,
+    )
+    dirs = run_training(config, out, resume=resume, progress=not no_progress)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
+        click.echo(f"trained {len(dirs)} network(s) in {out}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.option(
+    "--checkpoint",
+    default="last",
+    show_default=True,
+    help="last, an epoch number (3 or epoch-003), or a .safetensors path.",
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=str),
+    default=None,
+    help="Cache of preprocessed cases (default: the run's, else ~/.cache).",
+)
+def evaluate(run: str, data: str, checkpoint: str, device: str, cache_dir: str | None) -> None:
+    """Score RUN's network(s) on DATA in each case's native grid.
+
+    Writes RUN/metrics.csv (Dice, HD95 and ASSD in mm, precision, recall, volumes in mL, one
+    row per case) and RUN/table1.csv (the paper's table 1), and prints mean and SD.
+    """
+    from strokelrp.train.evaluate import evaluate as run_evaluation
+
+    run_evaluation(run, data, checkpoint, device=device, echo=click.echo, cache_dir=cache_dir)
+    click.echo(f"wrote {run}/metrics.csv and {run}/table1.csv")
+
+
 # ------------------------------------------------------------------------ explain command
 
 

@@ -197,3 +197,19 @@ def test_second_example_sweet_spot_from_the_area_curve() -> None:
     expected = [max(0.0, (min(a, 0.5) ** 2 - 0.01) / 2) for a in alphas]
     np.testing.assert_allclose(curve, expected, atol=H)
     assert first_alpha_at_fraction(alphas, curve, fraction=1e-3) == 0.12  # first grid alpha >= .1
+
+
+@pytest.mark.parametrize("alpha", [0.2, 0.4, 0.6])
+def test_engine_pass_filter_on_identity_once_and_twice(alpha: float) -> None:
+    # strokelrp's PassFilter renormalises by the current max |f|: once on the identity it is
+    # the paper's P_alpha (A = alpha² / 2); a second pass sees max alpha and keeps |x| <= alpha²,
+    # so two renormalising passes give alpha⁴ / 2 (filters at every layer compound).
+    import torch
+
+    from strokelrp.lrp.filters import PassFilter
+
+    identity = torch.from_numpy(X).reshape(1, 1, N_CELLS)  # (K, C, ...) = (1, 1, n)
+    once = PassFilter(alpha)(identity)
+    twice = PassFilter(alpha)(once)
+    assert integrate(once.numpy(), H) == pytest.approx(alpha**2 / 2, abs=H)
+    assert integrate(twice.numpy(), H) == pytest.approx(alpha**4 / 2, abs=H)

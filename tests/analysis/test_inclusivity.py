@@ -13,6 +13,7 @@ from strokelrp.analysis.inclusivity import (
     inclusivity,
     input_inclusivity,
 )
+from strokelrp.data.preprocess import resize_volume
 from strokelrp.errors import StrokeLRPError
 
 
@@ -133,3 +134,19 @@ def test_native_grid_resamples_relevance_and_keeps_native_inputs() -> None:
     label_model = vol([1, 1, 0, 0, 0, 0, 0, 0])  # lesion at model scale, resized (nearest)
     gt = ground_truth_inclusivity(r, label_model, smoothing=0.0, grid=(4, 4, 4), resize=repeat2)
     np.testing.assert_allclose(gt, [0.5])  # 8 of the lesion's 16 native voxels
+
+
+def test_native_grid_with_the_data_layers_resize() -> None:
+    # model scale (1, 1, 2, 2) -> native (1, 1, 4, 4) with strokelrp.data.preprocess.resize_volume
+    r = np.zeros((1, 1, 2, 2))
+    r[0, 0, 0, 0] = 1.0  # trilinear upsampling keeps the top-left native quarter >= 0.5
+    label = np.zeros((1, 2, 2), dtype=np.uint8)
+    label[0, 0, 0] = 1  # nearest: the top-left native 2x2 block
+    out = ground_truth_inclusivity(r, label, smoothing=0.0, grid=(1, 4, 4))
+    np.testing.assert_allclose(out, [1.0])
+    x = np.ones((1, 1, 4, 4))  # all bright: the relevance mask covers 4 of 16 native voxels
+    upsampled = input_inclusivity(r, x, smoothing=0.0, grid=(1, 4, 4))
+    # 1-D weights of the 2 -> 4 trilinear resize: 1, .75, .25, 0 -> top-left 2x2 >= .5625
+    mask_size = binarize_relevance(resize_volume(r, (1, 4, 4))).sum()
+    np.testing.assert_allclose(upsampled, [mask_size / 16])
+    assert mask_size == 4

@@ -123,7 +123,11 @@ def _format(column: str, value: Any) -> str:
     if value is None:
         return ""
     if column in FLOAT_COLUMNS:
-        return "" if isinstance(value, str) and not value else format_number(value)
+        if isinstance(value, str) and not value:
+            return ""
+        if column in ("a1", "a2") and math.isnan(float(value)):
+            return ""  # the raw map has no range
+        return format_number(value)
     return str(value)
 
 
