@@ -176,7 +176,7 @@ def explain_case(
 
     model, config = load_model(run, checkpoint=checkpoint, device=device)
     case = load_case(data, case_id)
-    x, y = preprocess_case(case, config.series)
+    x, y = preprocess_case(case, config.shape, normalization=config.normalization)
     if target == "ground_truth" and y is None:
         raise StrokeLRPError(f"case {case_id}: --target ground_truth needs an OT mask, none found")
     xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(device)
@@ -238,7 +238,7 @@ def explain_case(
             "case": case_id,
             "run": str(run),
             "checkpoint": checkpoint,
-            "series": config.series,
+            "series": config.series_name,
             "rules": str(rules),
             "target": target,
             "modalities": list(MODALITIES),
