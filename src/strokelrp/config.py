@@ -28,6 +28,7 @@ SERIES: dict[str, tuple[int, int, int]] = {
 LOSSES: tuple[str, ...] = ("ce", "dice_ce")
 """Training losses: the paper's cross-entropy, or cross-entropy + soft Dice of the lesion class."""
 
+NORMALIZATIONS: tuple[str, ...] = ("minmax", "zscore")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
@@ -41,14 +42,15 @@ RESUMABLE_FIELDS: frozenset[str] = frozenset(
 class TrainConfig:
     """Everything that defines a training run (the paper's recipe by default).
 
-    ``data`` is the ISLES 2017 tree (stored as an absolute path), ``series`` one of
-    :data:`SERIES`. ``repeats`` > 1 trains networks with seeds ``seed .. seed + repeats - 1``
-    (the paper's A1..A4); the held-out split (``val_fraction``) is drawn from ``split_seed``
-    (``None``: ``seed``), so all repeats of a run share one split.
+    ``data`` is the ISLES 2017 tree, ``series`` one of :data:`SERIES` or an explicit (D, H, W)
+    for quick experiments (use :attr:`shape` for the sizes). ``repeats`` > 1 trains networks
+    with seeds ``seed .. seed + repeats - 1`` (the paper's A1..A4); the held-out split
+    (``val_fraction``) is drawn from ``split_seed`` (``None``: ``seed``), so all repeats of a
+    run share one split.
     """
 
     data: str
-    series: str
+    series: str | tuple[int, int, int]
     width: int = 32
     epochs: int = 80
     seed: int = 0
@@ -62,7 +64,6 @@ class TrainConfig:
     cases: tuple[str, ...] | None = None
     device: str = "auto"
     precision: str = "fp32"
-    sync_bn: bool = False
     checkpoint_every: int = 1
     keep_checkpoints: int = 0
     cache_dir: str | None = None
@@ -70,6 +71,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         # Normalise container types first (TOML gives lists), then validate everything at once.
         object.__setattr__(self, "data", str(self.data))
+        if isinstance(self.series, (list, tuple)):
+            object.__setattr__(self, "series", tuple(self.series))
         if isinstance(self.betas, list):
             object.__setattr__(self, "betas", tuple(self.betas))
         if self.cases is not None and not isinstance(self.cases, str):
@@ -95,7 +98,13 @@ class TrainConfig:
 
         if not self.data:
             p.append("data must name the ISLES 2017 folder, got an empty string")
-        choice("series", tuple(SERIES))
+        if isinstance(self.series, tuple):
+            if len(self.series) != 3 or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in self.series
+            ):
+                p.append(f"series must be A, B, C, X or (D, H, W) sizes >= 1, got {self.series!r}")
+        else:
+            choice("series", tuple(SERIES))
         integer("width", 1)
         integer("epochs", 0)
         integer("seed", 0)
@@ -118,19 +127,21 @@ class TrainConfig:
         v = self.val_fraction
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1:
             p.append(f"val_fraction must be a number in [0, 1), got {v!r}")
-        if not isinstance(self.normalization, str) or not self.normalization:
-            p.append(f"normalization must be a non-empty name, got {self.normalization!r}")
+        choice("normalization", NORMALIZATIONS)
         if self.cases is not None and (isinstance(self.cases, str) or len(self.cases) == 0):
             p.append(f"cases must be a non-empty list of case ids, got {self.cases!r}")
-        if not isinstance(self.sync_bn, bool):
-            p.append(f"sync_bn must be true or false, got {self.sync_bn!r}")
         return p
 
     # ------------------------------------------------------------------ derived values
     @property
     def shape(self) -> tuple[int, int, int]:
         """The series' (D, H, W)."""
-        return SERIES[self.series]
+        return self.series if isinstance(self.series, tuple) else SERIES[self.series]
+
+    @property
+    def series_name(self) -> str:
+        """``"A"`` ... ``"X"``, or ``"DxHxW"`` for a custom shape."""
+        return self.series if isinstance(self.series, str) else "x".join(map(str, self.series))
 
     @property
     def effective_split_seed(self) -> int:
