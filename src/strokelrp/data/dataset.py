@@ -272,7 +272,9 @@ class CaseDataset(Dataset):
         if progress:
             from tqdm import tqdm
 
-            iterator = tqdm(iterator, total=len(folders), desc="load", unit="case", leave=False)
+            iterator = tqdm(
+                iterator, total=len(folders), desc="load", unit="case", leave=False, disable=None
+            )
         for i, folder in iterator:
             if i in dups:
                 problems += dups[i]

@@ -380,7 +380,7 @@ def synthesize_isles2017(
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(numbers, desc="synth", unit="case", leave=False)
+        iterator = tqdm(numbers, desc="synth", unit="case", leave=False, disable=None)
     for index, number in enumerate(iterator):
         rng = np.random.default_rng([int(seed), number])
         grid = _case_grid(np.random.default_rng([int(seed), number, 1]), shape, varied_grids)
