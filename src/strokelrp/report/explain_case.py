@@ -32,7 +32,7 @@ from strokelrp.report.nifti import NIFTI_SUFFIX
 PAPER_FIGURE1_FILTERS: tuple[str, ...] = ("pass:0,0.4", "clamp:0,0.2")
 """The two filtered settings of the paper's figure 1 (raw is always added first)."""
 
-TARGETS: tuple[str, ...] = ("prediction", "ground_truth")
+TARGETS: tuple[str, ...] = ("prediction", "ground_truth", "authors")
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class CaseExplanation:
     slice_index: int
     dice: float | None
     peaks: dict[str, list[float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def paths(self) -> list[Path]:
         return [*self.relevance.values(), self.prediction, self.figure, self.summary]
@@ -175,16 +176,15 @@ def explain_case(
 
     model, config = load_model(run, checkpoint=checkpoint, device=device)
     case = load_case(data, case_id)
-    x, y = preprocess_case(case, config.series)
+    x, y = preprocess_case(case, config.shape, normalization=config.normalization)
     if target == "ground_truth" and y is None:
         raise StrokeLRPError(f"case {case_id}: --target ground_truth needs an OT mask, none found")
     xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(device)
-    label = None if y is None else torch.from_numpy(y.astype(np.int64))[None].to(device)
     result = explain(
         model,
         xt,
         target=target,
-        label=label,
+        label=None if y is None else torch.from_numpy(y),
         rules=rules,
         filters=[s.filter for s in settings],
     )
@@ -238,7 +238,7 @@ def explain_case(
             "case": case_id,
             "run": str(run),
             "checkpoint": checkpoint,
-            "series": config.series,
+            "series": config.series_name,
             "rules": str(rules),
             "target": target,
             "modalities": list(MODALITIES),
@@ -259,6 +259,7 @@ def explain_case(
             ],
             "prediction": pred_path.name,
             "figure": figure.name,
+            "notes": list(result.notes),
         },
     )
     return CaseExplanation(
@@ -271,4 +272,5 @@ def explain_case(
         slice_index=z,
         dice=dice,
         peaks=peaks,
+        notes=[f"case {case_id}: {note}" for note in result.notes],
     )

@@ -5,7 +5,8 @@ Layout (K settings, e.g. raw, pass (0, 0.4), clamp (0, 0.2) as in the paper):
 - row 1: the K heatmaps of one modality channel on one axial slice, each normalised to
   [-1, 1] by N = max |R_c| over the whole 3-D channel (the paper's normalisation; N is given
   in each title), diverging colour map centred on 0, one shared colour bar;
-- row 2: the same heatmaps over the modality slice (voxels with R = 0 left transparent);
+- row 2: the same heatmaps over the modality slice, each voxel's opacity growing with its
+  normalised amplitude (0.9 sqrt|R_c / N|), so weak relevance lets the anatomy show through;
 - row 3: ground truth, prediction and the modality slice.
 
 All arrays must be in one grid (e.g. the case's native grid), ``spacing`` (x, y, z) in mm
@@ -28,7 +29,8 @@ from strokelrp.config import MODALITIES
 DIVERGING_CMAP = "RdBu_r"
 """ColorBrewer red-blue (colour-blind safe): red = positive relevance, blue = negative."""
 
-_OVERLAY_ALPHA = 0.6
+_OVERLAY_ALPHA = 0.9
+"""Opacity of a voxel with |R_c| / N = 1 in the overlays; it falls as sqrt of the amplitude."""
 
 
 def _as_numpy(array: Any) -> np.ndarray:
@@ -168,8 +170,8 @@ def plot_figure1(
         mappable = ax.imshow(normed[z], cmap=DIVERGING_CMAP, norm=norm, **show)
         ax = panel(1, k, f"({letter}2) {setting} over {modality}")
         ax.imshow(modality_slice, cmap="gray", vmin=lo, vmax=hi, **show)
-        overlay = np.ma.masked_where(normed[z] == 0, normed[z])
-        ax.imshow(overlay, cmap=DIVERGING_CMAP, norm=norm, alpha=_OVERLAY_ALPHA, **show)
+        opacity = _OVERLAY_ALPHA * np.sqrt(np.clip(np.abs(normed[z]), 0.0, 1.0))
+        ax.imshow(normed[z], cmap=DIVERGING_CMAP, norm=norm, alpha=opacity, **show)
     for row in (0, 1):
         for col in range(len(maps), n_cols):
             fig.add_subplot(spec[row, col]).axis("off")
