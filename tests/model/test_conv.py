@@ -48,3 +48,12 @@ def test_other_inputs_take_pytorchs_path() -> None:
     assert not uses_onednn_path(Conv3d(2, 2, 3, stride=2), torch.randn(1, 2, 4, 4, 4))
     x = torch.randn(1, 2, 4, 4, 4, dtype=torch.float64)
     torch.testing.assert_close(conv.double()(x), F.conv3d(x, conv.weight, conv.bias, padding=1))
+
+
+def test_inference_is_bit_identical_to_nn_conv3d() -> None:
+    """No gradient recorded (evaluation, LRP): PyTorch's own path, exactly."""
+    torch.manual_seed(1)
+    conv = Conv3d(3, 4, kernel_size=3, padding=1)
+    x = torch.randn(1, 3, 5, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(conv(x), F.conv3d(x, conv.weight, conv.bias, padding=1))

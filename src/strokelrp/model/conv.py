@@ -13,6 +13,8 @@ convolutions:
 - weight gradient: a convolution of the padded input (channels as batch) with ``dy`` (channels
   as batch) as the kernel, which sums over space and batch.
 
+The path is taken only when a gradient is being recorded (training); inference (``no_grad``,
+evaluation, LRP) stays on ``nn.Conv3d``'s path, so its results are unchanged bit for bit.
 Everything else (GPU, bf16, batches > 1, large inputs that PyTorch already sends to oneDNN,
 1x1 kernels) is ``nn.Conv3d``'s own path. The module is an ``nn.Conv3d`` (same parameters,
 ``state_dict`` and ``isinstance``); results agree with ``F.conv3d`` to float32 rounding.
@@ -93,6 +95,11 @@ class Conv3d(nn.Conv3d):
     def _conv_forward(
         self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     ) -> torch.Tensor:
-        if uses_onednn_path(self, input) and weight.dtype == torch.float32:
+        if (
+            torch.is_grad_enabled()
+            and (input.requires_grad or weight.requires_grad)
+            and weight.dtype == torch.float32
+            and uses_onednn_path(self, input)
+        ):
             return _OneDNNConv3d.apply(input, weight, bias, tuple(self.padding))
         return super()._conv_forward(input, weight, bias)
