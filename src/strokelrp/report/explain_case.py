@@ -18,6 +18,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,14 +187,16 @@ def explain_case(
     if target == "ground_truth" and y is None:
         raise StrokeLRPError(f"case {case_id}: --target ground_truth needs an OT mask, none found")
     xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(device)
-    result = explain(
-        model,
-        xt,
-        target=target,
-        label=None if y is None else torch.from_numpy(y),
-        rules=rules,
-        filters=[s.filter for s in settings],
-    )
+    with warnings.catch_warnings():  # an empty target is reported once, through .notes
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = explain(
+            model,
+            xt,
+            target=target,
+            label=None if y is None else torch.from_numpy(y),
+            rules=rules,
+            filters=[s.filter for s in settings],
+        )
     relevance = result.relevance.detach().cpu().float().numpy()  # (K, 6, D, H, W)
     logits = result.output.detach().cpu().float()[0]  # (2, D, H, W)
 
