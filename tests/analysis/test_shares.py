@@ -10,8 +10,10 @@ from strokelrp.analysis.shares import (
     informative_share,
     lesion_shares,
     modality_shares,
+    share_summary,
     uniform_expectation,
 )
+from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
 
 
@@ -61,3 +63,41 @@ def test_informative_mask_rejects_unknown_names() -> None:
     np.testing.assert_array_equal(informative_mask(["Tmax"]), [0, 0, 0, 0, 1, 0])
     with pytest.raises(StrokeLRPError, match="DWI"):
         informative_mask(["DWI"])
+
+
+def summary_rows(case: str, shares: list[float], lesion: list[float], inf: list) -> list[dict]:
+    return [
+        {
+            "series": "A",
+            "setting": "raw",
+            "run": "r",
+            "case": case,
+            "modality": m,
+            "relevance_share": s,
+            "lesion_share": ls,
+            "informative": f,
+        }
+        for m, s, ls, f in zip(MODALITIES, shares, lesion, inf, strict=True)
+    ]
+
+
+def test_share_summary_hand_computed() -> None:
+    nan = float("nan")
+    rows = [
+        # map 1: informative share 0.5 (ADC) vs uniform 1/6; lesion .5*1 + .25*0 + .25*.5 = .625
+        *summary_rows(
+            "1",
+            [0.5, 0.25, 0.25, 0, 0, 0],
+            [1, 0, 0.5, nan, nan, nan],
+            [True, False, False, False, False, False],
+        ),
+        # map 2: no positive relevance: counted, but has no shares
+        *summary_rows("2", [nan] * 6, [nan] * 6, [True] + [False] * 5),
+        # map 3: every modality informative: nothing to compare; lesion share 1 * .25 = .25
+        *summary_rows("3", [1, 0, 0, 0, 0, 0], [0.25, nan, nan, nan, nan, nan], [True] * 6),
+    ]
+    [s] = share_summary(rows)
+    assert s["n_maps"] == 3 and s["n_informative_maps"] == 1
+    assert s["informative_share"] == pytest.approx(0.5)
+    assert s["uniform_expectation"] == pytest.approx(1 / 6)
+    assert s["lesion_share"] == pytest.approx((0.625 + 0.25) / 2)

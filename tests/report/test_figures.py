@@ -86,3 +86,14 @@ def test_series_colours_are_fixed_and_distinct() -> None:
     assert len(set(colours)) == 4
     assert colours[0] == "#0072B2"
     assert np.all([c.startswith("#") for c in colours])
+
+
+def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        paths = figures.table1_figure([{"network": "A1", "mean_dice": 0.4}], tmp_path)
+    finally:
+        os.umask(mask)
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in paths)  # not mkstemp's 0600

@@ -113,8 +113,9 @@ def share_summary(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per series and setting, from sweep-table rows: where the positive relevance goes.
 
     For each (run, case, setting) map: the informative share ``sum_{c informative} share_c``,
-    its uniform expectation ``n_informative / C`` (only where the manifest said which
-    modalities are informative), and the map's lesion share ``sum_c share_c * lesion_share_c``.
+    its uniform expectation ``n_informative / C`` (only where the manifest marks some, not all,
+    modalities informative: otherwise there is nothing to compare), and the map's lesion
+    share ``sum_c share_c * lesion_share_c``.
     Returns one dict per (series, setting) with the means over maps: ``informative_share``,
     ``uniform_expectation``, ``lesion_share`` (NaN when undefined) and the counts ``n_maps`` and
     ``n_informative_maps``.
@@ -134,7 +135,7 @@ def share_summary(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         )
         acc["lesion"].append(lesion)
         flags = [r.get("informative") for r in channel_rows]
-        if all(isinstance(f, bool) for f in flags) and any(flags):
+        if all(isinstance(f, bool) for f in flags) and any(flags) and not all(flags):
             acc["inf"].append(sum(s for s, f in zip(shares, flags, strict=True) if f))
             acc["uni"].append(sum(flags) / len(flags))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from strokelrp.analysis._arrays import to_float64, to_numpy
 from strokelrp.analysis.distribution import mean_normalized_signal
 from strokelrp.analysis.inclusivity import ground_truth_inclusivity, input_inclusivity
 from strokelrp.analysis.shares import lesion_shares, modality_shares
@@ -179,12 +181,21 @@ def case_rows(
     k = len(settings)
     if getattr(relevance, "shape", (None,))[0] != k:
         raise StrokeLRPError(f"relevance holds {relevance.shape[0]} maps for {k} settings")
-    inc_x = input_inclusivity(relevance, x)
-    mean = mean_normalized_signal(relevance)
-    share = modality_shares(relevance)
-    nan = np.full((k, len(MODALITIES)), np.nan)
-    inc_gt = ground_truth_inclusivity(relevance, label) if label is not None else nan
-    lesion = lesion_shares(relevance, label) if label is not None else nan
+    xs = to_numpy(x, "x")
+    nan = np.full(len(MODALITIES), np.nan)
+    measures = []
+    for i in range(k):  # one map at a time: float64 copies of (C, D, H, W), not of the batch
+        r = to_float64(relevance[i], "relevance")
+        measures.append(
+            (
+                input_inclusivity(r, xs),
+                ground_truth_inclusivity(r, label) if label is not None else nan,
+                mean_normalized_signal(r),
+                modality_shares(r),
+                lesion_shares(r, label) if label is not None else nan,
+            )
+        )
+    inc_x, inc_gt, mean, share, lesion = (np.stack(m) for m in zip(*measures, strict=True))
     wanted = {m.lower() for m in informative} if informative is not None else None
     rows = []
     for i, s in enumerate(settings):
@@ -229,6 +240,16 @@ class Ranks:
         parts: list[Any] = [None] * self.world
         dist.all_gather_object(parts, rows)
         return [row for part in parts for row in part]
+
+    def share(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (so that all ranks plan the same rounds)."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def close(self) -> None:
         if self.joined_here:
@@ -338,10 +359,17 @@ def sweep_run(
     dev = resolve_device(device, ranks.local_rank)
     table = run_dir / SWEEP_TABLE
     rows: list[Row] = []
-    if table.is_file() and not restart:
+    problem = None
+    if ranks.rank == 0 and table.is_file() and not restart:
         rows = read_table(table)
-        _check_compatible(table, rows, target, rules)
-    done = done_pairs(rows, settings)
+        try:
+            _check_compatible(table, rows, target, rules)
+        except StrokeLRPError as err:
+            problem = str(err)
+    # only rank 0 reads the table (no shared file system needed); everyone plans from it
+    problem, done = ranks.share((problem, done_pairs(rows, settings)))
+    if problem:
+        raise StrokeLRPError(problem)
     labels = {s.label for s in settings}
     informative = read_informative(data_root)
     filters = [s.filter for s in settings]
@@ -384,6 +412,11 @@ def sweep_run(
                     filters=filters,
                     filter_at="all",
                 )
+                if exp.empty_target and log is not None:
+                    tqdm.write(
+                        f"{network} case {cid}: the {target} start is empty, every map is zero",
+                        file=sys.stderr,
+                    )
                 pred = (exp.output.argmax(dim=1)[0] == 1).cpu().numpy()
                 meta = {
                     "run": run_dir.name,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -291,6 +292,9 @@ def sweet_spot_figure(
         first = next(iter(spots.values()))
         stat = "standard deviation" if first.statistic == "sd" else "interquartile range"
         ax.set_xscale("log")
+        ticks = sorted({a for spot in spots.values() for a in spot.alphas})
+        ax.set_xticks(ticks, [f"{a:g}" for a in ticks])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("α₂ of the (0, α₂) filter (raw map = 1), log scale")
         ax.set_ylabel(f"{stat} of μ_α over data points")
         ax.set_title(f"Sweet spot: smallest α with spread ≥ {first.fraction:g} × maximum")
@@ -344,7 +348,8 @@ def training_curves(
 ) -> list[Path]:
     """Loss and training Dice against epoch, one line per run (``logs``: run -> log rows).
 
-    Columns are found by name: ``epoch``, one containing ``loss``, one containing ``dice``.
+    Columns are found by name: ``epoch``, one containing ``loss``, and every column containing
+    ``dice`` (those starting with ``val`` are held-out Dice, drawn dashed).
     """
     if not logs:
         raise StrokeLRPError("no training logs to plot")
@@ -356,23 +361,33 @@ def training_curves(
             cols = list(rows[0].keys())
             epoch = _find_column(cols, "epoch")
             loss = _find_column(cols, "loss")
-            dice = _find_column(cols, "dice")
             if epoch is None:
                 continue
             x = [float(r[epoch]) for r in rows]
             colour = OKABE_ITO[i % len(OKABE_ITO)]
             if loss:
                 ax_loss.plot(x, [_num(r[loss]) for r in rows], color=colour, label=run)
-            if dice:
-                ax_dice.plot(x, [_num(r[dice]) for r in rows], color=colour, label=run)
-        ax_loss.set_ylabel("cross-entropy loss (mean per epoch)")
-        ax_dice.set_ylabel("training Dice")
+            for col in (c for c in cols if "dice" in c.lower()):
+                values = [_num(r[col]) for r in rows]
+                if all(math.isnan(v) for v in values):
+                    continue
+                held_out = col.lower().startswith("val")
+                ax_dice.plot(
+                    x,
+                    values,
+                    color=colour,
+                    linestyle="--" if held_out else "-",
+                    label=f"{run} ({'held-out' if held_out else 'training'})",
+                )
+        ax_loss.set_ylabel("training loss (mean per epoch)")
+        ax_dice.set_ylabel("Dice")
         ax_dice.set_ylim(-0.02, 1.02)
-        for ax, title in ((ax_loss, "(A) loss"), (ax_dice, "(B) training Dice")):
+        for ax, title in ((ax_loss, "(A) loss"), (ax_dice, "(B) Dice")):
             ax.set_xlabel("epoch")
             ax.set_title(title)
             ax.grid(color="0.9", linewidth=0.6)
         ax_loss.legend(frameon=False)
+        ax_dice.legend(frameon=False, fontsize=7)
         return save_figure(fig, out_dir, name)
 
 

@@ -194,15 +194,22 @@ def training_section(runs: Sequence[Path], fig_dir: Path) -> Section:
         )
     else:
         parts.append(note("No table1.csv in any run: train with `strokelrp train` first."))
-    logs = {p.parent.name: read_csv(p) for p in _existing(runs, "train_log.csv")}
+    logs = {}
+    for run in runs:
+        found = [run / "train_log.csv"] if (run / "train_log.csv").is_file() else []
+        found = found or sorted(run.glob("net-*/train_log.csv"))  # a repeats run
+        for path in found:
+            label = run.name if path.parent == run else f"{run.name}/{path.parent.name}"
+            logs[label] = read_csv(path)
     logs = {k: v for k, v in logs.items() if v}
     if logs:
         png = figures.training_curves(logs, fig_dir)[0]
         parts.append(
             figure_html(
                 png,
-                "Training curves: (A) mean cross-entropy loss per epoch, (B) Dice on the "
-                "training cases, one line per run.",
+                "Training curves, one colour per network: (A) mean training loss per epoch, "
+                "(B) Dice of the training steps (solid) and, with a held-out split, of the "
+                "held-out cases (dashed).",
             )
         )
     else:
