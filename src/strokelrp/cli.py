@@ -374,6 +374,13 @@ def _preset_names() -> list[str]:
     default=None,
     help="Output folder [default: RUN/explanations/CASE].",
 )
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where to run the network and the relevance walk (auto: CUDA when available).",
+)
 def explain_command(
     run: Path,
     data: Path,
@@ -385,6 +392,7 @@ def explain_command(
     slice_index: int | None,
     modality: str,
     out: Path | None,
+    device: str,
 ) -> None:
     """Relevance maps of one case (4-D NIfTI per filter setting, native grid) and figure 1.
 
@@ -404,6 +412,7 @@ def explain_command(
         slice_index=slice_index,
         modality=modality,
         out=out,
+        device=device,
     )
     for note in result.notes:
         click.echo(f"note: {note}", err=True)

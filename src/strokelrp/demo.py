@@ -95,13 +95,14 @@ def _prepare(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _stage(echo: Callable[[str], None], index: int, total: int, text: str) -> float:
+def _stage(echo: Callable[[str], None], index: int, total: int, text: str) -> tuple[float, float]:
     echo(f"\n[{index}/{total}] {text}")
-    return time.perf_counter()
+    return time.perf_counter(), time.process_time()
 
 
-def _done(echo: Callable[[str], None], started: float) -> None:
-    echo(f"      done in {time.perf_counter() - started:.1f} s")
+def _done(echo: Callable[[str], None], started: tuple[float, float]) -> None:
+    wall, cpu = time.perf_counter() - started[0], time.process_time() - started[1]
+    echo(f"      done in {wall:.1f} s (CPU time of all threads {cpu:.1f} s)")
 
 
 def _best_cases(rows: list[dict[str, Any]], n: int) -> list[str]:
@@ -142,7 +143,7 @@ def run_demo(
     _prepare(out)
     (out / MARKER).write_text(json.dumps({"plan": asdict(plan)}, indent=1) + "\n")
     total = 7
-    t_all = time.perf_counter()
+    t_all = time.perf_counter(), time.process_time()
     mode = "quick" if quick else "full"
     echo(f"strokelrp demo ({mode}) -> {out}")
 
@@ -232,6 +233,7 @@ def run_demo(
     for line in summary_lines(rows):
         echo("  " + line)
     echo(f"\nfigure 1 of case {cases[0]}: {figures[0]}")
-    echo(f"demo finished in {time.perf_counter() - t_all:.0f} s")
+    wall, cpu = time.perf_counter() - t_all[0], time.process_time() - t_all[1]
+    echo(f"demo finished in {wall:.0f} s (CPU time {cpu:.0f} s)")
     echo(f"report: {report}")
     return report

@@ -13,6 +13,7 @@ import torch
 from strokelrp.cli import main
 from strokelrp.config import TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
+from strokelrp.train.evaluate import evaluate
 from strokelrp.train.loop import train
 
 
@@ -82,6 +83,9 @@ def test_explain_writes_overlaying_niftis_and_the_figure(trained, tmp_path, caps
     assert (out / "figure1.png").stat().st_size > 10_000
 
     summary = json.loads((out / "explanation.json").read_text())
+    (evaluated,) = evaluate(run, data, device="cpu", progress=False, echo=None)
+    (row,) = [r for r in evaluated.rows if r["case_id"] == case_id]
+    assert summary["dice"] == pytest.approx(row["dice"])  # same native-grid prediction
     assert summary["target"] == "ground_truth" and summary["rules"] == "paper"
     assert [s["label"] for s in summary["settings"]] == ["raw", "pass(0,0.4)", "clamp(0,0.2)"]
     assert summary["grid_xyz"] == list(modality.shape)
@@ -113,3 +117,8 @@ def test_explain_errors(trained, tmp_path, capsys) -> None:
     assert code == 2 and "--filter" in err
     code, _, err = cli(["explain", str(run), str(data), "--case", "1", "--rules", "nope"], capsys)
     assert code == 2 and "paper" in err
+    case_id = _case_ids(data)[0]
+    code, _, err = cli(["explain", str(run), str(data), "--case", case_id, "--slice", "999",
+                        "--out", str(tmp_path / "s")], capsys)  # fmt: skip
+    assert code == 1 and "slice 999" in err
+    assert not (tmp_path / "s").exists()  # checked before anything is computed or written

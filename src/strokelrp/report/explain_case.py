@@ -18,6 +18,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,20 +141,21 @@ def explain_case(
     slice_index: int | None = None,
     modality: str = "rCBF",
     out: str | Path | None = None,
-    device: str = "cpu",
+    device: str = "auto",
 ) -> CaseExplanation:
     """Explain case ``case_id`` of ``data`` with the model of ``run``; write NIfTI + figure 1.
 
     filters: filter specs ("pass:0,0.4") or :class:`Setting` objects; raw is always computed
     first; None gives the paper's figure 1 (pass (0, 0.4), clamp (0, 0.2)). All settings are
     computed in one batched relevance walk (relevance (K, 6, D, H, W) at model scale), then
-    resized back to the case's native grid.
+    resized back to the case's native grid. device: "auto" (CUDA when available), "cpu",
+    "cuda".
     """
     import torch
 
     from strokelrp.data.preprocess import preprocess_case
     from strokelrp.lrp.engine import explain
-    from strokelrp.report.figure1 import plot_figure1
+    from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import (
         labels_from_logits,
         to_native_grid,
@@ -174,20 +176,27 @@ def explain_case(
     else:
         settings = parse_settings(filters)  # type: ignore[arg-type]
 
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     model, config = load_model(run, checkpoint=checkpoint, device=device)
     case = load_case(data, case_id)
+    depth = case.image.shape[1]
+    if slice_index is not None and not 0 <= slice_index < depth:
+        raise StrokeLRPError(f"case {case_id}: slice {slice_index} is outside 0..{depth - 1}")
     x, y = preprocess_case(case, config.shape, normalization=config.normalization)
     if target == "ground_truth" and y is None:
         raise StrokeLRPError(f"case {case_id}: --target ground_truth needs an OT mask, none found")
     xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(device)
-    result = explain(
-        model,
-        xt,
-        target=target,
-        label=None if y is None else torch.from_numpy(y),
-        rules=rules,
-        filters=[s.filter for s in settings],
-    )
+    with warnings.catch_warnings():  # an empty target is reported once, through .notes
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = explain(
+            model,
+            xt,
+            target=target,
+            label=None if y is None else torch.from_numpy(y),
+            rules=rules,
+            filters=[s.filter for s in settings],
+        )
     relevance = result.relevance.detach().cpu().float().numpy()  # (K, 6, D, H, W)
     logits = result.output.detach().cpu().float()[0]  # (2, D, H, W)
 
@@ -212,12 +221,7 @@ def explain_case(
         description=f"strokelrp lesion prediction ({checkpoint} checkpoint)",
     )
     dice = None if case.label is None else dice_score(prediction, case.label)
-    z = slice_index
-    if z is not None and not 0 <= z < shape[0]:
-        raise StrokeLRPError(f"case {case_id}: --slice {z} is outside 0..{shape[0] - 1}")
-    from strokelrp.report.figure1 import default_slice
-
-    z = default_slice(case.label, prediction, shape[0]) if z is None else int(z)
+    z = default_slice(case.label, prediction, depth) if slice_index is None else slice_index
     figure = plot_figure1(
         out_dir / "figure1.png",
         native,
