@@ -152,6 +152,35 @@ def validation_dice_sum(
     return total
 
 
+def progress_bar(total: int, enabled: bool = True, file=None):
+    """A tqdm bar over ``total`` steps and the ``on_step(loss)`` callback that advances it.
+
+    The loss shown is read from the device at most once a second (one host sync), so the bar
+    costs nothing measurable per step. ``on_step`` is None when the bar is disabled.
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=total,
+        unit="step",
+        disable=not enabled,
+        dynamic_ncols=True,
+        file=file if file is not None else sys.stderr,
+    )
+    if not enabled:
+        return bar, None
+    last_postfix = [0.0]
+
+    def on_step(loss: torch.Tensor) -> None:
+        bar.update(1)
+        now = time.monotonic()
+        if now - last_postfix[0] > 1.0:
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            last_postfix[0] = now
+
+    return bar, on_step
+
+
 # ------------------------------------------------------------------------------- run files
 
 
@@ -383,24 +412,9 @@ def _train_network(
         f"{device}, {config.precision}"
         + (f", {ctx.world_size} processes" if ctx.distributed else "")
     )
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=(config.epochs - first_epoch + 1) * steps,
-        unit="step",
-        disable=not (progress and ctx.is_main),
-        dynamic_ncols=True,
-        file=sys.stderr,
+    bar, on_step = progress_bar(
+        (config.epochs - first_epoch + 1) * steps, enabled=progress and ctx.is_main
     )
-    last_postfix = [0.0]
-
-    def on_step(loss: torch.Tensor) -> None:
-        bar.update(1)
-        now = time.monotonic()
-        if now - last_postfix[0] > 1.0:  # a host sync at most once a second
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-            last_postfix[0] = now
-
     try:
         for epoch in range(first_epoch, config.epochs + 1):
             bar.set_description(f"{run_dir.name} epoch {epoch}/{config.epochs}")
@@ -414,7 +428,7 @@ def _train_network(
                 data,
                 rows,
                 config.precision,
-                on_step if bar.disable is False else None,
+                on_step,
             )
             val_sum = validation_dice_sum(
                 model, data, val_rows[ctx.rank :: ctx.world_size], config.precision
