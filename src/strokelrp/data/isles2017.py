@@ -1,0 +1,560 @@
+"""Read and validate an ISLES 2017 tree (the real layout, or a synthetic copy of it).
+
+Layout (REFERENCE.md section 1)::
+
+    ROOT/training_4/VSD.Brain.XX.O.MR_ADC.128020/VSD.Brain.XX.O.MR_ADC.128020.nii
+    ROOT/training_4/VSD.Brain.XX.O.OT.128050/VSD.Brain.XX.O.OT.128050.nii
+    ...
+
+A case folder is a folder named ``training_N`` or any folder that holds modality files or
+sub-folders. Files are matched by their modality token (``MR_ADC``, ``MR_MTT``, ``MR_rCBF``,
+``MR_rCBV``, ``MR_Tmax``, ``MR_TTP``, ``OT``) whatever the prefix (``VSD``, ``SMIR``, ...);
+``.nii`` and ``.nii.gz`` are read; ``__MACOSX/``, hidden and ``._*`` files and ``MR_4DPWI``
+are ignored. Every problem of a case is collected before anything is raised, one line each:
+``case ID: FILE: what is wrong`` with FILE relative to the data root.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import nibabel as nib
+import numpy as np
+
+from strokelrp.config import MODALITIES
+from strokelrp.errors import DataError, StrokeLRPError
+
+log = logging.getLogger(__name__)
+
+MODALITY_TOKENS: dict[str, str] = {f"MR_{m}": m for m in MODALITIES}
+"""File-name token -> modality name, in the network's channel order."""
+LABEL_TOKEN = "OT"
+IGNORED_TOKENS = ("MR_4DPWI",)
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+AFFINE_TOLERANCE_MM = 0.05
+"""Largest allowed shift (mm) of any grid corner between two modalities of one case."""
+
+_CASE_FOLDER = re.compile(r"^training_(\d+)$", re.IGNORECASE)
+_ALL_TOKENS = {t.lower(): t for t in (*MODALITY_TOKENS, LABEL_TOKEN, *IGNORED_TOKENS)}
+
+
+@dataclass(repr=False, eq=False)
+class Case:
+    """One case, values as stored (no normalisation).
+
+    ``image`` is float32 ``(6, D, H, W)`` in the order of ``config.MODALITIES`` with
+    ``image[c, z, y, x]`` = voxel ``(x, y, z)`` of modality c's NIfTI array; ``label`` is the
+    uint8 OT mask ``(D, H, W)`` or ``None`` for a case without ground truth; ``affine`` and
+    ``header`` are those of the ADC file (all modalities share the grid); ``spacing`` is the
+    voxel size in mm as (x, y, z); ``paths`` maps ``"ADC"`` ... ``"TTP"`` and ``"OT"`` to files.
+    """
+
+    case_id: str
+    image: np.ndarray
+    label: np.ndarray | None
+    affine: np.ndarray
+    header: nib.Nifti1Header
+    spacing: tuple[float, float, float]
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """The native NIfTI grid as (x, y, z) = (W, H, D)."""
+        d, h, w = self.image.shape[1:]
+        return (w, h, d)
+
+    @property
+    def lesion_ml(self) -> float | None:
+        """Volume of the OT mask in mL, or ``None`` without OT."""
+        if self.label is None:
+            return None
+        return lesion_volume_ml(self.label, self.spacing)
+
+    def __repr__(self) -> str:
+        lesion = "no OT" if self.label is None else f"lesion {self.lesion_ml:.2f} mL"
+        return (
+            f"Case({self.case_id!r}, grid {format_grid(self.grid)}, "
+            f"spacing {format_spacing(self.spacing)}, {lesion})"
+        )
+
+
+@dataclass
+class CaseReport:
+    """One row of ``inspect``: what was found for a case, and everything wrong with it."""
+
+    case_id: str
+    folder: str
+    grid: tuple[int, int, int] | None
+    spacing: tuple[float, float, float] | None
+    lesion_ml: float | None
+    has_label: bool
+    problems: list[str]
+
+    @property
+    def status(self) -> str:
+        return "ok" if not self.problems else "invalid"
+
+    def as_dict(self) -> dict:
+        return {
+            "case_id": self.case_id,
+            "folder": self.folder,
+            "grid": list(self.grid) if self.grid else None,
+            "spacing_mm": [round(s, 4) for s in self.spacing] if self.spacing else None,
+            "lesion_ml": None if self.lesion_ml is None else round(self.lesion_ml, 3),
+            "has_label": self.has_label,
+            "status": self.status,
+            "problems": list(self.problems),
+        }
+
+
+@dataclass
+class CaseFolder:
+    """A discovered case folder and the files found in it, before anything is read."""
+
+    case_id: str
+    path: Path
+    files: dict[str, list[Path]]
+    """Token key (``"ADC"``..., ``"OT"``) -> image files found for it (normally one)."""
+    empty_folders: dict[str, list[Path]]
+    """Token key -> sub-folders named for it that hold no .nii/.nii.gz file."""
+    other_files: dict[str, list[Path]]
+    """Token key -> files in those sub-folders that are not .nii/.nii.gz."""
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def format_grid(grid: Iterable[int] | None) -> str:
+    return "-" if grid is None else "x".join(str(int(g)) for g in grid)
+
+
+def format_spacing(spacing: Iterable[float] | None) -> str:
+    return "-" if spacing is None else "x".join(f"{s:.2f}" for s in spacing) + " mm"
+
+
+def lesion_volume_ml(label: np.ndarray, spacing: Iterable[float]) -> float:
+    """Volume of the non-zero voxels of ``label`` in mL (spacing in mm)."""
+    return float(np.count_nonzero(label)) * float(np.prod(list(spacing))) / 1000.0
+
+
+def case_sort_key(case_id: str) -> tuple:
+    """Natural order: ``2`` before ``10``, numbers before names, then by name."""
+    parts = re.split(r"(\d+)", case_id)
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts if p)
+
+
+# ------------------------------------------------------------------------------ discovery
+
+
+def _is_ignored(path: Path) -> bool:
+    name = path.name
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def _nifti_stem(name: str) -> str | None:
+    low = name.lower()
+    for suffix in NIFTI_SUFFIXES:
+        if low.endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def token_of(name: str) -> str | None:
+    """The modality token in a file or folder name (``"MR_ADC"``, ``"OT"``...), or ``None``.
+
+    The name is split at dots and the parts are compared with the known tokens (case does
+    not matter), so any prefix (``VSD.Brain.XX.O.``, ``SMIR.Brain.XX.O.``) and numeric ID work.
+    """
+    stem = _nifti_stem(name) or name
+    for part in stem.split("."):
+        token = _ALL_TOKENS.get(part.lower())
+        if token is not None:
+            return token
+    return None
+
+
+def _key_of(token: str) -> str | None:
+    """Token -> key used in ``Case.paths`` (``"ADC"``... or ``"OT"``); ``None`` if ignored."""
+    if token == LABEL_TOKEN:
+        return LABEL_TOKEN
+    return MODALITY_TOKENS.get(token)
+
+
+def _holds_modalities(folder: Path) -> bool:
+    try:
+        children = list(folder.iterdir())
+    except OSError:
+        return False
+    return any(not _is_ignored(c) and _key_of(token_of(c.name) or "") for c in children)
+
+
+def _walk_case_dirs(folder: Path) -> Iterator[Path]:
+    try:
+        children = sorted(folder.iterdir())
+    except OSError:
+        return
+    for child in children:
+        if _is_ignored(child) or not child.is_dir():
+            continue
+        if _CASE_FOLDER.match(child.name) or _holds_modalities(child):
+            yield child
+        elif token_of(child.name) is None:
+            yield from _walk_case_dirs(child)
+
+
+def _case_id_of(folder: Path) -> str:
+    match = _CASE_FOLDER.match(folder.name)
+    return match.group(1) if match else folder.name
+
+
+def _files_under(folder: Path) -> Iterator[Path]:
+    """Files below ``folder`` (any depth), skipping hidden, ``._*`` and ``__MACOSX`` entries."""
+    try:
+        children = sorted(folder.iterdir())
+    except OSError:
+        return
+    for child in children:
+        if _is_ignored(child):
+            continue
+        if child.is_dir():
+            yield from _files_under(child)
+        elif child.is_file():
+            yield child
+
+
+def _scan_case(case_id: str, folder: Path) -> CaseFolder:
+    files: dict[str, list[Path]] = {}
+    empty: dict[str, list[Path]] = {}
+    other: dict[str, list[Path]] = {}
+    try:
+        children = sorted(folder.iterdir())
+    except OSError:
+        children = []
+    for child in children:
+        if _is_ignored(child):
+            continue
+        key = _key_of(token_of(child.name) or "")
+        if key is None:
+            continue
+        if child.is_file():
+            if _nifti_stem(child.name) is not None:
+                files.setdefault(key, []).append(child)
+            else:
+                other.setdefault(key, []).append(child)
+            continue
+        if not child.is_dir():
+            continue
+        inner = list(_files_under(child))
+        images = [p for p in inner if _nifti_stem(p.name) is not None]
+        if images:
+            files.setdefault(key, []).extend(images)
+        else:
+            empty.setdefault(key, []).append(child)
+            other.setdefault(key, []).extend(inner)
+    return CaseFolder(case_id, folder, files, empty, other)
+
+
+def discover_cases(root: str | Path) -> list[CaseFolder]:
+    """Find the case folders under ``root`` (sorted naturally by case id).
+
+    Raises :class:`StrokeLRPError` when ``root`` is not a folder or holds no case.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise StrokeLRPError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise StrokeLRPError(f"{root}: not a folder")
+    dirs = [root] if _holds_modalities(root) else list(_walk_case_dirs(root))
+    found = [_scan_case(_case_id_of(d), d) for d in dirs]
+    if not found:
+        raise StrokeLRPError(
+            f"{root}: no ISLES 2017 case found (expected training_N folders, or folders "
+            "holding MR_ADC/MR_MTT/MR_rCBF/MR_rCBV/MR_Tmax/MR_TTP/OT sub-folders)"
+        )
+    return sorted(found, key=lambda c: (case_sort_key(c.case_id), str(c.path)))
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _read_volume(path: Path) -> tuple[np.ndarray | None, nib.Nifti1Image | None, str | None]:
+    """Read one NIfTI volume -> (array in NIfTI order, image, problem or None)."""
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        return None, None, f"cannot read the file ({err.strerror or err})"
+    if size == 0:
+        return None, None, "empty file (0 bytes)"
+    try:
+        img = nib.load(str(path))
+    except nib.filebasedimages.ImageFileError:
+        return None, None, "not a NIfTI file (no valid NIfTI header)"
+    except Exception as err:  # any failure here is a bad file to report
+        return None, None, f"not a readable NIfTI file ({type(err).__name__}: {err})"
+    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+        return None, None, f"not a NIfTI file (read as {type(img).__name__})"
+    shape = img.shape
+    if len(shape) != 3 and not (len(shape) > 3 and all(s == 1 for s in shape[3:])):
+        dims = "x".join(str(s) for s in shape)
+        return None, img, f"image is not 3-D (shape {dims})"
+    if path.name.lower().endswith(".nii"):
+        hdr = img.header
+        expected = int(hdr.get_data_offset()) + int(np.prod(shape)) * hdr.get_data_dtype().itemsize
+        if size < expected:
+            return (
+                None,
+                img,
+                (
+                    f"truncated file: {size} bytes, the header needs {expected} bytes of "
+                    "header and voxel data"
+                ),
+            )
+    try:
+        data = np.asanyarray(img.dataobj)
+    except Exception as err:  # any failure here is bad voxel data
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return None, img, f"truncated or corrupt voxel data ({reason})"
+    return data.reshape(shape[:3]), img, None
+
+
+def _grid_shift_mm(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> float:
+    """Largest distance (mm) between the positions of the grid corners under two affines."""
+    corners = np.array(
+        [
+            [i, j, k, 1.0]
+            for i in (0, shape[0] - 1)
+            for j in (0, shape[1] - 1)
+            for k in (0, shape[2] - 1)
+        ]
+    )
+    return float(np.abs((corners @ a.T)[:, :3] - (corners @ b.T)[:, :3]).max())
+
+
+def _check_values(data: np.ndarray, is_label: bool) -> list[str]:
+    problems = []
+    if np.issubdtype(data.dtype, np.floating):
+        n_nan = int(np.isnan(data).sum())
+        n_inf = int(np.isinf(data).sum())
+        if n_nan or n_inf:
+            problems.append(f"{n_nan} NaN and {n_inf} Inf voxels")
+            data = np.where(np.isfinite(data), data, 0)
+    if is_label:
+        values = np.unique(data)
+        bad = values[(values != 0) & (values != 1)]
+        if bad.size:
+            shown = ", ".join(f"{v:g}" for v in bad[:5]) + (", ..." if bad.size > 5 else "")
+            problems.append(f"OT is not binary: values other than 0 and 1 found ({shown})")
+    elif not np.any(data):
+        problems.append("all voxels are 0 (empty modality)")
+    return problems
+
+
+def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[str]]:
+    """Read and validate one case -> (``Case`` or ``None`` if invalid, all problems)."""
+    root = Path(root)
+    cid = folder.case_id
+    where = _rel(folder.path, root)
+    problems: list[str] = []
+
+    def problem(path: Path | str, text: str) -> None:
+        rel = _rel(path, root) if isinstance(path, Path) else path
+        problems.append(f"case {cid}: {rel}: {text}")
+
+    chosen: dict[str, Path] = {}
+    for key in (*MODALITIES, LABEL_TOKEN):
+        token = LABEL_TOKEN if key == LABEL_TOKEN else f"MR_{key}"
+        found = folder.files.get(key, [])
+        for sub in folder.empty_folders.get(key, []):
+            extra = [p.name for p in folder.other_files.get(key, []) if sub in p.parents]
+            note = f" (found {', '.join(extra)})" if extra else ""
+            problem(sub, f"folder for {token} holds no .nii or .nii.gz image{note}")
+        if len(found) > 1:
+            names = ", ".join(_rel(p, root) for p in found)
+            problem(folder.path, f"{len(found)} images for {token}: {names}")
+            continue
+        if found:
+            chosen[key] = found[0]
+        elif not folder.empty_folders.get(key):
+            stray = [_rel(p, root) for p in folder.other_files.get(key, [])]
+            if stray:
+                problem(where, f"no .nii or .nii.gz image for {token} (found {', '.join(stray)})")
+            elif key != LABEL_TOKEN:
+                problem(where, f"missing modality {token} (no file or folder named with {token})")
+
+    arrays: dict[str, np.ndarray] = {}
+    images: dict[str, nib.Nifti1Image] = {}
+    for key, path in chosen.items():
+        data, img, trouble = _read_volume(path)
+        if trouble:
+            problem(path, trouble)
+            continue
+        assert data is not None and img is not None
+        for text in _check_values(data, key == LABEL_TOKEN):
+            problem(path, text)
+        arrays[key], images[key] = data, img
+
+    ref_key = next((k for k in MODALITIES if k in images), None)
+    if ref_key is not None:
+        ref_img, ref_path = images[ref_key], chosen[ref_key]
+        ref_shape = arrays[ref_key].shape
+        ref_name = "OT" if ref_key == LABEL_TOKEN else f"MR_{ref_key}"
+        for key, img in images.items():
+            if key == ref_key:
+                continue
+            shape = arrays[key].shape
+            if shape != ref_shape:
+                problem(
+                    chosen[key],
+                    f"grid {format_grid(shape)} differs from {ref_name} "
+                    f"({_rel(ref_path, root)}: {format_grid(ref_shape)})",
+                )
+                continue
+            shift = _grid_shift_mm(img.affine, ref_img.affine, shape)
+            if shift > AFFINE_TOLERANCE_MM:
+                problem(
+                    chosen[key],
+                    f"affine differs from {ref_name} ({_rel(ref_path, root)}): voxel positions "
+                    f"move by up to {shift:.3g} mm (tolerance {AFFINE_TOLERANCE_MM} mm)",
+                )
+
+    if problems:
+        return None, problems
+
+    ref_img = images[MODALITIES[0]]
+    image = np.empty((len(MODALITIES), *arrays[MODALITIES[0]].shape[::-1]), dtype=np.float32)
+    for c, key in enumerate(MODALITIES):
+        image[c] = arrays[key].transpose(2, 1, 0)  # dataobj already applied scl_slope/inter
+    label = None
+    if LABEL_TOKEN in arrays:
+        label = np.ascontiguousarray(arrays[LABEL_TOKEN].transpose(2, 1, 0)).astype(np.uint8)
+    header = ref_img.header.copy()
+    spacing = tuple(float(z) for z in header.get_zooms()[:3])
+    case = Case(
+        case_id=cid,
+        image=image,
+        label=label,
+        affine=np.asarray(ref_img.affine, dtype=np.float64),
+        header=header,
+        spacing=spacing,  # type: ignore[arg-type]
+        paths=dict(chosen),
+    )
+    return case, []
+
+
+def _peek_geometry(folder: CaseFolder) -> tuple[tuple | None, tuple | None]:
+    """Grid and spacing from the first modality header that reads (for an invalid case)."""
+    for key in MODALITIES:
+        for path in folder.files.get(key, []):
+            try:
+                hdr = nib.load(str(path)).header
+                shape = tuple(int(n) for n in hdr.get_data_shape())
+                zooms = tuple(float(z) for z in hdr.get_zooms()[:3])
+            except Exception:  # an unreadable header is reported by read_case
+                continue
+            if len(shape) >= 3:
+                return shape[:3], zooms
+    return None, None
+
+
+def _report(folder: CaseFolder, root: Path, case: Case | None, problems: list[str]) -> CaseReport:
+    grid = spacing = lesion = None
+    has_label = LABEL_TOKEN in folder.files
+    if case is not None:
+        grid, spacing, lesion = case.grid, case.spacing, case.lesion_ml
+    else:
+        grid, spacing = _peek_geometry(folder)
+    return CaseReport(
+        case_id=folder.case_id,
+        folder=_rel(folder.path, root),
+        grid=grid,
+        spacing=spacing,
+        lesion_ml=lesion,
+        has_label=has_label,
+        problems=problems,
+    )
+
+
+def _duplicate_problems(folders: list[CaseFolder], root: Path) -> dict[int, list[str]]:
+    seen: dict[str, CaseFolder] = {}
+    out: dict[int, list[str]] = {}
+    for i, f in enumerate(folders):
+        first = seen.setdefault(f.case_id, f)
+        if first is not f:
+            out[i] = [
+                f"case {f.case_id}: {_rel(f.path, root)}: case id {f.case_id} already used by "
+                f"{_rel(first.path, root)}"
+            ]
+    return out
+
+
+def _select(folders: list[CaseFolder], cases: Iterable[str] | None) -> list[CaseFolder]:
+    if cases is None:
+        return folders
+    wanted = [str(c) for c in cases]
+    known = {f.case_id for f in folders}
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        ids = ", ".join(f.case_id for f in folders)
+        raise StrokeLRPError(f"unknown case id(s) {', '.join(unknown)}; the data holds: {ids}")
+    return [f for f in folders if f.case_id in set(wanted)]
+
+
+def inspect_isles2017(root: str | Path, cases: Iterable[str] | None = None) -> Iterator[CaseReport]:
+    """Validate every case under ``root`` one at a time, yielding one :class:`CaseReport` each.
+
+    Never raises for a bad case (its problems are in the report); raises
+    :class:`StrokeLRPError` only when ``root`` is missing or holds no case.
+    """
+    root = Path(root)
+    folders = _select(discover_cases(root), cases)
+    dups = _duplicate_problems(folders, root)
+    for i, folder in enumerate(folders):
+        case, problems = read_case(folder, root)
+        problems = dups.get(i, []) + problems
+        yield _report(folder, root, case if not problems else None, problems)
+
+
+def load_isles2017(
+    root: str | Path,
+    on_error: Literal["raise", "skip"] = "raise",
+    cases: Iterable[str] | None = None,
+) -> list[Case]:
+    """Load the cases under ``root`` (natural order of case id) -> list of :class:`Case`.
+
+    ``on_error="raise"``: any problem raises :class:`DataError` listing all problems of all
+    cases. ``"skip"``: each problem is warned (``warnings.warn``, one line each) and the valid
+    cases are returned. ``cases`` restricts loading to these case ids.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    root = Path(root)
+    folders = _select(discover_cases(root), cases)
+    dups = _duplicate_problems(folders, root)
+    loaded: list[Case] = []
+    problems: list[str] = []
+    for i, folder in enumerate(folders):
+        case, found = read_case(folder, root)
+        found = dups.get(i, []) + found
+        if found:
+            problems += found
+        elif case is not None:
+            loaded.append(case)
+    if problems:
+        if on_error == "raise":
+            raise DataError(problems)
+        for line in problems:
+            warnings.warn(f"skipping invalid case: {line}", stacklevel=2)
+    return loaded

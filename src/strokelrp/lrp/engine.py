@@ -1,0 +1,432 @@
+"""The relevance engine: one forward pass, then a backward walk over the model's graph.
+
+The walk follows ``model.graph()`` (the nodes ``forward`` evaluates) in reverse:
+
+- ``Conv3d`` / ``ConvTranspose3d``: the preset's rule (first / body / head position); the
+  relevance at the layer's input is a *point* named after the layer, where filters may act;
+- ``BatchNorm3d`` and activations (``LeakyReLU``, ``ReLU``, ``Identity``): relevance passes
+  through unchanged (or, with ``batchnorm="fold"``, BatchNorm is folded into the convolution
+  before it, whose rule then sees the folded weights);
+- ``MaxPool3d``: relevance goes to the window's winner;
+- ``Concat``: the relevance is cut along channels into the inputs' parts, in input order;
+- ``CropLike``: undone by zero padding back to the uncropped shape (the shape reference
+  gets nothing);
+- a value read by several nodes receives the sum of their relevances;
+- anything else is an error naming the node and its module.
+
+Relevance carries a batch of K filter settings, ``(K, C, d, h, w)``; activations and the rules'
+denominators are computed once with batch 1 and shared.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.filters import Filter, FilterBank, filter_label
+from strokelrp.lrp.presets import Preset, resolve
+from strokelrp.lrp.rules import (
+    ConvLayer,
+    Rule,
+    fold_batchnorm,
+    maxpool_forward,
+    maxpool_relevance,
+)
+from strokelrp.model.graph import INPUT, Concat, CropLike, Node, apply_node
+
+OUTPUT = "output"
+"""Name of the point holding the starting relevance (the network output)."""
+
+LESION = 1
+"""Index of the lesion class in the logits."""
+
+PASS_THROUGH = (nn.modules.batchnorm._BatchNorm, nn.LeakyReLU, nn.ReLU, nn.Identity)
+"""Modules whose relevance passes unchanged (the paper's "not applicable" layers)."""
+
+Target = Literal["prediction", "ground_truth", "authors"] | Tensor
+TARGETS = ("prediction", "ground_truth", "authors")
+
+
+@dataclass
+class Conservation:
+    """Relevance sums along the walk, per filter setting.
+
+    ``points``: ``output``, then every convolution in walk order, then ``input``.
+    ``sums`` (P, K) float64: the relevance at each point (after its filter).
+    ``totals`` (P, K) float64: all relevance in flight just after the point (the point's
+    relevance plus what waits on the skip connections): a cut through the network, so for a
+    conservative rule every row equals the output's row.
+    """
+
+    points: list[str]
+    sums: Tensor
+    totals: Tensor
+
+    @property
+    def ratios(self) -> Tensor:
+        """``totals / totals[output]`` (P, K); NaN where the output's sum is 0."""
+        ref = self.totals[0]
+        return self.totals / torch.where(ref != 0, ref, torch.full_like(ref, float("nan")))
+
+    def max_deviation(self) -> float:
+        """max |ratio - 1| over points and settings (NaN if the output's sum is 0)."""
+        return float((self.ratios - 1).abs().max())
+
+    def table(self, labels: Sequence[str] | None = None) -> str:
+        """A markdown table: one row per point, relevance sum and in-flight ratio per setting."""
+        k = self.sums.shape[1]
+        labels = list(labels) if labels is not None else [str(i) for i in range(k)]
+        head = "| point | " + " | ".join(f"sum {lab} | ratio {lab}" for lab in labels) + " |"
+        rows = [head, "|---" * (1 + 2 * k) + "|"]
+        ratios = self.ratios
+        for i, name in enumerate(self.points):
+            cells = [f"{float(self.sums[i, j]):.6g} | {float(ratios[i, j]):.6f}" for j in range(k)]
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
+        return "\n".join(rows)
+
+
+@dataclass
+class Explanation:
+    """Result of :func:`explain`.
+
+    ``relevance`` (K, C_in, D, H, W): input relevance per filter setting (K = len(filters), or
+    1). ``output`` (1, num_classes, D, H, W): logits. ``layers``: {point: (K, C, d, h, w)}
+    relevance at every point (``output`` and each convolution's input) when ``keep_layers``.
+    ``filters``: the settings (None = raw); ``points``: names of the points that were filtered.
+    ``empty_target``: the starting relevance was all zero (e.g. nothing predicted as lesion),
+    so every map is zero; ``notes`` says so in words.
+    """
+
+    relevance: Tensor
+    output: Tensor
+    conservation: Conservation
+    filters: list[Filter | None]
+    points: list[str]
+    preset: Preset
+    target: str
+    layers: dict[str, Tensor] = field(default_factory=dict)
+    empty_target: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> list[str]:
+        """One short label per setting (``raw``, ``pass(0,0.4)``, ...)."""
+        return [filter_label(f) for f in self.filters]
+
+
+# ------------------------------------------------------------------------------ the plan
+
+
+@dataclass
+class _ConvStep:
+    layer: ConvLayer
+    rule: Rule
+    z_from: str | None  # value holding the layer's output W a + b, when the rule reuses it
+
+
+def _plan(nodes: list[Node], preset: Preset) -> tuple[dict[str, _ConvStep], set[str]]:
+    """Assign a rule to every convolution, check every op is known; return the steps and the
+    names of BatchNorm nodes folded into their convolution."""
+    readers: dict[str, list[Node]] = {}
+    for node in nodes:
+        for name in node.inputs:
+            readers.setdefault(name, []).append(node)
+    convs: dict[str, _ConvStep] = {}
+    folded: set[str] = set()
+    for i, node in enumerate(nodes):
+        op = node.op
+        if isinstance(op, (Concat, CropLike, nn.MaxPool3d, *PASS_THROUGH)):
+            continue
+        if not isinstance(op, nn.Conv3d | nn.ConvTranspose3d):
+            raise StrokeLRPError(
+                f"no relevance rule for node {node.name!r} ({type(op).__name__}); supported: "
+                "Conv3d, ConvTranspose3d, MaxPool3d, BatchNorm, LeakyReLU, ReLU, Concat, CropLike"
+            )
+        layer = ConvLayer.from_module(op)
+        position = "head" if i == len(nodes) - 1 else "first" if INPUT in node.inputs else "body"
+        rule = preset.rule(position)  # type: ignore[arg-type]
+        out_name = node.name
+        users = readers.get(node.name, [])
+        if (
+            preset.batchnorm == "fold"
+            and len(users) == 1
+            and isinstance(users[0].op, nn.modules.batchnorm._BatchNorm)
+        ):
+            layer = fold_batchnorm(layer, users[0].op)
+            folded.add(users[0].name)
+            out_name = users[0].name
+        convs[node.name] = _ConvStep(layer, rule, out_name if rule.reuses_output else None)
+    return convs, folded
+
+
+# --------------------------------------------------------------------------- the target
+
+
+def _start(target: Target, logits: Tensor, label: Any) -> tuple[Tensor, str]:
+    """Starting relevance (1, num_classes, D, H, W) and a description of the target."""
+    if isinstance(target, Tensor):
+        if tuple(target.shape) != tuple(logits.shape):
+            raise StrokeLRPError(
+                f"target tensor must have the output's shape {tuple(logits.shape)}, "
+                f"got {tuple(target.shape)}"
+            )
+        return target.to(dtype=logits.dtype, device=logits.device), "tensor"
+    if not isinstance(target, str) or target not in TARGETS:
+        raise StrokeLRPError(
+            f"unknown target {target!r}; use one of {', '.join(TARGETS)} or a tensor of the "
+            f"output's shape {tuple(logits.shape)}"
+        )
+    if target == "authors":
+        return logits.clone(), "authors"
+    if target == "prediction":
+        mask = logits.argmax(dim=1) == LESION
+    else:
+        if label is None:
+            raise StrokeLRPError('target="ground_truth" needs label= (a (D, H, W) mask)')
+        lab = torch.as_tensor(np.asarray(label) if not isinstance(label, Tensor) else label)
+        if lab.dim() == 4 and lab.shape[0] == 1:
+            lab = lab[0]
+        if tuple(lab.shape) != tuple(logits.shape[2:]):
+            raise StrokeLRPError(
+                f"label must have the input's spatial shape {tuple(logits.shape[2:])}, "
+                f"got {tuple(lab.shape)}"
+            )
+        mask = (lab.to(logits.device) > 0).unsqueeze(0)
+    start = torch.zeros_like(logits)
+    start[:, LESION] = logits[:, LESION] * mask
+    return start, target
+
+
+# ------------------------------------------------------------------------------ explain
+
+
+def _check_input(model: nn.Module, x: Tensor) -> None:
+    if not isinstance(x, Tensor) or x.dim() != 5 or x.shape[0] != 1:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise StrokeLRPError(f"x must be a (1, C, D, H, W) tensor, got {shape}")
+    if not x.is_floating_point():
+        raise StrokeLRPError(f"x must be floating point, got {x.dtype}")
+    cin = getattr(model, "in_channels", x.shape[1])
+    if x.shape[1] != cin:
+        raise StrokeLRPError(f"x has {x.shape[1]} channels, the model expects {cin}")
+    if not hasattr(model, "graph"):
+        raise StrokeLRPError(f"{type(model).__name__} has no graph(): use strokelrp's UNet3D")
+
+
+def _points(filter_at: str | Sequence[str], conv_names: list[str]) -> list[str]:
+    valid = [OUTPUT, *conv_names]
+    if isinstance(filter_at, str):
+        if filter_at == "all":
+            return valid
+        if filter_at == OUTPUT:
+            return [OUTPUT]
+        filter_at = [filter_at]
+    bad = [p for p in filter_at if p not in valid]
+    if bad:
+        raise StrokeLRPError(
+            f"unknown filter point(s) {', '.join(map(repr, bad))}; use 'all', 'output' or "
+            f"names among: {', '.join(valid)}"
+        )
+    return [p for p in valid if p in set(filter_at)]
+
+
+def explain(
+    model: nn.Module,
+    x: Tensor,
+    target: Target = "prediction",
+    label: Any = None,
+    rules: str | Preset = "paper",
+    filters: Sequence[Filter | None] | None = None,
+    filter_at: str | Sequence[str] = "all",
+    keep_layers: bool = False,
+) -> Explanation:
+    """Relevance of the input voxels for the chosen target, for K filter settings at once.
+
+    ``x`` (1, C_in, D, H, W) on the model's device and dtype (float64 works with
+    ``model.double()``). ``target``: ``"prediction"`` (the lesion logit on voxels predicted as
+    lesion), ``"ground_truth"`` (the lesion logit on ``label`` (D, H, W) voxels),
+    ``"authors"`` (the whole output, both classes: the authors' start) or a tensor of the
+    output's shape (1, num_classes, D, H, W) used as the starting relevance.
+    ``rules``: a preset name (``strokelrp.lrp.presets.PRESETS``) or a :class:`Preset`.
+    ``filters``: one setting per map (None = unfiltered); ``filter_at``: ``"all"`` (the
+    output and every convolution's input relevance), ``"output"`` or a list of point names.
+    The model is run in eval mode and restored to its previous mode afterwards.
+
+    Returns an :class:`Explanation` with ``.relevance`` (K, C_in, D, H, W).
+    """
+    preset = resolve(rules)
+    _check_input(model, x)
+    settings: list[Filter | None] = [None] if filters is None else list(filters)
+    if not settings:
+        raise StrokeLRPError("filters must hold at least one setting (None = unfiltered)")
+    bank = FilterBank(settings)
+    nodes: list[Node] = model.graph()  # type: ignore[operator]
+    convs, folded = _plan(nodes, preset)
+    points = _points(filter_at, list(convs)) if bank.active else []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return _explain(
+                nodes, convs, folded, x, target, label, preset, bank, points, keep_layers
+            )
+    finally:
+        model.train(was_training)
+
+
+def _forward(
+    nodes: list[Node], convs: dict[str, _ConvStep], x: Tensor
+) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]]:
+    """Evaluate the graph; keep what the backward walk needs (conv inputs, reused outputs,
+    pool winners, shapes) and release everything else as soon as the forward is done with it."""
+    keep: set[str] = set()
+    for node in nodes:
+        step = convs.get(node.name)
+        if step is not None:
+            keep.add(node.inputs[0])
+            if step.z_from is not None:
+                keep.add(step.z_from)
+    last_use: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        for name in node.inputs:
+            last_use[name] = i
+    values: dict[str, Tensor] = {INPUT: x}
+    saved: dict[str, Any] = {}
+    for i, node in enumerate(nodes):
+        args = [values[n] for n in node.inputs]
+        if isinstance(node.op, nn.MaxPool3d):
+            out, saved[node.name] = maxpool_forward(node.op, args[0])
+        else:
+            out = apply_node(node, args)
+            if isinstance(node.op, CropLike):
+                saved[node.name] = tuple(args[0].shape[2:])
+            elif isinstance(node.op, Concat):
+                saved[node.name] = [a.shape[1] for a in args]
+        values[node.name] = out
+        for name in node.inputs:
+            if last_use[name] == i and name not in keep:
+                del values[name]
+    logits = values[nodes[-1].name]
+    return logits, {k: v for k, v in values.items() if k in keep}, saved
+
+
+def _explain(
+    nodes: list[Node],
+    convs: dict[str, _ConvStep],
+    folded: set[str],
+    x: Tensor,
+    target: Target,
+    label: Any,
+    preset: Preset,
+    bank: FilterBank,
+    points: list[str],
+    keep_layers: bool,
+) -> Explanation:
+    logits, acts, saved = _forward(nodes, convs, x)
+    release: dict[str, list[str]] = {}  # conv node -> kept values its step is the last to read
+    seen: set[str] = set()
+    for node in nodes:
+        step = convs.get(node.name)
+        if step is None:
+            continue
+        for name in (node.inputs[0], step.z_from):
+            if name is not None and name not in seen:
+                seen.add(name)
+                release.setdefault(node.name, []).append(name)
+    start, target_name = _start(target, logits, label)
+    k = len(bank)
+    filtered = set(points)
+    layers: dict[str, Tensor] = {}
+    names: list[str] = []
+    sums: list[Tensor] = []
+    totals: list[Tensor] = []
+    pending: dict[str, Tensor] = {}
+    pending_sum: dict[str, Tensor] = {}
+
+    def total(r: Tensor) -> Tensor:
+        return r.sum(dim=tuple(range(1, r.dim())), dtype=torch.float64)
+
+    def record(name: str, r: Tensor) -> None:
+        names.append(name)
+        sums.append(total(r))
+        totals.append(torch.stack(list(pending_sum.values())).sum(0))
+        if keep_layers:
+            layers[name] = r
+
+    def send(name: str, r: Tensor) -> None:
+        if name in pending:
+            pending[name] = pending[name] + r
+            pending_sum[name] = pending_sum[name] + total(r)
+        else:
+            pending[name], pending_sum[name] = r, total(r)
+
+    def filt(name: str, r: Tensor) -> Tensor:
+        return bank.apply_(r) if name in filtered else r
+
+    r0 = filt(OUTPUT, start.expand(k, *start.shape[1:]).clone())
+    send(nodes[-1].name, r0)
+    record(OUTPUT, r0)
+    for node in reversed(nodes):
+        r = pending.pop(node.name, None)
+        pending_sum.pop(node.name, None)
+        if r is None:
+            continue
+        op = node.op
+        src = node.inputs[0]
+        if node.name in convs:
+            step = convs[node.name]
+            a = acts[src]
+            z = acts[step.z_from] if step.z_from is not None else None
+            r_in = step.rule.prepare(step.layer, a, z)(r)
+            del r, z
+            r_in = filt(node.name, r_in)
+            send(src, r_in)
+            record(node.name, r_in)
+        elif isinstance(op, nn.MaxPool3d):
+            send(src, maxpool_relevance(r, saved.pop(node.name)))
+        elif isinstance(op, Concat):
+            for name, part in zip(node.inputs, r.split(saved.pop(node.name), dim=1), strict=True):
+                send(name, part)
+        elif isinstance(op, CropLike):
+            d, h, w = saved.pop(node.name)
+            pad = (0, w - r.shape[4], 0, h - r.shape[3], 0, d - r.shape[2])
+            send(src, F.pad(r, pad))
+        else:  # pass-through (BatchNorm, folded or not; activations): checked by _plan
+            send(src, r)
+        for name in release.get(node.name, ()):
+            acts.pop(name, None)
+    relevance = pending.pop(INPUT, None)
+    if relevance is None:
+        relevance = x.new_zeros(k, *x.shape[1:])
+    pending_sum.pop(INPUT, None)
+    pending_sum[INPUT] = total(relevance)
+    record(INPUT, relevance)
+    layers.pop(INPUT, None)
+    empty = not bool(start.any())
+    notes = []
+    if empty:
+        notes.append(
+            f"target {target_name!r} selects nothing (no voxel with non-zero starting "
+            "relevance): every relevance map is zero"
+        )
+        warnings.warn(notes[-1], RuntimeWarning, stacklevel=3)
+    return Explanation(
+        relevance=relevance,
+        output=logits,
+        conservation=Conservation(names, torch.stack(sums).cpu(), torch.stack(totals).cpu()),
+        filters=list(bank.filters),
+        points=points,
+        preset=preset,
+        target=target_name,
+        layers=layers,
+        empty_target=empty,
+        notes=notes,
+    )

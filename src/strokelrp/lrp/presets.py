@@ -1,0 +1,138 @@
+"""Named rule choices ("presets"): plain data that tell the engine which rule goes where.
+
+A preset names one rule for the first convolution (the one reading the network input), one
+for the body (every other ``Conv3d`` / ``ConvTranspose3d``) and one for the head (the last
+node, producing the logits), the BatchNorm handling (``pass``: relevance passes unchanged;
+``fold``: BatchNorm is folded into the preceding convolution) and the rules' parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from strokelrp.errors import StrokeLRPError
+
+if TYPE_CHECKING:  # torch is imported only when a rule is built, so the CLI's --help stays fast
+    from strokelrp.lrp.rules import Rule
+
+Bound = float | Sequence[float]
+RULE_NAMES: tuple[str, ...] = ("epsilon", "w+", "z+", "zB")
+"""Names of the rules in :data:`strokelrp.lrp.rules.RULES`."""
+
+BatchNormMode = Literal["pass", "fold"]
+Position = Literal["first", "body", "head"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Which rule goes where. Rule names: ``epsilon``, ``w+``, ``z+``, ``zB``.
+
+    ``epsilon`` is every rule's stabiliser; ``low`` / ``high`` are the z^B bounds (scalars or
+    one value per input channel).
+    """
+
+    name: str
+    first: str
+    body: str
+    head: str
+    batchnorm: BatchNormMode = "pass"
+    epsilon: float = 1e-9
+    low: Bound = 0.0
+    high: Bound = 1.0
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        for where in ("first", "body", "head"):
+            rule = getattr(self, where)
+            if rule not in RULE_NAMES:
+                raise _unknown(f"{where} rule in preset {self.name!r}:", rule, RULE_NAMES)
+        if self.batchnorm not in ("pass", "fold"):
+            raise StrokeLRPError(
+                f"preset {self.name!r}: batchnorm must be 'pass' or 'fold', got {self.batchnorm!r}"
+            )
+        if not (isinstance(self.epsilon, int | float) and self.epsilon > 0):
+            raise StrokeLRPError(f"preset {self.name!r}: epsilon must be > 0, got {self.epsilon!r}")
+
+    def rule(self, position: Position) -> Rule:
+        """The rule object for a convolution at ``position``."""
+        from strokelrp.lrp.rules import make_rule
+
+        name = {"first": self.first, "body": self.body, "head": self.head}[position]
+        return make_rule(name, self.epsilon, self.low, self.high)
+
+    def summary(self) -> str:
+        """One line: ``paper: first=zB body=w+ head=w+ bn=pass eps=1e-09``."""
+        return (
+            f"{self.name}: first={self.first} body={self.body} head={self.head} "
+            f"bn={self.batchnorm} eps={self.epsilon:g}"
+        )
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            "paper",
+            first="zB",
+            body="w+",
+            head="w+",
+            batchnorm="pass",
+            description="Tjoa et al. 2020: z^B (0, 1) first, w+ (eq. 1) on every other "
+            "convolution, BatchNorm and activations pass relevance through, eps 1e-9",
+        ),
+        Preset(
+            "epsilon",
+            first="epsilon",
+            body="epsilon",
+            head="epsilon",
+            description="LRP-epsilon everywhere (with small eps: gradient x input on a "
+            "bias-free network); for checks",
+        ),
+        Preset("wplus", "w+", "w+", "w+", description="w+ (eq. 1) everywhere; for checks"),
+        Preset("zplus", "z+", "z+", "z+", description="z+ for signed inputs everywhere"),
+        Preset(
+            "recommended",
+            first="zB",
+            body="z+",
+            head="epsilon",
+            batchnorm="fold",
+            description="BatchNorm folded into the convolutions, z^B first, z+ (signed "
+            "inputs) in the body, epsilon at the head: see docs/method.md",
+        ),
+    )
+}
+"""The registry: the CLI offers exactly these names."""
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Preset) if f.name != "name")
+
+
+def _unknown(kind: str, value: str, known: list[str] | tuple[str, ...]) -> StrokeLRPError:
+    hint = difflib.get_close_matches(value, known, n=1)
+    extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return StrokeLRPError(f"unknown {kind} {value!r}{extra}; known: {', '.join(known)}")
+
+
+def preset(name: str, **overrides: object) -> Preset:
+    """The registered preset ``name`` with field overrides.
+
+    Example: ``preset("epsilon", epsilon=0.01)``; ``preset("paper", batchnorm="fold")``.
+    """
+    if name not in PRESETS:
+        raise _unknown("preset", name, list(PRESETS))
+    for key in overrides:
+        if key not in _FIELDS:
+            raise _unknown("preset field", key, _FIELDS)
+    return dataclasses.replace(PRESETS[name], **overrides) if overrides else PRESETS[name]
+
+
+def resolve(rules: str | Preset) -> Preset:
+    """A preset from a name or a :class:`Preset`."""
+    if isinstance(rules, Preset):
+        return rules
+    if isinstance(rules, str):
+        return preset(rules)
+    raise StrokeLRPError(f"rules must be a preset name or a Preset, got {type(rules).__name__}")

@@ -1,0 +1,310 @@
+"""Relevance rules for 3-D (transposed) convolutions, max pooling, and BatchNorm folding.
+
+A convolution is seen as a linear map ``z = W a + b``. Every rule here has the same shape
+(the paper's algorithm 1, generalised): the rule names *terms* ``(c_t, W_t)`` built from the
+input activation ``a`` and the weight ``W``; then
+
+    Z     = sum_t forward(c_t, W_t)  (+ b for the epsilon rule)
+    S     = R / stab(Z),             stab(Z) = Z + eps * sign(Z), sign(0) = +1
+    R_in  = sum_t c_t * gradprop(S, W_t)
+
+where ``gradprop`` is the layer's transposed operation (``conv_transpose3d`` for ``Conv3d``,
+``conv3d`` for ``ConvTranspose3d``). The terms are stacked along the input channels so that
+``Z`` is one convolution and ``gradprop`` is one transposed convolution. ``Z`` (and 1 / stab(Z))
+is computed once with batch 1; the relevance ``R`` may carry a batch of K filter settings.
+
+Shapes: activations ``(1, C_in, D, H, W)``, relevance ``(K, C_out, d, h, w)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from strokelrp.errors import StrokeLRPError
+
+Triple = tuple[int, int, int]
+Bound = float | Sequence[float] | Tensor
+
+
+def _triple(value: int | Sequence[int], what: str, module: nn.Module) -> Triple:
+    if isinstance(value, str):
+        raise StrokeLRPError(f"{module}: padding={value!r} is not supported (use integers)")
+    out = tuple(value) if isinstance(value, Sequence) else (value,) * 3
+    if len(out) != 3:
+        raise StrokeLRPError(f"{module}: {what} must have 3 entries, got {value!r}")
+    return out  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """A ``Conv3d`` or ``ConvTranspose3d`` as a linear map: its weight, bias and geometry.
+
+    ``weight`` is laid out as the module's (``Conv3d``: (C_out, C_in, k, k, k);
+    ``ConvTranspose3d``: (C_in, C_out, k, k, k)); ``in_dim`` is the weight's input-channel dim.
+    """
+
+    transposed: bool
+    weight: Tensor
+    bias: Tensor | None
+    stride: Triple
+    padding: Triple
+    dilation: Triple
+    output_padding: Triple = (0, 0, 0)
+
+    @classmethod
+    def from_module(cls, module: nn.Module) -> ConvLayer:
+        """View a ``nn.Conv3d`` / ``nn.ConvTranspose3d`` (groups 1, zero padding) as a layer."""
+        if not isinstance(module, nn.Conv3d | nn.ConvTranspose3d):
+            raise StrokeLRPError(f"no convolution rule for {type(module).__name__}")
+        if module.groups != 1:
+            raise StrokeLRPError(f"{module}: grouped convolutions are not supported")
+        if module.padding_mode != "zeros":
+            raise StrokeLRPError(f"{module}: padding_mode={module.padding_mode!r} not supported")
+        transposed = isinstance(module, nn.ConvTranspose3d)
+        return cls(
+            transposed=transposed,
+            weight=module.weight.detach(),
+            bias=None if module.bias is None else module.bias.detach(),
+            stride=_triple(module.stride, "stride", module),
+            padding=_triple(module.padding, "padding", module),
+            dilation=_triple(module.dilation, "dilation", module),
+            output_padding=_triple(module.output_padding, "output_padding", module)
+            if transposed
+            else (0, 0, 0),
+        )
+
+    @property
+    def in_dim(self) -> int:
+        """The weight dimension that indexes the layer's input channels."""
+        return 0 if self.transposed else 1
+
+    @property
+    def out_dim(self) -> int:
+        """The weight dimension that indexes the layer's output channels."""
+        return 1 if self.transposed else 0
+
+    def forward(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        """The layer's map with ``weight``: (B, C_in', D, H, W) -> (B, C_out, d, h, w)."""
+        if self.transposed:
+            return F.conv_transpose3d(
+                x, weight, bias, self.stride, self.padding, self.output_padding, 1, self.dilation
+            )
+        return F.conv3d(x, weight, bias, self.stride, self.padding, self.dilation)
+
+    def gradprop(self, s: Tensor, weight: Tensor, in_shape: Sequence[int]) -> Tensor:
+        """The transposed map: (K, C_out, d, h, w) -> (K, C_in', *in_shape) (spatial shape)."""
+        if self.transposed:
+            return F.conv3d(s, weight, None, self.stride, self.padding, self.dilation)
+        k = weight.shape[2:]
+        extra = tuple(
+            n - ((m - 1) * st - 2 * p + dl * (kk - 1) + 1)
+            for n, m, st, p, dl, kk in zip(
+                in_shape, s.shape[2:], self.stride, self.padding, self.dilation, k, strict=True
+            )
+        )
+        return F.conv_transpose3d(
+            s, weight, None, self.stride, self.padding, extra, 1, self.dilation
+        )
+
+
+def fold_batchnorm(layer: ConvLayer, bn: nn.Module) -> ConvLayer:
+    """The layer followed by an eval-mode ``BatchNorm3d`` as one layer (a canonizer).
+
+    BN(z) = gamma * (z - mean) / sqrt(var + eps) + beta = s * z + t, so W' = s W (per output
+    channel) and b' = s b + t.
+    """
+    if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
+        raise StrokeLRPError(f"cannot fold {type(bn).__name__} into a convolution")
+    if bn.running_mean is None or bn.running_var is None:
+        raise StrokeLRPError(f"{bn}: folding needs running statistics (track_running_stats)")
+    scale = torch.rsqrt(bn.running_var.detach() + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach()
+    shift = -bn.running_mean.detach() * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.detach()
+    shape = [1] * layer.weight.dim()
+    shape[layer.out_dim] = -1
+    bias = shift if layer.bias is None else layer.bias * scale + shift
+    return replace(layer, weight=layer.weight * scale.view(shape), bias=bias)
+
+
+def stabilize(z: Tensor, epsilon: float) -> Tensor:
+    """``z + epsilon * sign(z)`` with sign(0) = +1 (a new tensor)."""
+    return torch.where(z >= 0, z + epsilon, z - epsilon)
+
+
+@dataclass
+class PreparedRule:
+    """A rule bound to one layer and its input: call it on relevance (K, C_out, ...).
+
+    ``inputs`` (1, J * C_in, D, H, W) are the stacked terms c_t, ``weight`` the stacked W_t,
+    ``inv_z`` = 1 / stab(Z) (1, C_out, d, h, w), shared by all K settings.
+    """
+
+    layer: ConvLayer
+    inputs: Tensor
+    weight: Tensor
+    inv_z: Tensor
+    terms: int
+
+    def __call__(self, relevance: Tensor) -> Tensor:
+        """(K, C_out, d, h, w) -> (K, C_in, D, H, W)."""
+        s = relevance * self.inv_z
+        g = self.layer.gradprop(s, self.weight, self.inputs.shape[2:])
+        del s
+        g.mul_(self.inputs)
+        if self.terms == 1:
+            return g
+        k, c = g.shape[:2]
+        return g.view(k, self.terms, c // self.terms, *g.shape[2:]).sum(1)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Base of the rules: subclasses say which terms (c_t, W_t) make up Z."""
+
+    epsilon: float = 1e-9
+    name: ClassVar[str] = ""
+    uses_bias: ClassVar[bool] = False
+    reuses_output: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if not self.epsilon > 0:
+            raise StrokeLRPError(f"{self.name}: epsilon must be > 0, got {self.epsilon!r}")
+
+    def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
+        """The pairs (c_t (1, C_in, ...), W_t) whose contributions sum to Z."""
+        raise NotImplementedError
+
+    def prepare(self, layer: ConvLayer, a: Tensor, z: Tensor | None = None) -> PreparedRule:
+        """Bind to ``layer`` and its input ``a`` (1, C_in, D, H, W).
+
+        ``z``, when given, is the layer's own output W a + b, reused by rules whose Z equals it.
+        """
+        pairs = self.terms(a, layer.weight, layer)
+        inputs = pairs[0][0] if len(pairs) == 1 else torch.cat([c for c, _ in pairs], dim=1)
+        weight = (
+            pairs[0][1] if len(pairs) == 1 else torch.cat([w for _, w in pairs], dim=layer.in_dim)
+        )
+        if z is None:
+            z = layer.forward(inputs, weight, layer.bias if self.uses_bias else None)
+        inv_z = stabilize(z, self.epsilon).reciprocal_()
+        return PreparedRule(layer, inputs, weight, inv_z, len(pairs))
+
+    def relevance(self, layer: ConvLayer, a: Tensor, relevance: Tensor) -> Tensor:
+        """R_in (K, C_in, D, H, W) for input ``a`` (1, C_in, ...) and R (K, C_out, ...)."""
+        return self.prepare(layer, a)(relevance)
+
+
+@dataclass(frozen=True)
+class Epsilon(Rule):
+    """LRP-epsilon: Z = W a + b (the layer's own output); R_in = a * gradprop(R / stab(Z))."""
+
+    name: ClassVar[str] = "epsilon"
+    uses_bias: ClassVar[bool] = True
+    reuses_output: ClassVar[bool] = True
+
+    def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
+        return [(a, weight)]
+
+
+@dataclass(frozen=True)
+class WPlus(Rule):
+    """The paper's eq. (1): Z = W+ a (no bias), R_in = a * gradprop+(R / stab(Z))."""
+
+    name: ClassVar[str] = "w+"
+
+    def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
+        return [(a, weight.clamp(min=0))]
+
+
+@dataclass(frozen=True)
+class ZPlus(Rule):
+    """z+ for signed inputs: Z = W+ a+ + W- a-; R_in = a+ gp+(S) + a- gp-(S) (no bias)."""
+
+    name: ClassVar[str] = "z+"
+
+    def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
+        return [(a.clamp(min=0), weight.clamp(min=0)), (a.clamp(max=0), weight.clamp(max=0))]
+
+
+def _bound(value: Bound, a: Tensor) -> Tensor:
+    """A scalar or per-channel bound broadcast to the full shape of ``a`` (1, C, D, H, W)."""
+    t = torch.as_tensor(value, dtype=a.dtype, device=a.device)
+    if t.dim() == 0:
+        return t.expand_as(a)
+    if t.dim() != 1 or t.numel() != a.shape[1]:
+        raise StrokeLRPError(
+            f"z^B bound must be a scalar or one value per input channel ({a.shape[1]}), "
+            f"got shape {tuple(t.shape)}"
+        )
+    return t.view(1, -1, *([1] * (a.dim() - 2))).expand_as(a)
+
+
+@dataclass(frozen=True)
+class ZBox(Rule):
+    """z^B for inputs bounded in [low, high]: Z = W a - W+ L - W- H (no bias);
+    R_in = a gp(S, W) - L gp(S, W+) - H gp(S, W-). Bounds are scalars or per channel."""
+
+    low: Bound = 0.0
+    high: Bound = 1.0
+    name: ClassVar[str] = "zB"
+
+    def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
+        low, high = _bound(self.low, a), _bound(self.high, a)
+        return [(a, weight), (-low, weight.clamp(min=0)), (-high, weight.clamp(max=0))]
+
+
+RULES: dict[str, type[Rule]] = {r.name: r for r in (Epsilon, WPlus, ZPlus, ZBox)}
+"""Rule classes by name (``epsilon``, ``w+``, ``z+``, ``zB``)."""
+
+
+def make_rule(name: str, epsilon: float, low: Bound = 0.0, high: Bound = 1.0) -> Rule:
+    """The rule called ``name`` with stabiliser ``epsilon`` (and bounds for ``zB``)."""
+    if name not in RULES:
+        raise StrokeLRPError(f"unknown rule {name!r}; known rules: {', '.join(RULES)}")
+    if name == "zB":
+        return ZBox(epsilon=epsilon, low=low, high=high)
+    return RULES[name](epsilon=epsilon)
+
+
+@dataclass
+class PoolState:
+    """What a max pool's relevance step needs: winner indices (1, C, d, h, w), input shape."""
+
+    indices: Tensor
+    in_shape: tuple[int, ...] = field(default=())
+
+
+def maxpool_forward(module: nn.MaxPool3d, a: Tensor) -> tuple[Tensor, PoolState]:
+    """The module's output (same values) and the winners' flat indices for the relevance step."""
+    if not isinstance(module, nn.MaxPool3d):
+        raise StrokeLRPError(f"no pooling rule for {type(module).__name__}")
+    out, idx = F.max_pool3d(
+        a,
+        module.kernel_size,
+        module.stride,
+        module.padding,
+        module.dilation,
+        ceil_mode=module.ceil_mode,
+        return_indices=True,
+    )
+    return out, PoolState(idx, tuple(a.shape[2:]))
+
+
+def maxpool_relevance(relevance: Tensor, state: PoolState) -> Tensor:
+    """Winner-take-all: (K, C, d, h, w) -> (K, C, D, H, W); windows that share a winner add."""
+    k, c = relevance.shape[:2]
+    n = 1
+    for s in state.in_shape:
+        n *= s
+    out = relevance.new_zeros(k, c, n)
+    out.scatter_add_(2, state.indices.flatten(2).expand(k, -1, -1), relevance.flatten(2))
+    return out.view(k, c, *state.in_shape)

@@ -1,0 +1,36 @@
+"""Inference with a trained network: eval mode, no gradients."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def predict(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """Logits (B, 2, D, H, W) float32 for input ``x`` (B, 6, D, H, W), on the model's device.
+
+    The model runs in eval mode (BatchNorm with its running statistics; the authors' code
+    switched it to train mode mid-evaluation); its previous mode is restored afterwards.
+    ``precision="bf16"`` runs under autocast (GPU), the logits are still returned as float32.
+    """
+    if x.dim() != 5:
+        raise ValueError(f"predict expects x of shape (B, 6, D, H, W), got {tuple(x.shape)}")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"
+            ),
+        ):
+            logits = model(x.to(device, non_blocking=True))
+    finally:
+        model.train(was_training)
+    return logits.float()
+
+
+def lesion_mask(logits: torch.Tensor) -> torch.Tensor:
+    """Predicted lesion mask (B, D, H, W) bool from logits (B, 2, D, H, W) (argmax)."""
+    return logits.argmax(dim=1) == 1

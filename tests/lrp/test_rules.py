@@ -1,0 +1,266 @@
+"""Every rule against the textbook formula on the layer written as an explicit dense matrix.
+
+The reference builds the matrix M (out x in) by applying the convolution to unit basis
+vectors (float64), then evaluates z_ji (the contribution of input i to output j) and
+R_i = sum_j z_ji / stab(sum_i z_ji) R_j literally. The engine's rules use transposed
+convolutions on a batch of K relevance maps; both must agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.rules import (
+    ConvLayer,
+    Epsilon,
+    WPlus,
+    ZBox,
+    ZPlus,
+    fold_batchnorm,
+    make_rule,
+    maxpool_forward,
+    maxpool_relevance,
+)
+
+F64 = torch.float64
+
+# (module factory, input shape (C, D, H, W))
+LAYERS = {
+    "conv3-pad1": (lambda b: nn.Conv3d(2, 3, 3, padding=1, bias=b), (2, 3, 4, 4)),
+    "conv3-stride2-odd": (lambda b: nn.Conv3d(2, 3, 3, stride=2, padding=1, bias=b), (2, 5, 4, 3)),
+    "conv2-nopad": (lambda b: nn.Conv3d(3, 2, 2, bias=b), (3, 3, 3, 4)),
+    "convT2-stride2": (lambda b: nn.ConvTranspose3d(3, 2, 2, stride=2, bias=b), (3, 2, 2, 3)),
+    "convT3-stride2-pad1": (
+        lambda b: nn.ConvTranspose3d(2, 3, 3, stride=2, padding=1, output_padding=1, bias=b),
+        (2, 2, 3, 2),
+    ),
+}
+
+
+def dense(layer: ConvLayer, in_shape: tuple[int, ...]) -> np.ndarray:
+    """M (n_out, n_in) with M[:, i] = layer(e_i), no bias."""
+    n_in = int(np.prod(in_shape))
+    basis = torch.eye(n_in, dtype=torch.float64).view(n_in, *in_shape)
+    out = layer.forward(basis, layer.weight)
+    return out.reshape(n_in, -1).T.numpy()
+
+
+def stab(z: np.ndarray, eps: float) -> np.ndarray:
+    return z + eps * np.where(z >= 0, 1.0, -1.0)
+
+
+def reference(
+    rule: str,
+    m: np.ndarray,
+    a: np.ndarray,
+    r: np.ndarray,
+    b: np.ndarray | None,
+    eps: float,
+    low: np.ndarray | None = None,
+    high: np.ndarray | None = None,
+) -> np.ndarray:
+    """R_in_i = sum_j z_ji / stab(Z_j) R_j for one relevance vector r (n_out,)."""
+    mp, mn = np.maximum(m, 0), np.minimum(m, 0)
+    if rule == "epsilon":
+        z = m * a[None, :]
+        zsum = z.sum(1) + (0 if b is None else b)
+    elif rule == "w+":
+        z = mp * a[None, :]
+        zsum = z.sum(1)
+    elif rule == "z+":
+        z = mp * np.maximum(a, 0)[None, :] + mn * np.minimum(a, 0)[None, :]
+        zsum = z.sum(1)
+    elif rule == "zB":
+        z = m * a[None, :] - mp * low[None, :] - mn * high[None, :]
+        zsum = z.sum(1)
+    else:
+        raise AssertionError(rule)
+    return (z * (r / stab(zsum, eps))[:, None]).sum(0)
+
+
+def make_layer(key: str, bias: bool, seed: int) -> tuple[ConvLayer, tuple[int, ...], nn.Module]:
+    torch.manual_seed(seed)
+    factory, in_shape = LAYERS[key]
+    module = factory(bias).double()
+    return ConvLayer.from_module(module), in_shape, module
+
+
+def run_case(rule_obj, key: str, bias: bool, seed: int, k: int = 3, positive: bool = False):
+    layer, in_shape, module = make_layer(key, bias, seed)
+    gen = torch.Generator().manual_seed(seed + 100)
+    a = torch.rand(1, *in_shape, generator=gen, dtype=torch.float64)
+    if not positive:
+        a = a * 2 - 1
+    out = module(a)
+    r = torch.randn(k, *out.shape[1:], generator=gen, dtype=torch.float64)
+    got = rule_obj.relevance(layer, a, r)
+    assert got.shape == (k, *in_shape)
+    m = dense(layer, in_shape)
+    b_full = None
+    if module.bias is not None:
+        b_full = (out - layer.forward(a, layer.weight)).reshape(-1).detach().numpy()
+    return got, m, a, r, b_full
+
+
+@pytest.mark.parametrize("key", sorted(LAYERS))
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("name", ["epsilon", "w+", "z+"])
+def test_rule_matches_dense_matrix_reference(key: str, bias: bool, seed: int, name: str) -> None:
+    eps = 1e-3
+    rule = make_rule(name, eps)
+    got, m, a, r, b = run_case(rule, key, bias, seed)
+    for j in range(r.shape[0]):
+        want = reference(name, m, a.reshape(-1).numpy(), r[j].reshape(-1).numpy(), b, eps)
+        np.testing.assert_allclose(got[j].reshape(-1).numpy(), want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("key", sorted(LAYERS))
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_zbox_matches_dense_matrix_reference(
+    key: str, bias: bool, seed: int, per_channel: bool
+) -> None:
+    eps = 1e-6
+    cin = LAYERS[key][1][0]
+    if per_channel:
+        low, high = [-0.5 + 0.1 * c for c in range(cin)], [1.0 + 0.2 * c for c in range(cin)]
+    else:
+        low, high = 0.0, 1.0
+    rule = ZBox(epsilon=eps, low=low, high=high)
+    got, m, a, r, _ = run_case(rule, key, bias, seed, positive=True)
+    in_shape = LAYERS[key][1]
+    lo = np.broadcast_to(np.asarray(low, dtype=float).reshape(-1, 1, 1, 1), in_shape).reshape(-1)
+    hi = np.broadcast_to(np.asarray(high, dtype=float).reshape(-1, 1, 1, 1), in_shape).reshape(-1)
+    for j in range(r.shape[0]):
+        want = reference(
+            "zB", m, a.reshape(-1).numpy(), r[j].reshape(-1).numpy(), None, eps, lo, hi
+        )
+        np.testing.assert_allclose(got[j].reshape(-1).numpy(), want, rtol=1e-10, atol=1e-12)
+
+
+def test_epsilon_reuses_the_layer_output_when_given() -> None:
+    layer, in_shape, module = make_layer("conv3-pad1", True, 4)
+    a = torch.rand(1, *in_shape, dtype=F64)
+    z = module(a).detach()
+    r = torch.randn(2, *z.shape[1:], dtype=F64)
+    rule = Epsilon(epsilon=1e-4)
+    torch.testing.assert_close(rule.prepare(layer, a, z)(r), rule.relevance(layer, a, r))
+
+
+def test_stabiliser_sign_of_zero_is_plus() -> None:
+    """A zero denominator is stabilised to +eps, so relevance R becomes R * 0 / eps = 0 here
+    (all contributions are zero), never NaN."""
+    module = nn.Conv3d(1, 1, 1, bias=False).double()
+    with torch.no_grad():
+        module.weight.fill_(-1.0)
+    layer = ConvLayer.from_module(module)
+    a = torch.ones(1, 1, 1, 1, 2, dtype=torch.float64)
+    r = torch.ones(1, 1, 1, 1, 2, dtype=torch.float64)
+    out = WPlus(epsilon=1e-9).relevance(layer, a, r)  # W+ = 0 -> Z = 0
+    assert torch.equal(out, torch.zeros_like(out))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    key=st.sampled_from(sorted(LAYERS)),
+    name=st.sampled_from(["w+", "z+"]),
+)
+def test_wplus_and_zplus_conserve_on_positive_inputs(seed: int, key: str, name: str) -> None:
+    """sum_i R_i = sum_j R_j over the outputs with Z_j != 0 (eps -> 0)."""
+    layer, in_shape, module = make_layer(key, True, seed)
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.rand(1, *in_shape, generator=gen, dtype=torch.float64)
+    r = torch.randn(2, *module(a).shape[1:], generator=gen, dtype=torch.float64)
+    rule = make_rule(name, 1e-12)
+    got = rule.relevance(layer, a, r)
+    z = layer.forward(a, layer.weight.clamp(min=0))
+    live = (z > 1e-9).to(r.dtype)
+    torch.testing.assert_close(got.sum((1, 2, 3, 4)), (r * live).sum((1, 2, 3, 4)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), key=st.sampled_from(sorted(LAYERS)))
+def test_zbox_conserves_inside_its_bounds(seed: int, key: str) -> None:
+    """With low <= a <= high every contribution of z^B is >= 0, so relevance is conserved."""
+    layer, in_shape, module = make_layer(key, False, seed)
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.rand(1, *in_shape, generator=gen, dtype=torch.float64)
+    r = torch.randn(2, *module(a).shape[1:], generator=gen, dtype=torch.float64)
+    got = ZBox(epsilon=1e-12).relevance(layer, a, r)
+    torch.testing.assert_close(got.sum((1, 2, 3, 4)), r.sum((1, 2, 3, 4)))
+
+
+def test_batch_of_settings_equals_one_by_one() -> None:
+    layer, in_shape, module = make_layer("convT2-stride2", True, 7)
+    a = torch.randn(1, *in_shape, dtype=F64)
+    r = torch.randn(4, *module(a).shape[1:], dtype=F64).detach()
+    for rule in (Epsilon(1e-6), WPlus(1e-6), ZPlus(1e-6), ZBox(1e-6)):
+        both = rule.relevance(layer, a, r)
+        for j in range(4):
+            torch.testing.assert_close(both[j : j + 1], rule.relevance(layer, a, r[j : j + 1]))
+
+
+def test_fold_batchnorm_equals_conv_then_batchnorm() -> None:
+    torch.manual_seed(3)
+    for conv in (nn.Conv3d(2, 3, 3, padding=1), nn.ConvTranspose3d(2, 3, 2, stride=2)):
+        bn = nn.BatchNorm3d(3)
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        with torch.no_grad():
+            bn.weight.uniform_(-2, 2)
+            bn.bias.uniform_(-1, 1)
+        conv, bn = conv.double(), bn.double().eval()
+        x = torch.randn(1, 2, 3, 4, 4, dtype=F64)
+        folded = fold_batchnorm(ConvLayer.from_module(conv), bn)
+        torch.testing.assert_close(folded.forward(x, folded.weight, folded.bias), bn(conv(x)))
+
+
+@pytest.mark.parametrize("shape", [(4, 4, 4), (5, 3, 7), (1, 2, 3)])
+def test_maxpool_sends_relevance_to_the_winner(shape: tuple[int, int, int]) -> None:
+    """Loop reference over the ceil-mode windows (odd sizes give partial windows)."""
+    pool = nn.MaxPool3d(2, ceil_mode=True)
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(1, 2, *shape, generator=gen)
+    out, state = maxpool_forward(pool, a)
+    torch.testing.assert_close(out, pool(a))
+    r = torch.randn(3, *out.shape[1:], generator=gen)
+    got = maxpool_relevance(r, state)
+    want = torch.zeros(3, 2, *shape)
+    for c in range(2):
+        for od, oh, ow in np.ndindex(*out.shape[2:]):
+            window = [
+                (d, h, w)
+                for d in range(2 * od, min(2 * od + 2, shape[0]))
+                for h in range(2 * oh, min(2 * oh + 2, shape[1]))
+                for w in range(2 * ow, min(2 * ow + 2, shape[2]))
+            ]
+            best = max(window, key=lambda p, c=c: float(a[0, c, p[0], p[1], p[2]]))
+            want[:, c, best[0], best[1], best[2]] += r[:, c, od, oh, ow]
+    torch.testing.assert_close(got, want)
+
+
+def test_bad_layers_and_bounds_raise_clear_errors() -> None:
+    with pytest.raises(StrokeLRPError, match="grouped"):
+        ConvLayer.from_module(nn.Conv3d(2, 2, 3, groups=2))
+    with pytest.raises(StrokeLRPError, match="padding_mode"):
+        ConvLayer.from_module(nn.Conv3d(2, 2, 3, padding=1, padding_mode="circular"))
+    with pytest.raises(StrokeLRPError, match="Linear"):
+        ConvLayer.from_module(nn.Linear(2, 2))
+    with pytest.raises(StrokeLRPError, match="unknown rule 'gamma'"):
+        make_rule("gamma", 1e-9)
+    with pytest.raises(StrokeLRPError, match="epsilon must be > 0"):
+        Epsilon(epsilon=0.0)
+    layer, in_shape, _ = make_layer("conv3-pad1", False, 0)
+    with pytest.raises(StrokeLRPError, match="one value per input channel"):
+        ZBox(low=[0.0, 0.0, 0.0]).relevance(
+            layer, torch.rand(1, *in_shape, dtype=F64), torch.rand(1, 3, 3, 4, 4, dtype=F64)
+        )
