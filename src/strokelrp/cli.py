@@ -7,6 +7,8 @@ is instant. Exit codes: 0 success, 1 bad input (one line per problem), 2 usage e
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -135,13 +137,426 @@ def inspect(data: str, as_json: bool) -> None:
 # ------------------------------------------------------------ model commands (train, evaluate)
 
 
+def _parse_series(ctx: click.Context, param: click.Parameter, value: str) -> str | tuple:
+    """``A``/``B``/``C``/``X`` or a custom ``DxHxW`` (e.g. ``8x16x16``) for quick experiments."""
+    from strokelrp.config import SERIES
+
+    if value.upper() in SERIES:
+        return value.upper()
+    parts = value.lower().split("x")
+    if len(parts) == 3 and all(p.isdigit() and int(p) >= 1 for p in parts):
+        return tuple(int(p) for p in parts)
+    raise click.BadParameter(f"{value!r}: choose A, B, C, X or give D x H x W like 8x16x16")
+
+
+@cli.command()
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.option(
+    "--series",
+    required=True,
+    callback=_parse_series,
+    metavar="A|B|C|X",
+    help="Scale the cases are resized to: A 19x48x48, B 19x96x96, C 19x144x144, X 19x192x192 "
+    "(D x H x W), or a custom DxHxW.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Run folder (config.toml, checkpoints/, train_log.csv).",
+)
+@click.option(
+    "--width",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Channels of the first block (the paper: 32, 19.08 M parameters).",
+)
+@click.option("--epochs", type=click.IntRange(min=0), default=80, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train this many networks, seeds SEED..SEED+N-1, into OUT/net-1..N.",
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="bf16: autocast (for GPUs).",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Fraction of cases held out for validation (per seed).",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(["ce", "dice_ce"]),
+    default="ce",
+    show_default=True,
+    help="ce: the paper's cross-entropy; dice_ce: cross-entropy + soft Dice.",
+)
+@click.option(
+    "--cases",
+    "case_ids",
+    multiple=True,
+    metavar="ID",
+    help="Train on these case ids only (repeat the option).",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=str),
+    default=None,
+    help="Cache of preprocessed cases (default: $STROKELRP_CACHE_DIR or ~/.cache).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue OUT from its newest complete checkpoint (exactly, on CPU).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def train(
+    data: str,
+    series: str | tuple,
+    out: str,
+    width: int,
+    epochs: int,
+    seed: int,
+    repeats: int,
+    device: str,
+    precision: str,
+    val_fraction: float,
+    loss: str,
+    case_ids: tuple[str, ...],
+    cache_dir: str | None,
+    resume: bool,
+    no_progress: bool,
+) -> None:
+    """Train the paper's 3-D U-Net on an ISLES 2017 folder (cross-entropy, Adam, batch 1).
+
+    Runs unchanged under torchrun (DistributedDataParallel): torchrun --nproc_per_node=N
+    -m strokelrp train DATA ...
+    """
+    import os
+    from pathlib import Path
+
+    from strokelrp.config import TrainConfig
+    from strokelrp.train.loop import train as run_training
+
+    config = TrainConfig(
+        data=str(Path(data).resolve()),
+        series=series,
+        width=width,
+        epochs=epochs,
+        seed=seed,
+        repeats=repeats,
+        device=device,
+        precision=precision,
+        val_fraction=val_fraction,
+        loss=loss,
+        cases=case_ids or None,
+        cache_dir=cache_dir,
+    )
+    dirs = run_training(config, out, resume=resume, progress=not no_progress)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
+        click.echo(f"trained {len(dirs)} network(s) in {out}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.option(
+    "--checkpoint",
+    default="last",
+    show_default=True,
+    help="last, an epoch number (3 or epoch-003), or a .safetensors path.",
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=str),
+    default=None,
+    help="Cache of preprocessed cases (default: the run's, else ~/.cache).",
+)
+def evaluate(run: str, data: str, checkpoint: str, device: str, cache_dir: str | None) -> None:
+    """Score RUN's network(s) on DATA in each case's native grid.
+
+    Writes RUN/metrics.csv (Dice, HD95 and ASSD in mm, precision, recall, volumes in mL, one
+    row per case) and RUN/table1.csv (the paper's table 1), and prints mean and SD.
+    """
+    from strokelrp.train.evaluate import evaluate as run_evaluation
+
+    run_evaluation(run, data, checkpoint, device=device, echo=click.echo, cache_dir=cache_dir)
+    click.echo(f"wrote {run}/metrics.csv and {run}/table1.csv")
+
+
 # ------------------------------------------------------------------------ explain command
+
+
+def _check_filter_spec(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
+    """Check each --filter spec (e.g. pass:0,0.4) with the engine's parser; usage error if bad."""
+    if not value:
+        return value
+    from strokelrp.lrp.filters import parse_filter
+
+    for spec in value:
+        try:
+            parse_filter(spec)
+        except (ValueError, StrokeLRPError) as err:
+            raise click.BadParameter(f"{spec!r}: {err}", ctx=ctx, param=param) from err
+    return value
+
+
+def _preset_names() -> list[str]:
+    """Names of ``strokelrp.lrp.presets.PRESETS`` (a data-only module: no torch, fast)."""
+    from strokelrp.lrp.presets import PRESETS
+
+    return list(PRESETS)
+
+
+@cli.command("explain")
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--case", "case_id", required=True, help="Case id, e.g. training_4.")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    callback=_check_filter_spec,
+    metavar="KIND:A1,A2",
+    help="Filter setting, repeatable: pass:0,0.4 | clamp:0,0.2 | pass:0.4 (= 0,0.4). "
+    "Raw is always added. Default: the paper's figure 1 (pass:0,0.4 and clamp:0,0.2).",
+)
+@click.option(
+    "--rules",
+    type=click.Choice(_preset_names()),
+    default="paper",
+    show_default=True,
+    help="LRP rule preset (strokelrp.lrp.presets.PRESETS; see docs/method.md).",
+)
+@click.option(
+    "--target",
+    type=click.Choice(["prediction", "ground_truth", "authors"]),
+    default="prediction",
+    show_default=True,
+    help="Start from the lesion logit on the predicted lesion voxels, on the OT voxels, or "
+    "(authors) from the whole output, both classes, as the authors' code does.",
+)
+@click.option("--checkpoint", default="last", show_default=True, help="Checkpoint of RUN.")
+@click.option(
+    "--slice",
+    "slice_index",
+    type=int,
+    default=None,
+    help="Axial slice z of the figure (native grid; default: largest lesion area).",
+)
+@click.option(
+    "--modality",
+    type=click.Choice(["ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP"]),
+    default="rCBF",
+    show_default=True,
+    help="Modality channel shown in the figure.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder [default: RUN/explanations/CASE].",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where to run the network and the relevance walk (auto: CUDA when available).",
+)
+def explain_command(
+    run: Path,
+    data: Path,
+    case_id: str,
+    filters: tuple[str, ...],
+    rules: str,
+    target: str,
+    checkpoint: str,
+    slice_index: int | None,
+    modality: str,
+    out: Path | None,
+    device: str,
+) -> None:
+    """Relevance maps of one case (4-D NIfTI per filter setting, native grid) and figure 1.
+
+    All settings are computed in one batched relevance pass. Writes relevance_*.nii.gz,
+    prediction.nii.gz, figure1.png and explanation.json, and prints their paths.
+    """
+    from strokelrp.report.explain_case import explain_case
+
+    result = explain_case(
+        run,
+        data,
+        case_id,
+        filters=list(filters) or None,
+        rules=rules,
+        target=target,
+        checkpoint=checkpoint,
+        slice_index=slice_index,
+        modality=modality,
+        out=out,
+        device=device,
+    )
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    for path in result.paths():
+        click.echo(str(path))
 
 
 # ---------------------------------------------------------------- sweep and report commands
 
+TARGETS = ("prediction", "ground_truth", "authors")
+
+
+def _split_cases(values: tuple[str, ...]) -> list[str] | None:
+    """``--cases 1,4 --cases 27`` -> ["1", "4", "27"]; None when not given."""
+    out = [c for v in values for c in v.replace(",", " ").split()]
+    return out or None
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="RUN [RUN ...] DATA")
+@click.option(
+    "--cases",
+    multiple=True,
+    metavar="IDS",
+    help="Only these case ids (comma-separated, or repeat the option). Default: all.",
+)
+@click.option(
+    "--grid",
+    default="paper",
+    show_default=True,
+    metavar="paper|FILE",
+    help="Filter settings: the paper's 16, or a file listing settings such as pass:0,0.4 "
+    '(one per line, or TOML settings = ["raw", ...]).',
+)
+@click.option(
+    "--rules",
+    default="paper",
+    show_default=True,
+    help="LRP rule preset (strokelrp.lrp.presets.PRESETS).",
+)
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default="prediction",
+    show_default=True,
+    help="Start relevance from the predicted lesion, the ground truth, or the whole output.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("--restart", is_flag=True, help="Discard RUN/sweep/sweep.csv instead of resuming.")
+def sweep(
+    paths: tuple[str, ...],
+    cases: tuple[str, ...],
+    grid: str,
+    rules: str,
+    target: str,
+    device: str,
+    restart: bool,
+) -> None:
+    """Explain every case under every filter setting; write RUN/sweep/sweep.csv.
+
+    One batched relevance pass per case computes all settings (filters at every layer, as the
+    paper). Cases already complete in the table are skipped. Under torchrun the cases are
+    shared out over the ranks. Prints the mean inclusivities of raw, pass(0,0.2) and
+    clamp(0,0.2) at the end.
+    """
+    if len(paths) < 2:
+        raise click.UsageError("give at least one RUN and the DATA folder")
+    from strokelrp.analysis.sweep import run_sweep, summary_lines
+    from strokelrp.analysis.table import read_tables
+    from strokelrp.lrp.presets import PRESETS
+
+    if rules not in PRESETS:
+        raise click.BadParameter(
+            f"{rules!r} is not one of {', '.join(sorted(PRESETS))}", param_hint="--rules"
+        )
+    *runs, data = paths
+    tables = run_sweep(
+        runs,
+        data,
+        grid=grid,
+        cases=_split_cases(cases),
+        rules=rules,
+        target=target,
+        device=device,
+        restart=restart,
+        log=lambda line: click.echo(line, err=True),
+    )
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    for line in summary_lines(read_tables(tables)):
+        click.echo(line)
+    for table in tables:
+        click.echo(f"wrote {table}")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN ...]")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=True, writable=True),
+    default=None,
+    help="Report file (or folder for report.html). Default: the first RUN's report.html.",
+)
+def report(runs: tuple[str, ...], out: str | None) -> None:
+    """Write a self-contained HTML report (figures embedded) and print its path."""
+    from strokelrp.report.html import build_report
+
+    click.echo(str(build_report(list(runs), out)))
+
 
 # ------------------------------------------------------------------------------ demo command
+
+
+@cli.command("demo")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("strokelrp-demo"),
+    show_default=True,
+    help="Output folder (new, empty, or an earlier demo, which is replaced).",
+)
+@click.option("--quick", is_flag=True, help="Tiny sizes: every stage in under 2 minutes.")
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda", "auto"]),
+    default="cpu",
+    show_default=True,
+    help="Where to train and explain.",
+)
+def demo_command(out: Path, quick: bool, device: str) -> None:
+    """Synthesise data, train, evaluate, explain, sweep the filters, write the HTML report.
+
+    Needs no data and no network. The full demo takes about 10 minutes on a 2-core CPU.
+    """
+    from strokelrp.demo import run_demo
+
+    run_demo(out, quick=quick, device=device, echo=click.echo)
 
 
 # ------------------------------------------------------------------------------------ entry

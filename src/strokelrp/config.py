@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from strokelrp.atomic import write_text
 from strokelrp.errors import StrokeLRPError
 
 MODALITIES: tuple[str, ...] = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")
@@ -28,6 +27,7 @@ SERIES: dict[str, tuple[int, int, int]] = {
 LOSSES: tuple[str, ...] = ("ce", "dice_ce")
 """Training losses: the paper's cross-entropy, or cross-entropy + soft Dice of the lesion class."""
 
+NORMALIZATIONS: tuple[str, ...] = ("minmax", "zscore")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
@@ -41,14 +41,15 @@ RESUMABLE_FIELDS: frozenset[str] = frozenset(
 class TrainConfig:
     """Everything that defines a training run (the paper's recipe by default).
 
-    ``data`` is the ISLES 2017 tree (stored as an absolute path), ``series`` one of
-    :data:`SERIES`. ``repeats`` > 1 trains networks with seeds ``seed .. seed + repeats - 1``
-    (the paper's A1..A4); the held-out split (``val_fraction``) is drawn from ``split_seed``
-    (``None``: ``seed``), so all repeats of a run share one split.
+    ``data`` is the ISLES 2017 tree, ``series`` one of :data:`SERIES` or an explicit (D, H, W)
+    for quick experiments (use :attr:`shape` for the sizes). ``repeats`` > 1 trains networks
+    with seeds ``seed .. seed + repeats - 1`` (the paper's A1..A4); the held-out split
+    (``val_fraction``) is drawn from ``split_seed`` (``None``: ``seed``), so all repeats of a
+    run share one split.
     """
 
     data: str
-    series: str
+    series: str | tuple[int, int, int]
     width: int = 32
     epochs: int = 80
     seed: int = 0
@@ -62,7 +63,6 @@ class TrainConfig:
     cases: tuple[str, ...] | None = None
     device: str = "auto"
     precision: str = "fp32"
-    sync_bn: bool = False
     checkpoint_every: int = 1
     keep_checkpoints: int = 0
     cache_dir: str | None = None
@@ -70,6 +70,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         # Normalise container types first (TOML gives lists), then validate everything at once.
         object.__setattr__(self, "data", str(self.data))
+        if isinstance(self.series, (list, tuple)):
+            object.__setattr__(self, "series", tuple(self.series))
         if isinstance(self.betas, list):
             object.__setattr__(self, "betas", tuple(self.betas))
         if self.cases is not None and not isinstance(self.cases, str):
@@ -95,7 +97,13 @@ class TrainConfig:
 
         if not self.data:
             p.append("data must name the ISLES 2017 folder, got an empty string")
-        choice("series", tuple(SERIES))
+        if isinstance(self.series, tuple):
+            if len(self.series) != 3 or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in self.series
+            ):
+                p.append(f"series must be A, B, C, X or (D, H, W) sizes >= 1, got {self.series!r}")
+        else:
+            choice("series", tuple(SERIES))
         integer("width", 1)
         integer("epochs", 0)
         integer("seed", 0)
@@ -118,19 +126,21 @@ class TrainConfig:
         v = self.val_fraction
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1:
             p.append(f"val_fraction must be a number in [0, 1), got {v!r}")
-        if not isinstance(self.normalization, str) or not self.normalization:
-            p.append(f"normalization must be a non-empty name, got {self.normalization!r}")
+        choice("normalization", NORMALIZATIONS)
         if self.cases is not None and (isinstance(self.cases, str) or len(self.cases) == 0):
             p.append(f"cases must be a non-empty list of case ids, got {self.cases!r}")
-        if not isinstance(self.sync_bn, bool):
-            p.append(f"sync_bn must be true or false, got {self.sync_bn!r}")
         return p
 
     # ------------------------------------------------------------------ derived values
     @property
     def shape(self) -> tuple[int, int, int]:
         """The series' (D, H, W)."""
-        return SERIES[self.series]
+        return self.series if isinstance(self.series, tuple) else SERIES[self.series]
+
+    @property
+    def series_name(self) -> str:
+        """``"A"`` ... ``"X"``, or ``"DxHxW"`` for a custom shape."""
+        return self.series if isinstance(self.series, str) else "x".join(map(str, self.series))
 
     @property
     def effective_split_seed(self) -> int:
@@ -191,7 +201,7 @@ class TrainConfig:
         import tomli_w
 
         text = "# strokelrp training configuration (resolved)\n" + tomli_w.dumps(self.to_dict())
-        return write_text_atomic(Path(path), text)
+        return write_text(path, text)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
@@ -216,19 +226,3 @@ def _toml_loads(text: str) -> dict[str, Any]:
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
     return tomllib.loads(text)
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder + ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

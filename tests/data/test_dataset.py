@@ -54,7 +54,7 @@ def test_second_load_comes_from_the_cache(tiny: Path, tmp_path: Path) -> None:
     assert warm.cache_hits == 4
     for i in range(4):
         assert torch.equal(cold[i][0], warm[i][0]) and torch.equal(cold[i][1], warm[i][1])
-    assert len(list(cache.glob("*.npz"))) == 4
+    assert len(list(cache.glob("*.x.npy"))) == 4
 
 
 def test_parameters_are_part_of_the_key(tiny: Path, tmp_path: Path) -> None:
@@ -63,7 +63,7 @@ def test_parameters_are_part_of_the_key(tiny: Path, tmp_path: Path) -> None:
     other = CaseDataset(tiny, "A", cache_dir=cache)
     zs = CaseDataset(tiny, SMALL, cache_dir=cache, normalization="zscore")
     assert other.cache_hits == 0 and zs.cache_hits == 0
-    assert len(list(cache.glob("*.npz"))) == 12
+    assert len(list(cache.glob("*.x.npy"))) == 12
 
 
 def test_changed_content_is_never_served_stale(tiny: Path, tmp_path: Path) -> None:
@@ -85,16 +85,22 @@ def test_touching_a_file_without_changing_it_still_hits(tiny: Path, tmp_path: Pa
         os.utime(p, None)
     again = CaseDataset(tiny, SMALL, cache_dir=cache)
     assert again.cache_hits == 4
-    assert len(list(cache.glob("*.npz"))) == 4
+    assert len(list(cache.glob("*.x.npy"))) == 4
 
 
 def test_a_corrupt_cache_entry_is_rebuilt(tiny: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     first = CaseDataset(tiny, SMALL, cache_dir=cache)
-    for entry in cache.glob("*.npz"):
-        entry.write_bytes(b"garbage")
+    entries = sorted(cache.glob("*.x.npy"))
+    entries[0].write_bytes(b"garbage")  # not an array
+    entries[1].write_bytes(entries[1].read_bytes()[:-10])  # cut short
+    next(iter(cache.glob("*.json"))).write_text("{")  # metadata damaged
+    sorted(cache.glob("*.y.npy"))[-1].unlink()  # label missing
     again = CaseDataset(tiny, SMALL, cache_dir=cache)
-    assert again.cache_hits == 0 and torch.equal(again[0][0], first[0][0])
+    assert again.cache_hits <= 1
+    for i in range(4):
+        assert torch.equal(again[i][0], first[i][0]) and torch.equal(again[i][1], first[i][1])
+    assert CaseDataset(tiny, SMALL, cache_dir=cache).cache_hits == 4
 
 
 def test_without_cache_nothing_is_written(tiny: Path, tmp_path: Path) -> None:
@@ -109,7 +115,7 @@ def test_default_cache_dir_follows_the_environment(
     monkeypatch.setenv("STROKELRP_CACHE_DIR", str(tmp_path / "envcache"))
     ds = CaseDataset(tiny, SMALL)
     assert ds.cache_dir == tmp_path / "envcache"
-    assert len(list((tmp_path / "envcache").glob("*.npz"))) == 4
+    assert len(list((tmp_path / "envcache").glob("*.x.npy"))) == 4
 
 
 def test_cases_without_ot_need_require_labels_false(tiny: Path, tmp_path: Path) -> None:

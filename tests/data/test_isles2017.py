@@ -301,3 +301,16 @@ def test_valid_tree_gives_no_warning(tiny: Path) -> None:
         warnings.simplefilter("error")
         assert len(load_isles2017(tiny, on_error="skip")) == 4
     assert isinstance(load_isles2017(tiny)[0], Case)
+
+
+def test_a_modality_in_another_format_is_named(tiny: Path) -> None:
+    path = modality_file(tiny, "1", "MR_ADC")
+    folder = path.parent
+    shutil.move(str(path), str(tiny / "training_1" / "VSD.Brain.XX.O.MR_ADC.7.mha"))
+    folder.rmdir()
+    with pytest.raises(DataError) as info:
+        load_isles2017(tiny)
+    assert info.value.problems == [
+        "case 1: training_1: no .nii or .nii.gz image for MR_ADC "
+        "(found training_1/VSD.Brain.XX.O.MR_ADC.7.mha)"
+    ]

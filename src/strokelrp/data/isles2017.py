@@ -387,8 +387,12 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
             continue
         if found:
             chosen[key] = found[0]
-        elif key != LABEL_TOKEN and not folder.empty_folders.get(key):
-            problem(where, f"missing modality {token} (no file or folder named with {token})")
+        elif not folder.empty_folders.get(key):
+            stray = [_rel(p, root) for p in folder.other_files.get(key, [])]
+            if stray:
+                problem(where, f"no .nii or .nii.gz image for {token} (found {', '.join(stray)})")
+            elif key != LABEL_TOKEN:
+                problem(where, f"missing modality {token} (no file or folder named with {token})")
 
     arrays: dict[str, np.ndarray] = {}
     images: dict[str, nib.Nifti1Image] = {}
@@ -450,11 +454,28 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
     return case, []
 
 
+def _peek_geometry(folder: CaseFolder) -> tuple[tuple | None, tuple | None]:
+    """Grid and spacing from the first modality header that reads (for an invalid case)."""
+    for key in MODALITIES:
+        for path in folder.files.get(key, []):
+            try:
+                hdr = nib.load(str(path)).header
+                shape = tuple(int(n) for n in hdr.get_data_shape())
+                zooms = tuple(float(z) for z in hdr.get_zooms()[:3])
+            except Exception:  # an unreadable header is reported by read_case
+                continue
+            if len(shape) >= 3:
+                return shape[:3], zooms
+    return None, None
+
+
 def _report(folder: CaseFolder, root: Path, case: Case | None, problems: list[str]) -> CaseReport:
     grid = spacing = lesion = None
     has_label = LABEL_TOKEN in folder.files
     if case is not None:
         grid, spacing, lesion = case.grid, case.spacing, case.lesion_ml
+    else:
+        grid, spacing = _peek_geometry(folder)
     return CaseReport(
         case_id=folder.case_id,
         folder=_rel(folder.path, root),

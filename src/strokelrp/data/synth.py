@@ -29,8 +29,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from strokelrp.atomic import write_bytes, write_text
 from strokelrp.config import MODALITIES
-from strokelrp.data._files import atomic_write_bytes, atomic_write_text
 from strokelrp.errors import StrokeLRPError
 
 MANIFEST_NAME = "synth_manifest.json"
@@ -126,10 +126,19 @@ class _SmoothField:
         coarse = rng.standard_normal(tuple(n))
         self.coeffs = ndimage.spline_filter(coarse, order=3)
 
-    def __call__(self, pts: np.ndarray) -> np.ndarray:
-        """``pts`` (3, ...) head coordinates in mm -> field values (...), roughly N(0, 0.4)."""
-        idx = (pts + self.EXTENT_MM.reshape((3,) + (1,) * (pts.ndim - 1))) / self.step + 2
-        return ndimage.map_coordinates(self.coeffs, idx, order=3, mode="nearest", prefilter=False)
+    def __call__(self, pts: np.ndarray, where: np.ndarray) -> np.ndarray:
+        """Field values (...) at ``pts`` (3, ...) head coordinates in mm, roughly N(0, 0.4).
+
+        Only voxels in the mask ``where`` (...) are evaluated (the rest are 0): sampling the
+        spline is the costly part of making a case.
+        """
+        out = np.zeros(pts.shape[1:], dtype=np.float32)
+        sel = pts[:, where]
+        idx = (sel + self.EXTENT_MM[:, None]) / self.step + 2
+        out[where] = ndimage.map_coordinates(
+            self.coeffs, idx, order=3, mode="nearest", prefilter=False
+        )
+        return out
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -174,10 +183,11 @@ def _phantom_case(
     bias = _SmoothField(rng, 60.0)
 
     rho = _ellipsoid_distance(pts, (0, 0, 0), semi)
-    rho_b = rho - 0.05 * surface(pts)
+    rho_b = rho - 0.05 * surface(pts, (rho > 0.7) & (rho < 1.4))
     brain = rho_b < 1.0
     scalp = (rho_b > 1.07) & (rho_b < 1.16)
-    cortex = brain & (rho_b > 0.80 + 0.07 * folding(pts))
+    outer = brain & (rho_b > 0.6)
+    cortex = outer & (rho_b > 0.80 + 0.07 * folding(pts, outer))
     deep = np.zeros_like(brain)
     for side in (-1, 1):
         deep |= _ellipsoid_distance(pts, (side * 0.3 * semi[0], 0.0, 0.0), (13, 19, 12)) < 1
@@ -208,34 +218,34 @@ def _phantom_case(
         "t_core": round(t_core, 4),
         "s_hypoperfused": S_HYPO,
     }
-    wobble = 0.25 * lesion_noise(pts)
     if pattern == "scattered":
         n_blobs = int(rng.integers(3, 7))
         blobs = []
-        severity = np.zeros(brain.shape, dtype=np.float32)
+        dist = np.full(brain.shape, np.inf, dtype=np.float32)
         radii = np.array(t_radii) * semi
         for _ in range(n_blobs):
             offset = rng.uniform(-1, 1, 3) * radii * 0.8
             b_centre = centre + offset
             b_radius = float(rng.uniform(6.0, 11.0))
-            d = _ellipsoid_distance(pts, b_centre, (b_radius,) * 3)
-            severity = np.maximum(severity, _sigmoid((1.0 - d + wobble) / 0.12))
+            dist = np.minimum(dist, _ellipsoid_distance(pts, b_centre, (b_radius,) * 3))
             blobs.append({"centre_mm": np.round(b_centre, 2).tolist(), "radius_mm": b_radius})
         lesion["blobs"] = blobs
     else:
         scale = float(rng.uniform(0.45, 1.0))
         radii = np.array(t_radii) * semi * scale * rng.uniform(0.85, 1.15, 3)
-        # keep deep territories attached to the cortex: move the centre outward with size
         centre = centre + jitter
-        d = _ellipsoid_distance(pts, centre, radii)
-        severity = _sigmoid((1.0 - d + wobble) / 0.12)
+        dist = _ellipsoid_distance(pts, centre, radii)
         lesion["centre_mm"] = np.round(centre, 2).tolist()
         lesion["radii_mm"] = np.round(radii, 2).tolist()
         lesion["size_scale"] = round(scale, 4)
+    # severity: ~1 well inside the region, 0.5 at its (wobbly) edge, ~0 beyond
+    near = brain & (dist < 2.5)
+    wobble = 0.25 * lesion_noise(pts, near)
+    severity = np.where(near, _sigmoid((1.0 - dist + wobble) / 0.12), 0.0)
     # stay in the chosen hemisphere and the brain; no infarct in the ventricles
     severity *= _sigmoid((side * pts[0] - 2.0) / 1.5)
     severity = np.where(brain & ~csf, severity, 0.0).astype(np.float32)
-    del wobble, rho
+    del wobble, rho, dist
 
     ot = (severity > t_ot).astype(np.uint8)
     core = severity > t_core
@@ -265,8 +275,8 @@ def _phantom_case(
     adc = np.where(scalp, 1000.0 * jit["ADC"], adc)
     del cbf0, cbv0, mtt_cbf, mtt_cbv
 
-    bias_field = 1.0 + 0.08 * bias(pts)
     head = brain | scalp
+    bias_field = 1.0 + 0.08 * bias(pts, head)
     clean = {"ADC": adc, "MTT": mtt, "rCBF": cbf, "rCBV": cbv, "Tmax": tmax, "TTP": ttp}
     volumes: dict[str, np.ndarray] = {}
     for mod in _MODALITY_FILE_ORDER:
@@ -370,7 +380,7 @@ def synthesize_isles2017(
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(numbers, desc="synth", unit="case", leave=False)
+        iterator = tqdm(numbers, desc="synth", unit="case", leave=False, disable=None)
     for index, number in enumerate(iterator):
         rng = np.random.default_rng([int(seed), number])
         grid = _case_grid(np.random.default_rng([int(seed), number, 1]), shape, varied_grids)
@@ -389,7 +399,7 @@ def synthesize_isles2017(
             name = f"{prefix}.Brain.XX.O.{token}.{first_id + 7 * k}"
             key = "OT" if token == "OT" else token[3:]
             data = ot if key == "OT" else volumes[key]
-            atomic_write_bytes(folder / name / f"{name}.nii", _nifti_bytes(data, geom.affine))
+            write_bytes(folder / name / f"{name}.nii", _nifti_bytes(data, geom.affine))
             files[key] = f"{folder.name}/{name}/{name}.nii"
         cases_meta[str(number)] = {
             "folder": folder.name,
@@ -421,5 +431,5 @@ def synthesize_isles2017(
         },
         "cases": cases_meta,
     }
-    atomic_write_text(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+    write_text(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
     return out

@@ -1,0 +1,530 @@
+"""Sweeps: every case x every filter setting x every modality of a trained run, as a tidy table.
+
+For each network of each run and each case, one batched :func:`strokelrp.lrp.engine.explain`
+call computes the relevance under all K settings of the grid (filters applied at every point,
+as the paper); then per setting and channel the measures of :mod:`inclusivity`,
+:mod:`distribution` and :mod:`shares` are stored as rows of ``RUN/sweep/sweep.csv`` (columns in
+:mod:`strokelrp.analysis.table`).
+
+- Resume: a (network, case) pair that already has every (setting, modality) row of the grid is
+  skipped; the table is rewritten atomically after every case (every round of cases under
+  ``torchrun``), so an interrupted sweep loses at most the cases in flight.
+- ``torchrun``: with ``WORLD_SIZE`` > 1 the process group is joined (gloo on CPU, NCCL on
+  GPU), rank r explains cases r, r + world, ...; rank 0 gathers the rows and writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from strokelrp.analysis._arrays import to_float64, to_numpy
+from strokelrp.analysis.distribution import mean_normalized_signal
+from strokelrp.analysis.inclusivity import ground_truth_inclusivity, input_inclusivity
+from strokelrp.analysis.shares import lesion_shares, modality_shares
+from strokelrp.analysis.table import (
+    Row,
+    read_table,
+    setting_label,
+    sort_rows,
+    write_table,
+)
+from strokelrp.config import MODALITIES
+from strokelrp.errors import StrokeLRPError
+
+SWEEP_TABLE = Path("sweep") / "sweep.csv"
+MANIFEST_NAME = "synth_manifest.json"
+
+
+# ------------------------------------------------------------------------------ settings
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One filter setting of a grid: the filter object (None = raw) and how the table names it."""
+
+    filter: Any
+    kind: str
+    a1: float | None
+    a2: float | None
+    label: str
+
+
+def describe(f: Any) -> Setting:
+    """The table description of a filter (``None`` = the raw map)."""
+    if f is None:
+        return Setting(None, "raw", None, None, "raw")
+    kind, low, high = f.kind, float(f.low), float(f.high)
+    label = setting_label(kind, low, high)
+    if getattr(f, "scope", "sample") != "sample":
+        label += f"/{f.scope}"
+    return Setting(f, kind, low, high, label)
+
+
+def paper_grid() -> list[Setting]:
+    """The paper's 16 settings (raw, pass (0, a), pass (a, 1), clamp (0, a))."""
+    from strokelrp.lrp.filters import PAPER_GRID
+
+    return [describe(f) for f in PAPER_GRID]
+
+
+def read_grid(spec: str | Path | None = "paper") -> list[Setting]:
+    """Settings from ``"paper"`` (or None) or a file.
+
+    The file is TOML with ``settings = ["raw", "pass:0,0.4", ...]``, or plain text with one
+    setting per line (``#`` starts a comment). Settings are parsed by
+    :func:`strokelrp.lrp.filters.parse_filter`; duplicates are an error.
+    """
+    if spec is None or str(spec) == "paper":
+        return paper_grid()
+    from strokelrp.lrp.filters import parse_filter
+
+    path = Path(spec)
+    if not path.is_file():
+        raise StrokeLRPError(f"--grid {spec}: not 'paper' and not a file")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".toml":
+        from strokelrp.config import _toml_loads
+
+        try:
+            data = _toml_loads(text)
+        except ValueError as err:  # tomllib.TOMLDecodeError is a ValueError
+            raise StrokeLRPError(f"{path}: not valid TOML ({err})") from err
+        items = data.get("settings")
+        if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
+            raise StrokeLRPError(f'{path}: expected settings = ["raw", "pass:0,0.4", ...]')
+    else:
+        items = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+        items = [s for s in items if s]
+    if not items:
+        raise StrokeLRPError(f"{path}: no settings")
+    problems, settings = [], []
+    for item in items:
+        try:
+            settings.append(describe(parse_filter(item)))
+        except StrokeLRPError as err:
+            problems.append(f"{path}: {err}")
+    labels = [s.label for s in settings]
+    problems += [
+        f"{path}: setting {lab} appears twice"
+        for lab in sorted(set(labels))
+        if labels.count(lab) > 1
+    ]
+    if problems:
+        raise StrokeLRPError("\n".join(problems))
+    return settings
+
+
+# ------------------------------------------------------------------------------ data facts
+
+
+def read_informative(data_root: str | Path) -> dict[str, list[str]] | None:
+    """Informative modalities per case id from ``DATA/synth_manifest.json`` (None: no manifest).
+
+    Cases are matched by id (``"4"``) or folder name (``"training_4"``).
+    """
+    path = Path(data_root) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise StrokeLRPError(f"{path}: unreadable manifest ({err})") from err
+    default = manifest.get("informative_modalities")
+    out: dict[str, list[str]] = {}
+    cases = manifest.get("cases", {})
+    items = cases.items() if isinstance(cases, dict) else enumerate(cases)
+    for key, meta in items:
+        if not isinstance(meta, dict):
+            continue
+        informative = meta.get("informative_modalities", default)
+        if informative is None:
+            continue
+        names = [str(key), str(meta.get("case_id", key)), str(meta.get("folder", key))]
+        for name in names:
+            out[name] = list(informative)
+    return out
+
+
+def hard_dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two masks; 1.0 when both are empty (as :mod:`strokelrp.train.metrics`)."""
+    p, t = pred.astype(bool), truth.astype(bool)
+    total = int(p.sum() + t.sum())
+    return 1.0 if total == 0 else 2.0 * float(np.logical_and(p, t).sum()) / total
+
+
+# ------------------------------------------------------------------------------ measures
+
+
+def case_rows(
+    relevance: Any,
+    x: Any,
+    label: np.ndarray | None,
+    settings: Sequence[Setting],
+    meta: dict[str, Any],
+    informative: Sequence[str] | None,
+) -> list[Row]:
+    """The table rows of one explained case.
+
+    ``relevance`` (K, C, D, H, W) for the K ``settings``; ``x`` (C, D, H, W) the model input;
+    ``label`` (D, H, W) or None; ``meta`` the run/series/network/case/case_dice/target/rules
+    columns; ``informative`` the case's informative modalities (None: unknown).
+    """
+    k = len(settings)
+    if getattr(relevance, "shape", (None,))[0] != k:
+        raise StrokeLRPError(f"relevance holds {relevance.shape[0]} maps for {k} settings")
+    xs = to_numpy(x, "x")
+    nan = np.full(len(MODALITIES), np.nan)
+    measures = []
+    for i in range(k):  # one map at a time: float64 copies of (C, D, H, W), not of the batch
+        r = to_float64(relevance[i], "relevance")
+        measures.append(
+            (
+                input_inclusivity(r, xs),
+                ground_truth_inclusivity(r, label) if label is not None else nan,
+                mean_normalized_signal(r),
+                modality_shares(r),
+                lesion_shares(r, label) if label is not None else nan,
+            )
+        )
+    inc_x, inc_gt, mean, share, lesion = (np.stack(m) for m in zip(*measures, strict=True))
+    wanted = {m.lower() for m in informative} if informative is not None else None
+    rows = []
+    for i, s in enumerate(settings):
+        for c, modality in enumerate(MODALITIES):
+            rows.append(
+                {
+                    **meta,
+                    "kind": s.kind,
+                    "a1": s.a1,
+                    "a2": s.a2,
+                    "setting": s.label,
+                    "modality": modality,
+                    "input_inclusivity": float(inc_x[i, c]),
+                    "gt_inclusivity": float(inc_gt[i, c]),
+                    "mean_signal": float(mean[i, c]),
+                    "relevance_share": float(share[i, c]),
+                    "lesion_share": float(lesion[i, c]),
+                    "informative": None if wanted is None else modality.lower() in wanted,
+                }
+            )
+    return rows
+
+
+# ------------------------------------------------------------------------------ processes
+
+
+@dataclass
+class Ranks:
+    """This process's place among ``world`` sweep processes (world 1 without torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    joined_here: bool = False
+
+    def gather(self, rows: list[Row]) -> list[Row]:
+        """Everyone's rows on every rank (a plain copy when alone)."""
+        if self.world == 1:
+            return list(rows)
+        import torch.distributed as dist
+
+        parts: list[Any] = [None] * self.world
+        dist.all_gather_object(parts, rows)
+        return [row for part in parts for row in part]
+
+    def share(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (so that all ranks plan the same rounds)."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def close(self) -> None:
+        if self.joined_here:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def join_ranks(device: str) -> Ranks:
+    """Join the ``torchrun`` group when ``WORLD_SIZE`` > 1 (gloo on CPU, NCCL on GPU).
+
+    ``device``: this process's resolved device (``cpu`` or ``cuda:N``).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if world <= 1:
+        return Ranks(0, 1, local)
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return Ranks(dist.get_rank(), dist.get_world_size(), local)
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local % torch.cuda.device_count())
+        dist.init_process_group(backend="nccl")
+    else:
+        dist.init_process_group(backend="gloo")
+    return Ranks(dist.get_rank(), dist.get_world_size(), local, joined_here=True)
+
+
+def resolve_device(device: str, local_rank: int) -> str:
+    """``auto`` -> ``cuda:LOCAL_RANK`` when a GPU is visible, else ``cpu``."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise StrokeLRPError("--device cuda was asked for, but torch sees no CUDA GPU")
+        return f"cuda:{local_rank % torch.cuda.device_count()}"
+    return device
+
+
+# ------------------------------------------------------------------------------ the sweep
+
+
+def done_pairs(rows: Iterable[Row], settings: Sequence[Setting]) -> set[tuple[str, str]]:
+    """(network, case) pairs with a row for every (setting, modality) of ``settings``."""
+    need = {(s.label, m) for s in settings for m in MODALITIES}
+    have: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for r in rows:
+        have.setdefault((str(r["network"]), str(r["case"])), set()).add(
+            (str(r["setting"]), str(r["modality"]))
+        )
+    return {pair for pair, cells in have.items() if need <= cells}
+
+
+def _check_compatible(path: Path, rows: Sequence[Row], target: str, rules: str) -> None:
+    found = {(str(r["target"]), str(r["rules"])) for r in rows}
+    other = found - {(target, rules)}
+    if other:
+        t, r = sorted(other)[0]
+        raise StrokeLRPError(
+            f"{path}: holds relevance from target={t} rules={r}, not target={target} "
+            f"rules={rules}; pass --restart to replace it, or sweep into another run"
+        )
+
+
+def _network_label(run_dir: Path, net_dir: Path) -> str:
+    return run_dir.name if net_dir == run_dir else f"{run_dir.name}/{net_dir.name}"
+
+
+def _series_label(series: Any) -> str:
+    if isinstance(series, str):
+        return series
+    return "x".join(str(int(s)) for s in series)
+
+
+def sweep_run(
+    run_dir: str | Path,
+    data_root: str | Path,
+    settings: Sequence[Setting],
+    *,
+    cases: Sequence[str] | None = None,
+    rules: str = "paper",
+    target: str = "prediction",
+    device: str = "auto",
+    restart: bool = False,
+    progress: bool = True,
+    ranks: Ranks | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Sweep every network of one run over the cases of ``data_root``; returns the table path.
+
+    Rows already complete in ``RUN/sweep/sweep.csv`` are kept and their cases skipped
+    (``restart=True`` starts a fresh table).
+    """
+    import torch
+    from tqdm import tqdm
+
+    from strokelrp.data.dataset import CaseDataset
+    from strokelrp.lrp.engine import explain
+    from strokelrp.train.checkpoint import load_model, run_networks
+
+    run_dir = Path(run_dir)
+    ranks = ranks or Ranks()
+    dev = resolve_device(device, ranks.local_rank)
+    table = run_dir / SWEEP_TABLE
+    rows: list[Row] = []
+    problem = None
+    if ranks.rank == 0 and table.is_file() and not restart:
+        rows = read_table(table)
+        try:
+            _check_compatible(table, rows, target, rules)
+        except StrokeLRPError as err:
+            problem = str(err)
+    # only rank 0 reads the table (no shared file system needed); everyone plans from it
+    problem, done = ranks.share((problem, done_pairs(rows, settings)))
+    if problem:
+        raise StrokeLRPError(problem)
+    labels = {s.label for s in settings}
+    informative = read_informative(data_root)
+    filters = [s.filter for s in settings]
+    for net_dir in run_networks(run_dir):
+        model, config = load_model(net_dir, device=dev)
+        network = _network_label(run_dir, net_dir)
+        dataset = CaseDataset(
+            data_root,
+            config.series,
+            cache_dir=config.cache_dir,
+            normalization=config.normalization,  # type: ignore[arg-type]
+            cases=cases,
+            require_labels=False,
+        )
+        todo = [i for i, cid in enumerate(dataset.case_ids) if (network, cid) not in done]
+        if log is not None and ranks.rank == 0:
+            skipped = len(dataset) - len(todo)
+            log(f"{network}: {len(todo)} case(s) to explain, {skipped} already in {table}")
+        bar = tqdm(
+            total=len(todo),
+            desc=f"sweep {network}",
+            unit="case",
+            disable=not progress or ranks.rank != 0,
+        )
+        rounds = math.ceil(len(todo) / ranks.world)
+        for r in range(rounds):
+            i = r * ranks.world + ranks.rank
+            mine: list[Row] = []
+            if i < len(todo):
+                x, y, cid = dataset[todo[i]]
+                label = y.numpy() if bool((y >= 0).all()) else None
+                if target == "ground_truth" and label is None:
+                    raise StrokeLRPError(f"case {cid}: no ground truth for --target ground_truth")
+                exp = explain(
+                    model,
+                    x[None].to(dev),
+                    target=target,
+                    label=label,
+                    rules=rules,
+                    filters=filters,
+                    filter_at="all",
+                )
+                if exp.empty_target and log is not None:
+                    tqdm.write(
+                        f"{network} case {cid}: the {target} start is empty, every map is zero",
+                        file=sys.stderr,
+                    )
+                pred = (exp.output.argmax(dim=1)[0] == 1).cpu().numpy()
+                meta = {
+                    "run": run_dir.name,
+                    "series": _series_label(config.series),
+                    "network": network,
+                    "case": cid,
+                    "case_dice": float("nan") if label is None else hard_dice(pred, label),
+                    "target": target,
+                    "rules": rules,
+                }
+                inf = informative.get(cid) if informative is not None else None
+                mine = case_rows(exp.relevance, x.numpy(), label, settings, meta, inf)
+                del exp
+            new = ranks.gather(mine)
+            bar.update(min(ranks.world, len(todo) - r * ranks.world))
+            if ranks.rank == 0 and new:
+                fresh = {(str(row["network"]), str(row["case"])) for row in new}
+                rows = [
+                    row
+                    for row in rows
+                    if (str(row["network"]), str(row["case"])) not in fresh
+                    or str(row["setting"]) not in labels
+                ]
+                rows = sort_rows([*rows, *new], MODALITIES)
+                write_table(table, rows)
+        bar.close()
+        del model
+        if dev.startswith("cuda"):
+            torch.cuda.empty_cache()
+    if ranks.rank == 0 and not table.is_file():
+        write_table(table, rows)  # an empty sweep still leaves a (header-only) table
+    return table
+
+
+def run_sweep(
+    runs: Sequence[str | Path],
+    data_root: str | Path,
+    *,
+    grid: str | Path | None = "paper",
+    cases: Sequence[str] | None = None,
+    rules: str = "paper",
+    target: str = "prediction",
+    device: str = "auto",
+    restart: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Sweep several runs (see :func:`sweep_run`); joins ``torchrun``'s group when there is one."""
+    if not runs:
+        raise StrokeLRPError("sweep needs at least one run directory")
+    missing = [f"{r}: run directory not found" for r in runs if not Path(r).is_dir()]
+    if not Path(data_root).is_dir():
+        missing.append(f"{data_root}: data folder not found")
+    if missing:
+        raise StrokeLRPError("\n".join(missing))
+    settings = read_grid(grid)
+    dev = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+    ranks = join_ranks(dev)
+    try:
+        return [
+            sweep_run(
+                run,
+                data_root,
+                settings,
+                cases=cases,
+                rules=rules,
+                target=target,
+                device=dev,
+                restart=restart,
+                progress=progress,
+                ranks=ranks,
+                log=log,
+            )
+            for run in runs
+        ]
+    finally:
+        ranks.close()
+
+
+def summary_lines(rows: Sequence[Row], settings: Sequence[str] | None = None) -> list[str]:
+    """A few lines for the terminal: per series and setting the mean inclusivities and shares.
+
+    ``settings``: labels to show (default: raw, pass(0,0.2), clamp(0,0.2) when present).
+    """
+    from strokelrp.analysis.shares import share_summary
+    from strokelrp.analysis.table import mean_table
+
+    if not rows:
+        return ["the sweep table is empty"]
+    present = {str(r["setting"]) for r in rows}
+    wanted = [s for s in (settings or ["raw", "pass(0,0.2)", "clamp(0,0.2)"]) if s in present]
+    inc_x = mean_table(rows, "input_inclusivity")
+    inc_gt = mean_table(rows, "gt_inclusivity")
+    shares = {(str(s["series"]), str(s["setting"])): s for s in share_summary(rows)}
+    lines = []
+    for series in sorted({str(r["series"]) for r in rows}):
+        for setting in wanted:
+            key = (series, setting)
+            sh = shares.get(key, {})
+            text = (
+                f"series {series} {setting:>13}: input inclusivity {inc_x.get(key, math.nan):.4f}, "
+                f"ground-truth inclusivity {inc_gt.get(key, math.nan):.4f}, "
+                f"lesion share {sh.get('lesion_share', math.nan):.3f}"
+            )
+            if sh.get("n_informative_maps"):
+                text += (
+                    f", informative share {sh['informative_share']:.3f} "
+                    f"(uniform {sh['uniform_expectation']:.3f})"
+                )
+            lines.append(text)
+    return lines

@@ -1,0 +1,209 @@
+"""The sweep table: columns, typed reading, atomic writing, setting labels and summaries.
+
+One row per run x case x filter setting x modality (tidy). Columns, in order:
+
+==================  ==========================================================================
+run                 the run directory's name
+series              the run's series scale (A, B, C, X, or D x H x W)
+network             the network's label (the run directory's name)
+case                case id
+case_dice           Dice of the prediction against the label at model scale (NaN: no label)
+target              where relevance started: prediction or ground_truth
+rules               the rule preset
+kind                raw, pass or clamp
+a1, a2              the filter's range (|f1| in [a1, a2]); empty for raw
+setting             label as strokelrp.lrp.filters.filter_label: "raw", "pass(0,0.2)"
+modality            ADC, MTT, rCBF, rCBV, Tmax or TTP
+input_inclusivity   D(LRP_c, x_c)
+gt_inclusivity      D(LRP_c, OT) (0 without a lesion)
+mean_signal         mean over the volume of R_c / max |R_c| (NaN: no relevance in the channel)
+relevance_share     the channel's share of the map's positive relevance
+lesion_share        share of the channel's positive relevance inside the lesion
+informative         True / False from the synthetic manifest, empty when there is none
+==================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from strokelrp.atomic import atomic_write
+from strokelrp.errors import StrokeLRPError
+
+COLUMNS: tuple[str, ...] = (
+    "run",
+    "series",
+    "network",
+    "case",
+    "case_dice",
+    "target",
+    "rules",
+    "kind",
+    "a1",
+    "a2",
+    "setting",
+    "modality",
+    "input_inclusivity",
+    "gt_inclusivity",
+    "mean_signal",
+    "relevance_share",
+    "lesion_share",
+    "informative",
+)
+FLOAT_COLUMNS = frozenset(
+    {
+        "case_dice",
+        "a1",
+        "a2",
+        "input_inclusivity",
+        "gt_inclusivity",
+        "mean_signal",
+        "relevance_share",
+        "lesion_share",
+    }
+)
+
+Row = dict[str, Any]
+
+
+def format_number(value: float) -> str:
+    """Shortest round-trip text of a float (``0.2``, not ``0.20000000000000001``)."""
+    return repr(float(value))
+
+
+def setting_label(kind: str, a1: float | None = None, a2: float | None = None) -> str:
+    """``"raw"`` or ``"pass(0,0.2)"``: the label of tables and figures (as the engine's)."""
+    if kind == "raw":
+        return "raw"
+    return f"{kind}({_short(a1)},{_short(a2)})"
+
+
+def _short(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{float(value):g}"
+
+
+def setting_sort_key(row: Mapping[str, Any]) -> tuple[int, float, float]:
+    """Order settings as the paper: raw, pass (0, a), pass (a, 1), clamp (0, a), others."""
+    kind = row["kind"]
+    a1 = _to_float(row.get("a1"))
+    a2 = _to_float(row.get("a2"))
+    a1 = 0.0 if math.isnan(a1) else a1
+    a2 = 1.0 if math.isnan(a2) else a2
+    if kind == "raw":
+        return (0, 0.0, 0.0)
+    if kind == "pass":
+        return (1, 0.0, a2) if a1 == 0 else (2, a1, a2)
+    if kind == "clamp":
+        return (3, a1, a2)
+    return (4, a1, a2)
+
+
+def _to_float(value: Any) -> float:
+    if value is None or value == "":
+        return float("nan")
+    return float(value)
+
+
+def _parse(column: str, text: str) -> Any:
+    if column in FLOAT_COLUMNS:
+        return _to_float(text)
+    if column == "informative":
+        return {"True": True, "False": False}.get(text)
+    return text
+
+
+def _format(column: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if column in FLOAT_COLUMNS:
+        if isinstance(value, str) and not value:
+            return ""
+        if column in ("a1", "a2") and math.isnan(float(value)):
+            return ""  # the raw map has no range
+        return format_number(value)
+    return str(value)
+
+
+def read_table(path: str | Path) -> list[Row]:
+    """Rows of a sweep CSV: floats (NaN for empty), ``informative`` as True / False / None."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise StrokeLRPError(f"{path}: not a sweep table, missing columns {missing}")
+            return [{c: _parse(c, row[c]) for c in COLUMNS} for row in reader]
+    except OSError as err:
+        raise StrokeLRPError(f"{path}: cannot read the sweep table ({err.strerror})") from err
+
+
+def read_tables(paths: Iterable[str | Path]) -> list[Row]:
+    """The rows of several sweep tables, concatenated."""
+    rows: list[Row] = []
+    for path in paths:
+        rows.extend(read_table(path))
+    return rows
+
+
+def write_table(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write sweep rows (in :data:`COLUMNS` order) atomically."""
+
+    def write(fh: Any) -> None:
+        writer = csv.DictWriter(fh, fieldnames=list(COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: _format(c, row.get(c)) for c in COLUMNS})
+
+    return atomic_write(path, write)
+
+
+def sort_rows(rows: Iterable[Row], modalities: Sequence[str]) -> list[Row]:
+    """Rows ordered by run, case, setting (paper order), modality (channel order)."""
+    order = {m: i for i, m in enumerate(modalities)}
+    return sorted(
+        rows,
+        key=lambda r: (
+            str(r["run"]),
+            str(r["case"]),
+            setting_sort_key(r),
+            order.get(str(r["modality"]), len(order)),
+        ),
+    )
+
+
+def ordered_settings(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The distinct setting labels of ``rows`` in the paper's order."""
+    keys: dict[str, tuple[int, float, float]] = {}
+    for row in rows:
+        keys.setdefault(str(row["setting"]), setting_sort_key(row))
+    return sorted(keys, key=lambda s: keys[s])
+
+
+def group_values(
+    rows: Iterable[Mapping[str, Any]], by: Sequence[str], value: str
+) -> dict[tuple[Any, ...], list[float]]:
+    """The finite values of column ``value`` grouped by the columns ``by``."""
+    groups: dict[tuple[Any, ...], list[float]] = {}
+    for row in rows:
+        v = _to_float(row[value])
+        groups.setdefault(tuple(row[c] for c in by), [])
+        if math.isfinite(v):
+            groups[tuple(row[c] for c in by)].append(v)
+    return groups
+
+
+def mean_table(
+    rows: Iterable[Mapping[str, Any]], value: str, by: Sequence[str] = ("series", "setting")
+) -> dict[tuple[Any, ...], float]:
+    """Mean of ``value`` per group (NaN values left out; NaN for a group without values)."""
+    return {
+        key: (sum(vals) / len(vals) if vals else float("nan"))
+        for key, vals in group_values(rows, by, value).items()
+    }

@@ -1,0 +1,190 @@
+"""The paper's figure 1 for one case: heatmaps per filter setting, overlays, truth, prediction.
+
+Layout (K settings, e.g. raw, pass (0, 0.4), clamp (0, 0.2) as in the paper):
+
+- row 1: the K heatmaps of one modality channel on one axial slice, each normalised to
+  [-1, 1] by N = max |R_c| over the whole 3-D channel (the paper's normalisation; N is given
+  in each title), diverging colour map centred on 0, one shared colour bar;
+- row 2: the same heatmaps over the modality slice, each voxel's opacity growing with its
+  normalised amplitude (0.9 sqrt|R_c / N|), so weak relevance lets the anatomy show through;
+- row 3: ground truth, prediction and the modality slice.
+
+All arrays must be in one grid (e.g. the case's native grid), ``spacing`` (x, y, z) in mm
+being that grid's voxel size: each panel's aspect ratio is sy / sx. Slices are shown with
+x to the right and y upwards (``origin="lower"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from strokelrp.atomic import atomic_path
+from strokelrp.config import MODALITIES
+
+DIVERGING_CMAP = "RdBu_r"
+"""ColorBrewer red-blue (colour-blind safe): red = positive relevance, blue = negative."""
+
+_OVERLAY_ALPHA = 0.9
+"""Opacity of a voxel with |R_c| / N = 1 in the overlays; it falls as sqrt of the amplitude."""
+
+
+def _as_numpy(array: Any) -> np.ndarray:
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
+def largest_area_slice(mask: Any) -> int | None:
+    """Index z of the slice with the most foreground voxels in a (D, H, W) mask; None if empty."""
+    m = _as_numpy(mask).astype(bool)
+    if m.ndim != 3:
+        raise ValueError(f"expected a (D, H, W) mask, got shape {m.shape}")
+    areas = m.reshape(m.shape[0], -1).sum(axis=1)
+    return int(np.argmax(areas)) if areas.max(initial=0) > 0 else None
+
+
+def default_slice(label: Any | None, prediction: Any | None, depth: int) -> int:
+    """Largest lesion area in the ground truth, else in the prediction, else the middle slice."""
+    for mask in (label, prediction):
+        if mask is not None:
+            z = largest_area_slice(mask)
+            if z is not None:
+                return z
+    return depth // 2
+
+
+def normalise_per_channel(relevance: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(C, D, H, W) -> (R_c / max |R_c| in [-1, 1], N (C,) = max |R_c|); zero channels stay 0."""
+    r = _as_numpy(relevance).astype(np.float64)
+    peaks = np.abs(r.reshape(r.shape[0], -1)).max(axis=1)
+    safe = np.where(peaks > 0, peaks, 1.0)
+    return (r / safe[:, None, None, None]).astype(np.float32), peaks
+
+
+def _save_png_atomic(fig: Any, path: Path, dpi: int) -> Path:
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def plot_figure1(
+    path: str | Path,
+    relevances: Sequence[tuple[str, Any]],
+    image: Any,
+    prediction: Any,
+    *,
+    label: Any | None = None,
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    slice_index: int | None = None,
+    modality: str = "rCBF",
+    case_id: str = "",
+    dice: float | None = None,
+    subtitle: str = "",
+    peaks: Sequence[float] | None = None,
+    dpi: int = 120,
+) -> Path:
+    """Write figure 1 as a PNG and return its path.
+
+    relevances: [(setting label, relevance (C, D, H, W))], e.g. [("raw", R0), ("pass (0, 0.4)",
+    R1)]; image: (C, D, H, W) input (channels in ``MODALITIES`` order); prediction and label:
+    (D, H, W) masks; spacing: voxel size (x, y, z) in mm of this grid; slice_index: axial slice z
+    (default: largest lesion area); modality: the channel shown; peaks: N = max |R_c| of the
+    shown channel per map when it was measured elsewhere (e.g. at model scale, before resizing
+    to this grid), else the maximum over the given 3-D channel.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
+    if not relevances:
+        raise ValueError("plot_figure1 needs at least one relevance map")
+    channel = MODALITIES.index(modality)
+    img = _as_numpy(image).astype(np.float32)
+    pred = _as_numpy(prediction).astype(bool)
+    truth = None if label is None else _as_numpy(label).astype(bool)
+    grid = img.shape[1:]
+    for name, arr in [("prediction", pred), ("label", truth)]:
+        if arr is not None and arr.shape != grid:
+            raise ValueError(f"{name} shape {arr.shape} differs from the image grid {grid}")
+    if peaks is not None and len(peaks) != len(relevances):
+        raise ValueError(f"got {len(peaks)} peaks for {len(relevances)} relevance maps")
+    maps = []
+    for k, (setting, rel) in enumerate(relevances):
+        r = _as_numpy(rel)
+        if r.shape != img.shape:
+            raise ValueError(f"relevance '{setting}' shape {r.shape} != image shape {img.shape}")
+        if peaks is None:
+            normed, measured = normalise_per_channel(r[channel : channel + 1])
+            maps.append((setting, normed[0], float(measured[0])))
+        else:
+            peak = float(peaks[k])
+            normed = r[channel].astype(np.float32) / (peak if peak > 0 else 1.0)
+            maps.append((setting, np.clip(normed, -1.0, 1.0), peak))
+
+    depth = grid[0]
+    z = default_slice(truth, pred, depth) if slice_index is None else int(slice_index)
+    if not 0 <= z < depth:
+        raise ValueError(f"slice {z} is outside 0..{depth - 1}")
+    sx, sy = float(spacing[0]), float(spacing[1])
+    aspect = sy / sx
+    modality_slice = img[channel, z]
+    lo, hi = float(img[channel].min()), float(img[channel].max())
+
+    n_cols = max(len(maps), 3)
+    height, width = grid[1] * aspect, grid[2]
+    panel_w = 2.6
+    panel_h = panel_w * height / max(width, 1)
+    # A bare Agg figure: no pyplot state, no GUI backend, safe in threads and on servers.
+    fig = Figure(figsize=(panel_w * n_cols + 0.9, (panel_h + 0.55) * 3 + 0.6))
+    FigureCanvasAgg(fig)
+    spec = fig.add_gridspec(3, n_cols + 1, width_ratios=[1.0] * n_cols + [0.06])
+    show = {"origin": "lower", "aspect": aspect, "interpolation": "nearest"}
+    norm = Normalize(vmin=-1.0, vmax=1.0)
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    mappable = None
+
+    def panel(row: int, col: int, title: str) -> Any:
+        ax = fig.add_subplot(spec[row, col])
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return ax
+
+    for k, (setting, normed, peak) in enumerate(maps):
+        letter = letters[k]
+        ax = panel(0, k, f"({letter}) {setting}\nN = max|R_c| = {peak:.4g}")
+        mappable = ax.imshow(normed[z], cmap=DIVERGING_CMAP, norm=norm, **show)
+        ax = panel(1, k, f"({letter}2) {setting} over {modality}")
+        ax.imshow(modality_slice, cmap="gray", vmin=lo, vmax=hi, **show)
+        opacity = _OVERLAY_ALPHA * np.sqrt(np.clip(np.abs(normed[z]), 0.0, 1.0))
+        ax.imshow(normed[z], cmap=DIVERGING_CMAP, norm=norm, alpha=opacity, **show)
+    for row in (0, 1):
+        for col in range(len(maps), n_cols):
+            fig.add_subplot(spec[row, col]).axis("off")
+
+    base = len(maps)
+    ax = panel(2, 0, f"({letters[base]}) ground truth (OT)")
+    if truth is None:
+        ax.text(0.5, 0.5, "no ground truth", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.imshow(truth[z], cmap="gray", vmin=0, vmax=1, **show)
+    dice_text = "" if dice is None else f", Dice {dice:.3f}"
+    ax = panel(2, 1, f"({letters[base + 1]}) prediction{dice_text}")
+    ax.imshow(pred[z], cmap="gray", vmin=0, vmax=1, **show)
+    ax = panel(2, 2, f"({letters[base + 2]}) {modality}, slice z = {z}")
+    ax.imshow(modality_slice, cmap="gray", vmin=lo, vmax=hi, **show)
+    for col in range(3, n_cols):
+        fig.add_subplot(spec[2, col]).axis("off")
+
+    cax = fig.add_subplot(spec[0:2, n_cols])
+    bar = fig.colorbar(mappable, cax=cax)
+    bar.set_label("R_c / max|R_c|  (positive: for lesion)", fontsize=8)
+    title = f"LRP relevance, {modality} channel" + (f", case {case_id}" if case_id else "")
+    fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
+    return _save_png_atomic(fig, Path(path), dpi)

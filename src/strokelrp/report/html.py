@@ -1,0 +1,422 @@
+"""A self-contained HTML report over one or more runs (readable offline, no scripts).
+
+Sections, each skipped with a note when its inputs are missing: run configuration
+(``RUN/config.toml``), table 1 (``RUN/table1.csv``) and training curves (``RUN/train_log.csv``),
+metrics per case (``RUN/metrics.csv``), the sweep's figures and tables
+(``RUN/sweep/sweep.csv``: paper fig. 4, fig. 5 D1/D2, annex fig. 2, the sweet spot, where the
+relevance goes), and the per-case explanations (``RUN/explanations/CASE/*.png`` embedded, with
+relative links to the NIfTI files beside them). Figures are embedded as base64 PNG; their PNG
+and SVG files are also written to ``figures/`` next to the report.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from strokelrp import __version__
+from strokelrp.analysis.table import ordered_settings, read_tables
+from strokelrp.atomic import atomic_write
+from strokelrp.errors import StrokeLRPError
+
+CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1150px; color: #222; line-height: 1.45; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc;
+     padding-bottom: 0.2em; margin-top: 2em; } h3 { margin-top: 1.4em; }
+nav ul { columns: 2; } .meta { color: #666; font-size: 0.9em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.55em; text-align: right; }
+th { background: #f3f3f3; } td.text, th.text { text-align: left; }
+tr.mean td { font-weight: bold; background: #fafafa; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.9em; color: #444; max-width: 60em; }
+pre { background: #f7f7f7; padding: 0.7em; overflow-x: auto; font-size: 0.85em; }
+.note { background: #fff8e1; border-left: 4px solid #E69F00; padding: 0.4em 0.8em; }
+.cards { display: flex; flex-wrap: wrap; gap: 1em; } .cards figure { flex: 1 1 45%; }
+"""
+
+
+@dataclass
+class Section:
+    """One part of the report: an anchor id, a title and its HTML body."""
+
+    anchor: str
+    title: str
+    body: str
+
+
+def esc(value: Any) -> str:
+    """HTML-escaped text."""
+    return html.escape(str(value), quote=True)
+
+
+def note(text: str) -> str:
+    """A highlighted remark (e.g. a part that is missing)."""
+    return f'<p class="note">{esc(text)}</p>'
+
+
+def fmt(value: Any) -> str:
+    """A table cell: numbers to 4 significant digits, NaN as a dash."""
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        if value.strip().lower() in ("nan", ""):
+            return "–"
+        return value if number.is_integer() and "." not in value else f"{number:.4g}"
+    return str(value)
+
+
+def html_table(
+    columns: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    mean_row: Mapping[str, Any] | None = None,
+) -> str:
+    """A table with one column per name in ``columns``; text columns left-aligned."""
+
+    def is_text(col: str) -> bool:
+        for r in rows:
+            v = r.get(col)
+            if isinstance(v, (int, float)):
+                return False
+            if isinstance(v, str) and v.strip():
+                try:
+                    float(v)
+                    return False
+                except ValueError:
+                    return True
+        return True
+
+    text_cols = {c for c in columns if is_text(c)}
+
+    def cell(tag: str, col: str, value: Any) -> str:
+        cls = ' class="text"' if col in text_cols else ""
+        return f"<{tag}{cls}>{esc(fmt(value))}</{tag}>"
+
+    head = "".join(cell("th", c, c) for c in columns)
+    body = ["<tr>" + "".join(cell("td", c, r.get(c, "")) for c in columns) + "</tr>" for r in rows]
+    if mean_row is not None:
+        body.append(
+            '<tr class="mean">'
+            + "".join(cell("td", c, mean_row.get(c, "")) for c in columns)
+            + "</tr>"
+        )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def embed_png(path: Path, alt: str) -> str:
+    """An ``<img>`` with the PNG inlined as base64."""
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{data}">'
+
+
+def figure_html(png: Path, caption: str, links: Sequence[tuple[str, str]] = ()) -> str:
+    """An embedded figure with its caption and optional relative links (label, href)."""
+    extra = " ".join(f'<a href="{esc(href)}">{esc(label)}</a>' for label, href in links)
+    return (
+        f"<figure>{embed_png(png, caption)}<figcaption>{esc(caption)}"
+        f"{' ' + extra if extra else ''}</figcaption></figure>"
+    )
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """Rows of a CSV file as dicts of strings."""
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    except (OSError, csv.Error, UnicodeDecodeError) as err:
+        raise StrokeLRPError(f"{path}: cannot read ({err})") from err
+
+
+def _mean_row(columns: Sequence[str], rows: Sequence[Mapping[str, str]], label: str) -> dict:
+    out: dict[str, Any] = {columns[0]: label}
+    for c in columns[1:]:
+        vals = []
+        for r in rows:
+            try:
+                v = float(r.get(c, ""))
+            except ValueError:
+                break
+            if math.isfinite(v):
+                vals.append(v)
+        else:
+            if vals:
+                out[c] = sum(vals) / len(vals)
+    return out
+
+
+def _rel(target: Path, start: Path) -> str:
+    return Path(os.path.relpath(target, start)).as_posix()
+
+
+# ------------------------------------------------------------------------------ sections
+
+
+def config_section(runs: Sequence[Path]) -> Section:
+    parts = []
+    for run in runs:
+        cfg = run / "config.toml"
+        parts.append(f"<h3>{esc(run.name)}</h3>")
+        if cfg.is_file():
+            parts.append(f"<pre>{esc(cfg.read_text(encoding='utf-8', errors='replace'))}</pre>")
+        else:
+            parts.append(note(f"{cfg} not found."))
+    return Section("config", "Run configuration", "".join(parts))
+
+
+def training_section(runs: Sequence[Path], fig_dir: Path) -> Section:
+    from strokelrp.report import figures
+
+    parts = []
+    table: list[dict[str, Any]] = []
+    for run in runs:
+        path = run / "table1.csv"
+        if path.is_file():
+            for row in read_csv(path):
+                table.append({"run": run.name, **row})
+    if table:
+        columns = list(dict.fromkeys(c for r in table for c in r))
+        parts.append(html_table(columns, table))
+        parts.append(
+            "<p>Table 1: one row per network, as written by training (time per network and "
+            "mean Dice, as in the paper's table 1).</p>"
+        )
+    else:
+        parts.append(note("No table1.csv in any run: train with `strokelrp train` first."))
+    logs = {}
+    for run in runs:
+        found = [run / "train_log.csv"] if (run / "train_log.csv").is_file() else []
+        found = found or sorted(run.glob("net-*/train_log.csv"))  # a repeats run
+        for path in found:
+            label = run.name if path.parent == run else f"{run.name}/{path.parent.name}"
+            logs[label] = read_csv(path)
+    logs = {k: v for k, v in logs.items() if v}
+    if logs:
+        png = figures.training_curves(logs, fig_dir)[0]
+        parts.append(
+            figure_html(
+                png,
+                "Training curves, one colour per network: (A) mean training loss per epoch, "
+                "(B) Dice of the training steps (solid) and, with a held-out split, of the "
+                "held-out cases (dashed).",
+            )
+        )
+    else:
+        parts.append(note("No train_log.csv: training curves are not shown."))
+    return Section("training", "Training: table 1 and curves", "".join(parts))
+
+
+def _existing(runs: Sequence[Path], name: str) -> list[Path]:
+    return [run / name for run in runs if (run / name).is_file()]
+
+
+def metrics_section(runs: Sequence[Path]) -> Section:
+    parts = []
+    for run in runs:
+        path = run / "metrics.csv"
+        parts.append(f"<h3>{esc(run.name)}</h3>")
+        if not path.is_file():
+            parts.append(note(f"{path} not found: run `strokelrp evaluate` to write it."))
+            continue
+        rows = read_csv(path)
+        if not rows:
+            parts.append(note(f"{path} has no rows."))
+            continue
+        columns = list(rows[0].keys())
+        parts.append(html_table(columns, rows, _mean_row(columns, rows, "mean")))
+    parts.append(
+        "<p>Per-case segmentation metrics of each network on its data (Dice, 95th-percentile "
+        "Hausdorff distance and average symmetric surface distance in mm, precision, recall, "
+        "volumes in ml), the official ISLES 2017 measures; the bold row is the mean over "
+        "cases with a defined value.</p>"
+    )
+    return Section("metrics", "Segmentation metrics per case", "".join(parts))
+
+
+def sweep_section(runs: Sequence[Path], fig_dir: Path) -> Section:
+    from strokelrp.analysis.calculus import mu_matrix, sweet_spot
+    from strokelrp.analysis.shares import share_summary
+    from strokelrp.report import figures
+
+    tables = _existing(runs, "sweep/sweep.csv")
+    if not tables:
+        body = note("No sweep yet: run `strokelrp sweep RUN DATA` to add figures 4 and 5.")
+        return Section("sweep", "Inclusivity and signal distribution", body)
+    rows = read_tables(tables)
+    if not rows:
+        return Section("sweep", "Inclusivity and signal distribution", note("The sweep is empty."))
+    n_cases = len({(r["run"], r["case"]) for r in rows})
+    settings = ordered_settings(rows)
+    parts = [
+        f"<p>{len(tables)} sweep table(s), {n_cases} (network, case) pairs, "
+        f"{len(settings)} filter settings; relevance from the "
+        f"{esc(', '.join(sorted({str(r['target']) for r in rows})))} with rules "
+        f"{esc(', '.join(sorted({str(r['rules']) for r in rows})))}.</p>"
+    ]
+    png = figures.figure4_inclusivity(rows, fig_dir)[0]
+    parts.append(
+        figure_html(
+            png,
+            "Figure 4: inclusivity of the binarised relevance (|R_c|/max|R_c| > 0.5) per filter "
+            "setting. Top: input inclusivity D(LRP, x), the fraction of the bright input "
+            "(|x_c|/max|x_c| > 0.1) the heatmap covers; bottom: ground-truth inclusivity "
+            "D(LRP, OT), the fraction of the lesion it covers. Each box pools networks, cases "
+            "and the 6 modalities of one series; the tables give the means (largest in bold).",
+        )
+    )
+    for kind, caption in (
+        (
+            "pass",
+            "Figure 5 (D1, D2): mean normalised signal, the mean over the volume of R_c/max|R_c|, "
+            "per pass-filter setting; one point per network, case and modality (D1, jittered), "
+            "box plots of the same values (D2). A wider spread of this mean is the paper's proxy "
+            "for information content.",
+        ),
+        (
+            "clamp",
+            "Annex figure 2: the same as figure 5 for clamp filters.",
+        ),
+    ):
+        if any(r["kind"] == kind for r in rows):
+            png = figures.figure5_signal(rows, fig_dir, kind=kind)[0]
+            parts.append(figure_html(png, caption))
+    spots = {}
+    for kind in ("pass", "clamp"):
+        mu, alphas, _ = mu_matrix(rows, kind=kind)
+        if len(alphas) >= 2:
+            spots[f"{kind} (0, α)"] = sweet_spot(mu, alphas)
+    if spots:
+        png = figures.sweet_spot_figure(spots, fig_dir)[0]
+        text = "; ".join(
+            f"{label}: α₀ = {s.alpha0:g}, largest spread at α = {s.peak_alpha:g}"
+            for label, s in spots.items()
+        )
+        parts.append(
+            figure_html(
+                png,
+                "Sweet spot: standard deviation of the mean normalised signal μ_α over all "
+                "(network, case, modality) points against the filter's upper bound α (the raw "
+                "map counts as α = 1); α₀ is the smallest α whose spread is still at least half "
+                f"of the largest, below it the variability collapses. {text}.",
+            )
+        )
+    parts.append(shares_html(share_summary(rows), settings))
+    return Section("sweep", "Inclusivity and signal distribution", "".join(parts))
+
+
+def shares_html(summary: Sequence[Mapping[str, Any]], settings: Sequence[str]) -> str:
+    """The share summary as a table in the paper's setting order, with its caption."""
+    order = {s: i for i, s in enumerate(settings)}
+    rows = sorted(summary, key=lambda r: (str(r["series"]), order.get(r["setting"], 99)))
+    has_informative = any(r["n_informative_maps"] for r in rows)
+    columns = ["series", "setting", "lesion_share", "n_maps"]
+    if has_informative:
+        columns[3:3] = ["informative_share", "uniform_expectation"]
+    caption = (
+        "Where the positive relevance goes, mean over maps: lesion_share is the share of a "
+        "map's positive relevance inside the lesion."
+    )
+    if has_informative:
+        caption += (
+            " informative_share is the share on the modalities the synthetic data made "
+            "informative (from synth_manifest.json); uniform_expectation is what a map that "
+            "ignored the modalities would get. An explanation that points at the signal lies "
+            "above it."
+        )
+    return f"<h3>Where relevance goes</h3>{html_table(columns, rows)}<p>{esc(caption)}</p>"
+
+
+def explanations_section(runs: Sequence[Path], report_dir: Path) -> Section:
+    parts = []
+    for run in runs:
+        root = run / "explanations"
+        cases = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        for case_dir in cases:
+            pngs = sorted(case_dir.glob("*.png"))
+            niftis = sorted([*case_dir.glob("*.nii"), *case_dir.glob("*.nii.gz")])
+            if not pngs and not niftis:
+                continue
+            parts.append(f"<h3>{esc(run.name)} / {esc(case_dir.name)}</h3>")
+            if niftis:
+                links = ", ".join(
+                    f'<a href="{esc(_rel(p, report_dir))}">{esc(p.name)}</a>' for p in niftis
+                )
+                parts.append(
+                    "<p>Relevance volumes in the case's native grid (signed float32, one volume "
+                    f"per modality; open over the inputs in ITK-SNAP or 3D Slicer): {links}</p>"
+                )
+            cards = "".join(
+                figure_html(p, f"{case_dir.name}: {p.stem.replace('_', ' ')}") for p in pngs
+            )
+            parts.append(f'<div class="cards">{cards}</div>')
+    if not parts:
+        parts.append(note("No explanations yet: run `strokelrp explain RUN DATA --case ID`."))
+    else:
+        parts.insert(
+            0,
+            "<p>Per-case heatmaps as written by <code>strokelrp explain</code>: raw and "
+            "filtered relevance per channel normalised to [-1, 1] (red positive, blue negative), "
+            "over the modality slice, next to the ground truth and the prediction.</p>",
+        )
+    return Section("explanations", "Explanations per case", "".join(parts))
+
+
+# ------------------------------------------------------------------------------ document
+
+
+def render(title: str, runs: Sequence[Path], sections: Sequence[Section]) -> str:
+    """The whole HTML document."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    nav = "".join(f'<li><a href="#{s.anchor}">{esc(s.title)}</a></li>' for s in sections)
+    body = "".join(
+        f'<section id="{s.anchor}"><h2>{esc(s.title)}</h2>{s.body}</section>' for s in sections
+    )
+    run_list = ", ".join(esc(r.name) for r in runs)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+        f"<h1>{esc(title)}</h1><p class='meta'>Runs: {run_list}. Written {stamp} by strokelrp "
+        f"{esc(__version__)}. Method: Tjoa et al. 2020, LRP with amplitude filters on a 3-D "
+        f"U-Net (ISLES 2017).</p><nav><ul>{nav}</ul></nav>{body}</body></html>\n"
+    )
+
+
+def build_report(runs: Sequence[str | Path], out: str | Path | None = None) -> Path:
+    """Write the report for ``runs`` to ``out`` (default: the first run's ``report.html``).
+
+    Figures are written to ``figures/`` beside the report and embedded. Returns the path.
+    """
+    if not runs:
+        raise StrokeLRPError("report needs at least one run directory")
+    run_dirs = [Path(r) for r in runs]
+    missing = [f"{r}: run directory not found" for r in run_dirs if not r.is_dir()]
+    if missing:
+        raise StrokeLRPError("\n".join(missing))
+    out_path = Path(out) if out is not None else run_dirs[0] / "report.html"
+    if out_path.suffix.lower() not in (".html", ".htm"):
+        out_path = out_path / "report.html"
+    report_dir = out_path.parent
+    fig_dir = report_dir / "figures"
+    builders: list[Callable[[], Section]] = [
+        lambda: config_section(run_dirs),
+        lambda: training_section(run_dirs, fig_dir),
+        lambda: metrics_section(run_dirs),
+        lambda: sweep_section(run_dirs, fig_dir),
+        lambda: explanations_section(run_dirs, report_dir),
+    ]
+    sections = [build() for build in builders]
+    title = "strokelrp report: " + ", ".join(r.name for r in run_dirs)
+    text = render(title, run_dirs, sections)
+    return atomic_write(out_path, lambda fh: fh.write(text))

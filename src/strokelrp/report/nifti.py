@@ -1,0 +1,186 @@
+"""Write relevance maps and predictions as NIfTI files in a case's native grid.
+
+The network sees a case resized to a series scale (e.g. (19, 48, 48)); users look at the
+result over the original MRI. Everything here therefore resizes back to the case's native
+grid (``case.image.shape[1:]`` = (Dn, Hn, Wn)) and writes with the case's affine and a header
+derived from the case's header, so the files overlay the modality files in ITK-SNAP,
+3D Slicer or FSLeyes.
+
+Layout: ``case.image[c, z, y, x]`` is voxel (x, y, z) of modality c's NIfTI array, so a
+(C, Dn, Hn, Wn) volume is written as the NIfTI array (x, y, z, C) = (Wn, Hn, Dn, C).
+
+Relevance is written as signed float32 (no abs, no rescaling: ``scl_slope`` 1,
+``scl_inter`` 0) with symmetric ``cal_min`` / ``cal_max`` = -/+ max |R| so viewers that honour
+them show a diverging range centred on zero. Resizing uses trilinear interpolation of the
+values (a display-faithful map, not a relevance-conserving one: sums over the native grid
+differ from sums at model scale by the resampling).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from strokelrp.atomic import atomic_path
+from strokelrp.config import MODALITIES
+from strokelrp.errors import StrokeLRPError
+
+NIFTI_SUFFIX = ".nii.gz"
+"""Suffix of every NIfTI file strokelrp writes (compressed; ITK-SNAP, Slicer, FSLeyes read it)."""
+
+_DESCRIP_BYTES = 80
+_INTENT_NAME_BYTES = 16
+
+
+def native_shape(case: Any) -> tuple[int, int, int]:
+    """The case's native grid as (Dn, Hn, Wn), checked against its header's (x, y, z) dims."""
+    shape = tuple(int(s) for s in np.shape(case.image)[-3:])
+    header_shape = tuple(int(s) for s in case.header.get_data_shape()[:3])
+    if len(header_shape) == 3 and header_shape[::-1] != shape:
+        raise StrokeLRPError(
+            f"case {case.case_id}: image grid (D, H, W) = {shape} does not match its header's "
+            f"(x, y, z) = {header_shape}"
+        )
+    return shape  # type: ignore[return-value]
+
+
+def to_native_grid(volume: Any, shape: tuple[int, int, int], mode: str = "trilinear") -> np.ndarray:
+    """Resize (C, D, H, W) (numpy or torch) to (C, *shape) float32 numpy in the native grid."""
+    from strokelrp.data.preprocess import resize_volume
+
+    if hasattr(volume, "detach"):
+        volume = volume.detach().cpu().float().numpy()
+    vol = np.asarray(volume, dtype=np.float32)
+    if vol.ndim != 4:
+        raise ValueError(f"expected a (C, D, H, W) volume, got shape {vol.shape}")
+    if tuple(vol.shape[1:]) != tuple(shape):
+        vol = np.asarray(resize_volume(vol, tuple(shape), mode=mode), dtype=np.float32)
+    return vol
+
+
+def _clip_text(text: str, limit: int) -> bytes:
+    raw = text.encode("ascii", "replace")
+    return raw[: limit - 1] if len(raw) >= limit else raw
+
+
+def _derived_header(case: Any, dtype: type, n_volumes: int | None) -> nib.Nifti1Header:
+    """A header from the case's: spatial pixdim, units, qform/sform and their codes kept."""
+    source = case.header
+    header = nib.Nifti1Header()
+    header.set_data_dtype(dtype)
+    zooms = tuple(float(z) for z in source.get_zooms()[:3])
+    if n_volumes is None:
+        header.set_data_shape(tuple(int(s) for s in source.get_data_shape()[:3]))
+        header.set_zooms(zooms)
+    else:
+        header.set_data_shape((*source.get_data_shape()[:3], n_volumes))
+        header.set_zooms((*zooms, 1.0))  # the 4th axis is a plain index (the modality)
+    spatial_unit = source.get_xyzt_units()[0]
+    header.set_xyzt_units(xyz=spatial_unit, t="unknown")
+    qform, qcode = source.get_qform(coded=True)
+    sform, scode = source.get_sform(coded=True)
+    header.set_qform(qform if qform is not None else case.affine, code=int(qcode))
+    header.set_sform(sform if sform is not None else case.affine, code=int(scode))
+    if int(qcode) == 0 and int(scode) == 0:
+        # The source had no orientation codes; record the case's affine as a scanner sform
+        # rather than silently falling back to the pixdim-only (method 1) orientation.
+        header.set_sform(case.affine, code=1)
+    header["dim_info"] = source["dim_info"]
+    header.set_slope_inter(1.0, 0.0)
+    return header
+
+
+def _save_atomic(image: nib.Nifti1Image, path: Path) -> Path:
+    path = Path(path)
+    if not str(path).endswith((".nii", ".nii.gz")):
+        raise ValueError(f"NIfTI path must end in .nii or .nii.gz, got {path}")
+    suffix = ".nii.gz" if str(path).endswith(".nii.gz") else ".nii"
+    with atomic_path(path, suffix) as tmp:
+        nib.save(image, tmp)
+    return path
+
+
+def write_relevance_nifti(
+    path: str | Path,
+    relevance: Any,
+    case: Any,
+    *,
+    setting: str,
+    rules: str | None = None,
+) -> Path:
+    """Write one relevance map as a 4-D NIfTI (x, y, z, C) in the case's native grid.
+
+    relevance: (C, D, H, W) at model scale (numpy or torch; C = 6 in ``MODALITIES`` order) or
+    already in the native grid. ``setting`` (e.g. "raw", "pass(0,0.4)") and ``rules`` go into
+    the header's description. Returns the written path.
+    """
+    shape = native_shape(case)
+    vol = to_native_grid(relevance, shape, mode="trilinear")
+    if not np.all(np.isfinite(vol)):
+        raise StrokeLRPError(
+            f"case {case.case_id}: relevance for setting {setting} has non-finite values"
+        )
+    array = np.ascontiguousarray(vol.transpose(3, 2, 1, 0))  # (C, z, y, x) -> (x, y, z, C)
+    header = _derived_header(case, np.float32, n_volumes=array.shape[-1])
+    peak = float(np.max(np.abs(array))) if array.size else 0.0
+    header["cal_min"], header["cal_max"] = -peak, peak
+    header["intent_name"] = _clip_text("LRP relevance", _INTENT_NAME_BYTES)
+    channels = ",".join(MODALITIES) if array.shape[-1] == len(MODALITIES) else "channels"
+    text = f"LRP relevance {setting}" + (f" rules={rules}" if rules else "") + f"; t={channels}"
+    header["descrip"] = _clip_text(text, _DESCRIP_BYTES)
+    image = nib.Nifti1Image(array, header.get_best_affine(), header)
+    _restore_forms(image, header)
+    return _save_atomic(image, Path(path))
+
+
+def write_label_nifti(
+    path: str | Path, label: Any, case: Any, *, description: str = "prediction"
+) -> Path:
+    """Write a (Dn, Hn, Wn) integer label map (native grid) as a 3-D uint8 NIfTI (x, y, z)."""
+    shape = native_shape(case)
+    lab = np.asarray(label.detach().cpu().numpy() if hasattr(label, "detach") else label)
+    if lab.shape != shape:
+        raise ValueError(f"label map must be in the native grid {shape}, got {lab.shape}")
+    if lab.size and (lab.min() < 0 or lab.max() > 255):
+        raise ValueError("label values must lie in 0..255 to be written as uint8")
+    array = np.ascontiguousarray(lab.astype(np.uint8).transpose(2, 1, 0))
+    header = _derived_header(case, np.uint8, n_volumes=None)
+    header["cal_min"], header["cal_max"] = 0.0, float(max(1, int(array.max(initial=0))))
+    header["intent_code"] = nib.nifti1.intent_codes.code["label"]
+    header["descrip"] = _clip_text(description, _DESCRIP_BYTES)
+    image = nib.Nifti1Image(array, header.get_best_affine(), header)
+    _restore_forms(image, header)
+    return _save_atomic(image, Path(path))
+
+
+def labels_from_logits(logits: Any, case: Any) -> np.ndarray:
+    """Class map in the native grid from logits (K, D, H, W) at model scale -> uint8 (Dn, Hn, Wn).
+
+    The class probabilities (softmax over K) are resized trilinearly and then arg-maxed, as
+    ``strokelrp evaluate`` does, so a Dice computed on this map matches ``metrics.csv``; this
+    also gives smoother boundaries than resizing the model-scale class map.
+    """
+    import torch
+
+    shape = native_shape(case)
+    scores = torch.as_tensor(_as_array(logits), dtype=torch.float32).softmax(dim=0)
+    native = to_native_grid(scores, shape, mode="trilinear")
+    return native.argmax(axis=0).astype(np.uint8)
+
+
+def _as_array(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _restore_forms(image: nib.Nifti1Image, header: nib.Nifti1Header) -> None:
+    """Make the image's qform/sform (and codes) exactly those of the derived header."""
+    qform, qcode = header.get_qform(coded=True)
+    sform, scode = header.get_sform(coded=True)
+    image.set_qform(qform if qform is not None else header.get_best_affine(), code=int(qcode))
+    image.set_sform(sform if sform is not None else header.get_best_affine(), code=int(scode))
+    image.header.set_slope_inter(1.0, 0.0)

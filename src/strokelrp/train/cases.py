@@ -1,0 +1,98 @@
+"""Preprocessed cases held in memory (on the training device) and the held-out split.
+
+With batch size 1 and a few dozen cases, a ``DataLoader`` per step is pure overhead: all cases
+are stacked once into ``(N, 6, D, H, W)`` / ``(N, D, H, W)`` tensors on the device, and a step
+takes a view ``x[i : i + 1]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from strokelrp.config import TrainConfig
+from strokelrp.errors import DataError, StrokeLRPError
+
+
+@dataclass
+class CaseTensors:
+    """Stacked cases: ``x`` (N, 6, D, H, W) float32, ``y`` (N, D, H, W) int64, ``ids`` (N)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def select(self, ids: Sequence[str]) -> CaseTensors:
+        """The given cases, in the given order (copies only when not a prefix)."""
+        index = {cid: i for i, cid in enumerate(self.ids)}
+        rows = torch.tensor([index[c] for c in ids], dtype=torch.long, device=self.x.device)
+        return CaseTensors(self.x.index_select(0, rows), self.y.index_select(0, rows), list(ids))
+
+    def to(self, device: torch.device) -> CaseTensors:
+        return CaseTensors(self.x.to(device), self.y.to(device), self.ids)
+
+
+def case_sort_key(case_id: str) -> tuple[int, int, str]:
+    """Numeric ids in numeric order ("2" < "10"), then other ids alphabetically."""
+    return (0, int(case_id), "") if case_id.isdigit() else (1, 0, case_id)
+
+
+def open_dataset(config: TrainConfig):  # -> strokelrp.data.dataset.CaseDataset
+    """The data helper's ``CaseDataset`` for the config's data, series and normalisation."""
+    from strokelrp.data.dataset import CaseDataset
+
+    return CaseDataset(
+        config.data,
+        config.series,
+        cache_dir=config.cache_dir,
+        normalization=config.normalization,
+        cases=list(config.cases) if config.cases is not None else None,
+    )
+
+
+def stack_cases(items: Iterable[tuple[torch.Tensor, torch.Tensor | None, str]]) -> CaseTensors:
+    """Stack ``(x (6, D, H, W), y (D, H, W), case_id)`` items; every case needs a label."""
+    xs, ys, ids, problems = [], [], [], []
+    for x, y, case_id in items:
+        if y is None:
+            problems.append(f"case {case_id}: no ground truth (OT), so it cannot be trained on")
+            continue
+        if xs and tuple(x.shape) != tuple(xs[0].shape):
+            problems.append(
+                f"case {case_id}: preprocessed shape {tuple(x.shape)} differs from "
+                f"{tuple(xs[0].shape)} (case {ids[0]})"
+            )
+            continue
+        xs.append(torch.as_tensor(x, dtype=torch.float32))
+        ys.append(torch.as_tensor(y, dtype=torch.int64))
+        ids.append(str(case_id))
+    if problems:
+        raise DataError(problems)
+    if not ids:
+        raise StrokeLRPError("no cases to train on")
+    return CaseTensors(torch.stack(xs), torch.stack(ys), ids)
+
+
+def split_ids(ids: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(train, held-out) case ids; ``round(fraction * N)`` held out (at least 1 if > 0).
+
+    Deterministic for a seed and a set of ids (whatever their order); both lists sorted.
+    """
+    ordered = sorted(ids, key=case_sort_key)
+    if fraction <= 0:
+        return ordered, []
+    n_val = max(1, round(fraction * len(ordered)))
+    if n_val >= len(ordered):
+        raise StrokeLRPError(
+            f"--val-fraction {fraction} holds out {n_val} of {len(ordered)} cases and leaves "
+            "none to train on"
+        )
+    perm = np.random.default_rng(seed).permutation(len(ordered))
+    held = {ordered[i] for i in perm[:n_val]}
+    return [c for c in ordered if c not in held], [c for c in ordered if c in held]

@@ -1,0 +1,226 @@
+"""Evaluation of a run in each case's native grid: ``RUN/metrics.csv`` and ``RUN/table1.csv``.
+
+For each case the network (eval mode) predicts at the series scale; the softmax probabilities
+are resized back to the case's native grid with trilinear interpolation and the lesion mask is
+their argmax there. (Resizing the argmax itself with nearest neighbour would give blocky masks
+whose borders move by up to half a series voxel, several native voxels at series A.) Metrics
+(:func:`strokelrp.train.metrics.segmentation_metrics`) use the native label and voxel spacing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from strokelrp.atomic import write_text
+from strokelrp.config import SERIES, TrainConfig
+from strokelrp.errors import StrokeLRPError
+from strokelrp.train.checkpoint import LAST, build_model, resolve_checkpoint, run_networks
+from strokelrp.train.distributed import resolve_device
+from strokelrp.train.metrics import METRICS, segmentation_metrics, summarize
+from strokelrp.train.predict import predict
+
+METRIC_COLUMNS: tuple[str, ...] = ("network", "case_id", "split", *METRICS)
+TABLE1_COLUMNS: tuple[str, ...] = (
+    "network",
+    "series",
+    "width",
+    "epochs",
+    "training_minutes",
+    "mean_dice",
+    "sd_dice",
+    "n_cases",
+    "heldout_dice",
+    "train_dice_trainmode",
+    "collapsed",
+)
+COLLAPSE_FRACTION = 0.05
+"""A network is flagged as collapsed when its predicted lesion volume, summed over the cases,
+is below this fraction of the true lesion volume (it predicts (almost) nothing)."""
+
+
+@dataclass
+class NetworkResult:
+    """Evaluation of one network: per-case rows, summary per split, its table-1 row."""
+
+    name: str
+    rows: list[dict[str, Any]]
+    summary: dict[str, dict[str, dict[str, float]]]
+    table1: dict[str, Any]
+    skipped: list[str] = field(default_factory=list)
+
+
+def network_name(config: TrainConfig, index: int) -> str:
+    """The paper's naming: ``A1``, ``A2`` ... (``8x16x16-1`` for a custom shape)."""
+    if isinstance(config.series, str) and config.series in SERIES:
+        return f"{config.series}{index}"
+    return f"{config.series_name}-{index}"
+
+
+def _split_of(run_dir: Path) -> dict[str, str]:
+    path = run_dir / "split.json"
+    if not path.exists():
+        return {}
+    split = json.loads(path.read_text(encoding="utf-8"))
+    out = {cid: "train" for cid in split.get("train", [])}
+    out.update({cid: "validation" for cid in split.get("validation", [])})
+    return out
+
+
+def _native_prediction(probs: torch.Tensor, native_dhw: tuple[int, int, int]) -> np.ndarray:
+    """Probabilities (2, D, H, W) at the series scale -> lesion mask (native D, H, W) bool."""
+    from strokelrp.data.preprocess import resize_volume
+
+    native = resize_volume(probs, native_dhw, mode="trilinear")
+    return (native.argmax(dim=0) == 1).cpu().numpy()
+
+
+def evaluate_network(
+    run_dir: Path,
+    dataset,
+    name: str,
+    checkpoint: str | int | Path = LAST,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> NetworkResult:
+    """Metrics of one network (one-network run folder) on every labelled case of ``dataset``."""
+    ckpt = resolve_checkpoint(run_dir, checkpoint)
+    config = ckpt.config
+    model = build_model(config)
+    model.load_state_dict(ckpt.model_state, strict=True)
+    model = model.to(device).eval()
+    split = _split_of(run_dir)
+    rows, skipped = [], []
+    from tqdm import tqdm
+
+    for i in tqdm(range(len(dataset)), desc=f"evaluate {name}", disable=not progress):
+        x, _, case_id = dataset[i]
+        case = dataset.cases[i]
+        if case.label is None:
+            skipped.append(f"case {case_id}: no ground truth (OT): not scored")
+            continue
+        probs = predict(model, x[None], precision=config.precision)[0].softmax(dim=0)
+        pred = _native_prediction(probs, tuple(case.label.shape))
+        metrics = segmentation_metrics(pred, case.label.astype(bool), case.spacing)
+        rows.append(
+            {"network": name, "case_id": case_id, "split": split.get(case_id, "unseen"), **metrics}
+        )
+    summary = {"all": summarize(rows)}
+    for part in ("train", "validation", "unseen"):
+        chosen = [r for r in rows if r["split"] == part]
+        if chosen and len(chosen) < len(rows):
+            summary[part] = summarize(chosen)
+    log = ckpt.meta.get("log", [])
+    true_total = sum(r["true_ml"] for r in rows)
+    pred_total = sum(r["pred_ml"] for r in rows)
+    table1 = {
+        "network": name,
+        "series": config.series_name,
+        "width": config.width,
+        "epochs": ckpt.epoch,
+        "training_minutes": ckpt.meta.get("facts", {}).get("train_seconds", math.nan) / 60,
+        "mean_dice": summary["all"]["dice"]["mean"],
+        "sd_dice": summary["all"]["dice"]["sd"],
+        "n_cases": len(rows),
+        "heldout_dice": summary.get("validation", {}).get("dice", {}).get("mean", math.nan),
+        "train_dice_trainmode": log[-1]["train_dice_trainmode"] if log else math.nan,
+        "collapsed": bool(true_total > 0 and pred_total < COLLAPSE_FRACTION * true_total),
+    }
+    return NetworkResult(name, rows, summary, table1, skipped)
+
+
+def _csv(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if _missing(row.get(k)) else row[k]) for k in columns})
+    return buf.getvalue()
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def format_summary(result: NetworkResult) -> str:
+    """A small text table: per split, mean ± SD and the count of valid values per metric."""
+    lines = []
+    for part, summary in result.summary.items():
+        n = summary["dice"]["n"]
+        lines.append(f"{result.name}: {part} cases ({n})")
+        for metric in METRICS:
+            s = summary[metric]
+            lines.append(
+                f"  {metric:<10} {s['mean']:>9.4f} ± {s['sd']:<9.4f} (valid {s['n_valid']}/{n})"
+            )
+    t = result.table1
+    flag = "  COLLAPSED (predicts almost nothing)" if t["collapsed"] else ""
+    lines.append(f"  training {t['training_minutes']:.2f} min, {t['epochs']} epochs{flag}")
+    return "\n".join(lines)
+
+
+def evaluate(
+    run_dir: str | Path,
+    data: str | Path,
+    checkpoint: str | int | Path | None = None,
+    *,
+    device: str = "cpu",
+    progress: bool = True,
+    echo: Callable[[str], None] | None = print,
+    cache_dir: str | Path | None = None,
+) -> list[NetworkResult]:
+    """Evaluate every network of ``run_dir`` on the cases of ``data`` (native grids).
+
+    Writes ``RUN/metrics.csv`` (one row per network and case) and ``RUN/table1.csv`` (one row
+    per network), prints a summary through ``echo``. ``checkpoint``: ``None``/``"last"``, an
+    epoch or a path (applied to every network).
+    """
+    from strokelrp.data.dataset import CaseDataset
+
+    run_dir = Path(run_dir)
+    torch_device = resolve_device(device)
+    networks = run_networks(run_dir)
+    results: list[NetworkResult] = []
+    datasets: dict[tuple, Any] = {}
+    for index, net_dir in enumerate(networks, start=1):
+        config = TrainConfig.from_toml(net_dir / "config.toml")
+        key = (config.shape, config.normalization)
+        if key not in datasets:
+            datasets[key] = CaseDataset(
+                data,
+                config.series,
+                cache_dir=cache_dir if cache_dir is not None else config.cache_dir,
+                normalization=config.normalization,
+                require_labels=False,
+            )
+        name = network_name(config, index)
+        result = evaluate_network(
+            net_dir, datasets[key], name, checkpoint or LAST, torch_device, progress
+        )
+        if not result.rows:
+            raise StrokeLRPError(f"{data}: no case with a ground truth (OT) to evaluate on")
+        results.append(result)
+        if echo is not None:
+            for line in result.skipped:
+                echo(line)
+            echo(format_summary(result))
+    write_text(
+        run_dir / "metrics.csv", _csv(METRIC_COLUMNS, [r for res in results for r in res.rows])
+    )
+    write_text(run_dir / "table1.csv", _csv(TABLE1_COLUMNS, [r.table1 for r in results]))
+    return results
+
+
+def read_table1(run_dir: str | Path) -> list[dict[str, str]]:
+    """Rows of ``RUN/table1.csv`` as strings."""
+    with (Path(run_dir) / "table1.csv").open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))

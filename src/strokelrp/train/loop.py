@@ -1,0 +1,483 @@
+"""The training loop: the paper's recipe, exact resume, bf16 and DDP on GPUs, CPU-deterministic.
+
+Recipe (defaults of :class:`~strokelrp.config.TrainConfig`): cross-entropy, Adam (lr 2e-4,
+betas (0.5, 0.9)), batch size 1, 80 epochs, no augmentation, cases in a new random order each
+epoch. All preprocessed cases are held in memory on the training device; a step reads a view.
+
+Run folder (one network)::
+
+    RUN/config.toml  RUN/split.json  RUN/train_log.csv  RUN/checkpoints/{epoch-NNN,last}.*
+
+With ``repeats`` = n > 1, ``RUN/config.toml`` holds the whole run and each network k (seed
+``seed + k - 1``) is a one-network run folder ``RUN/net-k`` with the layout above.
+
+Under ``torchrun`` each epoch's case order is sharded over the ranks (padded by wrapping round,
+so every rank takes the same number of steps), gradients are averaged by
+DistributedDataParallel, and only rank 0 prints and writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from strokelrp.atomic import write_text
+from strokelrp.config import TrainConfig
+from strokelrp.errors import StrokeLRPError
+from strokelrp.train.cases import CaseTensors, open_dataset, split_ids, stack_cases
+from strokelrp.train.checkpoint import (
+    Checkpoint,
+    build_model,
+    epoch_checkpoints,
+    latest_complete,
+    load_optimizer_state,
+    restore_rng,
+    save_checkpoint,
+)
+from strokelrp.train.distributed import DistContext, init_distributed, shutdown
+from strokelrp.train.metrics import batch_dice
+
+LOG_COLUMNS: tuple[str, ...] = ("epoch", "loss", "train_dice_trainmode", "val_dice", "seconds")
+"""``train_dice_trainmode``: hard Dice of each training step's own forward pass (BatchNorm in
+train mode, before the step's update), averaged over the epoch: the "Dice in PyTorch training
+mode" that the paper reports. ``val_dice``: eval-mode Dice on the held-out cases at the end of
+the epoch (empty without a held-out split). Both at the series scale. ``seconds``: the epoch's
+training steps and validation (checkpoint writing excluded)."""
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# ---------------------------------------------------------------------------------- losses
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The paper's loss: mean voxel cross-entropy of logits (B, 2, D, H, W) vs y (B, D, H, W)."""
+    return F.cross_entropy(logits, y)
+
+
+def dice_cross_entropy(logits: torch.Tensor, y: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
+    """Cross-entropy + (1 - soft Dice of the lesion class), soft Dice per sample, averaged."""
+    p = logits.softmax(dim=1)[:, 1].flatten(1)
+    t = (y == 1).flatten(1).to(p.dtype)
+    soft = (2 * (p * t).sum(1) + smooth) / (p.sum(1) + t.sum(1) + smooth)
+    return F.cross_entropy(logits, y) + (1 - soft).mean()
+
+
+LOSSES: dict[str, LossFn] = {"ce": cross_entropy, "dice_ce": dice_cross_entropy}
+
+
+# -------------------------------------------------------------------------- order, epochs
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The case order of one epoch: a permutation of ``range(n)`` fixed by (seed, epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def shard(order: Sequence[int], rank: int, world: int) -> list[int]:
+    """This rank's part of an epoch's order, padded by wrapping so all ranks get as many."""
+    steps = math.ceil(len(order) / world)
+    padded = np.resize(np.asarray(order), steps * world)
+    return [int(i) for i in padded[rank::world]]
+
+
+def _autocast(device: torch.device, precision: str):
+    return torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"
+    )
+
+
+def run_epoch(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    data: CaseTensors,
+    rows: Sequence[int],
+    precision: str = "fp32",
+    on_step: Callable[[torch.Tensor], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass of batch-1 steps over ``rows`` of ``data``; -> (loss sum, train-mode Dice sum).
+
+    Sums stay on the device (no host synchronisation per step); ``on_step(loss)`` is called
+    after each step (the progress bar).
+    """
+    net.train()
+    device = data.x.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    dice_sum = torch.zeros((), dtype=torch.float64, device=device)
+    for i in rows:
+        x, y = data.x[i : i + 1], data.y[i : i + 1]
+        with _autocast(device, precision):
+            logits = net(x)
+        loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss = loss.detach()
+        loss_sum += loss
+        dice_sum += batch_dice(logits.detach().argmax(dim=1), y).sum()
+        if on_step is not None:
+            on_step(loss)
+    return loss_sum, dice_sum
+
+
+@torch.inference_mode()
+def validation_dice_sum(
+    model: nn.Module, data: CaseTensors, rows: Sequence[int], precision: str = "fp32"
+) -> torch.Tensor:
+    """Sum over ``rows`` of the eval-mode hard Dice (the model's mode is restored)."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=data.x.device)
+    try:
+        for i in rows:
+            with _autocast(data.x.device, precision):
+                logits = model(data.x[i : i + 1])
+            total += batch_dice(logits.argmax(dim=1), data.y[i : i + 1]).sum()
+    finally:
+        model.train(was_training)
+    return total
+
+
+def progress_bar(total: int, enabled: bool = True, file=None):
+    """A tqdm bar over ``total`` steps and the ``on_step(loss)`` callback that advances it.
+
+    The loss shown is read from the device at most once a second (one host sync), so the bar
+    costs nothing measurable per step. ``on_step`` is None when the bar is disabled.
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=total,
+        unit="step",
+        disable=not enabled,
+        dynamic_ncols=True,
+        file=file if file is not None else sys.stderr,
+    )
+    if not enabled:
+        return bar, None
+    last_postfix = [0.0]
+
+    def on_step(loss: torch.Tensor) -> None:
+        bar.update(1)
+        now = time.monotonic()
+        if now - last_postfix[0] > 1.0:
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            last_postfix[0] = now
+
+    return bar, on_step
+
+
+# ------------------------------------------------------------------------------- run files
+
+
+def write_train_log(run_dir: Path, rows: list[dict[str, Any]]) -> Path:
+    """``RUN/train_log.csv`` from the log rows (rewritten whole, atomically)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_COLUMNS})
+    return write_text(run_dir / "train_log.csv", buf.getvalue())
+
+
+def read_train_log(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Rows of ``RUN/train_log.csv`` with numbers parsed (``val_dice`` None when empty)."""
+    path = Path(run_dir) / "train_log.csv"
+    if not path.exists():
+        return []
+    rows = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        for raw in csv.DictReader(fh):
+            rows.append(
+                {
+                    k: (None if raw.get(k, "") == "" else (int if k == "epoch" else float)(raw[k]))
+                    for k in LOG_COLUMNS
+                }
+            )
+    return rows
+
+
+def _say(ctx: DistContext, log: Callable[[str], None] | None) -> Callable[[str], None]:
+    def say(message: str) -> None:
+        if not ctx.is_main:
+            return
+        if log is not None:
+            log(message)
+        else:
+            from tqdm import tqdm
+
+            tqdm.write(message, file=sys.stderr)
+
+    return say
+
+
+def _check_run_folder(config: TrainConfig, out: Path, resume: bool) -> TrainConfig | None:
+    """Refuse to overwrite a run, or to resume one with a contradicting config; -> its config."""
+    if out.exists() and not out.is_dir():
+        raise StrokeLRPError(f"{out}: exists and is not a folder")
+    config_path = out / "config.toml"
+    if not config_path.exists():
+        if not resume and (
+            epoch_checkpoints(out / "checkpoints") or (out / "checkpoints" / "last.json").exists()
+        ):
+            raise StrokeLRPError(f"{out}: holds checkpoints; pass --resume or choose another --out")
+        return None
+    existing = TrainConfig.from_toml(config_path)
+    if not resume:
+        raise StrokeLRPError(
+            f"{out}: already holds a training run (config.toml); pass --resume to continue it, "
+            "or choose another --out"
+        )
+    lines = existing.contradictions(config)
+    if lines:
+        raise StrokeLRPError(
+            "\n".join(
+                [f"cannot resume {out}: the command contradicts the run's configuration:"]
+                + [f"  {line}" for line in lines]
+                + ["  (start a new run with another --out)"]
+            )
+        )
+    return existing
+
+
+# ------------------------------------------------------------------------------- training
+
+
+def train(
+    config: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    *,
+    dataset: Sequence[tuple[torch.Tensor, torch.Tensor, str]] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Train ``config.repeats`` network(s) into ``out``; -> the one-network run folders.
+
+    ``dataset``: items ``(x (6, D, H, W), y (D, H, W), case_id)`` to use instead of opening
+    ``config.data`` with :class:`strokelrp.data.dataset.CaseDataset` (``x`` must have the
+    series shape). ``resume``: continue from the newest complete checkpoint (see
+    docs/training.md). ``log``: where messages go (default: stderr, rank 0 only).
+    """
+    out = Path(out)
+    config = replace(config, data=str(Path(config.data).expanduser().resolve()))
+    ctx = init_distributed(config.device)
+    try:
+        say = _say(ctx, log)
+        existing = _check_run_folder(config, out, resume)
+        ctx.barrier()  # every rank has looked before rank 0 writes
+        if ctx.is_main and (existing is None or config.epochs > existing.epochs):
+            config.to_toml(out / "config.toml")
+        if config.repeats == 1:
+            networks = [(config, out)]
+        else:
+            networks = [
+                (config.for_network(k), out / f"net-{k}") for k in range(1, config.repeats + 1)
+            ]
+        loaded: list[CaseTensors] = []
+
+        def data() -> CaseTensors:
+            if not loaded:
+                items = dataset if dataset is not None else open_dataset(config)
+                cases = stack_cases(items)
+                if tuple(cases.x.shape[2:]) != config.shape:
+                    raise StrokeLRPError(
+                        f"the cases have shape {tuple(cases.x.shape[2:])}, series "
+                        f"{config.series_name} needs {config.shape}"
+                    )
+                loaded.append(cases.to(ctx.device))
+            return loaded[0]
+
+        for net_config, run_dir in networks:
+            _train_network(net_config, run_dir, resume, data, ctx, progress, say)
+        ctx.barrier()
+    finally:
+        shutdown(ctx)
+    return [run_dir for _, run_dir in networks]
+
+
+def _resume_point(
+    config: TrainConfig, run_dir: Path, resume: bool, say: Callable[[str], None]
+) -> Checkpoint | bool | None:
+    """The checkpoint to continue from, None to start fresh, False when nothing is left to do."""
+    ckpt_dir = run_dir / "checkpoints"
+    if not resume:
+        if epoch_checkpoints(ckpt_dir) or (ckpt_dir / "last.json").exists():
+            raise StrokeLRPError(
+                f"{run_dir}: holds checkpoints; pass --resume or choose another --out"
+            )
+        return None
+    start = latest_complete(ckpt_dir)
+    if start is None:
+        say(f"{run_dir}: no complete checkpoint to resume from: starting from scratch")
+        return None
+    lines = start.config.contradictions(config)
+    if lines:
+        raise StrokeLRPError(
+            "\n".join(
+                [f"cannot resume {start.path}: the command contradicts its configuration:"]
+                + [f"  {line}" for line in lines]
+            )
+        )
+    if start.epoch >= config.epochs:
+        say(
+            f"{run_dir}: already trained {start.epoch} epochs (--epochs {config.epochs}): "
+            "nothing to do"
+        )
+        return False
+    say(f"{run_dir}: resuming after epoch {start.epoch} of {config.epochs}")
+    return start
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _train_network(
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool,
+    data_fn: Callable[[], CaseTensors],
+    ctx: DistContext,
+    progress: bool,
+    say: Callable[[str], None],
+) -> None:
+    start = _resume_point(config, run_dir, resume, say)
+    if start is False:
+        return
+    assert start is None or isinstance(start, Checkpoint)
+    data = data_fn()
+    train_ids, val_ids = split_ids(data.ids, config.val_fraction, config.effective_split_seed)
+    split = {"train": train_ids, "validation": val_ids}
+    if start is not None and start.meta["facts"].get("split") != split:
+        raise StrokeLRPError(
+            f"cannot resume {run_dir}: the data's cases differ from those the run was trained "
+            f"on (see {run_dir / 'split.json'})"
+        )
+    row_of = {cid: i for i, cid in enumerate(data.ids)}
+    train_rows = [row_of[c] for c in train_ids]
+    val_rows = [row_of[c] for c in val_ids]
+
+    device = ctx.device
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    _seed_everything(config.seed)
+    model = build_model(config).to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=config.lr,
+        betas=config.betas,
+        fused=True if device.type == "cuda" else None,
+    )
+    log_rows: list[dict[str, Any]] = []
+    first_epoch = 1
+    if start is not None:
+        model.load_state_dict(start.model_state, strict=True)
+        load_optimizer_state(optimizer, start.optimizer_state)
+        restore_rng(start.meta["rng"])
+        log_rows = [dict(r) for r in start.meta["log"]]
+        first_epoch = start.epoch + 1
+    net: nn.Module = model
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if ctx.is_main:
+        config.to_toml(run_dir / "config.toml")
+        write_text(run_dir / "split.json", json.dumps(split, indent=1) + "\n")
+        write_train_log(run_dir, log_rows)
+    loss_fn = LOSSES[config.loss]
+    steps = math.ceil(len(train_rows) / ctx.world_size)
+    say(
+        f"{run_dir}: UNet3D width {config.width}, series {config.series_name} "
+        f"{config.shape}, {len(train_ids)} training / {len(val_ids)} held-out cases, "
+        f"{device}, {config.precision}"
+        + (f", {ctx.world_size} processes" if ctx.distributed else "")
+    )
+    bar, on_step = progress_bar(
+        (config.epochs - first_epoch + 1) * steps, enabled=progress and ctx.is_main
+    )
+    try:
+        for epoch in range(first_epoch, config.epochs + 1):
+            bar.set_description(f"{run_dir.name} epoch {epoch}/{config.epochs}")
+            t0 = time.perf_counter()
+            order = epoch_order(len(train_rows), config.seed, epoch)
+            rows = [train_rows[i] for i in shard(order, ctx.rank, ctx.world_size)]
+            loss_sum, dice_sum = run_epoch(
+                net,
+                optimizer,
+                loss_fn,
+                data,
+                rows,
+                config.precision,
+                on_step,
+            )
+            val_sum = validation_dice_sum(
+                model, data, val_rows[ctx.rank :: ctx.world_size], config.precision
+            )
+            totals = ctx.sum(
+                torch.stack(
+                    [
+                        loss_sum,
+                        dice_sum,
+                        val_sum,
+                        torch.tensor(float(len(rows)), dtype=torch.float64, device=device),
+                    ]
+                )
+            ).tolist()
+            seconds = time.perf_counter() - t0
+            row = {
+                "epoch": epoch,
+                "loss": totals[0] / totals[3],
+                "train_dice_trainmode": totals[1] / totals[3],
+                "val_dice": totals[2] / len(val_rows) if val_rows else None,
+                "seconds": seconds,
+            }
+            log_rows.append(row)
+            if ctx.is_main:
+                if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+                    save_checkpoint(
+                        run_dir / "checkpoints",
+                        epoch=epoch,
+                        config=config,
+                        model=model,
+                        optimizer=optimizer,
+                        log=log_rows,
+                        facts={
+                            "train_seconds": sum(r["seconds"] for r in log_rows),
+                            "world_size": ctx.world_size,
+                            "steps_per_epoch": steps,
+                            "device": str(device),
+                            "split": split,
+                        },
+                        keep=config.keep_checkpoints,
+                    )
+                write_train_log(run_dir, log_rows)
+            val_text = "" if row["val_dice"] is None else f"  val Dice {row['val_dice']:.4f}"
+            say(
+                f"epoch {epoch}/{config.epochs}  loss {row['loss']:.4f}  "
+                f"train Dice (train mode) {row['train_dice_trainmode']:.4f}{val_text}  "
+                f"{seconds:.1f} s"
+            )
+            ctx.barrier()
+    finally:
+        bar.close()

@@ -1,0 +1,194 @@
+"""The sweep on a tiny random network and two tiny synthetic cases: rows, values, resume."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from strokelrp.analysis.sweep import case_rows, describe, read_grid, run_sweep
+from strokelrp.analysis.table import COLUMNS, read_table
+from strokelrp.config import MODALITIES, TrainConfig
+from strokelrp.data.synth import synthesize_isles2017
+from strokelrp.errors import StrokeLRPError
+from strokelrp.model import UNet3D
+from strokelrp.train.checkpoint import save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth") / "isles"
+    return synthesize_isles2017(root, n_cases=2, shape=(24, 24, 6), seed=3, uninformative=("MTT",))
+
+
+def make_run(root: Path, data: Path, name: str = "A1") -> Path:
+    """A run folder with a random width-2 network (no training needed to sweep it)."""
+    run = root / name
+    run.mkdir(parents=True)
+    config = TrainConfig(data=str(data), series="A", width=2, epochs=0, seed=0)
+    config.to_toml(run / "config.toml")
+    torch.manual_seed(0)
+    save_checkpoint(run / "checkpoints", epoch=0, config=config, model=UNet3D(width=2))
+    return run
+
+
+@pytest.mark.slow
+def test_sweep_writes_cases_x_16_settings_x_6_modalities_and_resumes(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STROKELRP_CACHE_DIR", str(tmp_path / "cache"))
+    run = make_run(tmp_path, data)
+    [table] = run_sweep([run], data, cases=["1"], target="ground_truth", progress=False)
+    assert table == run / "sweep" / "sweep.csv"
+    rows = read_table(table)
+    assert len(rows) == 1 * 16 * 6
+    with table.open() as fh:
+        assert next(csv.reader(fh)) == list(COLUMNS)
+
+    # resume: case 1 is skipped (its rows are kept as they are), case 2 is added
+    before = table.read_text()
+    [table] = run_sweep([run], data, target="ground_truth", progress=False)
+    rows = read_table(table)
+    assert len(rows) == 2 * 16 * 6
+    # rows are ordered by case, so case 1's lines come first, unchanged
+    assert table.read_text().splitlines()[: 16 * 6 + 1] == before.splitlines()
+    assert sorted({r["case"] for r in rows}) == ["1", "2"]
+    assert {r["setting"] for r in rows} == {describe(f).label for f in _paper()}
+    assert {r["modality"] for r in rows} == set(MODALITIES)
+    for r in rows:
+        assert r["run"] == r["network"] == "A1" and r["series"] == "A"
+        assert r["target"] == "ground_truth" and r["rules"] == "paper"
+        assert r["informative"] is (r["modality"] != "MTT")  # from the synthetic manifest
+        assert 0.0 <= r["input_inclusivity"] <= 1.0 and 0.0 <= r["gt_inclusivity"] <= 1.0
+        assert 0.0 <= r["case_dice"] <= 1.0
+    raw = [r for r in rows if r["setting"] == "raw"]
+    assert all(math.isfinite(r["mean_signal"]) for r in raw)  # relevance starts on the lesion
+    for case in ("1", "2"):
+        shares = [r["relevance_share"] for r in raw if r["case"] == case]
+        assert sum(shares) == pytest.approx(1.0)
+
+    # a third call has nothing left to do and leaves the table as it was
+    text = table.read_text()
+    run_sweep([run], data, target="ground_truth", progress=False)
+    assert table.read_text() == text
+
+
+def _paper() -> list:
+    from strokelrp.lrp.filters import PAPER_GRID
+
+    return PAPER_GRID
+
+
+def test_sweep_refuses_to_mix_rules_in_one_table(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STROKELRP_CACHE_DIR", str(tmp_path / "cache"))
+    grid = tmp_path / "grid.txt"
+    grid.write_text("# two settings\nraw\npass:0,0.4\n")
+    run = make_run(tmp_path, data)
+    run_sweep([run], data, grid=grid, cases=["2"], target="ground_truth", progress=False)
+    assert len(read_table(run / "sweep" / "sweep.csv")) == 2 * 6
+    with pytest.raises(StrokeLRPError, match="--restart"):
+        run_sweep([run], data, grid=grid, cases=["2"], target="prediction", progress=False)
+
+
+def test_case_rows_match_the_measures_on_a_hand_made_map() -> None:
+    settings = [describe(None), describe(_paper()[3])]  # raw, pass(0,0.2)
+    r = np.zeros((2, 6, 1, 2, 2))
+    r[0, 0, 0, 0, 0] = 1.0  # raw: ADC voxel (0,0)
+    r[0, 1, 0, 1, 1] = 3.0  # raw: MTT voxel (1,1)
+    x = np.zeros((6, 1, 2, 2))
+    x[:, 0, 0, 0] = 1.0  # every modality bright at (0,0) only
+    label = np.zeros((1, 2, 2), dtype=np.uint8)
+    label[0, 1, 1] = 1
+    meta = {
+        "run": "r",
+        "series": "A",
+        "network": "r",
+        "case": "7",
+        "case_dice": 0.5,
+        "target": "prediction",
+        "rules": "paper",
+    }
+    rows = case_rows(r, x, label, settings, meta, informative=["ADC"])
+    assert len(rows) == 12
+    adc, mtt = rows[0], rows[1]
+    assert adc["input_inclusivity"] == pytest.approx(1.0, rel=1e-5)  # covers the bright voxel
+    assert mtt["input_inclusivity"] == 0.0
+    assert adc["gt_inclusivity"] == 0.0 and mtt["gt_inclusivity"] == pytest.approx(1.0, rel=1e-5)
+    assert adc["relevance_share"] == 0.25 and mtt["relevance_share"] == 0.75  # 1 vs 3
+    assert adc["lesion_share"] == 0.0 and mtt["lesion_share"] == 1.0
+    assert adc["mean_signal"] == 0.25 and mtt["mean_signal"] == 0.25  # one 1 in four voxels
+    assert adc["informative"] is True and mtt["informative"] is False
+    assert math.isnan(rows[2]["mean_signal"])  # rCBF has no relevance
+    assert rows[6]["setting"] == "pass(0,0.2)" and rows[6]["a2"] == 0.2
+    assert all(row["input_inclusivity"] == 0.0 for row in rows[6:])  # second map is all zero
+
+
+def test_read_grid_from_toml_and_errors(tmp_path: Path) -> None:
+    toml = tmp_path / "g.toml"
+    toml.write_text('settings = ["raw", "clamp:0,0.2", "pass:0.1,1"]\n')
+    assert [s.label for s in read_grid(toml)] == ["raw", "clamp(0,0.2)", "pass(0.1,1)"]
+    assert len(read_grid("paper")) == 16
+    bad = tmp_path / "bad.txt"
+    bad.write_text("pass:0,0.4\npass:0,0.4\nwobble:1\n")
+    with pytest.raises(StrokeLRPError) as err:
+        read_grid(bad)
+    assert "wobble" in str(err.value) and "appears twice" in str(err.value)
+    with pytest.raises(StrokeLRPError, match="not 'paper'"):
+        read_grid(tmp_path / "missing.toml")
+
+
+def test_cli_sweep_then_report(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from strokelrp.cli import main
+
+    monkeypatch.setenv("STROKELRP_CACHE_DIR", str(tmp_path / "cache"))
+    grid = tmp_path / "grid.txt"
+    grid.write_text("raw\nclamp:0,0.2\n")
+    run = make_run(tmp_path, data, name="B7")
+    with pytest.raises(SystemExit) as done:
+        main(
+            [
+                "sweep",
+                str(run),
+                str(data),
+                "--cases",
+                "1",
+                "--grid",
+                str(grid),
+                "--target",
+                "ground_truth",
+            ]
+        )
+    assert done.value.code in (None, 0)
+    out = capsys.readouterr().out
+    assert "series A           raw: input inclusivity" in out
+    assert "clamp(0,0.2)" in out and "informative share" in out
+    assert f"wrote {run / 'sweep' / 'sweep.csv'}" in out
+    with pytest.raises(SystemExit) as done:
+        main(["report", str(run)])
+    assert done.value.code in (None, 0)
+    report = Path(capsys.readouterr().out.strip())
+    assert report == run / "report.html"
+    assert "Figure 4:" in report.read_text(encoding="utf-8")
+
+
+def test_cli_sweep_errors(tmp_path: Path, data: Path, capsys: pytest.CaptureFixture) -> None:
+    from strokelrp.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["sweep", str(tmp_path / "nowhere"), str(data)])
+    assert done.value.code == 1
+    assert "error: " in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        main(["sweep", str(data)])  # no RUN
+    assert done.value.code == 2
+    with pytest.raises(SystemExit) as done:
+        main(["sweep", str(tmp_path), str(data), "--rules", "nonsense"])
+    assert done.value.code == 2

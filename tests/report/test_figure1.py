@@ -1,0 +1,93 @@
+"""Figure 1: slice choice, per-channel normalisation, and a PNG written from tiny arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from strokelrp.report.figure1 import (
+    default_slice,
+    largest_area_slice,
+    normalise_per_channel,
+    plot_figure1,
+)
+
+
+def test_largest_area_slice() -> None:
+    mask = np.zeros((5, 4, 4), dtype=np.uint8)
+    mask[1, :2, :2] = 1  # area 4
+    mask[3, :3, :3] = 1  # area 9
+    assert largest_area_slice(mask) == 3
+    assert largest_area_slice(np.zeros((5, 4, 4))) is None
+
+
+def test_default_slice_prefers_truth_then_prediction_then_middle() -> None:
+    truth = np.zeros((5, 4, 4), bool)
+    truth[1, 0, 0] = True
+    pred = np.zeros((5, 4, 4), bool)
+    pred[4] = True
+    assert default_slice(truth, pred, 5) == 1
+    assert default_slice(np.zeros_like(truth), pred, 5) == 4
+    assert default_slice(None, np.zeros_like(pred), 5) == 2
+
+
+def test_normalise_per_channel() -> None:
+    r = np.zeros((3, 1, 2, 2), dtype=np.float32)
+    r[0, 0, 0, 0], r[0, 0, 1, 1] = 4.0, -2.0
+    r[1, 0, 0, 1] = -8.0
+    normed, peaks = normalise_per_channel(r)
+    np.testing.assert_allclose(peaks, [4.0, 8.0, 0.0])
+    assert normed[0, 0, 0, 0] == 1.0 and normed[0, 0, 1, 1] == -0.5
+    assert normed[1, 0, 0, 1] == -1.0
+    assert not np.any(np.isnan(normed)) and not normed[2].any()
+
+
+def _inputs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    image = rng.random((6, 5, 8, 10)).astype(np.float32)
+    truth = np.zeros((5, 8, 10), np.uint8)
+    truth[2, 2:6, 3:7] = 1
+    pred = np.zeros_like(truth)
+    pred[2, 3:6, 3:8] = 1
+    return image, truth, pred
+
+
+def test_figure_is_written(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    image, truth, pred = _inputs(rng)
+    maps = [(name, rng.normal(size=image.shape)) for name in ("raw", "pass (0, 0.4)", "clamp")]
+    out = plot_figure1(
+        tmp_path / "figs" / "figure1.png",
+        maps,
+        image,
+        pred,
+        label=truth,
+        spacing=(0.9, 0.9, 6.5),
+        case_id="training_4",
+        dice=0.5,
+    )
+    assert out.exists()
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert 10_000 < out.stat().st_size < 2_000_000
+    assert [p.name for p in out.parent.iterdir()] == ["figure1.png"]  # no temporary files
+
+
+def test_figure_without_truth_and_with_one_setting(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    image, _, pred = _inputs(rng)
+    out = plot_figure1(tmp_path / "f.png", [("raw", np.zeros(image.shape))], image, pred)
+    assert out.exists() and out.stat().st_size > 5_000
+
+
+def test_figure_rejects_bad_input(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    image, _, pred = _inputs(rng)
+    maps = [("raw", rng.normal(size=image.shape))]
+    with pytest.raises(ValueError, match="modality"):
+        plot_figure1(tmp_path / "f.png", maps, image, pred, modality="T1")
+    with pytest.raises(ValueError, match="slice"):
+        plot_figure1(tmp_path / "f.png", maps, image, pred, slice_index=9)
+    with pytest.raises(ValueError, match="relevance 'raw'"):
+        plot_figure1(tmp_path / "f.png", [("raw", np.zeros((6, 5, 8, 9)))], image, pred)
+    assert not (tmp_path / "f.png").exists()

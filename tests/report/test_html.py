@@ -1,0 +1,90 @@
+"""The HTML report: every section, embedded images, relative NIfTI links, no external URLs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pytest
+from synthetic_sweep_rows import make_rows
+
+from strokelrp.analysis.table import write_table
+from strokelrp.errors import StrokeLRPError
+from strokelrp.report.html import build_report
+
+
+def write_png(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1], [0, 1])
+    fig.savefig(path, dpi=50)
+    plt.close(fig)
+
+
+def full_run(root: Path, name: str, series: str) -> Path:
+    run = root / name
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.toml").write_text(f'series = "{series}"\nwidth = 2\nepochs = 3\n')
+    (run / "table1.csv").write_text(f"network,series,minutes,mean_dice\n{name},{series},1.5,0.4\n")
+    (run / "train_log.csv").write_text(
+        "epoch,loss,train_dice,seconds\n1,0.9,0.1,2.0\n2,0.5,0.3,2.1\n3,0.3,0.5,2.0\n"
+    )
+    (run / "metrics.csv").write_text(
+        "case,dice,hd95_mm,assd_mm,precision,recall,pred_ml,true_ml\n"
+        "training_1,0.5,4.0,1.0,0.6,0.4,2.0,3.0\ntraining_2,0.3,nan,2.0,0.2,0.5,1.0,1.0\n"
+    )
+    write_table(run / "sweep" / "sweep.csv", [r for r in make_rows() if r["series"] == series])
+    case = run / "explanations" / "training_1"
+    write_png(case / "figure1.png")
+    (case / "relevance_raw.nii.gz").write_bytes(b"\x1f\x8b not really a NIfTI")
+    return run
+
+
+def test_report_has_every_section_embedded_and_offline(tmp_path: Path) -> None:
+    a = full_run(tmp_path, "A1", "A")
+    b = full_run(tmp_path, "B1", "B")
+    out = build_report([a, b])
+    assert out == a / "report.html"
+    text = out.read_text(encoding="utf-8")
+    for heading in (
+        "Run configuration",
+        "Training: table 1 and curves",
+        "Segmentation metrics per case",
+        "Inclusivity and signal distribution",
+        "Where relevance goes",
+        "Explanations per case",
+    ):
+        assert f">{heading}</h" in text
+    for caption in ("Figure 4:", "Figure 5 (D1, D2)", "Annex figure 2", "Sweet spot", "Table 1"):
+        assert caption in text
+    # training curves, fig. 4, fig. 5, annex 2, sweet spot, and the two explanation PNGs
+    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', text)) == 7
+    assert not re.search(r"https?://", text)
+    assert "<script" not in text and "<link" not in text
+    assert 'href="../A1/explanations/training_1/relevance_raw.nii.gz"' not in text
+    assert 'href="explanations/training_1/relevance_raw.nii.gz"' in text
+    assert 'href="../B1/explanations/training_1/relevance_raw.nii.gz"' in text
+    assert "informative_share" in text and "uniform_expectation" in text
+    assert (a / "figures" / "figure4_inclusivity.svg").stat().st_size > 0
+    assert "width = 2" in text  # the configuration is shown
+
+
+def test_report_skips_missing_parts_with_notes(tmp_path: Path) -> None:
+    run = tmp_path / "bare"
+    run.mkdir()
+    out = build_report([run], out=tmp_path / "elsewhere" / "r.html")
+    text = out.read_text(encoding="utf-8")
+    assert out == tmp_path / "elsewhere" / "r.html"
+    assert "No sweep yet" in text
+    assert "No explanations yet" in text
+    assert "config.toml not found" in text
+    assert "base64" not in text
+
+
+def test_report_rejects_missing_runs(tmp_path: Path) -> None:
+    with pytest.raises(StrokeLRPError, match="nowhere: run directory not found"):
+        build_report([tmp_path / "nowhere"])

@@ -1,0 +1,66 @@
+"""`strokelrp demo --quick`: every stage runs on a fresh folder and leaves what it promises."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from strokelrp.cli import main
+from strokelrp.demo import MARKER, QUICK, run_demo
+from strokelrp.lrp.filters import PAPER_GRID
+
+
+@pytest.mark.slow
+def test_quick_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("STROKELRP_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "demo"
+    try:
+        main(["demo", "--out", str(out), "--quick"])
+    except SystemExit as exit_:
+        assert not exit_.code, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    for stage in range(1, 8):
+        assert f"[{stage}/7]" in printed
+    report = out / "report.html"
+    assert printed.strip().splitlines()[-1] == f"report: {report.resolve()}"
+    assert "input inclusivity" in printed and "informative share" in printed
+
+    # the synthetic manifest says which modality carries no signal
+    manifest = json.loads((out / "data" / "synth_manifest.json").read_text())
+    assert manifest["uninformative_modalities"] == ["MTT"]
+
+    run = out / "runs" / "A"
+    with (run / "metrics.csv").open() as fh:
+        metrics = list(csv.DictReader(fh))
+    assert len(metrics) == QUICK.n_cases
+
+    with (run / "sweep" / "sweep.csv").open() as fh:
+        sweep = list(csv.DictReader(fh))
+    assert len(sweep) == QUICK.n_cases * len(PAPER_GRID) * 6
+    assert len({r["setting"] for r in sweep}) == len(PAPER_GRID)
+
+    explained = sorted(p for p in (run / "explanations").iterdir() if p.is_dir())
+    assert len(explained) == QUICK.explain_cases
+    for case_dir in explained:
+        assert (case_dir / "figure1.png").stat().st_size > 10_000
+        relevance = nib.load(case_dir / "relevance_raw.nii.gz")
+        source = nib.load(next((out / "data").glob(f"training_{case_dir.name}/*MR_ADC*/*.nii")))
+        assert relevance.shape == (*source.shape, 6)
+        np.testing.assert_allclose(relevance.affine, source.affine, atol=1e-5)
+
+    html = report.read_text()
+    assert "figure1" in html and "sweep" in html.lower()
+    assert (out / MARKER).exists()
+
+    # a rerun replaces an earlier demo; a foreign non-empty folder is refused
+    other = tmp_path / "foreign"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(Exception, match="not an earlier demo"):
+        run_demo(other, quick=True, progress=False, echo=lambda _: None)
+    assert (other / "keep.txt").read_text() == "mine"

@@ -1,0 +1,103 @@
+"""The train and evaluate commands end to end on tiny synthetic data (width 2, 2 epochs)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from strokelrp.cli import main
+from strokelrp.config import TrainConfig
+from strokelrp.data.dataset import CaseDataset
+from strokelrp.model import UNet3D
+from strokelrp.train.checkpoint import load_model, save_checkpoint
+from strokelrp.train.evaluate import _native_prediction, evaluate
+
+
+def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_train_then_evaluate(synth4: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    code, out, err = cli(
+        ["train", str(synth4), "--series", "8x16x16", "--out", str(run), "--width", "2",
+         "--epochs", "2", "--val-fraction", "0.25", "--device", "cpu", "--seed", "1"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "trained 1 network(s)" in out and "epoch 2/2" in err
+    assert TrainConfig.from_toml(run / "config.toml").seed == 1
+    assert len(read_csv(run / "train_log.csv")) == 2
+
+    code, out, err = cli(["evaluate", str(run), str(synth4), "--device", "cpu"], capsys)
+    assert code == 0, err
+    rows = read_csv(run / "metrics.csv")
+    assert [r["case_id"] for r in rows] == ["1", "2", "4", "5"]
+    assert sorted(r["split"] for r in rows) == ["train", "train", "train", "validation"]
+    ds = CaseDataset(synth4, (8, 16, 16))
+    for row, case in zip(rows, ds.cases, strict=True):  # true volume of the NATIVE label
+        expected = case.label.sum() * np.prod(case.spacing) / 1000
+        assert float(row["true_ml"]) == pytest.approx(expected)
+    table = read_csv(run / "table1.csv")
+    assert len(table) == 1 and table[0]["network"] == "8x16x16-1"
+    assert float(table[0]["training_minutes"]) > 0
+    dice = [float(r["dice"]) for r in rows]
+    assert float(table[0]["mean_dice"]) == pytest.approx(sum(dice) / 4)
+    assert "dice" in out and "valid" in out
+
+
+def test_usage_and_input_errors(synth4: Path, tmp_path: Path, capsys) -> None:
+    code, _, err = cli(["train", str(synth4), "--series", "Q", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "choose A, B, C, X" in err
+    run = tmp_path / "run"
+    args = ["train", str(synth4), "--series", "8x16x16", "--out", str(run), "--width", "2",
+            "--epochs", "1", "--no-progress"]  # fmt: skip
+    assert cli(args, capsys)[0] == 0
+    code, _, err = cli([*args[:-1], "--width", "4", "--resume"], capsys)
+    assert code == 1 and "error: cannot resume" in err and "width: the run has 2" in err
+    code, _, err = cli(["evaluate", str(tmp_path), str(synth4)], capsys)
+    assert code == 1 and "not a training run" in err
+
+
+def test_a_network_that_predicts_nothing_is_flagged_collapsed(synth4: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = TrainConfig(data=str(synth4), series=(8, 16, 16), width=2, epochs=1)
+    config.to_toml(run / "config.toml")
+    model = UNet3D(width=2)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([5.0, -5.0]))  # background everywhere
+    save_checkpoint(run / "checkpoints", epoch=1, config=config, model=model)
+    [result] = evaluate(run, synth4, device="cpu", echo=None, progress=False)
+    assert result.table1["collapsed"] is True
+    assert all(r["dice"] == 0.0 and math.isnan(r["hd95_mm"]) for r in result.rows)
+    assert all(r["pred_ml"] == 0.0 and r["true_ml"] > 0 for r in result.rows)
+    assert read_csv(run / "table1.csv")[0]["collapsed"] == "True"
+    loaded, _ = load_model(run)
+    assert not loaded.training
+
+
+def test_native_prediction_resizes_probabilities_back() -> None:
+    """A lesion block covering the left half at the series scale covers the left half natively."""
+    probs = torch.zeros(2, 2, 4, 4)
+    probs[1, :, :, :2] = 1.0
+    probs[0] = 1 - probs[1]
+    mask = _native_prediction(probs, (3, 8, 10))
+    assert mask.shape == (3, 8, 10)
+    assert mask[:, :, :5].all() and not mask[:, :, 5:].any()
