@@ -353,7 +353,7 @@ def test_bad_inputs_and_unknown_modules() -> None:
         explain(model, torch.rand(2, 6, 5, 8, 8))
     with pytest.raises(StrokeLRPError, match="expects 6"):
         explain(model, torch.rand(1, 5, 5, 8, 8))
-    with pytest.raises(StrokeLRPError, match="torch.float64 on cpu but the model is torch.float32"):
+    with pytest.raises(StrokeLRPError, match=r"float64 on cpu but the model is torch\.float32"):
         explain(model, torch.rand(1, 6, 5, 8, 8, dtype=F64))
     odd = _WithSigmoid(width=2)
     with pytest.raises(StrokeLRPError, match=r"node 'squash' \(Sigmoid\)"):
