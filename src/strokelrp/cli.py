@@ -206,6 +206,13 @@ def _parse_series(ctx: click.Context, param: click.Parameter, value: str) -> str
     help="ce: the paper's cross-entropy; dice_ce: cross-entropy + soft Dice.",
 )
 @click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2e-4,
+    show_default=True,
+    help="Adam learning rate (the paper: 2e-4, betas (0.5, 0.9)).",
+)
+@click.option(
     "--cases",
     "case_ids",
     multiple=True,
@@ -236,6 +243,7 @@ def train(
     precision: str,
     val_fraction: float,
     loss: str,
+    lr: float,
     case_ids: tuple[str, ...],
     cache_dir: str | None,
     resume: bool,
@@ -263,6 +271,7 @@ def train(
         precision=precision,
         val_fraction=val_fraction,
         loss=loss,
+        lr=lr,
         cases=case_ids or None,
         cache_dir=cache_dir,
     )
