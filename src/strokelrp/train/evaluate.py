@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from strokelrp.config import SERIES, TrainConfig, write_text_atomic
+from strokelrp.atomic import write_text
+from strokelrp.config import SERIES, TrainConfig
 from strokelrp.errors import StrokeLRPError
 from strokelrp.train.checkpoint import LAST, build_model, resolve_checkpoint, run_networks
 from strokelrp.train.distributed import resolve_device
@@ -212,10 +213,10 @@ def evaluate(
             for line in result.skipped:
                 echo(line)
             echo(format_summary(result))
-    write_text_atomic(
+    write_text(
         run_dir / "metrics.csv", _csv(METRIC_COLUMNS, [r for res in results for r in res.rows])
     )
-    write_text_atomic(run_dir / "table1.csv", _csv(TABLE1_COLUMNS, [r.table1 for r in results]))
+    write_text(run_dir / "table1.csv", _csv(TABLE1_COLUMNS, [r.table1 for r in results]))
     return results
 
 

@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from strokelrp.config import TrainConfig, write_text_atomic
+from strokelrp.atomic import write_text
+from strokelrp.config import TrainConfig
 from strokelrp.errors import StrokeLRPError
 from strokelrp.train.cases import CaseTensors, open_dataset, split_ids, stack_cases
 from strokelrp.train.checkpoint import (
@@ -191,7 +192,7 @@ def write_train_log(run_dir: Path, rows: list[dict[str, Any]]) -> Path:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_COLUMNS})
-    return write_text_atomic(run_dir / "train_log.csv", buf.getvalue())
+    return write_text(run_dir / "train_log.csv", buf.getvalue())
 
 
 def read_train_log(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -406,7 +407,7 @@ def _train_network(
         )
     if ctx.is_main:
         config.to_toml(run_dir / "config.toml")
-        write_text_atomic(run_dir / "split.json", json.dumps(split, indent=1) + "\n")
+        write_text(run_dir / "split.json", json.dumps(split, indent=1) + "\n")
         write_train_log(run_dir, log_rows)
     loss_fn = LOSSES[config.loss]
     steps = math.ceil(len(train_rows) / ctx.world_size)
