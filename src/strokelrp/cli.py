@@ -226,6 +226,20 @@ def _parse_series(ctx: click.Context, param: click.Parameter, value: str) -> str
     help="Cache of preprocessed cases (default: $STROKELRP_CACHE_DIR or ~/.cache).",
 )
 @click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Save a checkpoint every N epochs (and after the last).",
+)
+@click.option(
+    "--keep-checkpoints",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Keep only the newest N epoch checkpoints (0: keep all; last is always kept).",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Continue OUT from its newest complete checkpoint (exactly, on CPU).",
@@ -246,6 +260,8 @@ def train(
     lr: float,
     case_ids: tuple[str, ...],
     cache_dir: str | None,
+    checkpoint_every: int,
+    keep_checkpoints: int,
     resume: bool,
     no_progress: bool,
 ) -> None:
@@ -274,6 +290,8 @@ def train(
         lr=lr,
         cases=case_ids or None,
         cache_dir=cache_dir,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
     )
     dirs = run_training(config, out, resume=resume, progress=not no_progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
