@@ -3,7 +3,9 @@
 For each series and width: the median time of one batch-1 training step of
 ``strokelrp.train.loop.run_epoch`` (with its Dice/loss bookkeeping and the progress bar
 callback) and of a bare step (forward, cross-entropy, zero_grad, backward, Adam step), measured
-in alternating rounds on the same model and in-memory data; the loop's overhead in %; the time
+in alternating rounds on the same model and in-memory data; the loop's overhead in %; on the
+CPU also the bare step with every convolution on PyTorch's own path
+(``strokelrp.model.conv.pytorch_conv_path``, i.e. a plain ``nn.Conv3d`` model); the time
 to write one checkpoint; and the projected time of 80 epochs x 43 cases (steps + one checkpoint
 per epoch, validation and data loading not included). Prints a markdown table.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import platform
 import statistics
@@ -26,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from strokelrp.config import SERIES, TrainConfig
+from strokelrp.model.conv import pytorch_conv_path
 from strokelrp.train.cases import CaseTensors
 from strokelrp.train.checkpoint import build_model, save_checkpoint
 from strokelrp.train.distributed import resolve_device
@@ -79,17 +83,25 @@ def bench_one(
     def bare() -> None:
         bare_steps(model, optimizer, data, precision)
 
-    for fn in (bare, ours):  # warm-up (cudnn autotuning, allocator)
+    def bare_pytorch_conv() -> None:
+        with pytorch_conv_path():
+            bare_steps(model, optimizer, data, precision)
+
+    runs = [(bare, []), (ours, [])]
+    if device.type == "cpu":
+        runs.append((bare_pytorch_conv, []))
+    for fn, _ in runs:  # warm-up (cudnn autotuning, allocator)
         fn()
     sync(device)
-    t_bare, t_ours = [], []
-    for _ in range(rounds):  # alternate so that load changes hit both alike
-        for fn, sink in ((bare, t_bare), (ours, t_ours)):
+    for _ in range(rounds):  # alternate so that load changes hit all alike
+        for fn, sink in runs:
             sync(device)
             t0 = time.perf_counter()
             fn()
             sync(device)
             sink.append((time.perf_counter() - t0) / cases)
+    t_bare, t_ours = runs[0][1], runs[1][1]
+    t_plain = runs[2][1] if len(runs) > 2 else [math.nan]
     bar.close()
     devnull.close()
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,6 +117,7 @@ def bench_one(
     return {
         "series": f"{series} {'x'.join(map(str, shape))}",
         "width": width,
+        "plain": statistics.median(t_plain),
         "bare": bare_s,
         "ours": ours_s,
         "overhead": 100 * (ours_s / bare_s - 1),
@@ -114,6 +127,8 @@ def bench_one(
 
 
 def fmt_time(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "-"
     return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
@@ -121,8 +136,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    parser.add_argument("--plan", nargs="*", metavar="SERIES:WIDTH",
-                        help="e.g. A:8 A:32 B:8 (default: CPU A:8 A:32 B:8; GPU A/B/C/X:32)")  # fmt: skip
+    parser.add_argument(
+        "--plan",
+        nargs="*",
+        metavar="SERIES:WIDTH",
+        help="e.g. A:8 A:32 B:8 (default: CPU A:8 A:32 B:8; GPU A/B/C/X:32)",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds")
     parser.add_argument("--cases", type=int, default=3, help="steps per round")
     args = parser.parse_args()
@@ -149,14 +168,15 @@ def main() -> None:
     )
     print()
     print(
-        "| series | width | bare step | our loop's step | overhead | checkpoint | "
-        "80 epochs x 43 cases |"
+        "| series | width | bare step, nn.Conv3d path | bare step | our loop's step | "
+        "overhead | checkpoint | 80 epochs x 43 cases |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r['series']} | {r['width']} | {fmt_time(r['bare'])} | {fmt_time(r['ours'])} | "
-            f"{r['overhead']:+.1f}% | {fmt_time(r['ckpt'])} | {r['projected_min']:.1f} min |"
+            f"| {r['series']} | {r['width']} | {fmt_time(r['plain'])} | {fmt_time(r['bare'])} | "
+            f"{fmt_time(r['ours'])} | {r['overhead']:+.1f}% | {fmt_time(r['ckpt'])} | "
+            f"{r['projected_min']:.1f} min |"
         )
 
 

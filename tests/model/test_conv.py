@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from strokelrp.model.conv import Conv3d, uses_onednn_path
+from strokelrp.model.conv import Conv3d, pytorch_conv_path, uses_onednn_path
 
 
 @pytest.mark.parametrize(
@@ -46,6 +46,9 @@ def test_other_inputs_take_pytorchs_path() -> None:
     assert not uses_onednn_path(conv, torch.randn(1, 2, 4, 4, 4, dtype=torch.float64))
     assert not uses_onednn_path(Conv3d(2, 2, kernel_size=1), torch.randn(1, 2, 4, 4, 4))
     assert not uses_onednn_path(Conv3d(2, 2, 3, stride=2), torch.randn(1, 2, 4, 4, 4))
+    with pytorch_conv_path():
+        assert not uses_onednn_path(conv, torch.randn(1, 2, 4, 4, 4))
+    assert uses_onednn_path(conv, torch.randn(1, 2, 4, 4, 4))
     x = torch.randn(1, 2, 4, 4, 4, dtype=torch.float64)
     torch.testing.assert_close(conv.double()(x), F.conv3d(x, conv.weight, conv.bias, padding=1))
 

@@ -22,12 +22,28 @@ Everything else (GPU, bf16, batches > 1, large inputs that PyTorch already sends
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 _SLOW_PATH_LIMIT = 20480  # PyTorch's threshold below which it picks slow_conv3d
 _SMALL_INPUT = 1 << 22  # up to here oneDNN's own batch-1 backward was slower than ours
+_ENABLED = [True]
+
+
+@contextlib.contextmanager
+def pytorch_conv_path() -> Iterator[None]:
+    """Within the block, :class:`Conv3d` always uses ``nn.Conv3d``'s own path (for comparison
+    or exact PyTorch numerics)."""
+    before = _ENABLED[0]
+    _ENABLED[0] = False
+    try:
+        yield
+    finally:
+        _ENABLED[0] = before
 
 
 def _onednn_conv(
@@ -71,7 +87,8 @@ class _OneDNNConv3d(torch.autograd.Function):
 def uses_onednn_path(conv: nn.Conv3d, x: torch.Tensor) -> bool:
     """Whether :class:`Conv3d` takes the oneDNN path for input ``x`` (B, C, D, H, W)."""
     return (
-        x.device.type == "cpu"
+        _ENABLED[0]
+        and x.device.type == "cpu"
         and x.dtype == torch.float32
         and x.dim() == 5
         and x.shape[0] == 1

@@ -108,7 +108,7 @@ def evaluate_network(
         if case.label is None:
             skipped.append(f"case {case_id}: no ground truth (OT): not scored")
             continue
-        probs = predict(model, x[None], precision=config.precision)[0].softmax(dim=0)
+        probs = predict(model, x[None])[0].softmax(dim=0)  # float32, whatever the training
         pred = _native_prediction(probs, tuple(case.label.shape))
         metrics = segmentation_metrics(pred, case.label.astype(bool), case.spacing)
         rows.append(

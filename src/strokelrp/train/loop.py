@@ -293,7 +293,11 @@ def train(
 
         def data() -> CaseTensors:
             if not loaded:
-                items = dataset if dataset is not None else open_dataset(config)
+                items = (
+                    dataset
+                    if dataset is not None
+                    else open_dataset(config, progress=progress and ctx.is_main)
+                )
                 cases = stack_cases(items)
                 if tuple(cases.x.shape[2:]) != config.shape:
                     raise StrokeLRPError(
@@ -431,8 +435,10 @@ def _train_network(
                 config.precision,
                 on_step,
             )
+            # Validation on rank 0 alone: its network (with its BatchNorm buffers) is the one
+            # saved; the other ranks contribute zero to the sum below.
             val_sum = validation_dice_sum(
-                model, data, val_rows[ctx.rank :: ctx.world_size], config.precision
+                model, data, val_rows if ctx.is_main else [], config.precision
             )
             totals = ctx.sum(
                 torch.stack(
