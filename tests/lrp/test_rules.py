@@ -264,3 +264,21 @@ def test_bad_layers_and_bounds_raise_clear_errors() -> None:
         ZBox(low=[0.0, 0.0, 0.0]).relevance(
             layer, torch.rand(1, *in_shape, dtype=F64), torch.rand(1, 3, 3, 4, 4, dtype=F64)
         )
+
+
+@pytest.mark.parametrize("key", sorted(LAYERS))
+@pytest.mark.parametrize("name", ["epsilon", "w+", "z+", "zB"])
+def test_float32_path_matches_the_float64_reference(key: str, name: str) -> None:
+    """float32 on the CPU goes through oneDNN directly (forward and transposed step)."""
+    eps = 1e-3
+    rule = make_rule(name, eps)
+    layer64, in_shape, module = make_layer(key, True, 5)
+    module32 = module.float()
+    layer32 = ConvLayer.from_module(module32)
+    gen = torch.Generator().manual_seed(9)
+    a = torch.rand(1, *in_shape, generator=gen, dtype=F64)
+    r = torch.randn(4, *module32(a.float()).shape[1:], generator=gen, dtype=F64)
+    got = rule.relevance(layer32, a.float(), r.float())
+    want = rule.relevance(layer64, a, r)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))

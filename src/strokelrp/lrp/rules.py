@@ -95,13 +95,24 @@ class ConvLayer:
             return F.conv_transpose3d(
                 x, weight, bias, self.stride, self.padding, self.output_padding, 1, self.dilation
             )
-        return F.conv3d(x, weight, bias, self.stride, self.padding, self.dilation)
+        return _conv3d(x, weight, bias, self.stride, self.padding, self.dilation)
 
     def gradprop(self, s: Tensor, weight: Tensor, in_shape: Sequence[int]) -> Tensor:
         """The transposed map: (K, C_out, d, h, w) -> (K, C_in', *in_shape) (spatial shape)."""
         if self.transposed:
-            return F.conv3d(s, weight, None, self.stride, self.padding, self.dilation)
+            return _conv3d(s, weight, None, self.stride, self.padding, self.dilation)
         k = weight.shape[2:]
+        if (
+            _onednn(s, weight)
+            and self.stride == (1, 1, 1)
+            and self.dilation == (1, 1, 1)
+            and all(p <= kk - 1 for p, kk in zip(self.padding, k, strict=True))
+        ):  # the transposed convolution as a convolution with the flipped, transposed kernel
+            flipped = weight.transpose(0, 1).flip(2, 3, 4)
+            pad = [kk - 1 - p for p, kk in zip(self.padding, k, strict=True)]
+            return torch.mkldnn_convolution(
+                s.contiguous(), flipped.contiguous(), None, pad, [1, 1, 1], [1, 1, 1], 1
+            )
         extra = tuple(
             n - ((m - 1) * st - 2 * p + dl * (kk - 1) + 1)
             for n, m, st, p, dl, kk in zip(
@@ -111,6 +122,39 @@ class ConvLayer:
         return F.conv_transpose3d(
             s, weight, None, self.stride, self.padding, extra, 1, self.dilation
         )
+
+
+def _onednn(x: Tensor, weight: Tensor) -> bool:
+    """Whether to call oneDNN directly: float32 on the CPU, a kernel wider than 1.
+
+    PyTorch sends a batch-1 CPU convolution to oneDNN only when ``N * C * D * H`` exceeds
+    20480; below that its im2col path is several times slower here (see
+    ``strokelrp.model.conv``, which does the same for training). Results agree to rounding.
+    """
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and any(k > 1 for k in weight.shape[2:])
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+    )
+
+
+def _conv3d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: Triple,
+    padding: Triple,
+    dilation: Triple,
+) -> Tensor:
+    """``F.conv3d`` (groups 1), through oneDNN on the CPU in float32."""
+    if _onednn(x, weight):
+        return torch.mkldnn_convolution(
+            x.contiguous(), weight.contiguous(), bias, padding, stride, dilation, 1
+        )
+    return F.conv3d(x, weight, bias, stride, padding, dilation)
 
 
 def fold_batchnorm(layer: ConvLayer, bn: nn.Module) -> ConvLayer:
