@@ -355,6 +355,8 @@ def test_bad_inputs_and_unknown_modules() -> None:
         explain(model, torch.rand(1, 5, 5, 8, 8))
     with pytest.raises(StrokeLRPError, match=r"float64 on cpu but the model is torch\.float32"):
         explain(model, torch.rand(1, 6, 5, 8, 8, dtype=F64))
+    with pytest.raises(StrokeLRPError, match="unknown filter point"):  # checked without filters
+        explain(model, torch.rand(1, 6, 5, 8, 8), filter_at="output_layer")
     odd = _WithSigmoid(width=2)
     with pytest.raises(StrokeLRPError, match=r"node 'squash' \(Sigmoid\)"):
         explain(odd, torch.rand(1, 6, 5, 8, 8))

@@ -132,15 +132,14 @@ class _ConvStep:
     z_from: str | None  # value holding the layer's output W a + b, when the rule reuses it
 
 
-def _plan(nodes: list[Node], preset: Preset) -> tuple[dict[str, _ConvStep], set[str]]:
-    """Assign a rule to every convolution, check every op is known; return the steps and the
-    names of BatchNorm nodes folded into their convolution."""
+def _plan(nodes: list[Node], preset: Preset) -> dict[str, _ConvStep]:
+    """Assign a rule (and, with ``batchnorm="fold"``, the folded layer) to every convolution;
+    check that every other op has a relevance step."""
     readers: dict[str, list[Node]] = {}
     for node in nodes:
         for name in node.inputs:
             readers.setdefault(name, []).append(node)
     convs: dict[str, _ConvStep] = {}
-    folded: set[str] = set()
     for i, node in enumerate(nodes):
         op = node.op
         if isinstance(op, (Concat, CropLike, nn.MaxPool3d, *PASS_THROUGH)):
@@ -160,11 +159,10 @@ def _plan(nodes: list[Node], preset: Preset) -> tuple[dict[str, _ConvStep], set[
             and len(users) == 1
             and isinstance(users[0].op, nn.modules.batchnorm._BatchNorm)
         ):
-            layer = fold_batchnorm(layer, users[0].op)
-            folded.add(users[0].name)
+            layer = fold_batchnorm(layer, users[0].op)  # the BN node then passes relevance
             out_name = users[0].name
         convs[node.name] = _ConvStep(layer, rule, out_name if rule.reuses_output else None)
-    return convs, folded
+    return convs
 
 
 # --------------------------------------------------------------------------- the target
@@ -275,15 +273,15 @@ def explain(
         raise StrokeLRPError("filters must hold at least one setting (None = unfiltered)")
     bank = FilterBank(settings)
     nodes: list[Node] = model.graph()  # type: ignore[operator]
-    convs, folded = _plan(nodes, preset)
-    points = _points(filter_at, list(convs)) if bank.active else []
+    convs = _plan(nodes, preset)
+    points = _points(filter_at, list(convs))  # validated even when nothing filters
+    if not bank.active:
+        points = []
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            return _explain(
-                nodes, convs, folded, x, target, label, preset, bank, points, keep_layers
-            )
+            return _explain(nodes, convs, x, target, label, preset, bank, points, keep_layers)
     finally:
         model.train(was_training)
 
@@ -327,7 +325,6 @@ def _forward(
 def _explain(
     nodes: list[Node],
     convs: dict[str, _ConvStep],
-    folded: set[str],
     x: Tensor,
     target: Target,
     label: Any,
