@@ -66,7 +66,7 @@ class DemoPlan:
 FULL = DemoPlan(
     n_cases=16,
     shape_hwd=(64, 64, 19),
-    networks=(NetPlan("A", width=4, epochs=12), NetPlan("B", width=2, epochs=5)),
+    networks=(NetPlan("A", width=4, epochs=10), NetPlan("B", width=2, epochs=5)),
 )
 """About 10 minutes on a 2-core CPU."""
 
