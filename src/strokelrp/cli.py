@@ -206,6 +206,13 @@ def _parse_series(ctx: click.Context, param: click.Parameter, value: str) -> str
     help="ce: the paper's cross-entropy; dice_ce: cross-entropy + soft Dice.",
 )
 @click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2e-4,
+    show_default=True,
+    help="Adam learning rate (the paper: 2e-4, betas (0.5, 0.9)).",
+)
+@click.option(
     "--cases",
     "case_ids",
     multiple=True,
@@ -217,6 +224,20 @@ def _parse_series(ctx: click.Context, param: click.Parameter, value: str) -> str
     type=click.Path(file_okay=False, path_type=str),
     default=None,
     help="Cache of preprocessed cases (default: $STROKELRP_CACHE_DIR or ~/.cache).",
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Save a checkpoint every N epochs (and after the last).",
+)
+@click.option(
+    "--keep-checkpoints",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Keep only the newest N epoch checkpoints (0: keep all; last is always kept).",
 )
 @click.option(
     "--resume",
@@ -236,8 +257,11 @@ def train(
     precision: str,
     val_fraction: float,
     loss: str,
+    lr: float,
     case_ids: tuple[str, ...],
     cache_dir: str | None,
+    checkpoint_every: int,
+    keep_checkpoints: int,
     resume: bool,
     no_progress: bool,
 ) -> None:
@@ -263,8 +287,11 @@ def train(
         precision=precision,
         val_fraction=val_fraction,
         loss=loss,
+        lr=lr,
         cases=case_ids or None,
         cache_dir=cache_dir,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
     )
     dirs = run_training(config, out, resume=resume, progress=not no_progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports

@@ -174,3 +174,11 @@ def test_dice_ce_training_runs(tmp_path: Path) -> None:
     run(toy_config(tmp_path, epochs=1, loss="dice_ce"), tmp_path / "run")
     row = read_train_log(tmp_path / "run")[0]
     assert np.isfinite(row["loss"]) and row["loss"] > 0
+
+
+def test_checkpoint_every_saves_every_nth_and_the_last_epoch(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run(toy_config(tmp_path, epochs=3, checkpoint_every=2), out)
+    names = sorted(p.name for p in (out / "checkpoints").glob("epoch-*.json"))
+    assert names == ["epoch-002.json", "epoch-003.json"]
+    assert len(read_train_log(out)) == 3

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from strokelrp.atomic import write_bytes, write_text
 from strokelrp.config import MODALITIES
-from strokelrp.data._files import atomic_write_bytes, atomic_write_text
 from strokelrp.data.isles2017 import (
     LABEL_TOKEN,
     Case,
@@ -98,7 +98,7 @@ class _HashIndex:
 
     def save(self) -> None:
         if self.path is not None and self.dirty:
-            atomic_write_text(self.path, json.dumps(self.entries))
+            write_text(self.path, json.dumps(self.entries))
             self.dirty = False
 
 
@@ -178,9 +178,9 @@ def _npy_complete(path: Path) -> bool:
 
 def _write_entry(stem: Path, x: np.ndarray, y: np.ndarray | None, geom: CaseGeometry) -> None:
     """Write the arrays, then the geometry JSON that marks the entry complete (all atomic)."""
-    atomic_write_bytes(_entry_file(stem, "x"), _npy_bytes(x.astype(np.float32, copy=False)))
+    write_bytes(_entry_file(stem, "x"), _npy_bytes(x.astype(np.float32, copy=False)))
     if y is not None:
-        atomic_write_bytes(_entry_file(stem, "y"), _npy_bytes(y.astype(np.uint8, copy=False)))
+        write_bytes(_entry_file(stem, "y"), _npy_bytes(y.astype(np.uint8, copy=False)))
     meta = {
         "grid": list(geom.grid),
         "spacing": list(geom.spacing),
@@ -188,7 +188,7 @@ def _write_entry(stem: Path, x: np.ndarray, y: np.ndarray | None, geom: CaseGeom
         "has_label": geom.has_label,
         "x_shape": list(x.shape),
     }
-    atomic_write_text(_entry_file(stem, "meta"), json.dumps(meta))
+    write_text(_entry_file(stem, "meta"), json.dumps(meta))
 
 
 def _read_entry_meta(stem: Path, case_id: str) -> CaseGeometry | None:

@@ -29,8 +29,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from strokelrp.atomic import write_bytes, write_text
 from strokelrp.config import MODALITIES
-from strokelrp.data._files import atomic_write_bytes, atomic_write_text
 from strokelrp.errors import StrokeLRPError
 
 MANIFEST_NAME = "synth_manifest.json"
@@ -399,7 +399,7 @@ def synthesize_isles2017(
             name = f"{prefix}.Brain.XX.O.{token}.{first_id + 7 * k}"
             key = "OT" if token == "OT" else token[3:]
             data = ot if key == "OT" else volumes[key]
-            atomic_write_bytes(folder / name / f"{name}.nii", _nifti_bytes(data, geom.affine))
+            write_bytes(folder / name / f"{name}.nii", _nifti_bytes(data, geom.affine))
             files[key] = f"{folder.name}/{name}/{name}.nii"
         cases_meta[str(number)] = {
             "folder": folder.name,
@@ -431,5 +431,5 @@ def synthesize_isles2017(
         },
         "cases": cases_meta,
     }
-    atomic_write_text(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+    write_text(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
     return out

@@ -5,7 +5,8 @@ Encoder: four blocks of two (Conv3d k3 p1 -> BatchNorm3d -> LeakyReLU(0.2)), cha
 ceil_mode=True) between them, so 19 slices become 10, 5, 3. Decoder: ConvTranspose3d(C, C,
 k2, s2, no bias), crop to the skip's shape, concatenate (skip, up), two conv layers. Head: a
 1x1x1 Conv3d to ``num_classes`` logits (the authors' extra BatchNorm + ReLU after the head is
-left out: cross-entropy wants unbounded logits).
+left out: cross-entropy wants unbounded logits). The convolutions are
+:class:`strokelrp.model.conv.Conv3d`: ``nn.Conv3d`` with a faster CPU path for batch 1.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from strokelrp.model.conv import Conv3d
 from strokelrp.model.graph import INPUT, Concat, CropLike, Node, run_graph
 
 LEAKY_SLOPE = 0.2
@@ -23,10 +25,10 @@ class ConvBlock(nn.Module):
 
     def __init__(self, cin: int, cmid: int, cout: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv3d(cin, cmid, kernel_size=3, padding=1)
+        self.conv1 = Conv3d(cin, cmid, kernel_size=3, padding=1)
         self.bn1 = nn.BatchNorm3d(cmid)
         self.act1 = nn.LeakyReLU(LEAKY_SLOPE)
-        self.conv2 = nn.Conv3d(cmid, cout, kernel_size=3, padding=1)
+        self.conv2 = Conv3d(cmid, cout, kernel_size=3, padding=1)
         self.bn2 = nn.BatchNorm3d(cout)
         self.act2 = nn.LeakyReLU(LEAKY_SLOPE)
 
@@ -70,7 +72,7 @@ class UNet3D(nn.Module):
         self.dec2 = ConvBlock(4 * w + 8 * w, 4 * w, 4 * w)
         self.up1 = nn.ConvTranspose3d(4 * w, 4 * w, kernel_size=2, stride=2, bias=False)
         self.dec1 = ConvBlock(2 * w + 4 * w, 2 * w, 2 * w)
-        self.head = nn.Conv3d(2 * w, num_classes, kernel_size=1)
+        self.head = Conv3d(2 * w, num_classes, kernel_size=1)
         self._graph = self._build_graph()
 
     def _build_graph(self) -> list[Node]:

@@ -15,9 +15,7 @@ and writes into ``out`` (default ``RUN/explanations/CASE``)::
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from strokelrp.atomic import write_text
 from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
 from strokelrp.report.nifti import NIFTI_SUFFIX
@@ -95,17 +94,7 @@ def parse_settings(specs: Sequence[str] | None) -> list[Setting]:
 
 
 def _write_json_atomic(path: Path, payload: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
 def dice_score(pred: np.ndarray, truth: np.ndarray) -> float | None:

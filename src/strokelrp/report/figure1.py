@@ -17,14 +17,13 @@ x to the right and y upwards (``origin="lower"``).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from strokelrp.atomic import atomic_path
 from strokelrp.config import MODALITIES
 
 DIVERGING_CMAP = "RdBu_r"
@@ -68,15 +67,8 @@ def normalise_per_channel(relevance: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _save_png_atomic(fig: Any, path: Path, dpi: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -31,11 +31,11 @@ from matplotlib.figure import Figure
 
 from strokelrp.analysis.calculus import SweetSpot
 from strokelrp.analysis.table import (
-    atomic_write,
     group_values,
     mean_table,
     ordered_settings,
 )
+from strokelrp.atomic import atomic_write
 from strokelrp.errors import StrokeLRPError
 
 OKABE_ITO: tuple[str, ...] = (

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from strokelrp import __version__
-from strokelrp.analysis.table import atomic_write, ordered_settings, read_tables
+from strokelrp.analysis.table import ordered_settings, read_tables
+from strokelrp.atomic import atomic_write
 from strokelrp.errors import StrokeLRPError
 
 CSS = """

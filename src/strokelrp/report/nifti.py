@@ -18,14 +18,13 @@ differ from sums at model scale by the resampling).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 
+from strokelrp.atomic import atomic_path
 from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
 
@@ -98,16 +97,9 @@ def _save_atomic(image: nib.Nifti1Image, path: Path) -> Path:
     path = Path(path)
     if not str(path).endswith((".nii", ".nii.gz")):
         raise ValueError(f"NIfTI path must end in .nii or .nii.gz, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".nii.gz" if str(path).endswith(".nii.gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix) as tmp:
         nib.save(image, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -43,8 +43,8 @@ def case_sort_key(case_id: str) -> tuple[int, int, str]:
     return (0, int(case_id), "") if case_id.isdigit() else (1, 0, case_id)
 
 
-def open_dataset(config: TrainConfig):  # -> strokelrp.data.dataset.CaseDataset
-    """The data helper's ``CaseDataset`` for the config's data, series and normalisation."""
+def open_dataset(config: TrainConfig, progress: bool = False):  # -> data.dataset.CaseDataset
+    """The ``CaseDataset`` of the config's data, series, normalisation and case list."""
     from strokelrp.data.dataset import CaseDataset
 
     return CaseDataset(
@@ -53,6 +53,7 @@ def open_dataset(config: TrainConfig):  # -> strokelrp.data.dataset.CaseDataset
         cache_dir=config.cache_dir,
         normalization=config.normalization,
         cases=list(config.cases) if config.cases is not None else None,
+        progress=progress,
     )
 
 

@@ -29,7 +29,6 @@ import random
 import re
 import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from strokelrp.config import TrainConfig, write_text_atomic
+from strokelrp.atomic import write_bytes, write_text
+from strokelrp.config import TrainConfig
 from strokelrp.errors import StrokeLRPError
 
 FORMAT = "strokelrp-checkpoint/1"
@@ -150,19 +150,6 @@ def _optimizer_split(
     return tensors, {"class": type(optimizer).__name__, "param_groups": groups, "scalars": scalars}
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _link_atomic(source: Path, target: Path) -> None:
     """Make ``target`` the same file as ``source`` (hard link, else a copy), atomically."""
     tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
@@ -214,11 +201,11 @@ def save_checkpoint(
     }
     text = json.dumps(meta, indent=1, allow_nan=True) + "\n"
     weights = ckpt_dir / f"{epoch_name(epoch)}.safetensors"
-    _write_bytes_atomic(weights, data)
-    write_text_atomic(sidecar_of(weights), text)
+    write_bytes(weights, data)
+    write_text(sidecar_of(weights), text)
     last = ckpt_dir / f"{LAST}.safetensors"
     _link_atomic(weights, last)
-    write_text_atomic(sidecar_of(last), text)
+    write_text(sidecar_of(last), text)
     if keep > 0:
         for old in epoch_checkpoints(ckpt_dir)[:-keep]:
             sidecar_of(old).unlink(missing_ok=True)

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from strokelrp.config import SERIES, TrainConfig, write_text_atomic
+from strokelrp.atomic import write_text
+from strokelrp.config import SERIES, TrainConfig
 from strokelrp.errors import StrokeLRPError
 from strokelrp.train.checkpoint import LAST, build_model, resolve_checkpoint, run_networks
 from strokelrp.train.distributed import resolve_device
@@ -107,7 +108,7 @@ def evaluate_network(
         if case.label is None:
             skipped.append(f"case {case_id}: no ground truth (OT): not scored")
             continue
-        probs = predict(model, x[None], precision=config.precision)[0].softmax(dim=0)
+        probs = predict(model, x[None])[0].softmax(dim=0)  # float32, whatever the training
         pred = _native_prediction(probs, tuple(case.label.shape))
         metrics = segmentation_metrics(pred, case.label.astype(bool), case.spacing)
         rows.append(
@@ -212,10 +213,10 @@ def evaluate(
             for line in result.skipped:
                 echo(line)
             echo(format_summary(result))
-    write_text_atomic(
+    write_text(
         run_dir / "metrics.csv", _csv(METRIC_COLUMNS, [r for res in results for r in res.rows])
     )
-    write_text_atomic(run_dir / "table1.csv", _csv(TABLE1_COLUMNS, [r.table1 for r in results]))
+    write_text(run_dir / "table1.csv", _csv(TABLE1_COLUMNS, [r.table1 for r in results]))
     return results
 
 

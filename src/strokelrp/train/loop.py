@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from strokelrp.config import TrainConfig, write_text_atomic
+from strokelrp.atomic import write_text
+from strokelrp.config import TrainConfig
 from strokelrp.errors import StrokeLRPError
 from strokelrp.train.cases import CaseTensors, open_dataset, split_ids, stack_cases
 from strokelrp.train.checkpoint import (
@@ -152,6 +153,35 @@ def validation_dice_sum(
     return total
 
 
+def progress_bar(total: int, enabled: bool = True, file=None):
+    """A tqdm bar over ``total`` steps and the ``on_step(loss)`` callback that advances it.
+
+    The loss shown is read from the device at most once a second (one host sync), so the bar
+    costs nothing measurable per step. ``on_step`` is None when the bar is disabled.
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=total,
+        unit="step",
+        disable=not enabled,
+        dynamic_ncols=True,
+        file=file if file is not None else sys.stderr,
+    )
+    if not enabled:
+        return bar, None
+    last_postfix = [0.0]
+
+    def on_step(loss: torch.Tensor) -> None:
+        bar.update(1)
+        now = time.monotonic()
+        if now - last_postfix[0] > 1.0:
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            last_postfix[0] = now
+
+    return bar, on_step
+
+
 # ------------------------------------------------------------------------------- run files
 
 
@@ -162,7 +192,7 @@ def write_train_log(run_dir: Path, rows: list[dict[str, Any]]) -> Path:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_COLUMNS})
-    return write_text_atomic(run_dir / "train_log.csv", buf.getvalue())
+    return write_text(run_dir / "train_log.csv", buf.getvalue())
 
 
 def read_train_log(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -263,7 +293,11 @@ def train(
 
         def data() -> CaseTensors:
             if not loaded:
-                items = dataset if dataset is not None else open_dataset(config)
+                items = (
+                    dataset
+                    if dataset is not None
+                    else open_dataset(config, progress=progress and ctx.is_main)
+                )
                 cases = stack_cases(items)
                 if tuple(cases.x.shape[2:]) != config.shape:
                     raise StrokeLRPError(
@@ -373,7 +407,7 @@ def _train_network(
         )
     if ctx.is_main:
         config.to_toml(run_dir / "config.toml")
-        write_text_atomic(run_dir / "split.json", json.dumps(split, indent=1) + "\n")
+        write_text(run_dir / "split.json", json.dumps(split, indent=1) + "\n")
         write_train_log(run_dir, log_rows)
     loss_fn = LOSSES[config.loss]
     steps = math.ceil(len(train_rows) / ctx.world_size)
@@ -383,24 +417,9 @@ def _train_network(
         f"{device}, {config.precision}"
         + (f", {ctx.world_size} processes" if ctx.distributed else "")
     )
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=(config.epochs - first_epoch + 1) * steps,
-        unit="step",
-        disable=not (progress and ctx.is_main),
-        dynamic_ncols=True,
-        file=sys.stderr,
+    bar, on_step = progress_bar(
+        (config.epochs - first_epoch + 1) * steps, enabled=progress and ctx.is_main
     )
-    last_postfix = [0.0]
-
-    def on_step(loss: torch.Tensor) -> None:
-        bar.update(1)
-        now = time.monotonic()
-        if now - last_postfix[0] > 1.0:  # a host sync at most once a second
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-            last_postfix[0] = now
-
     try:
         for epoch in range(first_epoch, config.epochs + 1):
             bar.set_description(f"{run_dir.name} epoch {epoch}/{config.epochs}")
@@ -414,10 +433,12 @@ def _train_network(
                 data,
                 rows,
                 config.precision,
-                on_step if bar.disable is False else None,
+                on_step,
             )
+            # Validation on rank 0 alone: its network (with its BatchNorm buffers) is the one
+            # saved; the other ranks contribute zero to the sum below.
             val_sum = validation_dice_sum(
-                model, data, val_rows[ctx.rank :: ctx.world_size], config.precision
+                model, data, val_rows if ctx.is_main else [], config.precision
             )
             totals = ctx.sum(
                 torch.stack(
