@@ -110,7 +110,7 @@ def run_case(rule_obj, key: str, bias: bool, seed: int, k: int = 3, positive: bo
 
 @pytest.mark.parametrize("key", sorted(LAYERS))
 @pytest.mark.parametrize("bias", [False, True])
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("name", ["epsilon", "w+", "z+"])
 def test_rule_matches_dense_matrix_reference(key: str, bias: bool, seed: int, name: str) -> None:
     eps = 1e-3
@@ -123,7 +123,7 @@ def test_rule_matches_dense_matrix_reference(key: str, bias: bool, seed: int, na
 
 @pytest.mark.parametrize("key", sorted(LAYERS))
 @pytest.mark.parametrize("bias", [False, True])
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_zbox_matches_dense_matrix_reference(
     key: str, bias: bool, seed: int, per_channel: bool
@@ -168,7 +168,7 @@ def test_stabiliser_sign_of_zero_is_plus() -> None:
     assert torch.equal(out, torch.zeros_like(out))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     key=st.sampled_from(sorted(LAYERS)),
@@ -187,7 +187,7 @@ def test_wplus_and_zplus_conserve_on_positive_inputs(seed: int, key: str, name: 
     torch.testing.assert_close(got.sum((1, 2, 3, 4)), (r * live).sum((1, 2, 3, 4)))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10_000), key=st.sampled_from(sorted(LAYERS)))
 def test_zbox_conserves_inside_its_bounds(seed: int, key: str) -> None:
     """With low <= a <= high every contribution of z^B is >= 0, so relevance is conserved."""
@@ -264,3 +264,21 @@ def test_bad_layers_and_bounds_raise_clear_errors() -> None:
         ZBox(low=[0.0, 0.0, 0.0]).relevance(
             layer, torch.rand(1, *in_shape, dtype=F64), torch.rand(1, 3, 3, 4, 4, dtype=F64)
         )
+
+
+@pytest.mark.parametrize("key", sorted(LAYERS))
+@pytest.mark.parametrize("name", ["epsilon", "w+", "z+", "zB"])
+def test_float32_path_matches_the_float64_reference(key: str, name: str) -> None:
+    """float32 on the CPU goes through oneDNN directly (forward and transposed step)."""
+    eps = 1e-3
+    rule = make_rule(name, eps)
+    layer64, in_shape, module = make_layer(key, True, 5)
+    module32 = module.float()
+    layer32 = ConvLayer.from_module(module32)
+    gen = torch.Generator().manual_seed(9)
+    a = torch.rand(1, *in_shape, generator=gen, dtype=F64)
+    r = torch.randn(4, *module32(a.float()).shape[1:], generator=gen, dtype=F64)
+    got = rule.relevance(layer32, a.float(), r.float())
+    want = rule.relevance(layer64, a, r)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))

@@ -132,15 +132,14 @@ class _ConvStep:
     z_from: str | None  # value holding the layer's output W a + b, when the rule reuses it
 
 
-def _plan(nodes: list[Node], preset: Preset) -> tuple[dict[str, _ConvStep], set[str]]:
-    """Assign a rule to every convolution, check every op is known; return the steps and the
-    names of BatchNorm nodes folded into their convolution."""
+def _plan(nodes: list[Node], preset: Preset) -> dict[str, _ConvStep]:
+    """Assign a rule (and, with ``batchnorm="fold"``, the folded layer) to every convolution;
+    check that every other op has a relevance step."""
     readers: dict[str, list[Node]] = {}
     for node in nodes:
         for name in node.inputs:
             readers.setdefault(name, []).append(node)
     convs: dict[str, _ConvStep] = {}
-    folded: set[str] = set()
     for i, node in enumerate(nodes):
         op = node.op
         if isinstance(op, (Concat, CropLike, nn.MaxPool3d, *PASS_THROUGH)):
@@ -160,11 +159,10 @@ def _plan(nodes: list[Node], preset: Preset) -> tuple[dict[str, _ConvStep], set[
             and len(users) == 1
             and isinstance(users[0].op, nn.modules.batchnorm._BatchNorm)
         ):
-            layer = fold_batchnorm(layer, users[0].op)
-            folded.add(users[0].name)
+            layer = fold_batchnorm(layer, users[0].op)  # the BN node then passes relevance
             out_name = users[0].name
         convs[node.name] = _ConvStep(layer, rule, out_name if rule.reuses_output else None)
-    return convs, folded
+    return convs
 
 
 # --------------------------------------------------------------------------- the target
@@ -219,6 +217,12 @@ def _check_input(model: nn.Module, x: Tensor) -> None:
         raise StrokeLRPError(f"x has {x.shape[1]} channels, the model expects {cin}")
     if not hasattr(model, "graph"):
         raise StrokeLRPError(f"{type(model).__name__} has no graph(): use strokelrp's UNet3D")
+    param = next(model.parameters(), None)
+    if param is not None and (param.device != x.device or param.dtype != x.dtype):
+        raise StrokeLRPError(
+            f"x is {x.dtype} on {x.device} but the model is {param.dtype} on {param.device}: "
+            "move one to the other (e.g. x.to(next(model.parameters())))"
+        )
 
 
 def _points(filter_at: str | Sequence[str], conv_names: list[str]) -> list[str]:
@@ -269,15 +273,15 @@ def explain(
         raise StrokeLRPError("filters must hold at least one setting (None = unfiltered)")
     bank = FilterBank(settings)
     nodes: list[Node] = model.graph()  # type: ignore[operator]
-    convs, folded = _plan(nodes, preset)
-    points = _points(filter_at, list(convs)) if bank.active else []
+    convs = _plan(nodes, preset)
+    points = _points(filter_at, list(convs))  # validated even when nothing filters
+    if not bank.active:
+        points = []
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            return _explain(
-                nodes, convs, folded, x, target, label, preset, bank, points, keep_layers
-            )
+            return _explain(nodes, convs, x, target, label, preset, bank, points, keep_layers)
     finally:
         model.train(was_training)
 
@@ -321,7 +325,6 @@ def _forward(
 def _explain(
     nodes: list[Node],
     convs: dict[str, _ConvStep],
-    folded: set[str],
     x: Tensor,
     target: Target,
     label: Any,
@@ -352,32 +355,34 @@ def _explain(
     pending_sum: dict[str, Tensor] = {}
 
     def total(r: Tensor) -> Tensor:
-        return r.sum(dim=tuple(range(1, r.dim())), dtype=torch.float64)
+        return r.sum(dim=tuple(range(1, r.dim()))).double()
 
-    def record(name: str, r: Tensor) -> None:
+    def record(name: str, r: Tensor, s: Tensor) -> None:
         names.append(name)
-        sums.append(total(r))
+        sums.append(s)
         totals.append(torch.stack(list(pending_sum.values())).sum(0))
-        if keep_layers:
-            layers[name] = r
+        if keep_layers:  # a copy: the walk overwrites relevance it no longer needs
+            layers[name] = r.clone()
 
-    def send(name: str, r: Tensor) -> None:
+    def send(name: str, r: Tensor, s: Tensor) -> None:
+        """Add relevance ``r`` (sum ``s`` per setting) to what value ``name`` receives."""
         if name in pending:
             pending[name] = pending[name] + r
-            pending_sum[name] = pending_sum[name] + total(r)
+            pending_sum[name] = pending_sum[name] + s
         else:
-            pending[name], pending_sum[name] = r, total(r)
+            pending[name], pending_sum[name] = r, s
 
     def filt(name: str, r: Tensor) -> Tensor:
         return bank.apply_(r) if name in filtered else r
 
     r0 = filt(OUTPUT, start.expand(k, *start.shape[1:]).clone())
-    send(nodes[-1].name, r0)
-    record(OUTPUT, r0)
+    s0 = total(r0)
+    send(nodes[-1].name, r0, s0)
+    record(OUTPUT, r0, s0)
     for node in reversed(nodes):
         r = pending.pop(node.name, None)
-        pending_sum.pop(node.name, None)
-        if r is None:
+        s = pending_sum.pop(node.name, None)
+        if r is None or s is None:
             continue
         op = node.op
         src = node.inputs[0]
@@ -385,30 +390,31 @@ def _explain(
             step = convs[node.name]
             a = acts[src]
             z = acts[step.z_from] if step.z_from is not None else None
-            r_in = step.rule.prepare(step.layer, a, z)(r)
+            r_in = step.rule.prepare(step.layer, a, z)(r, inplace=True)
             del r, z
             r_in = filt(node.name, r_in)
-            send(src, r_in)
-            record(node.name, r_in)
-        elif isinstance(op, nn.MaxPool3d):
-            send(src, maxpool_relevance(r, saved.pop(node.name)))
+            s_in = total(r_in)
+            send(src, r_in, s_in)
+            record(node.name, r_in, s_in)
+        elif isinstance(op, nn.MaxPool3d):  # sums carry over: relevance is only moved
+            send(src, maxpool_relevance(r, saved.pop(node.name)), s)
         elif isinstance(op, Concat):
             for name, part in zip(node.inputs, r.split(saved.pop(node.name), dim=1), strict=True):
-                send(name, part)
+                send(name, part, total(part))
         elif isinstance(op, CropLike):
             d, h, w = saved.pop(node.name)
             pad = (0, w - r.shape[4], 0, h - r.shape[3], 0, d - r.shape[2])
-            send(src, F.pad(r, pad))
+            send(src, F.pad(r, pad), s)
         else:  # pass-through (BatchNorm, folded or not; activations): checked by _plan
-            send(src, r)
+            send(src, r, s)
         for name in release.get(node.name, ()):
             acts.pop(name, None)
     relevance = pending.pop(INPUT, None)
     if relevance is None:
         relevance = x.new_zeros(k, *x.shape[1:])
-    pending_sum.pop(INPUT, None)
-    pending_sum[INPUT] = total(relevance)
-    record(INPUT, relevance)
+    s_input = pending_sum.pop(INPUT, None)
+    pending_sum[INPUT] = total(relevance) if s_input is None else s_input
+    record(INPUT, relevance, pending_sum[INPUT])
     layers.pop(INPUT, None)
     empty = not bool(start.any())
     notes = []

@@ -10,7 +10,7 @@ input activation ``a`` and the weight ``W``; then
 
 where ``gradprop`` is the layer's transposed operation (``conv_transpose3d`` for ``Conv3d``,
 ``conv3d`` for ``ConvTranspose3d``). The terms are stacked along the input channels so that
-``Z`` is one convolution and ``gradprop`` is one transposed convolution. ``Z`` (and 1 / stab(Z))
+``Z`` is one convolution and ``gradprop`` is one transposed convolution. ``Z`` (and stab(Z))
 is computed once with batch 1; the relevance ``R`` may carry a batch of K filter settings.
 
 Shapes: activations ``(1, C_in, D, H, W)``, relevance ``(K, C_out, d, h, w)``.
@@ -95,13 +95,24 @@ class ConvLayer:
             return F.conv_transpose3d(
                 x, weight, bias, self.stride, self.padding, self.output_padding, 1, self.dilation
             )
-        return F.conv3d(x, weight, bias, self.stride, self.padding, self.dilation)
+        return _conv3d(x, weight, bias, self.stride, self.padding, self.dilation)
 
     def gradprop(self, s: Tensor, weight: Tensor, in_shape: Sequence[int]) -> Tensor:
         """The transposed map: (K, C_out, d, h, w) -> (K, C_in', *in_shape) (spatial shape)."""
         if self.transposed:
-            return F.conv3d(s, weight, None, self.stride, self.padding, self.dilation)
+            return _conv3d(s, weight, None, self.stride, self.padding, self.dilation)
         k = weight.shape[2:]
+        if (
+            _onednn(s, weight)
+            and self.stride == (1, 1, 1)
+            and self.dilation == (1, 1, 1)
+            and all(p <= kk - 1 for p, kk in zip(self.padding, k, strict=True))
+        ):  # the transposed convolution as a convolution with the flipped, transposed kernel
+            flipped = weight.transpose(0, 1).flip(2, 3, 4)
+            pad = [kk - 1 - p for p, kk in zip(self.padding, k, strict=True)]
+            return torch.mkldnn_convolution(
+                s.contiguous(), flipped.contiguous(), None, pad, [1, 1, 1], [1, 1, 1], 1
+            )
         extra = tuple(
             n - ((m - 1) * st - 2 * p + dl * (kk - 1) + 1)
             for n, m, st, p, dl, kk in zip(
@@ -111,6 +122,39 @@ class ConvLayer:
         return F.conv_transpose3d(
             s, weight, None, self.stride, self.padding, extra, 1, self.dilation
         )
+
+
+def _onednn(x: Tensor, weight: Tensor) -> bool:
+    """Whether to call oneDNN directly: float32 on the CPU, a kernel wider than 1.
+
+    PyTorch sends a batch-1 CPU convolution to oneDNN only when ``N * C * D * H`` exceeds
+    20480; below that its im2col path is several times slower here (see
+    ``strokelrp.model.conv``, which does the same for training). Results agree to rounding.
+    """
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and any(k > 1 for k in weight.shape[2:])
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+    )
+
+
+def _conv3d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: Triple,
+    padding: Triple,
+    dilation: Triple,
+) -> Tensor:
+    """``F.conv3d`` (groups 1), through oneDNN on the CPU in float32."""
+    if _onednn(x, weight):
+        return torch.mkldnn_convolution(
+            x.contiguous(), weight.contiguous(), bias, padding, stride, dilation, 1
+        )
+    return F.conv3d(x, weight, bias, stride, padding, dilation)
 
 
 def fold_batchnorm(layer: ConvLayer, bn: nn.Module) -> ConvLayer:
@@ -136,8 +180,12 @@ def fold_batchnorm(layer: ConvLayer, bn: nn.Module) -> ConvLayer:
 
 
 def stabilize(z: Tensor, epsilon: float) -> Tensor:
-    """``z + epsilon * sign(z)`` with sign(0) = +1 (a new tensor)."""
-    return torch.where(z >= 0, z + epsilon, z - epsilon)
+    """``z + epsilon * sign(z)`` with sign(0) = +1 (a new tensor).
+
+    The sign is read from the sign bit, so -0.0 counts as negative. A sum of terms is -0.0
+    only when every term is zero, where the stabiliser's sign cannot change the relevance.
+    """
+    return torch.copysign(z.new_tensor(epsilon), z).add_(z)
 
 
 @dataclass
@@ -145,18 +193,18 @@ class PreparedRule:
     """A rule bound to one layer and its input: call it on relevance (K, C_out, ...).
 
     ``inputs`` (1, J * C_in, D, H, W) are the stacked terms c_t, ``weight`` the stacked W_t,
-    ``inv_z`` = 1 / stab(Z) (1, C_out, d, h, w), shared by all K settings.
+    ``z_stab`` = stab(Z) (1, C_out, d, h, w), shared by all K settings.
     """
 
     layer: ConvLayer
     inputs: Tensor
     weight: Tensor
-    inv_z: Tensor
+    z_stab: Tensor
     terms: int
 
-    def __call__(self, relevance: Tensor) -> Tensor:
-        """(K, C_out, d, h, w) -> (K, C_in, D, H, W)."""
-        s = relevance * self.inv_z
+    def __call__(self, relevance: Tensor, inplace: bool = False) -> Tensor:
+        """(K, C_out, d, h, w) -> (K, C_in, D, H, W); ``inplace`` may overwrite ``relevance``."""
+        s = relevance.div_(self.z_stab) if inplace else relevance / self.z_stab
         g = self.layer.gradprop(s, self.weight, self.inputs.shape[2:])
         del s
         g.mul_(self.inputs)
@@ -195,8 +243,8 @@ class Rule:
         )
         if z is None:
             z = layer.forward(inputs, weight, layer.bias if self.uses_bias else None)
-        inv_z = stabilize(z, self.epsilon).reciprocal_()
-        return PreparedRule(layer, inputs, weight, inv_z, len(pairs))
+        z_stab = stabilize(z, self.epsilon)
+        return PreparedRule(layer, inputs, weight, z_stab, len(pairs))
 
     def relevance(self, layer: ConvLayer, a: Tensor, relevance: Tensor) -> Tensor:
         """R_in (K, C_in, D, H, W) for input ``a`` (1, C_in, ...) and R (K, C_out, ...)."""
