@@ -355,7 +355,7 @@ def _preset_names() -> list[str]:
 @cli.command("explain")
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("data", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--case", "case_id", required=True, help="Case id, e.g. training_4.")
+@click.option("--case", "case_id", required=True, help="Case id: 4 or its folder name training_4.")
 @click.option(
     "--filter",
     "filters",
