@@ -9,20 +9,32 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from strokelrp.cli import main
 from strokelrp.demo import MARKER, QUICK, run_demo
 from strokelrp.lrp.filters import PAPER_GRID
 
 
+@pytest.fixture
+def restore_threads():
+    """The demo command sets torch's thread count (--threads, default 1): undo it afterwards."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
-def test_quick_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_quick_demo_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, restore_threads
+) -> None:
     monkeypatch.setenv("STROKELRP_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "demo"
     try:
         main(["demo", "--out", str(out), "--quick"])
     except SystemExit as exit_:
         assert not exit_.code, capsys.readouterr().err
+    assert torch.get_num_threads() == 1
     printed = capsys.readouterr().out
     for stage in range(1, 8):
         assert f"[{stage}/7]" in printed

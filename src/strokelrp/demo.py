@@ -66,7 +66,7 @@ class DemoPlan:
 FULL = DemoPlan(
     n_cases=16,
     shape_hwd=(64, 64, 19),
-    networks=(NetPlan("A", width=4, epochs=12), NetPlan("B", width=2, epochs=6)),
+    networks=(NetPlan("A", width=4, epochs=10), NetPlan("B", width=2, epochs=5)),
 )
 """About 10 minutes on a 2-core CPU."""
 
@@ -118,6 +118,21 @@ def _best_cases(rows: list[dict[str, Any]], n: int) -> list[str]:
     return [str(r["case_id"]) for r in sorted(rows, key=key)[:n]]
 
 
+def _table1_lines(results: list[Any]) -> list[str]:
+    """A compact table 1: per network its size, training time and Dice (all / held-out)."""
+    lines = ["network  width  epochs  train min  Dice all (SD)     Dice held-out  HD95 mm"]
+    for result in results:
+        t, s = result.table1, result.summary
+        held = s.get("validation", {}).get("dice", {}).get("mean")
+        held_text = "-" if held is None else f"{held:.3f}"
+        lines.append(
+            f"{t['network']:<8} {t['width']:>5}  {t['epochs']:>6}  {t['training_minutes']:>9.2f}  "
+            f"{t['mean_dice']:.3f} ({t['sd_dice']:.3f})    {held_text:>13}  "
+            f"{s['all']['hd95_mm']['mean']:>7.2f}" + ("  COLLAPSED" if t["collapsed"] else "")
+        )
+    return lines
+
+
 def run_demo(
     out: str | Path = "strokelrp-demo",
     *,
@@ -135,7 +150,7 @@ def run_demo(
     from strokelrp.data.synth import synthesize_isles2017
     from strokelrp.report.explain_case import explain_case, parse_settings
     from strokelrp.report.html import build_report
-    from strokelrp.train.evaluate import evaluate, format_summary
+    from strokelrp.train.evaluate import evaluate
     from strokelrp.train.loop import train
 
     plan = plan or (QUICK if quick else FULL)
@@ -145,7 +160,12 @@ def run_demo(
     total = 7
     t_all = time.perf_counter(), time.process_time()
     mode = "quick" if quick else "full"
-    echo(f"strokelrp demo ({mode}) -> {out}")
+    import torch
+
+    echo(
+        f"strokelrp demo ({mode}) -> {out}  [torch {torch.__version__}, {device}, "
+        f"{torch.get_num_threads()} CPU thread(s)]"
+    )
 
     t = _stage(echo, 1, total, f"synthesise {plan.n_cases} cases (MTT uninformative)")
     data = synthesize_isles2017(
@@ -196,9 +216,9 @@ def run_demo(
     t = _stage(echo, 4, total, "evaluate in the native grids")
     results = []
     for run in runs:
-        for result in evaluate(run, data, device=device, progress=progress, echo=None):
-            results.append(result)
-            echo("      " + format_summary(result).replace("\n", "\n      "))
+        results += evaluate(run, data, device=device, progress=progress, echo=None)
+    for line in _table1_lines(results):
+        echo("      " + line)
     _done(echo, t)
 
     cases = _best_cases(results[0].rows, plan.explain_cases)

@@ -314,3 +314,9 @@ def test_a_modality_in_another_format_is_named(tiny: Path) -> None:
         "case 1: training_1: no .nii or .nii.gz image for MR_ADC "
         "(found training_1/VSD.Brain.XX.O.MR_ADC.7.mha)"
     ]
+
+
+def test_a_case_is_also_selected_by_its_folder_name(tiny: Path) -> None:
+    by_id = load_isles2017(tiny, cases=["2"])
+    by_folder = load_isles2017(tiny, cases=["training_2"])
+    assert [c.case_id for c in by_folder] == [c.case_id for c in by_id] == ["2"]

@@ -503,7 +503,8 @@ def _duplicate_problems(folders: list[CaseFolder], root: Path) -> dict[int, list
 def _select(folders: list[CaseFolder], cases: Iterable[str] | None) -> list[CaseFolder]:
     if cases is None:
         return folders
-    wanted = [str(c) for c in cases]
+    # "training_4" names case "4" too: users copy folder names
+    wanted = [m.group(1) if (m := _CASE_FOLDER.match(str(c))) else str(c) for c in cases]
     known = {f.case_id for f in folders}
     unknown = [c for c in wanted if c not in known]
     if unknown:

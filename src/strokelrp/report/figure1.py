@@ -3,8 +3,9 @@
 Layout (K settings, e.g. raw, pass (0, 0.4), clamp (0, 0.2) as in the paper):
 
 - row 1: the K heatmaps of one modality channel on one axial slice, each normalised to
-  [-1, 1] by N = max |R_c| over the whole 3-D channel (the paper's normalisation; N is given
-  in each title), diverging colour map centred on 0, one shared colour bar;
+  [-1, 1] by N = max |R_c| over the whole 3-D channel (the paper's normalisation; N and the
+  slice z where it occurs are given in each title, since a spike may lie on another slice),
+  diverging colour map centred on 0, one shared colour bar;
 - row 2: the same heatmaps over the modality slice, each voxel's opacity growing with its
   normalised amplitude (0.9 sqrt|R_c / N|), so weak relevance lets the anatomy show through;
 - row 3: ground truth, prediction and the modality slice.
@@ -158,7 +159,10 @@ def plot_figure1(
 
     for k, (setting, normed, peak) in enumerate(maps):
         letter = letters[k]
-        ax = panel(0, k, f"({letter}) {setting}\nN = max|R_c| = {peak:.4g}")
+        peak_z = int(np.unravel_index(np.argmax(np.abs(normed)), normed.shape)[0])
+        ax = panel(
+            0, k, f"({letter}) {setting}\nN = max|R_c| = {peak:.4g}\n(largest at z = {peak_z})"
+        )
         mappable = ax.imshow(normed[z], cmap=DIVERGING_CMAP, norm=norm, **show)
         ax = panel(1, k, f"({letter}2) {setting} over {modality}")
         ax.imshow(modality_slice, cmap="gray", vmin=lo, vmax=hi, **show)
