@@ -242,6 +242,21 @@ def test_batched_settings_equal_one_by_one(rules: str, shape: tuple[int, int, in
     assert not torch.allclose(both.relevance[0], both.relevance[4])
 
 
+def test_float32_batch_equals_one_by_one() -> None:
+    """float32 on the CPU runs a batch of settings channels-last through oneDNN; the maps still
+    equal the ones computed alone (clamp filters: continuous, so rounding cannot flip them)."""
+    model = trained_looking(3, 4, dtype=torch.float32)
+    x = torch.rand(1, 6, 7, 12, 12)
+    start = lesion_target(model, x)
+    settings = [None, ClampFilter(0.2), ClampFilter((0.05, 0.5), scope="channel"), None]
+    for rules in ("paper", "recommended", "wplus"):
+        both = explain(model, x, target=start, rules=rules, filters=settings).relevance
+        for k, f in enumerate(settings):
+            one = explain(model, x, target=start, rules=rules, filters=[f]).relevance[0]
+            torch.testing.assert_close(both[k], one, rtol=1e-4, atol=1e-4 * float(one.abs().max()))
+        assert both.is_contiguous()
+
+
 def test_filters_inside_the_walk_differ_from_filtering_the_output_only() -> None:
     model = trained_looking(2, 4)
     x = torch.rand(1, 6, 5, 8, 8, dtype=F64)

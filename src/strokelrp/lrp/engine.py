@@ -362,7 +362,7 @@ def _explain(
         sums.append(s)
         totals.append(torch.stack(list(pending_sum.values())).sum(0))
         if keep_layers:  # a copy: the walk overwrites relevance it no longer needs
-            layers[name] = r.clone()
+            layers[name] = r.clone(memory_format=torch.contiguous_format)
 
     def send(name: str, r: Tensor, s: Tensor) -> None:
         """Add relevance ``r`` (sum ``s`` per setting) to what value ``name`` receives."""
@@ -425,7 +425,7 @@ def _explain(
         )
         warnings.warn(notes[-1], RuntimeWarning, stacklevel=3)
     return Explanation(
-        relevance=relevance,
+        relevance=relevance.contiguous(),
         output=logits,
         conservation=Conservation(names, torch.stack(sums).cpu(), torch.stack(totals).cpu()),
         filters=list(bank.filters),

@@ -222,20 +222,27 @@ class FilterBank:
 
 
 def _filter_(f: Tensor, g: _Group) -> Tensor:
-    """Filter the block ``f`` (n, C, ...) in place with the group's bands; returns it."""
+    """Filter the block ``f`` (n, C, ...) in place with the group's bands; returns it.
+
+    Equivalent to normalising, filtering and scaling back, with the bands scaled by N instead
+    (|f| <= a N rather than |f| / N <= a: the same up to the rounding of the threshold), so
+    that no normalised copy is made, N = 0 needs no special case, and kept values are exact.
+    """
     dims = tuple(range(1 if g.scope == "sample" else 2, f.dim()))
-    mag = f.abs()
-    norm = mag.amax(dim=dims, keepdim=True)
-    norm = torch.where(norm > 0, norm, torch.ones_like(norm))
-    mag.div_(norm)  # |f1|
+    norm = torch.linalg.vector_norm(f, ord=math.inf, dim=dims, keepdim=True)  # N = max |f|
+    high = norm * g.high
     if g.kind == "pass":
-        keep = mag <= g.high
+        drop = (f > high).logical_or_(f < -high)  # |f| > a2 N
         if g.any_low:
-            keep &= mag >= g.low
-        return f.mul_(keep)
-    # clamp: N * sign(f1) * clamp(|f1|, low, high)
-    mag.clamp_(min=g.low, max=g.high).mul_(norm)
-    return f.sign_().mul_(mag)
+            low = norm * g.low
+            drop.logical_or_((f < low).logical_and_(f > -low))  # |f| < a1 N
+        return f.masked_fill_(drop, 0)
+    torch.clamp(f, min=-high, max=high, out=f)  # |f| <= a2 N, sign kept
+    if g.any_low:  # non-zero values below a1 N are raised to +-a1 N
+        low = norm * g.low
+        small = (f < low).logical_and_(f > -low).logical_and_(f != 0)
+        f.copy_(torch.where(small, torch.sign(f) * low, f))
+    return f
 
 
 def apply_filters(relevance: Tensor, filters: Sequence[Filter | None]) -> Tensor:

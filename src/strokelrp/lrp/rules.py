@@ -110,8 +110,9 @@ class ConvLayer:
         ):  # the transposed convolution as a convolution with the flipped, transposed kernel
             flipped = weight.transpose(0, 1).flip(2, 3, 4)
             pad = [kk - 1 - p for p, kk in zip(self.padding, k, strict=True)]
+            fmt = CHANNELS_LAST if s.is_contiguous(memory_format=CHANNELS_LAST) else None
             return torch.mkldnn_convolution(
-                s.contiguous(), flipped.contiguous(), None, pad, [1, 1, 1], [1, 1, 1], 1
+                _dense(s, fmt), _dense(flipped, fmt), None, pad, [1, 1, 1], [1, 1, 1], 1
             )
         extra = tuple(
             n - ((m - 1) * st - 2 * p + dl * (kk - 1) + 1)
@@ -122,6 +123,9 @@ class ConvLayer:
         return F.conv_transpose3d(
             s, weight, None, self.stride, self.padding, extra, 1, self.dilation
         )
+
+
+CHANNELS_LAST = torch.channels_last_3d
 
 
 def _onednn(x: Tensor, weight: Tensor) -> bool:
@@ -141,6 +145,11 @@ def _onednn(x: Tensor, weight: Tensor) -> bool:
     )
 
 
+def _dense(t: Tensor, fmt: torch.memory_format | None) -> Tensor:
+    """``t`` contiguous, channels-last when ``fmt`` says so."""
+    return t.contiguous(memory_format=fmt) if fmt is not None else t.contiguous()
+
+
 def _conv3d(
     x: Tensor,
     weight: Tensor,
@@ -151,8 +160,9 @@ def _conv3d(
 ) -> Tensor:
     """``F.conv3d`` (groups 1), through oneDNN on the CPU in float32."""
     if _onednn(x, weight):
+        fmt = CHANNELS_LAST if x.is_contiguous(memory_format=CHANNELS_LAST) else None
         return torch.mkldnn_convolution(
-            x.contiguous(), weight.contiguous(), bias, padding, stride, dilation, 1
+            _dense(x, fmt), _dense(weight, fmt), bias, padding, stride, dilation, 1
         )
     return F.conv3d(x, weight, bias, stride, padding, dilation)
 
@@ -203,15 +213,24 @@ class PreparedRule:
     terms: int
 
     def __call__(self, relevance: Tensor, inplace: bool = False) -> Tensor:
-        """(K, C_out, d, h, w) -> (K, C_in, D, H, W); ``inplace`` may overwrite ``relevance``."""
-        s = relevance.div_(self.z_stab) if inplace else relevance / self.z_stab
-        g = self.layer.gradprop(s, self.weight, self.inputs.shape[2:])
+        """(K, C_out, d, h, w) -> (K, C_in, D, H, W); ``inplace`` may overwrite ``relevance``.
+
+        A batch of settings on the CPU runs channels-last (oneDNN's transposed step on a
+        batch is 1.5-2.5x faster so); the result may come back channels-last.
+        """
+        z_stab, inputs = self.z_stab, self.inputs
+        if relevance.shape[0] > 1 and _onednn(relevance, self.weight):
+            if not relevance.is_contiguous(memory_format=CHANNELS_LAST):
+                relevance, inplace = relevance.contiguous(memory_format=CHANNELS_LAST), True
+            z_stab = z_stab.contiguous(memory_format=CHANNELS_LAST)
+            inputs = inputs.contiguous(memory_format=CHANNELS_LAST)
+        s = relevance.div_(z_stab) if inplace else relevance / z_stab
+        g = self.layer.gradprop(s, self.weight, inputs.shape[2:])
         del s
-        g.mul_(self.inputs)
+        g.mul_(inputs)
         if self.terms == 1:
             return g
-        k, c = g.shape[:2]
-        return g.view(k, self.terms, c // self.terms, *g.shape[2:]).sum(1)
+        return g.unflatten(1, (self.terms, -1)).sum(1)
 
 
 @dataclass(frozen=True)
@@ -307,7 +326,8 @@ class ZBox(Rule):
 
     def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
         low, high = _bound(self.low, a), _bound(self.high, a)
-        return [(a, weight), (-low, weight.clamp(min=0)), (-high, weight.clamp(max=0))]
+        pairs = [(a, weight), (-low, weight.clamp(min=0)), (-high, weight.clamp(max=0))]
+        return [p for i, p in enumerate(pairs) if i == 0 or bool(p[0].any())]  # skip zero bounds
 
 
 RULES: dict[str, type[Rule]] = {r.name: r for r in (Epsilon, WPlus, ZPlus, ZBox)}
