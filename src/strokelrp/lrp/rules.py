@@ -10,8 +10,9 @@ input activation ``a`` and the weight ``W``; then
     R_in  = sum_t c_t * gradprop(S, W_t)
 
 where ``gradprop`` is the layer's transposed operation (``conv_transposeNd`` for ``ConvNd``,
-``convNd`` for ``ConvTransposeNd``, ``s @ W`` for ``Linear``). The terms are stacked along the input channels so that
-``Z`` is one convolution and ``gradprop`` is one transposed convolution. ``Z`` (and stab(Z))
+``convNd`` for ``ConvTransposeNd``, ``s @ W`` for ``Linear``). The terms are stacked along
+the input channels so that ``Z`` is one convolution and ``gradprop`` is one transposed
+convolution. ``Z`` (and stab(Z))
 is computed once with batch 1; the relevance ``R`` may carry a batch of K filter settings.
 
 Shapes: activations ``(1, C_in, *S)``, relevance ``(K, C_out, *s)`` (S: 0-3 spatial dims).
