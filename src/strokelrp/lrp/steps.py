@@ -237,9 +237,10 @@ class _Scale(Step):
             node.target in _DIVIDE and not (node.args and isinstance(node.args[0], Ref))
         ):
             raise StrokeLRPError(
-                f"node {node.name!r} ({node.kind}) multiplies or divides network values by "
-                "each other (gating, attention): there is no relevance step for that; "
-                "register one with strokelrp.lrp.register_function_step"
+                f"node {node.name!r} ({node.kind}) in module {node.path or 'the model itself'!r} "
+                "multiplies or divides network values by each other (gating, attention): "
+                "there is no relevance step for that; register one with "
+                "strokelrp.lrp.register_function_step"
             )
         return [_sum_to(r, node.in_shapes[0])]
 
