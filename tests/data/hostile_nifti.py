@@ -1,0 +1,315 @@
+"""Corpus of hostile but realistic NIfTI files, each made from a valid synthetic case.
+
+Primitives edit a file's raw header fields (no nibabel fix-ups), compress it, damage its gzip
+stream or re-write it as NIfTI-2. Each kind in :data:`HOSTILE` breaks one file of case 2 of a
+tree written by ``synthesize_isles2017`` and returns (file relative to the root, words that the
+one problem line must contain), like ``data_helpers.BREAKERS``. ``benchmarks/fuzz_bench.py``
+uses the primitives for its random corruptions.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from data_helpers import modality_file
+
+# ------------------------------------------------------------------------------ primitives
+
+
+def is_gzip(path: Path) -> bool:
+    return path.read_bytes()[:2] == b"\x1f\x8b"
+
+
+def read_raw(path: Path) -> bytes:
+    """The file's NIfTI bytes (decompressed for a gzip file)."""
+    data = path.read_bytes()
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+def write_raw(path: Path, raw: bytes, compress: bool | None = None) -> None:
+    """Write NIfTI bytes to ``path``, gzip-compressed if ``compress`` (default: as it was)."""
+    if compress is None:
+        compress = path.exists() and is_gzip(path)
+    path.write_bytes(gzip.compress(raw, mtime=0) if compress else raw)
+
+
+def header_class(raw: bytes) -> type[nib.Nifti1Header]:
+    for size, klass in ((348, nib.Nifti1Header), (540, nib.Nifti2Header)):
+        if size in (int.from_bytes(raw[:4], "little"), int.from_bytes(raw[:4], "big")):
+            return klass
+    raise ValueError("not a NIfTI-1 or NIfTI-2 header")
+
+
+def raw_header(raw: bytes) -> nib.Nifti1Header:
+    """The header of NIfTI bytes, unchecked and unfixed."""
+    klass = header_class(raw)
+    return klass(raw[: klass.sizeof_hdr], check=False)
+
+
+def edit_header(path: Path, **fields: Any) -> None:
+    """Set raw header fields of ``path`` (.nii or gzip, NIfTI-1 or -2), keeping its bytes.
+
+    A value may be a dict {index: value} to set single elements (``pixdim={1: 0.0}``).
+    """
+    raw = read_raw(path)
+    hdr = raw_header(raw)
+    for name, value in fields.items():
+        if isinstance(value, dict):
+            for index, item in value.items():
+                hdr[name][index] = item
+        else:
+            hdr[name] = value
+    write_raw(path, hdr.binaryblock + raw[hdr.sizeof_hdr :])
+
+
+def gzip_file(path: Path) -> Path:
+    """Replace ``X.nii`` by ``X.nii.gz`` holding the same bytes -> the new path."""
+    gz = path.with_name(path.name + ".gz")
+    write_raw(gz, path.read_bytes(), compress=True)
+    path.unlink()
+    return gz
+
+
+def flip_byte(path: Path, position: int, mask: int = 0xFF) -> None:
+    """XOR the byte at ``position`` (negative counts from the end) of the file on disk."""
+    data = bytearray(path.read_bytes())
+    data[position] ^= mask
+    path.write_bytes(bytes(data))
+
+
+def rewrite_as(
+    path: Path,
+    klass: type[nib.Nifti1Image] = nib.Nifti2Image,
+    affine: np.ndarray | None = None,
+    data: np.ndarray | None = None,
+) -> None:
+    """Write ``path`` again with nibabel as ``klass`` (qform and sform code 1)."""
+    img = nib.load(str(path))
+    data = np.asanyarray(img.dataobj) if data is None else data
+    affine = img.affine if affine is None else affine
+    new = klass(data, affine)
+    new.set_qform(affine, code=1)
+    new.set_sform(affine, code=1)
+    compress = is_gzip(path)
+    write_raw(path, new.to_bytes(), compress=compress)
+
+
+def scale_units(path: Path, code: int, per_mm: float) -> None:
+    """Express the geometry in another unit: lengths times ``per_mm``, xyz unit ``code``."""
+    hdr = raw_header(read_raw(path))
+    pix = hdr["pixdim"].copy()
+    pix[1:4] *= per_mm
+    fields: dict[str, Any] = {
+        "pixdim": pix,
+        "xyzt_units": (int(hdr["xyzt_units"]) & 0x38) | code,
+    }
+    for name in ("qoffset_x", "qoffset_y", "qoffset_z"):
+        fields[name] = float(hdr[name]) * per_mm
+    for name in ("srow_x", "srow_y", "srow_z"):
+        fields[name] = hdr[name] * per_mm
+    edit_header(path, **fields)
+
+
+def tilted_180_affine(spacing: tuple[float, float, float] = (1.5, 1.5, 5.0)) -> np.ndarray:
+    """A 180-degree rotation that nibabel writes into NIfTI-2 with b^2+c^2+d^2 = 1 + 1.3e-15.
+
+    (Found by search; nibabel's own reader then fails with ``w2 should be positive``.)
+    """
+    axis = np.array([2.0, 9.0, 4.0])
+    axis = axis / np.linalg.norm(axis)
+    rotation = 2 * np.outer(axis, axis) - np.eye(3)  # 180 degrees about ``axis``
+    out = np.eye(4)
+    out[:3, :3] = rotation * np.array(spacing)
+    return out
+
+
+# ------------------------------------------------------------------------- hostile kinds
+
+Hostile = Callable[[Path], tuple[str, str]]
+
+
+def _rel(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _field_kind(token: str, words: str, **fields: Any) -> Hostile:
+    def kind(root: Path) -> tuple[str, str]:
+        path = modality_file(root, "2", token)
+        edit_header(path, **fields)
+        return _rel(root, path), words
+
+    return kind
+
+
+def _named(name: str, kind: Hostile) -> Hostile:
+    kind.__name__ = name
+    return kind
+
+
+def vox_offset_inside(root: Path) -> tuple[str, str]:
+    path = modality_file(root, "2", "MR_MTT")
+    edit_header(path, vox_offset=100)
+    return _rel(root, path), "vox_offset 100 points inside the header"
+
+
+def scaled_to_inf(root: Path) -> tuple[str, str]:
+    path = modality_file(root, "2", "MR_rCBF")
+    edit_header(path, scl_slope=1e38, scl_inter=0.0)
+    return _rel(root, path), "Inf voxels as float32 (after scl_slope/scl_inter scaling)"
+
+
+def float64_overflows_float32(root: Path) -> tuple[str, str]:
+    path = modality_file(root, "2", "MR_rCBV")
+    data = nib.load(str(path)).get_fdata()  # float64
+    data[4, 5, 3] = 1e300
+    rewrite_as(path, nib.Nifti1Image, data=data)
+    return _rel(root, path), "0 NaN and 1 Inf voxels as float32"
+
+
+def gzip_bad_crc(root: Path) -> tuple[str, str]:
+    path = gzip_file(modality_file(root, "2", "MR_TTP"))
+    flip_byte(path, -8)  # first byte of the CRC32 trailer
+    return _rel(root, path), "corrupt gzip stream (CRC check failed"
+
+
+def gzip_changed_voxels(root: Path) -> tuple[str, str]:
+    """A flipped bit in the last stored deflate block: the stream decodes, the CRC does not."""
+    path = modality_file(root, "2", "MR_TTP")
+    gz = path.with_name(path.name + ".gz")
+    # level 0 stores the bytes verbatim, so a flip changes one voxel and nothing else
+    gz.write_bytes(gzip.compress(path.read_bytes(), compresslevel=0, mtime=0))
+    path.unlink()
+    flip_byte(gz, -100, 0x01)
+    return _rel(root, gz), "corrupt gzip stream (CRC check failed"
+
+
+def gzip_corrupt_stream(root: Path) -> tuple[str, str]:
+    path = gzip_file(modality_file(root, "2", "MR_rCBF"))
+    size = path.stat().st_size
+    for k in range(20, 30):
+        flip_byte(path, size // 2 + k)
+    return _rel(root, path), "corrupt gzip stream"
+
+
+def huge_claim_plain(root: Path) -> tuple[str, str]:
+    path = modality_file(root, "2", "MR_Tmax")
+    edit_header(path, dim=[3, 512, 512, 512, 1, 1, 1, 1])
+    return _rel(root, path), "truncated file: "
+
+
+def huge_claim_gzip(root: Path) -> tuple[str, str]:
+    path = modality_file(root, "2", "MR_Tmax")
+    edit_header(path, dim=[3, 512, 512, 512, 1, 1, 1, 1])
+    gz = gzip_file(path)
+    return _rel(root, gz), "truncated file: the decompressed stream holds"
+
+
+def symlink_loop_folder(root: Path) -> tuple[str, str]:
+    folder = modality_file(root, "2", "MR_rCBF").parent
+    (folder / "loop").symlink_to(".", target_is_directory=True)
+    return _rel(root, folder / "loop"), "symbolic link loop"
+
+
+def symlink_loop_file(root: Path) -> tuple[str, str]:
+    path = modality_file(root, "2", "MR_TTP")
+    other = path.with_name(".partner.nii")  # hidden: discovery ignores it
+    path.unlink()
+    path.symlink_to(other.name)
+    other.symlink_to(path.name)
+    return _rel(root, path), "symbolic link loop"
+
+
+def dangling_symlink(root: Path) -> tuple[str, str]:
+    path = modality_file(root, "2", "MR_MTT")
+    path.unlink()
+    path.symlink_to("moved_away.nii")
+    return _rel(root, path), "dangling symbolic link (its target moved_away.nii does not exist)"
+
+
+HOSTILE: list[Hostile] = [
+    _named(
+        "rgb24",
+        _field_kind(
+            "MR_MTT", "unsupported voxel data type RGB (datatype 128)", datatype=128, bitpix=24
+        ),
+    ),
+    _named(
+        "complex64",
+        _field_kind("MR_rCBF", "unsupported voxel data type complex64", datatype=32, bitpix=64),
+    ),
+    _named("pixdim_zero", _field_kind("MR_TTP", "invalid voxel size", pixdim={1: 0.0})),
+    _named("pixdim_negative", _field_kind("MR_TTP", "invalid voxel size", pixdim={2: -1.5})),
+    _named("pixdim_nan", _field_kind("MR_TTP", "invalid voxel size", pixdim={3: np.nan})),
+    _named("pixdim_inf", _field_kind("MR_TTP", "invalid voxel size", pixdim={1: np.inf})),
+    _named("qform_nan", _field_kind("MR_rCBV", "qform has non-finite values", quatern_c=np.nan)),
+    _named("qform_offset_inf", _field_kind("MR_rCBV", "qform has non-finite", qoffset_y=np.inf)),
+    _named("sform_inf", _field_kind("MR_Tmax", "sform has non-finite values", srow_y={1: np.inf})),
+    _named("sform_nan_in_adc", _field_kind("MR_ADC", "sform has non-finite", srow_x={3: np.nan})),
+    _named("sform_singular", _field_kind("MR_Tmax", "sform is singular", srow_z=np.zeros(4))),
+    _named("sform_code_invalid", _field_kind("MR_MTT", "invalid sform_code 9", sform_code=9)),
+    _named(
+        "quaternion_not_rotation",
+        _field_kind("MR_rCBV", "qform quaternion is not a rotation", quatern_b=0.9, quatern_c=0.9),
+    ),
+    _named("vox_offset_zero", _field_kind("MR_ADC", "vox_offset 0 points inside", vox_offset=0)),
+    vox_offset_inside,
+    _named("vox_offset_nan", _field_kind("MR_MTT", "invalid vox_offset nan", vox_offset=np.nan)),
+    _named(
+        "scl_slope_nan",
+        _field_kind("MR_rCBF", "invalid scaling: scl_slope = nan", scl_slope=np.nan),
+    ),
+    _named(
+        "scl_inter_inf",
+        _field_kind("MR_rCBF", "invalid scaling: scl_inter = inf", scl_inter=np.inf),
+    ),
+    scaled_to_inf,
+    float64_overflows_float32,
+    _named(
+        "dim_negative",
+        _field_kind("MR_ADC", "invalid dimensions: 32x-5x8", dim=[3, 32, -5, 8, 1, 1, 1, 1]),
+    ),
+    _named("dim_2d", _field_kind("MR_ADC", "image is not 3-D (shape 32x32)", dim={0: 2})),
+    _named(
+        "beyond_voxel_limit",
+        _field_kind("MR_ADC", "image too large", dim=[3, 4096, 4096, 4096, 1, 1, 1, 1]),
+    ),
+    huge_claim_plain,
+    huge_claim_gzip,
+    _named("unit_code_unknown", _field_kind("MR_TTP", "unknown spatial unit code 5", xyzt_units=5)),
+    _named("pair_header", _field_kind("MR_rCBV", "header of a .hdr/.img pair", magic=b"ni1")),
+    gzip_bad_crc,
+    gzip_changed_voxels,
+    gzip_corrupt_stream,
+    symlink_loop_folder,
+    symlink_loop_file,
+    dangling_symlink,
+]
+"""Every hostile kind: one file of case 2 broken, one problem line expected."""
+
+
+def unit_variants(root: Path) -> None:
+    """Case 2's MR_MTT in metres and MR_TTP in microns, same physical geometry (valid)."""
+    scale_units(modality_file(root, "2", "MR_MTT"), 1, 1e-3)
+    scale_units(modality_file(root, "2", "MR_TTP"), 3, 1e3)
+
+
+def as_nifti2_tilted(root: Path, case: str = "2") -> None:
+    """Every file of ``case`` as NIfTI-2 with :func:`tilted_180_affine` (valid)."""
+    for token in ("MR_ADC", "MR_MTT", "MR_rCBF", "MR_rCBV", "MR_Tmax", "MR_TTP", "OT"):
+        rewrite_as(modality_file(root, case, token), nib.Nifti2Image, affine=tilted_180_affine())
+
+
+def symlinked_case(root: Path) -> None:
+    """Case 2's ADC replaced by a relative symbolic link to a copy elsewhere (valid)."""
+    path = modality_file(root, "2", "MR_ADC")
+    store = root.parent / "store"
+    store.mkdir(exist_ok=True)
+    target = store / path.name
+    os.replace(path, target)
+    path.symlink_to(os.path.relpath(target, path.parent))
