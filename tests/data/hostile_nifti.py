@@ -313,3 +313,126 @@ def symlinked_case(root: Path) -> None:
     target = store / path.name
     os.replace(path, target)
     path.symlink_to(os.path.relpath(target, path.parent))
+
+
+# ------------------------------------------------------------------- seeded random damage
+
+FUZZ_FIELDS = (
+    "sizeof_hdr",
+    "dim",
+    "datatype",
+    "bitpix",
+    "pixdim",
+    "vox_offset",
+    "scl_slope",
+    "scl_inter",
+    "xyzt_units",
+    "qform_code",
+    "sform_code",
+    "quatern_b",
+    "quatern_c",
+    "quatern_d",
+    "qoffset_x",
+    "qoffset_y",
+    "qoffset_z",
+    "srow_x",
+    "srow_y",
+    "srow_z",
+    "magic",
+)
+"""Header fields the fuzzer mutates (one element of an array field at a time)."""
+FUZZ_FAMILIES = (
+    "header-flip",
+    "data-flip",
+    "truncate",
+    "field",
+    "field-gzip",
+    "gzip-damage",
+    "nifti2-field",
+)
+_FLOATS = (0.0, -1.0, 1.0, np.nan, np.inf, -np.inf, 1e38, -3e38, 1e-30, 1e6, 1e-6, 0.5, 352.0)
+
+
+def _hostile_value(dtype: np.dtype, rng: np.random.Generator) -> Any:
+    if dtype.kind == "f":
+        if rng.random() < 0.2:
+            return float(rng.normal() * 10 ** rng.integers(-3, 6))
+        return _FLOATS[rng.integers(len(_FLOATS))]
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        picks = [0, 1, -1, 2, 3, 4, 7, 8, 9, 16, 32, 64, 128, 255, 256, 348, 540, 2304]
+        picks += [int(info.max), int(info.min), int(rng.integers(info.min, info.max))]
+        picks = [p for p in picks if info.min <= p <= info.max]
+        return picks[rng.integers(len(picks))]
+    return bytes(rng.integers(0, 256, size=dtype.itemsize, dtype=np.uint8))
+
+
+def mutate_field(raw: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
+    """Set one header field (or one element of it) to a hostile value -> (bytes, what)."""
+    hdr = raw_header(raw)
+    name = FUZZ_FIELDS[rng.integers(len(FUZZ_FIELDS))]
+    field = hdr[name]  # a view of the raw field (no nibabel conversion)
+    value = _hostile_value(field.dtype, rng)
+    if field.shape:
+        index = int(rng.integers(field.shape[0]))
+        field[index] = value
+        what = f"{name}[{index}] = {value!r}"
+    else:
+        hdr[name] = value
+        what = f"{name} = {value!r}"
+    return hdr.binaryblock + raw[hdr.sizeof_hdr :], what
+
+
+def _flip(raw: bytes, lo: int, hi: int, rng: np.random.Generator, count: int) -> bytes:
+    data = bytearray(raw)
+    for _ in range(count):
+        data[int(rng.integers(lo, max(lo + 1, hi)))] ^= int(rng.integers(1, 256))
+    return bytes(data)
+
+
+def _damage_gzip(packed: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
+    how = ("body-flip", "crc-flip", "isize-flip", "truncate", "garbage", "second-member")
+    what = how[rng.integers(len(how))]
+    if what == "body-flip":
+        return _flip(packed, 10, len(packed) - 8, rng, int(rng.integers(1, 4))), what
+    if what == "crc-flip":
+        return _flip(packed, len(packed) - 8, len(packed) - 4, rng, 1), what
+    if what == "isize-flip":
+        return _flip(packed, len(packed) - 4, len(packed), rng, 1), what
+    if what == "truncate":
+        return packed[: int(rng.integers(0, len(packed)))], what
+    if what == "garbage":
+        return packed + bytes(rng.integers(0, 256, int(rng.integers(1, 64)), dtype=np.uint8)), what
+    return packed + gzip.compress(b"\x00" * int(rng.integers(1, 5000)), mtime=0), what
+
+
+def corrupt(path: Path, rng: np.random.Generator) -> tuple[Path, str]:
+    """Damage the NIfTI file ``path`` one seeded random way -> (path now, description).
+
+    A gzip family renames ``X.nii`` to ``X.nii.gz``.
+    """
+    family = FUZZ_FAMILIES[rng.integers(len(FUZZ_FAMILIES))]
+    raw = read_raw(path)
+    offset = int(raw_header(raw)["vox_offset"])
+    if family == "header-flip":
+        raw, what = _flip(raw, 0, 352, rng, int(rng.integers(1, 5))), "bytes flipped"
+    elif family == "data-flip":
+        raw, what = _flip(raw, offset, len(raw), rng, int(rng.integers(1, 9))), "bytes flipped"
+    elif family == "truncate":
+        cut = int(rng.integers(0, len(raw)))
+        raw, what = raw[:cut], f"cut at {cut}"
+    elif family == "nifti2-field":
+        rewrite_as(path, nib.Nifti2Image)
+        raw, what = mutate_field(read_raw(path), rng)
+    else:
+        raw, what = mutate_field(raw, rng) if family != "gzip-damage" else (raw, "")
+    if family in ("field-gzip", "gzip-damage"):
+        gz = path.with_name(path.name + ".gz")
+        packed = gzip.compress(raw, mtime=0)
+        if family == "gzip-damage":
+            packed, what = _damage_gzip(packed, rng)
+        path.unlink()
+        gz.write_bytes(packed)
+        return gz, f"{family}: {what}"
+    path.write_bytes(raw)
+    return path, f"{family}: {what}"
