@@ -356,7 +356,7 @@ _FLOATS = (0.0, -1.0, 1.0, np.nan, np.inf, -np.inf, 1e38, -3e38, 1e-30, 1e6, 1e-
 def _hostile_value(dtype: np.dtype, rng: np.random.Generator) -> Any:
     if dtype.kind == "f":
         if rng.random() < 0.2:
-            return float(rng.normal() * 10 ** rng.integers(-3, 6))
+            return float(rng.normal() * 10.0 ** rng.integers(-3, 6))
         return _FLOATS[rng.integers(len(_FLOATS))]
     if dtype.kind in "iu":
         info = np.iinfo(dtype)

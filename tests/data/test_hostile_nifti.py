@@ -6,6 +6,7 @@ import builtins
 import gzip
 import os
 import tracemalloc
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -16,6 +17,7 @@ from hostile_nifti import (
     HOSTILE,
     Hostile,
     as_nifti2_tilted,
+    corrupt,
     edit_header,
     huge_claim_gzip,
     huge_claim_plain,
@@ -257,3 +259,30 @@ def test_modalities_channel_order_is_kept(tiny: Path) -> None:
     for c, mod in enumerate(MODALITIES):
         native = np.asanyarray(nib.load(str(case.paths[mod])).dataobj).astype(np.float32)
         assert np.array_equal(case.image[c], native.transpose(2, 1, 0))
+
+
+# ------------------------------------------------------------- a seeded subset of the fuzzer
+
+
+@pytest.mark.parametrize("trial", range(20))
+def test_seeded_random_damage_gives_a_clean_line_or_a_finite_case(tiny: Path, trial: int) -> None:
+    """20 of ``benchmarks/fuzz_bench.py``'s corruptions, in process (the bench runs 300+)."""
+    rng = np.random.default_rng([1000, trial])
+    files = sorted((tiny / "training_2").glob("*/*.nii"))
+    damaged, what = corrupt(files[int(rng.integers(len(files)))], rng)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cases = {c.case_id: c for c in load_isles2017(tiny, on_error="skip")}
+    lines = [str(w.message) for w in caught if "skipping invalid case" in str(w.message)]
+    assert {"1", "4", "5"} <= set(cases), what
+    if "2" in cases:
+        case = cases["2"]
+        assert not lines, (what, lines)
+        assert np.isfinite(case.image).all() and np.isfinite(case.affine).all(), what
+        assert all(np.isfinite(s) and s > 0 for s in case.spacing), what
+    else:
+        assert lines, what
+        for line in lines:
+            assert "\n" not in line and "unexpected" not in line, (what, line)
+            assert line.startswith("skipping invalid case: case 2: "), (what, line)
+        assert any(damaged.name in line for line in lines), (what, lines)
