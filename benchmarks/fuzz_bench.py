@@ -7,8 +7,8 @@ damage) and reads the tree in a forked child (``load_isles2017(..., on_error="sk
 a time limit and a 4 GiB address-space limit. The parent classifies each outcome:
 
 - clean error: every problem is one line ``case 1: FILE: ...`` naming the damaged file;
-- accepted: the case loaded and its image, affine and spacing are finite (a flip inside the
-  voxel data often leaves a valid file);
+- accepted: the case loaded and its image, each channel's value range (in float32), affine
+  and spacing are finite (a flip inside the voxel data often leaves a valid file);
 - silent bad: loaded with non-finite values, or a problem line that is not clean;
 - unexpected: a line from the reader's last-resort handler (an exception no check foresaw);
 - traceback: an exception escaped, or the child died;
@@ -61,6 +61,7 @@ def _read_tree(root: Path, damaged: str) -> dict:
         case = cases[0]
         finite = (
             np.isfinite(case.image).all()
+            and np.isfinite(case.image.max(axis=(1, 2, 3)) - case.image.min(axis=(1, 2, 3))).all()
             and np.isfinite(case.affine).all()
             and all(np.isfinite(s) and s > 0 for s in case.spacing)
         )

@@ -232,6 +232,22 @@ def dangling_symlink(root: Path) -> tuple[str, str]:
     return _rel(root, path), "dangling symbolic link (its target moved_away.nii does not exist)"
 
 
+def scaled_to_a_constant(root: Path) -> tuple[str, str]:
+    """An intercept so large that float32 rounds every voxel to one value."""
+    path = modality_file(root, "2", "MR_Tmax")
+    edit_header(path, scl_slope=1.0, scl_inter=-3e38)
+    return _rel(root, path), "all voxels have the value -3e+38 (constant modality)"
+
+
+def scaled_beyond_float32_range(root: Path) -> tuple[str, str]:
+    """Finite voxels whose span (max - min) overflows float32, so normalising them would."""
+    path = modality_file(root, "2", "MR_rCBF")
+    data = nib.load(str(path)).get_fdata().astype(np.float32)
+    data[0, 0, 0], data[1, 0, 0] = -3e38, 3e38
+    rewrite_as(path, nib.Nifti1Image, data=data)
+    return _rel(root, path), "a range float32 cannot hold"
+
+
 HOSTILE: list[Hostile] = [
     _named(
         "rgb24",
@@ -270,6 +286,8 @@ HOSTILE: list[Hostile] = [
     ),
     scaled_to_inf,
     float64_overflows_float32,
+    scaled_to_a_constant,
+    scaled_beyond_float32_range,
     _named(
         "dim_negative",
         _field_kind("MR_ADC", "invalid dimensions: 32x-5x8", dim=[3, 32, -5, 8, 1, 1, 1, 1]),

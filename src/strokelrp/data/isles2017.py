@@ -379,6 +379,13 @@ def _check_values(data: np.ndarray, is_label: bool, scaled: bool = False) -> lis
             problems.append(f"OT is not binary: values other than 0 and 1 found ({shown})")
     elif not np.any(data):
         problems.append("all voxels are 0 (empty modality)")
+    else:
+        lo, hi = float(data.min()), float(data.max())
+        if lo == hi:
+            problems.append(f"all voxels have the value {lo:g} (constant modality)")
+        elif hi - lo > float(np.finfo(np.float32).max):
+            # min-max or z-score normalisation would overflow to Inf or collapse to 0
+            problems.append(f"values span {lo:g} to {hi:g}, a range float32 cannot hold")
     return problems
 
 
