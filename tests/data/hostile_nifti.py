@@ -248,6 +248,14 @@ def scaled_beyond_float32_range(root: Path) -> tuple[str, str]:
     return _rel(root, path), "a range float32 cannot hold"
 
 
+def nifti2_axis_beyond_int16(root: Path) -> tuple[str, str]:
+    """A NIfTI-2 grid with an axis of 40000 (fits NIfTI-2, not the case's NIfTI-1 header)."""
+    path = modality_file(root, "2", "MR_ADC")
+    rewrite_as(path, nib.Nifti2Image)
+    edit_header(path, dim=[3, 40000, 2, 2, 1, 1, 1, 1])
+    return _rel(root, path), "image too large: 40000x2x2 (at most 32767 voxels along an axis)"
+
+
 HOSTILE: list[Hostile] = [
     _named(
         "rgb24",
@@ -299,6 +307,7 @@ HOSTILE: list[Hostile] = [
     ),
     huge_claim_plain,
     huge_claim_gzip,
+    nifti2_axis_beyond_int16,
     _named("unit_code_unknown", _field_kind("MR_TTP", "unknown spatial unit code 5", xyzt_units=5)),
     _named("pair_header", _field_kind("MR_rCBV", "header of a .hdr/.img pair", magic=b"ni1")),
     gzip_bad_crc,

@@ -237,8 +237,26 @@ def test_unlistable_folder_is_named(tiny: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(Path, "iterdir", iterdir)
     reports = {r.case_id: r for r in inspect_isles2017(tiny)}
     rel = folder.relative_to(tiny).as_posix()
-    assert f"case 2: {rel}: permission denied: the folder cannot be listed" in reports["2"].problems
+    assert reports["2"].problems == [
+        f"case 2: {rel}: permission denied: the folder cannot be listed"
+    ]
     assert all(reports[c].status == "ok" for c in ("1", "4", "5"))
+
+
+def test_an_unlistable_case_folder_is_one_line(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tiny / "training_2"
+    real_iterdir = Path.iterdir
+
+    def iterdir(self: Path):
+        if self == folder:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    reports = {r.case_id: r for r in inspect_isles2017(tiny)}
+    assert reports["2"].problems == [
+        "case 2: training_2: permission denied: the folder cannot be listed"
+    ]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")

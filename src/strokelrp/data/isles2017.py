@@ -334,8 +334,9 @@ def _read_volume(path: Path) -> tuple[NiftiVolume | None, str | None]:
         return read_nifti(path), None
     except NiftiProblem as err:
         return None, str(err)
-    except (MemoryError, RecursionError, ValueError, TypeError, OSError) as err:
-        # not foreseen by nifti_file's checks: still one line, never a traceback
+    except Exception as err:
+        # not foreseen by nifti_file's checks: still one line, never a traceback (the fuzz
+        # benchmark counts these lines as "unexpected")
         return None, f"could not be read (unexpected {type(err).__name__}: {err})"
 
 
@@ -400,11 +401,17 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
         rel = _rel(path, root) if isinstance(path, Path) else path
         problems.append(f"case {cid}: {rel}: {text}")
 
+    for path, text in folder.trouble:
+        problem(path, text)
+    blocked = {path for path, _ in folder.trouble}  # said once, not again as "no image"
+
     chosen: dict[str, Path] = {}
     for key in (*MODALITIES, LABEL_TOKEN):
         token = LABEL_TOKEN if key == LABEL_TOKEN else f"MR_{key}"
         found = folder.files.get(key, [])
         for sub in folder.empty_folders.get(key, []):
+            if sub in blocked:
+                continue
             extra = [p.name for p in folder.other_files.get(key, []) if sub in p.parents]
             note = f" (found {', '.join(extra)})" if extra else ""
             problem(sub, f"folder for {token} holds no .nii or .nii.gz image{note}")
@@ -414,15 +421,12 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
             continue
         if found:
             chosen[key] = found[0]
-        elif not folder.empty_folders.get(key):
+        elif not folder.empty_folders.get(key) and folder.path not in blocked:
             stray = [_rel(p, root) for p in folder.other_files.get(key, [])]
             if stray:
                 problem(where, f"no .nii or .nii.gz image for {token} (found {', '.join(stray)})")
             elif key != LABEL_TOKEN:
                 problem(where, f"missing modality {token} (no file or folder named with {token})")
-
-    for path, text in folder.trouble:
-        problem(path, text)
 
     arrays: dict[str, np.ndarray] = {}
     images: dict[str, NiftiHeader] = {}

@@ -36,8 +36,10 @@ import numpy as np
 from nibabel.quaternions import quat2mat
 from nibabel.volumeutils import apply_read_scaling
 
-MAX_VOXELS = 1 << 28
-"""Largest voxel count of one volume (1 GiB as float32); a header claiming more is refused."""
+MAX_VOXELS = 1 << 27
+"""Largest voxel count of one volume (512^3; 512 MiB as float32); more is refused."""
+NIFTI1_MAX_DIM = 32767
+"""Largest size of one axis (the case's header is NIfTI-1, whose dims are int16)."""
 GZIP_TAIL_LIMIT = 64 << 20
 """Decompressed bytes allowed after the voxel data (read to verify the stream's CRC)."""
 SUPPORTED_DATATYPES = {2, 4, 8, 16, 64, 256, 512, 768, 1024, 1280}
@@ -217,6 +219,10 @@ def _check_shape(hdr: nib.Nifti1Header) -> tuple[int, int, int]:
         raise NiftiProblem(f"invalid dimensions: {shown} (every size must be at least 1)")
     if len(sizes) < 3 or any(s != 1 for s in sizes[3:]):
         raise NiftiProblem(f"image is not 3-D (shape {shown})")
+    if max(sizes[:3]) > NIFTI1_MAX_DIM:
+        raise NiftiProblem(
+            f"image too large: {shown} (at most {NIFTI1_MAX_DIM} voxels along an axis)"
+        )
     n = math.prod(sizes[:3])
     if n > MAX_VOXELS:
         raise NiftiProblem(
