@@ -283,6 +283,10 @@ HOSTILE: list[Hostile] = [
     ),
     _named("vox_offset_zero", _field_kind("MR_ADC", "vox_offset 0 points inside", vox_offset=0)),
     vox_offset_inside,
+    _named(
+        "vox_offset_beyond_extensions",
+        _field_kind("MR_TTP", "more than 64 MiB into the file", vox_offset=1e12),
+    ),
     _named("vox_offset_nan", _field_kind("MR_MTT", "invalid vox_offset nan", vox_offset=np.nan)),
     _named(
         "scl_slope_nan",

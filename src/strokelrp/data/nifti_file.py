@@ -40,6 +40,8 @@ MAX_VOXELS = 1 << 27
 """Largest voxel count of one volume (512^3; 512 MiB as float32); more is refused."""
 NIFTI1_MAX_DIM = 32767
 """Largest size of one axis (the case's header is NIfTI-1, whose dims are int16)."""
+MAX_VOX_OFFSET = 64 << 20
+"""Largest ``vox_offset``: header extensions beyond 64 MiB are refused (bounds the buffer)."""
 GZIP_TAIL_LIMIT = 64 << 20
 """Decompressed bytes allowed after the voxel data (read to verify the stream's CRC)."""
 SUPPORTED_DATATYPES = {2, 4, 8, 16, 64, 256, 512, 768, 1024, 1280}
@@ -240,6 +242,11 @@ def _check_vox_offset(hdr: nib.Nifti1Header) -> int:
         raise NiftiProblem(
             f"vox_offset {int(raw)} points inside the header (the voxel data of a single-file "
             f"NIfTI starts at byte {first} or later)"
+        )
+    if raw > MAX_VOX_OFFSET:
+        raise NiftiProblem(
+            f"vox_offset {int(raw)} puts the voxels more than {MAX_VOX_OFFSET >> 20} MiB "
+            "into the file (header extensions are never that large)"
         )
     return int(raw)
 
