@@ -183,11 +183,13 @@ def parse_header(block: bytes) -> nib.Nifti1Header:
     """The raw, unfixed NIfTI-1 or -2 header at the start of ``block`` (nibabel, check off)."""
     for klass in (nib.Nifti1Header, nib.Nifti2Header):
         size = klass.sizeof_hdr
-        if len(block) < size:
-            continue
         for endian in ("<", ">"):
             if int.from_bytes(block[:4], "little" if endian == "<" else "big") != size:
                 continue
+            if len(block) < size:
+                raise NiftiProblem(
+                    f"truncated file: {len(block)} bytes, shorter than the {size}-byte header"
+                )
             hdr = klass(bytes(block[:size]), endianness=endian, check=False)
             magic = bytes(hdr["magic"].item())
             if magic == klass.pair_magic:
@@ -417,9 +419,8 @@ def read_nifti(path: Path) -> NiftiVolume:
     count = math.prod(meta.shape)
     raw = np.frombuffer(buf, dtype=meta.dtype, count=count, offset=meta.offset)
     raw = raw.reshape(meta.shape, order="F")
-    if meta.slope is None:
-        data = raw.astype(meta.dtype.newbyteorder("="))
-    else:
-        with np.errstate(over="ignore", invalid="ignore"):
-            data = apply_read_scaling(raw, meta.slope, meta.inter)
-    return NiftiVolume(np.asarray(data), meta)
+    with np.errstate(over="ignore", invalid="ignore"):
+        data = np.asarray(apply_read_scaling(raw, meta.slope, meta.inter))
+    if not data.dtype.isnative or data.base is not None:  # own, native-order values
+        data = data.astype(data.dtype.newbyteorder("="))
+    return NiftiVolume(data, meta)
