@@ -9,7 +9,8 @@ Layout (REFERENCE.md section 1)::
 A case folder is a folder named ``training_N`` or any folder that holds modality files or
 sub-folders. Files are matched by their modality token (``MR_ADC``, ``MR_MTT``, ``MR_rCBF``,
 ``MR_rCBV``, ``MR_Tmax``, ``MR_TTP``, ``OT``) whatever the prefix (``VSD``, ``SMIR``, ...);
-``.nii`` and ``.nii.gz`` are read; ``__MACOSX/``, hidden and ``._*`` files and ``MR_4DPWI``
+``.nii`` and ``.nii.gz`` are read, each checked by :mod:`strokelrp.data.nifti_file` before
+its voxels are allocated; ``__MACOSX/``, hidden and ``._*`` files and ``MR_4DPWI``
 are ignored. Every problem of a case is collected before anything is raised, one line each:
 ``case ID: FILE: what is wrong`` with FILE relative to the data root.
 """
@@ -429,23 +430,23 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
                 problem(where, f"missing modality {token} (no file or folder named with {token})")
 
     arrays: dict[str, np.ndarray] = {}
-    images: dict[str, NiftiHeader] = {}
+    metas: dict[str, NiftiHeader] = {}
     for key, path in chosen.items():
-        volume, trouble = _read_volume(path)
+        volume, reason = _read_volume(path)
         if volume is None:
-            problem(path, trouble or "could not be read")
+            problem(path, reason or "could not be read")
             continue
         data = _working_values(volume, key == LABEL_TOKEN)
         for text in _check_values(data, key == LABEL_TOKEN, volume.meta.slope is not None):
             problem(path, text)
-        arrays[key], images[key] = data, volume.meta
+        arrays[key], metas[key] = data, volume.meta
 
-    ref_key = next((k for k in MODALITIES if k in images), None)
+    ref_key = next((k for k in MODALITIES if k in metas), None)
     if ref_key is not None:
-        ref_img, ref_path = images[ref_key], chosen[ref_key]
+        ref_meta, ref_path = metas[ref_key], chosen[ref_key]
         ref_shape = arrays[ref_key].shape
         ref_name = "OT" if ref_key == LABEL_TOKEN else f"MR_{ref_key}"
-        for key, img in images.items():
+        for key, meta in metas.items():
             if key == ref_key:
                 continue
             shape = arrays[key].shape
@@ -456,7 +457,7 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
                     f"({_rel(ref_path, root)}: {format_grid(ref_shape)})",
                 )
                 continue
-            shift = _grid_shift_mm(img.affine, ref_img.affine, shape)
+            shift = _grid_shift_mm(meta.affine, ref_meta.affine, shape)
             if shift > AFFINE_TOLERANCE_MM:
                 problem(
                     chosen[key],
@@ -467,7 +468,7 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
     if problems:
         return None, problems
 
-    ref_img = images[MODALITIES[0]]
+    ref_meta = metas[MODALITIES[0]]
     image = np.empty((len(MODALITIES), *arrays[MODALITIES[0]].shape[::-1]), dtype=np.float32)
     for c, key in enumerate(MODALITIES):
         image[c] = arrays[key].transpose(2, 1, 0)  # already scaled and float32
@@ -478,9 +479,9 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
         case_id=cid,
         image=image,
         label=label,
-        affine=ref_img.affine.copy(),
-        header=ref_img.header.copy(),
-        spacing=ref_img.spacing,
+        affine=ref_meta.affine.copy(),
+        header=ref_meta.header.copy(),
+        spacing=ref_meta.spacing,
         paths=dict(chosen),
     )
     return case, []
@@ -492,7 +493,7 @@ def _peek_geometry(folder: CaseFolder) -> tuple[tuple | None, tuple | None]:
         for path in folder.files.get(key, []):
             try:
                 meta = read_header(path)
-            except (NiftiProblem, OSError, ValueError):  # reported by read_case
+            except Exception:  # any failure is reported by read_case
                 continue
             return meta.shape, meta.spacing
     return None, None
