@@ -58,9 +58,11 @@ class Case:
 
     ``image`` is float32 ``(6, D, H, W)`` in the order of ``config.MODALITIES`` with
     ``image[c, z, y, x]`` = voxel ``(x, y, z)`` of modality c's NIfTI array; ``label`` is the
-    uint8 OT mask ``(D, H, W)`` or ``None`` for a case without ground truth; ``affine`` and
-    ``header`` are those of the ADC file (all modalities share the grid); ``spacing`` is the
-    voxel size in mm as (x, y, z); ``paths`` maps ``"ADC"`` ... ``"TTP"`` and ``"OT"`` to files.
+    uint8 OT mask ``(D, H, W)`` or ``None`` for a case without ground truth; ``affine`` (mm) and
+    ``header`` are those of the ADC file (all modalities share the grid), the header a checked
+    NIfTI-1 copy in mm (see :mod:`strokelrp.data.nifti_file`); ``spacing`` is the voxel size in
+    mm as (x, y, z), the column norms of ``affine``; ``paths`` maps ``"ADC"`` ... ``"TTP"`` and
+    ``"OT"`` to files.
     """
 
     case_id: str
