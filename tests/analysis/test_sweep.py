@@ -221,3 +221,38 @@ def test_cli_sweep_of_one_run_named_twice_counts_it_once(
     once, _ = sweep(run)  # resumes: nothing left to do, the same table
     assert once == twice
     assert len(read_table(run / "sweep" / "sweep.csv")) == 1 * 6  # one case, raw, 6 modalities
+
+
+def test_cli_sweep_ctrl_c_prints_the_command_that_resumes(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import shlex
+
+    import strokelrp.lrp.engine as engine
+    from strokelrp.cli import main
+
+    monkeypatch.setenv("STROKELRP_CACHE_DIR", str(tmp_path / "cache"))
+    grid = tmp_path / "grid.txt"
+    grid.write_text("raw\n")
+    run = make_run(tmp_path, data, name="A3")
+    real_explain, calls = engine.explain, []
+
+    def interrupted_on_case_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as Ctrl-C while the second case is explained
+        return real_explain(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "explain", interrupted_on_case_2)
+    with pytest.raises(SystemExit) as done:
+        main(["sweep", str(run), str(data), "--grid", str(grid), "--target", "ground_truth"])
+    assert done.value.code == 130
+    hint = capsys.readouterr().err.strip().splitlines()[-1]
+    assert hint.startswith("interrupted; resume with: strokelrp sweep ")
+    assert {r["case"] for r in read_table(run / "sweep" / "sweep.csv")} == {"1"}
+    monkeypatch.setattr(engine, "explain", real_explain)
+    with pytest.raises(SystemExit) as done:
+        main(shlex.split(hint.removeprefix("interrupted; resume with: strokelrp ")))
+    assert done.value.code in (None, 0)
+    assert "1 case(s) to explain, 1 already in" in capsys.readouterr().err
+    assert {r["case"] for r in read_table(run / "sweep" / "sweep.csv")} == {"1", "2"}
