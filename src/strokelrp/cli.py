@@ -642,7 +642,7 @@ def report(runs: tuple[str, ...], out: str | None) -> None:
     show_default=True,
     help="Output folder (new, empty, or an earlier demo, which is replaced).",
 )
-@click.option("--quick", is_flag=True, help="Tiny sizes: every stage in under 2 minutes.")
+@click.option("--quick", is_flag=True, help="Tiny sizes: every stage in about 1 minute.")
 @click.option(
     "--device",
     type=click.Choice(["cpu", "cuda", "auto"]),
@@ -662,7 +662,7 @@ def report(runs: tuple[str, ...], out: str | None) -> None:
 def demo_command(out: Path, quick: bool, device: str, threads: int) -> None:
     """Synthesise data, train, evaluate, explain, sweep the filters, write the HTML report.
 
-    Needs no data and no network. The full demo takes under 10 minutes on a 2-core CPU,
+    Needs no data and no network. The full demo takes about 7 minutes on a 2-core CPU,
     --quick about 1 minute.
     """
     import torch
