@@ -146,6 +146,9 @@ def test_zero_epochs_is_a_usage_error(synth4: Path, tmp_path: Path, capsys) -> N
     code, _, err = cli(["train", str(synth4), "--out", str(run), "--epochs", "0", *TRAIN], capsys)
     assert code == 2 and "--epochs" in err
     assert not run.exists()
+    code, _, err = cli(["train", str(synth4), "--out", str(run), "--series", "2x2x2"], capsys)
+    assert code == 1 and err.startswith("error: invalid training config: series 2x2x2 is too")
+    assert not run.exists()
 
 
 def test_resume_takes_the_runs_own_settings(synth4: Path, tmp_path: Path, capsys) -> None:
