@@ -321,22 +321,8 @@ def train(
     from strokelrp.config import TrainConfig
     from strokelrp.train.loop import train as run_training
 
-    given = {
-        "series": series,
-        "width": width,
-        "epochs": epochs,
-        "seed": seed,
-        "repeats": repeats,
-        "device": device,
-        "precision": precision,
-        "val_fraction": val_fraction,
-        "loss": loss,
-        "lr": lr,
-        "case_ids": case_ids or None,
-        "cache_dir": cache_dir,
-        "checkpoint_every": checkpoint_every,
-        "keep_checkpoints": keep_checkpoints,
-    }
+    given = {name: ctx.params[name] for name in _TRAIN_OPTIONS}
+    given["case_ids"] = case_ids or None
     values = {field: given[name] for name, field in _TRAIN_OPTIONS.items()}
     run_config = Path(out) / "config.toml"
     if resume and run_config.is_file():  # the run's own settings are the defaults
