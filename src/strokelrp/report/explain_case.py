@@ -131,6 +131,7 @@ def explain_case(
     modality: str = "rCBF",
     out: str | Path | None = None,
     device: str = "auto",
+    memory_budget: str | int | float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> CaseExplanation:
     """Explain case ``case_id`` of ``data`` with the model of ``run``; write NIfTI + figure 1.
@@ -139,8 +140,10 @@ def explain_case(
     first; None gives the paper's figure 1 (pass (0, 0.4), clamp (0, 0.2)). All settings are
     computed in one batched relevance walk (relevance (K, 6, D, H, W) at model scale), then
     resized back to the case's native grid. device: "auto" (CUDA when available), "cpu",
-    "cuda" (an error when torch sees no GPU). ``case_id``: ``4`` or ``training_4``. ``log``:
-    called with one line per step (loading, the relevance pass, writing), e.g. to stderr.
+    "cuda" (an error when torch sees no GPU). ``case_id``: ``4`` or ``training_4``.
+    memory_budget: bytes the relevance walk may use (``"4GB"``, ``"unlimited"``; None = the
+    engine's default, see :mod:`strokelrp.lrp.budget`). ``log``: called with one line per step
+    (loading, the relevance pass, writing), e.g. to stderr.
     """
     import torch
 
@@ -183,7 +186,7 @@ def explain_case(
         raise StrokeLRPError(f"case {case_id}: --target ground_truth needs an OT mask, none found")
     xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(device)
     say(
-        f"case {case_id}: relevance for {len(settings)} setting(s) in one batched pass "
+        f"case {case_id}: relevance for {len(settings)} setting(s) "
         f"(series {config.series_name}, rules {rules}, start from {target})"
     )
     with warnings.catch_warnings():  # an empty target is reported once, through .notes
@@ -195,6 +198,7 @@ def explain_case(
             label=None if y is None else torch.from_numpy(y),
             rules=rules,
             filters=[s.filter for s in settings],
+            memory_budget=memory_budget,
         )
     relevance = result.relevance.detach().cpu().float().numpy()  # (K, 6, D, H, W)
     logits = result.output.detach().cpu().float()[0]  # (2, D, H, W)
