@@ -356,6 +356,24 @@ def _grid_shift_mm(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> floa
     return float(np.abs((corners @ a.T)[:, :3] - (corners @ b.T)[:, :3]).max())
 
 
+def _reference_key(images: dict[str, NiftiHeader], arrays: dict[str, np.ndarray]) -> str | None:
+    """The modality whose grid the most other modalities share (ties: the first of MODALITIES).
+
+    Every file is compared with it, so a single shifted file is the one named, even when it is
+    ADC, the first modality; None when no modality was read.
+    """
+
+    def agree(a: str, b: str) -> bool:
+        shape = arrays[a].shape
+        return shape == arrays[b].shape and (
+            _grid_shift_mm(images[a].affine, images[b].affine, shape) <= AFFINE_TOLERANCE_MM
+        )
+
+    keys = [k for k in MODALITIES if k in images]
+    votes = {k: sum(agree(k, other) for other in keys if other != k) for k in keys}
+    return max(keys, key=lambda k: votes[k]) if keys else None  # max keeps the first of ties
+
+
 def _working_values(volume: NiftiVolume, is_label: bool) -> np.ndarray:
     """The values the pipeline uses: float32 for a modality (cast here, so that an overflow
     becomes Inf and is found by :func:`_check_values`), as read for OT."""
@@ -443,7 +461,7 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
             problem(path, text)
         arrays[key], metas[key] = data, volume.meta
 
-    ref_key = next((k for k in MODALITIES if k in metas), None)
+    ref_key = _reference_key(metas, arrays)
     if ref_key is not None:
         ref_meta, ref_path = metas[ref_key], chosen[ref_key]
         ref_shape = arrays[ref_key].shape
