@@ -341,11 +341,13 @@ def sweep_run(
     progress: bool = True,
     ranks: Ranks | None = None,
     log: Callable[[str], None] | None = None,
+    memory_budget: str | int | float | None = None,
 ) -> Path:
     """Sweep every network of one run over the cases of ``data_root``; returns the table path.
 
     Rows already complete in ``RUN/sweep/sweep.csv`` are kept and their cases skipped
-    (``restart=True`` starts a fresh table).
+    (``restart=True`` starts a fresh table). ``memory_budget``: bytes each case's relevance
+    walk may use (None = the engine's default; see :mod:`strokelrp.lrp.budget`).
     """
     import torch
     from tqdm import tqdm
@@ -411,6 +413,7 @@ def sweep_run(
                     rules=rules,
                     filters=filters,
                     filter_at="all",
+                    memory_budget=memory_budget,
                 )
                 if exp.empty_target and log is not None:
                     tqdm.write(
@@ -451,6 +454,21 @@ def sweep_run(
     return table
 
 
+def unique_runs(
+    runs: Sequence[str | Path], log: Callable[[str], None] | None = None
+) -> list[str | Path]:
+    """``runs`` without repeats of one folder (same resolved path), first mention kept."""
+    seen: dict[Path, str | Path] = {}
+    for run in runs:
+        key = Path(run).expanduser().resolve()
+        if key in seen:
+            if log is not None:
+                log(f"{run}: the same run as {seen[key]}; used once")
+            continue
+        seen[key] = run
+    return list(seen.values())
+
+
 def run_sweep(
     runs: Sequence[str | Path],
     data_root: str | Path,
@@ -463,10 +481,16 @@ def run_sweep(
     restart: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    memory_budget: str | int | float | None = None,
 ) -> list[Path]:
-    """Sweep several runs (see :func:`sweep_run`); joins ``torchrun``'s group when there is one."""
+    """Sweep several runs (see :func:`sweep_run`); joins ``torchrun``'s group when there is one.
+
+    A run named twice (the same folder after resolving links and ``..``) is swept once: its
+    table would otherwise be counted twice by the summary.
+    """
     if not runs:
         raise StrokeLRPError("sweep needs at least one run directory")
+    runs = unique_runs(runs, log)
     missing = [f"{r}: run directory not found" for r in runs if not Path(r).is_dir()]
     if not Path(data_root).is_dir():
         missing.append(f"{data_root}: data folder not found")
@@ -489,6 +513,7 @@ def run_sweep(
                 progress=progress,
                 ranks=ranks,
                 log=log,
+                memory_budget=memory_budget,
             )
             for run in runs
         ]

@@ -15,11 +15,15 @@ keeps the nodes on the path to the explained output, and walks them in reverse:
 - a value read by several nodes receives the sum of their relevances.
 
 Relevance carries a batch of K filter settings, ``(K, *value_shape[1:])``; activations and the
-rules' denominators are computed once with batch 1 and shared.
+rules' denominators are computed once with batch 1 and shared. When K settings at once would
+exceed the memory budget, the walk runs over chunks of settings (:mod:`strokelrp.lrp.budget`);
+the forward pass is still run once, and the denominators are computed once and cached across
+chunks when the budget leaves room for them (else recomputed per chunk).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,12 +34,13 @@ import torch
 from torch import Tensor, nn
 
 from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.budget import MemoryPlan, format_bytes, plan, resolve_budget
 from strokelrp.lrp.composites import Composite, as_composite
 from strokelrp.lrp.filters import Filter, FilterBank, filter_label
 from strokelrp.lrp.graph import INPUT, Graph, Node, capture
 from strokelrp.lrp.presets import Preset
-from strokelrp.lrp.rules import LAYER_TYPES, ConvLayer, Rule, fold_batchnorm
-from strokelrp.lrp.steps import PASS, Step, function_step, module_step
+from strokelrp.lrp.rules import LAYER_TYPES, ConvLayer, PreparedRule, Rule, fold_batchnorm
+from strokelrp.lrp.steps import CAT, PASS, Step, function_step, module_step
 
 OUTPUT = "output"
 """Name of the point holding the starting relevance (the network output)."""
@@ -95,7 +100,8 @@ class Explanation:
     ``keep_layers``. ``preset``: the rules given (a :class:`Preset` or a :class:`Composite`).
     ``filters``: the settings (None = raw); ``points``: names of the points that were filtered.
     ``empty_target``: the starting relevance was all zero (e.g. nothing predicted as lesion),
-    so every map is zero; ``notes`` says so in words.
+    so every map is zero; ``notes`` says so in words. ``memory``: how the settings were
+    walked under the memory budget (chunks, estimated bytes; :class:`MemoryPlan`).
     """
 
     relevance: Tensor
@@ -108,6 +114,7 @@ class Explanation:
     layers: dict[str, Tensor] = field(default_factory=dict)
     empty_target: bool = False
     notes: list[str] = field(default_factory=list)
+    memory: MemoryPlan | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -349,6 +356,7 @@ def explain(
     filters: Sequence[Filter | None] | None = None,
     filter_at: str | Sequence[str] = "all",
     keep_layers: bool = False,
+    memory_budget: str | int | float | None = None,
     class_index: int = LESION,
     output: int = 0,
 ) -> Explanation:
@@ -364,13 +372,17 @@ def explain(
     (``strokelrp.lrp.presets.PRESETS``), a :class:`Preset` or a :class:`Composite`.
     ``filters``: one setting per map (None = unfiltered); ``filter_at``: ``"all"`` (the
     output and every layer's input relevance), ``"output"`` or a list of point names (module
-    paths). ``output``: which tensor of a model returning several is explained (default the
-    first). The model is run in eval mode and restored to its previous mode afterwards.
+    paths). ``memory_budget``: bytes (or ``"4GB"``, ``"512MiB"``, ``"unlimited"``) the walk
+    may use; the K settings are walked in chunks that fit (same results); None = the smaller
+    of 8 GB and half the memory available (CPU) or free (GPU), see :mod:`strokelrp.lrp.budget`.
+    ``output``: which tensor of a model returning several is explained (default the first).
+    The model is run in eval mode and restored to its previous mode afterwards.
 
     Returns an :class:`Explanation` with ``.relevance`` (K, C_in, *S).
     """
     comp = as_composite(rules)
     _check_input(model, x)
+    budget = resolve_budget(memory_budget, x.device)
     settings: list[Filter | None] = [None] if filters is None else list(filters)
     if not settings:
         raise StrokeLRPError("filters must hold at least one setting (None = unfiltered)")
@@ -393,73 +405,257 @@ def explain(
             points = _points(filter_at, list(layers))  # validated even when nothing filters
             if not bank.active:
                 points = []
-            return _walk(
-                graph,
-                out_name,
-                nodes,
-                layers,
-                steps,
+            given = rules if isinstance(rules, Preset | Composite) else comp
+            return _explain(
+                _Walk(graph, out_name, nodes, layers, steps, comp),
                 x,
                 target,
                 label,
                 class_index,
-                rules if isinstance(rules, Preset | Composite) else comp,
-                comp,
+                given,
                 bank,
                 points,
                 keep_layers,
+                budget,
             )
     finally:
         model.train(was_training)
 
 
-class _Context:
-    def __init__(self, graph: Graph, epsilon: float) -> None:
-        self.graph = graph
-        self.epsilon = epsilon
+@dataclass
+class _Walk:
+    """What every chunk's walk shares: the recorded graph, the path's nodes and their steps."""
+
+    graph: Graph
+    out_name: str
+    nodes: list[Node]
+    layers: dict[str, _LayerPlan]
+    steps: dict[str, Step]
+    comp: Composite
+    epsilon: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.epsilon = self.comp.epsilon  # the steps' Context
+        self.producer = {n.output: i for i, n in enumerate(self.nodes)}
 
     def value(self, name: str) -> Tensor:
         return self.graph.value(name)
 
+    def kept(self, node: Node) -> list[str]:
+        """The forward values the node's step reads at walk time."""
+        plan = self.layers.get(node.name)
+        if plan is not None:
+            return [n for n in (node.inputs[0], plan.z_from) if n is not None]
+        keep_in, keep_out = self.steps[node.name].keeps(node)
+        out = list(node.inputs) if keep_in else []
+        return [*out, node.output] if keep_out and node.output is not None else out
 
-def _walk(
-    graph: Graph,
-    out_name: str,
-    nodes: list[Node],
-    layers: dict[str, _LayerPlan],
-    steps: dict[str, Step],
+
+# ------------------------------------------------------------------------ the memory plan
+
+
+def _numel(shape: Sequence[int]) -> int:
+    return math.prod(shape[1:])  # per setting: the batch dimension is left out
+
+
+def _setting_bytes(w: _Walk, terms: dict[str, int], itemsize: int) -> int:
+    """Bytes one setting needs at the peak of the walk, from the shapes alone.
+
+    Mirrors :func:`_walk_chunk`: relevance waiting on the skip connections, plus the step's
+    temporaries (a layer step holds R, its channels-last copy, the J stacked gradient terms
+    and their sum; the filter a byte mask; another step a new tensor per input; a sum of two
+    relevances the new tensor).
+    """
+    shapes = w.graph.shapes
+    pending: dict[str, int] = {w.out_name: _numel(shapes[w.out_name])}
+    peak = 0
+    for node in reversed(w.nodes):
+        r = pending.pop(node.output or "", None)
+        if r is None:
+            continue
+        held = sum(pending.values())
+        sizes = {n: _numel(shapes[n]) for n in node.inputs}
+        if node.name in w.layers:
+            n_src = sizes[node.inputs[0]]
+            j = terms[node.name]
+            step = 2 * r + j * n_src + (n_src if j > 1 else 0) + -(-n_src // itemsize)
+            sent = {node.inputs[0]: n_src}
+        elif w.steps[node.name] is PASS:
+            step, sent = r, {node.inputs[0]: sizes[node.inputs[0]]} if node.inputs else {}
+        else:  # a new tensor per input (cat: the parts that wait are copies)
+            step, sent = r + sum(sizes.values()), sizes
+        peak = max(peak, held + step)
+        for name, n in sent.items():
+            if name in pending:  # a sum: old + new + result alive together
+                peak = max(peak, sum(pending.values()) + pending[name] + 2 * n)
+            pending[name] = n
+        peak = max(peak, sum(pending.values()))
+    return peak * itemsize
+
+
+def _terms(plan: _LayerPlan, x: Tensor) -> int:
+    """How many terms (c_t, W_t) the layer's rule stacks (2 for z+, 1 for w+ and epsilon)."""
+    layer = plan.layer
+    c_in = layer.weight.shape[layer.in_dim]
+    probe = x.new_ones(1, c_in, *([1] * layer.dims))
+    return len(plan.rule.terms(probe, layer.weight, layer))
+
+
+def _memory_plan(
+    w: _Walk, held: int, x: Tensor, k: int, keep_layers: bool, budget: float
+) -> MemoryPlan:
+    """Chunks for ``k`` settings under ``budget`` bytes; ``held``: bytes the forward pass left
+    for the walk (kept activations, pool winners)."""
+    itemsize = x.element_size()
+    shapes = w.graph.shapes
+    terms = {name: _terms(p, x) for name, p in w.layers.items()}
+    per_setting = _setting_bytes(w, terms, itemsize)
+    results = _numel(shapes[INPUT])  # the maps (and the kept layers) of every setting
+    if keep_layers:
+        results += _numel(shapes[w.out_name])
+        results += sum(_numel(shapes[n.inputs[0]]) for n in w.nodes if n.name in w.layers)
+    step_shared = 0  # a step's own denominators: stacked inputs (+ copy), Z and stab(Z)
+    cached = 0  # what caching every step's denominators adds to the kept activations
+    for node in w.nodes:
+        if node.name in w.layers:
+            n_in, n_out = _numel(shapes[node.inputs[0]]), _numel(shapes[node.output or ""])
+            j = terms[node.name]
+            step_shared = max(step_shared, (2 * j * n_in + 3 * n_out) * itemsize)
+            cached += (n_out + (j * n_in if j > 1 else 0)) * itemsize
+    return plan(k, per_setting, held + k * results * itemsize + step_shared, cached, budget)
+
+
+# ------------------------------------------------------------------------------ the walk
+
+
+@dataclass
+class _Walked:
+    """One chunk's results: input relevance (k, C_in, ...), points, sums, totals, layers."""
+
+    relevance: Tensor
+    names: list[str]
+    sums: list[Tensor]
+    totals: list[Tensor]
+    layers: dict[str, Tensor]
+
+
+def _explain(
+    w: _Walk,
     x: Tensor,
     target: Target,
     label: Any,
     class_index: int,
-    given: Any,
-    comp: Composite,
+    given: Preset | Composite,
     bank: FilterBank,
     points: list[str],
     keep_layers: bool,
+    budget: float,
 ) -> Explanation:
-    logits = graph.value(out_name)
-    # release forward values as soon as the last step reading them is done (walk order)
-    release: dict[str, list[str]] = {}
-    seen: set[str] = set()
-    for node in nodes:
-        plan = layers.get(node.name)
-        if plan is not None:
-            names = [node.inputs[0], plan.z_from]
-        else:
-            keep_in, keep_out = steps[node.name].keeps(node)
-            names = [*(node.inputs if keep_in else ()), node.output if keep_out else None]
-        for name in names:
-            if name is not None and name not in seen:
-                seen.add(name)
-                release.setdefault(node.name, []).append(name)
-    needed = seen | {out_name, INPUT}
+    graph = w.graph
+    logits = graph.value(w.out_name)
+    needed = {name for node in w.nodes for name in w.kept(node)} | {w.out_name, INPUT}
     for name in [n for n in graph.values if n not in needed]:
         del graph.values[name]
-    ctx = _Context(graph, comp.epsilon)
     start, target_name = _start(target, logits, label, class_index)
     k = len(bank)
-    filtered = set(points)
+    held = sum(t.numel() * t.element_size() for t in graph.values.values() if t is not x)
+    held += sum(
+        n.saved.indices.numel() * 8 for n in w.nodes if hasattr(n.saved, "indices")
+    )  # max-pool winners
+    memory = _memory_plan(w, held, x, k, keep_layers, budget)
+    notes = []
+    if not memory.fits:
+        notes.append(
+            f"memory budget {format_bytes(budget)} is below the estimated need of "
+            f"{format_bytes(memory.estimate)}: walking {max(memory.sizes)} setting(s) at a time"
+        )
+        warnings.warn(notes[-1], RuntimeWarning, stacklevel=3)
+    chunks = memory.chunks
+    cache: dict[str, PreparedRule] | None = {} if memory.cache else None
+    walked: list[_Walked] = []
+    for i, chunk in enumerate(chunks):
+        sub = bank if len(chunks) == 1 else FilterBank(bank.filters[chunk.start : chunk.stop])
+        walked.append(
+            _walk_chunk(
+                w,
+                start,
+                x,
+                sub,
+                set(points),
+                keep_layers,
+                release=i == len(chunks) - 1 or (cache is not None),
+                last=i == len(chunks) - 1,
+                cache=cache,
+            )
+        )
+    del cache
+    first = walked[0]
+    if len(walked) == 1:
+        relevance, sums, totals, layers = (
+            first.relevance.contiguous(),
+            torch.stack(first.sums),
+            torch.stack(first.totals),
+            first.layers,
+        )
+    else:
+        relevance = x.new_empty(k, *x.shape[1:])
+        for chunk, wk in zip(chunks, walked, strict=True):
+            relevance[chunk.start : chunk.stop] = wk.relevance
+            wk.relevance = relevance[:0]  # release the chunk's copy
+        sums = torch.cat([torch.stack(wk.sums) for wk in walked], dim=1)
+        totals = torch.cat([torch.stack(wk.totals) for wk in walked], dim=1)
+        layers = {
+            name: torch.cat([wk.layers.pop(name) for wk in walked]) for name in first.layers.copy()
+        }
+    empty = not bool(start.any())
+    if empty:
+        notes.append(
+            f"target {target_name!r} selects nothing (no voxel with non-zero starting "
+            "relevance): every relevance map is zero"
+        )
+        warnings.warn(notes[-1], RuntimeWarning, stacklevel=3)
+    return Explanation(
+        relevance=relevance,
+        output=logits,
+        conservation=Conservation(first.names, sums.cpu(), totals.cpu()),
+        filters=list(bank.filters),
+        points=points,
+        preset=given,
+        target=target_name,
+        layers=layers,
+        empty_target=empty,
+        notes=notes,
+        memory=memory,
+    )
+
+
+def _walk_chunk(
+    w: _Walk,
+    start: Tensor,
+    x: Tensor,
+    bank: FilterBank,
+    filtered: set[str],
+    keep_layers: bool,
+    release: bool,
+    last: bool,
+    cache: dict[str, PreparedRule] | None,
+) -> _Walked:
+    """The backward walk for the settings of ``bank`` (one chunk).
+
+    ``release``: drop forward values once the walk has passed them (the last chunk, or the
+    first when the prepared rules are cached); ``last``: also drop what the steps saved at
+    capture and the cached rules. ``cache`` (None = no cache): prepared rules by layer node,
+    filled by the first chunk and read by the others.
+    """
+    graph = w.graph
+    release_at: dict[str, list[str]] = {}  # node -> kept values its step is the last to read
+    seen: set[str] = set()
+    for node in w.nodes:
+        for name in w.kept(node):
+            if name not in seen:
+                seen.add(name)
+                release_at.setdefault(node.name, []).append(name)
+    k = len(bank)
     kept: dict[str, Tensor] = {}
     names: list[str] = []
     sums: list[Tensor] = []
@@ -488,42 +684,65 @@ def _walk(
     def filt(name: str, r: Tensor) -> Tensor:
         return bank.apply_(r) if name in filtered else r
 
+    def prepared(node: Node, plan: _LayerPlan) -> PreparedRule:
+        if cache is not None and node.name in cache:
+            return cache.pop(node.name) if last else cache[node.name]
+        z = graph.value(plan.z_from) if plan.z_from is not None else None
+        rule = plan.rule.prepare(plan.layer, graph.value(node.inputs[0]), z)
+        if cache is not None:
+            rule = rule.batched() if k > 1 else rule
+            cache[node.name] = rule
+        return rule
+
     r0 = filt(OUTPUT, start.expand(k, *start.shape[1:]).clone())
     s0 = total(r0)
-    send(out_name, r0, s0)
+    send(w.out_name, r0, s0)
     record(OUTPUT, r0, s0)
-    for node in reversed(nodes):
+    del r0
+    for node in reversed(w.nodes):
         r = pending.pop(node.output or "", None)
         s = pending_sum.pop(node.output or "", None)
         if r is None or s is None:
             continue
-        plan = layers.get(node.name)
+        plan = w.layers.get(node.name)
         if plan is not None:
             src = node.inputs[0]
-            a = graph.value(src)
-            z = graph.value(plan.z_from) if plan.z_from is not None else None
-            r_in = plan.rule.prepare(plan.layer, a, z)(r, inplace=True)
-            del r, z
+            r_in = prepared(node, plan)(r, inplace=True)
+            del r
             r_in = filt(node.name, r_in)
             s_in = total(r_in)
             send(src, r_in, s_in)
             record(node.name, r_in, s_in)
+            del r_in
         else:
-            parts = steps[node.name].relevance(node, r, ctx)
+            step = w.steps[node.name]
+            parts = step.relevance(node, r, w)
             if len(parts) != len(node.inputs):
                 raise StrokeLRPError(
                     f"the step of node {node.name!r} returned {len(parts)} relevance(s) for "
                     f"{len(node.inputs)} input(s)"
                 )
-            for name, part in zip(node.inputs, parts, strict=True):
-                if part is None:
-                    continue
+            # the part walked next is used as is; the others wait on skip connections and are
+            # copied (a cut's parts are views) so that they do not hold all of r alive
+            order = sorted(
+                (i for i, p in enumerate(parts) if p is not None),
+                key=lambda i: -w.producer.get(node.inputs[i], -1),
+            )
+            for rank, i in enumerate(order):
+                part = parts[i]
+                assert part is not None
                 if part is r:  # relevance passed unchanged: its sums too
-                    send(name, part, s)
-                else:
-                    send(name, part, total(part))
-        for name in release.get(node.name, ()):
-            graph.values.pop(name, None)
+                    send(node.inputs[i], part, s)
+                    continue
+                if rank > 0 and step is CAT:
+                    part = part.clone()
+                send(node.inputs[i], part, total(part))
+            del r, parts
+            if last:
+                node.saved = None
+        if release:
+            for name in release_at.get(node.name, ()):
+                graph.values.pop(name, None)
     relevance = pending.pop(INPUT, None)
     if relevance is None:
         relevance = x.new_zeros(k, *x.shape[1:])
@@ -531,23 +750,4 @@ def _walk(
     pending_sum[INPUT] = total(relevance) if s_input is None else s_input
     record(INPUT, relevance, pending_sum[INPUT])
     kept.pop(INPUT, None)
-    empty = not bool(start.any())
-    notes = []
-    if empty:
-        notes.append(
-            f"target {target_name!r} selects nothing (no voxel with non-zero starting "
-            "relevance): every relevance map is zero"
-        )
-        warnings.warn(notes[-1], RuntimeWarning, stacklevel=3)
-    return Explanation(
-        relevance=relevance.contiguous(),
-        output=logits,
-        conservation=Conservation(names, torch.stack(sums).cpu(), torch.stack(totals).cpu()),
-        filters=list(bank.filters),
-        points=points,
-        preset=given,
-        target=target_name,
-        layers=kept,
-        empty_target=empty,
-        notes=notes,
-    )
+    return _Walked(relevance, names, sums, totals, kept)
