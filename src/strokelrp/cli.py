@@ -174,6 +174,7 @@ def _given(ctx: click.Context, name: str) -> bool:
 _TRAIN_OPTIONS: dict[str, str] = {
     "series": "series",
     "width": "width",
+    "arch": "arch",
     "epochs": "epochs",
     "seed": "seed",
     "repeats": "repeats",
@@ -212,6 +213,15 @@ _TRAIN_OPTIONS: dict[str, str] = {
     default=32,
     show_default=True,
     help="Channels of the first block (the paper: 32, 19.08 M parameters).",
+)
+@click.option(
+    "--arch",
+    type=click.Choice(["unet3d", "monai-basicunet", "monai-unet", "monai-dynunet"]),
+    default="unet3d",
+    show_default=True,
+    help="Network: the paper's U-Net, or MONAI's BasicUNet, residual UNet or DynUNet "
+    "(in-plane downsampling; --width channels at the first level). Recorded in config.toml, "
+    "so evaluate, explain and sweep rebuild it.",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=80, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
@@ -294,6 +304,7 @@ def train(
     series: str | tuple | None,
     out: str,
     width: int,
+    arch: str,
     epochs: int,
     seed: int,
     repeats: int,
@@ -309,7 +320,7 @@ def train(
     resume: bool,
     no_progress: bool,
 ) -> None:
-    """Train the paper's 3-D U-Net on an ISLES 2017 folder (cross-entropy, Adam, batch 1).
+    """Train the paper's 3-D U-Net (or --arch) on an ISLES 2017 folder (CE, Adam, batch 1).
 
     The data are read and checked before OUT is created. Ctrl-C stops after the last saved
     checkpoint and prints the --resume command. Runs unchanged under torchrun

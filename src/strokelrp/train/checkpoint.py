@@ -370,17 +370,17 @@ def run_networks(run_dir: str | Path) -> list[Path]:
 
 
 def build_model(config: TrainConfig) -> nn.Module:
-    """A fresh UNet3D of the config's width (6 modalities in, 2 classes out)."""
+    """A fresh network of the config's architecture and width (6 modalities in, 2 classes)."""
     from strokelrp.config import MODALITIES
-    from strokelrp.model import UNet3D
+    from strokelrp.model.architectures import build_network
 
-    return UNet3D(in_channels=len(MODALITIES), num_classes=2, width=config.width)
+    return build_network(config.arch, len(MODALITIES), 2, config.width)
 
 
 def load_model(
     run_dir: str | Path, checkpoint: str | int | Path = LAST, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, TrainConfig]:
-    """The trained UNet3D of a single-network run, in eval mode on ``device``, and its config.
+    """The trained network of a single-network run, in eval mode on ``device``, and its config.
 
     ``checkpoint``: ``"last"`` (the newest complete checkpoint), an epoch number,
     ``"epoch-NNN"`` or a ``.safetensors`` path. For a ``repeats`` run pass ``RUN/net-K``.
