@@ -276,3 +276,36 @@ def test_the_engine_imports_nothing_from_the_model_package() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             assert not any(n.startswith("strokelrp.model") for n in names), (path.name, names)
+
+
+class _TwoHeads(nn.Module):
+    """Deep supervision: a full-resolution head and a pooled auxiliary head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+        self.head = nn.Conv2d(3, 2, 1, bias=False)
+        self.aux = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(3, 2, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.body(x))
+        return self.head(h), self.aux(h)
+
+
+def test_several_outputs_explain_the_first_unless_told() -> None:
+    torch.manual_seed(8)
+    model = _TwoHeads().to(F64).eval()
+    x = torch.rand(1, 2, 6, 6, dtype=F64)
+    main, aux = model(x)
+    first = explain(model, x, target="authors", rules=LRP0)
+    assert first.output.shape == main.shape
+    assert first.conservation.points == ["output", "head", "body", "input"]  # aux not walked
+    second = explain(model, x, target="authors", rules=LRP0, output=1)
+    assert second.output.shape == aux.shape
+    assert second.conservation.points == ["output", "aux.1", "body", "input"]
+
+    xg = x.clone().requires_grad_(True)
+    (model(xg)[1] * 1.0).sum().backward()
+    torch.testing.assert_close(second.relevance[0], (x * xg.grad)[0], rtol=1e-8, atol=1e-12)
+    with pytest.raises(StrokeLRPError, match="returns 2 tensor"):
+        explain(model, x, output=2)
