@@ -1,7 +1,8 @@
 """A torch ``Dataset`` over an ISLES 2017 tree, with an on-disk cache of preprocessed arrays.
 
-A cache entry is ``<cache_dir>/<key>.x.npy`` (x, (6, D, H, W) float32), ``<key>.y.npy``
-(y, (D, H, W) uint8, when the case has OT) and ``<key>.json`` (native grid, spacing, affine),
+A cache entry is ``<cache_dir>/<key>.x.npy`` (x, (6, D, H, W) float32, in RAS voxel order:
+see :mod:`strokelrp.data.orientation`), ``<key>.y.npy`` (y, (D, H, W) uint8, when the case has
+OT) and ``<key>.json`` (RAS grid, spacing and affine, the files' axis codes),
 each written atomically, the JSON last; ``.npy`` reads several times faster than ``.npz``.
 The key is a SHA-256 of the cache format version, the series shape, the normalisation, and
 the SHA-256 of every source file's content. Content hashes are remembered in
@@ -46,7 +47,8 @@ from strokelrp.data.isles2017 import (
 from strokelrp.data.preprocess import NORMALIZATIONS, preprocess_case, series_shape
 from strokelrp.errors import DataError, StrokeLRPError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+"""2: arrays are in RAS voxel order (version 1 held them in each file's own order)."""
 NO_LABEL = -100
 """Fill value of ``y`` for a case without OT (cross-entropy's default ``ignore_index``)."""
 _HASH_INDEX = "file_hashes.json"
@@ -104,14 +106,17 @@ class _HashIndex:
 
 @dataclass(frozen=True)
 class CaseGeometry:
-    """Native geometry of a case, known without reading its images."""
+    """Geometry of a case at its own resolution, known without reading its images."""
 
     case_id: str
     grid: tuple[int, int, int]
-    """NIfTI grid (x, y, z) = (W, H, D)."""
+    """RAS voxel grid (x, y, z) = (W, H, D) (as ``Case.grid``)."""
     spacing: tuple[float, float, float]
     affine: np.ndarray
+    """Affine of the RAS voxel grid (as ``Case.affine``)."""
     has_label: bool
+    orientation: str = "RAS"
+    """The files' axis codes (as ``Case.orientation``)."""
 
 
 class LazyCases(Sequence[Case]):
@@ -186,6 +191,7 @@ def _write_entry(stem: Path, x: np.ndarray, y: np.ndarray | None, geom: CaseGeom
         "spacing": list(geom.spacing),
         "affine": np.asarray(geom.affine, dtype=np.float64).tolist(),
         "has_label": geom.has_label,
+        "orientation": geom.orientation,
         "x_shape": list(x.shape),
     }
     write_text(_entry_file(stem, "meta"), json.dumps(meta))
@@ -201,6 +207,7 @@ def _read_entry_meta(stem: Path, case_id: str) -> CaseGeometry | None:
             tuple(float(v) for v in meta["spacing"]),  # type: ignore[arg-type]
             np.asarray(meta["affine"], dtype=np.float64),
             bool(meta["has_label"]),
+            str(meta["orientation"]),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -349,7 +356,9 @@ class CaseDataset(Dataset):
         if case is None:
             return None, None, problems
         x, y = preprocess_case(case, self.shape, self.normalization)
-        geom = CaseGeometry(case.case_id, case.grid, case.spacing, case.affine, y is not None)
+        geom = CaseGeometry(
+            case.case_id, case.grid, case.spacing, case.affine, y is not None, case.orientation
+        )
         if stem is not None:
             try:
                 _write_entry(stem, x, y, geom)

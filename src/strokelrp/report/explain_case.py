@@ -9,7 +9,13 @@ and writes into ``out`` (default ``RUN/explanations/CASE``)::
     prediction.nii.gz              3-D uint8 lesion mask (native grid)
     figure1.png                    the paper's figure 1 for this case
     explanation.json               what was computed: run, rules, target, settings, files,
-                                   max |R_c| per setting and channel, slice, Dice
+                                   max |R_c| per setting and channel, slice, Dice, the
+                                   case's stored orientation and the provenance record
+                                   (data root and files, checkpoint path and epoch, rules
+                                   with overrides, versions: strokelrp.provenance)
+
+The case is computed in RAS voxel order (``Case``); the NIfTI files are written back in the
+files' own voxel order and affine; the figure and its slice index use the RAS grid.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import numpy as np
 
 from strokelrp.atomic import write_text
 from strokelrp.config import MODALITIES
+from strokelrp.data.orientation import CANONICAL
 from strokelrp.errors import StrokeLRPError
 from strokelrp.report.nifti import NIFTI_SUFFIX
 
@@ -56,6 +63,9 @@ class CaseExplanation:
     summary: Path
     slice_index: int
     dice: float | None
+    checkpoint: Path | None = None
+    epoch: int | None = None
+    """The epoch of the checkpoint actually used (read from its sidecar)."""
     peaks: dict[str, list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -104,6 +114,15 @@ def dice_score(pred: np.ndarray, truth: np.ndarray) -> float | None:
     return None if total == 0 else 2.0 * int(np.logical_and(p, t).sum()) / total
 
 
+def checkpoint_note(ckpt: Any) -> str:
+    """Which checkpoint was used: path and epoch (from the sidecar whose hash matched)."""
+    planned = ckpt.config.epochs
+    text = f"used checkpoint {ckpt.path} (epoch {ckpt.epoch} of {planned})"
+    if ckpt.epoch < planned:
+        text += "; the run has not finished training (or was stopped early)"
+    return text
+
+
 def load_case(data: str | Path, case_id: str) -> Any:
     """The one case ``case_id`` of the ISLES 2017 tree ``data`` (a clear error if absent)."""
     from strokelrp.data.isles2017 import load_isles2017
@@ -144,6 +163,7 @@ def explain_case(
 
     from strokelrp.data.preprocess import preprocess_case
     from strokelrp.lrp.engine import explain
+    from strokelrp.provenance import case_record, checkpoint_record, provenance
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import (
         labels_from_logits,
@@ -151,7 +171,7 @@ def explain_case(
         write_label_nifti,
         write_relevance_nifti,
     )
-    from strokelrp.train.checkpoint import load_model
+    from strokelrp.train.checkpoint import load_trained
 
     if target not in TARGETS:
         raise StrokeLRPError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
@@ -167,7 +187,8 @@ def explain_case(
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, config = load_model(run, checkpoint=checkpoint, device=device)
+    model, ckpt = load_trained(run, checkpoint=checkpoint, device=device)
+    config = ckpt.config
     case = load_case(data, case_id)
     depth = case.image.shape[1]
     if slice_index is not None and not 0 <= slice_index < depth:
@@ -207,7 +228,7 @@ def explain_case(
         out_dir / f"prediction{NIFTI_SUFFIX}",
         prediction,
         case,
-        description=f"strokelrp lesion prediction ({checkpoint} checkpoint)",
+        description=f"strokelrp lesion prediction (epoch {ckpt.epoch} checkpoint)",
     )
     dice = None if case.label is None else dice_score(prediction, case.label)
     z = default_slice(case.label, prediction, depth) if slice_index is None else slice_index
@@ -231,13 +252,16 @@ def explain_case(
             "case": case_id,
             "run": str(run),
             "checkpoint": checkpoint,
+            "epoch": ckpt.epoch,
             "series": config.series_name,
             "rules": str(rules),
             "target": target,
             "modalities": list(MODALITIES),
-            "grid_xyz": [int(s) for s in shape[::-1]],
-            "spacing_mm": [float(s) for s in case.spacing],
+            "grid_xyz": [int(s) for s in case.native_grid],
+            "spacing_mm": [float(s) for s in case.native_spacing],
+            "orientation": {"stored": case.orientation, "computed_in": CANONICAL},
             "slice": z,
+            "slice_grid": "RAS",
             "figure_modality": modality,
             "dice": dice,
             "settings": [
@@ -253,6 +277,16 @@ def explain_case(
             "prediction": pred_path.name,
             "figure": figure.name,
             "notes": list(result.notes),
+            "provenance": provenance(
+                "explain",
+                data_root=data,
+                cases={case.case_id: case_record(case.paths, data)},
+                run=run,
+                checkpoints=[checkpoint_record(ckpt)],
+                rules=rules,
+                target=target,
+                settings=[s.label for s in settings],
+            ),
         },
     )
     return CaseExplanation(
@@ -265,5 +299,7 @@ def explain_case(
         slice_index=z,
         dice=dice,
         peaks=peaks,
-        notes=[f"case {case_id}: {note}" for note in result.notes],
+        notes=[f"case {case_id}: {note}" for note in result.notes] + [checkpoint_note(ckpt)],
+        checkpoint=ckpt.path,
+        epoch=ckpt.epoch,
     )
