@@ -305,8 +305,8 @@ class CaseDataset(Dataset):
 
     # ------------------------------------------------------------------ building entries
 
-    def _key(self, folder: CaseFolder) -> str | None:
-        """Cache key of a case, or ``None`` when its files are not one per modality."""
+    def _digests(self, folder: CaseFolder) -> list[list[str]] | None:
+        """[key, SHA-256 of content] per source file, or ``None`` when not one per modality."""
         parts = []
         for key in (*MODALITIES, LABEL_TOKEN):
             found = folder.files.get(key, [])
@@ -320,6 +320,13 @@ class CaseDataset(Dataset):
                 parts.append([key, self._hashes.digest(found[0])])
             except OSError:
                 return None
+        return parts
+
+    def _key(self, folder: CaseFolder) -> str | None:
+        """Cache key of a case, or ``None`` when its files are not one per modality."""
+        parts = self._digests(folder)
+        if parts is None:
+            return None
         blob = json.dumps(
             {
                 "version": CACHE_VERSION,
@@ -374,6 +381,27 @@ class CaseDataset(Dataset):
     @property
     def case_ids(self) -> list[str]:
         return [f.case_id for f in self._folders]
+
+    def case_files(self, index: int) -> dict[str, Path]:
+        """The source files of case ``index``: ``"ADC"`` ... ``"TTP"`` and ``"OT"`` -> path."""
+        return {key: found[0] for key, found in self._folders[index].files.items() if found}
+
+    def fingerprint(self, index: int) -> str:
+        """SHA-256 over the content of case ``index``'s source files (not their names).
+
+        Two copies of a case anywhere on disk share it; a changed voxel or header changes it.
+        Runs record it per training case so that results can tell them from other data.
+        """
+        parts = self._digests(self._folders[index])
+        if parts is None:  # pragma: no cover - a kept case has one file per modality
+            raise StrokeLRPError(f"case {self.case_ids[index]}: cannot fingerprint its files")
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+    def fingerprints(self) -> dict[str, str]:
+        """Case id -> :meth:`fingerprint`, for every case."""
+        found = {cid: self.fingerprint(i) for i, cid in enumerate(self.case_ids)}
+        self._hashes.save()
+        return found
 
     def geometry(self, index: int) -> CaseGeometry:
         """Native grid, spacing, affine of case ``index`` (no image read)."""
