@@ -66,7 +66,8 @@ class Case:
     (x, y, z). The files' own geometry is kept for writing outputs back: ``orientation`` is
     their axis codes (``"LPS"``...), ``native_affine`` their affine and ``header`` the ADC
     file's header (all modalities share the grid); ``paths`` maps ``"ADC"`` ... ``"TTP"`` and
-    ``"OT"`` to files. A case built by hand with the defaults is taken as stored in RAS.
+    ``"OT"`` to files. A case built by hand with the defaults is taken as stored in RAS
+    (``native_affine`` ``None`` means ``affine``).
     """
 
     case_id: str
@@ -94,11 +95,6 @@ class Case:
     def native_spacing(self) -> tuple[float, float, float]:
         """The files' voxel size in mm along their own (x, y, z)."""
         return file_axes(self.spacing, self.orientation)  # type: ignore[return-value]
-
-    @property
-    def file_affine(self) -> np.ndarray:
-        """The files' affine (what outputs are written with)."""
-        return self.affine if self.native_affine is None else self.native_affine
 
     @property
     def lesion_ml(self) -> float | None:
