@@ -107,6 +107,10 @@ def test_evaluate_refuses_another_runs_checkpoint(world, tmp_path, capsys) -> No
     assert code == 1
     assert "not a checkpoint of" in err and "Traceback" not in err
     assert not (run / "table1.csv").exists() and not (run / "metrics.csv").exists()
+    code, _out, err = cli(["explain", str(run), str(world["data"]), "--case", "1",
+                           "--checkpoint", str(other), "--device", "cpu"], capsys)  # fmt: skip
+    assert code == 1 and "not a checkpoint of" in err
+    assert not (run / "explanations").exists()
     # its own checkpoint given as a path is fine
     own = run / "checkpoints" / "epoch-001.safetensors"
     evaluate(run, world["data"], own, echo=None, progress=False, device="cpu")
@@ -164,6 +168,10 @@ def test_explain_says_which_epoch_it_used_while_training_writes(world, tmp_path,
     assert set(record["data"]["cases"]["1"]["files"]) == {
         "ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP", "OT",
     }  # fmt: skip
+    # the same content fingerprint as training recorded for this case
+    trained = json.loads((run / "split.json").read_text())["data"]["fingerprints"]["1"]
+    assert record["data"]["cases"]["1"]["fingerprint_sha256"] == trained
+    assert record["data"]["cases"]["1"]["orientation"] == "LPS"
     assert record["rules"]["preset"] == "paper" and record["rules"]["overrides"] == {}
     assert record["target"] == "prediction"
     assert record["settings"] == ["raw", "pass(0,0.4)", "clamp(0,0.2)"]

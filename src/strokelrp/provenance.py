@@ -62,9 +62,13 @@ def _plain(value: Any) -> Any:
 
 
 def case_record(
-    files: Mapping[str, str | Path], root: str | Path, fingerprint: str | None = None
+    files: Mapping[str, str | Path],
+    root: str | Path,
+    fingerprint: str | None = None,
+    orientation: str | None = None,
 ) -> dict[str, Any]:
-    """One case's files (modality -> path relative to ``root``) and content fingerprint."""
+    """One case's files (modality -> path relative to ``root``), content fingerprint and the
+    files' axis codes (``"LPS"``...; the case was computed in RAS order)."""
     root = Path(root).resolve()
     rel = {}
     for key, path in files.items():
@@ -76,6 +80,8 @@ def case_record(
     record: dict[str, Any] = {"files": rel}
     if fingerprint is not None:
         record["fingerprint_sha256"] = fingerprint
+    if orientation is not None:
+        record["orientation"] = orientation
     return record
 
 

@@ -70,6 +70,17 @@ def test_every_orientation_reads_as_the_same_ras_case(trees) -> None:
         np.testing.assert_array_equal(y, y_ref)
 
 
+def test_inspect_reports_the_files_grid_and_orientation(trees) -> None:
+    from strokelrp.data.isles2017 import inspect_isles2017
+
+    for codes, tree in trees.items():
+        (report,) = inspect_isles2017(tree)
+        img = _adc(tree)
+        assert report.as_dict()["orientation"] == codes
+        assert report.grid == img.shape[:3]
+        np.testing.assert_allclose(report.spacing, img.header.get_zooms()[:3], rtol=1e-6)
+
+
 def test_the_cache_holds_ras_arrays(trees, tmp_path) -> None:
     cache = tmp_path / "cache"
     first = CaseDataset(trees["RAS"], (4, 8, 8), cache_dir=cache)

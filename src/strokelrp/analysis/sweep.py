@@ -369,7 +369,12 @@ class _SweepRecord:
             )
         self.checkpoints[network] = now
         for i, cid in enumerate(dataset.case_ids):
-            case = case_record(dataset.case_files(i), self.data_root, dataset.fingerprint(i))
+            case = case_record(
+                dataset.case_files(i),
+                self.data_root,
+                dataset.fingerprint(i),
+                dataset.geometry(i).orientation,
+            )
             old = self.cases.get(cid, {}).get("fingerprint_sha256")
             if (network, cid) in done and old and old != case["fingerprint_sha256"]:
                 raise StrokeLRPError(

@@ -23,7 +23,7 @@ import json
 import os
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -70,6 +70,17 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def case_fingerprint(files: Mapping[str, Path], digest: Callable[[Path], str] = file_sha256) -> str:
+    """SHA-256 over the content of a case's source files (``"ADC"`` ... ``"OT"`` -> path).
+
+    Names and folders do not count: two copies of a case anywhere on disk share it, a changed
+    voxel or header changes it. Runs record it per training case (``split.json``) so that
+    results can tell those cases from other data with the same ids.
+    """
+    parts = [[key, digest(Path(files[key]))] for key in (*MODALITIES, LABEL_TOKEN) if key in files]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
 class _HashIndex:
@@ -226,7 +237,9 @@ class CaseDataset(Dataset):
     ``"raise"`` a :class:`DataError` with every problem, or ``"skip"`` (warn) invalid cases.
     ``cache_dir=None`` uses :func:`default_cache_dir`; ``use_cache=False`` keeps the arrays in
     memory only. ``.cases`` gives the native :class:`Case` objects (read lazily),
-    ``.case_ids`` the ids and ``.geometry(i)`` the native grid, spacing and affine.
+    ``.case_ids`` the ids, ``.geometry(i)`` the grid, spacing and affine (RAS order) and the
+    files' orientation, ``.case_files(i)`` the source files and ``.fingerprint(i)`` a hash of
+    their content.
     """
 
     def __init__(
@@ -305,8 +318,8 @@ class CaseDataset(Dataset):
 
     # ------------------------------------------------------------------ building entries
 
-    def _digests(self, folder: CaseFolder) -> list[list[str]] | None:
-        """[key, SHA-256 of content] per source file, or ``None`` when not one per modality."""
+    def _key(self, folder: CaseFolder) -> str | None:
+        """Cache key of a case, or ``None`` when its files are not one per modality."""
         parts = []
         for key in (*MODALITIES, LABEL_TOKEN):
             found = folder.files.get(key, [])
@@ -320,13 +333,6 @@ class CaseDataset(Dataset):
                 parts.append([key, self._hashes.digest(found[0])])
             except OSError:
                 return None
-        return parts
-
-    def _key(self, folder: CaseFolder) -> str | None:
-        """Cache key of a case, or ``None`` when its files are not one per modality."""
-        parts = self._digests(folder)
-        if parts is None:
-            return None
         blob = json.dumps(
             {
                 "version": CACHE_VERSION,
@@ -387,15 +393,8 @@ class CaseDataset(Dataset):
         return {key: found[0] for key, found in self._folders[index].files.items() if found}
 
     def fingerprint(self, index: int) -> str:
-        """SHA-256 over the content of case ``index``'s source files (not their names).
-
-        Two copies of a case anywhere on disk share it; a changed voxel or header changes it.
-        Runs record it per training case so that results can tell them from other data.
-        """
-        parts = self._digests(self._folders[index])
-        if parts is None:  # pragma: no cover - a kept case has one file per modality
-            raise StrokeLRPError(f"case {self.case_ids[index]}: cannot fingerprint its files")
-        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+        """:func:`case_fingerprint` of case ``index`` (file hashes remembered in the cache)."""
+        return case_fingerprint(self.case_files(index), self._hashes.digest)
 
     def fingerprints(self) -> dict[str, str]:
         """Case id -> :meth:`fingerprint`, for every case."""
@@ -404,7 +403,7 @@ class CaseDataset(Dataset):
         return found
 
     def geometry(self, index: int) -> CaseGeometry:
-        """Native grid, spacing, affine of case ``index`` (no image read)."""
+        """RAS grid, spacing, affine and the files' orientation of case ``index`` (no read)."""
         return self._geometry[index]
 
     def __len__(self) -> int:

@@ -163,6 +163,7 @@ def explain_case(
     """
     import torch
 
+    from strokelrp.data.dataset import case_fingerprint
     from strokelrp.data.preprocess import preprocess_case
     from strokelrp.lrp.engine import explain
     from strokelrp.provenance import case_record, checkpoint_record, provenance
@@ -283,7 +284,11 @@ def explain_case(
             "provenance": provenance(
                 "explain",
                 data_root=data,
-                cases={case.case_id: case_record(case.paths, data)},
+                cases={
+                    case.case_id: case_record(
+                        case.paths, data, case_fingerprint(case.paths), case.orientation
+                    )
+                },
                 run=run,
                 checkpoints=[checkpoint_record(ckpt)],
                 rules=rules,

@@ -263,7 +263,10 @@ def _provenance(
     cases: dict[str, Any] = {}
     for ds in datasets:
         for i, cid in enumerate(ds.case_ids):
-            cases.setdefault(cid, case_record(ds.case_files(i), data, ds.fingerprint(i)))
+            cases.setdefault(
+                cid,
+                case_record(ds.case_files(i), data, ds.fingerprint(i), ds.geometry(i).orientation),
+            )
     counts: dict[str, int] = {}
     for res in results:
         for row in res.rows:
