@@ -410,7 +410,8 @@ def _preset_names() -> list[str]:
     "slice_index",
     type=int,
     default=None,
-    help="Axial slice z of the figure (native grid; default: largest lesion area).",
+    help="Axial slice z of the figure (the case in RAS order, inferior to superior; default: "
+    "largest lesion area).",
 )
 @click.option(
     "--modality",

@@ -32,9 +32,18 @@ def sidecar_path(path: str | Path) -> Path:
 
 
 def checkpoint_record(ckpt: Any, network: str | None = None) -> dict[str, Any]:
-    """A :class:`strokelrp.train.checkpoint.Checkpoint` -> path, epoch (of planned), hash."""
+    """A :class:`strokelrp.train.checkpoint.Checkpoint` -> path, epoch (of planned), hash.
+
+    ``path`` names the epoch's own file when ``last`` was read (``last`` moves on while
+    training goes on; ``read_from`` keeps the file actually read).
+    """
+    from strokelrp.train.checkpoint import epoch_name
+
+    read = Path(ckpt.path).resolve()
+    own = read.with_name(f"{epoch_name(int(ckpt.epoch))}.safetensors")
     record = {
-        "path": str(Path(ckpt.path).resolve()),
+        "path": str(own if own.is_file() else read),
+        "read_from": str(read),
         "epoch": int(ckpt.epoch),
         "epochs_planned": int(ckpt.config.epochs),
         "weights_sha256": ckpt.meta.get("weights_sha256"),
