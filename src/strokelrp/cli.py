@@ -305,7 +305,8 @@ def train(
     "--checkpoint",
     default="last",
     show_default=True,
-    help="last, an epoch number (3 or epoch-003), or a .safetensors path.",
+    help="last, an epoch number (3 or epoch-003), or a .safetensors path of RUN (another "
+    "run's checkpoint is refused: its split differs).",
 )
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
