@@ -219,6 +219,7 @@ def test_report_names_where_each_output_came_from(world, tmp_path) -> None:
     run = _fresh_run(world, tmp_path)
     evaluate(run, world["data"], echo=None, progress=False, device="cpu")
     sidecar_path(run / "metrics.csv").unlink()  # as an output of an older strokelrp
+    (tmp_path / "out").mkdir()
     path = build_report([run], tmp_path / "out" / "report.html")
     text = path.read_text()
     assert str(world["data"].resolve()) in text

@@ -108,7 +108,7 @@ def tiny_run(trees, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from strokelrp.train.checkpoint import build_model, save_checkpoint
 
     run = tmp_path_factory.mktemp("orient_run") / "run"
-    config = TrainConfig(data=str(trees["LPS"]), series=(4, 8, 8), width=2, epochs=1)
+    config = TrainConfig(data=str(trees["LPS"]), series=(8, 16, 16), width=2, epochs=1)
     torch.manual_seed(0)
     model = build_model(config).eval()
     x, _ = preprocess_case(load_isles2017(trees["LPS"])[0], config.shape)
