@@ -47,8 +47,8 @@ from strokelrp.data.isles2017 import (
 from strokelrp.data.preprocess import NORMALIZATIONS, preprocess_case, series_shape
 from strokelrp.errors import DataError, StrokeLRPError
 
-CACHE_VERSION = 2
-"""2: arrays are in RAS voxel order (version 1 held them in each file's own order)."""
+CACHE_VERSION = 3
+"""3: arrays in RAS voxel order; 2: spacing and affine in mm from the checked affine."""
 NO_LABEL = -100
 """Fill value of ``y`` for a case without OT (cross-entropy's default ``ignore_index``)."""
 _HASH_INDEX = "file_hashes.json"
