@@ -116,8 +116,10 @@ def dice_score(pred: np.ndarray, truth: np.ndarray) -> float | None:
 
 def checkpoint_note(ckpt: Any) -> str:
     """Which checkpoint was used: path and epoch (from the sidecar whose hash matched)."""
+    from strokelrp.provenance import checkpoint_record
+
     planned = ckpt.config.epochs
-    text = f"used checkpoint {ckpt.path} (epoch {ckpt.epoch} of {planned})"
+    text = f"used checkpoint {checkpoint_record(ckpt)['path']} (epoch {ckpt.epoch} of {planned})"
     if ckpt.epoch < planned:
         text += "; the run has not finished training (or was stopped early)"
     return text
