@@ -606,9 +606,9 @@ def _storage(t: Tensor) -> int:
 
 
 def _owned(t: Tensor, others: Iterable[Tensor], values: Iterable[Tensor]) -> bool:
-    """Whether relevance ``t`` may be summed into in place: not a broadcast (stride-0) view,
-    and its memory is shared with no other waiting relevance ``others`` nor any kept forward
-    value ``values`` (a step may return views, or one tensor for several inputs)."""
+    """Whether relevance ``t`` may be written in place: not a broadcast (stride-0) view, and
+    its memory is shared with no other waiting relevance ``others`` nor any kept forward
+    value ``values``."""
     if any(st == 0 and n > 1 for st, n in zip(t.stride(), t.shape, strict=True)):
         return False
     mine = _storage(t)
@@ -756,16 +756,17 @@ def _walk_chunk(
             kept[name] = r.clone(memory_format=torch.contiguous_format)
 
     def send(name: str, r: Tensor, s: Tensor) -> None:
-        """Add relevance ``r`` (sum ``s`` per setting) to what value ``name`` receives: in
-        place when the walk alone owns what waits there (see :func:`_owned`)."""
+        """Add relevance ``r`` (sum ``s`` per setting) to what value ``name`` receives.
+
+        What waits in ``pending`` is owned by the walk (see :func:`_owned`; a step may return
+        views, or one tensor for several inputs: those are copied), so that sums and the
+        layer steps may work in place."""
         if name in pending:
-            old = pending[name]
-            if _owned(old, [t for n, t in pending.items() if n != name], graph.values.values()):
-                pending[name] = old.add_(r)
-            else:
-                pending[name] = old + r
+            pending[name].add_(r)
             pending_sum[name] = pending_sum[name] + s
         else:
+            if not _owned(r, pending.values(), graph.values.values()):
+                r = r.clone()
             pending[name], pending_sum[name] = r, s
 
     def filt(name: str, r: Tensor) -> Tensor:
