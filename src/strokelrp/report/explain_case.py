@@ -124,6 +124,7 @@ def explain_case(
     modality: str = "rCBF",
     out: str | Path | None = None,
     device: str = "auto",
+    memory_budget: str | int | float | None = None,
 ) -> CaseExplanation:
     """Explain case ``case_id`` of ``data`` with the model of ``run``; write NIfTI + figure 1.
 
@@ -131,7 +132,8 @@ def explain_case(
     first; None gives the paper's figure 1 (pass (0, 0.4), clamp (0, 0.2)). All settings are
     computed in one batched relevance walk (relevance (K, 6, D, H, W) at model scale), then
     resized back to the case's native grid. device: "auto" (CUDA when available), "cpu",
-    "cuda".
+    "cuda". memory_budget: bytes the relevance walk may use (``"4GB"``, ``"unlimited"``;
+    None = the engine's default, see :mod:`strokelrp.lrp.budget`).
     """
     import torch
 
@@ -176,6 +178,7 @@ def explain_case(
             label=None if y is None else torch.from_numpy(y),
             rules=rules,
             filters=[s.filter for s in settings],
+            memory_budget=memory_budget,
         )
     relevance = result.relevance.detach().cpu().float().numpy()  # (K, 6, D, H, W)
     logits = result.output.detach().cpu().float()[0]  # (2, D, H, W)
