@@ -18,7 +18,7 @@ from strokelrp.analysis.assess import (
     assess,
     brain_share,
     lesion_share,
-    modality_shares,
+    abs_modality_shares,
     ordering,
     perturbation_curve,
     random_ordering,
@@ -66,7 +66,7 @@ def test_spearman_and_modality_shares() -> None:
     assert spearman(np.array([1, 2, 3, 4]), np.array([10, 20, 30, 45])) == 1.0
     assert spearman(np.array([1, 2, 3]), np.array([3, 2, 1])) == -1.0
     assert math.isnan(spearman(np.array([1, 1, 1]), np.array([1, 2, 3])))
-    np.testing.assert_allclose(modality_shares(np.array([[1.0, -1.0], [2.0, 0.0]])), [0.5, 0.5])
+    np.testing.assert_allclose(abs_modality_shares(np.array([[1.0, -1.0], [2.0, 0.0]])), [0.5, 0.5])
 
 
 def test_orderings_put_the_most_relevant_first_and_break_ties_reproducibly() -> None:
@@ -95,9 +95,10 @@ def test_perturbation_curve_on_a_linear_model_by_hand() -> None:
     np.testing.assert_allclose(got, want)
     # exact ordering >= random >= least relevant first (all contributions positive)
     morf = aopc(got)
-    rand = np.mean(
-        [aopc(perturbation_curve(model, x, weights, random_ordering(200, s), fractions)) for s in range(5)]
-    )  # fmt: skip
+    curves = [
+        perturbation_curve(model, x, weights, random_ordering(200, s), fractions) for s in range(5)
+    ]
+    rand = np.mean([aopc(c) for c in curves])
     lerf = aopc(
         perturbation_curve(model, x, weights, ordering(contrib.view(2, 4, 5, 5), False), fractions)
     )
