@@ -170,3 +170,25 @@ def test_assess_rejects_unknown_methods_before_working() -> None:
     model, x, y = tiny_unet()
     with pytest.raises(StrokeLRPError, match="unknown method"):
         assess(model, x, y, ["gradient", "gradcamm"])
+
+
+def test_summary_checks_by_hand() -> None:
+    from strokelrp.analysis.assess import summarize_methods
+
+    def row(case: str, method: str, morf: float, rand: float, **kw: float) -> dict:
+        base = dict(brain_share=0.95, lesion_share=0.6, lerf_aopc=0.0, randomisation_rho=0.8,
+                    contrast_rho=0.5, ablation_rho=0.5)  # fmt: skip
+        base.update(kw)
+        return {"case": case, "method": method, "morf_aopc": morf, "random_aopc": rand, **base}
+
+    rows = [
+        row("1", "good", 1.0, 0.05),
+        row("2", "good", 1.0, 0.2),  # ratio 5 in one case: the median (15) still passes
+        row("3", "good", 1.5, 0.1),
+        row("1", "bad", 1.0, 0.01, contrast_rho=-0.99),
+        row("2", "bad", 1.0, 0.01, contrast_rho=-0.97, brain_share=""),
+    ]
+    good, bad = summarize_methods(rows)
+    assert good["morf_over_random"] == 15.0 and good["passes"]
+    assert bad["brain_share"] == 0.95 and not bad["contrast_ok"] and not bad["passes"]
+    assert math.isclose(bad["contrast_rho"], -0.98)

@@ -448,3 +448,61 @@ def assess(
         return rows, curves
     finally:
         model.train(was)
+
+
+# ------------------------------------------------------------------------------ verdicts
+
+CHECKS: dict[str, str] = {
+    "brain_share": "mean brain_share >= 0.9",
+    "lesion_share": "mean lesion_share >= 0.5",
+    "faithful": "median over cases of morf_aopc / random_aopc >= 10",
+    "contrast": "|mean contrast_rho| <= 0.95",
+    "ablation": "mean ablation_rho >= 0.4",
+}
+"""The checks a default configuration must pass on held-out cases (issue 8, point 5)."""
+
+
+def _floats(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
+    out = []
+    for row in rows:
+        value = row.get(key)
+        if value in (None, ""):
+            continue
+        v = float(value)  # type: ignore[arg-type]
+        if not math.isnan(v):
+            out.append(v)
+    return out
+
+
+def summarize_methods(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per method (first-seen order): the means over cases of the measures, the median
+    MoRF / random ratio, each of :data:`CHECKS` passed or not and ``passes`` (all of them).
+
+    ``rows`` as :func:`assess` returns them or as read back from ``assess.csv`` (strings).
+    """
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_method.setdefault(str(row["method"]), []).append(row)
+    out = []
+    for method, group in by_method.items():
+        s: dict[str, Any] = {"method": method, "cases": len(group)}
+        for key in (*COLUMNS[2:], "prior_rho"):
+            vals = _floats(group, key)
+            s[key] = float(np.mean(vals)) if vals else math.nan
+        ratios = [
+            float(r["morf_aopc"]) / float(r["random_aopc"])
+            for r in group
+            if r.get("morf_aopc") not in (None, "")
+            and r.get("random_aopc") not in (None, "")
+            and float(r["random_aopc"]) > 0
+        ]
+        s["morf_over_random"] = float(np.median(ratios)) if ratios else math.nan
+        s["brain_share_ok"] = s["brain_share"] >= 0.9
+        s["lesion_share_ok"] = s["lesion_share"] >= 0.5
+        s["faithful_ok"] = s["morf_over_random"] >= 10
+        s["contrast_ok"] = abs(s["contrast_rho"]) <= 0.95
+        s["ablation_ok"] = s["ablation_rho"] >= 0.4
+        s["passes"] = all(s[f"{k}_ok"] for k in ("brain_share", "lesion_share", "faithful",
+                                                  "contrast", "ablation"))  # fmt: skip
+        out.append(s)
+    return out
