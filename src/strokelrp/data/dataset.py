@@ -46,7 +46,7 @@ from strokelrp.data.isles2017 import (
 from strokelrp.data.preprocess import NORMALIZATIONS, preprocess_case, series_shape
 from strokelrp.errors import DataError, StrokeLRPError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 NO_LABEL = -100
 """Fill value of ``y`` for a case without OT (cross-entropy's default ``ignore_index``)."""
 _HASH_INDEX = "file_hashes.json"

@@ -181,6 +181,9 @@ def plot_figure1(
     dice_text = "" if dice is None else f", Dice {dice:.3f}"
     ax = panel(2, 1, f"({letters[base + 1]}) prediction{dice_text}")
     ax.imshow(pred[z], cmap="gray", vmin=0, vmax=1, **show)
+    if not pred.any():  # an all-black panel would read as "lesion elsewhere"
+        text = "empty prediction:\nno lesion voxel\nin the volume"
+        ax.text(0.5, 0.5, text, color="white", ha="center", va="center", transform=ax.transAxes)
     ax = panel(2, 2, f"({letters[base + 2]}) {modality}, slice z = {z}")
     ax.imshow(modality_slice, cmap="gray", vmin=lo, vmax=hi, **show)
     for col in range(3, n_cols):
