@@ -3,7 +3,7 @@
 Usage: python benchmarks/assess_survey.py RUN DATA OUT GROUP [CASE ...]
        python benchmarks/assess_survey.py table OUT      (the markdown table of OUT/*/assess.csv)
   (GROUP: main, lrp,
-filters, baselines, occlusion). Writes OUT/GROUP[-CASES]/assess.csv through
+filters, variants, baselines, occlusion). Writes OUT/GROUP[-CASES]/assess.csv through
 strokelrp.report.assess_run (one thread, no voxel/mean-baseline extras); default cases: the
 run's held-out cases.
 """
@@ -38,15 +38,13 @@ GROUPS: dict[str, list[str]] = {
     "filters": [
         "lrp:paper+pass:0,0.4",
         "lrp:paper+clamp:0,0.2",
-        "lrp:paper+pass:0,0.2",
         "lrp:recommended+pass:0,0.2",
         "lrp:epsilon+pass:0,0.4",
         "lrp:epsilon+clamp:0,0.2",
-        "lrp:composite+pass:0,0.4",
-        "lrp:composite+clamp:0,0.2",
+    ],
+    "variants": [
         "lrp:epsilon(epsilon=0.01)",
-        "lrp:epsilon(epsilon=1.0)",
-        "lrp:epsilon(batchnorm=pass)",
+        "lrp:epsilon(batchnorm=pass,epsilon=1e-9)",
         "lrp:composite(first=flat)",
         "lrp:composite(first=w2)",
         "lrp:gamma(gamma=1.0)",
