@@ -2,7 +2,7 @@
 
 A preset names one rule for the first convolution (the one reading the network input), one
 for the body (every other ``Conv3d`` / ``ConvTranspose3d``), optionally one for the upper
-layers (the decoder: every convolution from the first ``ConvTranspose3d`` on; default: the
+layers (the decoder: module paths matching ``upper_paths``; default: the
 body's rule) and one for the head (the last node, producing the logits), the BatchNorm
 handling (``pass``: relevance passes unchanged; ``fold``: BatchNorm is folded into the
 preceding convolution) and the rules' parameters.
@@ -37,7 +37,9 @@ class Preset:
     """Which rule goes where. Rule names: ``epsilon``, ``w+``, ``z+``, ``zB``, ``gamma``,
     ``flat``, ``w2``.
 
-    ``upper``: the rule of the decoder's convolutions (None: the body's). ``epsilon`` is every
+    ``upper``: the rule of the decoder's convolutions, the layers whose module path matches
+    one of ``upper_paths`` (glob patterns; UNet3D ``up*``/``dec*``, MONAI BasicUNet
+    ``upcat_*``); None: the body's rule. ``epsilon`` is every
     rule's stabiliser; ``low`` / ``high`` are the z^B bounds (scalars or one value per input
     channel); ``gamma`` the LRP-gamma factor.
     """
@@ -53,6 +55,7 @@ class Preset:
     description: str = ""
     upper: str | None = None
     gamma: float = 0.25
+    upper_paths: tuple[str, ...] = ("up*", "dec*", "upcat_*", "decoder*")
 
     def __post_init__(self) -> None:
         for where in ("first", "body", "upper", "head"):
@@ -182,4 +185,6 @@ def resolve(rules: str | Preset) -> Preset:
         return rules
     if isinstance(rules, str):
         return preset(rules)
-    raise StrokeLRPError(f"rules must be a preset name or a Preset, got {type(rules).__name__}")
+    raise StrokeLRPError(
+        f"rules must be a preset name, a Preset or a Composite, got {type(rules).__name__}"
+    )

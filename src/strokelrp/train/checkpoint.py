@@ -370,39 +370,27 @@ def run_networks(run_dir: str | Path) -> list[Path]:
 
 
 def build_model(config: TrainConfig) -> nn.Module:
-    """A fresh UNet3D of the config's width (6 modalities in, 2 classes out)."""
+    """A fresh network of the config's architecture and width (6 modalities in, 2 classes)."""
     from strokelrp.config import MODALITIES
-    from strokelrp.model import UNet3D
+    from strokelrp.model.architectures import build_network
 
-    return UNet3D(in_channels=len(MODALITIES), num_classes=2, width=config.width)
-
-
-def model_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu") -> nn.Module:
-    """The checkpoint's UNet3D with its weights, in eval mode on ``device``."""
-    model = build_model(ckpt.config)
-    try:
-        model.load_state_dict(ckpt.model_state, strict=True)
-    except RuntimeError as err:
-        raise StrokeLRPError(f"{ckpt.path}: weights do not fit a UNet3D: {err}") from err
-    return model.to(device).eval()
+    return build_network(config.arch, len(MODALITIES), 2, config.width)
 
 
-def load_run(
+def load_trained(
     run_dir: str | Path, checkpoint: str | int | Path = LAST, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, TrainConfig]:
-    """The trained UNet3D of a single-network run, in eval mode on ``device``, and its config.
+) -> tuple[nn.Module, Checkpoint]:
+    """The trained network of a single-network run (eval mode, on ``device``; its architecture
+    from the run's config) and its checkpoint.
 
     ``checkpoint``: ``"last"`` (the newest complete checkpoint), an epoch number,
-    ``"epoch-NNN"`` or a ``.safetensors`` path. For a ``repeats`` run pass ``RUN/net-K``.
-    Pair it with :func:`strokelrp.data.preprocess.prepare_case` to get the model's input::
-
-        model, config = load_run("runs/A")
-        x, y = prepare_case(case, config)   # x (6, D, H, W) float32, as training saw it
-        logits = model(torch.from_numpy(x)[None])
+    ``"epoch-NNN"`` or a ``.safetensors`` path of this run (one of another run is refused:
+    :func:`check_own_checkpoint`). For a ``repeats`` run pass ``RUN/net-K``. The returned
+    checkpoint's tensors are dropped (they are in the model); its ``epoch``, ``path``, ``meta``
+    (the sidecar actually read, whose hash matched the weights) and ``config`` say what was
+    loaded, even while training is still writing newer checkpoints.
     """
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise StrokeLRPError(f"run folder {run_dir} does not exist")
     networks = run_networks(run_dir) if (run_dir / "config.toml").exists() else [run_dir]
     if len(networks) > 1:
         names = ", ".join(p.name for p in networks)
@@ -411,4 +399,44 @@ def load_run(
             f"e.g. {networks[0]}"
         )
     ckpt = resolve_checkpoint(run_dir, checkpoint)
-    return model_from_checkpoint(ckpt, device), ckpt.config
+    check_own_checkpoint(run_dir, ckpt.path)
+    model = build_model(ckpt.config)
+    try:
+        model.load_state_dict(ckpt.model_state, strict=True)
+    except RuntimeError as err:
+        raise StrokeLRPError(
+            f"{ckpt.path}: weights do not fit a {ckpt.config.arch} network: {err}"
+        ) from err
+    ckpt.model_state, ckpt.optimizer_state = {}, None
+    return model.to(device).eval(), ckpt
+
+
+def load_run(
+    run_dir: str | Path, checkpoint: str | int | Path = LAST, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, TrainConfig]:
+    """The trained network of a single-network run (eval mode, on ``device``) and its config
+    (see :func:`load_trained` for the checkpoint record). Pair it with
+    :func:`strokelrp.data.preprocess.prepare_case` to get the model's input::
+
+        model, config = load_run("runs/A")
+        x, y = prepare_case(case, config)   # x (6, D, H, W) float32, as training saw it
+        logits = model(torch.from_numpy(x)[None])
+    """
+    model, ckpt = load_trained(run_dir, checkpoint, device)
+    return model, ckpt.config
+
+
+def check_own_checkpoint(run_dir: str | Path, path: str | Path) -> None:
+    """Refuse a checkpoint file that is not in ``run_dir/checkpoints`` (another run's).
+
+    Results are written into the run folder and labelled with its split; a network of another
+    run would put that run's numbers under this run's name (its held-out cases differ).
+    """
+    run_dir, path = Path(run_dir), Path(path)
+    own = (run_dir / "checkpoints").resolve()
+    if path.resolve().parent != own:
+        raise StrokeLRPError(
+            f"{path}: not a checkpoint of {run_dir} (its checkpoints are in {own}); results "
+            "are written into the run folder under its name and split, so use that "
+            "checkpoint's own run instead (strokelrp evaluate/explain OTHER_RUN DATA)"
+        )
