@@ -394,9 +394,12 @@ def explain(
     (float64 works with ``model.double()``). ``target``: ``"prediction"`` (the
     ``class_index`` logit on the voxels predicted as that class; a one-channel output: the
     logit where it is > 0), ``"ground_truth"`` (the ``class_index`` logit on ``label``
-    (*S) voxels), ``"authors"`` (the whole output), a tensor of the output's shape, or a
-    callable output -> starting relevance. ``rules``: a preset name
-    (``strokelrp.lrp.presets.PRESETS``), a :class:`Preset` or a :class:`Composite`.
+    (*S) voxels), ``"authors"`` (the whole output), ``"contrastive"`` (the log-odds:
+    ``class_index`` minus background logit on the predicted voxels; Gu et al. 2018), a tensor
+    of the output's shape, or a callable output -> starting relevance; named targets start
+    from ``W * logits`` with W from :func:`target_weights`. ``rules``: a preset name
+    (``strokelrp.lrp.presets.PRESETS``; default :data:`~strokelrp.lrp.presets.DEFAULT_PRESET`),
+    a :class:`Preset` or a :class:`Composite`.
     ``filters``: one setting per map (None = unfiltered); ``filter_at``: ``"all"`` (the
     output and every layer's input relevance), ``"output"`` or a list of point names (module
     paths). ``memory_budget``: bytes (or ``"4GB"``, ``"512MiB"``, ``"unlimited"``) the walk
