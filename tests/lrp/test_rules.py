@@ -59,24 +59,28 @@ OTHER_LAYERS = {
 def dense_and_links(layer: ConvLayer, in_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(M (n_out, n_in), links (n_out, n_in) bool) built by loops from the weights.
 
-    Conv3d: out[o, p] = sum_{c, k} w[o, c, k] in[c, p * stride - pad + k * dil].
-    ConvTranspose3d: out[o, q * stride - pad + k * dil] += w[c, o, k] in[c, q].
+    Conv: out[o, p] = sum_{c, k} w[o, c, k] in[c, p * stride - pad + k * dil].
+    ConvTranspose: out[o, q * stride - pad + k * dil] += w[c, o, k] in[c, q] (any dimension;
+    Linear: no spatial dimensions).
     ``links`` marks the (output, input) pairs joined by a kernel tap, whatever its weight.
     """
     w = layer.weight.detach().double().numpy()
     cin = in_shape[0]
     spatial = in_shape[1:]
     ks = w.shape[2:]
-    st, pd, dl, op = layer.stride, layer.padding, layer.dilation, layer.output_padding
+    nd = len(spatial)
+    st, pd, dl = layer.stride, layer.padding, layer.dilation
+    op = layer.output_padding or (0,) * nd
     if layer.transposed:
         cout = w.shape[1]
         out_sp = tuple(
-            (spatial[i] - 1) * st[i] - 2 * pd[i] + dl[i] * (ks[i] - 1) + op[i] + 1 for i in range(3)
+            (spatial[i] - 1) * st[i] - 2 * pd[i] + dl[i] * (ks[i] - 1) + op[i] + 1
+            for i in range(nd)
         )
     else:
         cout = w.shape[0]
         out_sp = tuple(
-            (spatial[i] + 2 * pd[i] - dl[i] * (ks[i] - 1) - 1) // st[i] + 1 for i in range(3)
+            (spatial[i] + 2 * pd[i] - dl[i] * (ks[i] - 1) - 1) // st[i] + 1 for i in range(nd)
         )
     n_in, n_out = cin * int(np.prod(spatial)), cout * int(np.prod(out_sp))
     m = np.zeros((n_out, n_in))
@@ -88,16 +92,16 @@ def dense_and_links(layer: ConvLayer, in_shape: tuple[int, ...]) -> tuple[np.nda
                 tap = w[c, o][k] if layer.transposed else w[o, c][k]
                 if layer.transposed:
                     for q in np.ndindex(*spatial):
-                        p = tuple(q[i] * st[i] - pd[i] + k[i] * dl[i] for i in range(3))
-                        if all(0 <= p[i] < out_sp[i] for i in range(3)):
+                        p = tuple(q[i] * st[i] - pd[i] + k[i] * dl[i] for i in range(nd))
+                        if all(0 <= p[i] < out_sp[i] for i in range(nd)):
                             j = np.ravel_multi_index((o, *p), (cout, *out_sp))
                             i_ = np.ravel_multi_index((c, *q), (cin, *spatial))
                             m[j, i_] += tap
                             links[j, i_] = True
                 else:
                     for p in np.ndindex(*out_sp):
-                        q = tuple(p[i] * st[i] - pd[i] + k[i] * dl[i] for i in range(3))
-                        if all(0 <= q[i] < spatial[i] for i in range(3)):
+                        q = tuple(p[i] * st[i] - pd[i] + k[i] * dl[i] for i in range(nd))
+                        if all(0 <= q[i] < spatial[i] for i in range(nd)):
                             j = np.ravel_multi_index((o, *p), (cout, *out_sp))
                             i_ = np.ravel_multi_index((c, *q), (cin, *spatial))
                             m[j, i_] += tap
