@@ -154,13 +154,6 @@ def read_informative(data_root: str | Path) -> dict[str, list[str]] | None:
     return out
 
 
-def hard_dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two masks; 1.0 when both are empty (as :mod:`strokelrp.train.metrics`)."""
-    p, t = pred.astype(bool), truth.astype(bool)
-    total = int(p.sum() + t.sum())
-    return 1.0 if total == 0 else 2.0 * float(np.logical_and(p, t).sum()) / total
-
-
 # ------------------------------------------------------------------------------ measures
 
 
@@ -355,6 +348,7 @@ def sweep_run(
     from strokelrp.data.dataset import CaseDataset
     from strokelrp.lrp.engine import explain
     from strokelrp.train.checkpoint import load_model, run_networks
+    from strokelrp.train.metrics import dice_score
 
     run_dir = Path(run_dir)
     ranks = ranks or Ranks()
@@ -426,7 +420,7 @@ def sweep_run(
                     "series": _series_label(config.series),
                     "network": network,
                     "case": cid,
-                    "case_dice": float("nan") if label is None else hard_dice(pred, label),
+                    "case_dice": float("nan") if label is None else dice_score(pred, label),
                     "target": target,
                     "rules": rules,
                 }

@@ -28,6 +28,7 @@ from strokelrp.atomic import write_text
 from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
 from strokelrp.report.nifti import NIFTI_SUFFIX
+from strokelrp.train.metrics import dice_score
 
 PAPER_FIGURE1_FILTERS: tuple[str, ...] = ("pass:0,0.4", "clamp:0,0.2")
 """The two filtered settings of the paper's figure 1 (raw is always added first)."""
@@ -95,13 +96,6 @@ def parse_settings(specs: Sequence[str] | None) -> list[Setting]:
 
 def _write_json_atomic(path: Path, payload: dict) -> Path:
     return write_text(path, json.dumps(payload, indent=2) + "\n")
-
-
-def dice_score(pred: np.ndarray, truth: np.ndarray) -> float | None:
-    """2 |P ∩ T| / (|P| + |T|); None when both masks are empty (undefined)."""
-    p, t = pred.astype(bool), truth.astype(bool)
-    total = int(p.sum()) + int(t.sum())
-    return None if total == 0 else 2.0 * int(np.logical_and(p, t).sum()) / total
 
 
 def load_case(data: str | Path, case_id: str) -> Any:
