@@ -14,6 +14,12 @@ from strokelrp.errors import StrokeLRPError
 MODALITIES: tuple[str, ...] = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")
 """Input channel order of the network (the paper's)."""
 
+BACKGROUND: int = 0
+"""Index of the background class in the labels and in the network's logits (B, 2, D, H, W)."""
+
+LESION: int = 1
+"""Index of the lesion class in the labels and in the network's logits (B, 2, D, H, W)."""
+
 SERIES: dict[str, tuple[int, int, int]] = {
     "A": (19, 48, 48),
     "B": (19, 96, 96),

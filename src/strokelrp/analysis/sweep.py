@@ -37,7 +37,7 @@ from strokelrp.analysis.table import (
     sort_rows,
     write_table,
 )
-from strokelrp.config import MODALITIES
+from strokelrp.config import LESION, MODALITIES
 from strokelrp.errors import StrokeLRPError
 
 SWEEP_TABLE = Path("sweep") / "sweep.csv"
@@ -414,7 +414,7 @@ def sweep_run(
                         f"{network} case {cid}: the {target} start is empty, every map is zero",
                         file=sys.stderr,
                     )
-                pred = (exp.output.argmax(dim=1)[0] == 1).cpu().numpy()
+                pred = (exp.output.argmax(dim=1)[0] == LESION).cpu().numpy()
                 meta = {
                     "run": run_dir.name,
                     "series": _series_label(config.series),

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from strokelrp.config import LESION
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.budget import MemoryPlan, format_bytes, plan, resolve_budget
 from strokelrp.lrp.filters import Filter, FilterBank, filter_label
@@ -50,9 +51,6 @@ from strokelrp.model.graph import INPUT, Concat, CropLike, Node, apply_node
 
 OUTPUT = "output"
 """Name of the point holding the starting relevance (the network output)."""
-
-LESION = 1
-"""Index of the lesion class in the logits."""
 
 PASS_THROUGH = (nn.modules.batchnorm._BatchNorm, nn.LeakyReLU, nn.ReLU, nn.Identity)
 """Modules whose relevance passes unchanged (the paper's "not applicable" layers)."""

@@ -18,16 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from strokelrp.atomic import write_text
-from strokelrp.config import SERIES, TrainConfig
+from strokelrp.config import LESION, SERIES, TrainConfig
 from strokelrp.errors import StrokeLRPError
 from strokelrp.train.checkpoint import LAST, build_model, resolve_checkpoint, run_networks
 from strokelrp.train.distributed import resolve_device
 from strokelrp.train.metrics import METRICS, segmentation_metrics, summarize
-from strokelrp.train.predict import predict
+from strokelrp.train.predict import native_labels, predict
 
 METRIC_COLUMNS: tuple[str, ...] = ("network", "case_id", "split", *METRICS)
 TABLE1_COLUMNS: tuple[str, ...] = (
@@ -76,14 +75,6 @@ def _split_of(run_dir: Path) -> dict[str, str]:
     return out
 
 
-def _native_prediction(probs: torch.Tensor, native_dhw: tuple[int, int, int]) -> np.ndarray:
-    """Probabilities (2, D, H, W) at the series scale -> lesion mask (native D, H, W) bool."""
-    from strokelrp.data.preprocess import resize_volume
-
-    native = resize_volume(probs, native_dhw, mode="trilinear")
-    return (native.argmax(dim=0) == 1).cpu().numpy()
-
-
 def evaluate_network(
     run_dir: Path,
     dataset,
@@ -108,8 +99,8 @@ def evaluate_network(
         if case.label is None:
             skipped.append(f"case {case_id}: no ground truth (OT): not scored")
             continue
-        probs = predict(model, x[None])[0].softmax(dim=0)  # float32, whatever the training
-        pred = _native_prediction(probs, tuple(case.label.shape))
+        logits = predict(model, x[None])[0]  # float32, whatever the training
+        pred = native_labels(logits, tuple(case.label.shape)) == LESION
         metrics = segmentation_metrics(pred, case.label.astype(bool), case.spacing)
         rows.append(
             {"network": name, "case_id": case_id, "split": split.get(case_id, "unseen"), **metrics}

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from strokelrp.atomic import write_text
-from strokelrp.config import TrainConfig
+from strokelrp.config import LESION, TrainConfig
 from strokelrp.errors import StrokeLRPError
 from strokelrp.train.cases import CaseTensors, open_dataset, split_ids, stack_cases
 from strokelrp.train.checkpoint import (
@@ -71,8 +71,8 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def dice_cross_entropy(logits: torch.Tensor, y: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
     """Cross-entropy + (1 - soft Dice of the lesion class), soft Dice per sample, averaged."""
-    p = logits.softmax(dim=1)[:, 1].flatten(1)
-    t = (y == 1).flatten(1).to(p.dtype)
+    p = logits.softmax(dim=1)[:, LESION].flatten(1)
+    t = (y == LESION).flatten(1).to(p.dtype)
     soft = (2 * (p * t).sum(1) + smooth) / (p.sum(1) + t.sum(1) + smooth)
     return F.cross_entropy(logits, y) + (1 - soft).mean()
 
