@@ -32,8 +32,9 @@ from strokelrp.analysis.inclusivity import ground_truth_inclusivity, input_inclu
 from strokelrp.analysis.shares import lesion_shares, modality_shares
 from strokelrp.analysis.table import (
     Row,
+    Setting,
+    describe,
     read_table,
-    setting_label,
     sort_rows,
     write_table,
 )
@@ -45,28 +46,6 @@ MANIFEST_NAME = "synth_manifest.json"
 
 
 # ------------------------------------------------------------------------------ settings
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One filter setting of a grid: the filter object (None = raw) and how the table names it."""
-
-    filter: Any
-    kind: str
-    a1: float | None
-    a2: float | None
-    label: str
-
-
-def describe(f: Any) -> Setting:
-    """The table description of a filter (``None`` = the raw map)."""
-    if f is None:
-        return Setting(None, "raw", None, None, "raw")
-    kind, low, high = f.kind, float(f.low), float(f.high)
-    label = setting_label(kind, low, high)
-    if getattr(f, "scope", "sample") != "sample":
-        label += f"/{f.scope}"
-    return Setting(f, kind, low, high, label)
 
 
 def paper_grid() -> list[Setting]:

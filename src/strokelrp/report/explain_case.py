@@ -15,7 +15,6 @@ and writes into ``out`` (default ``RUN/explanations/CASE``)::
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from strokelrp.analysis.table import Setting, describe
 from strokelrp.atomic import write_text
 from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
@@ -34,15 +34,6 @@ PAPER_FIGURE1_FILTERS: tuple[str, ...] = ("pass:0,0.4", "clamp:0,0.2")
 """The two filtered settings of the paper's figure 1 (raw is always added first)."""
 
 TARGETS: tuple[str, ...] = ("prediction", "ground_truth", "authors")
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One filter setting: a readable label ("pass (0, 0.4)"), a file-name stem, the filter."""
-
-    label: str
-    stem: str
-    filter: Any  # None (raw) or a strokelrp.lrp.filters filter
 
 
 @dataclass
@@ -64,31 +55,14 @@ class CaseExplanation:
         return [*self.relevance.values(), self.prediction, self.figure, self.summary]
 
 
-def describe_filter(filt: Any) -> Setting:
-    """The :class:`Setting` of a filter (``None`` = raw).
-
-    The label is the filter's own (``raw``, ``pass(0,0.4)``, ``clamp(0,0.2)/channel``: the
-    names the sweep tables use); the file stem avoids shell-unfriendly characters
-    (``relevance_pass_0-0.4``, ``relevance_clamp_0-0.2_channel``).
-    """
-    from strokelrp.lrp.filters import filter_label
-
-    if filt is None:
-        return Setting(filter_label(None), "relevance_raw", None)
-    stem = f"relevance_{filt.kind}_{filt.low:g}-{filt.high:g}"
-    if getattr(filt, "scope", "sample") != "sample":
-        stem += f"_{filt.scope}"
-    return Setting(filter_label(filt), re.sub(r"[^A-Za-z0-9_.-]", "_", stem), filt)
-
-
 def parse_settings(specs: Sequence[str] | None) -> list[Setting]:
     """Raw first, then one setting per spec ("pass:0,0.4"); the paper's figure 1 when none."""
     from strokelrp.lrp.filters import parse_filter
 
     specs = list(specs) if specs else list(PAPER_FIGURE1_FILTERS)
-    settings = [describe_filter(None)]
+    settings = [describe(None)]
     for spec in specs:
-        setting = describe_filter(parse_filter(spec))
+        setting = describe(parse_filter(spec))
         if setting.stem not in {s.stem for s in settings}:
             settings.append(setting)
     return settings
@@ -162,7 +136,7 @@ def explain_case(
     if not run.is_dir():
         raise StrokeLRPError(f"run folder {run} does not exist")
     if filters and all(isinstance(f, Setting) for f in filters):
-        settings = [describe_filter(None)] + [s for s in filters if s.filter is not None]
+        settings = [describe(None)] + [s for s in filters if s.filter is not None]
     else:
         settings = parse_settings(filters)  # type: ignore[arg-type]
 
