@@ -222,7 +222,7 @@ class TrainConfig:
         """Read and validate a TOML config written by :meth:`to_toml` (or by hand)."""
         path = Path(path)
         try:
-            values = _toml_loads(path.read_text(encoding="utf-8"))
+            values = toml_loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as err:
             raise StrokeLRPError(f"{path}: no such config file") from err
         except ValueError as err:  # tomllib.TOMLDecodeError is a ValueError
@@ -234,7 +234,8 @@ def _resolved(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
-def _toml_loads(text: str) -> dict[str, Any]:
+def toml_loads(text: str) -> dict[str, Any]:
+    """Parse TOML text (``tomllib``; ``tomli`` on Python 3.10); raises ``ValueError`` if bad."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10

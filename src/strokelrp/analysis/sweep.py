@@ -71,10 +71,10 @@ def read_grid(spec: str | Path | None = "paper") -> list[Setting]:
         raise StrokeLRPError(f"--grid {spec}: not 'paper' and not a file")
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".toml":
-        from strokelrp.config import _toml_loads
+        from strokelrp.config import toml_loads
 
         try:
-            data = _toml_loads(text)
+            data = toml_loads(text)
         except ValueError as err:  # tomllib.TOMLDecodeError is a ValueError
             raise StrokeLRPError(f"{path}: not valid TOML ({err})") from err
         items = data.get("settings")
