@@ -53,6 +53,29 @@ def test_two_epochs_then_resume_to_three_is_bit_identical(tmp_path: Path) -> Non
         }
 
 
+def test_train_leaves_the_callers_random_streams_and_cudnn_setting(tmp_path: Path) -> None:
+    """train() seeds the global streams inside its scope only: the caller's torch, numpy and
+    Python streams and cudnn.benchmark are as before, and what the caller drew before does
+    not change the weights."""
+    import random
+
+    torch.manual_seed(123)
+    np.random.seed(7)
+    random.seed(5)
+    before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    benchmark = torch.backends.cudnn.benchmark
+    run(toy_config(tmp_path, epochs=1), tmp_path / "a")
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert np.array_equal(np.random.get_state()[1], before[1])
+    assert random.getstate() == before[2]
+    assert torch.backends.cudnn.benchmark == benchmark
+    torch.rand(10), np.random.rand(3), random.random()  # the caller draws: no effect inside
+    run(toy_config(tmp_path, epochs=1), tmp_path / "b")
+    a = tensors(tmp_path / "a" / "checkpoints" / "last.safetensors")
+    b = tensors(tmp_path / "b" / "checkpoints" / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_run_files_and_log(tmp_path: Path) -> None:
     out = tmp_path / "run"
     run(toy_config(tmp_path, val_fraction=0.3), out)

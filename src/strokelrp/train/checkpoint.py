@@ -22,6 +22,7 @@ interpreted, so no code in a checkpoint can ever run.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ import random
 import re
 import shutil
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,6 +127,19 @@ def restore_rng(state: dict[str, Any]) -> None:
         ]
         if len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """The global random streams (torch CPU and CUDA, numpy, Python) are put back on exit as
+    they were on entry, also on error: whatever the block seeds or draws stays inside it."""
+    state = capture_rng()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            restore_rng(state)
 
 
 # ---------------------------------------------------------------------------------- saving

@@ -18,6 +18,7 @@ DistributedDataParallel, and only rank 0 prints and writes files.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -25,7 +26,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from strokelrp.train.checkpoint import (
     epoch_checkpoints,
     latest_complete,
     load_optimizer_state,
+    preserved_rng,
     restore_rng,
     save_checkpoint,
 )
@@ -327,7 +329,9 @@ def train(
                 (config.for_network(k), out / f"net-{k}") for k in range(1, config.repeats + 1)
             ]
         for net_config, run_dir in networks:
-            _train_network(net_config, run_dir, resume, data, ctx, progress, say)
+            # each network seeds the global streams; the caller's come back afterwards
+            with preserved_rng(), _cudnn_benchmark(ctx.device.type == "cuda"):
+                _train_network(net_config, run_dir, resume, data, ctx, progress, say)
         ctx.barrier()
     finally:
         shutdown(ctx)
@@ -367,6 +371,19 @@ def _resume_point(
     return start
 
 
+@contextlib.contextmanager
+def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    """cuDNN autotuning on for the block when ``enabled`` (fixed volume shapes: the fastest
+    kernels are found once); the caller's setting is restored on exit."""
+    before = torch.backends.cudnn.benchmark
+    if enabled:
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -399,8 +416,6 @@ def _train_network(
     val_rows = [row_of[c] for c in val_ids]
 
     device = ctx.device
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     _seed_everything(config.seed)
     model = build_model(config).to(device)
     optimizer = torch.optim.Adam(
