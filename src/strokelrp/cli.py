@@ -153,10 +153,11 @@ def _parse_series(ctx: click.Context, param: click.Parameter, value: str | None)
 
 def _interrupted(words: list[str]) -> None:
     """Ctrl-C: say how to continue (``strokelrp WORDS``) and exit 130, as shells do for SIGINT."""
-    import os
     import shlex
 
-    if os.environ.get("RANK", "0") == "0":
+    from strokelrp.device import is_main_process
+
+    if is_main_process():
         click.echo(f"\ninterrupted; resume with: strokelrp {shlex.join(words)}", err=True)
     sys.exit(130)
 
@@ -315,7 +316,6 @@ def train(
     checkpoint and prints the --resume command. Runs unchanged under torchrun
     (DistributedDataParallel): torchrun --nproc_per_node=N -m strokelrp train DATA ...
     """
-    import os
     from pathlib import Path
 
     from strokelrp.config import TrainConfig
@@ -338,7 +338,9 @@ def train(
         dirs = run_training(config, out, resume=resume, progress=not no_progress)
     except KeyboardInterrupt:
         _interrupted(["train", data, "--out", out, "--resume"])
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
+    from strokelrp.device import is_main_process
+
+    if is_main_process():  # under torchrun, rank 0 alone reports
         click.echo(f"trained {len(dirs)} network(s) in {out}")
 
 
@@ -620,9 +622,9 @@ def sweep(
             budget = "unlimited" if memory_budget == float("inf") else str(int(memory_budget))
             words += ["--memory-budget", budget]
         _interrupted(words)
-    import os
+    from strokelrp.device import is_main_process
 
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not is_main_process():
         return
     for line in summary_lines(read_tables(tables)):
         click.echo(line)

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ from strokelrp.analysis.table import (
     write_table,
 )
 from strokelrp.config import LESION, MODALITIES
+from strokelrp.device import DistContext, init_distributed, resolve_device, shutdown
 from strokelrp.errors import StrokeLRPError
 
 SWEEP_TABLE = Path("sweep") / "sweep.csv"
@@ -194,77 +193,6 @@ def case_rows(
 # ------------------------------------------------------------------------------ processes
 
 
-@dataclass
-class Ranks:
-    """This process's place among ``world`` sweep processes (world 1 without torchrun)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    joined_here: bool = False
-
-    def gather(self, rows: list[Row]) -> list[Row]:
-        """Everyone's rows on every rank (a plain copy when alone)."""
-        if self.world == 1:
-            return list(rows)
-        import torch.distributed as dist
-
-        parts: list[Any] = [None] * self.world
-        dist.all_gather_object(parts, rows)
-        return [row for part in parts for row in part]
-
-    def share(self, value: Any) -> Any:
-        """Rank 0's ``value`` on every rank (so that all ranks plan the same rounds)."""
-        if self.world == 1:
-            return value
-        import torch.distributed as dist
-
-        box = [value]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def close(self) -> None:
-        if self.joined_here:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-
-
-def join_ranks(device: str) -> Ranks:
-    """Join the ``torchrun`` group when ``WORLD_SIZE`` > 1 (gloo on CPU, NCCL on GPU).
-
-    ``device``: this process's resolved device (``cpu`` or ``cuda:N``).
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if world <= 1:
-        return Ranks(0, 1, local)
-    import torch
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return Ranks(dist.get_rank(), dist.get_world_size(), local)
-    if device.startswith("cuda"):
-        torch.cuda.set_device(local % torch.cuda.device_count())
-        dist.init_process_group(backend="nccl")
-    else:
-        dist.init_process_group(backend="gloo")
-    return Ranks(dist.get_rank(), dist.get_world_size(), local, joined_here=True)
-
-
-def resolve_device(device: str, local_rank: int) -> str:
-    """``auto`` -> ``cuda:LOCAL_RANK`` when a GPU is visible, else ``cpu``."""
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise StrokeLRPError("--device cuda was asked for, but torch sees no CUDA GPU")
-        return f"cuda:{local_rank % torch.cuda.device_count()}"
-    return device
-
-
 # ------------------------------------------------------------------------------ the sweep
 
 
@@ -311,7 +239,7 @@ def sweep_run(
     device: str = "auto",
     restart: bool = False,
     progress: bool = True,
-    ranks: Ranks | None = None,
+    ranks: DistContext | None = None,
     log: Callable[[str], None] | None = None,
     memory_budget: str | int | float | None = None,
 ) -> Path:
@@ -319,7 +247,9 @@ def sweep_run(
 
     Rows already complete in ``RUN/sweep/sweep.csv`` are kept and their cases skipped
     (``restart=True`` starts a fresh table). ``memory_budget``: bytes each case's relevance
-    walk may use (None = the engine's default; see :mod:`strokelrp.lrp.budget`).
+    walk may use (None = the engine's default; see :mod:`strokelrp.lrp.budget`). ``ranks``:
+    the process group from :func:`strokelrp.device.init_distributed` (its device is used);
+    None: this process alone on ``device``.
     """
     import torch
     from tqdm import tqdm
@@ -330,8 +260,8 @@ def sweep_run(
     from strokelrp.train.metrics import dice_score
 
     run_dir = Path(run_dir)
-    ranks = ranks or Ranks()
-    dev = resolve_device(device, ranks.local_rank)
+    ranks = ranks or DistContext(0, 1, 0, resolve_device(device))
+    dev = ranks.device
     table = run_dir / SWEEP_TABLE
     rows: list[Row] = []
     problem = None
@@ -369,9 +299,9 @@ def sweep_run(
             unit="case",
             disable=not progress or ranks.rank != 0,
         )
-        rounds = math.ceil(len(todo) / ranks.world)
+        rounds = math.ceil(len(todo) / ranks.world_size)
         for r in range(rounds):
-            i = r * ranks.world + ranks.rank
+            i = r * ranks.world_size + ranks.rank
             mine: list[Row] = []
             if i < len(todo):
                 x, y, cid = dataset[todo[i]]
@@ -407,7 +337,7 @@ def sweep_run(
                 mine = case_rows(exp.relevance, x.numpy(), label, settings, meta, inf)
                 del exp
             new = ranks.gather(mine)
-            bar.update(min(ranks.world, len(todo) - r * ranks.world))
+            bar.update(min(ranks.world_size, len(todo) - r * ranks.world_size))
             if ranks.rank == 0 and new:
                 fresh = {(str(row["network"]), str(row["case"])) for row in new}
                 rows = [
@@ -420,7 +350,7 @@ def sweep_run(
                 write_table(table, rows)
         bar.close()
         del model
-        if dev.startswith("cuda"):
+        if dev.type == "cuda":
             torch.cuda.empty_cache()
     if ranks.rank == 0 and not table.is_file():
         write_table(table, rows)  # an empty sweep still leaves a (header-only) table
@@ -470,8 +400,7 @@ def run_sweep(
     if missing:
         raise StrokeLRPError("\n".join(missing))
     settings = read_grid(grid)
-    dev = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
-    ranks = join_ranks(dev)
+    ranks = init_distributed(device)
     try:
         return [
             sweep_run(
@@ -481,7 +410,6 @@ def run_sweep(
                 cases=cases,
                 rules=rules,
                 target=target,
-                device=dev,
                 restart=restart,
                 progress=progress,
                 ranks=ranks,
@@ -491,7 +419,7 @@ def run_sweep(
             for run in runs
         ]
     finally:
-        ranks.close()
+        shutdown(ranks)
 
 
 def summary_lines(rows: Sequence[Row], settings: Sequence[str] | None = None) -> list[str]:

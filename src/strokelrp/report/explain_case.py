@@ -116,6 +116,7 @@ def explain_case(
     import torch
 
     from strokelrp.data.preprocess import preprocess_case
+    from strokelrp.device import resolve_device
     from strokelrp.lrp.engine import explain
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import (
@@ -125,7 +126,6 @@ def explain_case(
         write_relevance_nifti,
     )
     from strokelrp.train.checkpoint import load_model
-    from strokelrp.train.distributed import resolve_device
 
     say = log if log is not None else (lambda _line: None)
     if target not in TARGETS:

@@ -22,9 +22,9 @@ import torch
 
 from strokelrp.atomic import write_text
 from strokelrp.config import LESION, SERIES, TrainConfig
+from strokelrp.device import resolve_device
 from strokelrp.errors import StrokeLRPError
 from strokelrp.train.checkpoint import LAST, build_model, resolve_checkpoint, run_networks
-from strokelrp.train.distributed import resolve_device
 from strokelrp.train.metrics import METRICS, segmentation_metrics, summarize
 from strokelrp.train.predict import native_labels, predict
 

@@ -38,6 +38,7 @@ from torch import nn
 
 from strokelrp.atomic import write_text
 from strokelrp.config import LESION, TrainConfig
+from strokelrp.device import DistContext, init_distributed, shutdown
 from strokelrp.errors import StrokeLRPError
 from strokelrp.train.cases import CaseTensors, open_dataset, split_ids, stack_cases
 from strokelrp.train.checkpoint import (
@@ -50,7 +51,6 @@ from strokelrp.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from strokelrp.train.distributed import DistContext, init_distributed, shutdown
 from strokelrp.train.metrics import batch_dice
 
 LOG_COLUMNS: tuple[str, ...] = ("epoch", "loss", "train_dice_trainmode", "val_dice", "seconds")
