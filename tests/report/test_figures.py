@@ -62,14 +62,7 @@ def test_sweet_spot_figure_marks_alpha0(tmp_path: Path) -> None:
     assert f"α₀ = {spot.alpha0:g}" in paths[1].read_text(encoding="utf-8")
 
 
-def test_table1_and_training_curves(tmp_path: Path) -> None:
-    table = [
-        {"network": "A1", "series": "A", "minutes": 1.5, "mean_dice": 0.42},
-        {"network": "B1", "series": "B", "minutes": 4.0, "mean_dice": float("nan")},
-    ]
-    paths = figures.table1_figure(table, tmp_path)
-    check_pair(paths, "table1", 5.2, 0.5 + 0.28 * 3)
-    assert "0.42" in paths[1].read_text(encoding="utf-8")
+def test_training_curves(tmp_path: Path) -> None:
     logs = {
         run: [
             {"epoch": e, "loss": 1 / (e + 1), "train_dice": 1 - 1 / (e + 1), "seconds": 1.0}
@@ -93,7 +86,8 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
 
     mask = os.umask(0o022)
     try:
-        paths = figures.table1_figure([{"network": "A1", "mean_dice": 0.4}], tmp_path)
+        logs = {"A1": [{"epoch": 1, "loss": 0.5, "train_dice": 0.2, "seconds": 1.0}]}
+        paths = figures.training_curves(logs, tmp_path)
     finally:
         os.umask(mask)
     assert all(p.stat().st_mode & 0o777 == 0o644 for p in paths)  # not mkstemp's 0600

@@ -6,7 +6,6 @@
 - :func:`figure5_signal`: mean normalised signal per setting and series, jittered scatter (D1)
   and box plots (D2) (paper fig. 5 D1/D2 for ``kind="pass"``, annex fig. 2 for ``"clamp"``);
 - :func:`sweet_spot_figure`: the spread of mu across data points against alpha, with alpha_0;
-- :func:`table1_figure`: training time and mean Dice per network (paper table 1);
 - :func:`training_curves`: loss and training Dice per epoch for each run.
 
 Every function returns the paths written (``name.png``, ``name.svg``) under ``out_dir``.
@@ -301,36 +300,6 @@ def sweet_spot_figure(
         ax.grid(color="0.9", linewidth=0.6)
         ax.legend(frameon=False)
         return save_figure(fig, out_dir, name)
-
-
-def table1_figure(
-    table: Sequence[Mapping[str, Any]], out_dir: str | Path, name: str = "table1"
-) -> list[Path]:
-    """Paper table 1 as a figure: one row per network with its columns as given."""
-    if not table:
-        raise StrokeLRPError("table 1 is empty")
-    columns = list(table[0].keys())
-    text = [[_cell(row.get(c)) for c in columns] for row in table]
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(
-            figsize=(max(4.0, 1.3 * len(columns)), 0.5 + 0.28 * (len(table) + 1)),
-            layout="constrained",
-        )
-        ax.axis("off")
-        t = ax.table(cellText=text, colLabels=columns, loc="center", cellLoc="center")
-        t.auto_set_font_size(False)
-        t.set_fontsize(8)
-        for (r, _c), cell in t.get_celld().items():
-            cell.set_linewidth(0.3)
-            if r == 0:
-                cell.set_text_props(fontweight="bold")
-        return save_figure(fig, out_dir, name)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.4g}"
-    return "" if value is None else str(value)
 
 
 def _find_column(columns: Sequence[str], *needles: str) -> str | None:

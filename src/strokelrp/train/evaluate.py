@@ -209,9 +209,3 @@ def evaluate(
     )
     write_text(run_dir / "table1.csv", _csv(TABLE1_COLUMNS, [r.table1 for r in results]))
     return results
-
-
-def read_table1(run_dir: str | Path) -> list[dict[str, str]]:
-    """Rows of ``RUN/table1.csv`` as strings."""
-    with (Path(run_dir) / "table1.csv").open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
