@@ -200,13 +200,15 @@ def training_section(runs: Sequence[Path], fig_dir: Path) -> Section:
         )
     else:
         parts.append(note("No table1.csv in any run: `strokelrp evaluate RUN DATA` writes it."))
+    from strokelrp.train.loop import read_train_log
+
     logs = {}
     for run in runs:
         found = [run / "train_log.csv"] if (run / "train_log.csv").is_file() else []
         found = found or sorted(run.glob("net-*/train_log.csv"))  # a repeats run
         for path in found:
             label = run.name if path.parent == run else f"{run.name}/{path.parent.name}"
-            logs[label] = read_csv(path)
+            logs[label] = read_train_log(path.parent)
     logs = {k: v for k, v in logs.items() if v}
     if logs:
         png = figures.training_curves(logs, fig_dir)[0]
