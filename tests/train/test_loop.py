@@ -196,10 +196,29 @@ def test_dice_ce_adds_the_soft_dice_of_the_lesion_class() -> None:
     assert dice_cross_entropy(logits, y).item() == pytest.approx(float(ce) + 1 - soft, rel=1e-5)
 
 
-def test_dice_ce_training_runs(tmp_path: Path) -> None:
-    run(toy_config(tmp_path, epochs=1, loss="dice_ce"), tmp_path / "run")
+def test_dice_ce_training_logs_the_loss_and_dice_of_its_step(tmp_path: Path) -> None:
+    """One case, one epoch, one step: the logged loss and train-mode Dice are those of the
+    initial network's forward pass, recomputed here by hand (CE + 1 - soft Dice; hard Dice
+    by counting voxels)."""
+    from strokelrp.train.checkpoint import build_model
+
+    config = toy_config(tmp_path, epochs=1, loss="dice_ce")
+    run(config, tmp_path / "run", n=1)
     row = read_train_log(tmp_path / "run")[0]
-    assert np.isfinite(row["loss"]) and row["loss"] > 0
+    torch.manual_seed(config.seed)  # as the loop seeds before building the network
+    model = build_model(config).train()
+    x, y, _ = toy_cases(1)[0]
+    logits = model(x[None]).detach().double()[0]  # (2, D, H, W), gradients on: same kernels
+    p = torch.softmax(logits, dim=0)
+    t = (y == 1).double()
+    ce = -(torch.log(p[1]) * t + torch.log(p[0]) * (1 - t)).mean()
+    soft = (2 * (p[1] * t).sum() + 1e-5) / (p[1].sum() + t.sum() + 1e-5)
+    assert row["loss"] == pytest.approx(float(ce + 1 - soft), rel=1e-4)
+    pred = (logits[1] > logits[0]).numpy()
+    truth = y.numpy() == 1
+    hard = 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
+    assert row["train_dice_trainmode"] == pytest.approx(hard, rel=1e-6)
+    assert row["val_dice"] is None
 
 
 def test_checkpoint_every_saves_every_nth_and_the_last_epoch(tmp_path: Path) -> None:
