@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from strokelrp import __version__
+from strokelrp import __version__, run_files
 from strokelrp.errors import StrokeLRPError
 
 
@@ -324,7 +324,7 @@ def train(
     given = {name: ctx.params[name] for name in _TRAIN_OPTIONS}
     given["case_ids"] = case_ids or None
     values = {field: given[name] for name, field in _TRAIN_OPTIONS.items()}
-    run_config = Path(out) / "config.toml"
+    run_config = Path(out) / run_files.CONFIG
     if resume and run_config.is_file():  # the run's own settings are the defaults
         values = TrainConfig.from_toml(run_config).to_dict()
         values.update(

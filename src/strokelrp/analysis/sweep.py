@@ -39,8 +39,8 @@ from strokelrp.analysis.table import (
 from strokelrp.config import LESION, MODALITIES
 from strokelrp.device import DistContext, init_distributed, resolve_device, shutdown
 from strokelrp.errors import StrokeLRPError
+from strokelrp.run_files import SWEEP_TABLE
 
-SWEEP_TABLE = Path("sweep") / "sweep.csv"
 MANIFEST_NAME = "synth_manifest.json"
 
 

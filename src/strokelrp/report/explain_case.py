@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from strokelrp import run_files
 from strokelrp.analysis.table import Setting, describe
 from strokelrp.atomic import write_text
 from strokelrp.config import MODALITIES
@@ -171,7 +172,7 @@ def explain_case(
     relevance = result.relevance.detach().cpu().float().numpy()  # (K, 6, D, H, W)
     logits = result.output.detach().cpu().float()[0]  # (2, D, H, W)
 
-    out_dir = Path(out) if out is not None else run / "explanations" / case_id
+    out_dir = Path(out) if out is not None else run / run_files.EXPLANATIONS / case_id
     say(f"writing {len(settings)} relevance volume(s), the prediction and figure 1 to {out_dir}")
     written: dict[str, Path] = {}
     native: list[tuple[str, np.ndarray]] = []
@@ -199,7 +200,7 @@ def explain_case(
     dice = None if case.label is None else dice_score(prediction, case.label)
     z = default_slice(case.label, prediction, depth) if slice_index is None else slice_index
     figure = plot_figure1(
-        out_dir / "figure1.png",
+        out_dir / run_files.FIGURE1,
         native,
         case.image,
         prediction,
@@ -213,7 +214,7 @@ def explain_case(
         peaks=[peaks[s.label][MODALITIES.index(modality)] for s in settings],
     )
     summary = _write_json_atomic(
-        out_dir / "explanation.json",
+        out_dir / run_files.EXPLANATION,
         {
             "case": case_id,
             "run": str(run),

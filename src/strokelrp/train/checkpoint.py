@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from strokelrp import run_files
 from strokelrp.atomic import write_bytes, write_text
 from strokelrp.config import TrainConfig
 from strokelrp.errors import StrokeLRPError
@@ -358,7 +359,7 @@ def latest_complete(ckpt_dir: str | Path) -> Checkpoint | None:
 def resolve_checkpoint(run_dir: str | Path, checkpoint: str | int | Path = LAST) -> Checkpoint:
     """Load ``last`` (the newest complete), an epoch (``3``, ``"epoch-003"``) or a file path."""
     run_dir = Path(run_dir)
-    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir = run_dir / run_files.CHECKPOINTS
     if isinstance(checkpoint, str) and checkpoint == LAST:
         found = latest_complete(ckpt_dir)
         if found is None:
@@ -375,13 +376,13 @@ def resolve_checkpoint(run_dir: str | Path, checkpoint: str | int | Path = LAST)
 def run_networks(run_dir: str | Path) -> list[Path]:
     """The single-network run folders of a run: ``[RUN]``, or ``RUN/net-1 ..`` for repeats."""
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.toml"
+    config_path = run_dir / run_files.CONFIG
     if not config_path.exists():
         raise StrokeLRPError(f"{run_dir}: not a training run (no config.toml)")
     config = TrainConfig.from_toml(config_path)
     if config.repeats == 1:
         return [run_dir]
-    return [run_dir / f"net-{k}" for k in range(1, config.repeats + 1)]
+    return [run_files.network_dir(run_dir, k) for k in range(1, config.repeats + 1)]
 
 
 def build_model(config: TrainConfig) -> nn.Module:
@@ -401,7 +402,7 @@ def load_model(
     ``"epoch-NNN"`` or a ``.safetensors`` path. For a ``repeats`` run pass ``RUN/net-K``.
     """
     run_dir = Path(run_dir)
-    networks = run_networks(run_dir) if (run_dir / "config.toml").exists() else [run_dir]
+    networks = run_networks(run_dir) if (run_dir / run_files.CONFIG).exists() else [run_dir]
     if len(networks) > 1:
         names = ", ".join(p.name for p in networks)
         raise StrokeLRPError(

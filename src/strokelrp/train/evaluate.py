@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from strokelrp import run_files
 from strokelrp.atomic import write_text
 from strokelrp.config import LESION, SERIES, TrainConfig
 from strokelrp.device import resolve_device
@@ -66,7 +67,7 @@ def network_name(config: TrainConfig, index: int) -> str:
 
 
 def _split_of(run_dir: Path) -> dict[str, str]:
-    path = run_dir / "split.json"
+    path = run_dir / run_files.SPLIT
     if not path.exists():
         return {}
     split = json.loads(path.read_text(encoding="utf-8"))
@@ -183,7 +184,7 @@ def evaluate(
     results: list[NetworkResult] = []
     datasets: dict[tuple, Any] = {}
     for index, net_dir in enumerate(networks, start=1):
-        config = TrainConfig.from_toml(net_dir / "config.toml")
+        config = TrainConfig.from_toml(net_dir / run_files.CONFIG)
         key = (config.shape, config.normalization)
         if key not in datasets:
             datasets[key] = CaseDataset(
@@ -205,7 +206,7 @@ def evaluate(
                 echo(line)
             echo(format_summary(result))
     write_text(
-        run_dir / "metrics.csv", _csv(METRIC_COLUMNS, [r for res in results for r in res.rows])
+        run_dir / run_files.METRICS, _csv(METRIC_COLUMNS, [r for res in results for r in res.rows])
     )
-    write_text(run_dir / "table1.csv", _csv(TABLE1_COLUMNS, [r.table1 for r in results]))
+    write_text(run_dir / run_files.TABLE1, _csv(TABLE1_COLUMNS, [r.table1 for r in results]))
     return results

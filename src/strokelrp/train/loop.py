@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from strokelrp import run_files
 from strokelrp.atomic import write_text
 from strokelrp.config import LESION, TrainConfig
 from strokelrp.device import DistContext, init_distributed, shutdown
@@ -194,12 +195,12 @@ def write_train_log(run_dir: Path, rows: list[dict[str, Any]]) -> Path:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_COLUMNS})
-    return write_text(run_dir / "train_log.csv", buf.getvalue())
+    return write_text(run_dir / run_files.TRAIN_LOG, buf.getvalue())
 
 
 def read_train_log(run_dir: str | Path) -> list[dict[str, Any]]:
     """Rows of ``RUN/train_log.csv`` with numbers parsed (``val_dice`` None when empty)."""
-    path = Path(run_dir) / "train_log.csv"
+    path = Path(run_dir) / run_files.TRAIN_LOG
     if not path.exists():
         return []
     rows = []
@@ -230,7 +231,8 @@ def _say(ctx: DistContext, log: Callable[[str], None] | None) -> Callable[[str],
 
 def _has_checkpoints(out: Path) -> bool:
     """Whether the run folder ``out`` (or one of its ``net-K`` folders) holds any checkpoint."""
-    folders = [out / "checkpoints", *sorted(out.glob("net-*/checkpoints"))]
+    folders = [out / run_files.CHECKPOINTS]
+    folders += sorted(out.glob(f"{run_files.NETWORK_GLOB}/{run_files.CHECKPOINTS}"))
     return any(epoch_checkpoints(d) or (d / "last.json").exists() for d in folders)
 
 
@@ -244,7 +246,7 @@ def _check_run_folder(
     """
     if out.exists() and not out.is_dir():
         raise StrokeLRPError(f"{out}: exists and is not a folder")
-    config_path = out / "config.toml"
+    config_path = out / run_files.CONFIG
     started = _has_checkpoints(out)
     if not config_path.exists():
         if not resume and started:
@@ -321,12 +323,13 @@ def train(
             data()  # a new run: the data's errors come before the run folder exists
         ctx.barrier()  # every rank has looked before rank 0 writes
         if ctx.is_main and (existing is None or config.epochs > existing.epochs):
-            config.to_toml(out / "config.toml")
+            config.to_toml(out / run_files.CONFIG)
         if config.repeats == 1:
             networks = [(config, out)]
         else:
             networks = [
-                (config.for_network(k), out / f"net-{k}") for k in range(1, config.repeats + 1)
+                (config.for_network(k), run_files.network_dir(out, k))
+                for k in range(1, config.repeats + 1)
             ]
         for net_config, run_dir in networks:
             # each network seeds the global streams; the caller's come back afterwards
@@ -342,7 +345,7 @@ def _resume_point(
     config: TrainConfig, run_dir: Path, resume: bool, say: Callable[[str], None]
 ) -> Checkpoint | bool | None:
     """The checkpoint to continue from, None to start fresh, False when nothing is left to do."""
-    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir = run_dir / run_files.CHECKPOINTS
     if not resume:
         if epoch_checkpoints(ckpt_dir) or (ckpt_dir / "last.json").exists():
             raise StrokeLRPError(
@@ -440,8 +443,8 @@ def _train_network(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     if ctx.is_main:
-        config.to_toml(run_dir / "config.toml")
-        write_text(run_dir / "split.json", json.dumps(split, indent=1) + "\n")
+        config.to_toml(run_dir / run_files.CONFIG)
+        write_text(run_dir / run_files.SPLIT, json.dumps(split, indent=1) + "\n")
         write_train_log(run_dir, log_rows)
     loss_fn = LOSSES[config.loss]
     steps = math.ceil(len(train_rows) / ctx.world_size)
@@ -496,7 +499,7 @@ def _train_network(
             if ctx.is_main:
                 if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
                     save_checkpoint(
-                        run_dir / "checkpoints",
+                        run_dir / run_files.CHECKPOINTS,
                         epoch=epoch,
                         config=config,
                         model=model,
