@@ -17,6 +17,7 @@ are ignored. Every problem of a case is collected before anything is raised, one
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import warnings
@@ -36,6 +37,14 @@ from strokelrp.data.nifti_file import (
     read_header,
     read_nifti,
 )
+from strokelrp.data.orientation import (
+    CANONICAL,
+    axis_codes,
+    canonical_affine,
+    canonical_axes,
+    file_axes,
+    to_canonical,
+)
 from strokelrp.errors import DataError, StrokeLRPError
 
 log = logging.getLogger(__name__)
@@ -54,15 +63,20 @@ _ALL_TOKENS = {t.lower(): t for t in (*MODALITY_TOKENS, LABEL_TOKEN, *IGNORED_TO
 
 @dataclass(repr=False, eq=False)
 class Case:
-    """One case, values as stored (no normalisation).
+    """One case, values as stored (no normalisation), voxels in RAS order.
 
     ``image`` is float32 ``(6, D, H, W)`` in the order of ``config.MODALITIES`` with
-    ``image[c, z, y, x]`` = voxel ``(x, y, z)`` of modality c's NIfTI array; ``label`` is the
-    uint8 OT mask ``(D, H, W)`` or ``None`` for a case without ground truth; ``affine`` (mm) and
-    ``header`` are those of the ADC file (all modalities share the grid), the header a checked
-    NIfTI-1 copy in mm (see :mod:`strokelrp.data.nifti_file`); ``spacing`` is the voxel size in
-    mm as (x, y, z), the column norms of ``affine``; ``paths`` maps ``"ADC"`` ... ``"TTP"`` and
-    ``"OT"`` to files.
+    ``image[c, z, y, x]`` = voxel ``(x, y, z)`` of modality c's NIfTI array after reorienting
+    it to :data:`~strokelrp.data.orientation.CANONICAL` (RAS: x towards the patient's right, y
+    anterior, z superior; pure axis flips and permutations, no resampling); ``label`` is the
+    uint8 OT mask ``(D, H, W)`` in the same order, or ``None`` for a case without ground truth;
+    ``affine`` (mm) maps that RAS voxel grid to the world and ``spacing`` is its voxel size in
+    mm as (x, y, z) (the column norms of the files' affine, reordered). The files' own geometry
+    is kept for writing outputs back: ``orientation`` is their axis codes (``"LPS"``...),
+    ``native_affine`` the ADC file's affine and ``header`` its header (all modalities share the
+    grid), a checked NIfTI-1 copy in mm (see :mod:`strokelrp.data.nifti_file`); ``paths`` maps
+    ``"ADC"`` ... ``"TTP"`` and ``"OT"`` to files. A case built by hand with the defaults is
+    taken as stored in RAS (``native_affine`` ``None`` means ``affine``).
     """
 
     case_id: str
@@ -72,12 +86,24 @@ class Case:
     header: nib.Nifti1Header
     spacing: tuple[float, float, float]
     paths: dict[str, Path] = field(default_factory=dict)
+    orientation: str = CANONICAL
+    native_affine: np.ndarray | None = None
 
     @property
     def grid(self) -> tuple[int, int, int]:
-        """The native NIfTI grid as (x, y, z) = (W, H, D)."""
+        """The RAS voxel grid as (x, y, z) = (W, H, D)."""
         d, h, w = self.image.shape[1:]
         return (w, h, d)
+
+    @property
+    def native_grid(self) -> tuple[int, int, int]:
+        """The files' grid (x, y, z), in their own voxel order."""
+        return file_axes(self.grid, self.orientation)  # type: ignore[return-value]
+
+    @property
+    def native_spacing(self) -> tuple[float, float, float]:
+        """The files' voxel size in mm along their own (x, y, z)."""
+        return file_axes(self.spacing, self.orientation)  # type: ignore[return-value]
 
     @property
     def lesion_ml(self) -> float | None:
@@ -90,7 +116,7 @@ class Case:
         lesion = "no OT" if self.label is None else f"lesion {self.lesion_ml:.2f} mL"
         return (
             f"Case({self.case_id!r}, grid {format_grid(self.grid)}, "
-            f"spacing {format_spacing(self.spacing)}, {lesion})"
+            f"spacing {format_spacing(self.spacing)}, {lesion}, stored {self.orientation})"
         )
 
 
@@ -105,6 +131,8 @@ class CaseReport:
     lesion_ml: float | None
     has_label: bool
     problems: list[str]
+    orientation: str | None = None
+    """The files' axis codes (``"LPS"``...), ``None`` when the case could not be read."""
 
     @property
     def status(self) -> str:
@@ -118,6 +146,7 @@ class CaseReport:
             "spacing_mm": [round(s, 4) for s in self.spacing] if self.spacing else None,
             "lesion_ml": None if self.lesion_ml is None else round(self.lesion_ml, 3),
             "has_label": self.has_label,
+            "orientation": self.orientation,
             "status": self.status,
             "problems": list(self.problems),
         }
@@ -505,7 +534,29 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
         spacing=ref_meta.spacing,
         paths=dict(chosen),
     )
-    return case, []
+    try:
+        return reorient_to_canonical(case), []
+    except ValueError as err:
+        return None, [f"case {cid}: {relative_name(chosen[MODALITIES[0]], root)}: {err}"]
+
+
+def reorient_to_canonical(case: Case) -> Case:
+    """A case read in its files' voxel order -> the same case in RAS order (see ``Case``).
+
+    ``case`` must hold the files' arrays (``orientation`` left at its default); the result
+    records the files' axis codes and affine. Raises ``ValueError`` when the affine has no
+    orientation (singular or not finite).
+    """
+    codes = axis_codes(case.affine)
+    return dataclasses.replace(
+        case,
+        image=to_canonical(case.image, codes),
+        label=None if case.label is None else to_canonical(case.label, codes),
+        affine=canonical_affine(case.affine, case.grid, codes),
+        spacing=canonical_axes(case.spacing, codes),
+        orientation=codes,
+        native_affine=case.affine,
+    )
 
 
 def _peek_geometry(folder: CaseFolder) -> tuple[tuple | None, tuple | None]:
@@ -521,10 +572,11 @@ def _peek_geometry(folder: CaseFolder) -> tuple[tuple | None, tuple | None]:
 
 
 def _report(folder: CaseFolder, root: Path, case: Case | None, problems: list[str]) -> CaseReport:
-    grid = spacing = lesion = None
+    grid = spacing = lesion = orientation = None
     has_label = LABEL_TOKEN in folder.files
     if case is not None:
-        grid, spacing, lesion = case.grid, case.spacing, case.lesion_ml
+        grid, spacing, lesion = case.native_grid, case.native_spacing, case.lesion_ml
+        orientation = case.orientation
     else:
         grid, spacing = _peek_geometry(folder)
     return CaseReport(
@@ -535,6 +587,7 @@ def _report(folder: CaseFolder, root: Path, case: Case | None, problems: list[st
         lesion_ml=lesion,
         has_label=has_label,
         problems=problems,
+        orientation=orientation,
     )
 
 

@@ -393,13 +393,17 @@ def build_model(config: TrainConfig) -> nn.Module:
     return UNet3D(in_channels=len(MODALITIES), num_classes=2, width=config.width)
 
 
-def load_model(
+def load_trained(
     run_dir: str | Path, checkpoint: str | int | Path = LAST, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, TrainConfig]:
-    """The trained UNet3D of a single-network run, in eval mode on ``device``, and its config.
+) -> tuple[nn.Module, Checkpoint]:
+    """The trained UNet3D of a single-network run (eval mode, on ``device``) and its checkpoint.
 
     ``checkpoint``: ``"last"`` (the newest complete checkpoint), an epoch number,
-    ``"epoch-NNN"`` or a ``.safetensors`` path. For a ``repeats`` run pass ``RUN/net-K``.
+    ``"epoch-NNN"`` or a ``.safetensors`` path of this run (one of another run is refused:
+    :func:`check_own_checkpoint`). For a ``repeats`` run pass ``RUN/net-K``. The returned
+    checkpoint's tensors are dropped (they are in the model); its ``epoch``, ``path``, ``meta``
+    (the sidecar actually read, whose hash matched the weights) and ``config`` say what was
+    loaded, even while training is still writing newer checkpoints.
     """
     run_dir = Path(run_dir)
     networks = run_networks(run_dir) if (run_dir / run_files.CONFIG).exists() else [run_dir]
@@ -410,9 +414,35 @@ def load_model(
             f"e.g. {networks[0]}"
         )
     ckpt = resolve_checkpoint(run_dir, checkpoint)
+    check_own_checkpoint(run_dir, ckpt.path)
     model = build_model(ckpt.config)
     try:
         model.load_state_dict(ckpt.model_state, strict=True)
     except RuntimeError as err:
         raise StrokeLRPError(f"{ckpt.path}: weights do not fit a UNet3D: {err}") from err
-    return model.to(device).eval(), ckpt.config
+    ckpt.model_state, ckpt.optimizer_state = {}, None
+    return model.to(device).eval(), ckpt
+
+
+def load_model(
+    run_dir: str | Path, checkpoint: str | int | Path = LAST, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, TrainConfig]:
+    """The trained UNet3D of a single-network run and its config (see :func:`load_trained`)."""
+    model, ckpt = load_trained(run_dir, checkpoint, device)
+    return model, ckpt.config
+
+
+def check_own_checkpoint(run_dir: str | Path, path: str | Path) -> None:
+    """Refuse a checkpoint file that is not in ``run_dir/checkpoints`` (another run's).
+
+    Results are written into the run folder and labelled with its split; a network of another
+    run would put that run's numbers under this run's name (its held-out cases differ).
+    """
+    run_dir, path = Path(run_dir), Path(path)
+    own = (run_dir / run_files.CHECKPOINTS).resolve()
+    if path.resolve().parent != own:
+        raise StrokeLRPError(
+            f"{path}: not a checkpoint of {run_dir} (its checkpoints are in {own}); results "
+            "are written into the run folder under its name and split, so use that "
+            "checkpoint's own run instead (strokelrp evaluate/explain OTHER_RUN DATA)"
+        )
