@@ -111,7 +111,7 @@ def pool_back(a: np.ndarray, r: np.ndarray) -> np.ndarray:
 
 
 def reference_paper(model: UNet3D, x: torch.Tensor, start: torch.Tensor) -> np.ndarray:
-    """The paper preset written out by hand for the U-Net (not using model.graph())."""
+    """The paper preset written out by hand for the U-Net (not using the engine's capture)."""
     eps = 1e-9
     acts: dict[str, np.ndarray] = {}
 
@@ -355,12 +355,9 @@ def test_float32_runs_and_matches_float64(rules: str, bound: float) -> None:
 # -------------------------------------------------------------------------------- errors
 
 
-class _WithSigmoid(UNet3D):
-    def graph(self):
-        from strokelrp.model.graph import Node
-
-        nodes = super().graph()
-        return [*nodes, Node("squash", nn.Sigmoid(), (nodes[-1].name,))]
+class _WithSoftmax(UNet3D):
+    def forward(self, x):
+        return torch.softmax(super().forward(x), dim=1)
 
 
 @pytest.mark.parametrize(
@@ -394,6 +391,6 @@ def test_bad_inputs_and_unknown_modules() -> None:
         explain(model, torch.rand(1, 6, 5, 8, 8, dtype=F64))
     with pytest.raises(StrokeLRPError, match="unknown filter point"):  # checked without filters
         explain(model, torch.rand(1, 6, 5, 8, 8), filter_at="output_layer")
-    odd = _WithSigmoid(width=2)
-    with pytest.raises(StrokeLRPError, match=r"node 'squash' \(Sigmoid\)"):
+    odd = _WithSoftmax(width=2)
+    with pytest.raises(StrokeLRPError, match=r"node 'softmax' \(softmax\) in module 'the model"):
         explain(odd, torch.rand(1, 6, 5, 8, 8))

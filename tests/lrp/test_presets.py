@@ -52,7 +52,7 @@ def test_overrides_make_a_new_preset() -> None:
         (lambda: preset("paper", batchnorm="merge"), "'pass' or 'fold'"),
         (lambda: preset("paper", body="zplus"), "known: epsilon, w\\+, z\\+, zB"),
         (lambda: Preset("mine", "zB", "gamma", "epsilon"), "unknown body rule"),
-        (lambda: resolve(3), "preset name or a Preset"),
+        (lambda: resolve(3), "preset name, a Preset or a Composite"),
     ],
 )
 def test_bad_presets_raise_clear_errors(make, message: str) -> None:

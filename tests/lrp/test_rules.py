@@ -42,6 +42,17 @@ LAYERS = {
         (2, 2, 3, 2),
     ),
 }
+# other dimensions and Linear: checked against the dense reference too
+OTHER_LAYERS = {
+    "conv2d-stride2-dil": (
+        lambda b: nn.Conv2d(2, 3, 3, stride=2, padding=2, dilation=2, bias=b),
+        (2, 5, 6),
+    ),
+    "convT2d-stride2": (lambda b: nn.ConvTranspose2d(3, 2, 3, stride=2, bias=b), (3, 3, 2)),
+    "conv1d": (lambda b: nn.Conv1d(2, 3, 3, padding=1, bias=b), (2, 7)),
+    "convT1d": (lambda b: nn.ConvTranspose1d(2, 2, 2, stride=2, bias=b), (2, 3)),
+    "linear": (lambda b: nn.Linear(5, 4, bias=b), (5,)),
+}
 
 
 def dense(layer: ConvLayer, in_shape: tuple[int, ...]) -> np.ndarray:
@@ -87,7 +98,7 @@ def reference(
 
 def make_layer(key: str, bias: bool, seed: int) -> tuple[ConvLayer, tuple[int, ...], nn.Module]:
     torch.manual_seed(seed)
-    factory, in_shape = LAYERS[key]
+    factory, in_shape = {**LAYERS, **OTHER_LAYERS}[key]
     module = factory(bias).double()
     return ConvLayer.from_module(module), in_shape, module
 
@@ -109,7 +120,7 @@ def run_case(rule_obj, key: str, bias: bool, seed: int, k: int = 3, positive: bo
     return got, m, a, r, b_full
 
 
-@pytest.mark.parametrize("key", sorted(LAYERS))
+@pytest.mark.parametrize("key", sorted(LAYERS) + sorted(OTHER_LAYERS))
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("name", ["epsilon", "w+", "z+"])
@@ -254,8 +265,10 @@ def test_bad_layers_and_bounds_raise_clear_errors() -> None:
         ConvLayer.from_module(nn.Conv3d(2, 2, 3, groups=2))
     with pytest.raises(StrokeLRPError, match="padding_mode"):
         ConvLayer.from_module(nn.Conv3d(2, 2, 3, padding=1, padding_mode="circular"))
-    with pytest.raises(StrokeLRPError, match="Linear"):
-        ConvLayer.from_module(nn.Linear(2, 2))
+    with pytest.raises(StrokeLRPError, match="groups=2"):
+        ConvLayer.from_module(nn.Conv2d(2, 2, 3, groups=2))
+    with pytest.raises(StrokeLRPError, match="Bilinear"):
+        ConvLayer.from_module(nn.Bilinear(2, 2, 2))
     with pytest.raises(StrokeLRPError, match="unknown rule 'gamma'"):
         make_rule("gamma", 1e-9)
     with pytest.raises(StrokeLRPError, match="epsilon must be > 0"):

@@ -135,4 +135,6 @@ def resolve(rules: str | Preset) -> Preset:
         return rules
     if isinstance(rules, str):
         return preset(rules)
-    raise StrokeLRPError(f"rules must be a preset name or a Preset, got {type(rules).__name__}")
+    raise StrokeLRPError(
+        f"rules must be a preset name, a Preset or a Composite, got {type(rules).__name__}"
+    )

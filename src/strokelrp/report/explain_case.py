@@ -63,7 +63,8 @@ class CaseExplanation:
     notes: list[str] = field(default_factory=list)
 
     def paths(self) -> list[Path]:
-        return [*self.relevance.values(), self.prediction, self.figure, self.summary]
+        paths = [*self.relevance.values(), self.prediction, self.figure, self.summary]
+        return list(dict.fromkeys(paths))  # without a figure, ``figure`` is the summary
 
 
 def parse_settings(specs: Sequence[str] | None) -> list[Setting]:

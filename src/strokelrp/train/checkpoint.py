@@ -386,17 +386,18 @@ def run_networks(run_dir: str | Path) -> list[Path]:
 
 
 def build_model(config: TrainConfig) -> nn.Module:
-    """A fresh UNet3D of the config's width (6 modalities in, 2 classes out)."""
+    """A fresh network of the config's architecture and width (6 modalities in, 2 classes)."""
     from strokelrp.config import MODALITIES
-    from strokelrp.model import UNet3D
+    from strokelrp.model.architectures import build_network
 
-    return UNet3D(in_channels=len(MODALITIES), num_classes=2, width=config.width)
+    return build_network(config.arch, len(MODALITIES), 2, config.width)
 
 
 def load_trained(
     run_dir: str | Path, checkpoint: str | int | Path = LAST, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, Checkpoint]:
-    """The trained UNet3D of a single-network run (eval mode, on ``device``) and its checkpoint.
+    """The trained network of a single-network run (eval mode, on ``device``; its architecture
+    from the run's config) and its checkpoint.
 
     ``checkpoint``: ``"last"`` (the newest complete checkpoint), an epoch number,
     ``"epoch-NNN"`` or a ``.safetensors`` path of this run (one of another run is refused:
@@ -419,7 +420,9 @@ def load_trained(
     try:
         model.load_state_dict(ckpt.model_state, strict=True)
     except RuntimeError as err:
-        raise StrokeLRPError(f"{ckpt.path}: weights do not fit a UNet3D: {err}") from err
+        raise StrokeLRPError(
+            f"{ckpt.path}: weights do not fit a {ckpt.config.arch} network: {err}"
+        ) from err
     ckpt.model_state, ckpt.optimizer_state = {}, None
     return model.to(device).eval(), ckpt
 
@@ -427,7 +430,7 @@ def load_trained(
 def load_model(
     run_dir: str | Path, checkpoint: str | int | Path = LAST, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, TrainConfig]:
-    """The trained UNet3D of a single-network run and its config (see :func:`load_trained`)."""
+    """The trained network of a single-network run and its config (see :func:`load_trained`)."""
     model, ckpt = load_trained(run_dir, checkpoint, device)
     return model, ckpt.config
 
