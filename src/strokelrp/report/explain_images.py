@@ -168,10 +168,10 @@ def explain_images(
     six-channel perfusion input) to ``out``."""
     import torch
 
+    from strokelrp.device import resolve_device
     from strokelrp.lrp.engine import explain
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import labels_from_logits, write_label_nifti, write_relevance_nifti
-    from strokelrp.train.distributed import resolve_device
 
     say = log if log is not None else (lambda _line: None)
     if target not in TARGETS:
