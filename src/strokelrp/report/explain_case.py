@@ -20,7 +20,6 @@ files' own voxel order and affine; the figure and its slice index use the RAS gr
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ import numpy as np
 
 from strokelrp import run_files
 from strokelrp.analysis.table import Setting, describe
-from strokelrp.atomic import write_text
+from strokelrp.atomic import write_json
 from strokelrp.config import MODALITIES
 from strokelrp.data.orientation import CANONICAL
 from strokelrp.errors import StrokeLRPError
@@ -78,10 +77,6 @@ def parse_settings(specs: Sequence[str] | None) -> list[Setting]:
         if setting.stem not in {s.stem for s in settings}:
             settings.append(setting)
     return settings
-
-
-def _write_json_atomic(path: Path, payload: dict) -> Path:
-    return write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
 def checkpoint_note(ckpt: Any) -> str:
@@ -238,7 +233,7 @@ def explain_case(
         subtitle=f"rules {rules}, start from {target.replace('_', ' ')}; N at model scale",
         peaks=[peaks[s.label][MODALITIES.index(modality)] for s in settings],
     )
-    summary = _write_json_atomic(
+    summary = write_json(
         out_dir / run_files.EXPLANATION,
         {
             "case": case_id,

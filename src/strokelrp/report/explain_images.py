@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from strokelrp.atomic import write_json
 from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
 from strokelrp.report.explain_case import (
     CaseExplanation,
     Setting,
-    _write_json_atomic,
     parse_settings,
 )
 from strokelrp.report.nifti import NIFTI_SUFFIX
@@ -243,7 +243,7 @@ def explain_images(
         )
     else:
         notes.append(f"no figure 1: it shows the six perfusion channels, the input has {channels}")
-    summary = _write_json_atomic(
+    summary = write_json(
         out_dir / "explanation.json",
         {
             "case": case.case_id,
