@@ -14,6 +14,7 @@ import click
 
 from strokelrp import __version__, run_files
 from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.presets import TARGETS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -491,7 +492,7 @@ def _preset_names() -> list[str]:
 )
 @click.option(
     "--target",
-    type=click.Choice(["prediction", "ground_truth", "authors"]),
+    type=click.Choice(TARGETS),
     default="prediction",
     show_default=True,
     help="Start from the lesion logit on the predicted lesion voxels, on the OT voxels, or "
@@ -609,8 +610,6 @@ def explain_command(
 
 
 # ---------------------------------------------------------------- sweep and report commands
-
-TARGETS = ("prediction", "ground_truth", "authors")
 
 
 def _split_cases(values: tuple[str, ...]) -> list[str] | None:

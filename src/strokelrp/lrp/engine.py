@@ -39,7 +39,7 @@ from strokelrp.lrp.budget import MemoryPlan, format_bytes, plan, resolve_budget
 from strokelrp.lrp.composites import Composite, as_composite
 from strokelrp.lrp.filters import Filter, FilterBank, filter_label
 from strokelrp.lrp.graph import INPUT, Graph, Node, capture
-from strokelrp.lrp.presets import Preset
+from strokelrp.lrp.presets import TARGETS, Preset
 from strokelrp.lrp.rules import LAYER_TYPES, ConvLayer, PreparedRule, Rule, fold_batchnorm
 from strokelrp.lrp.steps import CAT, PASS, Step, function_step, module_step
 
@@ -47,7 +47,6 @@ OUTPUT = "output"
 """Name of the point holding the starting relevance (the network output)."""
 
 Target = Literal["prediction", "ground_truth", "authors"] | Tensor | Callable[[Tensor], Tensor]
-TARGETS = ("prediction", "ground_truth", "authors")
 
 
 @dataclass

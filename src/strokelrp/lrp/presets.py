@@ -23,6 +23,9 @@ Bound = float | Sequence[float]
 RULE_NAMES: tuple[str, ...] = ("epsilon", "w+", "z+", "zB")
 """Names of the rules in :data:`strokelrp.lrp.rules.RULES`."""
 
+TARGETS: tuple[str, ...] = ("prediction", "ground_truth", "authors")
+"""Named starts of a relevance walk (see :func:`strokelrp.lrp.engine.explain`)."""
+
 BatchNormMode = Literal["pass", "fold"]
 Position = Literal["first", "body", "head"]
 

@@ -34,13 +34,12 @@ from strokelrp.atomic import write_json
 from strokelrp.config import MODALITIES
 from strokelrp.data.orientation import CANONICAL
 from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.presets import TARGETS
 from strokelrp.report.nifti import NIFTI_SUFFIX
 from strokelrp.train.metrics import dice_score
 
 PAPER_FIGURE1_FILTERS: tuple[str, ...] = ("pass:0,0.4", "clamp:0,0.2")
 """The two filtered settings of the paper's figure 1 (raw is always added first)."""
-
-TARGETS: tuple[str, ...] = ("prediction", "ground_truth", "authors")
 
 
 @dataclass

@@ -24,6 +24,7 @@ import numpy as np
 from strokelrp.atomic import write_json
 from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.presets import TARGETS
 from strokelrp.report.explain_case import (
     CaseExplanation,
     Setting,
@@ -31,7 +32,8 @@ from strokelrp.report.explain_case import (
 )
 from strokelrp.report.nifti import NIFTI_SUFFIX
 
-TARGETS: tuple[str, ...] = ("prediction", "authors")
+IMAGE_TARGETS: tuple[str, ...] = tuple(t for t in TARGETS if t != "ground_truth")
+"""The starts available for a user network on user images (no ground truth is read)."""
 
 
 def build_model(spec: str, model_args: str | Mapping[str, Any] | None = None) -> Any:
@@ -174,9 +176,9 @@ def explain_images(
     from strokelrp.report.nifti import labels_from_logits, write_label_nifti, write_relevance_nifti
 
     say = log if log is not None else (lambda _line: None)
-    if target not in TARGETS:
+    if target not in IMAGE_TARGETS:
         raise StrokeLRPError(
-            f"with --model, --target must be one of {', '.join(TARGETS)}, got {target!r}"
+            f"with --model, --target must be one of {', '.join(IMAGE_TARGETS)}, got {target!r}"
         )
     settings: list[Setting] = parse_settings(filters)
     dev = str(resolve_device(device))
