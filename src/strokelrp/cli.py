@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from strokelrp import __version__
+from strokelrp import __version__, run_files
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS
 
@@ -154,10 +154,11 @@ def _parse_series(ctx: click.Context, param: click.Parameter, value: str | None)
 
 def _interrupted(words: list[str]) -> None:
     """Ctrl-C: say how to continue (``strokelrp WORDS``) and exit 130, as shells do for SIGINT."""
-    import os
     import shlex
 
-    if os.environ.get("RANK", "0") == "0":
+    from strokelrp.device import is_main_process
+
+    if is_main_process():
         click.echo(f"\ninterrupted; resume with: strokelrp {shlex.join(words)}", err=True)
     sys.exit(130)
 
@@ -327,7 +328,6 @@ def train(
     checkpoint and prints the --resume command. Runs unchanged under torchrun
     (DistributedDataParallel): torchrun --nproc_per_node=N -m strokelrp train DATA ...
     """
-    import os
     from pathlib import Path
 
     from strokelrp.config import TrainConfig
@@ -336,7 +336,7 @@ def train(
     given = {name: ctx.params[name] for name in _TRAIN_OPTIONS}
     given["case_ids"] = case_ids or None
     values = {field: given[name] for name, field in _TRAIN_OPTIONS.items()}
-    run_config = Path(out) / "config.toml"
+    run_config = Path(out) / run_files.CONFIG
     if resume and run_config.is_file():  # the run's own settings are the defaults
         values = TrainConfig.from_toml(run_config).to_dict()
         values.update(
@@ -350,7 +350,9 @@ def train(
         dirs = run_training(config, out, resume=resume, progress=not no_progress)
     except KeyboardInterrupt:
         _interrupted(["train", data, "--out", out, "--resume"])
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
+    from strokelrp.device import is_main_process
+
+    if is_main_process():  # under torchrun, rank 0 alone reports
         click.echo(f"trained {len(dirs)} network(s) in {out}")
 
 
@@ -704,9 +706,9 @@ def sweep(
             budget = "unlimited" if memory_budget == float("inf") else str(int(memory_budget))
             words += ["--memory-budget", budget]
         _interrupted(words)
-    import os
+    from strokelrp.device import is_main_process
 
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not is_main_process():
         return
     for line in summary_lines(read_tables(tables)):
         click.echo(line)

@@ -14,6 +14,12 @@ from strokelrp.errors import StrokeLRPError
 MODALITIES: tuple[str, ...] = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")
 """Input channel order of the network (the paper's)."""
 
+BACKGROUND: int = 0
+"""Index of the background class in the labels and in the network's logits (B, 2, D, H, W)."""
+
+LESION: int = 1
+"""Index of the lesion class in the labels and in the network's logits (B, 2, D, H, W)."""
+
 SERIES: dict[str, tuple[int, int, int]] = {
     "A": (19, 48, 48),
     "B": (19, 96, 96),
@@ -235,7 +241,7 @@ class TrainConfig:
         """Read and validate a TOML config written by :meth:`to_toml` (or by hand)."""
         path = Path(path)
         try:
-            values = _toml_loads(path.read_text(encoding="utf-8"))
+            values = toml_loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as err:
             raise StrokeLRPError(f"{path}: no such config file") from err
         except ValueError as err:  # tomllib.TOMLDecodeError is a ValueError
@@ -247,7 +253,8 @@ def _resolved(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
-def _toml_loads(text: str) -> dict[str, Any]:
+def toml_loads(text: str) -> dict[str, Any]:
+    """Parse TOML text (``tomllib``; ``tomli`` on Python 3.10); raises ``ValueError`` if bad."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from strokelrp import run_files
 from strokelrp.errors import StrokeLRPError
 
 MARKER = "strokelrp_demo.json"
@@ -88,9 +89,9 @@ def _prepare(out: Path) -> None:
             raise StrokeLRPError(
                 f"{out}: folder is not empty and is not an earlier demo; choose a new folder"
             )
-        for name in ("data", "runs", "figures"):
+        for name in ("data", "runs", run_files.FIGURES):
             shutil.rmtree(out / name, ignore_errors=True)
-        for name in ("report.html", MARKER):
+        for name in (run_files.REPORT, MARKER):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -244,7 +245,7 @@ def run_demo(
     _done(echo, t)
 
     t = _stage(echo, 7, total, "write the report")
-    report = build_report(runs, out / "report.html")
+    report = build_report(runs, out / run_files.REPORT)
     _done(echo, t)
 
     echo(

@@ -131,6 +131,35 @@ def test_case_rows_match_the_measures_on_a_hand_made_map() -> None:
     assert all(row["input_inclusivity"] == 0.0 for row in rows[6:])  # second map is all zero
 
 
+def test_one_setting_names_tables_and_files() -> None:
+    """describe() gives the sweep's labels and explain's file stems (one Setting class); the
+    labels are the filters' own."""
+    from strokelrp.lrp.filters import parse_filter
+    from strokelrp.report.explain_case import parse_settings
+
+    raw = describe(None)
+    assert (raw.kind, raw.a1, raw.a2, raw.label, raw.stem) == (
+        "raw",
+        None,
+        None,
+        "raw",
+        "relevance_raw",
+    )
+    for spec, label, stem in [
+        ("pass:0,0.4", "pass(0,0.4)", "relevance_pass_0-0.4"),
+        ("clamp:0,0.2:channel", "clamp(0,0.2)/channel", "relevance_clamp_0-0.2_channel"),
+        ("pass:0.25,1", "pass(0.25,1)", "relevance_pass_0.25-1"),
+    ]:
+        f = parse_filter(spec)
+        s = describe(f)
+        assert (s.label, s.stem, s.filter) == (label, stem, f)
+        assert s.label == f.label
+    assert [s.stem for s in parse_settings(["pass:0,0.4", "pass:0,0.40"])] == [
+        "relevance_raw",
+        "relevance_pass_0-0.4",
+    ]
+
+
 def test_read_grid_from_toml_and_errors(tmp_path: Path) -> None:
     toml = tmp_path / "g.toml"
     toml.write_text('settings = ["raw", "clamp:0,0.2", "pass:0.1,1"]\n')

@@ -148,7 +148,6 @@ def reference_paper(model: UNet3D, x: torch.Tensor, start: torch.Tensor) -> np.n
         r = block_back(f"dec{level}", r)
         c = skips[level].shape[1]
         skip_r[level], r_up = r[:, :c], r[:, c:]
-        full = np.zeros((1, r_up.shape[1], *acts[f"up{level}"].shape[2:]))
         full = np.zeros((1, r_up.shape[1], *[2 * n for n in acts[f"up{level}"].shape[2:]]))
         full[:, :, : r_up.shape[2], : r_up.shape[3], : r_up.shape[4]] = r_up
         r = conv_back(f"up{level}", full)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -27,18 +28,39 @@ def write_png(path: Path) -> None:
     plt.close(fig)
 
 
+def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+METRICS_ROWS = [  # what evaluate writes per case (columns from its METRIC_COLUMNS)
+    {"case_id": "1", "split": "train", "dice": 0.5, "hd95_mm": 4.0, "assd_mm": 1.0,
+     "precision": 0.6, "recall": 0.4, "pred_ml": 2.0, "true_ml": 3.0},
+    {"case_id": "2", "split": "validation", "dice": 0.3, "hd95_mm": float("nan"),
+     "assd_mm": 2.0, "precision": 0.2, "recall": 0.5, "pred_ml": 1.0, "true_ml": 1.0},
+]  # fmt: skip
+
+
 def full_run(root: Path, name: str, series: str) -> Path:
+    """A run folder whose files are written with their producers' own column names."""
+    from strokelrp.train.evaluate import METRIC_COLUMNS, TABLE1_COLUMNS
+    from strokelrp.train.loop import write_train_log
+
     run = root / name
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.toml").write_text(f'series = "{series}"\nwidth = 2\nepochs = 3\n')
-    (run / "table1.csv").write_text(f"network,series,minutes,mean_dice\n{name},{series},1.5,0.4\n")
-    (run / "train_log.csv").write_text(
-        "epoch,loss,train_dice,seconds\n1,0.9,0.1,2.0\n2,0.5,0.3,2.1\n3,0.3,0.5,2.0\n"
-    )
-    (run / "metrics.csv").write_text(
-        "case,dice,hd95_mm,assd_mm,precision,recall,pred_ml,true_ml\n"
-        "training_1,0.5,4.0,1.0,0.6,0.4,2.0,3.0\ntraining_2,0.3,nan,2.0,0.2,0.5,1.0,1.0\n"
-    )
+    table1 = {c: "" for c in TABLE1_COLUMNS}
+    table1.update(network=name, series=series, width=2, epochs=3, training_minutes=1.5)
+    table1.update(mean_dice=0.4321, sd_dice=0.1, n_cases=2, collapsed=False)
+    write_csv(run / "table1.csv", TABLE1_COLUMNS, [table1])
+    log = [
+        {"epoch": e, "loss": loss, "train_dice_trainmode": dice, "val_dice": 0.25, "seconds": 2.0}
+        for e, loss, dice in ((1, 0.9, 0.1), (2, 0.5, 0.3), (3, 0.3, 0.5))
+    ]
+    write_train_log(run, log)
+    write_csv(run / "metrics.csv", METRIC_COLUMNS, [{"network": name, **r} for r in METRICS_ROWS])
     write_table(run / "sweep" / "sweep.csv", [r for r in make_rows() if r["series"] == series])
     case = run / "explanations" / "training_1"
     write_png(case / "figure1.png")
@@ -73,6 +95,13 @@ def test_report_has_every_section_embedded_and_offline(tmp_path: Path) -> None:
     assert "informative_share" in text and "uniform_expectation" in text
     assert (a / "figures" / "figure4_inclusivity.svg").stat().st_size > 0
     assert "width = 2" in text  # the configuration is shown
+    # the tables' numbers are the CSVs': table 1's Dice, and the metrics' mean rows
+    assert text.count("<td>0.4321</td>") == 2  # one table-1 row per run
+    means = re.findall(r'<tr class="mean">(.*?)</tr>', text)
+    assert len(means) == 2
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", means[0])
+    dice = sum(r["dice"] for r in METRICS_ROWS) / len(METRICS_ROWS)
+    assert cells[3] == f"{dice:.4g}" and cells[4] == "4"  # HD95: the one defined value
 
 
 def test_report_skips_missing_parts_with_notes(tmp_path: Path) -> None:

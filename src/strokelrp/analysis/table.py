@@ -1,4 +1,4 @@
-"""The sweep table: columns, typed reading, atomic writing, setting labels and summaries.
+"""The sweep table: columns, typed reading, atomic writing, settings, labels and summaries.
 
 One row per run x case x filter setting x modality (tidy). Columns, in order:
 
@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,44 @@ Row = dict[str, Any]
 def format_number(value: float) -> str:
     """Shortest round-trip text of a float (``0.2``, not ``0.20000000000000001``)."""
     return repr(float(value))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One filter setting: the filter object (None = raw) and how tables and files name it.
+
+    ``kind`` ``raw`` / ``pass`` / ``clamp``, ``a1`` / ``a2`` its bounds (None for raw),
+    ``label`` the table label (``pass(0,0.4)``, ``clamp(0,0.2)/channel``), :attr:`stem` the
+    shell-friendly file stem of its relevance map (``relevance_pass_0-0.4``).
+    """
+
+    filter: Any
+    kind: str
+    a1: float | None
+    a2: float | None
+    label: str
+
+    @property
+    def stem(self) -> str:
+        """``relevance_raw``, ``relevance_pass_0-0.4``, ``relevance_clamp_0-0.2_channel``."""
+        if self.filter is None:
+            return "relevance_raw"
+        stem = f"relevance_{self.kind}_{self.a1:g}-{self.a2:g}"
+        scope = getattr(self.filter, "scope", "sample")
+        if scope != "sample":
+            stem += f"_{scope}"
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
+
+
+def describe(f: Any) -> Setting:
+    """The :class:`Setting` of a filter of :mod:`strokelrp.lrp.filters` (``None`` = raw)."""
+    if f is None:
+        return Setting(None, "raw", None, None, "raw")
+    kind, low, high = f.kind, float(f.low), float(f.high)
+    label = setting_label(kind, low, high)
+    if getattr(f, "scope", "sample") != "sample":
+        label += f"/{f.scope}"
+    return Setting(f, kind, low, high, label)
 
 
 def setting_label(kind: str, a1: float | None = None, a2: float | None = None) -> str:

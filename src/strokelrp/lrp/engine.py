@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from strokelrp.config import BACKGROUND, LESION
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.budget import MemoryPlan, format_bytes, plan, resolve_budget
 from strokelrp.lrp.composites import Composite, as_composite
@@ -44,12 +45,6 @@ from strokelrp.lrp.steps import CAT, PASS, Step, function_step, module_step
 
 OUTPUT = "output"
 """Name of the point holding the starting relevance (the network output)."""
-
-LESION = 1
-"""Default class index of the target (the lesion class of a two-class segmentation)."""
-
-BACKGROUND = 0
-"""Index of the background class (the contrastive start subtracts its logit)."""
 
 Target = (
     Literal["prediction", "ground_truth", "authors", "contrastive"]

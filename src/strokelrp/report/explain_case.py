@@ -20,8 +20,6 @@ files' own voxel order and affine; the figure and its slice index use the RAS gr
 
 from __future__ import annotations
 
-import json
-import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from strokelrp.atomic import write_text
+from strokelrp import run_files
+from strokelrp.analysis.table import Setting, describe
+from strokelrp.atomic import write_json
 from strokelrp.config import MODALITIES
 from strokelrp.data.orientation import CANONICAL
 from strokelrp.errors import StrokeLRPError
@@ -40,15 +40,6 @@ from strokelrp.train.metrics import dice_score
 
 PAPER_FIGURE1_FILTERS: tuple[str, ...] = ("pass:0,0.4", "clamp:0,0.2")
 """The two filtered settings of the paper's figure 1 (raw is always added first)."""
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One filter setting: a readable label ("pass (0, 0.4)"), a file-name stem, the filter."""
-
-    label: str
-    stem: str
-    filter: Any  # None (raw) or a strokelrp.lrp.filters filter
 
 
 @dataclass
@@ -74,38 +65,17 @@ class CaseExplanation:
         return list(dict.fromkeys(paths))  # without a figure, ``figure`` is the summary
 
 
-def describe_filter(filt: Any) -> Setting:
-    """The :class:`Setting` of a filter (``None`` = raw).
-
-    The label is the filter's own (``raw``, ``pass(0,0.4)``, ``clamp(0,0.2)/channel``: the
-    names the sweep tables use); the file stem avoids shell-unfriendly characters
-    (``relevance_pass_0-0.4``, ``relevance_clamp_0-0.2_channel``).
-    """
-    from strokelrp.lrp.filters import filter_label
-
-    if filt is None:
-        return Setting(filter_label(None), "relevance_raw", None)
-    stem = f"relevance_{filt.kind}_{filt.low:g}-{filt.high:g}"
-    if getattr(filt, "scope", "sample") != "sample":
-        stem += f"_{filt.scope}"
-    return Setting(filter_label(filt), re.sub(r"[^A-Za-z0-9_.-]", "_", stem), filt)
-
-
 def parse_settings(specs: Sequence[str] | None) -> list[Setting]:
     """Raw first, then one setting per spec ("pass:0,0.4"); the paper's figure 1 when none."""
     from strokelrp.lrp.filters import parse_filter
 
     specs = list(specs) if specs else list(PAPER_FIGURE1_FILTERS)
-    settings = [describe_filter(None)]
+    settings = [describe(None)]
     for spec in specs:
-        setting = describe_filter(parse_filter(spec))
+        setting = describe(parse_filter(spec))
         if setting.stem not in {s.stem for s in settings}:
             settings.append(setting)
     return settings
-
-
-def _write_json_atomic(path: Path, payload: dict) -> Path:
-    return write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
 def checkpoint_note(ckpt: Any) -> str:
@@ -164,6 +134,7 @@ def explain_case(
 
     from strokelrp.data.dataset import case_fingerprint
     from strokelrp.data.preprocess import prepare_case
+    from strokelrp.device import resolve_device
     from strokelrp.lrp.engine import explain
     from strokelrp.provenance import case_record, checkpoint_record, provenance
     from strokelrp.report.figure1 import default_slice, plot_figure1
@@ -174,7 +145,6 @@ def explain_case(
         write_relevance_nifti,
     )
     from strokelrp.train.checkpoint import load_trained
-    from strokelrp.train.distributed import resolve_device
 
     say = log if log is not None else (lambda _line: None)
     if target not in TARGETS:
@@ -185,7 +155,7 @@ def explain_case(
     if not run.is_dir():
         raise StrokeLRPError(f"run folder {run} does not exist")
     if filters and all(isinstance(f, Setting) for f in filters):
-        settings = [describe_filter(None)] + [s for s in filters if s.filter is not None]
+        settings = [describe(None)] + [s for s in filters if s.filter is not None]
     else:
         settings = parse_settings(filters)  # type: ignore[arg-type]
 
@@ -221,7 +191,7 @@ def explain_case(
     relevance = result.relevance.detach().cpu().float().numpy()  # (K, 6, D, H, W)
     logits = result.output.detach().cpu().float()[0]  # (2, D, H, W)
 
-    out_dir = Path(out) if out is not None else run / "explanations" / case_id
+    out_dir = Path(out) if out is not None else run / run_files.EXPLANATIONS / case_id
     say(f"writing {len(settings)} relevance volume(s), the prediction and figure 1 to {out_dir}")
     written: dict[str, Path] = {}
     native: list[tuple[str, np.ndarray]] = []
@@ -249,7 +219,7 @@ def explain_case(
     dice = None if case.label is None else dice_score(prediction, case.label)
     z = default_slice(case.label, prediction, depth) if slice_index is None else slice_index
     figure = plot_figure1(
-        out_dir / "figure1.png",
+        out_dir / run_files.FIGURE1,
         native,
         case.image,
         prediction,
@@ -262,8 +232,8 @@ def explain_case(
         subtitle=f"rules {rules}, start from {target.replace('_', ' ')}; N at model scale",
         peaks=[peaks[s.label][MODALITIES.index(modality)] for s in settings],
     )
-    summary = _write_json_atomic(
-        out_dir / "explanation.json",
+    summary = write_json(
+        out_dir / run_files.EXPLANATION,
         {
             "case": case_id,
             "run": str(run),

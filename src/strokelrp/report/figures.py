@@ -6,7 +6,6 @@
 - :func:`figure5_signal`: mean normalised signal per setting and series, jittered scatter (D1)
   and box plots (D2) (paper fig. 5 D1/D2 for ``kind="pass"``, annex fig. 2 for ``"clamp"``);
 - :func:`sweet_spot_figure`: the spread of mu across data points against alpha, with alpha_0;
-- :func:`table1_figure`: training time and mean Dice per network (paper table 1);
 - :func:`training_curves`: loss and training Dice per epoch for each run.
 
 Every function returns the paths written (``name.png``, ``name.svg``) under ``out_dir``.
@@ -303,42 +302,12 @@ def sweet_spot_figure(
         return save_figure(fig, out_dir, name)
 
 
-def table1_figure(
-    table: Sequence[Mapping[str, Any]], out_dir: str | Path, name: str = "table1"
-) -> list[Path]:
-    """Paper table 1 as a figure: one row per network with its columns as given."""
-    if not table:
-        raise StrokeLRPError("table 1 is empty")
-    columns = list(table[0].keys())
-    text = [[_cell(row.get(c)) for c in columns] for row in table]
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(
-            figsize=(max(4.0, 1.3 * len(columns)), 0.5 + 0.28 * (len(table) + 1)),
-            layout="constrained",
-        )
-        ax.axis("off")
-        t = ax.table(cellText=text, colLabels=columns, loc="center", cellLoc="center")
-        t.auto_set_font_size(False)
-        t.set_fontsize(8)
-        for (r, _c), cell in t.get_celld().items():
-            cell.set_linewidth(0.3)
-            if r == 0:
-                cell.set_text_props(fontweight="bold")
-        return save_figure(fig, out_dir, name)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.4g}"
-    return "" if value is None else str(value)
-
-
-def _find_column(columns: Sequence[str], *needles: str) -> str | None:
-    for needle in needles:
-        for c in columns:
-            if needle in c.lower():
-                return c
-    return None
+TRAINING_CURVES: dict[str, tuple[str, str]] = {
+    "train_dice_trainmode": ("training", "-"),
+    "val_dice": ("held-out", "--"),
+}
+"""The Dice columns of ``train_log.csv`` (:data:`strokelrp.train.loop.LOG_COLUMNS`) drawn in
+panel B: label and line style."""
 
 
 def training_curves(
@@ -346,39 +315,33 @@ def training_curves(
     out_dir: str | Path,
     name: str = "training_curves",
 ) -> list[Path]:
-    """Loss and training Dice against epoch, one line per run (``logs``: run -> log rows).
+    """Loss and Dice against epoch, one colour per run (``logs``: run -> log rows).
 
-    Columns are found by name: ``epoch``, one containing ``loss``, and every column containing
-    ``dice`` (those starting with ``val`` are held-out Dice, drawn dashed).
+    Rows as :func:`strokelrp.train.loop.read_train_log` gives them: ``epoch``, ``loss`` and the
+    Dice columns of :data:`TRAINING_CURVES` (training steps solid, held-out dashed; a column
+    with no value, e.g. ``val_dice`` without a held-out split, is not drawn). A run whose rows
+    lack one of these columns is an error naming it.
     """
     if not logs:
         raise StrokeLRPError("no training logs to plot")
+    needed = ("epoch", "loss", *TRAINING_CURVES)
     with plt.rc_context(STYLE):
         fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(8.0, 3.2), layout="constrained")
         for i, (run, rows) in enumerate(logs.items()):
             if not rows:
                 continue
-            cols = list(rows[0].keys())
-            epoch = _find_column(cols, "epoch")
-            loss = _find_column(cols, "loss")
-            if epoch is None:
-                continue
-            x = [float(r[epoch]) for r in rows]
+            missing = [c for c in needed if c not in rows[0]]
+            if missing:
+                plt.close(fig)
+                raise StrokeLRPError(f"{run}: training log without column(s) {', '.join(missing)}")
+            x = [float(r["epoch"]) for r in rows]
             colour = OKABE_ITO[i % len(OKABE_ITO)]
-            if loss:
-                ax_loss.plot(x, [_num(r[loss]) for r in rows], color=colour, label=run)
-            for col in (c for c in cols if "dice" in c.lower()):
+            ax_loss.plot(x, [_num(r["loss"]) for r in rows], color=colour, label=run)
+            for col, (what, style) in TRAINING_CURVES.items():
                 values = [_num(r[col]) for r in rows]
                 if all(math.isnan(v) for v in values):
                     continue
-                held_out = col.lower().startswith("val")
-                ax_dice.plot(
-                    x,
-                    values,
-                    color=colour,
-                    linestyle="--" if held_out else "-",
-                    label=f"{run} ({'held-out' if held_out else 'training'})",
-                )
+                ax_dice.plot(x, values, color=colour, linestyle=style, label=f"{run} ({what})")
         ax_loss.set_ylabel("training loss (mean per epoch)")
         ax_dice.set_ylabel("Dice")
         ax_dice.set_ylim(-0.02, 1.02)

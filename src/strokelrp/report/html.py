@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from strokelrp import __version__
+from strokelrp import __version__, run_files
 from strokelrp.analysis.table import ordered_settings, read_tables
 from strokelrp.atomic import atomic_write
 from strokelrp.errors import StrokeLRPError
@@ -179,7 +179,7 @@ def _rel(target: Path, start: Path) -> str:
 def config_section(runs: Sequence[Path]) -> Section:
     parts = []
     for run in runs:
-        cfg = run / "config.toml"
+        cfg = run / run_files.CONFIG
         parts.append(f"<h3>{esc(run.name)}</h3>")
         parts.append(f"<pre>{esc(cfg.read_text(encoding='utf-8', errors='replace'))}</pre>")
     return Section("config", "Run configuration", "".join(parts))
@@ -191,7 +191,7 @@ def training_section(runs: Sequence[Path], fig_dir: Path) -> Section:
     parts = []
     table: list[dict[str, Any]] = []
     for run in runs:
-        path = run / "table1.csv"
+        path = run / run_files.TABLE1
         if path.is_file():
             for row in read_csv(path):
                 table.append({"run": run.name, **row})
@@ -204,13 +204,17 @@ def training_section(runs: Sequence[Path], fig_dir: Path) -> Section:
         )
     else:
         parts.append(note("No table1.csv in any run: `strokelrp evaluate RUN DATA` writes it."))
+    from strokelrp.train.loop import read_train_log
+
     logs = {}
     for run in runs:
-        found = [run / "train_log.csv"] if (run / "train_log.csv").is_file() else []
-        found = found or sorted(run.glob("net-*/train_log.csv"))  # a repeats run
+        found = [run / run_files.TRAIN_LOG] if (run / run_files.TRAIN_LOG).is_file() else []
+        found = found or sorted(
+            run.glob(f"{run_files.NETWORK_GLOB}/{run_files.TRAIN_LOG}")
+        )  # a repeats run
         for path in found:
             label = run.name if path.parent == run else f"{run.name}/{path.parent.name}"
-            logs[label] = read_csv(path)
+            logs[label] = read_train_log(path.parent)
     logs = {k: v for k, v in logs.items() if v}
     if logs:
         png = figures.training_curves(logs, fig_dir)[0]
@@ -234,7 +238,7 @@ def _existing(runs: Sequence[Path], name: str) -> list[Path]:
 def metrics_section(runs: Sequence[Path]) -> Section:
     parts = []
     for run in runs:
-        path = run / "metrics.csv"
+        path = run / run_files.METRICS
         parts.append(f"<h3>{esc(run.name)}</h3>")
         if not path.is_file():
             parts.append(note(f"{path} not found: run `strokelrp evaluate` to write it."))
@@ -350,7 +354,7 @@ def shares_html(summary: Sequence[Mapping[str, Any]], settings: Sequence[str]) -
 def explanations_section(runs: Sequence[Path], report_dir: Path) -> Section:
     parts = []
     for run in runs:
-        root = run / "explanations"
+        root = run / run_files.EXPLANATIONS
         cases = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         for case_dir in cases:
             pngs = sorted(case_dir.glob("*.png"))
@@ -391,10 +395,10 @@ def provenance_records(runs: Sequence[Path]) -> list[tuple[str, dict[str, Any] |
 
     found: list[tuple[str, dict[str, Any] | None]] = []
     for run in runs:
-        for name in ("table1.csv", "metrics.csv", "sweep/sweep.csv"):
+        for name in (run_files.TABLE1, run_files.METRICS, run_files.SWEEP_TABLE):
             if (run / name).is_file():
                 found.append((str(run / name), read_sidecar(run / name)))
-        for summary in sorted((run / "explanations").glob("*/explanation.json")):
+        for summary in sorted((run / run_files.EXPLANATIONS).glob(f"*/{run_files.EXPLANATION}")):
             try:
                 record = json.loads(summary.read_text(encoding="utf-8")).get("provenance")
             except (OSError, ValueError, AttributeError):
@@ -465,7 +469,7 @@ def _run_problem(run: Path) -> str | None:
     """Why ``run`` is not a training run folder (None when it is one)."""
     if not run.is_dir():
         return f"{run}: run directory not found"
-    if (run / "config.toml").is_file():
+    if (run / run_files.CONFIG).is_file():
         return None
     hint = ""
     if any(run.glob("training_*")) or (run / "synth_manifest.json").is_file():
@@ -478,10 +482,10 @@ def report_path(out: str | Path | None, first_run: Path) -> Path:
     an existing folder gets ``report.html`` inside, None gives ``FIRST_RUN/report.html``;
     anything else is an error (no folders are created)."""
     if out is None:
-        return first_run / "report.html"
+        return first_run / run_files.REPORT
     path = Path(out)
     if path.is_dir():
-        return path / "report.html"
+        return path / run_files.REPORT
     if path.suffix.lower() in (".html", ".htm"):
         if not path.parent.is_dir():
             raise StrokeLRPError(
@@ -513,7 +517,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path | None = None) -> P
         raise StrokeLRPError("\n".join(problems))
     out_path = report_path(out, run_dirs[0])
     report_dir = out_path.parent
-    fig_dir = report_dir / "figures"
+    fig_dir = report_dir / run_files.FIGURES
     records = provenance_records(run_dirs)
     builders: list[Callable[[], Section]] = [
         lambda: config_section(run_dirs),

@@ -170,20 +170,13 @@ def write_label_nifti(
 
 
 def labels_from_logits(logits: Any, case: Any) -> np.ndarray:
-    """Class map at the case's resolution (RAS order) from logits (K, D, H, W) at model scale.
+    """Class map uint8 (Dn, Hn, Wn) at the case's resolution (RAS order) from logits
+    (K, D, H, W) at model scale, ready for :func:`write_label_nifti`:
+    :func:`strokelrp.train.predict.native_labels` (as ``strokelrp evaluate``, so a Dice
+    computed on this map matches ``metrics.csv``)."""
+    from strokelrp.train.predict import native_labels
 
-    -> uint8 (Dn, Hn, Wn), ready for :func:`write_label_nifti`.
-
-    The class probabilities (softmax over K) are resized trilinearly and then arg-maxed, as
-    ``strokelrp evaluate`` does, so a Dice computed on this map matches ``metrics.csv``; this
-    also gives smoother boundaries than resizing the model-scale class map.
-    """
-    import torch
-
-    shape = native_shape(case)
-    scores = torch.as_tensor(_as_array(logits), dtype=torch.float32).softmax(dim=0)
-    native = to_native_grid(scores, shape, mode="trilinear")
-    return native.argmax(axis=0).astype(np.uint8)
+    return native_labels(np.ascontiguousarray(_as_array(logits)), native_shape(case))
 
 
 def _as_array(value: Any) -> np.ndarray:

@@ -18,6 +18,7 @@ DistributedDataParallel, and only rank 0 prints and writes files.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -25,7 +26,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from strokelrp import run_files
 from strokelrp.atomic import write_text
-from strokelrp.config import TrainConfig
+from strokelrp.config import LESION, TrainConfig
+from strokelrp.device import DistContext, init_distributed, shutdown
 from strokelrp.errors import StrokeLRPError
 from strokelrp.train.cases import CaseTensors, open_dataset, split_ids, stack_cases
 from strokelrp.train.checkpoint import (
@@ -45,10 +48,10 @@ from strokelrp.train.checkpoint import (
     epoch_checkpoints,
     latest_complete,
     load_optimizer_state,
+    preserved_rng,
     restore_rng,
     save_checkpoint,
 )
-from strokelrp.train.distributed import DistContext, init_distributed, shutdown
 from strokelrp.train.metrics import batch_dice
 
 LOG_COLUMNS: tuple[str, ...] = ("epoch", "loss", "train_dice_trainmode", "val_dice", "seconds")
@@ -71,8 +74,8 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def dice_cross_entropy(logits: torch.Tensor, y: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
     """Cross-entropy + (1 - soft Dice of the lesion class), soft Dice per sample, averaged."""
-    p = logits.softmax(dim=1)[:, 1].flatten(1)
-    t = (y == 1).flatten(1).to(p.dtype)
+    p = logits.softmax(dim=1)[:, LESION].flatten(1)
+    t = (y == LESION).flatten(1).to(p.dtype)
     soft = (2 * (p * t).sum(1) + smooth) / (p.sum(1) + t.sum(1) + smooth)
     return F.cross_entropy(logits, y) + (1 - soft).mean()
 
@@ -192,12 +195,12 @@ def write_train_log(run_dir: Path, rows: list[dict[str, Any]]) -> Path:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_COLUMNS})
-    return write_text(run_dir / "train_log.csv", buf.getvalue())
+    return write_text(run_dir / run_files.TRAIN_LOG, buf.getvalue())
 
 
 def read_train_log(run_dir: str | Path) -> list[dict[str, Any]]:
     """Rows of ``RUN/train_log.csv`` with numbers parsed (``val_dice`` None when empty)."""
-    path = Path(run_dir) / "train_log.csv"
+    path = Path(run_dir) / run_files.TRAIN_LOG
     if not path.exists():
         return []
     rows = []
@@ -228,7 +231,8 @@ def _say(ctx: DistContext, log: Callable[[str], None] | None) -> Callable[[str],
 
 def _has_checkpoints(out: Path) -> bool:
     """Whether the run folder ``out`` (or one of its ``net-K`` folders) holds any checkpoint."""
-    folders = [out / "checkpoints", *sorted(out.glob("net-*/checkpoints"))]
+    folders = [out / run_files.CHECKPOINTS]
+    folders += sorted(out.glob(f"{run_files.NETWORK_GLOB}/{run_files.CHECKPOINTS}"))
     return any(epoch_checkpoints(d) or (d / "last.json").exists() for d in folders)
 
 
@@ -242,7 +246,7 @@ def _check_run_folder(
     """
     if out.exists() and not out.is_dir():
         raise StrokeLRPError(f"{out}: exists and is not a folder")
-    config_path = out / "config.toml"
+    config_path = out / run_files.CONFIG
     started = _has_checkpoints(out)
     if not config_path.exists():
         if not resume and started:
@@ -319,15 +323,18 @@ def train(
             data()  # a new run: the data's errors come before the run folder exists
         ctx.barrier()  # every rank has looked before rank 0 writes
         if ctx.is_main and (existing is None or config.epochs > existing.epochs):
-            config.to_toml(out / "config.toml")
+            config.to_toml(out / run_files.CONFIG)
         if config.repeats == 1:
             networks = [(config, out)]
         else:
             networks = [
-                (config.for_network(k), out / f"net-{k}") for k in range(1, config.repeats + 1)
+                (config.for_network(k), run_files.network_dir(out, k))
+                for k in range(1, config.repeats + 1)
             ]
         for net_config, run_dir in networks:
-            _train_network(net_config, run_dir, resume, data, ctx, progress, say)
+            # each network seeds the global streams; the caller's come back afterwards
+            with preserved_rng(), _cudnn_benchmark(ctx.device.type == "cuda"):
+                _train_network(net_config, run_dir, resume, data, ctx, progress, say)
         ctx.barrier()
     finally:
         shutdown(ctx)
@@ -338,7 +345,7 @@ def _resume_point(
     config: TrainConfig, run_dir: Path, resume: bool, say: Callable[[str], None]
 ) -> Checkpoint | bool | None:
     """The checkpoint to continue from, None to start fresh, False when nothing is left to do."""
-    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir = run_dir / run_files.CHECKPOINTS
     if not resume:
         if epoch_checkpoints(ckpt_dir) or (ckpt_dir / "last.json").exists():
             raise StrokeLRPError(
@@ -365,6 +372,19 @@ def _resume_point(
         return False
     say(f"{run_dir}: resuming after epoch {start.epoch} of {config.epochs}")
     return start
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    """cuDNN autotuning on for the block when ``enabled`` (fixed volume shapes: the fastest
+    kernels are found once); the caller's setting is restored on exit."""
+    before = torch.backends.cudnn.benchmark
+    if enabled:
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def split_record(split: dict[str, list[str]], config: TrainConfig, data: CaseTensors) -> dict:
@@ -411,8 +431,6 @@ def _train_network(
     val_rows = [row_of[c] for c in val_ids]
 
     device = ctx.device
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     _seed_everything(config.seed)
     model = build_model(config).to(device)
     optimizer = torch.optim.Adam(
@@ -437,9 +455,10 @@ def _train_network(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     if ctx.is_main:
-        config.to_toml(run_dir / "config.toml")
+        config.to_toml(run_dir / run_files.CONFIG)
         write_text(
-            run_dir / "split.json", json.dumps(split_record(split, config, data), indent=1) + "\n"
+            run_dir / run_files.SPLIT,
+            json.dumps(split_record(split, config, data), indent=1) + "\n",
         )
         write_train_log(run_dir, log_rows)
     loss_fn = LOSSES[config.loss]
@@ -495,7 +514,7 @@ def _train_network(
             if ctx.is_main:
                 if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
                     save_checkpoint(
-                        run_dir / "checkpoints",
+                        run_dir / run_files.CHECKPOINTS,
                         epoch=epoch,
                         config=config,
                         model=model,
