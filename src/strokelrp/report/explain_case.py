@@ -131,13 +131,17 @@ def explain_case(
     modality: str = "rCBF",
     out: str | Path | None = None,
     device: str = "auto",
+    per_modality: bool = False,
+    normalised: bool = False,
 ) -> CaseExplanation:
     """Explain case ``case_id`` of ``data`` with the model of ``run``; write NIfTI + figure 1.
 
     filters: filter specs ("pass:0,0.4") or :class:`Setting` objects; raw is always computed
     first; None gives the paper's figure 1 (pass (0, 0.4), clamp (0, 0.2)). All settings are
     computed in one batched relevance walk (relevance (K, 6, D, H, W) at model scale), then
-    resized back to the case's native grid. device: "auto" (CUDA when available), "cpu",
+    resized back to the case's native grid; each relevance file gets a JSON sidecar naming its
+    volumes, plus one 3-D file per modality (``per_modality``) and a copy normalised to
+    [-1, 1] per volume (``normalised``) when asked. device: "auto" (CUDA when available), "cpu",
     "cuda".
     """
     import torch
@@ -148,7 +152,9 @@ def explain_case(
     from strokelrp.report.nifti import (
         labels_from_logits,
         to_native_grid,
+        sidecar_path,
         write_label_nifti,
+        write_relevance_companions,
         write_relevance_nifti,
     )
     from strokelrp.train.checkpoint import load_model
@@ -193,12 +199,22 @@ def explain_case(
     written: dict[str, Path] = {}
     native: list[tuple[str, np.ndarray]] = []
     peaks: dict[str, list[float]] = {}
+    companions: dict[str, dict[str, str]] = {}
     shape = case.image.shape[1:]
     for k, setting in enumerate(settings):
         path = out_dir / f"{setting.stem}{NIFTI_SUFFIX}"
         written[setting.label] = write_relevance_nifti(
             path, relevance[k], case, setting=setting.label, rules=str(rules)
         )
+        companions[setting.label] = write_relevance_companions(
+            path,
+            relevance[k],
+            case,
+            setting=setting.label,
+            rules=str(rules),
+            per_modality=per_modality,
+            normalised=normalised,
+        )["files"]
         native.append((setting.label, to_native_grid(relevance[k], shape)))
         peaks[setting.label] = [float(v) for v in np.abs(relevance[k]).reshape(6, -1).max(1)]
 
@@ -224,6 +240,7 @@ def explain_case(
         dice=dice,
         subtitle=f"rules {rules}, start from {target.replace('_', ' ')}; N at model scale",
         peaks=[peaks[s.label][MODALITIES.index(modality)] for s in settings],
+        affine=case.affine,
     )
     summary = _write_json_atomic(
         out_dir / "explanation.json",
@@ -244,6 +261,8 @@ def explain_case(
                 {
                     "label": s.label,
                     "file": written[s.label].name,
+                    "sidecar": sidecar_path(written[s.label]).name,
+                    "companions": companions[s.label],
                     "max_abs_relevance_model_scale": dict(
                         zip(MODALITIES, peaks[s.label], strict=True)
                     ),
