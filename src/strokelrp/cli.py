@@ -57,7 +57,16 @@ _MODALITY_CHOICES = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")  # == config.M
     multiple=True,
     metavar="MOD",
     type=click.Choice(_MODALITY_CHOICES, case_sensitive=False),
-    help="A modality that gets no lesion signature (repeat for several).",
+    help="A modality that gets no lesion signature but keeps its anatomy (repeat for several).",
+)
+@click.option(
+    "--control",
+    "control",
+    multiple=True,
+    metavar="MOD",
+    type=click.Choice(_MODALITY_CHOICES, case_sensitive=False),
+    help="A modality replaced by zero-mean noise inside the brain: nothing a model can use "
+    "(repeat for several).",
 )
 def synth(
     out: str,
@@ -66,6 +75,7 @@ def synth(
     seed: int,
     varied_grids: bool,
     uninformative: tuple[str, ...],
+    control: tuple[str, ...],
 ) -> None:
     """Write N synthetic cases in the ISLES 2017 layout to OUT (plus synth_manifest.json)."""
     from strokelrp.data.synth import synthesize_isles2017
@@ -77,11 +87,13 @@ def synth(
         seed=seed,
         varied_grids=varied_grids,
         uninformative=uninformative,
+        control=control,
         progress=True,
     )
     h, w, d = shape
     grids = "varied grids" if varied_grids else f"grid {w}x{h}x{d} (x y z)"
     note = f", uninformative: {', '.join(uninformative)}" if uninformative else ""
+    note += f", control (noise): {', '.join(control)}" if control else ""
     click.echo(f"wrote {n_cases} synthetic cases ({grids}, seed {seed}{note}) to {path}")
 
 
@@ -408,6 +420,16 @@ def _preset_names() -> list[str]:
     show_default=True,
     help="Where to run the network and the relevance walk (auto: CUDA when available).",
 )
+@click.option(
+    "--per-modality",
+    is_flag=True,
+    help="Also write one 3-D relevance file per modality (relevance_<setting>_<MOD>.nii.gz).",
+)
+@click.option(
+    "--normalised",
+    is_flag=True,
+    help="Also write a copy with each volume divided by its max |R| (relevance_<setting>_norm).",
+)
 def explain_command(
     run: Path,
     data: Path,
@@ -420,11 +442,14 @@ def explain_command(
     modality: str,
     out: Path | None,
     device: str,
+    per_modality: bool,
+    normalised: bool,
 ) -> None:
     """Relevance maps of one case (4-D NIfTI per filter setting, native grid) and figure 1.
 
-    All settings are computed in one batched relevance pass. Writes relevance_*.nii.gz,
-    prediction.nii.gz, figure1.png and explanation.json, and prints their paths.
+    All settings are computed in one batched relevance pass. Writes relevance_*.nii.gz (each
+    with a .json sidecar naming its volumes), prediction.nii.gz, figure1.png and
+    explanation.json, and prints their paths.
     """
     from strokelrp.report.explain_case import explain_case
 
@@ -440,6 +465,8 @@ def explain_command(
         modality=modality,
         out=out,
         device=device,
+        per_modality=per_modality,
+        normalised=normalised,
     )
     for note in result.notes:
         click.echo(f"note: {note}", err=True)

@@ -151,8 +151,8 @@ def explain_case(
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import (
         labels_from_logits,
-        to_native_grid,
         sidecar_path,
+        to_native_grid,
         write_label_nifti,
         write_relevance_companions,
         write_relevance_nifti,

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from strokelrp.atomic import atomic_path
-from strokelrp.data.preprocess import brain_mask
 from strokelrp.config import MODALITIES
+from strokelrp.data.preprocess import brain_mask
 from strokelrp.report.orientation import display_for, label_edges, outline
 
 DIVERGING_CMAP = "RdBu_r"
