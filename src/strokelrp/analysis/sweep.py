@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from strokelrp.analysis._arrays import to_float64, to_numpy
+from strokelrp.analysis.ablation import mask_dice
 from strokelrp.analysis.distribution import mean_normalized_signal
 from strokelrp.analysis.inclusivity import ground_truth_inclusivity, input_inclusivity
 from strokelrp.analysis.shares import lesion_shares, modality_shares
@@ -152,13 +153,6 @@ def read_informative(data_root: str | Path) -> dict[str, list[str]] | None:
         for name in names:
             out[name] = list(informative)
     return out
-
-
-def hard_dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two masks; 1.0 when both are empty (as :mod:`strokelrp.train.metrics`)."""
-    p, t = pred.astype(bool), truth.astype(bool)
-    total = int(p.sum() + t.sum())
-    return 1.0 if total == 0 else 2.0 * float(np.logical_and(p, t).sum()) / total
 
 
 # ------------------------------------------------------------------------------ measures
@@ -423,7 +417,7 @@ def sweep_run(
                     "series": _series_label(config.series),
                     "network": network,
                     "case": cid,
-                    "case_dice": float("nan") if label is None else hard_dice(pred, label),
+                    "case_dice": float("nan") if label is None else mask_dice(pred, label),
                     "target": target,
                     "rules": rules,
                 }
