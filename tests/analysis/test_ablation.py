@@ -1,4 +1,4 @@
-"""Modality ablation: mean-filling, Dice drops, and the synthetic control a trained model ignores."""
+"""Modality ablation: mean-filling, Dice drops, and a synthetic control a trained model ignores."""
 
 from __future__ import annotations
 
