@@ -68,7 +68,7 @@ def test_report_has_every_section_embedded_and_offline(tmp_path: Path) -> None:
     assert 'href="../A1/explanations/training_1/relevance_raw.nii.gz"' not in text
     assert 'href="explanations/training_1/relevance_raw.nii.gz"' in text
     assert 'href="../B1/explanations/training_1/relevance_raw.nii.gz"' in text
-    assert "informative_share" in text and "uniform_expectation" in text
+    assert "ablation_rho" in text and "ignored_share" in text and "ignored_uniform" in text
     assert (a / "figures" / "figure4_inclusivity.svg").stat().st_size > 0
     assert "width = 2" in text  # the configuration is shown
 

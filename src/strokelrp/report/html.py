@@ -320,20 +320,31 @@ def shares_html(summary: Sequence[Mapping[str, Any]], settings: Sequence[str]) -
     """The share summary as a table in the paper's setting order, with its caption."""
     order = {s: i for i, s in enumerate(settings)}
     rows = sorted(summary, key=lambda r: (str(r["series"]), order.get(r["setting"], 99)))
-    has_informative = any(r["n_informative_maps"] for r in rows)
+    has_ablation = any(r["n_ablation_maps"] for r in rows)
+    has_ignored = any(r["n_ignored_maps"] for r in rows)
     columns = ["series", "setting", "lesion_share", "n_maps"]
-    if has_informative:
-        columns[3:3] = ["informative_share", "uniform_expectation"]
+    if has_ablation:
+        columns[3:3] = ["ablation_rho"]
+    if has_ignored:
+        columns[4:4] = ["ignored_share", "ignored_uniform"]
     caption = (
         "Where the positive relevance goes, mean over maps: lesion_share is the share of a "
         "map's positive relevance inside the lesion."
     )
-    if has_informative:
+    if has_ablation:
         caption += (
-            " informative_share is the share on the modalities the synthetic data made "
-            "informative (from synth_manifest.json); uniform_expectation is what a map that "
-            "ignored the modalities would get. An explanation that points at the signal lies "
-            "above it."
+            " Modality shares are judged against what the model uses, measured by ablation "
+            "(the Dice drop when a modality is mean-filled), not against what the data "
+            "generator meant a modality to carry: ablation_rho is the Spearman correlation "
+            "of a map's 6 modality shares with the 6 drops (1: the map ranks the modalities "
+            "as the model relies on them)."
+        )
+    if has_ignored:
+        caption += (
+            " ignored_share is the share on modalities whose mean-filling changes the Dice "
+            "by less than 0.01 (the model ignores them, e.g. a synthetic noise control); "
+            "ignored_uniform is what a map blind to the modalities would put there. A map "
+            "that follows the model lies below it."
         )
     return f"<h3>Where relevance goes</h3>{html_table(columns, rows)}<p>{esc(caption)}</p>"
 
