@@ -343,6 +343,30 @@ def evaluate(run: str, data: str, checkpoint: str, device: str, cache_dir: str |
 # ------------------------------------------------------------------------ explain command
 
 
+def _parse_budget(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """--memory-budget: bytes (None = the engine's default); usage error when unreadable."""
+    if value is None:
+        return None
+    from strokelrp.lrp.budget import parse_bytes
+
+    try:
+        return parse_bytes(value)
+    except StrokeLRPError as err:
+        raise click.BadParameter(str(err), ctx=ctx, param=param) from err
+
+
+memory_budget_option = click.option(
+    "--memory-budget",
+    default=None,
+    callback=_parse_budget,
+    metavar="SIZE",
+    help="Memory the relevance walk may use, e.g. 4GB, 512MiB, bytes, or 'unlimited'; "
+    "the filter settings are walked in chunks that fit (same maps). "
+    "[default: min(8 GB, half the available memory; free memory on a GPU)]",
+)
+"""The ``--memory-budget`` option, for every command that runs the relevance engine."""
+
+
 def _check_filter_spec(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
     """Check each --filter spec (e.g. pass:0,0.4) with the engine's parser; usage error if bad."""
     if not value:
@@ -430,6 +454,7 @@ def _preset_names() -> list[str]:
     is_flag=True,
     help="Also write a copy with each volume divided by its max |R| (relevance_<setting>_norm).",
 )
+@memory_budget_option
 def explain_command(
     run: Path,
     data: Path,
@@ -444,6 +469,7 @@ def explain_command(
     device: str,
     per_modality: bool,
     normalised: bool,
+    memory_budget: float | None,
 ) -> None:
     """Relevance maps of one case (4-D NIfTI per filter setting, native grid) and figure 1.
 
@@ -467,6 +493,7 @@ def explain_command(
         device=device,
         per_modality=per_modality,
         normalised=normalised,
+        memory_budget=memory_budget,
     )
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
@@ -521,6 +548,7 @@ def _split_cases(values: tuple[str, ...]) -> list[str] | None:
     show_default=True,
 )
 @click.option("--restart", is_flag=True, help="Discard RUN/sweep/sweep.csv instead of resuming.")
+@memory_budget_option
 def sweep(
     paths: tuple[str, ...],
     cases: tuple[str, ...],
@@ -529,6 +557,7 @@ def sweep(
     target: str,
     device: str,
     restart: bool,
+    memory_budget: float | None,
 ) -> None:
     """Explain every case under every filter setting; write RUN/sweep/sweep.csv.
 
@@ -558,6 +587,7 @@ def sweep(
         device=device,
         restart=restart,
         log=lambda line: click.echo(line, err=True),
+        memory_budget=memory_budget,
     )
     import os
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numerics import assert_relative_l2
 from torch import nn
 
 from strokelrp.errors import StrokeLRPError
@@ -281,4 +282,7 @@ def test_float32_path_matches_the_float64_reference(key: str, name: str) -> None
     got = rule.relevance(layer32, a.float(), r.float())
     want = rule.relevance(layer64, a, r)
     assert got.dtype == torch.float32
-    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
+    # relative L2, not element-wise: see tests/lrp/numerics.py. LRP-epsilon's denominators
+    # z + eps sign(z) can be as small as eps = 1e-3, which amplifies rounding up to |terms| / eps
+    # (measured up to 5e-5 over 20 seeds); the other rules' stay near 1e-7.
+    assert_relative_l2(got, want, 1e-3 if name == "epsilon" else 1e-5)

@@ -127,3 +127,27 @@ def test_explain_errors(trained, tmp_path, capsys) -> None:
                         "--out", str(tmp_path / "s")], capsys)  # fmt: skip
     assert code == 1 and "slice 999" in err
     assert not (tmp_path / "s").exists()  # checked before anything is computed or written
+
+
+def test_explain_memory_budget_reaches_the_engine(trained, tmp_path, capsys) -> None:
+    """A budget below one setting walks the settings one at a time (said in a note) and gives
+    the maps of one unlimited walk; an unreadable budget is a usage error."""
+    run, data = trained
+    case_id = _case_ids(data)[1]
+    base = ["explain", str(run), str(data), "--case", case_id, "--target", "authors"]
+    code, _, err = cli(
+        [*base, "--memory-budget", "unlimited", "--out", str(tmp_path / "u")], capsys
+    )
+    assert code == 0, err
+    assert "memory budget" not in err
+    code, _, err = cli([*base, "--memory-budget", "1kB", "--out", str(tmp_path / "t")], capsys)
+    assert code == 0, err
+    assert "memory budget 1 kB is below the estimated need" in err
+    for name in ("relevance_raw", "relevance_pass_0-0.4", "relevance_clamp_0-0.2"):
+        whole = np.asarray(nib.load(tmp_path / "u" / f"{name}.nii.gz").dataobj)
+        tight = np.asarray(nib.load(tmp_path / "t" / f"{name}.nii.gz").dataobj)
+        assert np.linalg.norm(tight - whole) <= 1e-5 * np.linalg.norm(whole), name
+    code, _, err = cli([*base, "--memory-budget", "4XB"], capsys)
+    assert code == 2 and "--memory-budget" in err and "4XB" in err
+    code, _, err = cli(["sweep", str(run), str(data), "--memory-budget", "lots"], capsys)
+    assert code == 2 and "--memory-budget" in err

@@ -339,11 +339,13 @@ def sweep_run(
     progress: bool = True,
     ranks: Ranks | None = None,
     log: Callable[[str], None] | None = None,
+    memory_budget: str | int | float | None = None,
 ) -> Path:
     """Sweep every network of one run over the cases of ``data_root``; returns the table path.
 
     Rows already complete in ``RUN/sweep/sweep.csv`` are kept and their cases skipped
-    (``restart=True`` starts a fresh table).
+    (``restart=True`` starts a fresh table). ``memory_budget``: bytes each case's relevance
+    walk may use (None = the engine's default; see :mod:`strokelrp.lrp.budget`).
     """
     import torch
     from tqdm import tqdm
@@ -409,6 +411,7 @@ def sweep_run(
                     rules=rules,
                     filters=filters,
                     filter_at="all",
+                    memory_budget=memory_budget,
                 )
                 if exp.empty_target and log is not None:
                     tqdm.write(
@@ -464,6 +467,7 @@ def run_sweep(
     restart: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    memory_budget: str | int | float | None = None,
 ) -> list[Path]:
     """Sweep several runs (see :func:`sweep_run`); joins ``torchrun``'s group when there is one."""
     if not runs:
@@ -490,6 +494,7 @@ def run_sweep(
                 progress=progress,
                 ranks=ranks,
                 log=log,
+                memory_budget=memory_budget,
             )
             for run in runs
         ]

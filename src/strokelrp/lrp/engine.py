@@ -15,11 +15,15 @@ The walk follows ``model.graph()`` (the nodes ``forward`` evaluates) in reverse:
 - anything else is an error naming the node and its module.
 
 Relevance carries a batch of K filter settings, ``(K, C, d, h, w)``; activations and the rules'
-denominators are computed once with batch 1 and shared.
+denominators are computed once with batch 1 and shared. When K settings at once would exceed
+the memory budget, the walk runs over chunks of settings (:mod:`strokelrp.lrp.budget`); the
+forward pass is still run once, and the denominators are computed once and cached across
+chunks when the budget leaves room for them (else recomputed per chunk).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,10 +35,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.budget import MemoryPlan, format_bytes, plan, resolve_budget
 from strokelrp.lrp.filters import Filter, FilterBank, filter_label
 from strokelrp.lrp.presets import Preset, resolve
 from strokelrp.lrp.rules import (
     ConvLayer,
+    PreparedRule,
     Rule,
     fold_batchnorm,
     maxpool_forward,
@@ -102,7 +108,8 @@ class Explanation:
     relevance at every point (``output`` and each convolution's input) when ``keep_layers``.
     ``filters``: the settings (None = raw); ``points``: names of the points that were filtered.
     ``empty_target``: the starting relevance was all zero (e.g. nothing predicted as lesion),
-    so every map is zero; ``notes`` says so in words.
+    so every map is zero; ``notes`` says so in words. ``memory``: how the settings were
+    walked under the memory budget (chunks, estimated bytes; :class:`MemoryPlan`).
     """
 
     relevance: Tensor
@@ -115,6 +122,7 @@ class Explanation:
     layers: dict[str, Tensor] = field(default_factory=dict)
     empty_target: bool = False
     notes: list[str] = field(default_factory=list)
+    memory: MemoryPlan | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -251,6 +259,7 @@ def explain(
     filters: Sequence[Filter | None] | None = None,
     filter_at: str | Sequence[str] = "all",
     keep_layers: bool = False,
+    memory_budget: str | int | float | None = None,
 ) -> Explanation:
     """Relevance of the input voxels for the chosen target, for K filter settings at once.
 
@@ -262,12 +271,16 @@ def explain(
     ``rules``: a preset name (``strokelrp.lrp.presets.PRESETS``) or a :class:`Preset`.
     ``filters``: one setting per map (None = unfiltered); ``filter_at``: ``"all"`` (the
     output and every convolution's input relevance), ``"output"`` or a list of point names.
+    ``memory_budget``: bytes (or ``"4GB"``, ``"512MiB"``, ``"unlimited"``) the walk may use;
+    the K settings are walked in chunks that fit (same results); None = the smaller of 8 GB
+    and half the memory available (CPU) or free (GPU), see :mod:`strokelrp.lrp.budget`.
     The model is run in eval mode and restored to its previous mode afterwards.
 
     Returns an :class:`Explanation` with ``.relevance`` (K, C_in, D, H, W).
     """
     preset = resolve(rules)
     _check_input(model, x)
+    budget = resolve_budget(memory_budget, x.device)
     settings: list[Filter | None] = [None] if filters is None else list(filters)
     if not settings:
         raise StrokeLRPError("filters must hold at least one setting (None = unfiltered)")
@@ -281,16 +294,19 @@ def explain(
     model.eval()
     try:
         with torch.no_grad():
-            return _explain(nodes, convs, x, target, label, preset, bank, points, keep_layers)
+            return _explain(
+                nodes, convs, x, target, label, preset, bank, points, keep_layers, budget
+            )
     finally:
         model.train(was_training)
 
 
 def _forward(
     nodes: list[Node], convs: dict[str, _ConvStep], x: Tensor
-) -> tuple[Tensor, dict[str, Tensor], dict[str, Any]]:
+) -> tuple[Tensor, dict[str, Tensor], dict[str, Any], dict[str, tuple[int, ...]]]:
     """Evaluate the graph; keep what the backward walk needs (conv inputs, reused outputs,
-    pool winners, shapes) and release everything else as soon as the forward is done with it."""
+    pool winners, shapes) and release everything else as soon as the forward is done with it.
+    Also returns every value's shape (for the memory plan)."""
     keep: set[str] = set()
     for node in nodes:
         step = convs.get(node.name)
@@ -303,6 +319,7 @@ def _forward(
         for name in node.inputs:
             last_use[name] = i
     values: dict[str, Tensor] = {INPUT: x}
+    shapes: dict[str, tuple[int, ...]] = {INPUT: tuple(x.shape)}
     saved: dict[str, Any] = {}
     for i, node in enumerate(nodes):
         args = [values[n] for n in node.inputs]
@@ -315,11 +332,115 @@ def _forward(
             elif isinstance(node.op, Concat):
                 saved[node.name] = [a.shape[1] for a in args]
         values[node.name] = out
+        shapes[node.name] = tuple(out.shape)
         for name in node.inputs:
             if last_use[name] == i and name not in keep:
                 del values[name]
     logits = values[nodes[-1].name]
-    return logits, {k: v for k, v in values.items() if k in keep}, saved
+    return logits, {k: v for k, v in values.items() if k in keep}, saved, shapes
+
+
+# ------------------------------------------------------------------------ the memory plan
+
+
+def _numel(shape: Sequence[int]) -> int:
+    return math.prod(shape[1:])  # per setting: the batch dimension is left out
+
+
+def _setting_bytes(
+    nodes: list[Node],
+    convs: dict[str, _ConvStep],
+    shapes: dict[str, tuple[int, ...]],
+    terms: dict[str, int],
+    itemsize: int,
+) -> int:
+    """Bytes one setting needs at the peak of the walk, from the shapes alone.
+
+    Mirrors :func:`_walk`: relevance waiting on the skip connections, plus the step's
+    temporaries (a conv step holds R, its channels-last copy, the J stacked gradient terms
+    and their sum; the filter a byte mask; a sum of two relevances the new tensor).
+    """
+    pending: dict[str, int] = {nodes[-1].name: _numel(shapes[nodes[-1].name])}
+    peak = 0
+    for node in reversed(nodes):
+        r = pending.pop(node.name, None)
+        if r is None:
+            continue
+        held = sum(pending.values())
+        n_src = _numel(shapes[node.inputs[0]])
+        if node.name in convs:
+            j = terms[node.name]
+            step = 2 * r + j * n_src + (n_src if j > 1 else 0) + -(-n_src // itemsize)
+            sent = {node.inputs[0]: n_src}
+        elif isinstance(node.op, Concat):
+            step = r + sum(_numel(shapes[n]) for n in node.inputs)  # parts that wait: copies
+            sent = {n: _numel(shapes[n]) for n in node.inputs}
+        else:  # pooling, crop: a new tensor of the input's size; pass-through: none
+            step = r + (n_src if isinstance(node.op, nn.MaxPool3d | CropLike) else 0)
+            sent = {node.inputs[0]: n_src}
+        peak = max(peak, held + step)
+        for name, n in sent.items():
+            if name in pending:  # a sum: old + new + result alive together
+                peak = max(peak, sum(pending.values()) + pending[name] + 2 * n)
+            pending[name] = n
+        peak = max(peak, sum(pending.values()))
+    return peak * itemsize
+
+
+def _terms(step: _ConvStep, x: Tensor) -> int:
+    """How many terms (c_t, W_t) the step's rule stacks (2 for z+, 1 for w+ and epsilon)."""
+    layer = step.layer
+    c_in = layer.weight.shape[layer.in_dim]
+    probe = x.new_ones(1, c_in, *([1] * (x.dim() - 2)))
+    return len(step.rule.terms(probe, layer.weight, layer))
+
+
+def _memory_plan(
+    nodes: list[Node],
+    convs: dict[str, _ConvStep],
+    shapes: dict[str, tuple[int, ...]],
+    held: int,
+    x: Tensor,
+    k: int,
+    keep_layers: bool,
+    budget: float,
+) -> MemoryPlan:
+    """Chunks for ``k`` settings under ``budget`` bytes; ``held``: bytes the forward pass left
+    for the walk (kept activations, pool winners)."""
+    itemsize = x.element_size()
+    terms = {name: _terms(step, x) for name, step in convs.items()}
+    per_setting = _setting_bytes(nodes, convs, shapes, terms, itemsize)
+    results = _numel(shapes[INPUT])  # the maps (and the kept layers) of every setting
+    if keep_layers:
+        results += _numel(shapes[nodes[-1].name])
+        results += sum(_numel(shapes[nodes[i].inputs[0]]) for i in _conv_index(nodes, convs))
+    step_shared = 0  # a step's own denominators: stacked inputs (+ copy), Z and stab(Z)
+    cached = 0  # what caching every step's denominators adds to the kept activations
+    for node in nodes:
+        if node.name in convs:
+            n_in, n_out = _numel(shapes[node.inputs[0]]), _numel(shapes[node.name])
+            j = terms[node.name]
+            step_shared = max(step_shared, (2 * j * n_in + 3 * n_out) * itemsize)
+            cached += (n_out + (j * n_in if j > 1 else 0)) * itemsize
+    return plan(k, per_setting, held + k * results * itemsize + step_shared, cached, budget)
+
+
+def _conv_index(nodes: list[Node], convs: dict[str, _ConvStep]) -> list[int]:
+    return [i for i, node in enumerate(nodes) if node.name in convs]
+
+
+# ------------------------------------------------------------------------------ the walk
+
+
+@dataclass
+class _Walked:
+    """One chunk's results: input relevance (k, C_in, ...), points, sums, totals, layers."""
+
+    relevance: Tensor
+    names: list[str]
+    sums: list[Tensor]
+    totals: list[Tensor]
+    layers: dict[str, Tensor]
 
 
 def _explain(
@@ -332,9 +453,105 @@ def _explain(
     bank: FilterBank,
     points: list[str],
     keep_layers: bool,
+    budget: float,
 ) -> Explanation:
-    logits, acts, saved = _forward(nodes, convs, x)
-    release: dict[str, list[str]] = {}  # conv node -> kept values its step is the last to read
+    logits, acts, saved, shapes = _forward(nodes, convs, x)
+    start, target_name = _start(target, logits, label)
+    k = len(bank)
+    held = sum(t.numel() * t.element_size() for t in acts.values() if t is not x)
+    held += sum(s.indices.numel() * 8 for s in saved.values() if hasattr(s, "indices"))
+    memory = _memory_plan(nodes, convs, shapes, held, x, k, keep_layers, budget)
+    notes = []
+    if not memory.fits:
+        notes.append(
+            f"memory budget {format_bytes(budget)} is below the estimated need of "
+            f"{format_bytes(memory.estimate)}: walking {max(memory.sizes)} setting(s) at a time"
+        )
+        warnings.warn(notes[-1], RuntimeWarning, stacklevel=3)
+    chunks = memory.chunks
+    cache: dict[str, PreparedRule] | None = {} if memory.cache else None
+    walked: list[_Walked] = []
+    for i, chunk in enumerate(chunks):
+        sub = bank if len(chunks) == 1 else FilterBank(bank.filters[chunk.start : chunk.stop])
+        walked.append(
+            _walk(
+                nodes,
+                convs,
+                acts,
+                saved,
+                start,
+                x,
+                sub,
+                set(points),
+                keep_layers,
+                release=i == len(chunks) - 1 or (cache is not None),
+                last=i == len(chunks) - 1,
+                cache=cache,
+            )
+        )
+    del acts, saved, cache
+    first = walked[0]
+    if len(walked) == 1:
+        relevance, sums, totals, layers = (
+            first.relevance.contiguous(),
+            torch.stack(first.sums),
+            torch.stack(first.totals),
+            first.layers,
+        )
+    else:
+        relevance = x.new_empty(k, *x.shape[1:])
+        for chunk, w in zip(chunks, walked, strict=True):
+            relevance[chunk.start : chunk.stop] = w.relevance
+            w.relevance = relevance[:0]  # release the chunk's copy
+        sums = torch.cat([torch.stack(w.sums) for w in walked], dim=1)
+        totals = torch.cat([torch.stack(w.totals) for w in walked], dim=1)
+        layers = {
+            name: torch.cat([w.layers.pop(name) for w in walked]) for name in first.layers.copy()
+        }
+    empty = not bool(start.any())
+    if empty:
+        notes.append(
+            f"target {target_name!r} selects nothing (no voxel with non-zero starting "
+            "relevance): every relevance map is zero"
+        )
+        warnings.warn(notes[-1], RuntimeWarning, stacklevel=3)
+    return Explanation(
+        relevance=relevance,
+        output=logits,
+        conservation=Conservation(first.names, sums.cpu(), totals.cpu()),
+        filters=list(bank.filters),
+        points=points,
+        preset=preset,
+        target=target_name,
+        layers=layers,
+        empty_target=empty,
+        notes=notes,
+        memory=memory,
+    )
+
+
+def _walk(
+    nodes: list[Node],
+    convs: dict[str, _ConvStep],
+    acts: dict[str, Tensor],
+    saved: dict[str, Any],
+    start: Tensor,
+    x: Tensor,
+    bank: FilterBank,
+    filtered: set[str],
+    keep_layers: bool,
+    release: bool,
+    last: bool,
+    cache: dict[str, PreparedRule] | None,
+) -> _Walked:
+    """The backward walk for the settings of ``bank`` (one chunk).
+
+    ``release``: drop activations from ``acts`` once the walk has passed them (the last
+    chunk, or the first when the prepared rules are cached); ``last``: also drop the pool
+    winners and shapes from ``saved`` and the cached rules. ``cache`` (None = no cache):
+    prepared rules by conv node, filled by the first chunk and read by the others.
+    """
+    release_at: dict[str, list[str]] = {}  # conv node -> kept values its step last reads
     seen: set[str] = set()
     for node in nodes:
         step = convs.get(node.name)
@@ -343,10 +560,9 @@ def _explain(
         for name in (node.inputs[0], step.z_from):
             if name is not None and name not in seen:
                 seen.add(name)
-                release.setdefault(node.name, []).append(name)
-    start, target_name = _start(target, logits, label)
+                release_at.setdefault(node.name, []).append(name)
     k = len(bank)
-    filtered = set(points)
+    get = saved.pop if last else saved.__getitem__
     layers: dict[str, Tensor] = {}
     names: list[str] = []
     sums: list[Tensor] = []
@@ -375,10 +591,21 @@ def _explain(
     def filt(name: str, r: Tensor) -> Tensor:
         return bank.apply_(r) if name in filtered else r
 
+    def prepared(name: str, step: _ConvStep, src: str) -> PreparedRule:
+        if cache is not None and name in cache:
+            return cache.pop(name) if last else cache[name]
+        z = acts[step.z_from] if step.z_from is not None else None
+        rule = step.rule.prepare(step.layer, acts[src], z)
+        if cache is not None:
+            rule = rule.batched() if k > 1 else rule
+            cache[name] = rule
+        return rule
+
     r0 = filt(OUTPUT, start.expand(k, *start.shape[1:]).clone())
     s0 = total(r0)
     send(nodes[-1].name, r0, s0)
     record(OUTPUT, r0, s0)
+    del r0
     for node in reversed(nodes):
         r = pending.pop(node.name, None)
         s = pending_sum.pop(node.name, None)
@@ -387,28 +614,34 @@ def _explain(
         op = node.op
         src = node.inputs[0]
         if node.name in convs:
-            step = convs[node.name]
-            a = acts[src]
-            z = acts[step.z_from] if step.z_from is not None else None
-            r_in = step.rule.prepare(step.layer, a, z)(r, inplace=True)
-            del r, z
+            r_in = prepared(node.name, convs[node.name], src)(r, inplace=True)
+            del r
             r_in = filt(node.name, r_in)
             s_in = total(r_in)
             send(src, r_in, s_in)
             record(node.name, r_in, s_in)
+            del r_in
         elif isinstance(op, nn.MaxPool3d):  # sums carry over: relevance is only moved
-            send(src, maxpool_relevance(r, saved.pop(node.name)), s)
+            send(src, maxpool_relevance(r, get(node.name)), s)
         elif isinstance(op, Concat):
-            for name, part in zip(node.inputs, r.split(saved.pop(node.name), dim=1), strict=True):
-                send(name, part, total(part))
+            parts = r.split(get(node.name), dim=1)
+            del r
+            # the part walked next is used as is; the others wait on skip connections and are
+            # copied so that they do not hold the whole tensor (all channels) alive meanwhile
+            order = sorted(range(len(parts)), key=lambda i: -_index(nodes, node.inputs[i]))
+            for rank, i in enumerate(order):
+                part = parts[i] if rank == 0 else parts[i].clone()
+                send(node.inputs[i], part, total(part))
+            del parts, part
         elif isinstance(op, CropLike):
-            d, h, w = saved.pop(node.name)
+            d, h, w = get(node.name)
             pad = (0, w - r.shape[4], 0, h - r.shape[3], 0, d - r.shape[2])
             send(src, F.pad(r, pad), s)
         else:  # pass-through (BatchNorm, folded or not; activations): checked by _plan
             send(src, r, s)
-        for name in release.get(node.name, ()):
-            acts.pop(name, None)
+        if release:
+            for name in release_at.get(node.name, ()):
+                acts.pop(name, None)
     relevance = pending.pop(INPUT, None)
     if relevance is None:
         relevance = x.new_zeros(k, *x.shape[1:])
@@ -416,23 +649,12 @@ def _explain(
     pending_sum[INPUT] = total(relevance) if s_input is None else s_input
     record(INPUT, relevance, pending_sum[INPUT])
     layers.pop(INPUT, None)
-    empty = not bool(start.any())
-    notes = []
-    if empty:
-        notes.append(
-            f"target {target_name!r} selects nothing (no voxel with non-zero starting "
-            "relevance): every relevance map is zero"
-        )
-        warnings.warn(notes[-1], RuntimeWarning, stacklevel=3)
-    return Explanation(
-        relevance=relevance.contiguous(),
-        output=logits,
-        conservation=Conservation(names, torch.stack(sums).cpu(), torch.stack(totals).cpu()),
-        filters=list(bank.filters),
-        points=points,
-        preset=preset,
-        target=target_name,
-        layers=layers,
-        empty_target=empty,
-        notes=notes,
-    )
+    return _Walked(relevance, names, sums, totals, layers)
+
+
+def _index(nodes: list[Node], name: str) -> int:
+    """Position of the node producing value ``name`` (-1 for the input)."""
+    for i, node in enumerate(nodes):
+        if node.name == name:
+            return i
+    return -1

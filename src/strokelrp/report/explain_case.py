@@ -133,6 +133,7 @@ def explain_case(
     device: str = "auto",
     per_modality: bool = False,
     normalised: bool = False,
+    memory_budget: str | int | float | None = None,
 ) -> CaseExplanation:
     """Explain case ``case_id`` of ``data`` with the model of ``run``; write NIfTI + figure 1.
 
@@ -142,7 +143,8 @@ def explain_case(
     resized back to the case's native grid; each relevance file gets a JSON sidecar naming its
     volumes, plus one 3-D file per modality (``per_modality``) and a copy normalised to
     [-1, 1] per volume (``normalised``) when asked. device: "auto" (CUDA when available), "cpu",
-    "cuda".
+    "cuda". memory_budget: bytes the relevance walk may use (``"4GB"``, ``"unlimited"``;
+    None = the engine's default, see :mod:`strokelrp.lrp.budget`).
     """
     import torch
 
@@ -191,6 +193,7 @@ def explain_case(
             label=None if y is None else torch.from_numpy(y),
             rules=rules,
             filters=[s.filter for s in settings],
+            memory_budget=memory_budget,
         )
     relevance = result.relevance.detach().cpu().float().numpy()  # (K, 6, D, H, W)
     logits = result.output.detach().cpu().float()[0]  # (2, D, H, W)
