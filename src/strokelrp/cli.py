@@ -14,6 +14,7 @@ import click
 
 from strokelrp import __version__
 from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.presets import TARGETS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -410,11 +411,12 @@ def _preset_names() -> list[str]:
 )
 @click.option(
     "--target",
-    type=click.Choice(["prediction", "ground_truth", "authors"]),
+    type=click.Choice(TARGETS),
     default="prediction",
     show_default=True,
-    help="Start from the lesion logit on the predicted lesion voxels, on the OT voxels, or "
-    "(authors) from the whole output, both classes, as the authors' code does.",
+    help="Start from the lesion logit on the predicted lesion voxels, on the OT voxels, "
+    "(authors) from the whole output, both classes, as the authors' code does, or "
+    "(contrastive) from the log-odds, lesion minus background logit, on the predicted voxels.",
 )
 @click.option("--checkpoint", default="last", show_default=True, help="Checkpoint of RUN.")
 @click.option(
@@ -502,8 +504,6 @@ def explain_command(
 
 
 # ---------------------------------------------------------------- sweep and report commands
-
-TARGETS = ("prediction", "ground_truth", "authors")
 
 
 def _split_cases(values: tuple[str, ...]) -> list[str] | None:
@@ -612,6 +612,89 @@ def report(runs: tuple[str, ...], out: str | None) -> None:
     from strokelrp.report.html import build_report
 
     click.echo(str(build_report(list(runs), out)))
+
+
+# ---------------------------------------------------------------------------- assess command
+
+
+@cli.command("assess")
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--cases",
+    multiple=True,
+    metavar="IDS",
+    help="Case ids (comma-separated or repeated). Default: the run's held-out cases, else all.",
+)
+@click.option(
+    "--methods",
+    multiple=True,
+    metavar="NAMES",
+    help="Methods (space/comma-free specs, repeat the option): lrp:<preset>[+<filter>], "
+    "gradient, gradient_x_input, integrated_gradients, occlusion, gradcam, locality_prior; "
+    "options in brackets, e.g. 'lrp:paper(target=contrastive)'. Default: every preset and "
+    "every baseline.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Output folder for assess.csv (and cascade.csv).",
+)
+@click.option("--checkpoint", default="last", show_default=True, help="Checkpoint of RUN.")
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Independent re-initialisations for randomisation_rho.",
+)
+@click.option(
+    "--random-orders",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Random orderings for random_aopc.",
+)
+@click.option("--cascade", is_flag=True, help="Also write the cascading randomisation curves.")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+)
+def assess_command(
+    run: Path,
+    data: Path,
+    cases: tuple[str, ...],
+    methods: tuple[str, ...],
+    out: Path,
+    checkpoint: str,
+    seeds: int,
+    random_orders: int,
+    cascade: bool,
+    device: str,
+) -> None:
+    """Trust measures of each method's maps (sanity, faithfulness, localisation, modality
+    truth): OUT/assess.csv, one row per case x method; definitions in docs/assess.md."""
+    from strokelrp.report.assess_run import assess_run, read_assess, summary_lines
+
+    path = assess_run(
+        run,
+        data,
+        out,
+        cases=_split_cases(cases),
+        methods=[m for m in methods] or None,
+        checkpoint=checkpoint,
+        device=device,
+        seeds=tuple(range(1, seeds + 1)),
+        random_seeds=random_orders,
+        cascade=cascade,
+        log=lambda line: click.echo(line, err=True),
+    )
+    for line in summary_lines(read_assess(path)):
+        click.echo(line)
+    click.echo(f"wrote {path}")
 
 
 # ------------------------------------------------------------------------------ demo command

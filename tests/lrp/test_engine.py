@@ -398,3 +398,43 @@ def test_bad_inputs_and_unknown_modules() -> None:
     odd = _WithSigmoid(width=2)
     with pytest.raises(StrokeLRPError, match=r"node 'squash' \(Sigmoid\)"):
         explain(odd, torch.rand(1, 6, 5, 8, 8))
+
+
+# ------------------------------------------------------------------- positions and targets
+
+
+def test_composite_assigns_rules_by_position() -> None:
+    """z^B on the first convolution, gamma in the encoder, epsilon in the decoder and head."""
+    from strokelrp.lrp.engine import _plan
+    from strokelrp.lrp.rules import Epsilon, Gamma, ZBox
+
+    model = trained_looking(2, 0)
+    plan = _plan(model.graph(), preset("composite"))
+    kinds = {name: type(step.rule) for name, step in plan.items()}
+    assert kinds["enc1.conv1"] is ZBox
+    assert {kinds[n] for n in kinds if n.startswith("enc") and n != "enc1.conv1"} == {Gamma}
+    assert {kinds[n] for n in kinds if n.startswith(("up", "dec"))} == {Epsilon}
+    assert kinds["head"] is Epsilon
+    assert plan["enc2.conv1"].layer.bias is not None  # BatchNorm folded: its shift is a bias
+
+
+def test_contrastive_start_is_lesion_minus_background_on_predicted_voxels() -> None:
+    model = trained_looking(2, 3)
+    x = torch.rand(1, 6, 5, 8, 8, dtype=F64)
+    with torch.no_grad():  # shift the lesion bias so that about half the voxels are lesion
+        out = model(x)
+        model.head.bias[1] -= (out[:, 1] - out[:, 0]).median()
+        out = model(x)
+    mask = (out.argmax(1) == 1).to(F64)
+    assert 0 < float(mask.sum()) < mask.numel()  # the check below means something
+    lesion, background = torch.zeros_like(out), torch.zeros_like(out)
+    lesion[:, 1] = out[:, 1] * mask
+    background[:, 0] = out[:, 0] * mask
+    for rules in ("paper", "composite"):
+        got = explain(model, x, target="contrastive", rules=rules)
+        assert got.target == "contrastive"
+        r_les = explain(model, x, target=lesion, rules=rules).relevance
+        r_bg = explain(model, x, target=background, rules=rules).relevance
+        want = r_les - r_bg  # every rule is linear in the relevance it redistributes
+        err = float((got.relevance - want).norm() / want.norm())
+        assert err < 1e-10

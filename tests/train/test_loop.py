@@ -12,7 +12,7 @@ import torch
 
 from strokelrp.errors import StrokeLRPError
 from strokelrp.train.cases import split_ids
-from strokelrp.train.checkpoint import load_model, read_checkpoint
+from strokelrp.train.checkpoint import load_run, read_checkpoint
 from strokelrp.train.loop import (
     dice_cross_entropy,
     epoch_order,
@@ -74,7 +74,7 @@ def test_run_files_and_log(tmp_path: Path) -> None:
         "last.json",
         "last.safetensors",
     ]
-    model, cfg = load_model(out)
+    model, cfg = load_run(out)
     assert not model.training and cfg.epochs == 2 and cfg.data == str(tmp_path / "data")
 
 
@@ -129,14 +129,14 @@ def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
 def test_repeats_train_networks_with_consecutive_seeds(tmp_path: Path) -> None:
     out = tmp_path / "run"
     run(toy_config(tmp_path, epochs=1, repeats=2, seed=4, val_fraction=0.3), out)
-    m1, c1 = load_model(out / "net-1")
-    m2, c2 = load_model(out / "net-2")
+    m1, c1 = load_run(out / "net-1")
+    m2, c2 = load_run(out / "net-2")
     assert (c1.seed, c2.seed) == (4, 5) and c1.repeats == c2.repeats == 1
     assert not torch.equal(m1.head.weight, m2.head.weight)
     split1 = json.loads((out / "net-1" / "split.json").read_text())
     assert split1 == json.loads((out / "net-2" / "split.json").read_text())
     with pytest.raises(StrokeLRPError, match="holds 2 networks"):
-        load_model(out)
+        load_run(out)
 
 
 def test_wrong_data_shape_is_named(tmp_path: Path) -> None:

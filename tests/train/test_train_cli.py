@@ -14,7 +14,7 @@ from strokelrp.cli import main
 from strokelrp.config import TrainConfig
 from strokelrp.data.dataset import CaseDataset
 from strokelrp.model import UNet3D
-from strokelrp.train.checkpoint import load_model, save_checkpoint
+from strokelrp.train.checkpoint import load_run, save_checkpoint
 from strokelrp.train.evaluate import _native_prediction, evaluate
 
 
@@ -89,7 +89,7 @@ def test_a_network_that_predicts_nothing_is_flagged_collapsed(synth4: Path, tmp_
     assert all(r["dice"] == 0.0 and math.isnan(r["hd95_mm"]) for r in result.rows)
     assert all(r["pred_ml"] == 0.0 and r["true_ml"] > 0 for r in result.rows)
     assert read_csv(run / "table1.csv")[0]["collapsed"] == "True"
-    loaded, _ = load_model(run)
+    loaded, _ = load_run(run)
     assert not loaded.training
 
 

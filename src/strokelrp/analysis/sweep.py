@@ -352,7 +352,7 @@ def sweep_run(
 
     from strokelrp.data.dataset import CaseDataset
     from strokelrp.lrp.engine import explain
-    from strokelrp.train.checkpoint import load_model, run_networks
+    from strokelrp.train.checkpoint import load_run, run_networks
 
     run_dir = Path(run_dir)
     ranks = ranks or Ranks()
@@ -374,7 +374,7 @@ def sweep_run(
     informative = read_informative(data_root)
     filters = [s.filter for s in settings]
     for net_dir in run_networks(run_dir):
-        model, config = load_model(net_dir, device=dev)
+        model, config = load_run(net_dir, device=dev)
         network = _network_label(run_dir, net_dir)
         dataset = CaseDataset(
             data_root,

@@ -17,6 +17,7 @@ from strokelrp.config import SERIES
 from strokelrp.errors import StrokeLRPError
 
 if TYPE_CHECKING:
+    from strokelrp.config import TrainConfig
     from strokelrp.data.isles2017 import Case
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
@@ -172,3 +173,13 @@ def preprocess_case(
     if case.label is not None:
         y = resize_volume(case.label.astype(np.uint8), shape, mode="nearest")
     return x, y
+
+
+def prepare_case(case: Case, config: TrainConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """Case ``case`` preprocessed exactly as the run with ``config`` saw it in training.
+
+    -> (x float32 (6, D, H, W), y uint8 (D, H, W) or ``None`` without OT), at the run's
+    series scale and normalisation (:func:`preprocess_case`, which the training dataset uses).
+    ``config`` is the one :func:`strokelrp.train.checkpoint.load_run` returns.
+    """
+    return preprocess_case(case, config.shape, normalization=config.normalization)  # type: ignore[arg-type]

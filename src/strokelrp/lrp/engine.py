@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.budget import MemoryPlan, format_bytes, plan, resolve_budget
 from strokelrp.lrp.filters import Filter, FilterBank, filter_label
-from strokelrp.lrp.presets import Preset, resolve
+from strokelrp.lrp.presets import TARGETS, Preset, resolve
 from strokelrp.lrp.rules import (
     ConvLayer,
     PreparedRule,
@@ -57,8 +57,10 @@ LESION = 1
 PASS_THROUGH = (nn.modules.batchnorm._BatchNorm, nn.LeakyReLU, nn.ReLU, nn.Identity)
 """Modules whose relevance passes unchanged (the paper's "not applicable" layers)."""
 
-Target = Literal["prediction", "ground_truth", "authors"] | Tensor
-TARGETS = ("prediction", "ground_truth", "authors")
+BACKGROUND = 0
+"""Index of the background class in the logits."""
+
+Target = Literal["prediction", "ground_truth", "authors", "contrastive"] | Tensor
 
 
 @dataclass
@@ -148,8 +150,10 @@ def _plan(nodes: list[Node], preset: Preset) -> dict[str, _ConvStep]:
         for name in node.inputs:
             readers.setdefault(name, []).append(node)
     convs: dict[str, _ConvStep] = {}
+    decoder = False  # from the first transposed convolution on: the preset's "upper" rule
     for i, node in enumerate(nodes):
         op = node.op
+        decoder = decoder or isinstance(op, nn.ConvTranspose3d)
         if isinstance(op, (Concat, CropLike, nn.MaxPool3d, *PASS_THROUGH)):
             continue
         if not isinstance(op, nn.Conv3d | nn.ConvTranspose3d):
@@ -158,7 +162,15 @@ def _plan(nodes: list[Node], preset: Preset) -> dict[str, _ConvStep]:
                 "Conv3d, ConvTranspose3d, MaxPool3d, BatchNorm, LeakyReLU, ReLU, Concat, CropLike"
             )
         layer = ConvLayer.from_module(op)
-        position = "head" if i == len(nodes) - 1 else "first" if INPUT in node.inputs else "body"
+        position = (
+            "head"
+            if i == len(nodes) - 1
+            else "first"
+            if INPUT in node.inputs
+            else "upper"
+            if decoder
+            else "body"
+        )
         rule = preset.rule(position)  # type: ignore[arg-type]
         out_name = node.name
         users = readers.get(node.name, [])
@@ -176,23 +188,22 @@ def _plan(nodes: list[Node], preset: Preset) -> dict[str, _ConvStep]:
 # --------------------------------------------------------------------------- the target
 
 
-def _start(target: Target, logits: Tensor, label: Any) -> tuple[Tensor, str]:
-    """Starting relevance (1, num_classes, D, H, W) and a description of the target."""
-    if isinstance(target, Tensor):
-        if tuple(target.shape) != tuple(logits.shape):
-            raise StrokeLRPError(
-                f"target tensor must have the output's shape {tuple(logits.shape)}, "
-                f"got {tuple(target.shape)}"
-            )
-        return target.to(dtype=logits.dtype, device=logits.device), "tensor"
+def target_weights(target: str, logits: Tensor, label: Any = None) -> tuple[Tensor, str]:
+    """Weights W (1, num_classes, D, H, W) such that the explained scalar is sum(W * logits).
+
+    ``"prediction"``: W = 1 on the lesion logit of the voxels predicted as lesion;
+    ``"ground_truth"``: the same on ``label`` (D, H, W) voxels; ``"authors"``: W = 1 everywhere
+    (both classes); ``"contrastive"``: the log-odds, +1 on the lesion logit and -1 on the
+    background logit of the predicted voxels. Returns (W, the target's name).
+    """
     if not isinstance(target, str) or target not in TARGETS:
         raise StrokeLRPError(
             f"unknown target {target!r}; use one of {', '.join(TARGETS)} or a tensor of the "
             f"output's shape {tuple(logits.shape)}"
         )
     if target == "authors":
-        return logits.clone(), "authors"
-    if target == "prediction":
+        return torch.ones_like(logits), target
+    if target in ("prediction", "contrastive"):
         mask = logits.argmax(dim=1) == LESION
     else:
         if label is None:
@@ -206,9 +217,24 @@ def _start(target: Target, logits: Tensor, label: Any) -> tuple[Tensor, str]:
                 f"got {tuple(lab.shape)}"
             )
         mask = (lab.to(logits.device) > 0).unsqueeze(0)
-    start = torch.zeros_like(logits)
-    start[:, LESION] = logits[:, LESION] * mask
-    return start, target
+    weights = torch.zeros_like(logits)
+    weights[:, LESION] = mask.to(logits.dtype)
+    if target == "contrastive":
+        weights[:, BACKGROUND] = -weights[:, LESION]
+    return weights, target
+
+
+def _start(target: Target, logits: Tensor, label: Any) -> tuple[Tensor, str]:
+    """Starting relevance (1, num_classes, D, H, W) and a description of the target."""
+    if isinstance(target, Tensor):
+        if tuple(target.shape) != tuple(logits.shape):
+            raise StrokeLRPError(
+                f"target tensor must have the output's shape {tuple(logits.shape)}, "
+                f"got {tuple(target.shape)}"
+            )
+        return target.to(dtype=logits.dtype, device=logits.device), "tensor"
+    weights, name = target_weights(target, logits, label)
+    return logits * weights, name
 
 
 # ------------------------------------------------------------------------------ explain
@@ -266,8 +292,10 @@ def explain(
     ``x`` (1, C_in, D, H, W) on the model's device and dtype (float64 works with
     ``model.double()``). ``target``: ``"prediction"`` (the lesion logit on voxels predicted as
     lesion), ``"ground_truth"`` (the lesion logit on ``label`` (D, H, W) voxels),
-    ``"authors"`` (the whole output, both classes: the authors' start) or a tensor of the
-    output's shape (1, num_classes, D, H, W) used as the starting relevance.
+    ``"authors"`` (the whole output, both classes: the authors' start), ``"contrastive"``
+    (the log-odds, lesion minus background logit, on the predicted voxels; Gu et al. 2018) or
+    a tensor of the output's shape (1, num_classes, D, H, W) used as the starting relevance.
+    The start is ``W * logits`` with W from :func:`target_weights`.
     ``rules``: a preset name (``strokelrp.lrp.presets.PRESETS``) or a :class:`Preset`.
     ``filters``: one setting per map (None = unfiltered); ``filter_at``: ``"all"`` (the
     output and every convolution's input relevance), ``"output"`` or a list of point names.

@@ -27,12 +27,12 @@ import numpy as np
 from strokelrp.atomic import write_text
 from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.presets import TARGETS
 from strokelrp.report.nifti import NIFTI_SUFFIX
+from strokelrp.train.metrics import dice_score
 
 PAPER_FIGURE1_FILTERS: tuple[str, ...] = ("pass:0,0.4", "clamp:0,0.2")
 """The two filtered settings of the paper's figure 1 (raw is always added first)."""
-
-TARGETS: tuple[str, ...] = ("prediction", "ground_truth", "authors")
 
 
 @dataclass(frozen=True)
@@ -97,13 +97,6 @@ def _write_json_atomic(path: Path, payload: dict) -> Path:
     return write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
-def dice_score(pred: np.ndarray, truth: np.ndarray) -> float | None:
-    """2 |P ∩ T| / (|P| + |T|); None when both masks are empty (undefined)."""
-    p, t = pred.astype(bool), truth.astype(bool)
-    total = int(p.sum()) + int(t.sum())
-    return None if total == 0 else 2.0 * int(np.logical_and(p, t).sum()) / total
-
-
 def load_case(data: str | Path, case_id: str) -> Any:
     """The one case ``case_id`` of the ISLES 2017 tree ``data`` (a clear error if absent)."""
     from strokelrp.data.isles2017 import load_isles2017
@@ -148,7 +141,7 @@ def explain_case(
     """
     import torch
 
-    from strokelrp.data.preprocess import preprocess_case
+    from strokelrp.data.preprocess import prepare_case
     from strokelrp.lrp.engine import explain
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import (
@@ -159,15 +152,13 @@ def explain_case(
         write_relevance_companions,
         write_relevance_nifti,
     )
-    from strokelrp.train.checkpoint import load_model
+    from strokelrp.train.checkpoint import load_run
 
     if target not in TARGETS:
         raise StrokeLRPError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     if modality not in MODALITIES:
         raise StrokeLRPError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
     run = Path(run)
-    if not run.is_dir():
-        raise StrokeLRPError(f"run folder {run} does not exist")
     if filters and all(isinstance(f, Setting) for f in filters):
         settings = [describe_filter(None)] + [s for s in filters if s.filter is not None]
     else:
@@ -175,12 +166,12 @@ def explain_case(
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, config = load_model(run, checkpoint=checkpoint, device=device)
+    model, config = load_run(run, checkpoint=checkpoint, device=device)
     case = load_case(data, case_id)
     depth = case.image.shape[1]
     if slice_index is not None and not 0 <= slice_index < depth:
         raise StrokeLRPError(f"case {case_id}: slice {slice_index} is outside 0..{depth - 1}")
-    x, y = preprocess_case(case, config.shape, normalization=config.normalization)
+    x, y = prepare_case(case, config)
     if target == "ground_truth" and y is None:
         raise StrokeLRPError(f"case {case_id}: --target ground_truth needs an OT mask, none found")
     xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(device)

@@ -377,15 +377,32 @@ def build_model(config: TrainConfig) -> nn.Module:
     return UNet3D(in_channels=len(MODALITIES), num_classes=2, width=config.width)
 
 
-def load_model(
+def model_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu") -> nn.Module:
+    """The checkpoint's UNet3D with its weights, in eval mode on ``device``."""
+    model = build_model(ckpt.config)
+    try:
+        model.load_state_dict(ckpt.model_state, strict=True)
+    except RuntimeError as err:
+        raise StrokeLRPError(f"{ckpt.path}: weights do not fit a UNet3D: {err}") from err
+    return model.to(device).eval()
+
+
+def load_run(
     run_dir: str | Path, checkpoint: str | int | Path = LAST, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, TrainConfig]:
     """The trained UNet3D of a single-network run, in eval mode on ``device``, and its config.
 
     ``checkpoint``: ``"last"`` (the newest complete checkpoint), an epoch number,
     ``"epoch-NNN"`` or a ``.safetensors`` path. For a ``repeats`` run pass ``RUN/net-K``.
+    Pair it with :func:`strokelrp.data.preprocess.prepare_case` to get the model's input::
+
+        model, config = load_run("runs/A")
+        x, y = prepare_case(case, config)   # x (6, D, H, W) float32, as training saw it
+        logits = model(torch.from_numpy(x)[None])
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise StrokeLRPError(f"run folder {run_dir} does not exist")
     networks = run_networks(run_dir) if (run_dir / "config.toml").exists() else [run_dir]
     if len(networks) > 1:
         names = ", ".join(p.name for p in networks)
@@ -394,9 +411,4 @@ def load_model(
             f"e.g. {networks[0]}"
         )
     ckpt = resolve_checkpoint(run_dir, checkpoint)
-    model = build_model(ckpt.config)
-    try:
-        model.load_state_dict(ckpt.model_state, strict=True)
-    except RuntimeError as err:
-        raise StrokeLRPError(f"{ckpt.path}: weights do not fit a UNet3D: {err}") from err
-    return model.to(device).eval(), ckpt.config
+    return model_from_checkpoint(ckpt, device), ckpt.config

@@ -24,7 +24,7 @@ import torch
 from strokelrp.atomic import write_text
 from strokelrp.config import SERIES, TrainConfig
 from strokelrp.errors import StrokeLRPError
-from strokelrp.train.checkpoint import LAST, build_model, resolve_checkpoint, run_networks
+from strokelrp.train.checkpoint import LAST, model_from_checkpoint, resolve_checkpoint, run_networks
 from strokelrp.train.distributed import resolve_device
 from strokelrp.train.metrics import METRICS, segmentation_metrics, summarize
 from strokelrp.train.predict import predict
@@ -95,9 +95,7 @@ def evaluate_network(
     """Metrics of one network (one-network run folder) on every labelled case of ``dataset``."""
     ckpt = resolve_checkpoint(run_dir, checkpoint)
     config = ckpt.config
-    model = build_model(config)
-    model.load_state_dict(ckpt.model_state, strict=True)
-    model = model.to(device).eval()
+    model = model_from_checkpoint(ckpt, device)
     split = _split_of(run_dir)
     rows, skipped = [], []
     from tqdm import tqdm

@@ -35,6 +35,17 @@ METRICS: tuple[str, ...] = (
 )
 
 
+def dice_score(pred: np.ndarray, truth: np.ndarray) -> float | None:
+    """2 |P ∩ T| / (|P| + |T|) of two masks; None when both are empty (undefined).
+
+    The quick Dice of one pair (no surface distances); :func:`segmentation_metrics` gives 1.0
+    for two empty masks, as MONAI does.
+    """
+    p, t = np.asarray(pred).astype(bool), np.asarray(truth).astype(bool)
+    total = int(p.sum()) + int(t.sum())
+    return None if total == 0 else 2.0 * int(np.logical_and(p, t).sum()) / total
+
+
 def _one_hot(mask: np.ndarray) -> torch.Tensor:
     """(D, H, W) bool -> (1, 2, D, H, W) float, the layout MONAI's metrics expect."""
     m = torch.from_numpy(np.ascontiguousarray(mask))
