@@ -253,6 +253,27 @@ def _parse_series(ctx: click.Context, param: click.Parameter, value: str) -> str
     help="Keep only the newest N epoch checkpoints (0: keep all; last is always kept).",
 )
 @click.option(
+    "--assess-every",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Record the trust measures on held-out cases every N epochs in OUT/assess_log.csv "
+    "(0: never).",
+)
+@click.option(
+    "--assess-method",
+    default="lrp:epsilon",
+    show_default=True,
+    help="The attribution method assessed during training (a strokelrp assess method name).",
+)
+@click.option(
+    "--assess-cases",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="How many held-out cases (training cases when none is held out) to assess.",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Continue OUT from its newest complete checkpoint (exactly, on CPU).",
@@ -275,6 +296,9 @@ def train(
     cache_dir: str | None,
     checkpoint_every: int,
     keep_checkpoints: int,
+    assess_every: int,
+    assess_method: str,
+    assess_cases: int,
     resume: bool,
     no_progress: bool,
 ) -> None:
@@ -305,6 +329,9 @@ def train(
         cache_dir=cache_dir,
         checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints,
+        assess_every=assess_every,
+        assess_method=assess_method,
+        assess_cases=assess_cases,
     )
     dirs = run_training(config, out, resume=resume, progress=not no_progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
