@@ -88,3 +88,24 @@ def test_report_skips_missing_parts_with_notes(tmp_path: Path) -> None:
 def test_report_rejects_missing_runs(tmp_path: Path) -> None:
     with pytest.raises(StrokeLRPError, match="nowhere: run directory not found"):
         build_report([tmp_path / "nowhere"])
+
+
+def test_report_plots_the_assessment_log(tmp_path: Path) -> None:
+    from strokelrp.train.assess_log import MEASURES, write_assess_log
+
+    run = tmp_path / "watched"
+    run.mkdir()
+    rows = [
+        {"epoch": e, "split": "held-out", "case": c, "method": "lrp:epsilon", "seconds": 1.0}
+        | {m: 0.1 * e + 0.01 * k for k, m in enumerate(MEASURES)}
+        for e in (2, 4, 6)
+        for c in ("4", "5")
+    ]
+    rows[0]["ablation_rho"] = float("nan")  # an undefined value is left out of the mean
+    write_assess_log(run, rows)
+    text = build_report([run]).read_text(encoding="utf-8")
+    assert "Interpretability during training" in text and "held-out cases" in text
+    assert (run / "figures" / "assess_curves.png").stat().st_size > 10_000
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    assert "Interpretability during training" not in build_report([bare]).read_text()

@@ -7,7 +7,8 @@
   and box plots (D2) (paper fig. 5 D1/D2 for ``kind="pass"``, annex fig. 2 for ``"clamp"``);
 - :func:`sweet_spot_figure`: the spread of mu across data points against alpha, with alpha_0;
 - :func:`table1_figure`: training time and mean Dice per network (paper table 1);
-- :func:`training_curves`: loss and training Dice per epoch for each run.
+- :func:`training_curves`: loss and training Dice per epoch for each run;
+- :func:`assess_curves`: the trust measures recorded during training (``assess_log.csv``).
 
 Every function returns the paths written (``name.png``, ``name.svg``) under ``out_dir``.
 Colours are the Okabe-Ito palette (safe for colour-blind readers).
@@ -396,3 +397,67 @@ def _num(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return float("nan")
+
+
+ASSESS_PANELS: tuple[tuple[str, str], ...] = (
+    ("brain_share", "share of |R| in the brain"),
+    ("lesion_share", "share of R+ on the target"),
+    ("morf_aopc", "MoRF AOPC (dashed: random)"),
+    ("lerf_aopc", "LeRF AOPC"),
+    ("randomisation_rho", "randomisation ρ (trained vs re-initialised)"),
+    ("contrast_rho", "contrast ρ (lesion vs background map)"),
+    ("ablation_rho", "ablation ρ (modality shares vs Dice drops)"),
+)
+"""The measures of ``assess_log.csv`` drawn against epoch, with their panel titles."""
+
+
+def assess_curves(
+    logs: Mapping[str, Sequence[Mapping[str, Any]]],
+    out_dir: str | Path,
+    name: str = "assess_curves",
+) -> list[Path]:
+    """Trust measures against epoch, one line per run (the mean over its assessed cases).
+
+    ``logs``: run label -> rows of ``assess_log.csv`` (epoch, case, method and the measures of
+    :data:`ASSESS_PANELS`; ``random_aopc`` is drawn dashed in the MoRF panel). NaN values (a
+    model that predicts no lesion yet) are left out of the means.
+    """
+    if not any(logs.values()):
+        raise StrokeLRPError("no assessment logs to plot")
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(2, 4, figsize=(12.0, 5.6), layout="constrained")
+        flat = list(axes.flat)
+        for i, (run, rows) in enumerate(logs.items()):
+            colour = OKABE_ITO[i % len(OKABE_ITO)]
+            epochs = sorted({int(_num(r["epoch"])) for r in rows})
+            method = ", ".join(sorted({str(r["method"]) for r in rows}))
+
+            for ax, (column, _title) in zip(flat, ASSESS_PANELS, strict=False):
+                means = _means_per_epoch(rows, column, epochs)
+                ax.plot(epochs, means, "o-", color=colour, markersize=3, label=f"{run} ({method})")
+                if column == "morf_aopc":
+                    ax.plot(
+                        epochs, _means_per_epoch(rows, "random_aopc", epochs), "--", color=colour
+                    )
+        for k, (ax, (_column, title)) in enumerate(zip(flat, ASSESS_PANELS, strict=False)):
+            ax.set_title(f"({'ABCDEFG'[k]}) {title}", fontsize=8.5)
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            ax.grid(color="0.9", linewidth=0.6)
+        handles, labels = flat[0].get_legend_handles_labels()
+        flat[-1].axis("off")
+        flat[-1].legend(handles, labels, loc="center", frameon=False, fontsize=7)
+        fig.suptitle("Trust measures during training (held-out cases, mean over cases)")
+        return save_figure(fig, out_dir, name)
+
+
+def _means_per_epoch(
+    rows: Sequence[Mapping[str, Any]], column: str, epochs: Sequence[int]
+) -> list[float]:
+    """The mean of the finite values of ``column`` at each epoch (NaN where there are none)."""
+    out = []
+    for e in epochs:
+        vals = [_num(r[column]) for r in rows if int(_num(r["epoch"])) == e]
+        vals = [v for v in vals if math.isfinite(v)]
+        out.append(sum(vals) / len(vals) if vals else float("nan"))
+    return out

@@ -1,7 +1,8 @@
 """A self-contained HTML report over one or more runs (readable offline, no scripts).
 
 Sections, each skipped with a note when its inputs are missing: run configuration
-(``RUN/config.toml``), table 1 (``RUN/table1.csv``) and training curves (``RUN/train_log.csv``),
+(``RUN/config.toml``), table 1 (``RUN/table1.csv``) and training curves (``RUN/train_log.csv``,
+and ``RUN/assess_log.csv``: trust measures per N epochs),
 metrics per case (``RUN/metrics.csv``), the sweep's figures and tables
 (``RUN/sweep/sweep.csv``: paper fig. 4, fig. 5 D1/D2, annex fig. 2, the sweet spot, where the
 relevance goes), and the per-case explanations (``RUN/explanations/CASE/*.png`` embedded, with
@@ -215,7 +216,36 @@ def training_section(runs: Sequence[Path], fig_dir: Path) -> Section:
         )
     else:
         parts.append(note("No train_log.csv: training curves are not shown."))
+    parts.append(assess_log_html(runs, fig_dir))
     return Section("training", "Training: table 1 and curves", "".join(parts))
+
+
+def assess_log_html(runs: Sequence[Path], fig_dir: Path) -> str:
+    """The trust measures recorded during training (``assess_log.csv``), if any run has them."""
+    from strokelrp.report import figures
+
+    logs = {}
+    for run in runs:
+        found = [run / "assess_log.csv"] if (run / "assess_log.csv").is_file() else []
+        found = found or sorted(run.glob("net-*/assess_log.csv"))
+        for path in found:
+            label = run.name if path.parent == run else f"{run.name}/{path.parent.name}"
+            logs[label] = read_csv(path)
+    logs = {k: v for k, v in logs.items() if v}
+    if not logs:
+        return ""
+    splits = sorted({r.get("split", "") for rows in logs.values() for r in rows})
+    png = figures.assess_curves(logs, fig_dir)[0]
+    return figure_html(
+        png,
+        "Interpretability during training (train --assess-every N): the trust measures of one "
+        "attribution method on a few "
+        + ("held-out" if splits == ["held-out"] else "/".join(splits))
+        + " cases every N epochs, mean over the cases (strokelrp assess defines them; here "
+        "with one re-initialisation, two random orderings and a coarse perturbation grid, so "
+        "values compare between epochs, not with a full assess table). Dashed in (C): the "
+        "random-order AOPC, the floor MoRF should clear by far.",
+    )
 
 
 def _existing(runs: Sequence[Path], name: str) -> list[Path]:
