@@ -150,10 +150,12 @@ def inspect(data: str, as_json: bool) -> None:
 # ------------------------------------------------------------ model commands (train, evaluate)
 
 
-def _parse_series(ctx: click.Context, param: click.Parameter, value: str) -> str | tuple:
-    """``A``/``B``/``C``/``X`` or a custom ``DxHxW`` (e.g. ``8x16x16``) for quick experiments."""
+def _parse_series(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """``A``/``B``/``C``/``X`` or a custom ``DxHxW`` (e.g. ``8x16x16``); None when not given."""
     from strokelrp.config import SERIES
 
+    if value is None:
+        return None
     if value.upper() in SERIES:
         return value.upper()
     parts = value.lower().split("x")
@@ -162,15 +164,57 @@ def _parse_series(ctx: click.Context, param: click.Parameter, value: str) -> str
     raise click.BadParameter(f"{value!r}: choose A, B, C, X or give D x H x W like 8x16x16")
 
 
+def _interrupted(words: list[str]) -> None:
+    """Ctrl-C: say how to continue (``strokelrp WORDS``) and exit 130, as shells do for SIGINT."""
+    import os
+    import shlex
+
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(f"\ninterrupted; resume with: strokelrp {shlex.join(words)}", err=True)
+    sys.exit(130)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether option ``name`` was set on the command line (or its environment variable)."""
+    from click.core import ParameterSource
+
+    return ctx.get_parameter_source(name) in (
+        ParameterSource.COMMANDLINE,
+        ParameterSource.ENVIRONMENT,
+    )
+
+
+_TRAIN_OPTIONS: dict[str, str] = {
+    "series": "series",
+    "width": "width",
+    "epochs": "epochs",
+    "seed": "seed",
+    "repeats": "repeats",
+    "device": "device",
+    "precision": "precision",
+    "val_fraction": "val_fraction",
+    "loss": "loss",
+    "lr": "lr",
+    "case_ids": "cases",
+    "cache_dir": "cache_dir",
+    "checkpoint_every": "checkpoint_every",
+    "keep_checkpoints": "keep_checkpoints",
+    "assess_every": "assess_every",
+    "assess_method": "assess_method",
+    "assess_cases": "assess_cases",
+}
+"""``train`` option (parameter name) -> TrainConfig field."""
+
+
 @cli.command()
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=str))
 @click.option(
     "--series",
-    required=True,
+    default=None,
     callback=_parse_series,
     metavar="A|B|C|X",
     help="Scale the cases are resized to: A 19x48x48, B 19x96x96, C 19x144x144, X 19x192x192 "
-    "(D x H x W), or a custom DxHxW.",
+    "(D x H x W), or a custom DxHxW. Required, except with --resume.",
 )
 @click.option(
     "--out",
@@ -185,7 +229,7 @@ def _parse_series(ctx: click.Context, param: click.Parameter, value: str) -> str
     show_default=True,
     help="Channels of the first block (the paper: 32, 19.08 M parameters).",
 )
-@click.option("--epochs", type=click.IntRange(min=0), default=80, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=80, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
     "--repeats",
@@ -276,12 +320,15 @@ def _parse_series(ctx: click.Context, param: click.Parameter, value: str) -> str
 @click.option(
     "--resume",
     is_flag=True,
-    help="Continue OUT from its newest complete checkpoint (exactly, on CPU).",
+    help="Continue OUT from its newest complete checkpoint (exactly, on CPU). Options not "
+    "given take the run's own values (OUT/config.toml); --epochs N extends the run to N.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_context
 def train(
+    ctx: click.Context,
     data: str,
-    series: str | tuple,
+    series: str | tuple | None,
     out: str,
     width: int,
     epochs: int,
@@ -304,8 +351,9 @@ def train(
 ) -> None:
     """Train the paper's 3-D U-Net on an ISLES 2017 folder (cross-entropy, Adam, batch 1).
 
-    Runs unchanged under torchrun (DistributedDataParallel): torchrun --nproc_per_node=N
-    -m strokelrp train DATA ...
+    The data are read and checked before OUT is created. Ctrl-C stops after the last saved
+    checkpoint and prints the --resume command. Runs unchanged under torchrun
+    (DistributedDataParallel): torchrun --nproc_per_node=N -m strokelrp train DATA ...
     """
     import os
     from pathlib import Path
@@ -313,27 +361,23 @@ def train(
     from strokelrp.config import TrainConfig
     from strokelrp.train.loop import train as run_training
 
-    config = TrainConfig(
-        data=str(Path(data).resolve()),
-        series=series,
-        width=width,
-        epochs=epochs,
-        seed=seed,
-        repeats=repeats,
-        device=device,
-        precision=precision,
-        val_fraction=val_fraction,
-        loss=loss,
-        lr=lr,
-        cases=case_ids or None,
-        cache_dir=cache_dir,
-        checkpoint_every=checkpoint_every,
-        keep_checkpoints=keep_checkpoints,
-        assess_every=assess_every,
-        assess_method=assess_method,
-        assess_cases=assess_cases,
-    )
-    dirs = run_training(config, out, resume=resume, progress=not no_progress)
+    given = {name: ctx.params[name] for name in _TRAIN_OPTIONS}
+    given["case_ids"] = case_ids or None
+    values = {field: given[name] for name, field in _TRAIN_OPTIONS.items()}
+    run_config = Path(out) / "config.toml"
+    if resume and run_config.is_file():  # the run's own settings are the defaults
+        values = TrainConfig.from_toml(run_config).to_dict()
+        values.update(
+            {field: given[name] for name, field in _TRAIN_OPTIONS.items() if _given(ctx, name)}
+        )
+    if values.get("series") is None:
+        raise click.UsageError("--series is required (except with --resume of an existing run)")
+    values["data"] = str(Path(data).resolve())
+    config = TrainConfig(**values)
+    try:
+        dirs = run_training(config, out, resume=resume, progress=not no_progress)
+    except KeyboardInterrupt:
+        _interrupted(["train", data, "--out", out, "--resume"])
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
         click.echo(f"trained {len(dirs)} network(s) in {out}")
 
@@ -425,9 +469,11 @@ def _preset_names() -> list[str]:
     "filters",
     multiple=True,
     callback=_check_filter_spec,
-    metavar="KIND:A1,A2",
-    help="Filter setting, repeatable: pass:0,0.4 | clamp:0,0.2 | pass:0.4 (= 0,0.4). "
-    "Raw is always added. Default: the paper's figure 1 (pass:0,0.4 and clamp:0,0.2).",
+    metavar="KIND:A1,A2[:channel]",
+    help="Filter setting, repeatable: pass:0,0.4 | clamp:0,0.2 | pass:0.4 (= 0,0.4), with "
+    "0 <= A1 < A2 <= 1. N = max|R| is taken over the whole sample (the authors' choice); a "
+    "trailing :channel (pass:0,0.4:channel) takes N per modality channel instead. Raw is "
+    "always added. Default: the paper's figure 1 (pass:0,0.4 and clamp:0,0.2).",
 )
 @click.option(
     "--rules",
@@ -504,7 +550,7 @@ def explain_command(
 
     All settings are computed in one batched relevance pass. Writes relevance_*.nii.gz (each
     with a .json sidecar naming its volumes), prediction.nii.gz, figure1.png and
-    explanation.json, and prints their paths.
+    explanation.json, and prints their paths (progress goes to stderr).
     """
     from strokelrp.report.explain_case import explain_case
 
@@ -522,6 +568,7 @@ def explain_command(
         device=device,
         per_modality=per_modality,
         normalised=normalised,
+        log=lambda line: click.echo(f"explain: {line}", err=True),
         memory_budget=memory_budget,
     )
     for note in result.notes:
@@ -553,7 +600,8 @@ def _split_cases(values: tuple[str, ...]) -> list[str] | None:
     show_default=True,
     metavar="paper|FILE",
     help="Filter settings: the paper's 16, or a file listing settings such as pass:0,0.4 "
-    '(one per line, or TOML settings = ["raw", ...]).',
+    '(one per line, or TOML settings = ["raw", ...]); a trailing :channel '
+    "(clamp:0,0.2:channel) normalises per modality channel instead of per sample.",
 )
 @click.option(
     "--rules",
@@ -589,9 +637,10 @@ def sweep(
     """Explain every case under every filter setting; write RUN/sweep/sweep.csv.
 
     One batched relevance pass per case computes all settings (filters at every layer, as the
-    paper). Cases already complete in the table are skipped. Under torchrun the cases are
-    shared out over the ranks. Prints the mean inclusivities of raw, pass(0,0.2) and
-    clamp(0,0.2) at the end.
+    paper). Cases already complete in the table are skipped, so an interrupted sweep resumes
+    when the same command is run again (Ctrl-C prints it). A RUN named twice is swept once.
+    Under torchrun the cases are shared out over the ranks. Prints the mean inclusivities of
+    raw, pass(0,0.2) and clamp(0,0.2) at the end.
     """
     if len(paths) < 2:
         raise click.UsageError("give at least one RUN and the DATA folder")
@@ -604,18 +653,26 @@ def sweep(
             f"{rules!r} is not one of {', '.join(sorted(PRESETS))}", param_hint="--rules"
         )
     *runs, data = paths
-    tables = run_sweep(
-        runs,
-        data,
-        grid=grid,
-        cases=_split_cases(cases),
-        rules=rules,
-        target=target,
-        device=device,
-        restart=restart,
-        log=lambda line: click.echo(line, err=True),
-        memory_budget=memory_budget,
-    )
+    try:
+        tables = run_sweep(
+            runs,
+            data,
+            grid=grid,
+            cases=_split_cases(cases),
+            rules=rules,
+            target=target,
+            device=device,
+            restart=restart,
+            log=lambda line: click.echo(line, err=True),
+            memory_budget=memory_budget,
+        )
+    except KeyboardInterrupt:  # finished cases are in the tables: the same command resumes
+        words = ["sweep", *paths, "--grid", grid, "--rules", rules, "--target", target]
+        words += [w for c in cases for w in ("--cases", c)] + ["--device", device]
+        if memory_budget is not None:
+            budget = "unlimited" if memory_budget == float("inf") else str(int(memory_budget))
+            words += ["--memory-budget", budget]
+        _interrupted(words)
     import os
 
     if int(os.environ.get("RANK", "0")) != 0:
@@ -632,10 +689,16 @@ def sweep(
     "--out",
     type=click.Path(dir_okay=True, writable=True),
     default=None,
-    help="Report file (or folder for report.html). Default: the first RUN's report.html.",
+    help="A file name ending in .html (its folder must exist) or an existing folder (gets "
+    "report.html). Default: the first RUN's report.html. No folder is created but figures/ "
+    "beside the report.",
 )
 def report(runs: tuple[str, ...], out: str | None) -> None:
-    """Write a self-contained HTML report (figures embedded) and print its path."""
+    """Write a self-contained HTML report (figures embedded) and print its path.
+
+    Each RUN is a run folder written by `strokelrp train` (it holds config.toml); a data
+    folder is refused.
+    """
     from strokelrp.report.html import build_report
 
     click.echo(str(build_report(list(runs), out)))
@@ -735,7 +798,7 @@ def assess_command(
     show_default=True,
     help="Output folder (new, empty, or an earlier demo, which is replaced).",
 )
-@click.option("--quick", is_flag=True, help="Tiny sizes: every stage in under 2 minutes.")
+@click.option("--quick", is_flag=True, help="Tiny sizes: every stage in about 1 minute.")
 @click.option(
     "--device",
     type=click.Choice(["cpu", "cuda", "auto"]),
@@ -755,7 +818,7 @@ def assess_command(
 def demo_command(out: Path, quick: bool, device: str, threads: int) -> None:
     """Synthesise data, train, evaluate, explain, sweep the filters, write the HTML report.
 
-    Needs no data and no network. The full demo takes under 10 minutes on a 2-core CPU,
+    Needs no data and no network. The full demo takes about 7 minutes on a 2-core CPU,
     --quick about 1 minute.
     """
     import torch
@@ -770,11 +833,31 @@ def demo_command(out: Path, quick: bool, device: str, threads: int) -> None:
 # ------------------------------------------------------------------------------------ entry
 
 
+def _error_exit(err: Exception) -> None:
+    """Print ``err`` as ``error: ...`` lines on stderr and exit 1."""
+    for line in str(err).splitlines() or [type(err).__name__]:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; a :class:`StrokeLRPError` becomes ``error: ...`` lines on stderr, exit 1."""
+    """Run the CLI; bad input becomes ``error: ...`` lines on stderr and exit code 1.
+
+    A :class:`StrokeLRPError` is the library's own report of bad input. A ``ValueError`` that
+    escapes a library function (numpy, nibabel, torch rejecting a value the user supplied) is
+    also shown as one ``error:`` line, with its type so that a bug stays recognisable; set
+    ``STROKELRP_DEBUG=1`` to get its traceback instead. Other exceptions (programming errors)
+    keep their traceback.
+    """
+    import os
+
     try:
         cli.main(args=argv, prog_name="strokelrp")
     except StrokeLRPError as err:
-        for line in str(err).splitlines() or [type(err).__name__]:
-            click.echo(f"error: {line}", err=True)
-        sys.exit(1)
+        _error_exit(err)
+    except ValueError as err:
+        if os.environ.get("STROKELRP_DEBUG"):
+            raise
+        lines = str(err).splitlines() or [""]
+        lines[0] = f"{lines[0]} ({type(err).__name__}; STROKELRP_DEBUG=1 shows the traceback)"
+        _error_exit(ValueError("\n".join(lines)))

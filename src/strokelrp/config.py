@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,13 @@ class TrainConfig:
                 isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in self.series
             ):
                 p.append(f"series must be A, B, C, X or (D, H, W) sizes >= 1, got {self.series!r}")
+            elif math.prod(math.ceil(n / 8) for n in self.series) < 2:
+                # UNet3D pools three times by 2 (ceil mode); BatchNorm in training needs more
+                # than one value per channel at the bottleneck (batch size 1).
+                p.append(
+                    f"series {'x'.join(map(str, self.series))} is too small for the U-Net's "
+                    "three 2x poolings: D x H x W / 8^3 must keep at least 2 voxels (e.g. 8x16x16)"
+                )
         else:
             choice("series", tuple(SERIES))
         integer("width", 1)

@@ -16,7 +16,7 @@ Stages (each calls the Python API, no subprocesses):
 7. write the HTML report (``OUT/report.html``) and print its path and the key numbers.
 
 The demo networks are far narrower and shorter-trained than the paper's (width 32, 80
-epochs), so that the full demo fits in about 10 minutes on a 2-core CPU; they are trained with
+epochs), so that the full demo takes about 7 minutes on a 2-core CPU; they are trained with
 cross-entropy + soft Dice and a larger learning rate so that a few epochs already give
 non-empty lesion predictions (a network that predicts nothing has nothing to explain with
 ``target="prediction"``). Everything else is the paper's method.
@@ -70,7 +70,7 @@ FULL = DemoPlan(
     shape_hwd=(64, 64, 19),
     networks=(NetPlan("A", width=4, epochs=10), NetPlan("B", width=2, epochs=5)),
 )
-"""About 10 minutes on a 2-core CPU."""
+"""About 7 minutes on a 2-core CPU (docs/benchmarks.md, "The demo")."""
 
 QUICK = DemoPlan(
     n_cases=6,
@@ -78,7 +78,7 @@ QUICK = DemoPlan(
     networks=(NetPlan("A", width=2, epochs=5),),
     val_fraction=0.0,
 )
-"""Every stage at tiny sizes, well under 2 minutes on a 2-core CPU (the CI test runs it)."""
+"""Every stage at tiny sizes, about 1 minute on a 2-core CPU (the CI test runs it)."""
 
 
 def _prepare(out: Path) -> None:

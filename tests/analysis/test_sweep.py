@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -214,3 +215,66 @@ def test_a_table_from_before_ablation_drops_still_reads(tmp_path: Path) -> None:
     old.write_text("\n".join(",".join(x.split(",")[:-2]) for x in lines) + "\n")
     with pytest.raises(StrokeLRPError, match="informative"):
         read_table(old)
+
+
+def test_cli_sweep_of_one_run_named_twice_counts_it_once(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from strokelrp.cli import main
+
+    monkeypatch.setenv("STROKELRP_CACHE_DIR", str(tmp_path / "cache"))
+    grid = tmp_path / "grid.txt"
+    grid.write_text("raw\n")
+    run = make_run(tmp_path, data, name="A2")
+
+    def sweep(*runs: Path) -> tuple[str, str]:
+        args = ["--cases", "1", "--grid", str(grid), "--target", "ground_truth"]
+        with pytest.raises(SystemExit) as done:
+            main(["sweep", *map(str, runs), str(data), *args])
+        assert done.value.code in (None, 0)
+        captured = capsys.readouterr()
+        return captured.out, captured.err
+
+    twice, err = sweep(run, tmp_path / "." / "A2")
+    assert "the same run as" in err and "used once" in err
+    assert twice.count("wrote ") == 1
+    share = float(re.search(r"lesion share ([0-9.]+)", twice).group(1))
+    assert 0.0 <= share <= 1.0
+    once, _ = sweep(run)  # resumes: nothing left to do, the same table
+    assert once == twice
+    assert len(read_table(run / "sweep" / "sweep.csv")) == 1 * 6  # one case, raw, 6 modalities
+
+
+def test_cli_sweep_ctrl_c_prints_the_command_that_resumes(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import shlex
+
+    import strokelrp.lrp.engine as engine
+    from strokelrp.cli import main
+
+    monkeypatch.setenv("STROKELRP_CACHE_DIR", str(tmp_path / "cache"))
+    grid = tmp_path / "grid.txt"
+    grid.write_text("raw\n")
+    run = make_run(tmp_path, data, name="A3")
+    real_explain, calls = engine.explain, []
+
+    def interrupted_on_case_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as Ctrl-C while the second case is explained
+        return real_explain(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "explain", interrupted_on_case_2)
+    with pytest.raises(SystemExit) as done:
+        main(["sweep", str(run), str(data), "--grid", str(grid), "--target", "ground_truth"])
+    assert done.value.code == 130
+    hint = capsys.readouterr().err.strip().splitlines()[-1]
+    assert hint.startswith("interrupted; resume with: strokelrp sweep ")
+    assert {r["case"] for r in read_table(run / "sweep" / "sweep.csv")} == {"1"}
+    monkeypatch.setattr(engine, "explain", real_explain)
+    with pytest.raises(SystemExit) as done:
+        main(shlex.split(hint.removeprefix("interrupted; resume with: strokelrp ")))
+    assert done.value.code in (None, 0)
+    assert "1 case(s) to explain, 1 already in" in capsys.readouterr().err
+    assert {r["case"] for r in read_table(run / "sweep" / "sweep.csv")} == {"1", "2"}

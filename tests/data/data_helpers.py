@@ -101,6 +101,15 @@ def affine_differs(root: Path) -> tuple[str, str]:
     return _rel(root, path), "affine differs from MR_ADC"
 
 
+def reference_affine_differs(root: Path) -> tuple[str, str]:
+    """ADC, the first modality, is the shifted one: ADC is named, not the five others."""
+    path = modality_file(root, "2", "MR_ADC")
+    affine = nib.load(str(path)).affine.copy()
+    affine[1, 3] -= 3.0
+    rewrite(path, affine=affine)
+    return _rel(root, path), "affine differs from MR_MTT"
+
+
 def nan_voxels(root: Path) -> tuple[str, str]:
     path = modality_file(root, "2", "MR_rCBF")
     data = nib.load(str(path)).get_fdata().astype(np.float32)
@@ -142,6 +151,7 @@ BREAKERS: list[Breaker] = [
     not_3d,
     grid_shape_differs,
     affine_differs,
+    reference_affine_differs,
     nan_voxels,
     ot_not_binary,
     all_zero_modality,

@@ -153,7 +153,9 @@ def test_labels_parse_back() -> None:
     [
         (lambda: PassFilter(0.0), r"\(0, 1\]"),
         (lambda: PassFilter(1.5), r"\(0, 1\]"),
-        (lambda: ClampFilter((0.5, 0.2)), "a1 < a2"),
+        (lambda: ClampFilter((0.5, 0.2)), r"\(0.5, 0.2\) are swapped.* clamp:0.2,0.5"),
+        (lambda: parse_filter("pass:1,0"), r"\(1, 0\) are swapped.* pass:0,1"),
+        (lambda: PassFilter((0.3, 0.3)), "a1 < a2"),
         (lambda: ClampFilter((-0.1, 0.2)), "a1 < a2"),
         (lambda: PassFilter((0.1, 0.2, 0.3)), "two values"),
         (lambda: PassFilter(float("nan")), "finite"),

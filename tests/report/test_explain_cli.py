@@ -113,8 +113,9 @@ def test_explain_default_output_folder_and_paper_filters(trained, capsys) -> Non
 def test_explain_errors(trained, tmp_path, capsys) -> None:
     run, data = trained
     code, _, err = cli(["explain", str(run), str(data), "--case", "99"], capsys)
-    assert code == 1 and err.startswith("error: ") and "99" in err
-    assert len(err.strip().splitlines()) == 1
+    problems = [line for line in err.splitlines() if not line.startswith("explain: ")]  # progress
+    assert code == 1 and len(problems) == 1
+    assert problems[0].startswith("error: ") and "99" in problems[0]
     code, _, err = cli(["explain", str(tmp_path / "nope"), str(data), "--case", "1"], capsys)
     assert code == 1 and "nope" in err and "error: " in err
     code, _, err = cli(["explain", str(run), str(data), "--case", "1", "--filter", "band:2"],
@@ -127,6 +128,79 @@ def test_explain_errors(trained, tmp_path, capsys) -> None:
                         "--out", str(tmp_path / "s")], capsys)  # fmt: skip
     assert code == 1 and "slice 999" in err
     assert not (tmp_path / "s").exists()  # checked before anything is computed or written
+
+
+def test_explain_takes_the_folder_name_and_shows_progress(trained, capsys) -> None:
+    run, data = trained
+    case_id = _case_ids(data)[1]
+    code, stdout, err = cli(
+        ["explain", str(run), str(data), "--case", f"training_{case_id}", "--filter", "pass:0.4",
+         "--device", "cpu"], capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    folder = run / "explanations" / case_id  # the plain id names the folder
+    assert str(folder / "explanation.json") in stdout
+    assert json.loads((folder / "explanation.json").read_text())["case"] == case_id
+    steps = [line for line in err.splitlines() if line.startswith("explain: ")]
+    assert len(steps) >= 4 and any("relevance for 2 setting(s)" in s for s in steps)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a build or machine without CUDA")
+def test_explain_on_cuda_without_a_gpu_is_one_error_line(trained, tmp_path, capsys) -> None:
+    run, data = trained
+    out = tmp_path / "ex"
+    code, _, err = cli(["explain", str(run), str(data), "--case", _case_ids(data)[0],
+                        "--device", "cuda", "--out", str(out)], capsys)  # fmt: skip
+    assert code == 1 and err.strip().splitlines() == [
+        "error: --device cuda was asked for, but torch sees no CUDA GPU"
+    ]
+    assert not out.exists()
+
+
+def test_an_empty_prediction_is_said_on_the_figure_and_in_the_json(
+    trained, tmp_path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from strokelrp.model import UNet3D
+    from strokelrp.report import figure1
+    from strokelrp.train.checkpoint import save_checkpoint
+
+    _, data = trained
+    run = tmp_path / "silent"
+    config = TrainConfig(data=str(data), series=(6, 16, 16), width=2, epochs=1)
+    config.to_toml(run / "config.toml")
+    model = UNet3D(width=2)
+    with torch.no_grad():  # background everywhere: the network predicts no lesion
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([5.0, -5.0]))
+    save_checkpoint(run / "checkpoints", epoch=1, config=config, model=model)
+    texts: list[str] = []
+    save = figure1._save_png_atomic
+
+    def keep_texts(fig, path, dpi):
+        texts.extend(t.get_text() for ax in fig.axes for t in ax.texts)
+        return save(fig, path, dpi)
+
+    monkeypatch.setattr(figure1, "_save_png_atomic", keep_texts)
+    out = tmp_path / "ex"
+    code, _, err = cli(["explain", str(run), str(data), "--case", _case_ids(data)[0],
+                        "--out", str(out), "--device", "cpu"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert any(t.startswith("empty prediction") for t in texts)
+    summary = json.loads((out / "explanation.json").read_text())
+    assert summary["empty_prediction"] is True
+    assert any("empty prediction" in n for n in summary["notes"])
+    assert "note: case" in err and "empty prediction" in err
+    assert not np.asarray(nib.load(out / "prediction.nii.gz").dataobj).any()
+
+
+def test_filter_specs_swapped_bounds_and_the_channel_scope_in_help(tmp_path, capsys) -> None:
+    code, _, err = cli(["explain", str(tmp_path), str(tmp_path), "--case", "1", "--filter",
+                        "pass:1,0"], capsys)  # fmt: skip
+    assert code == 2 and "swapped" in err and "pass:0,1" in err
+    code, out, _ = cli(["explain", "--help"], capsys)
+    assert code == 0 and ":channel" in out and "per modality channel" in " ".join(out.split())
+    code, out, _ = cli(["sweep", "--help"], capsys)
+    assert code == 0 and ":channel" in out
 
 
 def test_explain_memory_budget_reaches_the_engine(trained, tmp_path, capsys) -> None:

@@ -13,6 +13,8 @@ import pytest
 from synthetic_sweep_rows import make_rows
 
 from strokelrp.analysis.table import write_table
+from strokelrp.cli import main
+from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.errors import StrokeLRPError
 from strokelrp.report.html import build_report
 
@@ -76,13 +78,57 @@ def test_report_has_every_section_embedded_and_offline(tmp_path: Path) -> None:
 def test_report_skips_missing_parts_with_notes(tmp_path: Path) -> None:
     run = tmp_path / "bare"
     run.mkdir()
+    (run / "config.toml").write_text('series = "A"\n')  # a run that has done nothing yet
+    (tmp_path / "elsewhere").mkdir()
     out = build_report([run], out=tmp_path / "elsewhere" / "r.html")
     text = out.read_text(encoding="utf-8")
     assert out == tmp_path / "elsewhere" / "r.html"
     assert "No sweep yet" in text
     assert "No explanations yet" in text
-    assert "config.toml not found" in text
+    assert "No table1.csv in any run: `strokelrp evaluate RUN DATA` writes it." in text
     assert "base64" not in text
+
+
+def test_the_mean_row_averages_measures_not_ids(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text('series = "A"\n')
+    (run / "metrics.csv").write_text(
+        "network,case_id,split,dice,hd95_mm\nA-1,4,train,0.5,3.0\nA-1,27,validation,0.25,nan\n"
+    )
+    text = build_report([run]).read_text(encoding="utf-8")
+    mean = re.search(r'<tr class="mean">(.*?)</tr>', text).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", mean)
+    assert cells == ["mean", "", "", "0.375", "3"]  # case ids 4 and 27 are not averaged
+
+
+def test_report_refuses_a_data_folder(tmp_path: Path, capsys) -> None:
+    data = synthesize_isles2017(tmp_path / "data", 1, shape=(8, 8, 4))
+    with pytest.raises(StrokeLRPError, match=r"not a training run .*looks like a data folder"):
+        build_report([data])
+    assert not (data / "report.html").exists()
+    code, _, err = run_cli(["report", str(data)], capsys)
+    assert code == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_report_out_is_a_file_or_an_existing_folder(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text('series = "A"\n')
+    assert build_report([run], out=tmp_path) == tmp_path / "report.html"
+    assert build_report([run], out=tmp_path / "mine.html") == tmp_path / "mine.html"
+    once = build_report([run]).read_text().count("<h3>run</h3>")  # config and metrics
+    twice = build_report([run, tmp_path / "." / "run"]).read_text().count("<h3>run</h3>")
+    assert once == twice == 2  # a run named twice is shown once
+    with pytest.raises(StrokeLRPError, match="deep/er does not exist"):
+        build_report([run], out=tmp_path / "deep" / "er" / "r.html")
+    with pytest.raises(StrokeLRPError, match="neither an existing folder nor a file name"):
+        build_report([run], out=tmp_path / "newfolder")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(StrokeLRPError, match=r"not an \.html file or a folder"):
+        build_report([run], out=tmp_path / "notes.txt")
+    assert not (tmp_path / "deep").exists() and not (tmp_path / "newfolder").exists()
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_report_rejects_missing_runs(tmp_path: Path) -> None:
@@ -109,3 +155,13 @@ def test_report_plots_the_assessment_log(tmp_path: Path) -> None:
     bare = tmp_path / "bare"
     bare.mkdir()
     assert "Interpretability during training" not in build_report([bare]).read_text()
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -55,3 +55,11 @@ def test_contradictions_ignore_resumable_fields() -> None:
     assert c.contradictions(TrainConfig(data="/d", series="A", width=8, epochs=3)) == []
     lines = c.contradictions(TrainConfig(data="/e", series="B", width=8))
     assert len(lines) == 2 and lines[0].startswith("data:") and lines[1].startswith("series:")
+
+
+def test_a_series_too_small_for_the_unet_is_refused() -> None:
+    with pytest.raises(StrokeLRPError, match="2x2x2 is too small"):
+        TrainConfig(data="/d", series=(2, 2, 2))
+    with pytest.raises(StrokeLRPError, match="8x8x8 is too small"):
+        TrainConfig(data="/d", series=(8, 8, 8))  # a 1x1x1 bottleneck
+    assert TrainConfig(data="/d", series=(8, 8, 9)).shape == (8, 8, 9)  # 1x1x2 trains

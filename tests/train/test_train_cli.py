@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import math
+import shlex
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +104,101 @@ def test_native_prediction_resizes_probabilities_back() -> None:
     mask = _native_prediction(probs, (3, 8, 10))
     assert mask.shape == (3, 8, 10)
     assert mask[:, :, :5].all() and not mask[:, :, 5:].any()
+
+
+TRAIN = ["--series", "8x16x16", "--width", "2", "--device", "cpu", "--no-progress"]
+
+
+def test_bad_data_leave_no_run_folder_and_a_fixed_command_trains(
+    synth4: Path, tmp_path: Path, capsys
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(synth4, data)
+    broken = next((data / "training_2").glob("*MR_MTT*/*.nii"))
+    broken.write_bytes(b"not an image\n" * 40)
+    run = tmp_path / "run"
+    code, _, err = cli(["train", str(data), "--out", str(run), "--epochs", "1", *TRAIN], capsys)
+    assert code == 1 and "error: case 2:" in err and "Traceback" not in err
+    assert not run.exists()  # nothing that a later train (or --resume) would refuse
+    code, _, err = cli(
+        ["train", str(data), "--out", str(run), "--epochs", "1", "--cases", "1", "--cases", "4",
+         *TRAIN], capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert TrainConfig.from_toml(run / "config.toml").cases == ("1", "4")
+
+
+def test_a_run_that_never_saved_a_checkpoint_is_started_anew(
+    synth4: Path, tmp_path: Path, capsys
+) -> None:
+    run = tmp_path / "run"  # as left by a train that failed in its first epoch
+    TrainConfig(data=str(synth4), series=(8, 16, 16), width=4, epochs=3).to_toml(
+        run / "config.toml"
+    )
+    code, _, err = cli(["train", str(synth4), "--out", str(run), "--epochs", "1", *TRAIN], capsys)
+    assert code == 0, err
+    assert "never saved a checkpoint" in err
+    assert TrainConfig.from_toml(run / "config.toml").width == 2
+
+
+def test_zero_epochs_is_a_usage_error(synth4: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    code, _, err = cli(["train", str(synth4), "--out", str(run), "--epochs", "0", *TRAIN], capsys)
+    assert code == 2 and "--epochs" in err
+    assert not run.exists()
+    code, _, err = cli(["train", str(synth4), "--out", str(run), "--series", "2x2x2"], capsys)
+    assert code == 1 and err.startswith("error: invalid training config: series 2x2x2 is too")
+    assert not run.exists()
+
+
+def test_resume_takes_the_runs_own_settings(synth4: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    args = ["train", str(synth4), "--out", str(run), "--seed", "3", "--val-fraction", "0.25",
+            "--lr", "0.001", "--epochs", "1", *TRAIN]  # fmt: skip
+    assert cli(args, capsys)[0] == 0
+    before = TrainConfig.from_toml(run / "config.toml")
+    # no --series, --width, --seed, --lr or --val-fraction: all come from the run
+    code, _, err = cli(["train", str(synth4), "--out", str(run), "--resume", "--epochs", "2",
+                        "--no-progress"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert "resuming after epoch 1 of 2" in err
+    after = TrainConfig.from_toml(run / "config.toml")
+    assert after == replace(before, epochs=2)
+    assert [int(r["epoch"]) for r in read_csv(run / "train_log.csv")] == [1, 2]
+    # no --epochs either: the run's own 2, so there is nothing left to do
+    code, _, err = cli(["train", str(synth4), "--out", str(run), "--resume"], capsys)
+    assert code == 0 and "nothing to do" in err
+    # an option given and contradicting the run is refused as before
+    code, _, err = cli(["train", str(synth4), "--out", str(run), "--resume", "--seed", "4"], capsys)
+    assert code == 1 and "seed: the run has 3" in err
+    # without a run to resume, --series is needed
+    code, _, err = cli(["train", str(synth4), "--out", str(tmp_path / "new")], capsys)
+    assert code == 2 and "--series is required" in err
+
+
+def test_ctrl_c_prints_the_resume_command_and_it_works(
+    synth4: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import strokelrp.train.loop as loop
+
+    real_epoch = loop.run_epoch
+    calls = []
+
+    def interrupted_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as Ctrl-C in the middle of epoch 2
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "run_epoch", interrupted_in_epoch_2)
+    run = tmp_path / "run"
+    code, _, err = cli(["train", str(synth4), "--out", str(run), "--epochs", "3", *TRAIN], capsys)
+    assert code == 130
+    hint = err.strip().splitlines()[-1]
+    assert hint.startswith("interrupted; resume with: strokelrp train ")
+    monkeypatch.setattr(loop, "run_epoch", real_epoch)
+    argv = shlex.split(hint.removeprefix("interrupted; resume with: strokelrp "))
+    assert argv == ["train", str(synth4), "--out", str(run), "--resume"]
+    code, _, err = cli(argv, capsys)
+    assert code == 0 and "resuming after epoch 1 of 3" in err
+    assert [int(r["epoch"]) for r in read_csv(run / "train_log.csv")] == [1, 2, 3]

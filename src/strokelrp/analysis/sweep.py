@@ -455,6 +455,21 @@ def sweep_run(
     return table
 
 
+def unique_runs(
+    runs: Sequence[str | Path], log: Callable[[str], None] | None = None
+) -> list[str | Path]:
+    """``runs`` without repeats of one folder (same resolved path), first mention kept."""
+    seen: dict[Path, str | Path] = {}
+    for run in runs:
+        key = Path(run).expanduser().resolve()
+        if key in seen:
+            if log is not None:
+                log(f"{run}: the same run as {seen[key]}; used once")
+            continue
+        seen[key] = run
+    return list(seen.values())
+
+
 def run_sweep(
     runs: Sequence[str | Path],
     data_root: str | Path,
@@ -469,9 +484,14 @@ def run_sweep(
     log: Callable[[str], None] | None = None,
     memory_budget: str | int | float | None = None,
 ) -> list[Path]:
-    """Sweep several runs (see :func:`sweep_run`); joins ``torchrun``'s group when there is one."""
+    """Sweep several runs (see :func:`sweep_run`); joins ``torchrun``'s group when there is one.
+
+    A run named twice (the same folder after resolving links and ``..``) is swept once: its
+    table would otherwise be counted twice by the summary.
+    """
     if not runs:
         raise StrokeLRPError("sweep needs at least one run directory")
+    runs = unique_runs(runs, log)
     missing = [f"{r}: run directory not found" for r in runs if not Path(r).is_dir()]
     if not Path(data_root).is_dir():
         missing.append(f"{data_root}: data folder not found")

@@ -343,6 +343,24 @@ def _grid_shift_mm(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> floa
     return float(np.abs((corners @ a.T)[:, :3] - (corners @ b.T)[:, :3]).max())
 
 
+def _reference_key(images: dict[str, nib.Nifti1Image], arrays: dict[str, np.ndarray]) -> str | None:
+    """The modality whose grid the most other modalities share (ties: the first of MODALITIES).
+
+    Every file is compared with it, so a single shifted file is the one named, even when it is
+    ADC, the first modality; None when no modality was read.
+    """
+
+    def agree(a: str, b: str) -> bool:
+        shape = arrays[a].shape
+        return shape == arrays[b].shape and (
+            _grid_shift_mm(images[a].affine, images[b].affine, shape) <= AFFINE_TOLERANCE_MM
+        )
+
+    keys = [k for k in MODALITIES if k in images]
+    votes = {k: sum(agree(k, other) for other in keys if other != k) for k in keys}
+    return max(keys, key=lambda k: votes[k]) if keys else None  # max keeps the first of ties
+
+
 def _check_values(data: np.ndarray, is_label: bool) -> list[str]:
     problems = []
     if np.issubdtype(data.dtype, np.floating):
@@ -406,7 +424,7 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
             problem(path, text)
         arrays[key], images[key] = data, img
 
-    ref_key = next((k for k in MODALITIES if k in images), None)
+    ref_key = _reference_key(images, arrays)
     if ref_key is not None:
         ref_img, ref_path = images[ref_key], chosen[ref_key]
         ref_shape = arrays[ref_key].shape

@@ -96,6 +96,11 @@ def _band(kind: str, alpha: float | Sequence[float]) -> tuple[float, float]:
         low, high = 0.0, float(alpha)
     if not (math.isfinite(low) and math.isfinite(high)):
         raise StrokeLRPError(f"{kind} filter: alpha must be finite, got {alpha!r}")
+    if low > high:
+        raise StrokeLRPError(
+            f"{kind} filter: the bounds ({low:g}, {high:g}) are swapped: the lower bound comes "
+            f"first, as {kind}:{high:g},{low:g}"
+        )
     if not 0.0 < high <= 1.0:
         raise StrokeLRPError(f"{kind} filter: alpha (upper bound) must be in (0, 1], got {high:g}")
     if not 0.0 <= low < high:

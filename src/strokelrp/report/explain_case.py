@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,17 +98,17 @@ def _write_json_atomic(path: Path, payload: dict) -> Path:
 
 
 def load_case(data: str | Path, case_id: str) -> Any:
-    """The one case ``case_id`` of the ISLES 2017 tree ``data`` (a clear error if absent)."""
+    """The one case ``case_id`` (``4`` or its folder name ``training_4``) of the ISLES 2017 tree
+    ``data`` (a clear error if absent); its ``case_id`` is the plain id (``4``)."""
     from strokelrp.data.isles2017 import load_isles2017
 
     root = Path(data)
     if not root.is_dir():
         raise StrokeLRPError(f"data folder {root} does not exist")
-    cases = load_isles2017(root, cases=[case_id])
-    found = [c for c in cases if c.case_id == case_id]
-    if not found:
+    cases = load_isles2017(root, cases=[case_id])  # selects by id or folder name
+    if len(cases) != 1:
         raise StrokeLRPError(f"case {case_id}: not found in {root}")
-    return found[0]
+    return cases[0]
 
 
 def explain_case(
@@ -127,6 +127,7 @@ def explain_case(
     per_modality: bool = False,
     normalised: bool = False,
     memory_budget: str | int | float | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> CaseExplanation:
     """Explain case ``case_id`` of ``data`` with the model of ``run``; write NIfTI + figure 1.
 
@@ -136,8 +137,10 @@ def explain_case(
     resized back to the case's native grid; each relevance file gets a JSON sidecar naming its
     volumes, plus one 3-D file per modality (``per_modality``) and a copy normalised to
     [-1, 1] per volume (``normalised``) when asked. device: "auto" (CUDA when available), "cpu",
-    "cuda". memory_budget: bytes the relevance walk may use (``"4GB"``, ``"unlimited"``;
-    None = the engine's default, see :mod:`strokelrp.lrp.budget`).
+    "cuda" (an error when torch sees no GPU). ``case_id``: ``4`` or ``training_4``.
+    memory_budget: bytes the relevance walk may use (``"4GB"``, ``"unlimited"``; None = the
+    engine's default, see :mod:`strokelrp.lrp.budget`). ``log``: called with one line per step
+    (loading, the relevance pass, writing), e.g. to stderr.
     """
     import torch
 
@@ -153,7 +156,9 @@ def explain_case(
         write_relevance_nifti,
     )
     from strokelrp.train.checkpoint import load_run
+    from strokelrp.train.distributed import resolve_device
 
+    say = log if log is not None else (lambda _line: None)
     if target not in TARGETS:
         raise StrokeLRPError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     if modality not in MODALITIES:
@@ -164,10 +169,12 @@ def explain_case(
     else:
         settings = parse_settings(filters)  # type: ignore[arg-type]
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(device))
+    say(f"loading {run} (checkpoint {checkpoint}) on {device}")
     model, config = load_run(run, checkpoint=checkpoint, device=device)
+    say(f"loading case {case_id} from {data}")
     case = load_case(data, case_id)
+    case_id = case.case_id  # "training_4" -> "4"
     depth = case.image.shape[1]
     if slice_index is not None and not 0 <= slice_index < depth:
         raise StrokeLRPError(f"case {case_id}: slice {slice_index} is outside 0..{depth - 1}")
@@ -175,6 +182,10 @@ def explain_case(
     if target == "ground_truth" and y is None:
         raise StrokeLRPError(f"case {case_id}: --target ground_truth needs an OT mask, none found")
     xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(device)
+    say(
+        f"case {case_id}: relevance for {len(settings)} setting(s) "
+        f"(series {config.series_name}, rules {rules}, start from {target})"
+    )
     with warnings.catch_warnings():  # an empty target is reported once, through .notes
         warnings.simplefilter("ignore", RuntimeWarning)
         result = explain(
@@ -190,6 +201,7 @@ def explain_case(
     logits = result.output.detach().cpu().float()[0]  # (2, D, H, W)
 
     out_dir = Path(out) if out is not None else run / "explanations" / case_id
+    say(f"writing {len(settings)} relevance volume(s), the prediction and figure 1 to {out_dir}")
     written: dict[str, Path] = {}
     native: list[tuple[str, np.ndarray]] = []
     peaks: dict[str, list[float]] = {}
@@ -213,6 +225,10 @@ def explain_case(
         peaks[setting.label] = [float(v) for v in np.abs(relevance[k]).reshape(6, -1).max(1)]
 
     prediction = labels_from_logits(logits, case)
+    notes = list(result.notes)
+    empty_prediction = not bool(prediction.any())
+    if empty_prediction:
+        notes.append("the network predicts no lesion voxel in this case (empty prediction)")
     pred_path = write_label_nifti(
         out_dir / f"prediction{NIFTI_SUFFIX}",
         prediction,
@@ -251,6 +267,7 @@ def explain_case(
             "slice": z,
             "figure_modality": modality,
             "dice": dice,
+            "empty_prediction": empty_prediction,
             "settings": [
                 {
                     "label": s.label,
@@ -265,7 +282,7 @@ def explain_case(
             ],
             "prediction": pred_path.name,
             "figure": figure.name,
-            "notes": list(result.notes),
+            "notes": notes,
         },
     )
     return CaseExplanation(
@@ -278,5 +295,5 @@ def explain_case(
         slice_index=z,
         dice=dice,
         peaks=peaks,
-        notes=[f"case {case_id}: {note}" for note in result.notes],
+        notes=[f"case {case_id}: {note}" for note in notes],
     )

@@ -207,6 +207,9 @@ def plot_figure1(
     ax = panel(2, 1, f"({letters[base + 1]}) prediction{dice_text}")
     ax.imshow(disp.volume(pred)[s], cmap="gray", vmin=0, vmax=1, **show)
     finish(ax)
+    if not pred.any():  # an all-black panel would read as "lesion elsewhere"
+        text = "empty prediction:\nno lesion voxel\nin the volume"
+        ax.text(0.5, 0.5, text, color="white", ha="center", va="center", transform=ax.transAxes)
     ax = panel(2, 2, f"({letters[base + 2]}) {modality}, slice z = {z}")
     ax.imshow(modality_slice, cmap="gray", vmin=lo, vmax=hi, **show)
     finish(ax)

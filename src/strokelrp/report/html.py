@@ -141,9 +141,17 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         raise StrokeLRPError(f"{path}: cannot read ({err})") from err
 
 
+ID_COLUMNS = frozenset({"run", "network", "case", "case_id", "split", "series", "seed", "epoch"})
+"""Columns that name things rather than measure them: numbers there (case ids, seeds) are not
+averaged in a mean row."""
+
+
 def _mean_row(columns: Sequence[str], rows: Sequence[Mapping[str, str]], label: str) -> dict:
+    """Means of the numeric measure columns (finite values only); ``label`` in the first."""
     out: dict[str, Any] = {columns[0]: label}
     for c in columns[1:]:
+        if c in ID_COLUMNS or c.endswith("_id"):
+            continue
         vals = []
         for r in rows:
             try:
@@ -170,10 +178,7 @@ def config_section(runs: Sequence[Path]) -> Section:
     for run in runs:
         cfg = run / "config.toml"
         parts.append(f"<h3>{esc(run.name)}</h3>")
-        if cfg.is_file():
-            parts.append(f"<pre>{esc(cfg.read_text(encoding='utf-8', errors='replace'))}</pre>")
-        else:
-            parts.append(note(f"{cfg} not found."))
+        parts.append(f"<pre>{esc(cfg.read_text(encoding='utf-8', errors='replace'))}</pre>")
     return Section("config", "Run configuration", "".join(parts))
 
 
@@ -191,11 +196,11 @@ def training_section(runs: Sequence[Path], fig_dir: Path) -> Section:
         columns = list(dict.fromkeys(c for r in table for c in r))
         parts.append(html_table(columns, table))
         parts.append(
-            "<p>Table 1: one row per network, as written by training (time per network and "
-            "mean Dice, as in the paper's table 1).</p>"
+            "<p>Table 1: one row per network, as written by <code>strokelrp evaluate</code> "
+            "(time per network and mean Dice, as in the paper's table 1).</p>"
         )
     else:
-        parts.append(note("No table1.csv in any run: train with `strokelrp train` first."))
+        parts.append(note("No table1.csv in any run: `strokelrp evaluate RUN DATA` writes it."))
     logs = {}
     for run in runs:
         found = [run / "train_log.csv"] if (run / "train_log.csv").is_file() else []
@@ -434,20 +439,57 @@ def render(title: str, runs: Sequence[Path], sections: Sequence[Section]) -> str
     )
 
 
-def build_report(runs: Sequence[str | Path], out: str | Path | None = None) -> Path:
-    """Write the report for ``runs`` to ``out`` (default: the first run's ``report.html``).
+def _run_problem(run: Path) -> str | None:
+    """Why ``run`` is not a training run folder (None when it is one)."""
+    if not run.is_dir():
+        return f"{run}: run directory not found"
+    if (run / "config.toml").is_file():
+        return None
+    hint = ""
+    if any(run.glob("training_*")) or (run / "synth_manifest.json").is_file():
+        hint = "; it looks like a data folder: give the run folder that `strokelrp train` wrote"
+    return f"{run}: not a training run (no config.toml){hint}"
 
+
+def report_path(out: str | Path | None, first_run: Path) -> Path:
+    """Where the report goes: ``out`` ending in .html/.htm is the file (its folder must exist),
+    an existing folder gets ``report.html`` inside, None gives ``FIRST_RUN/report.html``;
+    anything else is an error (no folders are created)."""
+    if out is None:
+        return first_run / "report.html"
+    path = Path(out)
+    if path.is_dir():
+        return path / "report.html"
+    if path.suffix.lower() in (".html", ".htm"):
+        if not path.parent.is_dir():
+            raise StrokeLRPError(
+                f"--out {out}: the folder {path.parent} does not exist (create it first)"
+            )
+        return path
+    if path.exists():
+        raise StrokeLRPError(f"--out {out}: exists and is not an .html file or a folder")
+    raise StrokeLRPError(
+        f"--out {out}: neither an existing folder nor a file name ending in .html "
+        "(create the folder first, or name the file)"
+    )
+
+
+def build_report(runs: Sequence[str | Path], out: str | Path | None = None) -> Path:
+    """Write the report for ``runs`` to ``out`` (see :func:`report_path`; default: the first
+    run's ``report.html``).
+
+    Each run must be a training run folder (``config.toml``); a run named twice is shown once.
     Figures are written to ``figures/`` beside the report and embedded. Returns the path.
     """
+    from strokelrp.analysis.sweep import unique_runs
+
     if not runs:
         raise StrokeLRPError("report needs at least one run directory")
-    run_dirs = [Path(r) for r in runs]
-    missing = [f"{r}: run directory not found" for r in run_dirs if not r.is_dir()]
-    if missing:
-        raise StrokeLRPError("\n".join(missing))
-    out_path = Path(out) if out is not None else run_dirs[0] / "report.html"
-    if out_path.suffix.lower() not in (".html", ".htm"):
-        out_path = out_path / "report.html"
+    run_dirs = [Path(r) for r in unique_runs(runs)]
+    problems = [p for p in map(_run_problem, run_dirs) if p is not None]
+    if problems:
+        raise StrokeLRPError("\n".join(problems))
+    out_path = report_path(out, run_dirs[0])
     report_dir = out_path.parent
     fig_dir = report_dir / "figures"
     builders: list[Callable[[], Section]] = [

@@ -227,16 +227,30 @@ def _say(ctx: DistContext, log: Callable[[str], None] | None) -> Callable[[str],
     return say
 
 
-def _check_run_folder(config: TrainConfig, out: Path, resume: bool) -> TrainConfig | None:
-    """Refuse to overwrite a run, or to resume one with a contradicting config; -> its config."""
+def _has_checkpoints(out: Path) -> bool:
+    """Whether the run folder ``out`` (or one of its ``net-K`` folders) holds any checkpoint."""
+    folders = [out / "checkpoints", *sorted(out.glob("net-*/checkpoints"))]
+    return any(epoch_checkpoints(d) or (d / "last.json").exists() for d in folders)
+
+
+def _check_run_folder(
+    config: TrainConfig, out: Path, resume: bool, say: Callable[[str], None]
+) -> TrainConfig | None:
+    """Refuse to overwrite a run, or to resume one with a contradicting config; -> its config.
+
+    A run folder that never saved a checkpoint (training failed or was stopped in its first
+    epochs) holds nothing to lose: it is started anew, with or without ``resume``.
+    """
     if out.exists() and not out.is_dir():
         raise StrokeLRPError(f"{out}: exists and is not a folder")
     config_path = out / "config.toml"
+    started = _has_checkpoints(out)
     if not config_path.exists():
-        if not resume and (
-            epoch_checkpoints(out / "checkpoints") or (out / "checkpoints" / "last.json").exists()
-        ):
+        if not resume and started:
             raise StrokeLRPError(f"{out}: holds checkpoints; pass --resume or choose another --out")
+        return None
+    if not started:
+        say(f"{out}: holds a run that never saved a checkpoint: starting it anew")
         return None
     existing = TrainConfig.from_toml(config_path)
     if not resume:
@@ -274,6 +288,9 @@ def train(
     ``config.data`` with :class:`strokelrp.data.dataset.CaseDataset` (``x`` must have the
     series shape). ``resume``: continue from the newest complete checkpoint (see
     docs/training.md). ``log``: where messages go (default: stderr, rank 0 only).
+
+    A new run reads and checks its data before it writes anything, so bad data leave no run
+    folder behind (a later ``train`` with the same ``out`` is not refused).
     """
     out = Path(out)
     config = replace(config, data=str(Path(config.data).expanduser().resolve()))
@@ -284,16 +301,7 @@ def train(
     ctx = init_distributed(config.device)
     try:
         say = _say(ctx, log)
-        existing = _check_run_folder(config, out, resume)
-        ctx.barrier()  # every rank has looked before rank 0 writes
-        if ctx.is_main and (existing is None or config.epochs > existing.epochs):
-            config.to_toml(out / "config.toml")
-        if config.repeats == 1:
-            networks = [(config, out)]
-        else:
-            networks = [
-                (config.for_network(k), out / f"net-{k}") for k in range(1, config.repeats + 1)
-            ]
+        existing = _check_run_folder(config, out, resume, say)
         loaded: list[CaseTensors] = []
 
         def data() -> CaseTensors:
@@ -312,6 +320,17 @@ def train(
                 loaded.append(cases.to(ctx.device))
             return loaded[0]
 
+        if existing is None:
+            data()  # a new run: the data's errors come before the run folder exists
+        ctx.barrier()  # every rank has looked before rank 0 writes
+        if ctx.is_main and (existing is None or config.epochs > existing.epochs):
+            config.to_toml(out / "config.toml")
+        if config.repeats == 1:
+            networks = [(config, out)]
+        else:
+            networks = [
+                (config.for_network(k), out / f"net-{k}") for k in range(1, config.repeats + 1)
+            ]
         for net_config, run_dir in networks:
             _train_network(net_config, run_dir, resume, data, ctx, progress, say)
         ctx.barrier()

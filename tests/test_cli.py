@@ -1,0 +1,52 @@
+"""The CLI boundary: library errors become one `error:` line and exit 1, bugs keep a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import strokelrp.report.html as html
+from strokelrp.cli import main
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _raising(error: Exception):
+    def build_report(*args, **kwargs):
+        raise error
+
+    return build_report
+
+
+def test_a_value_error_from_the_library_is_one_error_line(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STROKELRP_DEBUG", raising=False)
+    monkeypatch.setattr(html, "build_report", _raising(ValueError("w2 should be positive")))
+    code, out, err = run_cli(["report", str(tmp_path)], capsys)
+    assert code == 1 and out == ""
+    assert err.splitlines() == [
+        "error: w2 should be positive (ValueError; STROKELRP_DEBUG=1 shows the traceback)"
+    ]
+
+
+def test_debug_keeps_the_traceback_and_other_errors_are_not_swallowed(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(html, "build_report", _raising(ValueError("w2 should be positive")))
+    monkeypatch.setenv("STROKELRP_DEBUG", "1")
+    with pytest.raises(ValueError, match="w2"):
+        main(["report", str(tmp_path)])
+    monkeypatch.delenv("STROKELRP_DEBUG")
+    monkeypatch.setattr(html, "build_report", _raising(TypeError("a bug")))
+    with pytest.raises(TypeError, match="a bug"):
+        main(["report", str(tmp_path)])
