@@ -265,8 +265,32 @@ class CaseContext:
     target: np.ndarray  # (D, H, W) bool: voxels where the target weights are non-zero
     brain: np.ndarray  # (D, H, W) bool
     drops: np.ndarray  # (C,) Dice drop per mean-filled modality
-    random: dict[str, float] = field(default_factory=dict)  # random AOPC per variant
+    random: dict[tuple[str, str], float] = field(default_factory=dict)  # (target, variant)
     prior: np.ndarray | None = None  # |locality prior| within the brain
+    random_seeds: int = 5
+    fractions: Sequence[float] = FRACTIONS
+
+    def random_aopc(self, model: nn.Module, weights: Tensor, target: str, variant: str) -> float:
+        """Mean AOPC of ``random_seeds`` random orderings for the scalar of ``weights``
+        (``variant``: ``element``, ``voxel`` or ``mean`` baseline); computed once, cached."""
+        key = (target, variant)
+        if key not in self.random:
+            n = self.x[0, 0].numel() if variant == "voxel" else self.x[0].numel()
+            kwargs: dict[str, Any] = {
+                "element": {},
+                "voxel": {"voxel": True},
+                "mean": {"baseline": "mean"},
+            }[variant]
+            values = [
+                aopc(
+                    perturbation_curve(
+                        model, self.x, weights, random_ordering(n, s), self.fractions, **kwargs
+                    )
+                )
+                for s in range(self.random_seeds)
+            ]
+            self.random[key] = float(np.mean(values))
+        return self.random[key]
 
 
 def prepare_context(
@@ -276,24 +300,15 @@ def prepare_context(
     random_seeds: int = 5,
     fractions: Sequence[float] = FRACTIONS,
 ) -> CaseContext:
-    """Target, brain, ablation drops and the random-ordering AOPCs of one case."""
+    """Target, brain, ablation drops and the locality prior of one case (the random-ordering
+    AOPCs are computed on first use, once per target)."""
     from strokelrp.attribution import weights_for
 
     weights = weights_for(model, x, "prediction")
     target = (weights[0] != 0).any(0).cpu().numpy()
     xn = _np(x[0])
     ctx = CaseContext(x, y, weights, target, brain_mask(xn), ablation_drops(model, x, y)[0])
-    n_el, n_vox = x[0].numel(), x[0, 0].numel()
-    for key, n, kwargs in (
-        ("element", n_el, {}),
-        ("voxel", n_vox, {"voxel": True}),
-        ("mean", n_el, {"baseline": "mean"}),
-    ):
-        values = [
-            aopc(perturbation_curve(model, x, weights, random_ordering(n, s), fractions, **kwargs))
-            for s in range(random_seeds)
-        ]
-        ctx.random[key] = float(np.mean(values))
+    ctx.random_seeds, ctx.fractions = random_seeds, fractions
     ctx.prior = within(ctx.brain, locality_prior(None, x, weights))
     return ctx
 
@@ -341,7 +356,7 @@ def assess_method(
     )
     row["morf_aopc"] = curve(ordering(r, True))
     row["lerf_aopc"] = curve(ordering(r, False))
-    row["random_aopc"] = ctx.random["element"]
+    row["random_aopc"] = ctx.random_aopc(model, weights, target_name, "element")
     rhos = []
     ref = within(brain, r)
     for seed in seeds:
@@ -356,9 +371,9 @@ def assess_method(
     row["contrast_rho"] = spearman(within(brain, r_les, False), within(brain, r_bg, False))
     row["ablation_rho"] = ablation_rho(r, ctx.drops)
     row["morf_aopc_voxel"] = curve(ordering(r, True, voxel=True), voxel=True)
-    row["random_aopc_voxel"] = ctx.random["voxel"]
+    row["random_aopc_voxel"] = ctx.random_aopc(model, weights, target_name, "voxel")
     row["morf_aopc_mean"] = curve(ordering(r, True), baseline="mean")
-    row["random_aopc_mean"] = ctx.random["mean"]
+    row["random_aopc_mean"] = ctx.random_aopc(model, weights, target_name, "mean")
     row["prior_rho"] = spearman(ref, ctx.prior) if name != "locality_prior" else 1.0
     row["randomisation_rho_min"] = float(np.min(rhos))
     row["randomisation_rho_max"] = float(np.max(rhos))
