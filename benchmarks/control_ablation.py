@@ -24,7 +24,7 @@ from strokelrp.analysis.ablation import mean_filled, modality_ablation
 from strokelrp.config import MODALITIES, TrainConfig
 from strokelrp.data.dataset import CaseDataset
 from strokelrp.data.synth import synthesize_isles2017
-from strokelrp.train.checkpoint import load_model
+from strokelrp.train.checkpoint import load_run
 from strokelrp.train.loop import train
 from strokelrp.train.predict import lesion_mask, predict
 
@@ -68,7 +68,7 @@ def main() -> None:
         )
         (run,) = train(config, Path(tmp) / "run", progress=False, log=lambda _m: None)
         trained = time.perf_counter() - start
-        model, _ = load_model(run, device="cpu")
+        model, _ = load_run(run, device="cpu")
         split = (run / "split.json").read_text()
         import json
 

@@ -13,7 +13,7 @@ from strokelrp.config import MODALITIES, TrainConfig
 from strokelrp.data.dataset import CaseDataset
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.model.unet3d import UNet3D
-from strokelrp.train.checkpoint import load_model
+from strokelrp.train.checkpoint import load_run
 from strokelrp.train.loop import train
 from strokelrp.train.predict import lesion_mask, predict
 
@@ -83,7 +83,7 @@ def test_a_trained_model_ignores_the_control_and_uses_tmax(tmp_path: Path) -> No
             lr=2e-3, device="cpu", cache_dir=str(tmp_path / "cache"),
         )  # fmt: skip
         (run,) = train(config, tmp_path / "run", progress=False, log=lambda _m: None)
-        model, _ = load_model(run, device="cpu")
+        model, _ = load_run(run, device="cpu")
         cases = CaseDataset(data, config.series, cache_dir=config.cache_dir)
         counts = np.zeros((7, 3))  # (original + 6 filled, [overlap, predicted, truth])
         for i in range(len(cases)):

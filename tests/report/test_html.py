@@ -141,6 +141,7 @@ def test_report_plots_the_assessment_log(tmp_path: Path) -> None:
 
     run = tmp_path / "watched"
     run.mkdir()
+    (run / "config.toml").write_text('series = "A"\n')
     rows = [
         {"epoch": e, "split": "held-out", "case": c, "method": "lrp:epsilon", "seconds": 1.0}
         | {m: 0.1 * e + 0.01 * k for k, m in enumerate(MEASURES)}
@@ -154,6 +155,7 @@ def test_report_plots_the_assessment_log(tmp_path: Path) -> None:
     assert (run / "figures" / "assess_curves.png").stat().st_size > 10_000
     bare = tmp_path / "bare"
     bare.mkdir()
+    (bare / "config.toml").write_text('series = "A"\n')
     assert "Interpretability during training" not in build_report([bare]).read_text()
 
 
@@ -165,3 +167,34 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
         code = int(exit_.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def test_trust_section_from_assess_csv(tmp_path: Path) -> None:
+    from strokelrp.analysis.assess import COLUMNS
+
+    run = tmp_path / "judged"
+    (run / "assess").mkdir(parents=True)
+    (run / "config.toml").write_text('series = "A"\n')
+    good = [0.95, 0.6, 2.0, -1.0, 0.1, 0.8, 0.5, 0.5]
+    bad = [0.5, 0.1, 0.3, 0.2, 0.1, 0.95, -0.99, 0.1]
+    lines = [",".join([*COLUMNS, "prior_rho"])]
+    for case in ("4", "5"):
+        lines.append(",".join([case, "lrp:epsilon", *map(str, good), "0.9"]))
+        lines.append(",".join([case, "lrp:paper", *map(str, bad), "0.7"]))
+    (run / "assess" / "assess.csv").write_text("\n".join(lines) + "\n")
+    cascade = ["case,method,step,layer,rho"]
+    for case in ("4", "5"):
+        for step, layer in enumerate(("head", "dec1", "dec2"), start=1):
+            cascade.append(f"{case},lrp:epsilon,{step},{layer},{1 - 0.3 * step}")
+            cascade.append(f"{case},lrp:paper,{step},{layer},0.97")
+    (run / "assess" / "cascade.csv").write_text("\n".join(cascade) + "\n")
+    text = build_report([run]).read_text(encoding="utf-8")
+    assert ">Can the maps be trusted?</h" in text
+    assert "lrp:epsilon: passes all 5 checks" in text
+    assert "lrp:paper: passes 0 of 5 checks; fails in the brain: brain_share 0.5" in text
+    assert "Cascading model randomisation" in text
+    assert (run / "figures" / "cascade_judged.png").stat().st_size > 10_000
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.toml").write_text('series = "A"\n')
+    assert "No assess.csv in any run" in build_report([bare]).read_text(encoding="utf-8")

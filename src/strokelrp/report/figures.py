@@ -8,7 +8,8 @@
 - :func:`sweet_spot_figure`: the spread of mu across data points against alpha, with alpha_0;
 - :func:`table1_figure`: training time and mean Dice per network (paper table 1);
 - :func:`training_curves`: loss and training Dice per epoch for each run;
-- :func:`assess_curves`: the trust measures recorded during training (``assess_log.csv``).
+- :func:`assess_curves`: the trust measures recorded during training (``assess_log.csv``);
+- :func:`cascade_figure`: the cascading randomisation curves (``cascade.csv``).
 
 Every function returns the paths written (``name.png``, ``name.svg``) under ``out_dir``.
 Colours are the Okabe-Ito palette (safe for colour-blind readers).
@@ -461,3 +462,39 @@ def _means_per_epoch(
         vals = [v for v in vals if math.isfinite(v)]
         out.append(sum(vals) / len(vals) if vals else float("nan"))
     return out
+
+
+def cascade_figure(
+    rows: Sequence[Mapping[str, Any]], out_dir: str | Path, name: str = "cascade"
+) -> list[Path]:
+    """The cascading randomisation: Spearman rho against the step, one line per method.
+
+    ``rows``: ``cascade.csv`` rows (case, method, step, layer, rho); the mean over cases per
+    (method, step) is drawn, the x ticks name the layer re-initialised last at each step.
+    """
+    if not rows:
+        raise StrokeLRPError("no cascade rows to plot")
+    methods = list(dict.fromkeys(str(r["method"]) for r in rows))
+    steps = sorted({int(_num(r["step"])) for r in rows})
+    layers = {int(_num(r["step"])): str(r["layer"]) for r in rows}
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(max(5.5, 0.5 * len(steps) + 3), 3.8), layout="constrained")
+        for i, method in enumerate(methods):
+            mine = [r for r in rows if str(r["method"]) == method]
+            means = []
+            for step in steps:
+                vals = [_num(r["rho"]) for r in mine if int(_num(r["step"])) == step]
+                vals = [v for v in vals if math.isfinite(v)]
+                means.append(sum(vals) / len(vals) if vals else float("nan"))
+            style = "-" if i < len(OKABE_ITO) else "--"
+            ax.plot(steps, means, "o" + style, color=OKABE_ITO[i % len(OKABE_ITO)],
+                    markersize=3, label=method)  # fmt: skip
+        ax.set_xticks(steps, [f"{s}: {layers[s]}" for s in steps], rotation=40, ha="right")
+        ax.axhline(0.0, color="0.6", linewidth=0.6)
+        ax.set_ylim(-1.02, 1.02)
+        ax.set_xlabel("re-initialised from the output down to (step: block)")
+        ax.set_ylabel("Spearman ρ of |R| with the trained map")
+        ax.set_title("Cascading model randomisation (mean over cases)")
+        ax.grid(color="0.9", linewidth=0.6)
+        ax.legend(frameon=False, fontsize=7, loc="best")
+        return save_figure(fig, out_dir, name)

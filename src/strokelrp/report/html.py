@@ -5,9 +5,11 @@ Sections, each skipped with a note when its inputs are missing: run configuratio
 and ``RUN/assess_log.csv``: trust measures per N epochs),
 metrics per case (``RUN/metrics.csv``), the sweep's figures and tables
 (``RUN/sweep/sweep.csv``: paper fig. 4, fig. 5 D1/D2, annex fig. 2, the sweet spot, where the
-relevance goes), and the per-case explanations (``RUN/explanations/CASE/*.png`` embedded, with
-relative links to the NIfTI files beside them). Figures are embedded as base64 PNG; their PNG
-and SVG files are also written to ``figures/`` next to the report.
+relevance goes), the trust section (``RUN/assess/assess.csv`` of ``strokelrp assess``: measures
+and a verdict per method, the randomisation cascade), and the per-case explanations
+(``RUN/explanations/CASE/*.png`` embedded, with relative links to the NIfTI files beside
+them). Figures are embedded as base64 PNG; their PNG and SVG files are also written to
+``figures/`` next to the report.
 """
 
 from __future__ import annotations
@@ -384,6 +386,88 @@ def shares_html(summary: Sequence[Mapping[str, Any]], settings: Sequence[str]) -
     return f"<h3>Where relevance goes</h3>{html_table(columns, rows)}<p>{esc(caption)}</p>"
 
 
+def _assess_table(run: Path) -> Path | None:
+    """``RUN/assess/assess.csv`` (``strokelrp assess RUN DATA --out RUN/assess``) or
+    ``RUN/assess.csv``; None when the run has neither."""
+    for path in (run / "assess" / "assess.csv", run / "assess.csv"):
+        if path.is_file():
+            return path
+    return None
+
+
+def trust_section(runs: Sequence[Path], fig_dir: Path) -> Section:
+    """Per run: the assess table's means per method, pass marks, verdicts, the cascade."""
+    from strokelrp.analysis.verdict import CHECKS, method_summary
+    from strokelrp.report import figures
+
+    parts = []
+    for run in runs:
+        path = _assess_table(run)
+        if path is None:
+            continue
+        rows = read_csv(path)
+        if not rows:
+            parts.append(note(f"{path} has no rows."))
+            continue
+        summary = method_summary(rows)
+        cases = sorted({r["case"] for r in rows})
+        parts.append(f"<h3>{esc(run.name)}</h3>")
+        parts.append(
+            f"<p>{len(summary)} method(s) on {len(cases)} case(s) ({esc(', '.join(cases))}), "
+            f"from {esc(path.name)}; means over the cases, MoRF / random as the median of the "
+            "per-case ratios.</p>"
+        )
+        columns = [
+            "method",
+            "brain_share",
+            "lesion_share",
+            "morf_aopc",
+            "random_aopc",
+            "morf_ratio",
+            "lerf_aopc",
+            "contrast_rho",
+            "ablation_rho",
+            "randomisation_rho",
+            "prior_rho",
+            "checks",
+        ]
+        table = [s | {"checks": f"{len(s['passed'])}/{len(CHECKS)}"} for s in summary]
+        parts.append(html_table(columns, table))
+        lines = "".join(f"<li>{esc(s['verdict'])}</li>" for s in summary)
+        parts.append(f"<ul>{lines}</ul>")
+        cascade = path.parent / "cascade.csv"
+        if cascade.is_file() and (steps := read_csv(cascade)):
+            png = figures.cascade_figure(steps, fig_dir, name=f"cascade_{run.name}")[0]
+            parts.append(
+                figure_html(
+                    png,
+                    "Cascading model randomisation: Spearman of |R| within the brain between "
+                    "the trained model and copies whose layers are re-initialised from the "
+                    "output side down (step k: the k last parameterised blocks), mean over "
+                    "cases. A map that depends on the learnt weights falls quickly.",
+                )
+            )
+    if not parts:
+        body = note(
+            "No assess.csv in any run: run `strokelrp assess RUN DATA --out RUN/assess` "
+            "(add --cascade for the randomisation cascade) to add the trust section."
+        )
+        return Section("trust", "Can the maps be trusted?", body)
+    checks = "; ".join(
+        f"{c.label}: {c.statistic} {'>=' if c.at_least else '<='} {c.threshold:g}" for c in CHECKS
+    )
+    parts.insert(
+        0,
+        "<p>The measures of <code>strokelrp assess</code> (docs/assess.md) per attribution "
+        f"method, and one verdict line each against the pass marks ({esc(checks)}). Model "
+        "randomisation has no pass mark: it is shown beside the locality-prior correlation "
+        "(prior_rho), the share of a map that a model-free |x|·exp(−d/λ) already explains. "
+        "MoRF/LeRF curves per perturbed fraction are not recorded by assess, only their areas "
+        "(AOPC).</p>",
+    )
+    return Section("trust", "Can the maps be trusted?", "".join(parts))
+
+
 def explanations_section(runs: Sequence[Path], report_dir: Path) -> Section:
     parts = []
     for run in runs:
@@ -497,6 +581,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path | None = None) -> P
         lambda: training_section(run_dirs, fig_dir),
         lambda: metrics_section(run_dirs),
         lambda: sweep_section(run_dirs, fig_dir),
+        lambda: trust_section(run_dirs, fig_dir),
         lambda: explanations_section(run_dirs, report_dir),
     ]
     sections = [build() for build in builders]
