@@ -198,3 +198,28 @@ def test_trust_section_from_assess_csv(tmp_path: Path) -> None:
     bare.mkdir()
     (bare / "config.toml").write_text('series = "A"\n')
     assert "No assess.csv in any run" in build_report([bare]).read_text(encoding="utf-8")
+
+
+def test_filters_table_puts_inclusivity_next_to_faithfulness(tmp_path: Path) -> None:
+    from strokelrp.analysis.assess import COLUMNS
+    from strokelrp.analysis.table import read_table
+
+    run = full_run(tmp_path, "A1", "A")
+    import csv
+
+    (run / "assess").mkdir()
+    with (run / "assess" / "assess.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)  # quotes the comma of pass:0,0.2 as strokelrp assess does
+        writer.writerow(COLUMNS)
+        for method, morf in (("lrp:paper", 2.0), ("lrp:paper+pass:0,0.2", -0.05), ("gradient", 1)):
+            writer.writerow(["training_1", method, 0.9, 0.5, morf, 0, 0.1, 0.7, 0.5, 0.5])
+    text = build_report([run]).read_text(encoding="utf-8")
+    assert "Filters: inclusivity against faithfulness" in text
+    table = text.split("Filters: inclusivity against faithfulness")[1].split("</table>")[0]
+    rows = read_table(run / "sweep" / "sweep.csv")
+    for setting, ratio in (("raw", "20"), ("pass(0,0.2)", "-0.5")):
+        values = [r["input_inclusivity"] for r in rows if r["setting"] == setting]
+        mean = sum(values) / len(values)
+        assert f'<td class="text">{setting}</td><td>{mean:.4g}</td>' in table
+        assert f"<td>{ratio}</td>" in table
+    assert "gradient" not in table  # not a filter setting

@@ -350,7 +350,77 @@ def sweep_section(runs: Sequence[Path], fig_dir: Path) -> Section:
             )
         )
     parts.append(shares_html(share_summary(rows), settings))
+    parts.append(filter_truth_html(runs, rows, settings))
     return Section("sweep", "Inclusivity and signal distribution", "".join(parts))
+
+
+def _setting_of_method(method: str) -> tuple[str, str] | None:
+    """``lrp:paper+pass:0,0.4`` -> ("paper", "pass(0,0.4)"); ``lrp:paper`` -> ("paper", "raw");
+    None for methods that are not LRP presets (or carry options)."""
+    from strokelrp.lrp.filters import filter_label, parse_filter
+
+    if not method.startswith("lrp:") or "(" in method.split("+", 1)[0]:
+        return None
+    preset, _, filt = method[4:].partition("+")
+    try:
+        return preset, filter_label(parse_filter(filt)) if filt else "raw"
+    except StrokeLRPError:
+        return None
+
+
+def filter_truth_html(
+    runs: Sequence[Path], rows: Sequence[Mapping[str, Any]], settings: Sequence[str]
+) -> str:
+    """Per filter setting: inclusivity (sweep) next to faithfulness and randomisation (assess)."""
+    from strokelrp.analysis.table import mean_table
+    from strokelrp.analysis.verdict import CHECKS, method_summary
+
+    table = []
+    order = {s: i for i, s in enumerate(settings)}
+    for run in runs:
+        path = _assess_table(run)
+        mine = [r for r in rows if r["run"] == run.name]
+        if path is None or not mine:
+            continue
+        rules = {str(r["rules"]) for r in mine}
+        inc_x = mean_table(mine, "input_inclusivity", by=("setting",))
+        inc_gt = mean_table(mine, "gt_inclusivity", by=("setting",))
+        for s in method_summary(read_csv(path)):
+            found = _setting_of_method(s["method"])
+            if found is None or found[0] not in rules or (found[1],) not in inc_x:
+                continue
+            table.append(
+                {
+                    "run": run.name,
+                    "setting": found[1],
+                    "input_inclusivity": inc_x[(found[1],)],
+                    "gt_inclusivity": inc_gt[(found[1],)],
+                    "morf_aopc": s["morf_aopc"],
+                    "morf_ratio": s["morf_ratio"],
+                    "randomisation_rho": s["randomisation_rho"],
+                    "lesion_share": s["lesion_share"],
+                    "checks": f"{len(s['passed'])}/{len(CHECKS)}",
+                }
+            )
+    if not table:
+        return note(
+            "Faithfulness per filter setting needs an assess.csv with the swept settings, e.g. "
+            "`strokelrp assess RUN DATA --methods lrp:paper --methods lrp:paper+pass:0,0.4 ... "
+            "--out RUN/assess`."
+        )
+    table.sort(key=lambda r: (r["run"], order.get(r["setting"], 99)))
+    columns = list(table[0].keys())
+    caption = (
+        "Inclusivity alone rewards saturated maps (a filter whose mask covers nearly "
+        "everything covers the lesion too), so each setting's inclusivity is shown next to "
+        "what the map is worth: MoRF AOPC (mean relative drop of the lesion logit when the "
+        "most relevant elements go first) and its median ratio to a random order, the "
+        "randomisation ρ (high: the map barely depends on the learnt weights), the share of "
+        "positive relevance on the target, and the number of pass marks met (trust section)."
+    )
+    return f"<h3>Filters: inclusivity against faithfulness</h3>{html_table(columns, table)}" + (
+        f"<p>{esc(caption)}</p>"
+    )
 
 
 def shares_html(summary: Sequence[Mapping[str, Any]], settings: Sequence[str]) -> str:
