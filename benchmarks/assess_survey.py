@@ -47,7 +47,12 @@ def main() -> None:
     run, data, out, group = sys.argv[1:5]
     torch.set_num_threads(1)
     path = assess_run(
-        run, data, Path(out) / group, methods=GROUPS[group], log=lambda s: print(s, flush=True)
+        run,
+        data,
+        Path(out) / group,
+        methods=GROUPS[group],
+        extras=False,
+        log=lambda s: print(s, flush=True),
     )
     print(f"wrote {path}")
 

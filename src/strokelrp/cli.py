@@ -14,7 +14,7 @@ import click
 
 from strokelrp import __version__
 from strokelrp.errors import StrokeLRPError
-from strokelrp.lrp.presets import TARGETS
+from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -478,7 +478,7 @@ def _preset_names() -> list[str]:
 @click.option(
     "--rules",
     type=click.Choice(_preset_names()),
-    default="paper",
+    default=DEFAULT_PRESET,
     show_default=True,
     help="LRP rule preset (strokelrp.lrp.presets.PRESETS; see docs/method.md).",
 )
@@ -605,7 +605,7 @@ def _split_cases(values: tuple[str, ...]) -> list[str] | None:
 )
 @click.option(
     "--rules",
-    default="paper",
+    default=DEFAULT_PRESET,
     show_default=True,
     help="LRP rule preset (strokelrp.lrp.presets.PRESETS).",
 )

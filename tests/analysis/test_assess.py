@@ -14,11 +14,11 @@ from strokelrp.analysis.assess import (
     EXTRA_COLUMNS,
     ablation_drops,
     ablation_rho,
+    abs_modality_shares,
     aopc,
     assess,
     brain_share,
     lesion_share,
-    modality_shares,
     ordering,
     perturbation_curve,
     random_ordering,
@@ -66,7 +66,7 @@ def test_spearman_and_modality_shares() -> None:
     assert spearman(np.array([1, 2, 3, 4]), np.array([10, 20, 30, 45])) == 1.0
     assert spearman(np.array([1, 2, 3]), np.array([3, 2, 1])) == -1.0
     assert math.isnan(spearman(np.array([1, 1, 1]), np.array([1, 2, 3])))
-    np.testing.assert_allclose(modality_shares(np.array([[1.0, -1.0], [2.0, 0.0]])), [0.5, 0.5])
+    np.testing.assert_allclose(abs_modality_shares(np.array([[1.0, -1.0], [2.0, 0.0]])), [0.5, 0.5])
 
 
 def test_orderings_put_the_most_relevant_first_and_break_ties_reproducibly() -> None:
@@ -95,9 +95,10 @@ def test_perturbation_curve_on_a_linear_model_by_hand() -> None:
     np.testing.assert_allclose(got, want)
     # exact ordering >= random >= least relevant first (all contributions positive)
     morf = aopc(got)
-    rand = np.mean(
-        [aopc(perturbation_curve(model, x, weights, random_ordering(200, s), fractions)) for s in range(5)]
-    )  # fmt: skip
+    curves = [
+        perturbation_curve(model, x, weights, random_ordering(200, s), fractions) for s in range(5)
+    ]
+    rand = np.mean([aopc(c) for c in curves])
     lerf = aopc(
         perturbation_curve(model, x, weights, ordering(contrib.view(2, 4, 5, 5), False), fractions)
     )
@@ -169,3 +170,25 @@ def test_assess_rejects_unknown_methods_before_working() -> None:
     model, x, y = tiny_unet()
     with pytest.raises(StrokeLRPError, match="unknown method"):
         assess(model, x, y, ["gradient", "gradcamm"])
+
+
+def test_summary_checks_by_hand() -> None:
+    from strokelrp.analysis.assess import summarize_methods
+
+    def row(case: str, method: str, morf: float, rand: float, **kw: float) -> dict:
+        base = dict(brain_share=0.95, lesion_share=0.6, lerf_aopc=0.0, randomisation_rho=0.8,
+                    contrast_rho=0.5, ablation_rho=0.5)  # fmt: skip
+        base.update(kw)
+        return {"case": case, "method": method, "morf_aopc": morf, "random_aopc": rand, **base}
+
+    rows = [
+        row("1", "good", 1.0, 0.05),
+        row("2", "good", 1.0, 0.2),  # ratio 5 in one case: the median (15) still passes
+        row("3", "good", 1.5, 0.1),
+        row("1", "bad", 1.0, 0.01, contrast_rho=-0.99),
+        row("2", "bad", 1.0, 0.01, contrast_rho=-0.97, brain_share=""),
+    ]
+    good, bad = summarize_methods(rows)
+    assert good["morf_over_random"] == 15.0 and good["passes"]
+    assert bad["brain_share"] == 0.95 and not bad["contrast_ok"] and not bad["passes"]
+    assert math.isclose(bad["contrast_rho"], -0.98)

@@ -204,8 +204,9 @@ def aopc(drops: np.ndarray) -> float:
     return float(np.mean(drops))
 
 
-def modality_shares(r: Tensor | np.ndarray) -> np.ndarray:
-    """sum |R_c| / sum |R| per channel (C,); NaN for an all-zero map."""
+def abs_modality_shares(r: Tensor | np.ndarray) -> np.ndarray:
+    """sum |R_c| / sum |R| per channel (C,); NaN for an all-zero map (cf.
+    :func:`strokelrp.analysis.shares.modality_shares`, which counts positive R only)."""
     a = np.abs(_np(r)).reshape(_np(r).shape[0], -1).sum(1)
     return a / a.sum() if a.sum() > 0 else np.full(a.shape, math.nan)
 
@@ -237,7 +238,7 @@ def ablation_drops(
 
 def ablation_rho(r: Tensor | np.ndarray, drops: np.ndarray) -> float:
     """Spearman between the modalities' shares of |R| and their ablation Dice drops."""
-    return spearman(modality_shares(r), drops)
+    return spearman(abs_modality_shares(r), drops)
 
 
 def within(mask: np.ndarray, r: Tensor | np.ndarray, absolute: bool = True) -> np.ndarray:
@@ -320,8 +321,11 @@ def assess_method(
     seeds: Sequence[int] = (1, 2, 3),
     fractions: Sequence[float] = FRACTIONS,
     cascade: bool = False,
+    extras: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The measures of one method on one case: (row without ``case``, cascade rows).
+
+    ``extras=False`` skips the voxel-level and mean-baseline curves (half the forwards).
 
     The method's own target (``prediction`` or, for a ``target=contrastive`` option, the
     log-odds) is read from the method's options; perturbations, randomisation and ablation
@@ -370,10 +374,11 @@ def assess_method(
     r_bg = run(model, background_w)
     row["contrast_rho"] = spearman(within(brain, r_les, False), within(brain, r_bg, False))
     row["ablation_rho"] = ablation_rho(r, ctx.drops)
-    row["morf_aopc_voxel"] = curve(ordering(r, True, voxel=True), voxel=True)
-    row["random_aopc_voxel"] = ctx.random_aopc(model, weights, target_name, "voxel")
-    row["morf_aopc_mean"] = curve(ordering(r, True), baseline="mean")
-    row["random_aopc_mean"] = ctx.random_aopc(model, weights, target_name, "mean")
+    if extras:
+        row["morf_aopc_voxel"] = curve(ordering(r, True, voxel=True), voxel=True)
+        row["random_aopc_voxel"] = ctx.random_aopc(model, weights, target_name, "voxel")
+        row["morf_aopc_mean"] = curve(ordering(r, True), baseline="mean")
+        row["random_aopc_mean"] = ctx.random_aopc(model, weights, target_name, "mean")
     row["prior_rho"] = spearman(ref, ctx.prior) if name != "locality_prior" else 1.0
     row["randomisation_rho_min"] = float(np.min(rhos))
     row["randomisation_rho_max"] = float(np.max(rhos))
@@ -411,6 +416,7 @@ def assess(
     random_seeds: int = 5,
     fractions: Sequence[float] = FRACTIONS,
     cascade: bool = False,
+    extras: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Assess every method on one case: (rows with :data:`COLUMNS` + :data:`EXTRA_COLUMNS`,
@@ -418,7 +424,8 @@ def assess(
 
     x (C, D, H, W) preprocessed as the model saw it (:func:`strokelrp.prepare_case`), y its
     label (D, H, W) or None. ``seeds``: the independent re-initialisations (>= 3 advised);
-    ``random_seeds``: the random orderings (>= 5).
+    ``random_seeds``: the random orderings (>= 5); ``extras``: the voxel-level and
+    mean-baseline AOPC columns.
     """
     if len(seeds) < 1 or random_seeds < 1:
         raise StrokeLRPError("assess needs at least one re-initialisation and one random order")
@@ -435,9 +442,67 @@ def assess(
         for method in methods:
             if progress is not None:
                 progress(f"case {case}: {method}")
-            row, steps = assess_method(model, ctx, method, seeds, fractions, cascade)
+            row, steps = assess_method(model, ctx, method, seeds, fractions, cascade, extras)
             rows.append({"case": case, **row})
             curves += [{"case": case, **s} for s in steps]
         return rows, curves
     finally:
         model.train(was)
+
+
+# ------------------------------------------------------------------------------ verdicts
+
+CHECKS: dict[str, str] = {
+    "brain_share": "mean brain_share >= 0.9",
+    "lesion_share": "mean lesion_share >= 0.5",
+    "faithful": "median over cases of morf_aopc / random_aopc >= 10",
+    "contrast": "|mean contrast_rho| <= 0.95",
+    "ablation": "mean ablation_rho >= 0.4",
+}
+"""The checks a default configuration must pass on held-out cases (issue 8, point 5)."""
+
+
+def _floats(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
+    out = []
+    for row in rows:
+        value = row.get(key)
+        if value in (None, ""):
+            continue
+        v = float(value)  # type: ignore[arg-type]
+        if not math.isnan(v):
+            out.append(v)
+    return out
+
+
+def summarize_methods(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per method (first-seen order): the means over cases of the measures, the median
+    MoRF / random ratio, each of :data:`CHECKS` passed or not and ``passes`` (all of them).
+
+    ``rows`` as :func:`assess` returns them or as read back from ``assess.csv`` (strings).
+    """
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_method.setdefault(str(row["method"]), []).append(row)
+    out = []
+    for method, group in by_method.items():
+        s: dict[str, Any] = {"method": method, "cases": len(group)}
+        for key in (*COLUMNS[2:], "prior_rho"):
+            vals = _floats(group, key)
+            s[key] = float(np.mean(vals)) if vals else math.nan
+        ratios = [
+            float(r["morf_aopc"]) / float(r["random_aopc"])
+            for r in group
+            if r.get("morf_aopc") not in (None, "")
+            and r.get("random_aopc") not in (None, "")
+            and float(r["random_aopc"]) > 0
+        ]
+        s["morf_over_random"] = float(np.median(ratios)) if ratios else math.nan
+        s["brain_share_ok"] = s["brain_share"] >= 0.9
+        s["lesion_share_ok"] = s["lesion_share"] >= 0.5
+        s["faithful_ok"] = s["morf_over_random"] >= 10
+        s["contrast_ok"] = abs(s["contrast_rho"]) <= 0.95
+        s["ablation_ok"] = s["ablation_rho"] >= 0.4
+        s["passes"] = all(s[f"{k}_ok"] for k in ("brain_share", "lesion_share", "faithful",
+                                                  "contrast", "ablation"))  # fmt: skip
+        out.append(s)
+    return out

@@ -41,6 +41,7 @@ from strokelrp.analysis.table import (
 )
 from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.presets import DEFAULT_PRESET
 
 SWEEP_TABLE = Path("sweep") / "sweep.csv"
 MANIFEST_NAME = "synth_manifest.json"
@@ -332,7 +333,7 @@ def sweep_run(
     settings: Sequence[Setting],
     *,
     cases: Sequence[str] | None = None,
-    rules: str = "paper",
+    rules: str = DEFAULT_PRESET,
     target: str = "prediction",
     device: str = "auto",
     restart: bool = False,
@@ -476,7 +477,7 @@ def run_sweep(
     *,
     grid: str | Path | None = "paper",
     cases: Sequence[str] | None = None,
-    rules: str = "paper",
+    rules: str = DEFAULT_PRESET,
     target: str = "prediction",
     device: str = "auto",
     restart: bool = False,

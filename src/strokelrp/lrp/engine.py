@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.budget import MemoryPlan, format_bytes, plan, resolve_budget
 from strokelrp.lrp.filters import Filter, FilterBank, filter_label
-from strokelrp.lrp.presets import TARGETS, Preset, resolve
+from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS, Preset, resolve
 from strokelrp.lrp.rules import (
     ConvLayer,
     PreparedRule,
@@ -281,7 +281,7 @@ def explain(
     x: Tensor,
     target: Target = "prediction",
     label: Any = None,
-    rules: str | Preset = "paper",
+    rules: str | Preset = DEFAULT_PRESET,
     filters: Sequence[Filter | None] | None = None,
     filter_at: str | Sequence[str] = "all",
     keep_layers: bool = False,
@@ -296,7 +296,8 @@ def explain(
     (the log-odds, lesion minus background logit, on the predicted voxels; Gu et al. 2018) or
     a tensor of the output's shape (1, num_classes, D, H, W) used as the starting relevance.
     The start is ``W * logits`` with W from :func:`target_weights`.
-    ``rules``: a preset name (``strokelrp.lrp.presets.PRESETS``) or a :class:`Preset`.
+    ``rules``: a preset name (``strokelrp.lrp.presets.PRESETS``; default
+    :data:`~strokelrp.lrp.presets.DEFAULT_PRESET`) or a :class:`Preset`.
     ``filters``: one setting per map (None = unfiltered); ``filter_at``: ``"all"`` (the
     output and every convolution's input relevance), ``"output"`` or a list of point names.
     ``memory_budget``: bytes (or ``"4GB"``, ``"512MiB"``, ``"unlimited"``) the walk may use;

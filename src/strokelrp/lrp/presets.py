@@ -148,6 +148,10 @@ PRESETS: dict[str, Preset] = {
 }
 """The registry: the CLI offers exactly these names."""
 
+DEFAULT_PRESET = "paper"
+"""The preset ``explain``, the ``explain`` and ``sweep`` commands and the demo use by default:
+chosen by measurement (docs/method.md, "which rules, measured")."""
+
 _FIELDS = tuple(f.name for f in dataclasses.fields(Preset) if f.name != "name")
 
 

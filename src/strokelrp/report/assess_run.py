@@ -64,6 +64,7 @@ def assess_run(
     seeds: Sequence[int] = (1, 2, 3),
     random_seeds: int = 5,
     cascade: bool = False,
+    extras: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Assess ``methods`` (default :data:`~strokelrp.analysis.assess.DEFAULT_METHODS`) on
@@ -108,6 +109,7 @@ def assess_run(
             seeds=seeds,
             random_seeds=random_seeds,
             cascade=cascade,
+            extras=extras,
             progress=log,
         )
         rows += new_rows

@@ -27,7 +27,7 @@ import numpy as np
 from strokelrp.atomic import write_text
 from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
-from strokelrp.lrp.presets import TARGETS
+from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS
 from strokelrp.report.nifti import NIFTI_SUFFIX
 from strokelrp.train.metrics import dice_score
 
@@ -117,7 +117,7 @@ def explain_case(
     case_id: str,
     *,
     filters: Sequence[str] | Sequence[Setting] | None = None,
-    rules: str = "paper",
+    rules: str = DEFAULT_PRESET,
     target: str = "prediction",
     checkpoint: str = "last",
     slice_index: int | None = None,
