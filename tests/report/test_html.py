@@ -191,7 +191,7 @@ def test_trust_section_from_assess_csv(tmp_path: Path) -> None:
     text = build_report([run]).read_text(encoding="utf-8")
     assert ">Can the maps be trusted?</h" in text
     assert "lrp:epsilon: passes all 5 checks" in text
-    assert "lrp:paper: passes 0 of 5 checks; fails in the brain: brain_share 0.5" in text
+    assert "lrp:paper: passes 0 of 5 checks; fails mean brain_share &gt;= 0.9 (got 0.5)" in text
     assert "Cascading model randomisation" in text
     assert (run / "figures" / "cascade_judged.png").stat().st_size > 10_000
     bare = tmp_path / "bare"

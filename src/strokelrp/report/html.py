@@ -372,8 +372,8 @@ def filter_truth_html(
     runs: Sequence[Path], rows: Sequence[Mapping[str, Any]], settings: Sequence[str]
 ) -> str:
     """Per filter setting: inclusivity (sweep) next to faithfulness and randomisation (assess)."""
+    from strokelrp.analysis.assess import CHECKS, summarize_methods
     from strokelrp.analysis.table import mean_table
-    from strokelrp.analysis.verdict import CHECKS, method_summary
 
     table = []
     order = {s: i for i, s in enumerate(settings)}
@@ -385,7 +385,7 @@ def filter_truth_html(
         rules = {str(r["rules"]) for r in mine}
         inc_x = mean_table(mine, "input_inclusivity", by=("setting",))
         inc_gt = mean_table(mine, "gt_inclusivity", by=("setting",))
-        for s in method_summary(read_csv(path)):
+        for s in summarize_methods(read_csv(path)):
             found = _setting_of_method(s["method"])
             if found is None or found[0] not in rules or (found[1],) not in inc_x:
                 continue
@@ -396,10 +396,10 @@ def filter_truth_html(
                     "input_inclusivity": inc_x[(found[1],)],
                     "gt_inclusivity": inc_gt[(found[1],)],
                     "morf_aopc": s["morf_aopc"],
-                    "morf_ratio": s["morf_ratio"],
+                    "morf_over_random": s["morf_over_random"],
                     "randomisation_rho": s["randomisation_rho"],
                     "lesion_share": s["lesion_share"],
-                    "checks": f"{len(s['passed'])}/{len(CHECKS)}",
+                    "checks": f"{_passed(s)}/{len(CHECKS)}",
                 }
             )
     if not table:
@@ -465,9 +465,41 @@ def _assess_table(run: Path) -> Path | None:
     return None
 
 
+_CHECK_VALUES = {
+    "brain_share": "brain_share",
+    "lesion_share": "lesion_share",
+    "faithful": "morf_over_random",
+    "contrast": "contrast_rho",
+    "ablation": "ablation_rho",
+}
+"""The statistic of each check of :data:`strokelrp.analysis.assess.CHECKS`, for the text."""
+
+
+def _passed(summary: Mapping[str, Any]) -> int:
+    return sum(bool(summary[f"{key}_ok"]) for key in _CHECK_VALUES)
+
+
+def verdict_line(summary: Mapping[str, Any]) -> str:
+    """One line for a :func:`strokelrp.analysis.assess.summarize_methods` entry: the checks
+    passed, those failed with their values, randomisation beside the locality prior."""
+    from strokelrp.analysis.assess import CHECKS
+
+    failed = [key for key in CHECKS if not summary[f"{key}_ok"]]
+    text = f"{summary['method']}: "
+    if not failed:
+        text += f"passes all {len(CHECKS)} checks"
+    else:
+        text += f"passes {len(CHECKS) - len(failed)} of {len(CHECKS)} checks; fails "
+        text += "; ".join(
+            f"{CHECKS[key]} (got {float(summary[_CHECK_VALUES[key]]):.3g})" for key in failed
+        )
+    rho, prior = float(summary["randomisation_rho"]), float(summary["prior_rho"])
+    return text + f". Randomisation ρ {rho:.2f}, locality-prior ρ {prior:.2f}"
+
+
 def trust_section(runs: Sequence[Path], fig_dir: Path) -> Section:
     """Per run: the assess table's means per method, pass marks, verdicts, the cascade."""
-    from strokelrp.analysis.verdict import CHECKS, method_summary
+    from strokelrp.analysis.assess import CHECKS, summarize_methods
     from strokelrp.report import figures
 
     parts = []
@@ -479,7 +511,7 @@ def trust_section(runs: Sequence[Path], fig_dir: Path) -> Section:
         if not rows:
             parts.append(note(f"{path} has no rows."))
             continue
-        summary = method_summary(rows)
+        summary = summarize_methods(rows)
         cases = sorted({r["case"] for r in rows})
         parts.append(f"<h3>{esc(run.name)}</h3>")
         parts.append(
@@ -493,7 +525,7 @@ def trust_section(runs: Sequence[Path], fig_dir: Path) -> Section:
             "lesion_share",
             "morf_aopc",
             "random_aopc",
-            "morf_ratio",
+            "morf_over_random",
             "lerf_aopc",
             "contrast_rho",
             "ablation_rho",
@@ -501,9 +533,9 @@ def trust_section(runs: Sequence[Path], fig_dir: Path) -> Section:
             "prior_rho",
             "checks",
         ]
-        table = [s | {"checks": f"{len(s['passed'])}/{len(CHECKS)}"} for s in summary]
+        table = [s | {"checks": f"{_passed(s)}/{len(CHECKS)}"} for s in summary]
         parts.append(html_table(columns, table))
-        lines = "".join(f"<li>{esc(s['verdict'])}</li>" for s in summary)
+        lines = "".join(f"<li>{esc(verdict_line(s))}</li>" for s in summary)
         parts.append(f"<ul>{lines}</ul>")
         cascade = path.parent / "cascade.csv"
         if cascade.is_file() and (steps := read_csv(cascade)):
@@ -523,9 +555,7 @@ def trust_section(runs: Sequence[Path], fig_dir: Path) -> Section:
             "(add --cascade for the randomisation cascade) to add the trust section."
         )
         return Section("trust", "Can the maps be trusted?", body)
-    checks = "; ".join(
-        f"{c.label}: {c.statistic} {'>=' if c.at_least else '<='} {c.threshold:g}" for c in CHECKS
-    )
+    checks = "; ".join(CHECKS.values())
     parts.insert(
         0,
         "<p>The measures of <code>strokelrp assess</code> (docs/assess.md) per attribution "
