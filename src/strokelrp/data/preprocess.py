@@ -47,23 +47,19 @@ def brain_mask(image: np.ndarray) -> np.ndarray:
     """Voxels where any perfusion channel (MTT, rCBF, rCBV, Tmax, TTP) differs from its
     background -> (D, H, W).
 
-    ISLES perfusion maps are constant (0) outside the brain; a channel's background is the
-    median of its in-plane border (the first and last rows and columns of every slice), 0 for
-    raw maps. Taking it from the border rather than assuming 0 keeps the mask right after
-    min-max normalisation of a channel that is negative inside the brain (a synthetic control
-    of zero-mean noise, whose background maps to about 0.5). The ADC (channel 0) is not used
-    because it keeps the scalp. With fewer than 2 channels, any channel counts.
+    ISLES perfusion maps are constant (0) outside the brain; a channel's background is its most
+    frequent value (ties: the smallest), 0 for raw maps. Taking the most frequent value rather
+    than assuming 0 keeps the mask right after min-max normalisation of a channel that is
+    negative inside the brain (a synthetic control of zero-mean noise, whose background maps to
+    about 0.5). The ADC (channel 0) is not used because it keeps the scalp. With fewer than 2
+    channels, any channel counts.
     """
     channels = np.asarray(image[1:] if image.shape[0] > 1 else image)
-    border = np.concatenate(
-        [
-            channels[:, :, [0, -1], :].reshape(len(channels), -1),
-            channels[:, :, :, [0, -1]].reshape(len(channels), -1),
-        ],
-        axis=1,
-    )
-    background = np.median(border, axis=1).reshape(-1, 1, 1, 1)
-    return np.any(channels != background, axis=0)
+    mask = np.zeros(channels.shape[1:], dtype=bool)
+    for channel in channels:
+        values, counts = np.unique(channel, return_counts=True)
+        mask |= channel != values[int(np.argmax(counts))]
+    return mask
 
 
 def normalize_zscore(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
