@@ -38,6 +38,7 @@ bench: $(VENV)/.run
 	$(BIN)/python benchmarks/data_bench.py
 	$(BIN)/python benchmarks/train_bench.py
 	$(BIN)/python benchmarks/lrp_bench.py
+	$(BIN)/python benchmarks/fuzz_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

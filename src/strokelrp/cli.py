@@ -389,7 +389,8 @@ def train(
     "--checkpoint",
     default="last",
     show_default=True,
-    help="last, an epoch number (3 or epoch-003), or a .safetensors path.",
+    help="last, an epoch number (3 or epoch-003), or a .safetensors path of RUN (another "
+    "run's checkpoint is refused: its split differs).",
 )
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
@@ -497,7 +498,8 @@ def _preset_names() -> list[str]:
     "slice_index",
     type=int,
     default=None,
-    help="Axial slice z of the figure (native grid; default: largest lesion area).",
+    help="Axial slice z of the figure (the case in RAS order, inferior to superior; default: "
+    "largest lesion area).",
 )
 @click.option(
     "--modality",

@@ -28,6 +28,7 @@ from strokelrp.data.isles2017 import (
     load_isles2017,
     token_of,
 )
+from strokelrp.data.orientation import to_file_order
 from strokelrp.errors import DataError, StrokeLRPError
 
 # ------------------------------------------------------------------------ reading
@@ -45,16 +46,18 @@ def test_loads_every_case_with_the_contract_shapes_and_types(tiny: Path) -> None
         assert all(p.is_file() for p in case.paths.values())
 
 
-def test_image_axes_are_z_y_x_of_the_nifti_array_in_channel_order(tiny: Path) -> None:
+def test_image_axes_are_z_y_x_of_the_ras_nifti_array_in_channel_order(tiny: Path) -> None:
     case = load_isles2017(tiny, cases=["2"])[0]
+    assert case.orientation == "LPS"  # synthetic files: x to the left, y posterior
     for c, mod in enumerate(MODALITIES):
         native = nib.load(str(case.paths[mod])).get_fdata()
         assert native.shape == (32, 32, 8)  # x = W, y = H, z = D
-        np.testing.assert_allclose(case.image[c], native.transpose(2, 1, 0), rtol=1e-6)
-        # one voxel spelled out: image[c, z, y, x] == nifti[x, y, z]
-        assert case.image[c, 3, 20, 5] == pytest.approx(native[5, 20, 3], rel=1e-6)
+        ras = native[::-1, ::-1, :]  # LPS -> RAS: x and y reversed
+        np.testing.assert_allclose(case.image[c], ras.transpose(2, 1, 0), rtol=1e-6)
+        # one voxel spelled out: image[c, z, y, x] == nifti[31 - x, 31 - y, z]
+        assert case.image[c, 3, 20, 5] == pytest.approx(native[26, 11, 3], rel=1e-6)
     ot = np.asanyarray(nib.load(str(case.paths["OT"])).dataobj)
-    assert np.array_equal(case.label, ot.transpose(2, 1, 0))
+    assert np.array_equal(case.label, ot[::-1, ::-1, :].transpose(2, 1, 0))
 
 
 def test_spacing_comes_from_the_header_and_is_anisotropic(tiny: Path) -> None:
@@ -193,16 +196,21 @@ def test_nifti_round_trip_keeps_data_affine_and_codes(tmp_path: Path) -> None:
         arrays[tok] = data
     case = load_isles2017(tmp_path / "data")[0]
     assert case.case_id == "9"
-    np.testing.assert_allclose(case.affine, affine, atol=1e-5)
+    assert case.orientation == "LAS"  # the file's x runs to the left: held with x reversed
+    np.testing.assert_allclose(case.native_affine, affine, atol=1e-5)
+    flip_x = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flip_x[0, 3] = 11  # RAS voxel i is file voxel 11 - i
+    np.testing.assert_allclose(case.affine, affine @ flip_x, atol=1e-5)
     assert int(case.header["qform_code"]) == 2 and int(case.header["sform_code"]) == 4
     np.testing.assert_allclose(case.header.get_qform(), affine, atol=1e-5)
     np.testing.assert_allclose(case.header.get_sform(), affine, atol=1e-5)
     assert case.spacing == pytest.approx((1.8, 1.8, 6.5))
     for c, mod in enumerate(MODALITIES):
-        assert np.array_equal(case.image[c], arrays[f"MR_{mod}"].transpose(2, 1, 0))
-    assert np.array_equal(case.label, arrays["OT"].transpose(2, 1, 0))
-    # writing the case back with its header gives the same file content
-    back = nib.Nifti1Image(case.image[0].transpose(2, 1, 0), case.affine, case.header)
+        assert np.array_equal(case.image[c], arrays[f"MR_{mod}"][::-1].transpose(2, 1, 0))
+    assert np.array_equal(case.label, arrays["OT"][::-1].transpose(2, 1, 0))
+    # writing the case back in the file's order with its header gives the same file content
+    file_order = to_file_order(case.image[0], case.orientation)
+    back = nib.Nifti1Image(file_order.transpose(2, 1, 0), case.native_affine, case.header)
     again = nib.Nifti1Image.from_bytes(back.to_bytes())
     assert np.array_equal(np.asanyarray(again.dataobj), arrays["MR_ADC"])
     assert int(again.header["qform_code"]) == 2 and int(again.header["sform_code"]) == 4
@@ -219,7 +227,8 @@ def test_scaled_storage_is_read_as_physical_values(tiny: Path) -> None:
     path.unlink()
     nib.save(stored, str(path))
     case = load_isles2017(tiny, cases=["1"])[0]
-    np.testing.assert_allclose(case.image[MODALITIES.index("rCBF")], values.T, atol=0.006)
+    ras = values[::-1, ::-1, :]  # synthetic files are stored LPS
+    np.testing.assert_allclose(case.image[MODALITIES.index("rCBF")], ras.T, atol=0.006)
 
 
 # ---------------------------------------------------------------------- validation

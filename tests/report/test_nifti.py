@@ -33,6 +33,8 @@ class FakeCase:
     header: nib.Nifti1Header
     spacing: tuple[float, float, float]
     paths: dict[str, Path] = field(default_factory=dict)
+    orientation: str = "RAS"  # image kept in the file's order: no reorientation
+    native_affine: np.ndarray | None = None
 
 
 def _oblique_affine() -> np.ndarray:

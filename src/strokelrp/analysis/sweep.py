@@ -10,6 +10,11 @@ as the paper); then per setting and channel the measures of :mod:`inclusivity`,
 - Resume: a (network, case) pair that already has every (setting, modality) row of the grid is
   skipped; the table is rewritten atomically after every case (every round of cases under
   ``torchrun``), so an interrupted sweep loses at most the cases in flight.
+- Provenance: ``RUN/sweep/sweep.provenance.json`` records the data root, every case's files
+  and content fingerprint, each network's checkpoint (path, epoch, weights hash), the rules and
+  target, and the versions. Resuming with another checkpoint of a network (training went on)
+  or another content of a case already in the table is refused (``--restart`` starts over),
+  so one table never mixes two networks or two data sets under one name.
 - ``torchrun``: with ``WORLD_SIZE`` > 1 the process group is joined (gloo on CPU, NCCL on
   GPU), rank r explains cases r, r + world, ...; rank 0 gathers the rows and writes.
 """
@@ -327,6 +332,75 @@ def _series_label(series: Any) -> str:
     return "x".join(str(int(s)) for s in series)
 
 
+class _SweepRecord:
+    """The provenance of one run's sweep table, checked against the table's earlier record."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        data_root: str | Path,
+        rules: str,
+        target: str,
+        settings: Sequence[Setting],
+        previous: dict[str, Any] | None,
+    ) -> None:
+        self.run_dir, self.data_root, self.rules, self.target = run_dir, data_root, rules, target
+        self.settings = [s.label for s in settings]
+        previous = previous or {}
+        self.cases: dict[str, Any] = dict((previous.get("data") or {}).get("cases") or {})
+        self.checkpoints: dict[str, dict[str, Any]] = {
+            str(c.get("network")): c for c in previous.get("checkpoints", [])
+        }
+
+    def add(self, network: str, ckpt: Any, dataset: Any, done: set[tuple[str, str]]) -> None:
+        """Record a network's checkpoint and cases; refuse what the table already holds
+        from another checkpoint of this network or another content of a case."""
+        from strokelrp.provenance import case_record, checkpoint_record
+
+        now = checkpoint_record(ckpt, network)
+        before = self.checkpoints.get(network)
+        has_rows = any(net == network for net, _ in done)
+        if has_rows and before and before.get("weights_sha256") != now["weights_sha256"]:
+            raise StrokeLRPError(
+                f"{self.run_dir / SWEEP_TABLE}: holds {network}'s rows from its epoch "
+                f"{before.get('epoch')} checkpoint, but its checkpoint is now epoch "
+                f"{now['epoch']} ({now['path']}); pass --restart to sweep it again"
+            )
+        self.checkpoints[network] = now
+        for i, cid in enumerate(dataset.case_ids):
+            case = case_record(
+                dataset.case_files(i),
+                self.data_root,
+                dataset.fingerprint(i),
+                dataset.geometry(i).orientation,
+            )
+            old = self.cases.get(cid, {}).get("fingerprint_sha256")
+            if (network, cid) in done and old and old != case["fingerprint_sha256"]:
+                raise StrokeLRPError(
+                    f"{self.run_dir / SWEEP_TABLE}: holds case {cid} from other data (its files' "
+                    f"content differs from {self.data_root}); pass --restart, or sweep into "
+                    "another run"
+                )
+            self.cases[cid] = case
+
+    def write(self, table: Path) -> None:
+        from strokelrp.provenance import provenance, write_sidecar
+
+        write_sidecar(
+            table,
+            provenance(
+                "sweep",
+                data_root=self.data_root,
+                cases=self.cases,
+                run=self.run_dir,
+                checkpoints=list(self.checkpoints.values()),
+                rules=self.rules,
+                target=self.target,
+                settings=self.settings,
+            ),
+        )
+
+
 def sweep_run(
     run_dir: str | Path,
     data_root: str | Path,
@@ -353,7 +427,8 @@ def sweep_run(
 
     from strokelrp.data.dataset import CaseDataset
     from strokelrp.lrp.engine import explain
-    from strokelrp.train.checkpoint import load_run, run_networks
+    from strokelrp.provenance import read_sidecar
+    from strokelrp.train.checkpoint import load_trained, run_networks
 
     run_dir = Path(run_dir)
     ranks = ranks or Ranks()
@@ -361,21 +436,25 @@ def sweep_run(
     table = run_dir / SWEEP_TABLE
     rows: list[Row] = []
     problem = None
+    previous: dict[str, Any] | None = None
     if ranks.rank == 0 and table.is_file() and not restart:
         rows = read_table(table)
+        previous = read_sidecar(table)
         try:
             _check_compatible(table, rows, target, rules)
         except StrokeLRPError as err:
             problem = str(err)
     # only rank 0 reads the table (no shared file system needed); everyone plans from it
-    problem, done = ranks.share((problem, done_pairs(rows, settings)))
+    problem, done, previous = ranks.share((problem, done_pairs(rows, settings), previous))
     if problem:
         raise StrokeLRPError(problem)
     labels = {s.label for s in settings}
     informative = read_informative(data_root)
     filters = [s.filter for s in settings]
+    record = _SweepRecord(run_dir, data_root, rules, target, settings, previous)
     for net_dir in run_networks(run_dir):
-        model, config = load_run(net_dir, device=dev)
+        model, ckpt = load_trained(net_dir, device=dev)
+        config = ckpt.config
         network = _network_label(run_dir, net_dir)
         dataset = CaseDataset(
             data_root,
@@ -385,6 +464,7 @@ def sweep_run(
             cases=cases,
             require_labels=False,
         )
+        record.add(network, ckpt, dataset, done)  # raises on mixed provenance
         todo = [i for i, cid in enumerate(dataset.case_ids) if (network, cid) not in done]
         if log is not None and ranks.rank == 0:
             skipped = len(dataset) - len(todo)
@@ -446,12 +526,14 @@ def sweep_run(
                     or str(row["setting"]) not in labels
                 ]
                 rows = sort_rows([*rows, *new], MODALITIES)
+                record.write(table)
                 write_table(table, rows)
         bar.close()
         del model
         if dev.startswith("cuda"):
             torch.cuda.empty_cache()
     if ranks.rank == 0 and not table.is_file():
+        record.write(table)
         write_table(table, rows)  # an empty sweep still leaves a (header-only) table
     return table
 

@@ -1,7 +1,8 @@
 """A torch ``Dataset`` over an ISLES 2017 tree, with an on-disk cache of preprocessed arrays.
 
-A cache entry is ``<cache_dir>/<key>.x.npy`` (x, (6, D, H, W) float32), ``<key>.y.npy``
-(y, (D, H, W) uint8, when the case has OT) and ``<key>.json`` (native grid, spacing, affine),
+A cache entry is ``<cache_dir>/<key>.x.npy`` (x, (6, D, H, W) float32, in RAS voxel order:
+see :mod:`strokelrp.data.orientation`), ``<key>.y.npy`` (y, (D, H, W) uint8, when the case has
+OT) and ``<key>.json`` (RAS grid, spacing and affine, the files' axis codes),
 each written atomically, the JSON last; ``.npy`` reads several times faster than ``.npz``.
 The key is a SHA-256 of the cache format version, the series shape, the normalisation, and
 the SHA-256 of every source file's content. Content hashes are remembered in
@@ -22,7 +23,7 @@ import json
 import os
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -46,7 +47,8 @@ from strokelrp.data.isles2017 import (
 from strokelrp.data.preprocess import NORMALIZATIONS, preprocess_case, series_shape
 from strokelrp.errors import DataError, StrokeLRPError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 3
+"""3: arrays in RAS voxel order; 2: spacing and affine in mm from the checked affine."""
 NO_LABEL = -100
 """Fill value of ``y`` for a case without OT (cross-entropy's default ``ignore_index``)."""
 _HASH_INDEX = "file_hashes.json"
@@ -68,6 +70,17 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def case_fingerprint(files: Mapping[str, Path], digest: Callable[[Path], str] = file_sha256) -> str:
+    """SHA-256 over the content of a case's source files (``"ADC"`` ... ``"OT"`` -> path).
+
+    Names and folders do not count: two copies of a case anywhere on disk share it, a changed
+    voxel or header changes it. Runs record it per training case (``split.json``) so that
+    results can tell those cases from other data with the same ids.
+    """
+    parts = [[key, digest(Path(files[key]))] for key in (*MODALITIES, LABEL_TOKEN) if key in files]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
 class _HashIndex:
@@ -104,14 +117,17 @@ class _HashIndex:
 
 @dataclass(frozen=True)
 class CaseGeometry:
-    """Native geometry of a case, known without reading its images."""
+    """Geometry of a case at its own resolution, known without reading its images."""
 
     case_id: str
     grid: tuple[int, int, int]
-    """NIfTI grid (x, y, z) = (W, H, D)."""
+    """RAS voxel grid (x, y, z) = (W, H, D) (as ``Case.grid``)."""
     spacing: tuple[float, float, float]
     affine: np.ndarray
+    """Affine of the RAS voxel grid (as ``Case.affine``)."""
     has_label: bool
+    orientation: str = "RAS"
+    """The files' axis codes (as ``Case.orientation``)."""
 
 
 class LazyCases(Sequence[Case]):
@@ -186,6 +202,7 @@ def _write_entry(stem: Path, x: np.ndarray, y: np.ndarray | None, geom: CaseGeom
         "spacing": list(geom.spacing),
         "affine": np.asarray(geom.affine, dtype=np.float64).tolist(),
         "has_label": geom.has_label,
+        "orientation": geom.orientation,
         "x_shape": list(x.shape),
     }
     write_text(_entry_file(stem, "meta"), json.dumps(meta))
@@ -201,6 +218,7 @@ def _read_entry_meta(stem: Path, case_id: str) -> CaseGeometry | None:
             tuple(float(v) for v in meta["spacing"]),  # type: ignore[arg-type]
             np.asarray(meta["affine"], dtype=np.float64),
             bool(meta["has_label"]),
+            str(meta["orientation"]),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -219,7 +237,9 @@ class CaseDataset(Dataset):
     ``"raise"`` a :class:`DataError` with every problem, or ``"skip"`` (warn) invalid cases.
     ``cache_dir=None`` uses :func:`default_cache_dir`; ``use_cache=False`` keeps the arrays in
     memory only. ``.cases`` gives the native :class:`Case` objects (read lazily),
-    ``.case_ids`` the ids and ``.geometry(i)`` the native grid, spacing and affine.
+    ``.case_ids`` the ids, ``.geometry(i)`` the grid, spacing and affine (RAS order) and the
+    files' orientation, ``.case_files(i)`` the source files and ``.fingerprint(i)`` a hash of
+    their content.
     """
 
     def __init__(
@@ -349,7 +369,9 @@ class CaseDataset(Dataset):
         if case is None:
             return None, None, problems
         x, y = preprocess_case(case, self.shape, self.normalization)
-        geom = CaseGeometry(case.case_id, case.grid, case.spacing, case.affine, y is not None)
+        geom = CaseGeometry(
+            case.case_id, case.grid, case.spacing, case.affine, y is not None, case.orientation
+        )
         if stem is not None:
             try:
                 _write_entry(stem, x, y, geom)
@@ -366,8 +388,22 @@ class CaseDataset(Dataset):
     def case_ids(self) -> list[str]:
         return [f.case_id for f in self._folders]
 
+    def case_files(self, index: int) -> dict[str, Path]:
+        """The source files of case ``index``: ``"ADC"`` ... ``"TTP"`` and ``"OT"`` -> path."""
+        return {key: found[0] for key, found in self._folders[index].files.items() if found}
+
+    def fingerprint(self, index: int) -> str:
+        """:func:`case_fingerprint` of case ``index`` (file hashes remembered in the cache)."""
+        return case_fingerprint(self.case_files(index), self._hashes.digest)
+
+    def fingerprints(self) -> dict[str, str]:
+        """Case id -> :meth:`fingerprint`, for every case."""
+        found = {cid: self.fingerprint(i) for i, cid in enumerate(self.case_ids)}
+        self._hashes.save()
+        return found
+
     def geometry(self, index: int) -> CaseGeometry:
-        """Native grid, spacing, affine of case ``index`` (no image read)."""
+        """RAS grid, spacing, affine and the files' orientation of case ``index`` (no read)."""
         return self._geometry[index]
 
     def __len__(self) -> int:

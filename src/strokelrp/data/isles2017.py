@@ -9,13 +9,15 @@ Layout (REFERENCE.md section 1)::
 A case folder is a folder named ``training_N`` or any folder that holds modality files or
 sub-folders. Files are matched by their modality token (``MR_ADC``, ``MR_MTT``, ``MR_rCBF``,
 ``MR_rCBV``, ``MR_Tmax``, ``MR_TTP``, ``OT``) whatever the prefix (``VSD``, ``SMIR``, ...);
-``.nii`` and ``.nii.gz`` are read; ``__MACOSX/``, hidden and ``._*`` files and ``MR_4DPWI``
+``.nii`` and ``.nii.gz`` are read, each checked by :mod:`strokelrp.data.nifti_file` before
+its voxels are allocated; ``__MACOSX/``, hidden and ``._*`` files and ``MR_4DPWI``
 are ignored. Every problem of a case is collected before anything is raised, one line each:
 ``case ID: FILE: what is wrong`` with FILE relative to the data root.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import warnings
@@ -28,6 +30,21 @@ import nibabel as nib
 import numpy as np
 
 from strokelrp.config import MODALITIES
+from strokelrp.data.nifti_file import (
+    NiftiHeader,
+    NiftiProblem,
+    NiftiVolume,
+    read_header,
+    read_nifti,
+)
+from strokelrp.data.orientation import (
+    CANONICAL,
+    axis_codes,
+    canonical_affine,
+    canonical_axes,
+    file_axes,
+    to_canonical,
+)
 from strokelrp.errors import DataError, StrokeLRPError
 
 log = logging.getLogger(__name__)
@@ -46,13 +63,20 @@ _ALL_TOKENS = {t.lower(): t for t in (*MODALITY_TOKENS, LABEL_TOKEN, *IGNORED_TO
 
 @dataclass(repr=False, eq=False)
 class Case:
-    """One case, values as stored (no normalisation).
+    """One case, values as stored (no normalisation), voxels in RAS order.
 
     ``image`` is float32 ``(6, D, H, W)`` in the order of ``config.MODALITIES`` with
-    ``image[c, z, y, x]`` = voxel ``(x, y, z)`` of modality c's NIfTI array; ``label`` is the
-    uint8 OT mask ``(D, H, W)`` or ``None`` for a case without ground truth; ``affine`` and
-    ``header`` are those of the ADC file (all modalities share the grid); ``spacing`` is the
-    voxel size in mm as (x, y, z); ``paths`` maps ``"ADC"`` ... ``"TTP"`` and ``"OT"`` to files.
+    ``image[c, z, y, x]`` = voxel ``(x, y, z)`` of modality c's NIfTI array after reorienting
+    it to :data:`~strokelrp.data.orientation.CANONICAL` (RAS: x towards the patient's right, y
+    anterior, z superior; pure axis flips and permutations, no resampling); ``label`` is the
+    uint8 OT mask ``(D, H, W)`` in the same order, or ``None`` for a case without ground truth;
+    ``affine`` (mm) maps that RAS voxel grid to the world and ``spacing`` is its voxel size in
+    mm as (x, y, z) (the column norms of the files' affine, reordered). The files' own geometry
+    is kept for writing outputs back: ``orientation`` is their axis codes (``"LPS"``...),
+    ``native_affine`` the ADC file's affine and ``header`` its header (all modalities share the
+    grid), a checked NIfTI-1 copy in mm (see :mod:`strokelrp.data.nifti_file`); ``paths`` maps
+    ``"ADC"`` ... ``"TTP"`` and ``"OT"`` to files. A case built by hand with the defaults is
+    taken as stored in RAS (``native_affine`` ``None`` means ``affine``).
     """
 
     case_id: str
@@ -62,12 +86,24 @@ class Case:
     header: nib.Nifti1Header
     spacing: tuple[float, float, float]
     paths: dict[str, Path] = field(default_factory=dict)
+    orientation: str = CANONICAL
+    native_affine: np.ndarray | None = None
 
     @property
     def grid(self) -> tuple[int, int, int]:
-        """The native NIfTI grid as (x, y, z) = (W, H, D)."""
+        """The RAS voxel grid as (x, y, z) = (W, H, D)."""
         d, h, w = self.image.shape[1:]
         return (w, h, d)
+
+    @property
+    def native_grid(self) -> tuple[int, int, int]:
+        """The files' grid (x, y, z), in their own voxel order."""
+        return file_axes(self.grid, self.orientation)  # type: ignore[return-value]
+
+    @property
+    def native_spacing(self) -> tuple[float, float, float]:
+        """The files' voxel size in mm along their own (x, y, z)."""
+        return file_axes(self.spacing, self.orientation)  # type: ignore[return-value]
 
     @property
     def lesion_ml(self) -> float | None:
@@ -80,7 +116,7 @@ class Case:
         lesion = "no OT" if self.label is None else f"lesion {self.lesion_ml:.2f} mL"
         return (
             f"Case({self.case_id!r}, grid {format_grid(self.grid)}, "
-            f"spacing {format_spacing(self.spacing)}, {lesion})"
+            f"spacing {format_spacing(self.spacing)}, {lesion}, stored {self.orientation})"
         )
 
 
@@ -95,6 +131,8 @@ class CaseReport:
     lesion_ml: float | None
     has_label: bool
     problems: list[str]
+    orientation: str | None = None
+    """The files' axis codes (``"LPS"``...), ``None`` when the case could not be read."""
 
     @property
     def status(self) -> str:
@@ -108,6 +146,7 @@ class CaseReport:
             "spacing_mm": [round(s, 4) for s in self.spacing] if self.spacing else None,
             "lesion_ml": None if self.lesion_ml is None else round(self.lesion_ml, 3),
             "has_label": self.has_label,
+            "orientation": self.orientation,
             "status": self.status,
             "problems": list(self.problems),
         }
@@ -125,6 +164,8 @@ class CaseFolder:
     """Token key -> sub-folders named for it that hold no .nii/.nii.gz file."""
     other_files: dict[str, list[Path]]
     """Token key -> files in those sub-folders that are not .nii/.nii.gz."""
+    trouble: list[tuple[Path, str]] = field(default_factory=list)
+    """Problems met while listing the folder: unlistable folders, symbolic-link loops."""
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -186,26 +227,45 @@ def _key_of(token: str) -> str | None:
     return MODALITY_TOKENS.get(token)
 
 
+def _list(folder: Path, trouble: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """The sorted entries of ``folder``; a folder that cannot be listed is noted in ``trouble``."""
+    try:
+        return sorted(folder.iterdir())
+    except PermissionError:
+        reason = "permission denied: the folder cannot be listed"
+    except OSError as err:
+        reason = f"the folder cannot be listed ({err.strerror or err})"
+    if trouble is not None:
+        trouble.append((folder, reason))
+    return []
+
+
+def _real(path: Path) -> Path | None:
+    try:
+        return path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+
+
 def _holds_modalities(folder: Path) -> bool:
-    try:
-        children = list(folder.iterdir())
-    except OSError:
-        return False
-    return any(not _is_ignored(c) and _key_of(token_of(c.name) or "") for c in children)
+    return any(not _is_ignored(c) and _key_of(token_of(c.name) or "") for c in _list(folder))
 
 
-def _walk_case_dirs(folder: Path) -> Iterator[Path]:
-    try:
-        children = sorted(folder.iterdir())
-    except OSError:
+def _walk_case_dirs(folder: Path, seen: set[Path] | None = None) -> Iterator[Path]:
+    """Case folders below ``folder``; a folder reached twice (a link loop) is walked once."""
+    seen = set() if seen is None else seen
+    real = _real(folder)
+    if real is None or real in seen:
+        log.warning("%s: not followed (a symbolic link back to a folder already searched)", folder)
         return
-    for child in children:
+    seen.add(real)
+    for child in _list(folder):
         if _is_ignored(child) or not child.is_dir():
             continue
         if _CASE_FOLDER.match(child.name) or _holds_modalities(child):
             yield child
         elif token_of(child.name) is None:
-            yield from _walk_case_dirs(child)
+            yield from _walk_case_dirs(child, seen)
 
 
 def _case_id_of(folder: Path) -> str:
@@ -213,18 +273,31 @@ def _case_id_of(folder: Path) -> str:
     return match.group(1) if match else folder.name
 
 
-def _files_under(folder: Path) -> Iterator[Path]:
-    """Files below ``folder`` (any depth), skipping hidden, ``._*`` and ``__MACOSX`` entries."""
-    try:
-        children = sorted(folder.iterdir())
-    except OSError:
-        return
-    for child in children:
+def _is_broken_link(path: Path) -> bool:
+    """A symbolic link that reaches no file or folder (dangling, or a loop)."""
+    return path.is_symlink() and _real(path) is None
+
+
+def _files_under(
+    folder: Path, trouble: list[tuple[Path, str]], seen: frozenset[Path] = frozenset()
+) -> Iterator[Path]:
+    """Files below ``folder`` (any depth), skipping hidden, ``._*`` and ``__MACOSX`` entries.
+
+    Broken links are yielded (the reader names them); a link back to a folder on the way down
+    is noted in ``trouble`` and not followed.
+    """
+    real = _real(folder)
+    seen = seen | {real} if real is not None else seen
+    for child in _list(folder, trouble):
         if _is_ignored(child):
             continue
         if child.is_dir():
-            yield from _files_under(child)
-        elif child.is_file():
+            target = _real(child)
+            if target is not None and target in seen:
+                trouble.append((child, "symbolic link loop: points back to an enclosing folder"))
+            else:
+                yield from _files_under(child, trouble, seen)
+        elif child.is_file() or _is_broken_link(child):
             yield child
 
 
@@ -232,17 +305,14 @@ def _scan_case(case_id: str, folder: Path) -> CaseFolder:
     files: dict[str, list[Path]] = {}
     empty: dict[str, list[Path]] = {}
     other: dict[str, list[Path]] = {}
-    try:
-        children = sorted(folder.iterdir())
-    except OSError:
-        children = []
-    for child in children:
+    trouble: list[tuple[Path, str]] = []
+    for child in _list(folder, trouble):
         if _is_ignored(child):
             continue
         key = _key_of(token_of(child.name) or "")
         if key is None:
             continue
-        if child.is_file():
+        if child.is_file() or _is_broken_link(child):
             if _nifti_stem(child.name) is not None:
                 files.setdefault(key, []).append(child)
             else:
@@ -250,14 +320,14 @@ def _scan_case(case_id: str, folder: Path) -> CaseFolder:
             continue
         if not child.is_dir():
             continue
-        inner = list(_files_under(child))
+        inner = list(_files_under(child, trouble, frozenset({r} if (r := _real(folder)) else ())))
         images = [p for p in inner if _nifti_stem(p.name) is not None]
         if images:
             files.setdefault(key, []).extend(images)
         else:
             empty.setdefault(key, []).append(child)
             other.setdefault(key, []).extend(inner)
-    return CaseFolder(case_id, folder, files, empty, other)
+    return CaseFolder(case_id, folder, files, empty, other, trouble)
 
 
 def discover_cases(root: str | Path) -> list[CaseFolder]:
@@ -290,44 +360,16 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _read_volume(path: Path) -> tuple[np.ndarray | None, nib.Nifti1Image | None, str | None]:
-    """Read one NIfTI volume -> (array in NIfTI order, image, problem or None)."""
+def _read_volume(path: Path) -> tuple[NiftiVolume | None, str | None]:
+    """Read one NIfTI volume -> (volume, None) or (None, the one-line problem)."""
     try:
-        size = path.stat().st_size
-    except OSError as err:
-        return None, None, f"cannot read the file ({err.strerror or err})"
-    if size == 0:
-        return None, None, "empty file (0 bytes)"
-    try:
-        img = nib.load(str(path))
-    except nib.filebasedimages.ImageFileError:
-        return None, None, "not a NIfTI file (no valid NIfTI header)"
-    except Exception as err:  # any failure here is a bad file to report
-        return None, None, f"not a readable NIfTI file ({type(err).__name__}: {err})"
-    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-        return None, None, f"not a NIfTI file (read as {type(img).__name__})"
-    shape = img.shape
-    if len(shape) != 3 and not (len(shape) > 3 and all(s == 1 for s in shape[3:])):
-        dims = "x".join(str(s) for s in shape)
-        return None, img, f"image is not 3-D (shape {dims})"
-    if path.name.lower().endswith(".nii"):
-        hdr = img.header
-        expected = int(hdr.get_data_offset()) + int(np.prod(shape)) * hdr.get_data_dtype().itemsize
-        if size < expected:
-            return (
-                None,
-                img,
-                (
-                    f"truncated file: {size} bytes, the header needs {expected} bytes of "
-                    "header and voxel data"
-                ),
-            )
-    try:
-        data = np.asanyarray(img.dataobj)
-    except Exception as err:  # any failure here is bad voxel data
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return None, img, f"truncated or corrupt voxel data ({reason})"
-    return data.reshape(shape[:3]), img, None
+        return read_nifti(path), None
+    except NiftiProblem as err:
+        return None, str(err)
+    except Exception as err:
+        # not foreseen by nifti_file's checks: still one line, never a traceback (the fuzz
+        # benchmark counts these lines as "unexpected")
+        return None, f"could not be read (unexpected {type(err).__name__}: {err})"
 
 
 def _grid_shift_mm(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> float:
@@ -343,7 +385,7 @@ def _grid_shift_mm(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> floa
     return float(np.abs((corners @ a.T)[:, :3] - (corners @ b.T)[:, :3]).max())
 
 
-def _reference_key(images: dict[str, nib.Nifti1Image], arrays: dict[str, np.ndarray]) -> str | None:
+def _reference_key(images: dict[str, NiftiHeader], arrays: dict[str, np.ndarray]) -> str | None:
     """The modality whose grid the most other modalities share (ties: the first of MODALITIES).
 
     Every file is compared with it, so a single shifted file is the one named, even when it is
@@ -361,13 +403,24 @@ def _reference_key(images: dict[str, nib.Nifti1Image], arrays: dict[str, np.ndar
     return max(keys, key=lambda k: votes[k]) if keys else None  # max keeps the first of ties
 
 
-def _check_values(data: np.ndarray, is_label: bool) -> list[str]:
+def _working_values(volume: NiftiVolume, is_label: bool) -> np.ndarray:
+    """The values the pipeline uses: float32 for a modality (cast here, so that an overflow
+    becomes Inf and is found by :func:`_check_values`), as read for OT."""
+    if is_label:
+        return volume.data
+    with np.errstate(over="ignore", invalid="ignore"):
+        return volume.data.astype(np.float32)
+
+
+def _check_values(data: np.ndarray, is_label: bool, scaled: bool = False) -> list[str]:
     problems = []
     if np.issubdtype(data.dtype, np.floating):
         n_nan = int(np.isnan(data).sum())
         n_inf = int(np.isinf(data).sum())
         if n_nan or n_inf:
-            problems.append(f"{n_nan} NaN and {n_inf} Inf voxels")
+            how = " (after scl_slope/scl_inter scaling)" if scaled else ""
+            cast = "" if is_label else " as float32"
+            problems.append(f"{n_nan} NaN and {n_inf} Inf voxels{cast}{how}")
             data = np.where(np.isfinite(data), data, 0)
     if is_label:
         values = np.unique(data)
@@ -377,6 +430,13 @@ def _check_values(data: np.ndarray, is_label: bool) -> list[str]:
             problems.append(f"OT is not binary: values other than 0 and 1 found ({shown})")
     elif not np.any(data):
         problems.append("all voxels are 0 (empty modality)")
+    else:
+        lo, hi = float(data.min()), float(data.max())
+        if lo == hi:
+            problems.append(f"all voxels have the value {lo:g} (constant modality)")
+        elif hi - lo > float(np.finfo(np.float32).max):
+            # min-max or z-score normalisation would overflow to Inf or collapse to 0
+            problems.append(f"values span {lo:g} to {hi:g}, a range float32 cannot hold")
     return problems
 
 
@@ -391,11 +451,17 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
         rel = _rel(path, root) if isinstance(path, Path) else path
         problems.append(f"case {cid}: {rel}: {text}")
 
+    for path, text in folder.trouble:
+        problem(path, text)
+    blocked = {path for path, _ in folder.trouble}  # said once, not again as "no image"
+
     chosen: dict[str, Path] = {}
     for key in (*MODALITIES, LABEL_TOKEN):
         token = LABEL_TOKEN if key == LABEL_TOKEN else f"MR_{key}"
         found = folder.files.get(key, [])
         for sub in folder.empty_folders.get(key, []):
+            if sub in blocked:
+                continue
             extra = [p.name for p in folder.other_files.get(key, []) if sub in p.parents]
             note = f" (found {', '.join(extra)})" if extra else ""
             problem(sub, f"folder for {token} holds no .nii or .nii.gz image{note}")
@@ -405,7 +471,7 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
             continue
         if found:
             chosen[key] = found[0]
-        elif not folder.empty_folders.get(key):
+        elif not folder.empty_folders.get(key) and folder.path not in blocked:
             stray = [_rel(p, root) for p in folder.other_files.get(key, [])]
             if stray:
                 problem(where, f"no .nii or .nii.gz image for {token} (found {', '.join(stray)})")
@@ -413,23 +479,23 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
                 problem(where, f"missing modality {token} (no file or folder named with {token})")
 
     arrays: dict[str, np.ndarray] = {}
-    images: dict[str, nib.Nifti1Image] = {}
+    metas: dict[str, NiftiHeader] = {}
     for key, path in chosen.items():
-        data, img, trouble = _read_volume(path)
-        if trouble:
-            problem(path, trouble)
+        volume, reason = _read_volume(path)
+        if volume is None:
+            problem(path, reason or "could not be read")
             continue
-        assert data is not None and img is not None
-        for text in _check_values(data, key == LABEL_TOKEN):
+        data = _working_values(volume, key == LABEL_TOKEN)
+        for text in _check_values(data, key == LABEL_TOKEN, volume.meta.slope is not None):
             problem(path, text)
-        arrays[key], images[key] = data, img
+        arrays[key], metas[key] = data, volume.meta
 
-    ref_key = _reference_key(images, arrays)
+    ref_key = _reference_key(metas, arrays)
     if ref_key is not None:
-        ref_img, ref_path = images[ref_key], chosen[ref_key]
+        ref_meta, ref_path = metas[ref_key], chosen[ref_key]
         ref_shape = arrays[ref_key].shape
         ref_name = "OT" if ref_key == LABEL_TOKEN else f"MR_{ref_key}"
-        for key, img in images.items():
+        for key, meta in metas.items():
             if key == ref_key:
                 continue
             shape = arrays[key].shape
@@ -440,7 +506,7 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
                     f"({_rel(ref_path, root)}: {format_grid(ref_shape)})",
                 )
                 continue
-            shift = _grid_shift_mm(img.affine, ref_img.affine, shape)
+            shift = _grid_shift_mm(meta.affine, ref_meta.affine, shape)
             if shift > AFFINE_TOLERANCE_MM:
                 problem(
                     chosen[key],
@@ -451,25 +517,45 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
     if problems:
         return None, problems
 
-    ref_img = images[MODALITIES[0]]
+    ref_meta = metas[MODALITIES[0]]
     image = np.empty((len(MODALITIES), *arrays[MODALITIES[0]].shape[::-1]), dtype=np.float32)
     for c, key in enumerate(MODALITIES):
-        image[c] = arrays[key].transpose(2, 1, 0)  # dataobj already applied scl_slope/inter
+        image[c] = arrays[key].transpose(2, 1, 0)  # already scaled and float32
     label = None
     if LABEL_TOKEN in arrays:
         label = np.ascontiguousarray(arrays[LABEL_TOKEN].transpose(2, 1, 0)).astype(np.uint8)
-    header = ref_img.header.copy()
-    spacing = tuple(float(z) for z in header.get_zooms()[:3])
     case = Case(
         case_id=cid,
         image=image,
         label=label,
-        affine=np.asarray(ref_img.affine, dtype=np.float64),
-        header=header,
-        spacing=spacing,  # type: ignore[arg-type]
+        affine=ref_meta.affine.copy(),
+        header=ref_meta.header.copy(),
+        spacing=ref_meta.spacing,
         paths=dict(chosen),
     )
-    return case, []
+    try:
+        return reorient_to_canonical(case), []
+    except ValueError as err:
+        return None, [f"case {cid}: {_rel(chosen[MODALITIES[0]], root)}: {err}"]
+
+
+def reorient_to_canonical(case: Case) -> Case:
+    """A case read in its files' voxel order -> the same case in RAS order (see ``Case``).
+
+    ``case`` must hold the files' arrays (``orientation`` left at its default); the result
+    records the files' axis codes and affine. Raises ``ValueError`` when the affine has no
+    orientation (singular or not finite).
+    """
+    codes = axis_codes(case.affine)
+    return dataclasses.replace(
+        case,
+        image=to_canonical(case.image, codes),
+        label=None if case.label is None else to_canonical(case.label, codes),
+        affine=canonical_affine(case.affine, case.grid, codes),
+        spacing=canonical_axes(case.spacing, codes),
+        orientation=codes,
+        native_affine=case.affine,
+    )
 
 
 def _peek_geometry(folder: CaseFolder) -> tuple[tuple | None, tuple | None]:
@@ -477,21 +563,19 @@ def _peek_geometry(folder: CaseFolder) -> tuple[tuple | None, tuple | None]:
     for key in MODALITIES:
         for path in folder.files.get(key, []):
             try:
-                hdr = nib.load(str(path)).header
-                shape = tuple(int(n) for n in hdr.get_data_shape())
-                zooms = tuple(float(z) for z in hdr.get_zooms()[:3])
-            except Exception:  # an unreadable header is reported by read_case
+                meta = read_header(path)
+            except Exception:  # any failure is reported by read_case
                 continue
-            if len(shape) >= 3:
-                return shape[:3], zooms
+            return meta.shape, meta.spacing
     return None, None
 
 
 def _report(folder: CaseFolder, root: Path, case: Case | None, problems: list[str]) -> CaseReport:
-    grid = spacing = lesion = None
+    grid = spacing = lesion = orientation = None
     has_label = LABEL_TOKEN in folder.files
     if case is not None:
-        grid, spacing, lesion = case.grid, case.spacing, case.lesion_ml
+        grid, spacing, lesion = case.native_grid, case.native_spacing, case.lesion_ml
+        orientation = case.orientation
     else:
         grid, spacing = _peek_geometry(folder)
     return CaseReport(
@@ -502,6 +586,7 @@ def _report(folder: CaseFolder, root: Path, case: Case | None, problems: list[st
         lesion_ml=lesion,
         has_label=has_label,
         problems=problems,
+        orientation=orientation,
     )
 
 

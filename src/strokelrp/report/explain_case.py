@@ -9,7 +9,13 @@ and writes into ``out`` (default ``RUN/explanations/CASE``)::
     prediction.nii.gz              3-D uint8 lesion mask (native grid)
     figure1.png                    the paper's figure 1 for this case
     explanation.json               what was computed: run, rules, target, settings, files,
-                                   max |R_c| per setting and channel, slice, Dice
+                                   max |R_c| per setting and channel, slice, Dice, the
+                                   case's stored orientation and the provenance record
+                                   (data root and files, checkpoint path and epoch, rules
+                                   with overrides, versions: strokelrp.provenance)
+
+The case is computed in RAS voxel order (``Case``); the NIfTI files are written back in the
+files' own voxel order and affine; the figure and its slice index use the RAS grid.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import numpy as np
 
 from strokelrp.atomic import write_text
 from strokelrp.config import MODALITIES
+from strokelrp.data.orientation import CANONICAL
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS
 from strokelrp.report.nifti import NIFTI_SUFFIX
@@ -56,6 +63,9 @@ class CaseExplanation:
     summary: Path
     slice_index: int
     dice: float | None
+    checkpoint: Path | None = None
+    epoch: int | None = None
+    """The epoch of the checkpoint actually used (read from its sidecar)."""
     peaks: dict[str, list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -95,6 +105,17 @@ def parse_settings(specs: Sequence[str] | None) -> list[Setting]:
 
 def _write_json_atomic(path: Path, payload: dict) -> Path:
     return write_text(path, json.dumps(payload, indent=2) + "\n")
+
+
+def checkpoint_note(ckpt: Any) -> str:
+    """Which checkpoint was used: path and epoch (from the sidecar whose hash matched)."""
+    from strokelrp.provenance import checkpoint_record
+
+    planned = ckpt.config.epochs
+    text = f"used checkpoint {checkpoint_record(ckpt)['path']} (epoch {ckpt.epoch} of {planned})"
+    if ckpt.epoch < planned:
+        text += "; the run has not finished training (or was stopped early)"
+    return text
 
 
 def load_case(data: str | Path, case_id: str) -> Any:
@@ -144,8 +165,10 @@ def explain_case(
     """
     import torch
 
+    from strokelrp.data.dataset import case_fingerprint
     from strokelrp.data.preprocess import prepare_case
     from strokelrp.lrp.engine import explain
+    from strokelrp.provenance import case_record, checkpoint_record, provenance
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import (
         labels_from_logits,
@@ -155,7 +178,7 @@ def explain_case(
         write_relevance_companions,
         write_relevance_nifti,
     )
-    from strokelrp.train.checkpoint import load_run
+    from strokelrp.train.checkpoint import load_trained
     from strokelrp.train.distributed import resolve_device
 
     say = log if log is not None else (lambda _line: None)
@@ -171,7 +194,8 @@ def explain_case(
 
     device = str(resolve_device(device))
     say(f"loading {run} (checkpoint {checkpoint}) on {device}")
-    model, config = load_run(run, checkpoint=checkpoint, device=device)
+    model, ckpt = load_trained(run, checkpoint=checkpoint, device=device)
+    config = ckpt.config
     say(f"loading case {case_id} from {data}")
     case = load_case(data, case_id)
     case_id = case.case_id  # "training_4" -> "4"
@@ -233,7 +257,7 @@ def explain_case(
         out_dir / f"prediction{NIFTI_SUFFIX}",
         prediction,
         case,
-        description=f"strokelrp lesion prediction ({checkpoint} checkpoint)",
+        description=f"strokelrp lesion prediction (epoch {ckpt.epoch} checkpoint)",
     )
     dice = None if case.label is None else dice_score(prediction, case.label)
     z = default_slice(case.label, prediction, depth) if slice_index is None else slice_index
@@ -258,13 +282,16 @@ def explain_case(
             "case": case_id,
             "run": str(run),
             "checkpoint": checkpoint,
+            "epoch": ckpt.epoch,
             "series": config.series_name,
             "rules": str(rules),
             "target": target,
             "modalities": list(MODALITIES),
-            "grid_xyz": [int(s) for s in shape[::-1]],
-            "spacing_mm": [float(s) for s in case.spacing],
+            "grid_xyz": [int(s) for s in case.native_grid],
+            "spacing_mm": [float(s) for s in case.native_spacing],
+            "orientation": {"stored": case.orientation, "computed_in": CANONICAL},
             "slice": z,
+            "slice_grid": "RAS",
             "figure_modality": modality,
             "dice": dice,
             "empty_prediction": empty_prediction,
@@ -283,6 +310,20 @@ def explain_case(
             "prediction": pred_path.name,
             "figure": figure.name,
             "notes": notes,
+            "provenance": provenance(
+                "explain",
+                data_root=data,
+                cases={
+                    case.case_id: case_record(
+                        case.paths, data, case_fingerprint(case.paths), case.orientation
+                    )
+                },
+                run=run,
+                checkpoints=[checkpoint_record(ckpt)],
+                rules=rules,
+                target=target,
+                settings=[s.label for s in settings],
+            ),
         },
     )
     return CaseExplanation(
@@ -295,5 +336,7 @@ def explain_case(
         slice_index=z,
         dice=dice,
         peaks=peaks,
-        notes=[f"case {case_id}: {note}" for note in notes],
+        notes=[f"case {case_id}: {note}" for note in notes] + [checkpoint_note(ckpt)],
+        checkpoint=ckpt.path,
+        epoch=ckpt.epoch,
     )

@@ -6,10 +6,13 @@ and ``RUN/assess_log.csv``: trust measures per N epochs),
 metrics per case (``RUN/metrics.csv``), the sweep's figures and tables
 (``RUN/sweep/sweep.csv``: paper fig. 4, fig. 5 D1/D2, annex fig. 2, the sweet spot, where the
 relevance goes), the trust section (``RUN/assess/assess.csv`` of ``strokelrp assess``: measures
-and a verdict per method, the randomisation cascade), and the per-case explanations
+and a verdict per method, the randomisation cascade), the per-case explanations
 (``RUN/explanations/CASE/*.png`` embedded, with relative links to the NIfTI files beside
-them). Figures are embedded as base64 PNG; their PNG and SVG files are also written to
-``figures/`` next to the report.
+them), and the provenance of every table and explanation shown (from their
+``*.provenance.json`` sidecars and ``explanation.json``: data root, checkpoint path and epoch,
+rules with overrides, versions; outputs written before strokelrp recorded provenance are named
+as such). ``report.provenance.json`` beside the report lists the same. Figures are embedded as
+base64 PNG; their PNG and SVG files are also written to ``figures/`` next to the report.
 """
 
 from __future__ import annotations
@@ -603,6 +606,65 @@ def explanations_section(runs: Sequence[Path], report_dir: Path) -> Section:
     return Section("explanations", "Explanations per case", "".join(parts))
 
 
+def provenance_records(runs: Sequence[Path]) -> list[tuple[str, dict[str, Any] | None]]:
+    """(output path, its provenance record or None) for every output of ``runs`` the report
+    shows: table1, metrics, sweep tables and explanations."""
+    import json
+
+    from strokelrp.provenance import read_sidecar
+
+    found: list[tuple[str, dict[str, Any] | None]] = []
+    for run in runs:
+        for name in ("table1.csv", "metrics.csv", "sweep/sweep.csv"):
+            if (run / name).is_file():
+                found.append((str(run / name), read_sidecar(run / name)))
+        for summary in sorted((run / "explanations").glob("*/explanation.json")):
+            try:
+                record = json.loads(summary.read_text(encoding="utf-8")).get("provenance")
+            except (OSError, ValueError, AttributeError):
+                record = None
+            found.append((str(summary), record if isinstance(record, dict) else None))
+    return found
+
+
+def provenance_section(records: Sequence[tuple[str, dict[str, Any] | None]]) -> Section:
+    rows = []
+    for output, record in records:
+        if record is None:
+            rows.append({"output": output, "command": "(no provenance recorded)"})
+            continue
+        checkpoints = "; ".join(
+            f"{c.get('network') or ''} {c.get('path')} (epoch {c.get('epoch')} of "
+            f"{c.get('epochs_planned')})".strip()
+            for c in record.get("checkpoints", [])
+        )
+        rules = record.get("rules") or {}
+        overrides = ", ".join(f"{k}={v}" for k, v in (rules.get("overrides") or {}).items())
+        versions = record.get("versions") or {}
+        rows.append(
+            {
+                "output": output,
+                "command": record.get("command", ""),
+                "data": (record.get("data") or {}).get("root", ""),
+                "cases": len((record.get("data") or {}).get("cases") or {}),
+                "checkpoints": checkpoints,
+                "rules": (rules.get("preset", "") + (f" ({overrides})" if overrides else "")),
+                "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
+                "written": record.get("written_utc", ""),
+            }
+        )
+    if not rows:
+        return Section("provenance", "Provenance", note("No outputs to trace yet."))
+    columns = ["output", "command", "data", "cases", "checkpoints", "rules", "versions", "written"]
+    body = html_table(columns, rows) + (
+        "<p>Where each output shown above came from: the data folder and number of cases "
+        "(case files and content fingerprints are in the sidecar files), the checkpoint(s) "
+        "with their epoch, the LRP rule preset with any overridden fields, and the versions "
+        "of strokelrp, torch and Python.</p>"
+    )
+    return Section("provenance", "Provenance", body)
+
+
 # ------------------------------------------------------------------------------ document
 
 
@@ -676,6 +738,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path | None = None) -> P
     out_path = report_path(out, run_dirs[0])
     report_dir = out_path.parent
     fig_dir = report_dir / "figures"
+    records = provenance_records(run_dirs)
     builders: list[Callable[[], Section]] = [
         lambda: config_section(run_dirs),
         lambda: training_section(run_dirs, fig_dir),
@@ -683,8 +746,19 @@ def build_report(runs: Sequence[str | Path], out: str | Path | None = None) -> P
         lambda: sweep_section(run_dirs, fig_dir),
         lambda: trust_section(run_dirs, fig_dir),
         lambda: explanations_section(run_dirs, report_dir),
+        lambda: provenance_section(records),
     ]
     sections = [build() for build in builders]
     title = "strokelrp report: " + ", ".join(r.name for r in run_dirs)
     text = render(title, run_dirs, sections)
+    from strokelrp.provenance import provenance, write_sidecar
+
+    write_sidecar(
+        out_path,
+        provenance(
+            "report",
+            runs=[str(r.resolve()) for r in run_dirs],
+            outputs={output: record for output, record in records},
+        ),
+    )
     return atomic_write(out_path, lambda fh: fh.write(text))

@@ -1,13 +1,14 @@
-"""Write relevance maps and predictions as NIfTI files in a case's native grid.
+"""Write relevance maps and predictions as NIfTI files in a case's native grid and orientation.
 
-The network sees a case resized to a series scale (e.g. (19, 48, 48)); users look at the
-result over the original MRI. Everything here therefore resizes back to the case's native
-grid (``case.image.shape[1:]`` = (Dn, Hn, Wn)) and writes with the case's affine and a header
-derived from the case's header, so the files overlay the modality files in ITK-SNAP,
-3D Slicer or FSLeyes.
+The network sees a case reoriented to RAS and resized to a series scale (e.g. (19, 48, 48));
+users look at the result over the original MRI. Everything here therefore resizes back to the
+case's own resolution (``case.image.shape[1:]`` = (Dn, Hn, Wn), RAS voxel order), puts the
+voxels back in the files' order (``case.orientation``, pure axis flips and permutations) and
+writes with the files' affine and a header derived from the case's header, so the files
+overlay the modality files in ITK-SNAP, 3D Slicer or FSLeyes.
 
-Layout: ``case.image[c, z, y, x]`` is voxel (x, y, z) of modality c's NIfTI array, so a
-(C, Dn, Hn, Wn) volume is written as the NIfTI array (x, y, z, C) = (Wn, Hn, Dn, C).
+Layout: a (C, Dn, Hn, Wn) volume in RAS order is reordered to the files' (C, z, y, x) and
+written as the NIfTI array (x, y, z, C).
 
 Relevance is written as signed float32 (no abs, no rescaling: ``scl_slope`` 1,
 ``scl_inter`` 0) with symmetric ``cal_min`` / ``cal_max`` = -/+ max |R| so viewers that honour
@@ -26,6 +27,7 @@ import numpy as np
 
 from strokelrp.atomic import atomic_path
 from strokelrp.config import MODALITIES
+from strokelrp.data.orientation import file_axes, to_file_order
 from strokelrp.errors import StrokeLRPError
 
 NIFTI_SUFFIX = ".nii.gz"
@@ -36,15 +38,21 @@ _INTENT_NAME_BYTES = 16
 
 
 def native_shape(case: Any) -> tuple[int, int, int]:
-    """The case's native grid as (Dn, Hn, Wn), checked against its header's (x, y, z) dims."""
+    """The case's own grid in RAS order as (Dn, Hn, Wn), checked against its header's dims."""
     shape = tuple(int(s) for s in np.shape(case.image)[-3:])
     header_shape = tuple(int(s) for s in case.header.get_data_shape()[:3])
-    if len(header_shape) == 3 and header_shape[::-1] != shape:
+    expected = tuple(int(s) for s in file_axes(shape[::-1], case.orientation))
+    if len(header_shape) == 3 and header_shape != expected:
         raise StrokeLRPError(
-            f"case {case.case_id}: image grid (D, H, W) = {shape} does not match its header's "
-            f"(x, y, z) = {header_shape}"
+            f"case {case.case_id}: image grid (D, H, W) = {shape} stored {case.orientation} "
+            f"does not match its header's (x, y, z) = {header_shape}"
         )
     return shape  # type: ignore[return-value]
+
+
+def _file_affine(case: Any) -> np.ndarray:
+    """The affine of the case's files (``Case.native_affine``; its ``affine`` if unset)."""
+    return case.affine if case.native_affine is None else case.native_affine
 
 
 def to_native_grid(volume: Any, shape: tuple[int, int, int], mode: str = "trilinear") -> np.ndarray:
@@ -82,12 +90,13 @@ def _derived_header(case: Any, dtype: type, n_volumes: int | None) -> nib.Nifti1
     header.set_xyzt_units(xyz=spatial_unit, t="unknown")
     qform, qcode = source.get_qform(coded=True)
     sform, scode = source.get_sform(coded=True)
-    header.set_qform(qform if qform is not None else case.affine, code=int(qcode))
-    header.set_sform(sform if sform is not None else case.affine, code=int(scode))
+    affine = _file_affine(case)
+    header.set_qform(qform if qform is not None else affine, code=int(qcode))
+    header.set_sform(sform if sform is not None else affine, code=int(scode))
     if int(qcode) == 0 and int(scode) == 0:
         # The source had no orientation codes; record the case's affine as a scanner sform
         # rather than silently falling back to the pixdim-only (method 1) orientation.
-        header.set_sform(case.affine, code=1)
+        header.set_sform(affine, code=1)
     header["dim_info"] = source["dim_info"]
     header.set_slope_inter(1.0, 0.0)
     return header
@@ -113,9 +122,10 @@ def write_relevance_nifti(
 ) -> Path:
     """Write one relevance map as a 4-D NIfTI (x, y, z, C) in the case's native grid.
 
-    relevance: (C, D, H, W) at model scale (numpy or torch; C = 6 in ``MODALITIES`` order) or
-    already in the native grid. ``setting`` (e.g. "raw", "pass(0,0.4)") and ``rules`` go into
-    the header's description. Returns the written path.
+    relevance: (C, D, H, W) in RAS order at model scale (numpy or torch; C = 6 in
+    ``MODALITIES`` order) or already at the case's resolution; written in the files' order.
+    ``setting`` (e.g. "raw", "pass(0,0.4)") and ``rules`` go into the header's description.
+    Returns the written path.
     """
     shape = native_shape(case)
     vol = to_native_grid(relevance, shape, mode="trilinear")
@@ -123,6 +133,7 @@ def write_relevance_nifti(
         raise StrokeLRPError(
             f"case {case.case_id}: relevance for setting {setting} has non-finite values"
         )
+    vol = to_file_order(vol, case.orientation)
     array = np.ascontiguousarray(vol.transpose(3, 2, 1, 0))  # (C, z, y, x) -> (x, y, z, C)
     header = _derived_header(case, np.float32, n_volumes=array.shape[-1])
     peak = float(np.max(np.abs(array))) if array.size else 0.0
@@ -139,14 +150,16 @@ def write_relevance_nifti(
 def write_label_nifti(
     path: str | Path, label: Any, case: Any, *, description: str = "prediction"
 ) -> Path:
-    """Write a (Dn, Hn, Wn) integer label map (native grid) as a 3-D uint8 NIfTI (x, y, z)."""
+    """Write a (Dn, Hn, Wn) integer label map (RAS order, the case's resolution, as
+    ``case.label``) as a 3-D uint8 NIfTI (x, y, z) in the files' voxel order."""
     shape = native_shape(case)
     lab = np.asarray(label.detach().cpu().numpy() if hasattr(label, "detach") else label)
     if lab.shape != shape:
         raise ValueError(f"label map must be in the native grid {shape}, got {lab.shape}")
     if lab.size and (lab.min() < 0 or lab.max() > 255):
         raise ValueError("label values must lie in 0..255 to be written as uint8")
-    array = np.ascontiguousarray(lab.astype(np.uint8).transpose(2, 1, 0))
+    lab = to_file_order(lab.astype(np.uint8), case.orientation)
+    array = np.ascontiguousarray(lab.transpose(2, 1, 0))
     header = _derived_header(case, np.uint8, n_volumes=None)
     header["cal_min"], header["cal_max"] = 0.0, float(max(1, int(array.max(initial=0))))
     header["intent_code"] = nib.nifti1.intent_codes.code["label"]
@@ -157,7 +170,9 @@ def write_label_nifti(
 
 
 def labels_from_logits(logits: Any, case: Any) -> np.ndarray:
-    """Class map in the native grid from logits (K, D, H, W) at model scale -> uint8 (Dn, Hn, Wn).
+    """Class map at the case's resolution (RAS order) from logits (K, D, H, W) at model scale.
+
+    -> uint8 (Dn, Hn, Wn), ready for :func:`write_label_nifti`.
 
     The class probabilities (softmax over K) are resized trilinearly and then arg-maxed, as
     ``strokelrp evaluate`` does, so a Dice computed on this map matches ``metrics.csv``; this
@@ -260,8 +275,10 @@ def write_relevance_companions(
 
 
 def _write_volume_3d(path: Path, volume: np.ndarray, case: Any, description: str) -> Path:
-    """One (Dn, Hn, Wn) float volume as a 3-D float32 NIfTI (x, y, z) with the case's header."""
-    array = np.ascontiguousarray(np.asarray(volume, dtype=np.float32).transpose(2, 1, 0))
+    """One (Dn, Hn, Wn) float volume in RAS order as a 3-D float32 NIfTI (x, y, z) in the
+    files' voxel order, with the case's header (as :func:`write_relevance_nifti`)."""
+    ordered = to_file_order(np.asarray(volume, dtype=np.float32)[None], case.orientation)[0]
+    array = np.ascontiguousarray(ordered.transpose(2, 1, 0))
     header = _derived_header(case, np.float32, n_volumes=None)
     peak = float(np.max(np.abs(array))) if array.size else 0.0
     header["cal_min"], header["cal_max"] = -peak, peak

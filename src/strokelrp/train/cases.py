@@ -8,7 +8,7 @@ takes a view ``x[i : i + 1]``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,11 +19,16 @@ from strokelrp.errors import DataError, StrokeLRPError
 
 @dataclass
 class CaseTensors:
-    """Stacked cases: ``x`` (N, 6, D, H, W) float32, ``y`` (N, D, H, W) int64, ``ids`` (N)."""
+    """Stacked cases: ``x`` (N, 6, D, H, W) float32, ``y`` (N, D, H, W) int64, ``ids`` (N).
+
+    ``fingerprints``: case id -> content SHA-256 of its source files, when the cases came from a
+    :class:`~strokelrp.data.dataset.CaseDataset` (empty for tensors given directly).
+    """
 
     x: torch.Tensor
     y: torch.Tensor
     ids: list[str]
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -32,10 +37,15 @@ class CaseTensors:
         """The given cases, in the given order (copies only when not a prefix)."""
         index = {cid: i for i, cid in enumerate(self.ids)}
         rows = torch.tensor([index[c] for c in ids], dtype=torch.long, device=self.x.device)
-        return CaseTensors(self.x.index_select(0, rows), self.y.index_select(0, rows), list(ids))
+        return CaseTensors(
+            self.x.index_select(0, rows),
+            self.y.index_select(0, rows),
+            list(ids),
+            {c: self.fingerprints[c] for c in ids if c in self.fingerprints},
+        )
 
     def to(self, device: torch.device) -> CaseTensors:
-        return CaseTensors(self.x.to(device), self.y.to(device), self.ids)
+        return CaseTensors(self.x.to(device), self.y.to(device), self.ids, self.fingerprints)
 
 
 def case_sort_key(case_id: str) -> tuple[int, int, str]:
@@ -77,7 +87,9 @@ def stack_cases(items: Iterable[tuple[torch.Tensor, torch.Tensor | None, str]]) 
         raise DataError(problems)
     if not ids:
         raise StrokeLRPError("no cases to train on")
-    return CaseTensors(torch.stack(xs), torch.stack(ys), ids)
+    known = getattr(items, "fingerprints", None)  # a CaseDataset knows its files' content
+    fingerprints = known() if callable(known) else {}
+    return CaseTensors(torch.stack(xs), torch.stack(ys), ids, fingerprints)
 
 
 def split_ids(ids: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:

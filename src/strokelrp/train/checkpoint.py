@@ -387,18 +387,17 @@ def model_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu") 
     return model.to(device).eval()
 
 
-def load_run(
+def load_trained(
     run_dir: str | Path, checkpoint: str | int | Path = LAST, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, TrainConfig]:
-    """The trained UNet3D of a single-network run, in eval mode on ``device``, and its config.
+) -> tuple[nn.Module, Checkpoint]:
+    """The trained UNet3D of a single-network run (eval mode, on ``device``) and its checkpoint.
 
     ``checkpoint``: ``"last"`` (the newest complete checkpoint), an epoch number,
-    ``"epoch-NNN"`` or a ``.safetensors`` path. For a ``repeats`` run pass ``RUN/net-K``.
-    Pair it with :func:`strokelrp.data.preprocess.prepare_case` to get the model's input::
-
-        model, config = load_run("runs/A")
-        x, y = prepare_case(case, config)   # x (6, D, H, W) float32, as training saw it
-        logits = model(torch.from_numpy(x)[None])
+    ``"epoch-NNN"`` or a ``.safetensors`` path of this run (one of another run is refused:
+    :func:`check_own_checkpoint`). For a ``repeats`` run pass ``RUN/net-K``. The returned
+    checkpoint's tensors are dropped (they are in the model); its ``epoch``, ``path``, ``meta``
+    (the sidecar actually read, whose hash matched the weights) and ``config`` say what was
+    loaded, even while training is still writing newer checkpoints.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -411,4 +410,39 @@ def load_run(
             f"e.g. {networks[0]}"
         )
     ckpt = resolve_checkpoint(run_dir, checkpoint)
-    return model_from_checkpoint(ckpt, device), ckpt.config
+    check_own_checkpoint(run_dir, ckpt.path)
+    model = model_from_checkpoint(ckpt, device)
+    ckpt.model_state, ckpt.optimizer_state = {}, None
+    return model, ckpt
+
+
+def load_run(
+    run_dir: str | Path, checkpoint: str | int | Path = LAST, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, TrainConfig]:
+    """The trained UNet3D of a single-network run (eval mode) and its config.
+
+    As :func:`load_trained`, without the checkpoint record. Pair it with
+    :func:`strokelrp.data.preprocess.prepare_case` to get the model's input::
+
+        model, config = load_run("runs/A")
+        x, y = prepare_case(case, config)   # x (6, D, H, W) float32, as training saw it
+        logits = model(torch.from_numpy(x)[None])
+    """
+    model, ckpt = load_trained(run_dir, checkpoint, device)
+    return model, ckpt.config
+
+
+def check_own_checkpoint(run_dir: str | Path, path: str | Path) -> None:
+    """Refuse a checkpoint file that is not in ``run_dir/checkpoints`` (another run's).
+
+    Results are written into the run folder and labelled with its split; a network of another
+    run would put that run's numbers under this run's name (its held-out cases differ).
+    """
+    run_dir, path = Path(run_dir), Path(path)
+    own = (run_dir / "checkpoints").resolve()
+    if path.resolve().parent != own:
+        raise StrokeLRPError(
+            f"{path}: not a checkpoint of {run_dir} (its checkpoints are in {own}); results "
+            "are written into the run folder under its name and split, so use that "
+            "checkpoint's own run instead (strokelrp evaluate/explain OTHER_RUN DATA)"
+        )

@@ -5,6 +5,13 @@ are resized back to the case's native grid with trilinear interpolation and the 
 their argmax there. (Resizing the argmax itself with nearest neighbour would give blocky masks
 whose borders move by up to half a series voxel, several native voxels at series A.) Metrics
 (:func:`strokelrp.train.metrics.segmentation_metrics`) use the native label and voxel spacing.
+
+Each case's ``split`` says what it was to the network: ``train`` / ``validation`` (the very case
+the run trained on or held out, recognised by the content fingerprint recorded in
+``split.json``), ``unseen`` (a case of the run's own data folder outside its split) or
+``external`` (any other case, e.g. a case of another data set that has the same id). A
+checkpoint file of another run is refused. ``metrics.provenance.json`` and
+``table1.provenance.json`` record the data, case files, checkpoints and versions.
 """
 
 from __future__ import annotations
@@ -24,7 +31,14 @@ import torch
 from strokelrp.atomic import write_text
 from strokelrp.config import SERIES, TrainConfig
 from strokelrp.errors import StrokeLRPError
-from strokelrp.train.checkpoint import LAST, model_from_checkpoint, resolve_checkpoint, run_networks
+from strokelrp.provenance import case_record, checkpoint_record, provenance, write_sidecar
+from strokelrp.train.checkpoint import (
+    LAST,
+    check_own_checkpoint,
+    model_from_checkpoint,
+    resolve_checkpoint,
+    run_networks,
+)
 from strokelrp.train.distributed import resolve_device
 from strokelrp.train.metrics import METRICS, segmentation_metrics, summarize
 from strokelrp.train.predict import predict
@@ -57,6 +71,8 @@ class NetworkResult:
     summary: dict[str, dict[str, dict[str, float]]]
     table1: dict[str, Any]
     skipped: list[str] = field(default_factory=list)
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+    """:func:`strokelrp.provenance.checkpoint_record` of the checkpoint evaluated."""
 
 
 def network_name(config: TrainConfig, index: int) -> str:
@@ -66,13 +82,31 @@ def network_name(config: TrainConfig, index: int) -> str:
     return f"{config.series_name}-{index}"
 
 
-def _split_of(run_dir: Path) -> dict[str, str]:
+SPLITS: tuple[str, ...] = ("train", "validation", "unseen", "external")
+
+
+def case_splits(run_dir: Path, dataset: Any, config: TrainConfig) -> dict[str, str]:
+    """Case id of ``dataset`` -> its split for the run in ``run_dir`` (see the module doc).
+
+    With fingerprints in ``split.json`` a case is ``train`` / ``validation`` only if its
+    files' content is the one trained on; without them (older runs, tensors given to
+    ``train``) only if ``dataset`` reads the run's own data folder (``config.data``).
+    """
     path = run_dir / "split.json"
-    if not path.exists():
-        return {}
-    split = json.loads(path.read_text(encoding="utf-8"))
-    out = {cid: "train" for cid in split.get("train", [])}
-    out.update({cid: "validation" for cid in split.get("validation", [])})
+    recorded = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    by_id = {cid: "train" for cid in recorded.get("train", [])}
+    by_id.update({cid: "validation" for cid in recorded.get("validation", [])})
+    prints = (recorded.get("data") or {}).get("fingerprints") or {}
+    same_root = Path(dataset.root).resolve() == Path(config.data).resolve()
+    out = {}
+    for i, cid in enumerate(dataset.case_ids):
+        if cid in prints:
+            same = prints[cid] == dataset.fingerprint(i)
+            out[cid] = by_id.get(cid, "unseen") if same else "external"
+        elif same_root and not (prints and cid in by_id):
+            out[cid] = by_id.get(cid, "unseen")
+        else:
+            out[cid] = "external"
     return out
 
 
@@ -94,9 +128,10 @@ def evaluate_network(
 ) -> NetworkResult:
     """Metrics of one network (one-network run folder) on every labelled case of ``dataset``."""
     ckpt = resolve_checkpoint(run_dir, checkpoint)
+    check_own_checkpoint(run_dir, ckpt.path)
     config = ckpt.config
     model = model_from_checkpoint(ckpt, device)
-    split = _split_of(run_dir)
+    split = case_splits(run_dir, dataset, config)
     rows, skipped = [], []
     from tqdm import tqdm
 
@@ -109,11 +144,9 @@ def evaluate_network(
         probs = predict(model, x[None])[0].softmax(dim=0)  # float32, whatever the training
         pred = _native_prediction(probs, tuple(case.label.shape))
         metrics = segmentation_metrics(pred, case.label.astype(bool), case.spacing)
-        rows.append(
-            {"network": name, "case_id": case_id, "split": split.get(case_id, "unseen"), **metrics}
-        )
+        rows.append({"network": name, "case_id": case_id, "split": split[case_id], **metrics})
     summary = {"all": summarize(rows)}
-    for part in ("train", "validation", "unseen"):
+    for part in SPLITS:
         chosen = [r for r in rows if r["split"] == part]
         if chosen and len(chosen) < len(rows):
             summary[part] = summarize(chosen)
@@ -133,7 +166,7 @@ def evaluate_network(
         "train_dice_trainmode": log[-1]["train_dice_trainmode"] if log else math.nan,
         "collapsed": bool(true_total > 0 and pred_total < COLLAPSE_FRACTION * true_total),
     }
-    return NetworkResult(name, rows, summary, table1, skipped)
+    return NetworkResult(name, rows, summary, table1, skipped, checkpoint_record(ckpt, name))
 
 
 def _csv(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
@@ -211,11 +244,39 @@ def evaluate(
             for line in result.skipped:
                 echo(line)
             echo(format_summary(result))
-    write_text(
-        run_dir / "metrics.csv", _csv(METRIC_COLUMNS, [r for res in results for r in res.rows])
-    )
-    write_text(run_dir / "table1.csv", _csv(TABLE1_COLUMNS, [r.table1 for r in results]))
+    record = _provenance(run_dir, data, datasets.values(), results)
+    for name, text in (
+        ("metrics.csv", _csv(METRIC_COLUMNS, [r for res in results for r in res.rows])),
+        ("table1.csv", _csv(TABLE1_COLUMNS, [r.table1 for r in results])),
+    ):
+        write_sidecar(run_dir / name, record)
+        write_text(run_dir / name, text)
     return results
+
+
+def _provenance(
+    run_dir: Path, data: str | Path, datasets: Any, results: list[NetworkResult]
+) -> dict[str, Any]:
+    """The provenance record of metrics.csv / table1.csv (with the split counts)."""
+    cases: dict[str, Any] = {}
+    for ds in datasets:
+        for i, cid in enumerate(ds.case_ids):
+            cases.setdefault(
+                cid,
+                case_record(ds.case_files(i), data, ds.fingerprint(i), ds.geometry(i).orientation),
+            )
+    counts: dict[str, int] = {}
+    for res in results:
+        for row in res.rows:
+            counts[row["split"]] = counts.get(row["split"], 0) + 1
+    return provenance(
+        "evaluate",
+        data_root=data,
+        cases=cases,
+        run=run_dir,
+        checkpoints=[r.checkpoint for r in results],
+        split_counts=counts,
+    )
 
 
 def read_table1(run_dir: str | Path) -> list[dict[str, str]]:

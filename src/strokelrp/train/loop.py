@@ -372,6 +372,18 @@ def _resume_point(
     return start
 
 
+def split_record(split: dict[str, list[str]], config: TrainConfig, data: CaseTensors) -> dict:
+    """``split.json``: the train / validation ids, and the data they came from.
+
+    ``data.root`` is the data folder and ``data.fingerprints`` the content SHA-256 of each
+    case's files, so that ``evaluate`` calls a case "train" only when it is the very case
+    trained on (not another data set's case with the same id).
+    """
+    used = [*split["train"], *split["validation"]]
+    prints = {cid: data.fingerprints[cid] for cid in used if cid in data.fingerprints}
+    return {**split, "data": {"root": config.data, "fingerprints": prints}}
+
+
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -453,7 +465,9 @@ def _train_network(
         )
     if ctx.is_main:
         config.to_toml(run_dir / "config.toml")
-        write_text(run_dir / "split.json", json.dumps(split, indent=1) + "\n")
+        write_text(
+            run_dir / "split.json", json.dumps(split_record(split, config, data), indent=1) + "\n"
+        )
         write_train_log(run_dir, log_rows)
     loss_fn = LOSSES[config.loss]
     steps = math.ceil(len(train_rows) / ctx.world_size)
