@@ -13,7 +13,7 @@ Layout (K settings, e.g. raw, pass (0, 0.4), clamp (0, 0.2) as in the paper):
 All arrays must be in one grid (e.g. the case's native grid), ``spacing`` (x, y, z) in mm
 being that grid's voxel size. Given the grid's ``affine``, every panel is an axial slice in
 the radiological convention of ITK-SNAP and FSLeyes (anterior up, the patient's right on the
-screen's left; :mod:`strokelrp.report.orientation`), with A / P / R / L on its edges and the
+screen's left; :mod:`strokelrp.report.display`), with A / P / R / L on its edges and the
 brain's outline (where the perfusion maps are non-zero) drawn over it; the aspect ratio
 follows the voxel size. Without an affine the array is shown as stored (row 0 at the top) and
 the panels say that the orientation is unknown.
@@ -30,7 +30,7 @@ import numpy as np
 from strokelrp.atomic import atomic_path
 from strokelrp.config import MODALITIES
 from strokelrp.data.preprocess import brain_mask
-from strokelrp.report.orientation import display_for, label_edges, outline
+from strokelrp.report.display import display_for, label_edges, outline
 
 DIVERGING_CMAP = "RdBu_r"
 """ColorBrewer red-blue (colour-blind safe): red = positive relevance, blue = negative."""

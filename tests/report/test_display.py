@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from strokelrp.report.display import display_for
 from strokelrp.report.figure1 import plot_figure1
-from strokelrp.report.orientation import display_for
 
 SHAPE = (4, 5, 6)  # (D, H, W) = NIfTI (z, y, x)
 
