@@ -1,6 +1,7 @@
 """Cost of relevance maps relative to a plain input-gradient pass, and of the 16-setting grid.
 
-For each series scale (width-32 U-Net by default, random weights, random input):
+For each series scale (width-32 U-Net by default, or ``--model monai-basicunet``: MONAI's
+``BasicUNet`` with its default features, 6 -> 2 channels; random weights, random input):
 
 - gradient: forward + backward to the input (``torch.autograd.grad(out, x, start)``: only the
   input gradient is computed; the same starting tensor as the maps);
@@ -15,6 +16,7 @@ subprocess; on CUDA
 ``torch.cuda.max_memory_allocated``.
 
     PYTHONPATH=src python benchmarks/lrp_bench.py --series A B
+    PYTHONPATH=src python benchmarks/lrp_bench.py --model monai-basicunet --shape 16 64 64
     PYTHONPATH=src python benchmarks/lrp_bench.py --series X --device cuda
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -38,12 +41,24 @@ from strokelrp.lrp.filters import PAPER_GRID
 from strokelrp.model import UNet3D
 
 METHODS = ("gradient", "one map", "16 settings")
+MODELS = ("unet3d", "monai-basicunet")
+_MODEL_ENV = "LRP_BENCH_MODEL"  # the model, passed on to the memory subprocesses
+
+
+def build_model(width: int) -> torch.nn.Module:
+    """The benchmarked network (``$LRP_BENCH_MODEL``, default ``unet3d``)."""
+    name = os.environ.get(_MODEL_ENV, "unet3d")
+    if name == "monai-basicunet":
+        from monai.networks.nets import BasicUNet
+
+        return BasicUNet(spatial_dims=3, in_channels=6, out_channels=2)
+    return UNet3D(width=width)
 
 
 def setup(series: str, width: int, device: str) -> dict[str, Callable[[], object]]:
     """The model, input and the three methods as closures."""
     torch.manual_seed(0)
-    model = UNet3D(width=width).to(device).eval()
+    model = build_model(width).to(device).eval()
     x = torch.rand(1, 6, *SERIES[series], device=device)
     with torch.no_grad():
         out = model(x)
@@ -142,8 +157,21 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds (median)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
+    parser.add_argument("--model", default="unet3d", choices=MODELS, help="network benchmarked")
+    parser.add_argument(
+        "--shape", nargs=3, type=int, metavar=("D", "H", "W"), help="an own grid (not a series)"
+    )
     parser.add_argument("--child-memory", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ.setdefault(_MODEL_ENV, args.model)
+    if args.shape:
+        SERIES["custom"] = tuple(args.shape)
+        args.series = ["custom"]
+    shape_env = os.environ.get("LRP_BENCH_SHAPE")
+    if shape_env:  # the memory subprocesses' own grid
+        SERIES["custom"] = tuple(int(v) for v in shape_env.split(","))
+    elif args.shape:
+        os.environ["LRP_BENCH_SHAPE"] = ",".join(map(str, args.shape))
     if args.child_memory:
         series, width, method = args.child_memory
         child_memory(series, int(width), method)
@@ -157,7 +185,8 @@ def main() -> None:
         )
         mem_unit = "peak RSS rise (VmHWM)"
     print(
-        f"device: {device_name}; torch {torch.__version__}; width {args.width}; "
+        f"device: {device_name}; torch {torch.__version__}; model {args.model}; "
+        f"width {args.width}; "
         f"{args.rounds} rounds; memory: {mem_unit}\n"
     )
     print(

@@ -187,6 +187,7 @@ def _given(ctx: click.Context, name: str) -> bool:
 _TRAIN_OPTIONS: dict[str, str] = {
     "series": "series",
     "width": "width",
+    "arch": "arch",
     "epochs": "epochs",
     "seed": "seed",
     "repeats": "repeats",
@@ -228,6 +229,15 @@ _TRAIN_OPTIONS: dict[str, str] = {
     default=32,
     show_default=True,
     help="Channels of the first block (the paper: 32, 19.08 M parameters).",
+)
+@click.option(
+    "--arch",
+    type=click.Choice(["unet3d", "monai-basicunet", "monai-unet", "monai-dynunet"]),
+    default="unet3d",
+    show_default=True,
+    help="Network: the paper's U-Net, or MONAI's BasicUNet, residual UNet or DynUNet "
+    "(in-plane downsampling; --width channels at the first level). Recorded in config.toml, "
+    "so evaluate, explain and sweep rebuild it.",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=80, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
@@ -331,6 +341,7 @@ def train(
     series: str | tuple | None,
     out: str,
     width: int,
+    arch: str,
     epochs: int,
     seed: int,
     repeats: int,
@@ -349,7 +360,7 @@ def train(
     resume: bool,
     no_progress: bool,
 ) -> None:
-    """Train the paper's 3-D U-Net on an ISLES 2017 folder (cross-entropy, Adam, batch 1).
+    """Train the paper's 3-D U-Net (or --arch) on an ISLES 2017 folder (CE, Adam, batch 1).
 
     The data are read and checked before OUT is created. Ctrl-C stops after the last saved
     checkpoint and prints the --resume command. Runs unchanged under torchrun
@@ -462,9 +473,42 @@ def _preset_names() -> list[str]:
 
 
 @cli.command("explain")
-@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("data", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--case", "case_id", required=True, help="Case id: 4 or its folder name training_4.")
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.argument("data", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.option("--case", "case_id", default=None, help="Case id: 4 or its folder name training_4.")
+@click.option(
+    "--model",
+    "model_spec",
+    default=None,
+    metavar="PKG.MODULE:FACTORY",
+    help="Explain your own network instead of a run: the factory (function or class) that "
+    "builds it, e.g. monai.networks.nets:BasicUNet; needs --weights, --image and --out.",
+)
+@click.option(
+    "--model-args", default=None, metavar="JSON", help="Keyword arguments of the factory."
+)
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --model: a .safetensors file or a state dict read by "
+    "torch.load(weights_only=True) (never executed).",
+)
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --model: one NIfTI per input channel, in the network's channel order, one grid; "
+    "passed as stored (no normalisation). Repeatable.",
+)
+@click.option(
+    "--class-index",
+    type=int,
+    default=1,
+    show_default=True,
+    help="With --model: the class whose logit is explained (a one-channel output: its logit).",
+)
 @click.option(
     "--filter",
     "filters",
@@ -533,9 +577,14 @@ def _preset_names() -> list[str]:
 )
 @memory_budget_option
 def explain_command(
-    run: Path,
-    data: Path,
-    case_id: str,
+    run: Path | None,
+    data: Path | None,
+    case_id: str | None,
+    model_spec: str | None,
+    model_args: str | None,
+    weights: Path | None,
+    images: tuple[Path, ...],
+    class_index: int,
     filters: tuple[str, ...],
     rules: str,
     target: str,
@@ -550,29 +599,63 @@ def explain_command(
 ) -> None:
     """Relevance maps of one case (4-D NIfTI per filter setting, native grid) and figure 1.
 
-    All settings are computed in one batched relevance pass. Writes relevance_*.nii.gz (each
-    with a .json sidecar naming its volumes), prediction.nii.gz, figure1.png and
-    explanation.json, and prints their paths (progress goes to stderr).
+    RUN DATA --case ID explains a case with a trained run; --model PKG.MODULE:FACTORY
+    --weights FILE --image A.nii.gz --image ... --out DIR explains your own network on your
+    own images. All settings are computed in one batched relevance pass. Writes
+    relevance_*.nii.gz (each with a .json sidecar naming its volumes, for a trained run),
+    prediction.nii.gz, figure1.png and explanation.json, and prints their paths (progress goes
+    to stderr).
     """
-    from strokelrp.report.explain_case import explain_case
+    log = lambda line: click.echo(f"explain: {line}", err=True)  # noqa: E731
+    if model_spec is not None:
+        if run is not None or data is not None or case_id is not None:
+            raise click.UsageError("--model explains your images: give no RUN, DATA or --case")
+        missing = [
+            name
+            for name, value in (("--weights", weights), ("--image", images), ("--out", out))
+            if not value
+        ]
+        if missing:
+            raise click.UsageError(f"--model needs {', '.join(missing)}")
+        from strokelrp.report.explain_images import explain_images
 
-    result = explain_case(
-        run,
-        data,
-        case_id,
-        filters=list(filters) or None,
-        rules=rules,
-        target=target,
-        checkpoint=checkpoint,
-        slice_index=slice_index,
-        modality=modality,
-        out=out,
-        device=device,
-        per_modality=per_modality,
-        normalised=normalised,
-        log=lambda line: click.echo(f"explain: {line}", err=True),
-        memory_budget=memory_budget,
-    )
+        assert weights is not None and out is not None
+        result = explain_images(
+            model_spec,
+            weights,
+            list(images),
+            out,
+            model_args=model_args,
+            filters=list(filters) or None,
+            rules=rules,
+            target=target,
+            class_index=class_index,
+            device=device,
+            memory_budget=memory_budget,
+            log=log,
+        )
+    else:
+        if run is None or data is None or case_id is None:
+            raise click.UsageError("give RUN DATA --case ID, or --model with --weights/--image")
+        from strokelrp.report.explain_case import explain_case
+
+        result = explain_case(
+            run,
+            data,
+            case_id,
+            filters=list(filters) or None,
+            rules=rules,
+            target=target,
+            checkpoint=checkpoint,
+            slice_index=slice_index,
+            modality=modality,
+            out=out,
+            device=device,
+            log=log,
+            memory_budget=memory_budget,
+            per_modality=per_modality,
+            normalised=normalised,
+        )
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     for path in result.paths():

@@ -31,6 +31,8 @@ LOSSES: tuple[str, ...] = ("ce", "dice_ce")
 NORMALIZATIONS: tuple[str, ...] = ("minmax", "zscore")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+ARCHS: tuple[str, ...] = ("unet3d", "monai-basicunet", "monai-unet", "monai-dynunet")
+"""Trainable architectures (``strokelrp.model.architectures``; kept equal there by a test)."""
 
 RESUMABLE_FIELDS: frozenset[str] = frozenset(
     {
@@ -64,6 +66,7 @@ class TrainConfig:
     data: str
     series: str | tuple[int, int, int]
     width: int = 32
+    arch: str = "unet3d"
     epochs: int = 80
     seed: int = 0
     repeats: int = 1
@@ -128,6 +131,22 @@ class TrainConfig:
         else:
             choice("series", tuple(SERIES))
         integer("width", 1)
+        choice("arch", ARCHS)
+        grid = self.series if isinstance(self.series, tuple) else SERIES.get(self.series)
+        if grid is not None and len(grid) == 3:
+            text = "x".join(map(str, grid))
+            if self.arch in ("monai-unet", "monai-dynunet") and any(n % 8 for n in grid[1:]):
+                p.append(
+                    f"arch {self.arch} halves H and W three times: they must be divisible "
+                    f"by 8, got series {text}"
+                )
+            if self.arch == "monai-basicunet" and (
+                min(grid) < 16 or math.prod(n // 16 for n in grid) < 2
+            ):
+                p.append(
+                    f"arch monai-basicunet halves every axis four times: D, H and W must be "
+                    f">= 16 and keep 2 voxels at 1/16 (BatchNorm), got series {text}"
+                )
         integer("epochs", 0)
         integer("seed", 0)
         integer("repeats", 1)

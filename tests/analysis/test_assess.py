@@ -157,7 +157,9 @@ def test_assess_one_case_writes_every_column() -> None:
         assert list(row)[: len(COLUMNS)] == list(COLUMNS)
         assert set(EXTRA_COLUMNS) <= set(row)
         assert 0 <= row["brain_share"] <= 1 and 0 <= row["lesion_share"] <= 1
-        assert row["case"] == "7" and row["random_aopc"] == rows[0]["random_aopc"]
+        assert row["case"] == "7"
+    # random orderings are shared by the methods of one target; the contrastive one has its own
+    assert rows[1]["random_aopc"] == rows[2]["random_aopc"] != rows[0]["random_aopc"]
     prior = rows[2]
     assert prior["randomisation_rho"] == 1.0 and prior["contrast_rho"] == 1.0  # model-free
     assert {c["method"] for c in curves} == set(methods)

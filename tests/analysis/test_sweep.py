@@ -16,6 +16,7 @@ from strokelrp.analysis.table import COLUMNS, read_table
 from strokelrp.config import MODALITIES, TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.presets import DEFAULT_PRESET
 from strokelrp.model import UNet3D
 from strokelrp.train.checkpoint import save_checkpoint
 
@@ -62,7 +63,7 @@ def test_sweep_writes_cases_x_16_settings_x_6_modalities_and_resumes(
     assert {r["modality"] for r in rows} == set(MODALITIES)
     for r in rows:
         assert r["run"] == r["network"] == "A1" and r["series"] == "A"
-        assert r["target"] == "ground_truth" and r["rules"] == "paper"
+        assert r["target"] == "ground_truth" and r["rules"] == DEFAULT_PRESET
         assert r["informative"] is (r["modality"] != "MTT")  # from the synthetic manifest
         assert 0.0 <= r["input_inclusivity"] <= 1.0 and 0.0 <= r["gt_inclusivity"] <= 1.0
         assert 0.0 <= r["case_dice"] <= 1.0

@@ -111,7 +111,7 @@ def pool_back(a: np.ndarray, r: np.ndarray) -> np.ndarray:
 
 
 def reference_paper(model: UNet3D, x: torch.Tensor, start: torch.Tensor) -> np.ndarray:
-    """The paper preset written out by hand for the U-Net (not using model.graph())."""
+    """The paper preset written out by hand for the U-Net (not using the engine's capture)."""
     eps = 1e-9
     acts: dict[str, np.ndarray] = {}
 
@@ -356,12 +356,9 @@ def test_float32_runs_and_matches_float64(rules: str, bound: float) -> None:
 # -------------------------------------------------------------------------------- errors
 
 
-class _WithSigmoid(UNet3D):
-    def graph(self):
-        from strokelrp.model.graph import Node
-
-        nodes = super().graph()
-        return [*nodes, Node("squash", nn.Sigmoid(), (nodes[-1].name,))]
+class _WithSoftmax(UNet3D):
+    def forward(self, x):
+        return torch.softmax(super().forward(x), dim=1)
 
 
 @pytest.mark.parametrize(
@@ -395,8 +392,8 @@ def test_bad_inputs_and_unknown_modules() -> None:
         explain(model, torch.rand(1, 6, 5, 8, 8, dtype=F64))
     with pytest.raises(StrokeLRPError, match="unknown filter point"):  # checked without filters
         explain(model, torch.rand(1, 6, 5, 8, 8), filter_at="output_layer")
-    odd = _WithSigmoid(width=2)
-    with pytest.raises(StrokeLRPError, match=r"node 'squash' \(Sigmoid\)"):
+    odd = _WithSoftmax(width=2)
+    with pytest.raises(StrokeLRPError, match=r"node 'softmax' \(softmax\) in module 'the model"):
         explain(odd, torch.rand(1, 6, 5, 8, 8))
 
 
@@ -405,17 +402,21 @@ def test_bad_inputs_and_unknown_modules() -> None:
 
 def test_composite_assigns_rules_by_position() -> None:
     """z^B on the first convolution, gamma in the encoder, epsilon in the decoder and head."""
-    from strokelrp.lrp.engine import _plan
-    from strokelrp.lrp.rules import Epsilon, Gamma, ZBox
+    from strokelrp.lrp.composites import as_composite
+    from strokelrp.lrp.rules import LAYER_TYPES, Epsilon, Gamma, ZBox
 
     model = trained_looking(2, 0)
-    plan = _plan(model.graph(), preset("composite"))
-    kinds = {name: type(step.rule) for name, step in plan.items()}
+    comp = as_composite("composite")
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, LAYER_TYPES)]
+    kinds = {
+        n: type(comp.rule_for(n, m, i == 0, i == len(layers) - 1))
+        for i, (n, m) in enumerate(layers)
+    }
     assert kinds["enc1.conv1"] is ZBox
     assert {kinds[n] for n in kinds if n.startswith("enc") and n != "enc1.conv1"} == {Gamma}
     assert {kinds[n] for n in kinds if n.startswith(("up", "dec"))} == {Epsilon}
     assert kinds["head"] is Epsilon
-    assert plan["enc2.conv1"].layer.bias is not None  # BatchNorm folded: its shift is a bias
+    assert comp.batchnorm == "fold"
 
 
 def test_contrastive_start_is_lesion_minus_background_on_predicted_voxels() -> None:

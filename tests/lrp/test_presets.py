@@ -65,7 +65,7 @@ def test_overrides_make_a_new_preset() -> None:
         (lambda: preset("paper", body="zplus"), "known: epsilon, w\\+, z\\+, zB, gamma"),
         (lambda: Preset("mine", "zB", "gama", "epsilon"), "unknown body rule"),
         (lambda: preset("paper", gamma=-1), "gamma must be >= 0"),
-        (lambda: resolve(3), "preset name or a Preset"),
+        (lambda: resolve(3), "preset name, a Preset or a Composite"),
     ],
 )
 def test_bad_presets_raise_clear_errors(make, message: str) -> None:

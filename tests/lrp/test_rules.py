@@ -43,29 +43,44 @@ LAYERS = {
         (2, 2, 3, 2),
     ),
 }
+# other dimensions and Linear: checked against the dense reference too
+OTHER_LAYERS = {
+    "conv2d-stride2-dil": (
+        lambda b: nn.Conv2d(2, 3, 3, stride=2, padding=2, dilation=2, bias=b),
+        (2, 5, 6),
+    ),
+    "convT2d-stride2": (lambda b: nn.ConvTranspose2d(3, 2, 3, stride=2, bias=b), (3, 3, 2)),
+    "conv1d": (lambda b: nn.Conv1d(2, 3, 3, padding=1, bias=b), (2, 7)),
+    "convT1d": (lambda b: nn.ConvTranspose1d(2, 2, 2, stride=2, bias=b), (2, 3)),
+    "linear": (lambda b: nn.Linear(5, 4, bias=b), (5,)),
+}
 
 
 def dense_and_links(layer: ConvLayer, in_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(M (n_out, n_in), links (n_out, n_in) bool) built by loops from the weights.
 
-    Conv3d: out[o, p] = sum_{c, k} w[o, c, k] in[c, p * stride - pad + k * dil].
-    ConvTranspose3d: out[o, q * stride - pad + k * dil] += w[c, o, k] in[c, q].
+    Conv: out[o, p] = sum_{c, k} w[o, c, k] in[c, p * stride - pad + k * dil].
+    ConvTranspose: out[o, q * stride - pad + k * dil] += w[c, o, k] in[c, q] (any dimension;
+    Linear: no spatial dimensions).
     ``links`` marks the (output, input) pairs joined by a kernel tap, whatever its weight.
     """
     w = layer.weight.detach().double().numpy()
     cin = in_shape[0]
     spatial = in_shape[1:]
     ks = w.shape[2:]
-    st, pd, dl, op = layer.stride, layer.padding, layer.dilation, layer.output_padding
+    nd = len(spatial)
+    st, pd, dl = layer.stride, layer.padding, layer.dilation
+    op = layer.output_padding or (0,) * nd
     if layer.transposed:
         cout = w.shape[1]
         out_sp = tuple(
-            (spatial[i] - 1) * st[i] - 2 * pd[i] + dl[i] * (ks[i] - 1) + op[i] + 1 for i in range(3)
+            (spatial[i] - 1) * st[i] - 2 * pd[i] + dl[i] * (ks[i] - 1) + op[i] + 1
+            for i in range(nd)
         )
     else:
         cout = w.shape[0]
         out_sp = tuple(
-            (spatial[i] + 2 * pd[i] - dl[i] * (ks[i] - 1) - 1) // st[i] + 1 for i in range(3)
+            (spatial[i] + 2 * pd[i] - dl[i] * (ks[i] - 1) - 1) // st[i] + 1 for i in range(nd)
         )
     n_in, n_out = cin * int(np.prod(spatial)), cout * int(np.prod(out_sp))
     m = np.zeros((n_out, n_in))
@@ -77,16 +92,16 @@ def dense_and_links(layer: ConvLayer, in_shape: tuple[int, ...]) -> tuple[np.nda
                 tap = w[c, o][k] if layer.transposed else w[o, c][k]
                 if layer.transposed:
                     for q in np.ndindex(*spatial):
-                        p = tuple(q[i] * st[i] - pd[i] + k[i] * dl[i] for i in range(3))
-                        if all(0 <= p[i] < out_sp[i] for i in range(3)):
+                        p = tuple(q[i] * st[i] - pd[i] + k[i] * dl[i] for i in range(nd))
+                        if all(0 <= p[i] < out_sp[i] for i in range(nd)):
                             j = np.ravel_multi_index((o, *p), (cout, *out_sp))
                             i_ = np.ravel_multi_index((c, *q), (cin, *spatial))
                             m[j, i_] += tap
                             links[j, i_] = True
                 else:
                     for p in np.ndindex(*out_sp):
-                        q = tuple(p[i] * st[i] - pd[i] + k[i] * dl[i] for i in range(3))
-                        if all(0 <= q[i] < spatial[i] for i in range(3)):
+                        q = tuple(p[i] * st[i] - pd[i] + k[i] * dl[i] for i in range(nd))
+                        if all(0 <= q[i] < spatial[i] for i in range(nd)):
                             j = np.ravel_multi_index((o, *p), (cout, *out_sp))
                             i_ = np.ravel_multi_index((c, *q), (cin, *spatial))
                             m[j, i_] += tap
@@ -146,7 +161,7 @@ def reference(
 
 def make_layer(key: str, bias: bool, seed: int) -> tuple[ConvLayer, tuple[int, ...], nn.Module]:
     torch.manual_seed(seed)
-    factory, in_shape = LAYERS[key]
+    factory, in_shape = {**LAYERS, **OTHER_LAYERS}[key]
     module = factory(bias).double()
     return ConvLayer.from_module(module), in_shape, module
 
@@ -168,7 +183,7 @@ def run_case(rule_obj, key: str, bias: bool, seed: int, k: int = 3, positive: bo
     return got, m, a, r, b_full
 
 
-@pytest.mark.parametrize("key", sorted(LAYERS))
+@pytest.mark.parametrize("key", sorted(LAYERS) + sorted(OTHER_LAYERS))
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("name", ["epsilon", "w+", "z+"])
@@ -369,8 +384,10 @@ def test_bad_layers_and_bounds_raise_clear_errors() -> None:
         ConvLayer.from_module(nn.Conv3d(2, 2, 3, groups=2))
     with pytest.raises(StrokeLRPError, match="padding_mode"):
         ConvLayer.from_module(nn.Conv3d(2, 2, 3, padding=1, padding_mode="circular"))
-    with pytest.raises(StrokeLRPError, match="Linear"):
-        ConvLayer.from_module(nn.Linear(2, 2))
+    with pytest.raises(StrokeLRPError, match="groups=2"):
+        ConvLayer.from_module(nn.Conv2d(2, 2, 3, groups=2))
+    with pytest.raises(StrokeLRPError, match="Bilinear"):
+        ConvLayer.from_module(nn.Bilinear(2, 2, 2))
     with pytest.raises(StrokeLRPError, match="unknown rule 'gama'"):
         make_rule("gama", 1e-9)
     with pytest.raises(StrokeLRPError, match="gamma must be >= 0"):

@@ -13,6 +13,7 @@ import torch
 from strokelrp.cli import main
 from strokelrp.config import TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
+from strokelrp.lrp.presets import DEFAULT_PRESET
 from strokelrp.train.evaluate import evaluate
 from strokelrp.train.loop import train
 
@@ -91,7 +92,7 @@ def test_explain_writes_overlaying_niftis_and_the_figure(trained, tmp_path, caps
     (evaluated,) = evaluate(run, data, device="cpu", progress=False, echo=None)
     (row,) = [r for r in evaluated.rows if r["case_id"] == case_id]
     assert summary["dice"] == pytest.approx(row["dice"])  # same native-grid prediction
-    assert summary["target"] == "ground_truth" and summary["rules"] == "paper"
+    assert summary["target"] == "ground_truth" and summary["rules"] == DEFAULT_PRESET
     assert [s["label"] for s in summary["settings"]] == ["raw", "pass(0,0.4)", "clamp(0,0.2)"]
     assert summary["grid_xyz"] == list(modality.shape)
 

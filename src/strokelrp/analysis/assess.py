@@ -502,7 +502,7 @@ def summarize_methods(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         s["faithful_ok"] = s["morf_over_random"] >= 10
         s["contrast_ok"] = abs(s["contrast_rho"]) <= 0.95
         s["ablation_ok"] = s["ablation_rho"] >= 0.4
-        s["passes"] = all(s[f"{k}_ok"] for k in ("brain_share", "lesion_share", "faithful",
-                                                  "contrast", "ablation"))  # fmt: skip
+        keys = ("brain_share", "lesion_share", "faithful", "contrast", "ablation")
+        s["passes"] = all(s[f"{k}_ok"] for k in keys)
         out.append(s)
     return out

@@ -1,4 +1,5 @@
-"""Layer-wise Relevance Propagation: rules, the graph-walking engine, filters, presets.
+"""Layer-wise Relevance Propagation: rules, composites, graph capture, the relevance steps'
+registry, the engine, filters, presets.
 
 Names are loaded lazily (``strokelrp.lrp.PRESETS`` does not import torch).
 """
@@ -21,6 +22,13 @@ _EXPORTS = {
     "Preset": "strokelrp.lrp.presets",
     "PRESETS": "strokelrp.lrp.presets",
     "preset": "strokelrp.lrp.presets",
+    "Composite": "strokelrp.lrp.composites",
+    "Step": "strokelrp.lrp.steps",
+    "PASS": "strokelrp.lrp.steps",
+    "Adjoint": "strokelrp.lrp.steps",
+    "ZRule": "strokelrp.lrp.steps",
+    "register_module_step": "strokelrp.lrp.steps",
+    "register_function_step": "strokelrp.lrp.steps",
 }
 
 __all__ = sorted(_EXPORTS)

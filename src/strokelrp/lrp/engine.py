@@ -1,23 +1,23 @@
-"""The relevance engine: one forward pass, then a backward walk over the model's graph.
+"""The relevance engine: record the network once on the real input, then walk it backward.
 
-The walk follows ``model.graph()`` (the nodes ``forward`` evaluates) in reverse:
+``explain`` captures the computation (``strokelrp.lrp.graph``: every module with a relevance
+step is one node named by its module path, structural torch functions are function nodes),
+keeps the nodes on the path to the explained output, and walks them in reverse:
 
-- ``Conv3d`` / ``ConvTranspose3d``: the preset's rule (first / body / head position); the
-  relevance at the layer's input is a *point* named after the layer, where filters may act;
-- ``BatchNorm3d`` and activations (``LeakyReLU``, ``ReLU``, ``Identity``): relevance passes
-  through unchanged (or, with ``batchnorm="fold"``, BatchNorm is folded into the convolution
-  before it, whose rule then sees the folded weights);
-- ``MaxPool3d``: relevance goes to the window's winner;
-- ``Concat``: the relevance is cut along channels into the inputs' parts, in input order;
-- ``CropLike``: undone by zero padding back to the uncropped shape (the shape reference
-  gets nothing);
-- a value read by several nodes receives the sum of their relevances;
-- anything else is an error naming the node and its module.
+- convolutions (1-3 D, transposed) and ``Linear``: the composite's rule for that module
+  (``strokelrp.lrp.composites``); the relevance at the layer's input is a *point* named by the
+  module path, where filters may act; with ``batchnorm="fold"`` an eval-mode BatchNorm that
+  alone reads the layer's output is folded into it (and then passes relevance);
+- every other node: its step from the registry (``strokelrp.lrp.steps``): activations and
+  norms pass, additions split in proportion to the summands, concatenation cuts, slicing and
+  padding move relevance, max pooling goes to the winner, ...; a node without a step is an
+  error naming it, its module path and how to register a step;
+- a value read by several nodes receives the sum of their relevances.
 
-Relevance carries a batch of K filter settings, ``(K, C, d, h, w)``; activations and the rules'
-denominators are computed once with batch 1 and shared. When K settings at once would exceed
-the memory budget, the walk runs over chunks of settings (:mod:`strokelrp.lrp.budget`); the
-forward pass is still run once, and the denominators are computed once and cached across
+Relevance carries a batch of K filter settings, ``(K, *value_shape[1:])``; activations and the
+rules' denominators are computed once with batch 1 and shared. When K settings at once would
+exceed the memory budget, the walk runs over chunks of settings (:mod:`strokelrp.lrp.budget`);
+the forward pass is still run once, and the denominators are computed once and cached across
 chunks when the budget leaves room for them (else recomputed per chunk).
 """
 
@@ -25,49 +25,44 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.budget import MemoryPlan, format_bytes, plan, resolve_budget
+from strokelrp.lrp.composites import Composite, as_composite
 from strokelrp.lrp.filters import Filter, FilterBank, filter_label
-from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS, Preset, resolve
-from strokelrp.lrp.rules import (
-    ConvLayer,
-    PreparedRule,
-    Rule,
-    fold_batchnorm,
-    maxpool_forward,
-    maxpool_relevance,
-)
-from strokelrp.model.graph import INPUT, Concat, CropLike, Node, apply_node
+from strokelrp.lrp.graph import INPUT, Graph, Node, capture
+from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS, Preset
+from strokelrp.lrp.rules import LAYER_TYPES, ConvLayer, PreparedRule, Rule, fold_batchnorm
+from strokelrp.lrp.steps import CAT, PASS, Step, function_step, module_step
 
 OUTPUT = "output"
 """Name of the point holding the starting relevance (the network output)."""
 
 LESION = 1
-"""Index of the lesion class in the logits."""
-
-PASS_THROUGH = (nn.modules.batchnorm._BatchNorm, nn.LeakyReLU, nn.ReLU, nn.Identity)
-"""Modules whose relevance passes unchanged (the paper's "not applicable" layers)."""
+"""Default class index of the target (the lesion class of a two-class segmentation)."""
 
 BACKGROUND = 0
-"""Index of the background class in the logits."""
+"""Index of the background class (the contrastive start subtracts its logit)."""
 
-Target = Literal["prediction", "ground_truth", "authors", "contrastive"] | Tensor
+Target = (
+    Literal["prediction", "ground_truth", "authors", "contrastive"]
+    | Tensor
+    | Callable[[Tensor], Tensor]
+)
 
 
 @dataclass
 class Conservation:
     """Relevance sums along the walk, per filter setting.
 
-    ``points``: ``output``, then every convolution in walk order, then ``input``.
+    ``points``: ``output``, then every convolution / linear layer in walk order, then ``input``.
     ``sums`` (P, K) float64: the relevance at each point (after its filter).
     ``totals`` (P, K) float64: all relevance in flight just after the point (the point's
     relevance plus what waits on the skip connections): a cut through the network, so for a
@@ -105,9 +100,10 @@ class Conservation:
 class Explanation:
     """Result of :func:`explain`.
 
-    ``relevance`` (K, C_in, D, H, W): input relevance per filter setting (K = len(filters), or
-    1). ``output`` (1, num_classes, D, H, W): logits. ``layers``: {point: (K, C, d, h, w)}
-    relevance at every point (``output`` and each convolution's input) when ``keep_layers``.
+    ``relevance`` (K, C_in, *S): input relevance per filter setting (K = len(filters), or 1).
+    ``output`` (1, num_classes, *S): the explained output (logits). ``layers``: {point:
+    (K, C, *s)} relevance at every point (``output`` and each layer's input) when
+    ``keep_layers``. ``preset``: the rules given (a :class:`Preset` or a :class:`Composite`).
     ``filters``: the settings (None = raw); ``points``: names of the points that were filtered.
     ``empty_target``: the starting relevance was all zero (e.g. nothing predicted as lesion),
     so every map is zero; ``notes`` says so in words. ``memory``: how the settings were
@@ -119,7 +115,7 @@ class Explanation:
     conservation: Conservation
     filters: list[Filter | None]
     points: list[str]
-    preset: Preset
+    preset: Preset | Composite
     target: str
     layers: dict[str, Tensor] = field(default_factory=dict)
     empty_target: bool = False
@@ -135,81 +131,195 @@ class Explanation:
 # ------------------------------------------------------------------------------ the plan
 
 
+class _LayerStep(Step):
+    """Convolutions and linear layers at capture: keep the input (and the output when a rule
+    of the composite reuses it)."""
+
+    def __init__(self, reuse: bool) -> None:
+        self.reuse = reuse
+
+    def keeps(self, node: Node) -> tuple[bool, bool]:
+        return True, self.reuse
+
+
+class _KeepOutput(Step):
+    def keeps(self, node: Node) -> tuple[bool, bool]:
+        return False, True
+
+
 @dataclass
-class _ConvStep:
+class _LayerPlan:
     layer: ConvLayer
     rule: Rule
     z_from: str | None  # value holding the layer's output W a + b, when the rule reuses it
 
 
-def _plan(nodes: list[Node], preset: Preset) -> dict[str, _ConvStep]:
-    """Assign a rule (and, with ``batchnorm="fold"``, the folded layer) to every convolution;
-    check that every other op has a relevance step."""
+def _step_finder(comp: Composite) -> Callable[[Any], Step | None]:
+    layer = _LayerStep(comp.reuses_output)
+    keep_bn = comp.batchnorm == "fold" and comp.reuses_output
+
+    def step_of(target: Any) -> Step | None:
+        if isinstance(target, nn.Module):
+            if isinstance(target, LAYER_TYPES):
+                return layer
+            if keep_bn and isinstance(target, nn.modules.batchnorm._BatchNorm):
+                return _KeepOutput()
+            return module_step(target)
+        return function_step(target)
+
+    return step_of
+
+
+def _is_leaf(module: nn.Module) -> bool:
+    return isinstance(module, LAYER_TYPES) or module_step(module) is not None
+
+
+def _unsupported(node: Node, model: nn.Module) -> StrokeLRPError:
+    where = node.path or "the model itself"
+    owner = type(model.get_submodule(node.path)).__name__ if node.path else type(model).__name__
+    if node.is_module:
+        how = (
+            f"register a step for the module type: strokelrp.lrp.register_module_step("
+            f"{node.kind}, strokelrp.lrp.PASS) (or an own strokelrp.lrp.Step)"
+        )
+    else:
+        how = (
+            f"register a step for the function: strokelrp.lrp.register_function_step("
+            f"<the function {node.kind}>, step), e.g. strokelrp.lrp.PASS or "
+            "strokelrp.lrp.Adjoint()"
+        )
+    return StrokeLRPError(
+        f"no relevance step for node {node.name!r} ({node.kind}) in module {where!r} "
+        f"({owner}); {how}. See docs/method.md, 'Explaining your own network'."
+    )
+
+
+def _plan(
+    model: nn.Module, graph: Graph, comp: Composite, out_name: str
+) -> tuple[list[Node], dict[str, _LayerPlan], dict[str, Step]]:
+    """The nodes on the path to ``out_name`` (execution order), the layers' rules, the other
+    nodes' steps; errors for nodes without a step and values without batch dimension 1."""
+    producer = {n.output: n for n in graph.nodes if n.output is not None}
+    on_path: set[str] = set()
+    todo = [out_name]
+    while todo:
+        value = todo.pop()
+        node = producer.get(value)
+        if node is None or node.name in on_path:
+            continue
+        on_path.add(node.name)
+        todo.extend(node.inputs)
+    nodes = [n for n in graph.nodes if n.name in on_path]
+    steps: dict[str, Step] = {}
+    layer_nodes: list[Node] = []
+    for node in nodes:
+        shape = graph.shapes[node.output or ""]
+        if len(shape) < 1 or shape[0] != 1:
+            raise StrokeLRPError(
+                f"node {node.name!r} ({node.kind}) gives a value of shape {tuple(shape)}: "
+                "the engine needs every value on the way to the output to keep a leading "
+                "batch dimension of size 1"
+            )
+        if isinstance(node.target, LAYER_TYPES):
+            layer_nodes.append(node)
+            continue
+        step = module_step(node.target) if node.is_module else function_step(node.target)
+        if step is None:
+            raise _unsupported(node, model)
+        steps[node.name] = step
     readers: dict[str, list[Node]] = {}
     for node in nodes:
         for name in node.inputs:
             readers.setdefault(name, []).append(node)
-    convs: dict[str, _ConvStep] = {}
-    decoder = False  # from the first transposed convolution on: the preset's "upper" rule
-    for i, node in enumerate(nodes):
-        op = node.op
-        decoder = decoder or isinstance(op, nn.ConvTranspose3d)
-        if isinstance(op, (Concat, CropLike, nn.MaxPool3d, *PASS_THROUGH)):
-            continue
-        if not isinstance(op, nn.Conv3d | nn.ConvTranspose3d):
-            raise StrokeLRPError(
-                f"no relevance rule for node {node.name!r} ({type(op).__name__}); supported: "
-                "Conv3d, ConvTranspose3d, MaxPool3d, BatchNorm, LeakyReLU, ReLU, Concat, CropLike"
-            )
-        layer = ConvLayer.from_module(op)
-        position = (
-            "head"
-            if i == len(nodes) - 1
-            else "first"
-            if INPUT in node.inputs
-            else "upper"
-            if decoder
-            else "body"
-        )
-        rule = preset.rule(position)  # type: ignore[arg-type]
-        out_name = node.name
-        users = readers.get(node.name, [])
+    layers: dict[str, _LayerPlan] = {}
+    for i, node in enumerate(layer_nodes):
+        module = node.target
+        assert isinstance(module, nn.Module)
+        try:
+            layer = ConvLayer.from_module(module)
+        except StrokeLRPError as err:
+            raise StrokeLRPError(f"layer {node.name!r}: {err}") from err
+        rule = comp.rule_for(node.path, module, i == 0, i == len(layer_nodes) - 1)
+        out_name = node.output or ""
+        users = readers.get(out_name, [])
         if (
-            preset.batchnorm == "fold"
+            comp.batchnorm == "fold"
             and len(users) == 1
-            and isinstance(users[0].op, nn.modules.batchnorm._BatchNorm)
+            and isinstance(users[0].target, nn.modules.batchnorm._BatchNorm)
         ):
-            layer = fold_batchnorm(layer, users[0].op)  # the BN node then passes relevance
-            out_name = users[0].name
-        convs[node.name] = _ConvStep(layer, rule, out_name if rule.reuses_output else None)
-    return convs
+            layer = fold_batchnorm(layer, users[0].target)  # the BN node then passes relevance
+            out_name = users[0].output or ""
+            steps[users[0].name] = PASS
+        z_from = None
+        if rule.reuses_output:
+            t = graph.values.get(out_name)
+            if t is not None and t._version == graph.versions[out_name]:
+                z_from = out_name
+        layers[node.name] = _LayerPlan(layer, rule, z_from)
+    return nodes, layers, steps
 
 
 # --------------------------------------------------------------------------- the target
 
 
-def target_weights(target: str, logits: Tensor, label: Any = None) -> tuple[Tensor, str]:
-    """Weights W (1, num_classes, D, H, W) such that the explained scalar is sum(W * logits).
+def _start(target: Target, logits: Tensor, label: Any, class_index: int) -> tuple[Tensor, str]:
+    """Starting relevance (1, num_classes, *S) and a description of the target."""
+    if isinstance(target, Tensor):
+        if tuple(target.shape) != tuple(logits.shape):
+            raise StrokeLRPError(
+                f"target tensor must have the output's shape {tuple(logits.shape)}, "
+                f"got {tuple(target.shape)}"
+            )
+        return target.to(dtype=logits.dtype, device=logits.device), "tensor"
+    if callable(target) and not isinstance(target, str):
+        start = target(logits)
+        if not isinstance(start, Tensor) or tuple(start.shape) != tuple(logits.shape):
+            got = tuple(start.shape) if isinstance(start, Tensor) else type(start).__name__
+            raise StrokeLRPError(
+                f"target callable must return a tensor of the output's shape "
+                f"{tuple(logits.shape)}, got {got}"
+            )
+        return start.to(dtype=logits.dtype, device=logits.device), "callable"
+    weights, name = target_weights(target, logits, label, class_index)  # type: ignore[arg-type]
+    return logits * weights, name
 
-    ``"prediction"``: W = 1 on the lesion logit of the voxels predicted as lesion;
-    ``"ground_truth"``: the same on ``label`` (D, H, W) voxels; ``"authors"``: W = 1 everywhere
-    (both classes); ``"contrastive"``: the log-odds, +1 on the lesion logit and -1 on the
-    background logit of the predicted voxels. Returns (W, the target's name).
+
+def target_weights(
+    target: str, logits: Tensor, label: Any = None, class_index: int = LESION
+) -> tuple[Tensor, str]:
+    """Weights W (1, num_classes, *S) such that the explained scalar is sum(W * logits).
+
+    ``"prediction"``: W = 1 on the class logit of the voxels predicted as that class;
+    ``"ground_truth"``: the same on ``label`` voxels; ``"authors"``: W = 1 everywhere (both
+    classes); ``"contrastive"``: the log-odds, +1 on the class logit and -1 on the background
+    logit (class 0) of the predicted voxels (Gu et al. 2018). Returns (W, the target's name).
     """
     if not isinstance(target, str) or target not in TARGETS:
         raise StrokeLRPError(
-            f"unknown target {target!r}; use one of {', '.join(TARGETS)} or a tensor of the "
-            f"output's shape {tuple(logits.shape)}"
+            f"unknown target {target!r}; use one of {', '.join(TARGETS)}, a tensor of the "
+            f"output's shape {tuple(logits.shape)} or a callable output -> start relevance"
         )
     if target == "authors":
-        return torch.ones_like(logits), target
+        return torch.ones_like(logits), "authors"
+    channels = logits.shape[1]
+    if channels > 1 and not 0 <= class_index < channels:
+        raise StrokeLRPError(
+            f"class_index {class_index} is out of range for an output with {channels} channels"
+        )
+    if target == "contrastive" and (channels < 2 or class_index == BACKGROUND):
+        raise StrokeLRPError(
+            'target="contrastive" needs two or more output channels and a class_index other '
+            f"than the background ({BACKGROUND})"
+        )
+    channel = 0 if channels == 1 else class_index
     if target in ("prediction", "contrastive"):
-        mask = logits.argmax(dim=1) == LESION
+        # one sigmoid logit: predicted where the logit is positive
+        mask = logits[:, 0] > 0 if channels == 1 else logits.argmax(dim=1) == class_index
     else:
         if label is None:
-            raise StrokeLRPError('target="ground_truth" needs label= (a (D, H, W) mask)')
+            raise StrokeLRPError('target="ground_truth" needs label= (a mask of the input grid)')
         lab = torch.as_tensor(np.asarray(label) if not isinstance(label, Tensor) else label)
-        if lab.dim() == 4 and lab.shape[0] == 1:
+        if lab.dim() == logits.dim() - 1 and lab.shape[0] == 1:
             lab = lab[0]
         if tuple(lab.shape) != tuple(logits.shape[2:]):
             raise StrokeLRPError(
@@ -218,39 +328,27 @@ def target_weights(target: str, logits: Tensor, label: Any = None) -> tuple[Tens
             )
         mask = (lab.to(logits.device) > 0).unsqueeze(0)
     weights = torch.zeros_like(logits)
-    weights[:, LESION] = mask.to(logits.dtype)
+    weights[:, channel] = mask.to(logits.dtype)
     if target == "contrastive":
-        weights[:, BACKGROUND] = -weights[:, LESION]
+        weights[:, BACKGROUND] = -weights[:, channel]
     return weights, target
-
-
-def _start(target: Target, logits: Tensor, label: Any) -> tuple[Tensor, str]:
-    """Starting relevance (1, num_classes, D, H, W) and a description of the target."""
-    if isinstance(target, Tensor):
-        if tuple(target.shape) != tuple(logits.shape):
-            raise StrokeLRPError(
-                f"target tensor must have the output's shape {tuple(logits.shape)}, "
-                f"got {tuple(target.shape)}"
-            )
-        return target.to(dtype=logits.dtype, device=logits.device), "tensor"
-    weights, name = target_weights(target, logits, label)
-    return logits * weights, name
 
 
 # ------------------------------------------------------------------------------ explain
 
 
 def _check_input(model: nn.Module, x: Tensor) -> None:
-    if not isinstance(x, Tensor) or x.dim() != 5 or x.shape[0] != 1:
+    if not isinstance(x, Tensor) or x.dim() < 2 or x.shape[0] != 1:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise StrokeLRPError(f"x must be a (1, C, D, H, W) tensor, got {shape}")
+        raise StrokeLRPError(
+            f"x must be a (1, C, ...) tensor, e.g. (1, C, D, H, W): one case at a time "
+            f"(batch size 1), got {shape}"
+        )
     if not x.is_floating_point():
         raise StrokeLRPError(f"x must be floating point, got {x.dtype}")
     cin = getattr(model, "in_channels", x.shape[1])
-    if x.shape[1] != cin:
+    if isinstance(cin, int) and x.shape[1] != cin:
         raise StrokeLRPError(f"x has {x.shape[1]} channels, the model expects {cin}")
-    if not hasattr(model, "graph"):
-        raise StrokeLRPError(f"{type(model).__name__} has no graph(): use strokelrp's UNet3D")
     param = next(model.parameters(), None)
     if param is not None and (param.device != x.device or param.dtype != x.dtype):
         raise StrokeLRPError(
@@ -259,8 +357,8 @@ def _check_input(model: nn.Module, x: Tensor) -> None:
         )
 
 
-def _points(filter_at: str | Sequence[str], conv_names: list[str]) -> list[str]:
-    valid = [OUTPUT, *conv_names]
+def _points(filter_at: str | Sequence[str], layer_names: list[str]) -> list[str]:
+    valid = [OUTPUT, *layer_names]
     if isinstance(filter_at, str):
         if filter_at == "all":
             return valid
@@ -281,92 +379,106 @@ def explain(
     x: Tensor,
     target: Target = "prediction",
     label: Any = None,
-    rules: str | Preset = DEFAULT_PRESET,
+    rules: str | Preset | Composite = DEFAULT_PRESET,
     filters: Sequence[Filter | None] | None = None,
     filter_at: str | Sequence[str] = "all",
     keep_layers: bool = False,
     memory_budget: str | int | float | None = None,
+    class_index: int = LESION,
+    output: int = 0,
 ) -> Explanation:
-    """Relevance of the input voxels for the chosen target, for K filter settings at once.
+    """Relevance of the input elements for the chosen target, for K filter settings at once.
 
-    ``x`` (1, C_in, D, H, W) on the model's device and dtype (float64 works with
-    ``model.double()``). ``target``: ``"prediction"`` (the lesion logit on voxels predicted as
-    lesion), ``"ground_truth"`` (the lesion logit on ``label`` (D, H, W) voxels),
-    ``"authors"`` (the whole output, both classes: the authors' start), ``"contrastive"``
-    (the log-odds, lesion minus background logit, on the predicted voxels; Gu et al. 2018) or
-    a tensor of the output's shape (1, num_classes, D, H, W) used as the starting relevance.
-    The start is ``W * logits`` with W from :func:`target_weights`.
-    ``rules``: a preset name (``strokelrp.lrp.presets.PRESETS``; default
-    :data:`~strokelrp.lrp.presets.DEFAULT_PRESET`) or a :class:`Preset`.
+    ``model``: any ``nn.Module`` (2-D or 3-D, MONAI networks included) whose operations have
+    relevance steps (docs/method.md). ``x`` (1, C_in, *S) on the model's device and dtype
+    (float64 works with ``model.double()``). ``target``: ``"prediction"`` (the
+    ``class_index`` logit on the voxels predicted as that class; a one-channel output: the
+    logit where it is > 0), ``"ground_truth"`` (the ``class_index`` logit on ``label``
+    (*S) voxels), ``"authors"`` (the whole output), ``"contrastive"`` (the log-odds:
+    ``class_index`` minus background logit on the predicted voxels; Gu et al. 2018), a tensor
+    of the output's shape, or a callable output -> starting relevance; named targets start
+    from ``W * logits`` with W from :func:`target_weights`. ``rules``: a preset name
+    (``strokelrp.lrp.presets.PRESETS``; default :data:`~strokelrp.lrp.presets.DEFAULT_PRESET`),
+    a :class:`Preset` or a :class:`Composite`.
     ``filters``: one setting per map (None = unfiltered); ``filter_at``: ``"all"`` (the
-    output and every convolution's input relevance), ``"output"`` or a list of point names.
-    ``memory_budget``: bytes (or ``"4GB"``, ``"512MiB"``, ``"unlimited"``) the walk may use;
-    the K settings are walked in chunks that fit (same results); None = the smaller of 8 GB
-    and half the memory available (CPU) or free (GPU), see :mod:`strokelrp.lrp.budget`.
+    output and every layer's input relevance), ``"output"`` or a list of point names (module
+    paths). ``memory_budget``: bytes (or ``"4GB"``, ``"512MiB"``, ``"unlimited"``) the walk
+    may use; the K settings are walked in chunks that fit (same results); None = the smaller
+    of 8 GB and half the memory available (CPU) or free (GPU), see :mod:`strokelrp.lrp.budget`.
+    ``output``: which tensor of a model returning several is explained (default the first).
     The model is run in eval mode and restored to its previous mode afterwards.
 
-    Returns an :class:`Explanation` with ``.relevance`` (K, C_in, D, H, W).
+    Returns an :class:`Explanation` with ``.relevance`` (K, C_in, *S).
     """
-    preset = resolve(rules)
+    comp = as_composite(rules)
     _check_input(model, x)
     budget = resolve_budget(memory_budget, x.device)
     settings: list[Filter | None] = [None] if filters is None else list(filters)
     if not settings:
         raise StrokeLRPError("filters must hold at least one setting (None = unfiltered)")
     bank = FilterBank(settings)
-    nodes: list[Node] = model.graph()  # type: ignore[operator]
-    convs = _plan(nodes, preset)
-    points = _points(filter_at, list(convs))  # validated even when nothing filters
-    if not bank.active:
-        points = []
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
+            graph = capture(model, x, _is_leaf, _step_finder(comp))
+            if not graph.outputs:
+                raise StrokeLRPError(
+                    f"{type(model).__name__} returned no tensor computed from its input"
+                )
+            if not -len(graph.outputs) <= output < len(graph.outputs):
+                raise StrokeLRPError(
+                    f"output={output} but the model returns {len(graph.outputs)} tensor(s)"
+                )
+            out_name = graph.outputs[output]
+            nodes, layers, steps = _plan(model, graph, comp, out_name)
+            points = _points(filter_at, list(layers))  # validated even when nothing filters
+            if not bank.active:
+                points = []
+            given = rules if isinstance(rules, Preset | Composite) else comp
             return _explain(
-                nodes, convs, x, target, label, preset, bank, points, keep_layers, budget
+                _Walk(graph, out_name, nodes, layers, steps, comp),
+                x,
+                target,
+                label,
+                class_index,
+                given,
+                bank,
+                points,
+                keep_layers,
+                budget,
             )
     finally:
         model.train(was_training)
 
 
-def _forward(
-    nodes: list[Node], convs: dict[str, _ConvStep], x: Tensor
-) -> tuple[Tensor, dict[str, Tensor], dict[str, Any], dict[str, tuple[int, ...]]]:
-    """Evaluate the graph; keep what the backward walk needs (conv inputs, reused outputs,
-    pool winners, shapes) and release everything else as soon as the forward is done with it.
-    Also returns every value's shape (for the memory plan)."""
-    keep: set[str] = set()
-    for node in nodes:
-        step = convs.get(node.name)
-        if step is not None:
-            keep.add(node.inputs[0])
-            if step.z_from is not None:
-                keep.add(step.z_from)
-    last_use: dict[str, int] = {}
-    for i, node in enumerate(nodes):
-        for name in node.inputs:
-            last_use[name] = i
-    values: dict[str, Tensor] = {INPUT: x}
-    shapes: dict[str, tuple[int, ...]] = {INPUT: tuple(x.shape)}
-    saved: dict[str, Any] = {}
-    for i, node in enumerate(nodes):
-        args = [values[n] for n in node.inputs]
-        if isinstance(node.op, nn.MaxPool3d):
-            out, saved[node.name] = maxpool_forward(node.op, args[0])
-        else:
-            out = apply_node(node, args)
-            if isinstance(node.op, CropLike):
-                saved[node.name] = tuple(args[0].shape[2:])
-            elif isinstance(node.op, Concat):
-                saved[node.name] = [a.shape[1] for a in args]
-        values[node.name] = out
-        shapes[node.name] = tuple(out.shape)
-        for name in node.inputs:
-            if last_use[name] == i and name not in keep:
-                del values[name]
-    logits = values[nodes[-1].name]
-    return logits, {k: v for k, v in values.items() if k in keep}, saved, shapes
+@dataclass
+class _Walk:
+    """What every chunk's walk shares: the recorded graph, the path's nodes and their steps."""
+
+    graph: Graph
+    out_name: str
+    nodes: list[Node]
+    layers: dict[str, _LayerPlan]
+    steps: dict[str, Step]
+    comp: Composite
+    epsilon: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.epsilon = self.comp.epsilon  # the steps' Context
+        self.producer = {n.output: i for i, n in enumerate(self.nodes)}
+
+    def value(self, name: str) -> Tensor:
+        return self.graph.value(name)
+
+    def kept(self, node: Node) -> list[str]:
+        """The forward values the node's step reads at walk time."""
+        plan = self.layers.get(node.name)
+        if plan is not None:
+            return [n for n in (node.inputs[0], plan.z_from) if n is not None]
+        keep_in, keep_out = self.steps[node.name].keeps(node)
+        out = list(node.inputs) if keep_in else []
+        return [*out, node.output] if keep_out and node.output is not None else out
 
 
 # ------------------------------------------------------------------------ the memory plan
@@ -376,37 +488,32 @@ def _numel(shape: Sequence[int]) -> int:
     return math.prod(shape[1:])  # per setting: the batch dimension is left out
 
 
-def _setting_bytes(
-    nodes: list[Node],
-    convs: dict[str, _ConvStep],
-    shapes: dict[str, tuple[int, ...]],
-    terms: dict[str, int],
-    itemsize: int,
-) -> int:
+def _setting_bytes(w: _Walk, terms: dict[str, int], itemsize: int) -> int:
     """Bytes one setting needs at the peak of the walk, from the shapes alone.
 
-    Mirrors :func:`_walk`: relevance waiting on the skip connections, plus the step's
-    temporaries (a conv step holds R, its channels-last copy, the J stacked gradient terms
-    and their sum; the filter a byte mask; a sum of two relevances the new tensor).
+    Mirrors :func:`_walk_chunk`: relevance waiting on the skip connections, plus the step's
+    temporaries (a layer step holds R, its channels-last copy, the J stacked gradient terms
+    and their sum; the filter a byte mask; another step a new tensor per input; a sum of two
+    relevances the new tensor).
     """
-    pending: dict[str, int] = {nodes[-1].name: _numel(shapes[nodes[-1].name])}
+    shapes = w.graph.shapes
+    pending: dict[str, int] = {w.out_name: _numel(shapes[w.out_name])}
     peak = 0
-    for node in reversed(nodes):
-        r = pending.pop(node.name, None)
+    for node in reversed(w.nodes):
+        r = pending.pop(node.output or "", None)
         if r is None:
             continue
         held = sum(pending.values())
-        n_src = _numel(shapes[node.inputs[0]])
-        if node.name in convs:
+        sizes = {n: _numel(shapes[n]) for n in node.inputs}
+        if node.name in w.layers:
+            n_src = sizes[node.inputs[0]]
             j = terms[node.name]
             step = 2 * r + j * n_src + (n_src if j > 1 else 0) + -(-n_src // itemsize)
             sent = {node.inputs[0]: n_src}
-        elif isinstance(node.op, Concat):
-            step = r + sum(_numel(shapes[n]) for n in node.inputs)  # parts that wait: copies
-            sent = {n: _numel(shapes[n]) for n in node.inputs}
-        else:  # pooling, crop: a new tensor of the input's size; pass-through: none
-            step = r + (n_src if isinstance(node.op, nn.MaxPool3d | CropLike) else 0)
-            sent = {node.inputs[0]: n_src}
+        elif w.steps[node.name] is PASS:
+            step, sent = r, {node.inputs[0]: sizes[node.inputs[0]]} if node.inputs else {}
+        else:  # a new tensor per input (cat: the parts that wait are copies)
+            step, sent = r + sum(sizes.values()), sizes
         peak = max(peak, held + step)
         for name, n in sent.items():
             if name in pending:  # a sum: old + new + result alive together
@@ -416,46 +523,36 @@ def _setting_bytes(
     return peak * itemsize
 
 
-def _terms(step: _ConvStep, x: Tensor) -> int:
-    """How many terms (c_t, W_t) the step's rule stacks (2 for z+, 1 for w+ and epsilon)."""
-    layer = step.layer
+def _terms(plan: _LayerPlan, x: Tensor) -> int:
+    """How many terms (c_t, W_t) the layer's rule stacks (2 for z+, 1 for w+ and epsilon)."""
+    layer = plan.layer
     c_in = layer.weight.shape[layer.in_dim]
-    probe = x.new_ones(1, c_in, *([1] * (x.dim() - 2)))
-    return len(step.rule.terms(probe, layer.weight, layer))
+    probe = x.new_ones(1, c_in, *([1] * layer.dims))
+    return len(plan.rule.terms(probe, layer.weight, layer))
 
 
 def _memory_plan(
-    nodes: list[Node],
-    convs: dict[str, _ConvStep],
-    shapes: dict[str, tuple[int, ...]],
-    held: int,
-    x: Tensor,
-    k: int,
-    keep_layers: bool,
-    budget: float,
+    w: _Walk, held: int, x: Tensor, k: int, keep_layers: bool, budget: float
 ) -> MemoryPlan:
     """Chunks for ``k`` settings under ``budget`` bytes; ``held``: bytes the forward pass left
     for the walk (kept activations, pool winners)."""
     itemsize = x.element_size()
-    terms = {name: _terms(step, x) for name, step in convs.items()}
-    per_setting = _setting_bytes(nodes, convs, shapes, terms, itemsize)
+    shapes = w.graph.shapes
+    terms = {name: _terms(p, x) for name, p in w.layers.items()}
+    per_setting = _setting_bytes(w, terms, itemsize)
     results = _numel(shapes[INPUT])  # the maps (and the kept layers) of every setting
     if keep_layers:
-        results += _numel(shapes[nodes[-1].name])
-        results += sum(_numel(shapes[nodes[i].inputs[0]]) for i in _conv_index(nodes, convs))
+        results += _numel(shapes[w.out_name])
+        results += sum(_numel(shapes[n.inputs[0]]) for n in w.nodes if n.name in w.layers)
     step_shared = 0  # a step's own denominators: stacked inputs (+ copy), Z and stab(Z)
     cached = 0  # what caching every step's denominators adds to the kept activations
-    for node in nodes:
-        if node.name in convs:
-            n_in, n_out = _numel(shapes[node.inputs[0]]), _numel(shapes[node.name])
+    for node in w.nodes:
+        if node.name in w.layers:
+            n_in, n_out = _numel(shapes[node.inputs[0]]), _numel(shapes[node.output or ""])
             j = terms[node.name]
             step_shared = max(step_shared, (2 * j * n_in + 3 * n_out) * itemsize)
             cached += (n_out + (j * n_in if j > 1 else 0)) * itemsize
     return plan(k, per_setting, held + k * results * itemsize + step_shared, cached, budget)
-
-
-def _conv_index(nodes: list[Node], convs: dict[str, _ConvStep]) -> list[int]:
-    return [i for i, node in enumerate(nodes) if node.name in convs]
 
 
 # ------------------------------------------------------------------------------ the walk
@@ -473,23 +570,29 @@ class _Walked:
 
 
 def _explain(
-    nodes: list[Node],
-    convs: dict[str, _ConvStep],
+    w: _Walk,
     x: Tensor,
     target: Target,
     label: Any,
-    preset: Preset,
+    class_index: int,
+    given: Preset | Composite,
     bank: FilterBank,
     points: list[str],
     keep_layers: bool,
     budget: float,
 ) -> Explanation:
-    logits, acts, saved, shapes = _forward(nodes, convs, x)
-    start, target_name = _start(target, logits, label)
+    graph = w.graph
+    logits = graph.value(w.out_name)
+    needed = {name for node in w.nodes for name in w.kept(node)} | {w.out_name, INPUT}
+    for name in [n for n in graph.values if n not in needed]:
+        del graph.values[name]
+    start, target_name = _start(target, logits, label, class_index)
     k = len(bank)
-    held = sum(t.numel() * t.element_size() for t in acts.values() if t is not x)
-    held += sum(s.indices.numel() * 8 for s in saved.values() if hasattr(s, "indices"))
-    memory = _memory_plan(nodes, convs, shapes, held, x, k, keep_layers, budget)
+    held = sum(t.numel() * t.element_size() for t in graph.values.values() if t is not x)
+    held += sum(
+        n.saved.indices.numel() * 8 for n in w.nodes if hasattr(n.saved, "indices")
+    )  # max-pool winners
+    memory = _memory_plan(w, held, x, k, keep_layers, budget)
     notes = []
     if not memory.fits:
         notes.append(
@@ -503,11 +606,8 @@ def _explain(
     for i, chunk in enumerate(chunks):
         sub = bank if len(chunks) == 1 else FilterBank(bank.filters[chunk.start : chunk.stop])
         walked.append(
-            _walk(
-                nodes,
-                convs,
-                acts,
-                saved,
+            _walk_chunk(
+                w,
                 start,
                 x,
                 sub,
@@ -518,7 +618,7 @@ def _explain(
                 cache=cache,
             )
         )
-    del acts, saved, cache
+    del cache
     first = walked[0]
     if len(walked) == 1:
         relevance, sums, totals, layers = (
@@ -529,13 +629,13 @@ def _explain(
         )
     else:
         relevance = x.new_empty(k, *x.shape[1:])
-        for chunk, w in zip(chunks, walked, strict=True):
-            relevance[chunk.start : chunk.stop] = w.relevance
-            w.relevance = relevance[:0]  # release the chunk's copy
-        sums = torch.cat([torch.stack(w.sums) for w in walked], dim=1)
-        totals = torch.cat([torch.stack(w.totals) for w in walked], dim=1)
+        for chunk, wk in zip(chunks, walked, strict=True):
+            relevance[chunk.start : chunk.stop] = wk.relevance
+            wk.relevance = relevance[:0]  # release the chunk's copy
+        sums = torch.cat([torch.stack(wk.sums) for wk in walked], dim=1)
+        totals = torch.cat([torch.stack(wk.totals) for wk in walked], dim=1)
         layers = {
-            name: torch.cat([w.layers.pop(name) for w in walked]) for name in first.layers.copy()
+            name: torch.cat([wk.layers.pop(name) for wk in walked]) for name in first.layers.copy()
         }
     empty = not bool(start.any())
     if empty:
@@ -550,7 +650,7 @@ def _explain(
         conservation=Conservation(first.names, sums.cpu(), totals.cpu()),
         filters=list(bank.filters),
         points=points,
-        preset=preset,
+        preset=given,
         target=target_name,
         layers=layers,
         empty_target=empty,
@@ -559,11 +659,8 @@ def _explain(
     )
 
 
-def _walk(
-    nodes: list[Node],
-    convs: dict[str, _ConvStep],
-    acts: dict[str, Tensor],
-    saved: dict[str, Any],
+def _walk_chunk(
+    w: _Walk,
     start: Tensor,
     x: Tensor,
     bank: FilterBank,
@@ -575,24 +672,21 @@ def _walk(
 ) -> _Walked:
     """The backward walk for the settings of ``bank`` (one chunk).
 
-    ``release``: drop activations from ``acts`` once the walk has passed them (the last
-    chunk, or the first when the prepared rules are cached); ``last``: also drop the pool
-    winners and shapes from ``saved`` and the cached rules. ``cache`` (None = no cache):
-    prepared rules by conv node, filled by the first chunk and read by the others.
+    ``release``: drop forward values once the walk has passed them (the last chunk, or the
+    first when the prepared rules are cached); ``last``: also drop what the steps saved at
+    capture and the cached rules. ``cache`` (None = no cache): prepared rules by layer node,
+    filled by the first chunk and read by the others.
     """
-    release_at: dict[str, list[str]] = {}  # conv node -> kept values its step last reads
+    graph = w.graph
+    release_at: dict[str, list[str]] = {}  # node -> kept values its step is the last to read
     seen: set[str] = set()
-    for node in nodes:
-        step = convs.get(node.name)
-        if step is None:
-            continue
-        for name in (node.inputs[0], step.z_from):
-            if name is not None and name not in seen:
+    for node in w.nodes:
+        for name in w.kept(node):
+            if name not in seen:
                 seen.add(name)
                 release_at.setdefault(node.name, []).append(name)
     k = len(bank)
-    get = saved.pop if last else saved.__getitem__
-    layers: dict[str, Tensor] = {}
+    kept: dict[str, Tensor] = {}
     names: list[str] = []
     sums: list[Tensor] = []
     totals: list[Tensor] = []
@@ -607,7 +701,7 @@ def _walk(
         sums.append(s)
         totals.append(torch.stack(list(pending_sum.values())).sum(0))
         if keep_layers:  # a copy: the walk overwrites relevance it no longer needs
-            layers[name] = r.clone(memory_format=torch.contiguous_format)
+            kept[name] = r.clone(memory_format=torch.contiguous_format)
 
     def send(name: str, r: Tensor, s: Tensor) -> None:
         """Add relevance ``r`` (sum ``s`` per setting) to what value ``name`` receives."""
@@ -620,70 +714,70 @@ def _walk(
     def filt(name: str, r: Tensor) -> Tensor:
         return bank.apply_(r) if name in filtered else r
 
-    def prepared(name: str, step: _ConvStep, src: str) -> PreparedRule:
-        if cache is not None and name in cache:
-            return cache.pop(name) if last else cache[name]
-        z = acts[step.z_from] if step.z_from is not None else None
-        rule = step.rule.prepare(step.layer, acts[src], z)
+    def prepared(node: Node, plan: _LayerPlan) -> PreparedRule:
+        if cache is not None and node.name in cache:
+            return cache.pop(node.name) if last else cache[node.name]
+        z = graph.value(plan.z_from) if plan.z_from is not None else None
+        rule = plan.rule.prepare(plan.layer, graph.value(node.inputs[0]), z)
         if cache is not None:
             rule = rule.batched() if k > 1 else rule
-            cache[name] = rule
+            cache[node.name] = rule
         return rule
 
     r0 = filt(OUTPUT, start.expand(k, *start.shape[1:]).clone())
     s0 = total(r0)
-    send(nodes[-1].name, r0, s0)
+    send(w.out_name, r0, s0)
     record(OUTPUT, r0, s0)
     del r0
-    for node in reversed(nodes):
-        r = pending.pop(node.name, None)
-        s = pending_sum.pop(node.name, None)
+    for node in reversed(w.nodes):
+        r = pending.pop(node.output or "", None)
+        s = pending_sum.pop(node.output or "", None)
         if r is None or s is None:
             continue
-        op = node.op
-        src = node.inputs[0]
-        if node.name in convs:
-            r_in = prepared(node.name, convs[node.name], src)(r, inplace=True)
+        plan = w.layers.get(node.name)
+        if plan is not None:
+            src = node.inputs[0]
+            r_in = prepared(node, plan)(r, inplace=True)
             del r
             r_in = filt(node.name, r_in)
             s_in = total(r_in)
             send(src, r_in, s_in)
             record(node.name, r_in, s_in)
             del r_in
-        elif isinstance(op, nn.MaxPool3d):  # sums carry over: relevance is only moved
-            send(src, maxpool_relevance(r, get(node.name)), s)
-        elif isinstance(op, Concat):
-            parts = r.split(get(node.name), dim=1)
-            del r
+        else:
+            step = w.steps[node.name]
+            parts = step.relevance(node, r, w)
+            if len(parts) != len(node.inputs):
+                raise StrokeLRPError(
+                    f"the step of node {node.name!r} returned {len(parts)} relevance(s) for "
+                    f"{len(node.inputs)} input(s)"
+                )
             # the part walked next is used as is; the others wait on skip connections and are
-            # copied so that they do not hold the whole tensor (all channels) alive meanwhile
-            order = sorted(range(len(parts)), key=lambda i: -_index(nodes, node.inputs[i]))
+            # copied (a cut's parts are views) so that they do not hold all of r alive
+            order = sorted(
+                (i for i, p in enumerate(parts) if p is not None),
+                key=lambda i: -w.producer.get(node.inputs[i], -1),
+            )
             for rank, i in enumerate(order):
-                part = parts[i] if rank == 0 else parts[i].clone()
+                part = parts[i]
+                assert part is not None
+                if part is r:  # relevance passed unchanged: its sums too
+                    send(node.inputs[i], part, s)
+                    continue
+                if rank > 0 and step is CAT:
+                    part = part.clone()
                 send(node.inputs[i], part, total(part))
-            del parts, part
-        elif isinstance(op, CropLike):
-            d, h, w = get(node.name)
-            pad = (0, w - r.shape[4], 0, h - r.shape[3], 0, d - r.shape[2])
-            send(src, F.pad(r, pad), s)
-        else:  # pass-through (BatchNorm, folded or not; activations): checked by _plan
-            send(src, r, s)
+            del r, parts
+            if last:
+                node.saved = None
         if release:
             for name in release_at.get(node.name, ()):
-                acts.pop(name, None)
+                graph.values.pop(name, None)
     relevance = pending.pop(INPUT, None)
     if relevance is None:
         relevance = x.new_zeros(k, *x.shape[1:])
     s_input = pending_sum.pop(INPUT, None)
     pending_sum[INPUT] = total(relevance) if s_input is None else s_input
     record(INPUT, relevance, pending_sum[INPUT])
-    layers.pop(INPUT, None)
-    return _Walked(relevance, names, sums, totals, layers)
-
-
-def _index(nodes: list[Node], name: str) -> int:
-    """Position of the node producing value ``name`` (-1 for the input)."""
-    for i, node in enumerate(nodes):
-        if node.name == name:
-            return i
-    return -1
+    kept.pop(INPUT, None)
+    return _Walked(relevance, names, sums, totals, kept)

@@ -2,7 +2,7 @@
 
 A preset names one rule for the first convolution (the one reading the network input), one
 for the body (every other ``Conv3d`` / ``ConvTranspose3d``), optionally one for the upper
-layers (the decoder: every convolution from the first ``ConvTranspose3d`` on; default: the
+layers (the decoder: module paths matching ``upper_paths``; default: the
 body's rule) and one for the head (the last node, producing the logits), the BatchNorm
 handling (``pass``: relevance passes unchanged; ``fold``: BatchNorm is folded into the
 preceding convolution) and the rules' parameters.
@@ -37,7 +37,9 @@ class Preset:
     """Which rule goes where. Rule names: ``epsilon``, ``w+``, ``z+``, ``zB``, ``gamma``,
     ``flat``, ``w2``.
 
-    ``upper``: the rule of the decoder's convolutions (None: the body's). ``epsilon`` is every
+    ``upper``: the rule of the decoder's convolutions, the layers whose module path matches
+    one of ``upper_paths`` (glob patterns; UNet3D ``up*``/``dec*``, MONAI BasicUNet
+    ``upcat_*``); None: the body's rule. ``epsilon`` is every
     rule's stabiliser; ``low`` / ``high`` are the z^B bounds (scalars or one value per input
     channel); ``gamma`` the LRP-gamma factor.
     """
@@ -53,6 +55,7 @@ class Preset:
     description: str = ""
     upper: str | None = None
     gamma: float = 0.25
+    upper_paths: tuple[str, ...] = ("up*", "dec*", "upcat_*", "decoder*")
 
     def __post_init__(self) -> None:
         for where in ("first", "body", "upper", "head"):
@@ -98,8 +101,10 @@ PRESETS: dict[str, Preset] = {
             body="w+",
             head="w+",
             batchnorm="pass",
-            description="Tjoa et al. 2020: z^B (0, 1) first, w+ (eq. 1) on every other "
-            "convolution, BatchNorm and activations pass relevance through, eps 1e-9",
+            description="the paper's configuration, for reproduction (Tjoa et al. 2020): "
+            "z^B (0, 1) first, w+ (eq. 1) on every other convolution, BatchNorm and "
+            "activations pass relevance through, eps 1e-9; measured weaknesses in "
+            "docs/method.md section 6",
         ),
         Preset(
             "epsilon",
@@ -108,8 +113,8 @@ PRESETS: dict[str, Preset] = {
             head="epsilon",
             batchnorm="fold",
             epsilon=0.25,
-            description="LRP-epsilon everywhere, eps 0.25, BatchNorm folded (with eps -> 0: "
-            "gradient x input on a bias-free network; BatchNorm passed through explodes)",
+            description="the default: LRP-epsilon everywhere, eps 0.25, BatchNorm folded; "
+            "the configuration that passed the trust checks (docs/method.md section 6)",
         ),
         Preset("wplus", "w+", "w+", "w+", description="w+ (eq. 1) everywhere; for checks"),
         Preset("zplus", "z+", "z+", "z+", description="z+ for signed inputs everywhere"),
@@ -148,7 +153,7 @@ PRESETS: dict[str, Preset] = {
 }
 """The registry: the CLI offers exactly these names."""
 
-DEFAULT_PRESET = "paper"
+DEFAULT_PRESET = "epsilon"
 """The preset ``explain``, the ``explain`` and ``sweep`` commands and the demo use by default:
 chosen by measurement (docs/method.md, "which rules, measured")."""
 
@@ -180,4 +185,6 @@ def resolve(rules: str | Preset) -> Preset:
         return rules
     if isinstance(rules, str):
         return preset(rules)
-    raise StrokeLRPError(f"rules must be a preset name or a Preset, got {type(rules).__name__}")
+    raise StrokeLRPError(
+        f"rules must be a preset name, a Preset or a Composite, got {type(rules).__name__}"
+    )

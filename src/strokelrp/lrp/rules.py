@@ -1,4 +1,5 @@
-"""Relevance rules for 3-D (transposed) convolutions, max pooling, and BatchNorm folding.
+"""Relevance rules for (transposed) convolutions in 1-3 D and linear layers, max pooling, and
+BatchNorm folding.
 
 A convolution is seen as a linear map ``z = W a + b``. Every rule here has the same shape
 (the paper's algorithm 1, generalised): the rule names *terms* ``(c_t, W_t)`` built from the
@@ -8,12 +9,13 @@ input activation ``a`` and the weight ``W``; then
     S     = R / stab(Z),             stab(Z) = Z + eps * sign(Z), sign(0) = +1
     R_in  = sum_t c_t * gradprop(S, W_t)
 
-where ``gradprop`` is the layer's transposed operation (``conv_transpose3d`` for ``Conv3d``,
-``conv3d`` for ``ConvTranspose3d``). The terms are stacked along the input channels so that
-``Z`` is one convolution and ``gradprop`` is one transposed convolution. ``Z`` (and stab(Z))
+where ``gradprop`` is the layer's transposed operation (``conv_transposeNd`` for ``ConvNd``,
+``convNd`` for ``ConvTransposeNd``, ``s @ W`` for ``Linear``). The terms are stacked along
+the input channels so that ``Z`` is one convolution and ``gradprop`` is one transposed
+convolution. ``Z`` (and stab(Z))
 is computed once with batch 1; the relevance ``R`` may carry a batch of K filter settings.
 
-Shapes: activations ``(1, C_in, D, H, W)``, relevance ``(K, C_out, d, h, w)``.
+Shapes: activations ``(1, C_in, *S)``, relevance ``(K, C_out, *s)`` (S: 0-3 spatial dims).
 """
 
 from __future__ import annotations
@@ -28,56 +30,86 @@ from torch import Tensor, nn
 
 from strokelrp.errors import StrokeLRPError
 
-Triple = tuple[int, int, int]
+Ints = tuple[int, ...]
 Bound = float | Sequence[float] | Tensor
 
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+TRANSPOSED_TYPES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+LAYER_TYPES = (*CONV_TYPES, *TRANSPOSED_TYPES, nn.Linear)
+"""The modules a rule applies to: (transposed) convolutions in 1-3 D and ``Linear``."""
 
-def _triple(value: int | Sequence[int], what: str, module: nn.Module) -> Triple:
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+def _ints(value: int | Sequence[int], n: int, what: str, module: nn.Module) -> Ints:
     if isinstance(value, str):
         raise StrokeLRPError(f"{module}: padding={value!r} is not supported (use integers)")
-    out = tuple(value) if isinstance(value, Sequence) else (value,) * 3
-    if len(out) != 3:
-        raise StrokeLRPError(f"{module}: {what} must have 3 entries, got {value!r}")
+    out = tuple(value) if isinstance(value, Sequence) else (value,) * n
+    if len(out) != n:
+        raise StrokeLRPError(f"{module}: {what} must have {n} entries, got {value!r}")
     return out  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
 class ConvLayer:
-    """A ``Conv3d`` or ``ConvTranspose3d`` as a linear map: its weight, bias and geometry.
+    """A (transposed) convolution in 1-3 D or a ``Linear`` as a linear map: weight, bias, geometry.
 
-    ``weight`` is laid out as the module's (``Conv3d``: (C_out, C_in, k, k, k);
-    ``ConvTranspose3d``: (C_in, C_out, k, k, k)); ``in_dim`` is the weight's input-channel dim.
+    ``weight`` is laid out as the module's (``ConvNd``: (C_out, C_in, *k);
+    ``ConvTransposeNd``: (C_in, C_out, *k); ``Linear``: (C_out, C_in)); ``in_dim`` is the
+    weight's input-channel dim. A ``Linear`` has ``dims`` = 0 and acts on the last dimension.
     """
 
     transposed: bool
     weight: Tensor
     bias: Tensor | None
-    stride: Triple
-    padding: Triple
-    dilation: Triple
-    output_padding: Triple = (0, 0, 0)
+    stride: Ints
+    padding: Ints
+    dilation: Ints
+    output_padding: Ints = ()
+    linear: bool = False
 
     @classmethod
     def from_module(cls, module: nn.Module) -> ConvLayer:
-        """View a ``nn.Conv3d`` / ``nn.ConvTranspose3d`` (groups 1, zero padding) as a layer."""
-        if not isinstance(module, nn.Conv3d | nn.ConvTranspose3d):
+        """View a ``nn.ConvNd`` / ``nn.ConvTransposeNd`` (groups 1, zero padding) or a
+        ``nn.Linear`` as a layer."""
+        if isinstance(module, nn.Linear):
+            return cls(
+                transposed=False,
+                weight=module.weight.detach(),
+                bias=None if module.bias is None else module.bias.detach(),
+                stride=(),
+                padding=(),
+                dilation=(),
+                linear=True,
+            )
+        if not isinstance(module, LAYER_TYPES):
             raise StrokeLRPError(f"no convolution rule for {type(module).__name__}")
         if module.groups != 1:
-            raise StrokeLRPError(f"{module}: grouped convolutions are not supported")
+            raise StrokeLRPError(
+                f"{module}: grouped convolutions (groups={module.groups}) are not supported; "
+                "only groups=1"
+            )
         if module.padding_mode != "zeros":
             raise StrokeLRPError(f"{module}: padding_mode={module.padding_mode!r} not supported")
-        transposed = isinstance(module, nn.ConvTranspose3d)
+        transposed = isinstance(module, TRANSPOSED_TYPES)
+        n = module.weight.dim() - 2
         return cls(
             transposed=transposed,
             weight=module.weight.detach(),
             bias=None if module.bias is None else module.bias.detach(),
-            stride=_triple(module.stride, "stride", module),
-            padding=_triple(module.padding, "padding", module),
-            dilation=_triple(module.dilation, "dilation", module),
-            output_padding=_triple(module.output_padding, "output_padding", module)
+            stride=_ints(module.stride, n, "stride", module),
+            padding=_ints(module.padding, n, "padding", module),
+            dilation=_ints(module.dilation, n, "dilation", module),
+            output_padding=_ints(module.output_padding, n, "output_padding", module)
             if transposed
-            else (0, 0, 0),
+            else (0,) * n,
         )
+
+    @property
+    def dims(self) -> int:
+        """Number of spatial dimensions (0 for ``Linear``)."""
+        return self.weight.dim() - 2
 
     @property
     def in_dim(self) -> int:
@@ -90,29 +122,34 @@ class ConvLayer:
         return 1 if self.transposed else 0
 
     def forward(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-        """The layer's map with ``weight``: (B, C_in', D, H, W) -> (B, C_out, d, h, w)."""
+        """The layer's map with ``weight``: (B, C_in', *S) -> (B, C_out, *s)."""
+        if self.linear:
+            return F.linear(x, weight, bias)
         if self.transposed:
-            return F.conv_transpose3d(
+            return _CONV_T[self.dims](
                 x, weight, bias, self.stride, self.padding, self.output_padding, 1, self.dilation
             )
-        return _conv3d(x, weight, bias, self.stride, self.padding, self.dilation)
+        return _conv(x, weight, bias, self.stride, self.padding, self.dilation)
 
     def gradprop(self, s: Tensor, weight: Tensor, in_shape: Sequence[int]) -> Tensor:
-        """The transposed map: (K, C_out, d, h, w) -> (K, C_in', *in_shape) (spatial shape)."""
+        """The transposed map: (K, C_out, *s) -> (K, C_in', *in_shape) (spatial shape)."""
+        if self.linear:
+            return s.matmul(weight)
         if self.transposed:
-            return _conv3d(s, weight, None, self.stride, self.padding, self.dilation)
+            return _conv(s, weight, None, self.stride, self.padding, self.dilation)
         k = weight.shape[2:]
+        ones = (1,) * self.dims
         if (
             _onednn(s, weight)
-            and self.stride == (1, 1, 1)
-            and self.dilation == (1, 1, 1)
+            and self.stride == ones
+            and self.dilation == ones
             and all(p <= kk - 1 for p, kk in zip(self.padding, k, strict=True))
         ):  # the transposed convolution as a convolution with the flipped, transposed kernel
-            flipped = weight.transpose(0, 1).flip(2, 3, 4)
+            flipped = weight.transpose(0, 1).flip(*range(2, weight.dim()))
             pad = [kk - 1 - p for p, kk in zip(self.padding, k, strict=True)]
             fmt = CHANNELS_LAST if s.is_contiguous(memory_format=CHANNELS_LAST) else None
             return torch.mkldnn_convolution(
-                _dense(s, fmt), _dense(flipped, fmt), None, pad, [1, 1, 1], [1, 1, 1], 1
+                _dense(s, fmt), _dense(flipped, fmt), None, pad, list(ones), list(ones), 1
             )
         extra = tuple(
             n - ((m - 1) * st - 2 * p + dl * (kk - 1) + 1)
@@ -120,7 +157,7 @@ class ConvLayer:
                 in_shape, s.shape[2:], self.stride, self.padding, self.dilation, k, strict=True
             )
         )
-        return F.conv_transpose3d(
+        return _CONV_T[self.dims](
             s, weight, None, self.stride, self.padding, extra, 1, self.dilation
         )
 
@@ -129,7 +166,8 @@ CHANNELS_LAST = torch.channels_last_3d
 
 
 def _onednn(x: Tensor, weight: Tensor) -> bool:
-    """Whether to call oneDNN directly: float32 on the CPU, a kernel wider than 1.
+    """Whether to call oneDNN directly: a 3-D convolution in float32 on the CPU, a kernel
+    wider than 1.
 
     PyTorch sends a batch-1 CPU convolution to oneDNN only when ``N * C * D * H`` exceeds
     20480; below that its im2col path is several times slower here (see
@@ -137,6 +175,8 @@ def _onednn(x: Tensor, weight: Tensor) -> bool:
     """
     return (
         x.device.type == "cpu"
+        and x.dim() == 5
+        and weight.dim() == 5
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and any(k > 1 for k in weight.shape[2:])
@@ -150,21 +190,21 @@ def _dense(t: Tensor, fmt: torch.memory_format | None) -> Tensor:
     return t.contiguous(memory_format=fmt) if fmt is not None else t.contiguous()
 
 
-def _conv3d(
+def _conv(
     x: Tensor,
     weight: Tensor,
     bias: Tensor | None,
-    stride: Triple,
-    padding: Triple,
-    dilation: Triple,
+    stride: Ints,
+    padding: Ints,
+    dilation: Ints,
 ) -> Tensor:
-    """``F.conv3d`` (groups 1), through oneDNN on the CPU in float32."""
+    """``F.convNd`` (groups 1); 3-D float32 on the CPU through oneDNN."""
     if _onednn(x, weight):
         fmt = CHANNELS_LAST if x.is_contiguous(memory_format=CHANNELS_LAST) else None
         return torch.mkldnn_convolution(
             _dense(x, fmt), _dense(weight, fmt), bias, padding, stride, dilation, 1
         )
-    return F.conv3d(x, weight, bias, stride, padding, dilation)
+    return _CONV[weight.dim() - 2](x, weight, bias, stride, padding, dilation)
 
 
 def fold_batchnorm(layer: ConvLayer, bn: nn.Module) -> ConvLayer:
@@ -417,11 +457,15 @@ class PoolState:
     in_shape: tuple[int, ...] = field(default=())
 
 
-def maxpool_forward(module: nn.MaxPool3d, a: Tensor) -> tuple[Tensor, PoolState]:
+MAXPOOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+_MAXPOOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+
+
+def maxpool_forward(module: nn.Module, a: Tensor) -> tuple[Tensor, PoolState]:
     """The module's output (same values) and the winners' flat indices for the relevance step."""
-    if not isinstance(module, nn.MaxPool3d):
+    if not isinstance(module, MAXPOOL_TYPES):
         raise StrokeLRPError(f"no pooling rule for {type(module).__name__}")
-    out, idx = F.max_pool3d(
+    out, idx = _MAXPOOL[a.dim() - 2](
         a,
         module.kernel_size,
         module.stride,
@@ -434,7 +478,7 @@ def maxpool_forward(module: nn.MaxPool3d, a: Tensor) -> tuple[Tensor, PoolState]
 
 
 def maxpool_relevance(relevance: Tensor, state: PoolState) -> Tensor:
-    """Winner-take-all: (K, C, d, h, w) -> (K, C, D, H, W); windows that share a winner add."""
+    """Winner-take-all: (K, C, *s) -> (K, C, *S); windows that share a winner add."""
     k, c = relevance.shape[:2]
     n = 1
     for s in state.in_shape:

@@ -7,6 +7,7 @@ k2, s2, no bias), crop to the skip's shape, concatenate (skip, up), two conv lay
 1x1x1 Conv3d to ``num_classes`` logits (the authors' extra BatchNorm + ReLU after the head is
 left out: cross-entropy wants unbounded logits). The convolutions are
 :class:`strokelrp.model.conv.Conv3d`: ``nn.Conv3d`` with a faster CPU path for batch 1.
+``forward`` is a plain module forward: the relevance engine records it like any network's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import torch
 from torch import nn
 
 from strokelrp.model.conv import Conv3d
-from strokelrp.model.graph import INPUT, Concat, CropLike, Node, run_graph
 
 LEAKY_SLOPE = 0.2
 
@@ -32,15 +32,6 @@ class ConvBlock(nn.Module):
         self.bn2 = nn.BatchNorm3d(cout)
         self.act2 = nn.LeakyReLU(LEAKY_SLOPE)
 
-    def nodes(self, prefix: str, source: str) -> list[Node]:
-        """The block as graph nodes named ``prefix.conv1`` ... reading value ``source``."""
-        out, prev = [], source
-        for part in ("conv1", "bn1", "act1", "conv2", "bn2", "act2"):
-            name = f"{prefix}.{part}"
-            out.append(Node(name, getattr(self, part), (prev,)))
-            prev = name
-        return out
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act1(self.bn1(self.conv1(x)))
         return self.act2(self.bn2(self.conv2(x)))
@@ -49,8 +40,8 @@ class ConvBlock(nn.Module):
 class UNet3D(nn.Module):
     """(B, in_channels, D, H, W) -> logits (B, num_classes, D, H, W), any D, H, W >= 1.
 
-    ``graph()`` returns the explicit node list that ``forward`` evaluates; node names are the
-    module names (``enc1.conv1``, ``up3``, ``head``) plus ``cat1..3`` and ``crop1..3``.
+    Decoder level ``l``: ``up{l}`` (transposed convolution), cropped to the skip's shape,
+    concatenated as (skip, up) and passed through ``dec{l}``.
     """
 
     def __init__(self, in_channels: int = 6, num_classes: int = 2, width: int = 32) -> None:
@@ -73,38 +64,25 @@ class UNet3D(nn.Module):
         self.up1 = nn.ConvTranspose3d(4 * w, 4 * w, kernel_size=2, stride=2, bias=False)
         self.dec1 = ConvBlock(2 * w + 4 * w, 2 * w, 2 * w)
         self.head = Conv3d(2 * w, num_classes, kernel_size=1)
-        self._graph = self._build_graph()
-
-    def _build_graph(self) -> list[Node]:
-        g: list[Node] = []
-        g += self.enc1.nodes("enc1", INPUT)
-        g.append(Node("pool1", self.pool1, ("enc1.act2",)))
-        g += self.enc2.nodes("enc2", "pool1")
-        g.append(Node("pool2", self.pool2, ("enc2.act2",)))
-        g += self.enc3.nodes("enc3", "pool2")
-        g.append(Node("pool3", self.pool3, ("enc3.act2",)))
-        g += self.enc4.nodes("enc4", "pool3")
-        below = "enc4.act2"
-        for level in (3, 2, 1):
-            skip = f"enc{level}.act2"
-            g.append(Node(f"up{level}", getattr(self, f"up{level}"), (below,)))
-            g.append(Node(f"crop{level}", CropLike(), (f"up{level}", skip)))
-            g.append(Node(f"cat{level}", Concat(), (skip, f"crop{level}")))
-            g += getattr(self, f"dec{level}").nodes(f"dec{level}", f"cat{level}")
-            below = f"dec{level}.act2"
-        g.append(Node("head", self.head, (below,)))
-        return g
-
-    def graph(self) -> list[Node]:
-        """The nodes ``forward`` evaluates, in order; the last one is the logit output."""
-        return list(self._graph)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"UNet3D expects (B, {self.in_channels}, D, H, W), got {tuple(x.shape)}"
             )
-        return run_graph(self._graph, x)[0]
+        skips = []
+        h = x
+        for level in (1, 2, 3):
+            h = getattr(self, f"enc{level}")(h)
+            skips.append(h)
+            h = getattr(self, f"pool{level}")(h)
+        h = self.enc4(h)
+        for level in (3, 2, 1):
+            skip = skips[level - 1]
+            up = getattr(self, f"up{level}")(h)
+            d, hh, w = skip.shape[2:]  # 2 * ceil(n / 2) may exceed n by one: crop
+            h = getattr(self, f"dec{level}")(torch.cat([skip, up[..., :d, :hh, :w]], dim=1))
+        return self.head(h)
 
 
 def count_parameters(model: nn.Module) -> int:

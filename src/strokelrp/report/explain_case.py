@@ -70,7 +70,8 @@ class CaseExplanation:
     notes: list[str] = field(default_factory=list)
 
     def paths(self) -> list[Path]:
-        return [*self.relevance.values(), self.prediction, self.figure, self.summary]
+        paths = [*self.relevance.values(), self.prediction, self.figure, self.summary]
+        return list(dict.fromkeys(paths))  # without a figure, ``figure`` is the summary
 
 
 def describe_filter(filt: Any) -> Setting:
@@ -187,6 +188,8 @@ def explain_case(
     if modality not in MODALITIES:
         raise StrokeLRPError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
     run = Path(run)
+    if not run.is_dir():
+        raise StrokeLRPError(f"run folder {run} does not exist")
     if filters and all(isinstance(f, Setting) for f in filters):
         settings = [describe_filter(None)] + [s for s in filters if s.filter is not None]
     else:

@@ -370,27 +370,18 @@ def run_networks(run_dir: str | Path) -> list[Path]:
 
 
 def build_model(config: TrainConfig) -> nn.Module:
-    """A fresh UNet3D of the config's width (6 modalities in, 2 classes out)."""
+    """A fresh network of the config's architecture and width (6 modalities in, 2 classes)."""
     from strokelrp.config import MODALITIES
-    from strokelrp.model import UNet3D
+    from strokelrp.model.architectures import build_network
 
-    return UNet3D(in_channels=len(MODALITIES), num_classes=2, width=config.width)
-
-
-def model_from_checkpoint(ckpt: Checkpoint, device: str | torch.device = "cpu") -> nn.Module:
-    """The checkpoint's UNet3D with its weights, in eval mode on ``device``."""
-    model = build_model(ckpt.config)
-    try:
-        model.load_state_dict(ckpt.model_state, strict=True)
-    except RuntimeError as err:
-        raise StrokeLRPError(f"{ckpt.path}: weights do not fit a UNet3D: {err}") from err
-    return model.to(device).eval()
+    return build_network(config.arch, len(MODALITIES), 2, config.width)
 
 
 def load_trained(
     run_dir: str | Path, checkpoint: str | int | Path = LAST, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, Checkpoint]:
-    """The trained UNet3D of a single-network run (eval mode, on ``device``) and its checkpoint.
+    """The trained network of a single-network run (eval mode, on ``device``; its architecture
+    from the run's config) and its checkpoint.
 
     ``checkpoint``: ``"last"`` (the newest complete checkpoint), an epoch number,
     ``"epoch-NNN"`` or a ``.safetensors`` path of this run (one of another run is refused:
@@ -400,8 +391,6 @@ def load_trained(
     loaded, even while training is still writing newer checkpoints.
     """
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise StrokeLRPError(f"run folder {run_dir} does not exist")
     networks = run_networks(run_dir) if (run_dir / "config.toml").exists() else [run_dir]
     if len(networks) > 1:
         names = ", ".join(p.name for p in networks)
@@ -411,7 +400,13 @@ def load_trained(
         )
     ckpt = resolve_checkpoint(run_dir, checkpoint)
     check_own_checkpoint(run_dir, ckpt.path)
-    model = model_from_checkpoint(ckpt, device)
+    model = build_model(ckpt.config)
+    try:
+        model.load_state_dict(ckpt.model_state, strict=True)
+    except RuntimeError as err:
+        raise StrokeLRPError(
+            f"{ckpt.path}: weights do not fit a {ckpt.config.arch} network: {err}"
+        ) from err
     ckpt.model_state, ckpt.optimizer_state = {}, None
     return model, ckpt
 
@@ -419,9 +414,8 @@ def load_trained(
 def load_run(
     run_dir: str | Path, checkpoint: str | int | Path = LAST, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, TrainConfig]:
-    """The trained UNet3D of a single-network run (eval mode) and its config.
-
-    As :func:`load_trained`, without the checkpoint record. Pair it with
+    """The trained network of a single-network run (eval mode, on ``device``) and its config
+    (see :func:`load_trained` for the checkpoint record). Pair it with
     :func:`strokelrp.data.preprocess.prepare_case` to get the model's input::
 
         model, config = load_run("runs/A")

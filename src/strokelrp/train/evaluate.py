@@ -34,8 +34,8 @@ from strokelrp.errors import StrokeLRPError
 from strokelrp.provenance import case_record, checkpoint_record, provenance, write_sidecar
 from strokelrp.train.checkpoint import (
     LAST,
+    build_model,
     check_own_checkpoint,
-    model_from_checkpoint,
     resolve_checkpoint,
     run_networks,
 )
@@ -130,7 +130,9 @@ def evaluate_network(
     ckpt = resolve_checkpoint(run_dir, checkpoint)
     check_own_checkpoint(run_dir, ckpt.path)
     config = ckpt.config
-    model = model_from_checkpoint(ckpt, device)
+    model = build_model(config)
+    model.load_state_dict(ckpt.model_state, strict=True)
+    model = model.to(device).eval()
     split = case_splits(run_dir, dataset, config)
     rows, skipped = [], []
     from tqdm import tqdm

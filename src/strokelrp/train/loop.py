@@ -472,7 +472,7 @@ def _train_network(
     loss_fn = LOSSES[config.loss]
     steps = math.ceil(len(train_rows) / ctx.world_size)
     say(
-        f"{run_dir}: UNet3D width {config.width}, series {config.series_name} "
+        f"{run_dir}: {config.arch} width {config.width}, series {config.series_name} "
         f"{config.shape}, {len(train_ids)} training / {len(val_ids)} held-out cases, "
         f"{device}, {config.precision}"
         + (f", {ctx.world_size} processes" if ctx.distributed else "")

@@ -1,0 +1,283 @@
+"""Explain a user's own network on a user's own images (``strokelrp explain --model ...``).
+
+The network is built by a factory the user names (``PKG.MODULE:FACTORY``, called with the
+JSON keyword arguments of ``--model-args``), its weights are read without executing code
+(``.safetensors``, or a state dict through ``torch.load(weights_only=True)``), and the images
+are one NIfTI per input channel on one grid, passed to the network as stored (float32, no
+normalisation: preprocess them as the network was trained). The outputs are those of
+:func:`strokelrp.report.explain_case.explain_case`: one 4-D relevance NIfTI per filter setting
+in the images' grid and affine, ``prediction.nii.gz``, ``explanation.json`` and, for the six
+perfusion channels of this project (``ADC`` ... ``TTP``), ``figure1.png``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from strokelrp.config import MODALITIES
+from strokelrp.errors import StrokeLRPError
+from strokelrp.report.explain_case import (
+    CaseExplanation,
+    Setting,
+    _write_json_atomic,
+    parse_settings,
+)
+from strokelrp.report.nifti import NIFTI_SUFFIX
+
+TARGETS: tuple[str, ...] = ("prediction", "authors")
+
+
+def build_model(spec: str, model_args: str | Mapping[str, Any] | None = None) -> Any:
+    """``factory(**model_args)`` for ``spec`` = ``PKG.MODULE:FACTORY`` (a function or class)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise StrokeLRPError(f"--model must look like PKG.MODULE:FACTORY, got {spec!r}")
+    if isinstance(model_args, str):
+        try:
+            model_args = json.loads(model_args)
+        except json.JSONDecodeError as err:
+            raise StrokeLRPError(f"--model-args is not valid JSON: {err}") from err
+    kwargs = dict(model_args or {})
+    if not isinstance(model_args or {}, Mapping):
+        raise StrokeLRPError("--model-args must be a JSON object of keyword arguments")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise StrokeLRPError(f"--model {spec}: cannot import {module_name!r} ({err})") from err
+    factory = module
+    for part in attr.split("."):
+        factory = getattr(factory, part, None)
+        if factory is None:
+            raise StrokeLRPError(f"--model {spec}: {module_name!r} has no {attr!r}")
+    if not callable(factory):
+        raise StrokeLRPError(f"--model {spec}: {attr!r} is not callable")
+    try:
+        model = factory(**kwargs)
+    except TypeError as err:
+        raise StrokeLRPError(f"--model {spec}: calling it with {kwargs} failed: {err}") from err
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise StrokeLRPError(f"--model {spec} returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def load_weights(model: Any, path: str | Path) -> None:
+    """Load a state dict into ``model`` (strict): ``.safetensors``, or a file read with
+    ``torch.load(weights_only=True)`` holding a state dict (or one under ``state_dict`` /
+    ``model``). Never executes code from the file."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise StrokeLRPError(f"weights file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt file, pickled code refused by weights_only, ...
+        raise StrokeLRPError(f"cannot read weights {path}: {err}") from err
+    if isinstance(state, Mapping) and not all(isinstance(v, torch.Tensor) for v in state.values()):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), Mapping):
+                state = state[key]
+                break
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise StrokeLRPError(f"weights {path}: expected a state dict (parameter name -> tensor)")
+    try:
+        result = model.load_state_dict(dict(state), strict=False)
+    except RuntimeError as err:  # a parameter of another shape
+        first = str(err).strip().splitlines()[1:2] or [str(err)]
+        raise StrokeLRPError(f"weights {path} do not fit the model: {first[0].strip()}") from err
+    if result.missing_keys or result.unexpected_keys:
+        raise StrokeLRPError(
+            f"weights {path} do not fit the model: {len(result.missing_keys)} missing "
+            f"(e.g. {result.missing_keys[:3]}), {len(result.unexpected_keys)} unexpected "
+            f"(e.g. {result.unexpected_keys[:3]})"
+        )
+
+
+def read_images(paths: Sequence[str | Path]) -> Any:
+    """The images as a :class:`strokelrp.data.isles2017.Case` (image (C, D, H, W) float32, no
+    label), geometry from the first file; every file must share its grid and affine."""
+    from strokelrp.data.isles2017 import Case
+    from strokelrp.data.nifti_file import NiftiProblem, read_nifti
+
+    if not paths:
+        raise StrokeLRPError("give at least one --image (one NIfTI per input channel)")
+    volumes = []
+    for p in map(Path, paths):
+        try:
+            volumes.append(read_nifti(p))
+        except NiftiProblem as err:
+            raise StrokeLRPError(f"image {p}: {err}") from err
+        except FileNotFoundError as err:
+            raise StrokeLRPError(f"image {p} does not exist") from err
+    ref = volumes[0].meta
+    for p, v in zip(paths[1:], volumes[1:], strict=True):
+        if v.meta.shape != ref.shape:
+            raise StrokeLRPError(
+                f"image {p}: grid {v.meta.shape} differs from {paths[0]}'s {ref.shape}"
+            )
+        if not np.allclose(v.meta.affine, ref.affine, atol=1e-3):
+            raise StrokeLRPError(f"image {p}: affine differs from {paths[0]}'s")
+    image = np.stack([v.data.astype(np.float32).transpose(2, 1, 0) for v in volumes])
+    if not np.all(np.isfinite(image)):
+        raise StrokeLRPError("the images hold non-finite values (NaN or Inf)")
+    stem = Path(paths[0]).name.split(".")[0]
+    return Case(
+        case_id=stem,
+        image=np.ascontiguousarray(image),
+        label=None,
+        affine=ref.affine.copy(),
+        header=ref.header.copy(),
+        spacing=ref.spacing,
+        paths={f"channel{i}": Path(p) for i, p in enumerate(paths)},
+    )
+
+
+def explain_images(
+    model_spec: str,
+    weights: str | Path,
+    images: Sequence[str | Path],
+    out: str | Path,
+    *,
+    model_args: str | Mapping[str, Any] | None = None,
+    filters: Sequence[str] | None = None,
+    rules: str = "paper",
+    target: str = "prediction",
+    class_index: int = 1,
+    device: str = "auto",
+    memory_budget: str | int | float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> CaseExplanation:
+    """Explain ``images`` (one NIfTI per input channel) with the user's network; write the
+    relevance NIfTIs (native grid), the prediction, ``explanation.json`` (and figure 1 for
+    six-channel perfusion input) to ``out``."""
+    import torch
+
+    from strokelrp.lrp.engine import explain
+    from strokelrp.report.figure1 import default_slice, plot_figure1
+    from strokelrp.report.nifti import labels_from_logits, write_label_nifti, write_relevance_nifti
+    from strokelrp.train.distributed import resolve_device
+
+    say = log if log is not None else (lambda _line: None)
+    if target not in TARGETS:
+        raise StrokeLRPError(
+            f"with --model, --target must be one of {', '.join(TARGETS)}, got {target!r}"
+        )
+    settings: list[Setting] = parse_settings(filters)
+    dev = str(resolve_device(device))
+    say(f"building {model_spec} and loading {weights} on {dev}")
+    model = build_model(model_spec, model_args)
+    load_weights(model, weights)
+    model = model.to(dev).eval()
+    case = read_images(images)
+    x = torch.from_numpy(case.image)[None].to(dev)
+    say(f"{case.case_id}: relevance for {len(settings)} setting(s) (rules {rules})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            result = explain(
+                model,
+                x,
+                target=target,
+                rules=rules,
+                filters=[s.filter for s in settings],
+                class_index=class_index,
+                memory_budget=memory_budget,
+            )
+        except (RuntimeError, ValueError) as err:  # the network itself refused the input
+            raise StrokeLRPError(
+                f"{model_spec} failed on the images of shape {tuple(x.shape)}: {err}"
+            ) from err
+    relevance = result.relevance.detach().cpu().float().numpy()
+    logits = result.output.detach().cpu().float()[0]
+    if logits.dim() != 4 or tuple(logits.shape[1:]) != case.image.shape[1:]:
+        raise StrokeLRPError(
+            f"{model_spec} gives an output of shape {tuple(result.output.shape)}: a voxel-wise "
+            f"segmentation of the input grid {case.image.shape[1:]} is needed for the NIfTI files"
+        )
+    out_dir = Path(out)
+    written: dict[str, Path] = {}
+    peaks: dict[str, list[float]] = {}
+    channels = case.image.shape[0]
+    for k, setting in enumerate(settings):
+        path = out_dir / f"{setting.stem}{NIFTI_SUFFIX}"
+        written[setting.label] = write_relevance_nifti(
+            path, relevance[k], case, setting=setting.label, rules=str(rules)
+        )
+        peaks[setting.label] = [float(v) for v in np.abs(relevance[k]).reshape(channels, -1).max(1)]
+    if logits.shape[0] == 1:
+        prediction = (logits[0] > 0).numpy().astype(np.uint8)
+    else:
+        prediction = labels_from_logits(logits, case)
+    pred_path = write_label_nifti(
+        out_dir / f"prediction{NIFTI_SUFFIX}", prediction, case, description="prediction"
+    )
+    notes = list(result.notes)
+    figure = None
+    if channels == len(MODALITIES):
+        z = default_slice(None, prediction, case.image.shape[1])
+        figure = plot_figure1(
+            out_dir / "figure1.png",
+            [(s.label, relevance[k]) for k, s in enumerate(settings)],
+            case.image,
+            prediction,
+            spacing=case.spacing,
+            slice_index=z,
+            case_id=case.case_id,
+            subtitle=f"{model_spec}, rules {rules}, start from {target}",
+        )
+    else:
+        notes.append(f"no figure 1: it shows the six perfusion channels, the input has {channels}")
+    summary = _write_json_atomic(
+        out_dir / "explanation.json",
+        {
+            "case": case.case_id,
+            "model": model_spec,
+            "model_args": model_args if not isinstance(model_args, str) else json.loads(model_args),
+            "weights": str(weights),
+            "images": [str(p) for p in images],
+            "rules": str(rules),
+            "target": target,
+            "class_index": class_index,
+            "grid_xyz": [int(s) for s in case.image.shape[1:][::-1]],
+            "spacing_mm": [float(s) for s in case.spacing],
+            "settings": [
+                {
+                    "label": s.label,
+                    "file": written[s.label].name,
+                    "max_abs_relevance": peaks[s.label],
+                }
+                for s in settings
+            ],
+            "prediction": pred_path.name,
+            "figure": None if figure is None else figure.name,
+            "notes": notes,
+        },
+    )
+    return CaseExplanation(
+        case_id=case.case_id,
+        out=out_dir,
+        relevance=written,
+        prediction=pred_path,
+        figure=figure if figure is not None else summary,
+        summary=summary,
+        slice_index=-1,
+        dice=None,
+        peaks=peaks,
+        notes=notes,
+    )

@@ -1,0 +1,311 @@
+"""The engine on networks it was not written for: MONAI BasicUNet, a residual UNet, DynUNet,
+2-D networks, plain ``nn.Sequential`` classifiers; errors for what it cannot explain.
+
+The reference is Euler's identity, independent of the engine: on a bias-free, piecewise-linear
+network (BatchNorm with zero running mean and zero shift is a per-channel scale) the output is
+positively homogeneous, so LRP-0 (the epsilon preset with a tiny epsilon) must equal
+gradient x input computed by autograd.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.networks.nets import BasicUNet, DynUNet, UNet
+from torch import nn
+
+from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp import Composite, explain, preset
+from strokelrp.lrp.filters import PassFilter
+from strokelrp.lrp.rules import Epsilon, WPlus, ZBox
+
+F64 = torch.float64
+LRP0 = preset("epsilon", epsilon=1e-14)
+
+
+def piecewise_linear(model: nn.Module, seed: int) -> nn.Module:
+    """Zero every bias and BatchNorm mean/shift; random BN scales and PReLU slopes; float64."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if getattr(m, "bias", None) is not None and isinstance(m.bias, torch.Tensor):
+                m.bias.zero_()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.zero_()
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+            if isinstance(m, nn.PReLU):
+                m.weight.uniform_(0.05, 0.5)
+    return model.to(F64).eval()
+
+
+def gradient_x_input(model: nn.Module, x: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """x * d(out . w)/dx with w = start / out fixed, by autograd."""
+    with torch.no_grad():
+        weight = start / model(x)
+    xg = x.clone().requires_grad_(True)
+    (model(xg) * weight).sum().backward()
+    assert xg.grad is not None
+    return x * xg.grad
+
+
+def random_start(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        out = model(x)
+    gen = torch.Generator().manual_seed(3)
+    mask = torch.rand(out.shape, generator=gen) < 0.4
+    return out * mask
+
+
+NETWORKS = {
+    "basicunet-3d-deconv": (
+        lambda: BasicUNet(3, 2, 2, features=(2, 3, 3, 4, 4, 2), norm="batch", bias=False),
+        (1, 2, 16, 16, 16),
+    ),
+    "basicunet-3d-odd-linear-upsampling": (
+        lambda: BasicUNet(
+            3, 2, 2, features=(2, 2, 3, 3, 4, 2), norm="batch", upsample="nontrainable"
+        ),
+        (1, 2, 16, 18, 17),  # odd sizes: UpCat pads (replicate) after comparing shapes
+    ),
+    "unet-residual-prelu": (
+        lambda: UNet(3, 2, 2, channels=(2, 4, 4), strides=(2, 2), num_res_units=2, norm="batch"),
+        (1, 2, 8, 8, 8),
+    ),
+    "dynunet-residual": (
+        lambda: DynUNet(
+            3,
+            2,
+            2,
+            kernel_size=[3, 3, 3],
+            strides=[1, 2, 2],
+            upsample_kernel_size=[2, 2],
+            filters=[2, 3, 4],
+            norm_name="batch",
+            res_block=True,
+        ),
+        (1, 2, 8, 8, 8),
+    ),
+    "basicunet-2d": (
+        lambda: BasicUNet(2, 3, 2, features=(2, 2, 3, 3, 4, 2), norm="batch"),
+        (1, 3, 16, 32),
+    ),
+    "unet-2d-sigmoid-head": (
+        lambda: UNet(2, 1, 1, channels=(3, 4), strides=(2,), num_res_units=1, norm="batch"),
+        (1, 1, 9, 10),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_lrp0_equals_gradient_times_input(name: str) -> None:
+    factory, shape = NETWORKS[name]
+    model = piecewise_linear(factory(), seed=1)
+    x = torch.randn(*shape, dtype=F64)
+    start = random_start(model, x)
+    got = explain(model, x, target=start, rules=LRP0).relevance[0]
+    want = gradient_x_input(model, x, start)[0]
+    err = float((got - want).norm() / want.norm())
+    assert err < 1e-6, err
+
+
+@pytest.mark.parametrize("name", ["unet-residual-prelu", "dynunet-residual", "basicunet-2d"])
+def test_lrp0_conserves_at_every_layer_of_bias_free_networks(name: str) -> None:
+    """Everything in flight after each layer (the cut through the network) sums to the start."""
+    factory, shape = NETWORKS[name]
+    model = piecewise_linear(factory(), seed=2)
+    x = torch.randn(*shape, dtype=F64)
+    exp = explain(model, x, target="authors", rules=LRP0, filters=[None, None])
+    cons = exp.conservation
+    n_layers = sum(
+        isinstance(m, nn.Conv2d | nn.Conv3d | nn.ConvTranspose2d | nn.ConvTranspose3d)
+        for m in model.modules()
+    )
+    assert len(cons.points) == n_layers + 2
+    assert cons.max_deviation() < 1e-6
+
+
+def test_filter_points_are_module_paths_and_batched_settings_agree() -> None:
+    factory, shape = NETWORKS["basicunet-3d-deconv"]
+    model = piecewise_linear(factory(), seed=4)
+    x = torch.rand(*shape, dtype=F64)
+    start = random_start(model, x)
+    settings = [None, PassFilter(0.4), PassFilter((0.1, 0.7), scope="channel")]
+    both = explain(model, x, target=start, rules="zplus", filters=settings, keep_layers=True)
+    assert both.points[:3] == ["output", "conv_0.conv_0.conv", "conv_0.conv_1.conv"]
+    assert both.points[-1] == "final_conv"
+    for k, f in enumerate(settings):
+        one = explain(model, x, target=start, rules="zplus", filters=[f]).relevance[0]
+        torch.testing.assert_close(both.relevance[k], one, rtol=1e-9, atol=1e-12)
+
+
+class _Classifier(nn.Sequential):
+    def __init__(self) -> None:
+        super().__init__(
+            nn.Conv2d(2, 3, 3, padding=1, bias=False),
+            nn.ReLU(),
+            nn.AvgPool2d(2),
+            nn.Conv2d(3, 4, 3, stride=2, bias=False),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(4 * 1 * 2, 3, bias=False),
+            nn.Identity(),
+        )
+
+
+def test_sequential_classifier_with_pooling_flatten_and_linear() -> None:
+    torch.manual_seed(5)
+    model = _Classifier().to(F64).eval()
+    x = torch.rand(1, 2, 8, 11, dtype=F64)
+    start = torch.tensor([[0.0, 1.0, 0.0]], dtype=F64) * model(x).detach()
+    got = explain(model, x, target=start, rules=LRP0).relevance[0]
+    torch.testing.assert_close(got, gradient_x_input(model, x, start)[0], rtol=1e-8, atol=1e-12)
+    predicted = int(model(x).argmax())
+    exp = explain(model, x, target="prediction", rules="wplus", class_index=predicted)
+    assert not exp.empty_target
+    assert exp.conservation.points == ["output", "6", "3", "0", "input"]  # walk order
+
+
+def test_composite_rules_by_type_and_path_and_last_means_last_layer() -> None:
+    """An Identity after the last layer does not move the head rule (it did by position)."""
+    torch.manual_seed(6)
+    model = _Classifier().to(F64).eval()
+    x = torch.rand(1, 2, 8, 11, dtype=F64)
+    start = model(x).detach()
+    comp = Composite.of({"first": ZBox(low=0.0, high=1.0), "last": "epsilon", nn.Conv2d: "w+"})
+    by_hand = explain(model, x, target=start, rules=comp, keep_layers=True)
+    same = Composite.of({"0": ZBox(), "6": Epsilon(), "3": WPlus()})
+    torch.testing.assert_close(
+        explain(model, x, target=start, rules=same).relevance, by_hand.relevance
+    )
+    as_preset = explain(model, x, target=start, rules=preset("paper", head="epsilon"))
+    torch.testing.assert_close(as_preset.relevance, by_hand.relevance)
+    other = Composite.of({"first": ZBox(), nn.Linear: "epsilon", "*": Epsilon()})
+    assert not torch.allclose(
+        explain(model, x, target=start, rules=other).relevance, by_hand.relevance
+    )
+    with pytest.raises(StrokeLRPError, match=r"no rule for layer '3' \(Conv2d\)"):
+        explain(model, x, target=start, rules=Composite.of({"first": "zB", "last": "w+"}))
+
+
+def test_sigmoid_output_prediction_target() -> None:
+    factory, shape = NETWORKS["unet-2d-sigmoid-head"]
+    model = piecewise_linear(factory(), seed=7)
+    x = torch.randn(*shape, dtype=F64)
+    exp = explain(model, x, rules=LRP0, keep_layers=True)
+    logit = exp.output[0, 0]
+    assert (logit > 0).any() and (logit <= 0).any()
+    torch.testing.assert_close(exp.layers["output"][0, 0], logit * (logit > 0))
+    seen = explain(model, x, rules=LRP0, target=lambda out: out.clamp(min=0)).relevance
+    torch.testing.assert_close(seen, exp.relevance)
+
+
+class _Gated(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Conv3d(2, 2, 3, padding=1)
+        self.attention = nn.Sequential(nn.Conv3d(2, 2, 1))
+        self.head = nn.Conv3d(2, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
+        return self.head(h * torch.sigmoid(self.attention(h)))
+
+
+class _Softmax(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv3d(2, 2, 3, padding=1), nn.Softmax(dim=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def test_unsupported_operations_name_the_node_module_and_extension_point() -> None:
+    x = torch.rand(1, 2, 4, 4, 4)
+    with pytest.raises(
+        StrokeLRPError,
+        match=r"node 'body.1.softmax' \(softmax\) in module 'body.1' \(Softmax\).*register_",
+    ):
+        explain(_Softmax(), x)
+    with pytest.raises(
+        StrokeLRPError, match=r"node 'mul' \(mul\) in module 'the model itself'.*each other"
+    ):
+        explain(_Gated(), x)
+    with pytest.raises(StrokeLRPError, match="groups=2"):
+        explain(nn.Sequential(nn.Conv2d(2, 2, 3, groups=2)), torch.rand(1, 2, 5, 5))
+    with pytest.raises(StrokeLRPError, match="batch size 1"):
+        explain(nn.Sequential(nn.Conv2d(2, 2, 3)), torch.rand(2, 2, 5, 5))
+
+
+def test_registering_a_step_extends_the_engine() -> None:
+    from strokelrp.lrp import PASS, register_module_step
+    from strokelrp.lrp.steps import MODULE_STEPS
+
+    class Scaled(nn.Module):  # a user's own activation: 2 * relu(x)
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(x).mul(2.0).clamp(max=1e9)
+
+    model = nn.Sequential(nn.Conv2d(2, 2, 3, bias=False), Scaled(), nn.Conv2d(2, 1, 1, bias=False))
+    model = model.to(F64)
+    x = torch.rand(1, 2, 6, 6, dtype=F64)
+    with pytest.raises(StrokeLRPError, match=r"node '1.clamp' \(clamp\) in module '1' \(Scaled\)"):
+        explain(model, x, rules=LRP0, target="authors")
+    register_module_step(Scaled, PASS)
+    try:
+        got = explain(model, x, rules=LRP0, target="authors").relevance[0]
+    finally:
+        del MODULE_STEPS[Scaled]
+    start = model(x).detach()
+    torch.testing.assert_close(got, gradient_x_input(model, x, start)[0], rtol=1e-8, atol=1e-12)
+
+
+def test_the_engine_imports_nothing_from_the_model_package() -> None:
+    """lrp/ knows no network of ours: no module of it imports strokelrp.model (source check)."""
+    import ast
+    from pathlib import Path
+
+    import strokelrp.lrp
+
+    for path in Path(strokelrp.lrp.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            assert not any(n.startswith("strokelrp.model") for n in names), (path.name, names)
+
+
+class _TwoHeads(nn.Module):
+    """Deep supervision: a full-resolution head and a pooled auxiliary head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+        self.head = nn.Conv2d(3, 2, 1, bias=False)
+        self.aux = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(3, 2, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.body(x))
+        return self.head(h), self.aux(h)
+
+
+def test_several_outputs_explain_the_first_unless_told() -> None:
+    torch.manual_seed(8)
+    model = _TwoHeads().to(F64).eval()
+    x = torch.rand(1, 2, 6, 6, dtype=F64)
+    main, aux = model(x)
+    first = explain(model, x, target="authors", rules=LRP0)
+    assert first.output.shape == main.shape
+    assert first.conservation.points == ["output", "head", "body", "input"]  # aux not walked
+    second = explain(model, x, target="authors", rules=LRP0, output=1)
+    assert second.output.shape == aux.shape
+    assert second.conservation.points == ["output", "aux.1", "body", "input"]
+
+    xg = x.clone().requires_grad_(True)
+    (model(xg)[1] * 1.0).sum().backward()
+    torch.testing.assert_close(second.relevance[0], (x * xg.grad)[0], rtol=1e-8, atol=1e-12)
+    with pytest.raises(StrokeLRPError, match="returns 2 tensor"):
+        explain(model, x, output=2)
