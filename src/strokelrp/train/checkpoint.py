@@ -408,7 +408,7 @@ def load_trained(
             f"{ckpt.path}: weights do not fit a {ckpt.config.arch} network: {err}"
         ) from err
     ckpt.model_state, ckpt.optimizer_state = {}, None
-    return model, ckpt
+    return model.to(device).eval(), ckpt
 
 
 def load_run(
