@@ -41,11 +41,12 @@ def test_quick_demo_end_to_end(
         assert f"[{stage}/7]" in printed
     report = out / "report.html"
     assert printed.strip().splitlines()[-1] == f"report: {report.resolve()}"
-    assert "input inclusivity" in printed and "informative share" in printed
+    assert "input inclusivity" in printed and "ablation rho" in printed
+    assert "control MTT: mean Dice drop when mean-filled" in printed
 
-    # the synthetic manifest says which modality carries no signal
+    # the synthetic manifest says which modality is the noise control
     manifest = json.loads((out / "data" / "synth_manifest.json").read_text())
-    assert manifest["uninformative_modalities"] == ["MTT"]
+    assert manifest["control_modalities"] == ["MTT"]
 
     run = out / "runs" / "A"
     with (run / "metrics.csv").open() as fh:

@@ -58,7 +58,16 @@ _MODALITY_CHOICES = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")  # == config.M
     multiple=True,
     metavar="MOD",
     type=click.Choice(_MODALITY_CHOICES, case_sensitive=False),
-    help="A modality that gets no lesion signature (repeat for several).",
+    help="A modality that gets no lesion signature but keeps its anatomy (repeat for several).",
+)
+@click.option(
+    "--control",
+    "control",
+    multiple=True,
+    metavar="MOD",
+    type=click.Choice(_MODALITY_CHOICES, case_sensitive=False),
+    help="A modality replaced by zero-mean noise inside the brain: nothing a model can use "
+    "(repeat for several).",
 )
 def synth(
     out: str,
@@ -67,6 +76,7 @@ def synth(
     seed: int,
     varied_grids: bool,
     uninformative: tuple[str, ...],
+    control: tuple[str, ...],
 ) -> None:
     """Write N synthetic cases in the ISLES 2017 layout to OUT (plus synth_manifest.json)."""
     from strokelrp.data.synth import synthesize_isles2017
@@ -78,11 +88,13 @@ def synth(
         seed=seed,
         varied_grids=varied_grids,
         uninformative=uninformative,
+        control=control,
         progress=True,
     )
     h, w, d = shape
     grids = "varied grids" if varied_grids else f"grid {w}x{h}x{d} (x y z)"
     note = f", uninformative: {', '.join(uninformative)}" if uninformative else ""
+    note += f", control (noise): {', '.join(control)}" if control else ""
     click.echo(f"wrote {n_cases} synthetic cases ({grids}, seed {seed}{note}) to {path}")
 
 
@@ -189,6 +201,9 @@ _TRAIN_OPTIONS: dict[str, str] = {
     "cache_dir": "cache_dir",
     "checkpoint_every": "checkpoint_every",
     "keep_checkpoints": "keep_checkpoints",
+    "assess_every": "assess_every",
+    "assess_method": "assess_method",
+    "assess_cases": "assess_cases",
 }
 """``train`` option (parameter name) -> TrainConfig field."""
 
@@ -293,6 +308,27 @@ _TRAIN_OPTIONS: dict[str, str] = {
     help="Keep only the newest N epoch checkpoints (0: keep all; last is always kept).",
 )
 @click.option(
+    "--assess-every",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Record the trust measures on held-out cases every N epochs in OUT/assess_log.csv "
+    "(0: never).",
+)
+@click.option(
+    "--assess-method",
+    default="lrp:epsilon",
+    show_default=True,
+    help="The attribution method assessed during training (a strokelrp assess method name).",
+)
+@click.option(
+    "--assess-cases",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="How many held-out cases (training cases when none is held out) to assess.",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Continue OUT from its newest complete checkpoint (exactly, on CPU). Options not "
@@ -319,6 +355,9 @@ def train(
     cache_dir: str | None,
     checkpoint_every: int,
     keep_checkpoints: int,
+    assess_every: int,
+    assess_method: str,
+    assess_cases: int,
     resume: bool,
     no_progress: bool,
 ) -> None:
@@ -528,6 +567,16 @@ def _preset_names() -> list[str]:
     show_default=True,
     help="Where to run the network and the relevance walk (auto: CUDA when available).",
 )
+@click.option(
+    "--per-modality",
+    is_flag=True,
+    help="Also write one 3-D relevance file per modality (relevance_<setting>_<MOD>.nii.gz).",
+)
+@click.option(
+    "--normalised",
+    is_flag=True,
+    help="Also write a copy with each volume divided by its max |R| (relevance_<setting>_norm).",
+)
 @memory_budget_option
 def explain_command(
     run: Path | None,
@@ -546,6 +595,8 @@ def explain_command(
     modality: str,
     out: Path | None,
     device: str,
+    per_modality: bool,
+    normalised: bool,
     memory_budget: float | None,
 ) -> None:
     """Relevance maps of one case (4-D NIfTI per filter setting, native grid) and figure 1.
@@ -553,8 +604,9 @@ def explain_command(
     RUN DATA --case ID explains a case with a trained run; --model PKG.MODULE:FACTORY
     --weights FILE --image A.nii.gz --image ... --out DIR explains your own network on your
     own images. All settings are computed in one batched relevance pass. Writes
-    relevance_*.nii.gz, prediction.nii.gz, figure1.png and explanation.json, and prints their
-    paths (progress goes to stderr).
+    relevance_*.nii.gz (each with a .json sidecar naming its volumes, for a trained run),
+    prediction.nii.gz, figure1.png and explanation.json, and prints their paths (progress goes
+    to stderr).
     """
     log = lambda line: click.echo(f"explain: {line}", err=True)  # noqa: E731
     if model_spec is not None:
@@ -603,6 +655,8 @@ def explain_command(
             device=device,
             log=log,
             memory_budget=memory_budget,
+            per_modality=per_modality,
+            normalised=normalised,
         )
     for note in result.notes:
         click.echo(f"note: {note}", err=True)

@@ -41,7 +41,17 @@ ARCHS: tuple[str, ...] = ("unet3d", "monai-basicunet", "monai-unet", "monai-dynu
 """Trainable architectures (``strokelrp.model.architectures``; kept equal there by a test)."""
 
 RESUMABLE_FIELDS: frozenset[str] = frozenset(
-    {"epochs", "device", "precision", "checkpoint_every", "keep_checkpoints", "cache_dir"}
+    {
+        "epochs",
+        "device",
+        "precision",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "cache_dir",
+        "assess_every",
+        "assess_method",
+        "assess_cases",
+    }
 )
 """Fields that may differ when a run is resumed; every other field must match the run's."""
 
@@ -54,7 +64,9 @@ class TrainConfig:
     for quick experiments (use :attr:`shape` for the sizes). ``repeats`` > 1 trains networks
     with seeds ``seed .. seed + repeats - 1`` (the paper's A1..A4); the held-out split
     (``val_fraction``) is drawn from ``split_seed`` (``None``: ``seed``), so all repeats of a
-    run share one split.
+    run share one split. ``assess_every`` N > 0 records the trust measures of
+    ``assess_method`` on ``assess_cases`` held-out cases every N epochs
+    (:mod:`strokelrp.train.assess_log`).
     """
 
     data: str
@@ -76,6 +88,9 @@ class TrainConfig:
     checkpoint_every: int = 1
     keep_checkpoints: int = 0
     cache_dir: str | None = None
+    assess_every: int = 0
+    assess_method: str = "lrp:epsilon"
+    assess_cases: int = 2
 
     def __post_init__(self) -> None:
         # Normalise container types first (TOML gives lists), then validate everything at once.
@@ -143,6 +158,10 @@ class TrainConfig:
         integer("repeats", 1)
         integer("checkpoint_every", 1)
         integer("keep_checkpoints", 0)
+        integer("assess_every", 0)
+        integer("assess_cases", 1)
+        if not isinstance(self.assess_method, str) or not self.assess_method:
+            p.append(f"assess_method must be a method name, got {self.assess_method!r}")
         if self.split_seed is not None:
             integer("split_seed", 0)
         choice("loss", LOSSES)

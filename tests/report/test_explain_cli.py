@@ -55,7 +55,8 @@ def test_explain_writes_overlaying_niftis_and_the_figure(trained, tmp_path, caps
     case_id = _case_ids(data)[0]
     out = tmp_path / "ex"
     argv = ["explain", str(run), str(data), "--case", case_id, "--target", "ground_truth",
-            "--filter", "pass:0,0.4", "--filter", "clamp:0.2", "--out", str(out)]  # fmt: skip
+            "--filter", "pass:0,0.4", "--filter", "clamp:0.2", "--out", str(out),
+            "--per-modality"]  # fmt: skip
     code, stdout, err = cli(argv, capsys)
     assert code == 0, err
     printed = [Path(line) for line in stdout.split()]
@@ -75,6 +76,10 @@ def test_explain_writes_overlaying_niftis_and_the_figure(trained, tmp_path, caps
         assert img.get_data_dtype() == np.float32
         np.testing.assert_allclose(img.affine, modality.affine, atol=1e-5)
         maps.append(np.asarray(img.dataobj))
+        sidecar = json.loads((out / f"{name}.json").read_text())
+        assert sidecar["volumes"] == ["ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP"]
+        rcbf = nib.load(out / sidecar["files"]["rCBF"])  # the per-modality 3-D file
+        np.testing.assert_array_equal(np.asarray(rcbf.dataobj), maps[-1][..., 2])
     assert np.abs(maps[0]).max() > 0  # the OT start is not empty: relevance flows
     # the filters act inside the walk: the filtered maps are not the raw one
     assert not np.allclose(maps[0], maps[1]) and not np.allclose(maps[0], maps[2])

@@ -92,7 +92,7 @@ def test_report_has_every_section_embedded_and_offline(tmp_path: Path) -> None:
     assert 'href="../A1/explanations/training_1/relevance_raw.nii.gz"' not in text
     assert 'href="explanations/training_1/relevance_raw.nii.gz"' in text
     assert 'href="../B1/explanations/training_1/relevance_raw.nii.gz"' in text
-    assert "informative_share" in text and "uniform_expectation" in text
+    assert "ablation_rho" in text and "ignored_share" in text and "ignored_uniform" in text
     assert (a / "figures" / "figure4_inclusivity.svg").stat().st_size > 0
     assert "width = 2" in text  # the configuration is shown
     # the tables' numbers are the CSVs': table 1's Dice, and the metrics' mean rows
@@ -165,6 +165,29 @@ def test_report_rejects_missing_runs(tmp_path: Path) -> None:
         build_report([tmp_path / "nowhere"])
 
 
+def test_report_plots_the_assessment_log(tmp_path: Path) -> None:
+    from strokelrp.train.assess_log import MEASURES, write_assess_log
+
+    run = tmp_path / "watched"
+    run.mkdir()
+    (run / "config.toml").write_text('series = "A"\n')
+    rows = [
+        {"epoch": e, "split": "held-out", "case": c, "method": "lrp:epsilon", "seconds": 1.0}
+        | {m: 0.1 * e + 0.01 * k for k, m in enumerate(MEASURES)}
+        for e in (2, 4, 6)
+        for c in ("4", "5")
+    ]
+    rows[0]["ablation_rho"] = float("nan")  # an undefined value is left out of the mean
+    write_assess_log(run, rows)
+    text = build_report([run]).read_text(encoding="utf-8")
+    assert "Interpretability during training" in text and "held-out cases" in text
+    assert (run / "figures" / "assess_curves.png").stat().st_size > 10_000
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.toml").write_text('series = "A"\n')
+    assert "Interpretability during training" not in build_report([bare]).read_text()
+
+
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     try:
         main(argv)
@@ -173,3 +196,59 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
         code = int(exit_.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def test_trust_section_from_assess_csv(tmp_path: Path) -> None:
+    from strokelrp.analysis.assess import COLUMNS
+
+    run = tmp_path / "judged"
+    (run / "assess").mkdir(parents=True)
+    (run / "config.toml").write_text('series = "A"\n')
+    good = [0.95, 0.6, 2.0, -1.0, 0.1, 0.8, 0.5, 0.5]
+    bad = [0.5, 0.1, 0.3, 0.2, 0.1, 0.95, -0.99, 0.1]
+    lines = [",".join([*COLUMNS, "prior_rho"])]
+    for case in ("4", "5"):
+        lines.append(",".join([case, "lrp:epsilon", *map(str, good), "0.9"]))
+        lines.append(",".join([case, "lrp:paper", *map(str, bad), "0.7"]))
+    (run / "assess" / "assess.csv").write_text("\n".join(lines) + "\n")
+    cascade = ["case,method,step,layer,rho"]
+    for case in ("4", "5"):
+        for step, layer in enumerate(("head", "dec1", "dec2"), start=1):
+            cascade.append(f"{case},lrp:epsilon,{step},{layer},{1 - 0.3 * step}")
+            cascade.append(f"{case},lrp:paper,{step},{layer},0.97")
+    (run / "assess" / "cascade.csv").write_text("\n".join(cascade) + "\n")
+    text = build_report([run]).read_text(encoding="utf-8")
+    assert ">Can the maps be trusted?</h" in text
+    assert "lrp:epsilon: passes all 5 checks" in text
+    assert "lrp:paper: passes 0 of 5 checks; fails mean brain_share &gt;= 0.9 (got 0.5)" in text
+    assert "Cascading model randomisation" in text
+    assert (run / "figures" / "cascade_judged.png").stat().st_size > 10_000
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.toml").write_text('series = "A"\n')
+    assert "No assess.csv in any run" in build_report([bare]).read_text(encoding="utf-8")
+
+
+def test_filters_table_puts_inclusivity_next_to_faithfulness(tmp_path: Path) -> None:
+    from strokelrp.analysis.assess import COLUMNS
+    from strokelrp.analysis.table import read_table
+
+    run = full_run(tmp_path, "A1", "A")
+    import csv
+
+    (run / "assess").mkdir()
+    with (run / "assess" / "assess.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)  # quotes the comma of pass:0,0.2 as strokelrp assess does
+        writer.writerow(COLUMNS)
+        for method, morf in (("lrp:paper", 2.0), ("lrp:paper+pass:0,0.2", -0.05), ("gradient", 1)):
+            writer.writerow(["training_1", method, 0.9, 0.5, morf, 0, 0.1, 0.7, 0.5, 0.5])
+    text = build_report([run]).read_text(encoding="utf-8")
+    assert "Filters: inclusivity against faithfulness" in text
+    table = text.split("Filters: inclusivity against faithfulness")[1].split("</table>")[0]
+    rows = read_table(run / "sweep" / "sweep.csv")
+    for setting, ratio in (("raw", "20"), ("pass(0,0.2)", "-0.5")):
+        values = [r["input_inclusivity"] for r in rows if r["setting"] == setting]
+        mean = sum(values) / len(values)
+        assert f'<td class="text">{setting}</td><td>{mean:.4g}</td>' in table
+        assert f"<td>{ratio}</td>" in table
+    assert "gradient" not in table  # not a filter setting

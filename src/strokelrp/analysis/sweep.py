@@ -3,8 +3,9 @@
 For each network of each run and each case, one batched :func:`strokelrp.lrp.engine.explain`
 call computes the relevance under all K settings of the grid (filters applied at every point,
 as the paper); then per setting and channel the measures of :mod:`inclusivity`,
-:mod:`distribution` and :mod:`shares` are stored as rows of ``RUN/sweep/sweep.csv`` (columns in
-:mod:`strokelrp.analysis.table`).
+:mod:`distribution` and :mod:`shares`, and per channel the Dice drop when it is mean-filled
+(:mod:`ablation`, C + 1 forward passes per case), are stored as rows of
+``RUN/sweep/sweep.csv`` (columns in :mod:`strokelrp.analysis.table`).
 
 - Resume: a (network, case) pair that already has every (setting, modality) row of the grid is
   skipped; the table is rewritten atomically after every case (every round of cases under
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from strokelrp.analysis._arrays import to_float64, to_numpy
+from strokelrp.analysis.ablation import modality_ablation
 from strokelrp.analysis.distribution import mean_normalized_signal
 from strokelrp.analysis.inclusivity import ground_truth_inclusivity, input_inclusivity
 from strokelrp.analysis.shares import lesion_shares, modality_shares
@@ -148,12 +150,14 @@ def case_rows(
     settings: Sequence[Setting],
     meta: dict[str, Any],
     informative: Sequence[str] | None,
+    ablation_drop: Sequence[float] | None = None,
 ) -> list[Row]:
     """The table rows of one explained case.
 
     ``relevance`` (K, C, D, H, W) for the K ``settings``; ``x`` (C, D, H, W) the model input;
     ``label`` (D, H, W) or None; ``meta`` the run/series/network/case/case_dice/target/rules
-    columns; ``informative`` the case's informative modalities (None: unknown).
+    columns; ``informative`` the case's informative modalities (None: unknown);
+    ``ablation_drop`` (C,) the Dice drop per mean-filled modality (None: not measured).
     """
     k = len(settings)
     if getattr(relevance, "shape", (None,))[0] != k:
@@ -191,6 +195,7 @@ def case_rows(
                     "relevance_share": float(share[i, c]),
                     "lesion_share": float(lesion[i, c]),
                     "informative": None if wanted is None else modality.lower() in wanted,
+                    "ablation_drop": math.nan if ablation_drop is None else float(ablation_drop[c]),
                 }
             )
     return rows
@@ -405,6 +410,7 @@ def sweep_run(
                         file=sys.stderr,
                     )
                 pred = (exp.output.argmax(dim=1)[0] == LESION).cpu().numpy()
+                ablation = modality_ablation(model, x, label)
                 meta = {
                     "run": run_dir.name,
                     "series": _series_label(config.series),
@@ -415,7 +421,9 @@ def sweep_run(
                     "rules": rules,
                 }
                 inf = informative.get(cid) if informative is not None else None
-                mine = case_rows(exp.relevance, x.numpy(), label, settings, meta, inf)
+                mine = case_rows(
+                    exp.relevance, x.numpy(), label, settings, meta, inf, ablation.drop
+                )
                 del exp
             new = ranks.gather(mine)
             bar.update(min(ranks.world_size, len(todo) - r * ranks.world_size))
@@ -530,10 +538,12 @@ def summary_lines(rows: Sequence[Row], settings: Sequence[str] | None = None) ->
                 f"ground-truth inclusivity {inc_gt.get(key, math.nan):.4f}, "
                 f"lesion share {sh.get('lesion_share', math.nan):.3f}"
             )
-            if sh.get("n_informative_maps"):
+            if sh.get("n_ablation_maps"):
+                text += f", ablation rho {sh['ablation_rho']:.2f}"
+            if sh.get("n_ignored_maps"):
                 text += (
-                    f", informative share {sh['informative_share']:.3f} "
-                    f"(uniform {sh['uniform_expectation']:.3f})"
+                    f", share on ignored modalities {sh['ignored_share']:.3f} "
+                    f"(uniform {sh['ignored_uniform']:.3f})"
                 )
             lines.append(text)
     return lines

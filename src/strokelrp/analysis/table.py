@@ -20,6 +20,9 @@ mean_signal         mean over the volume of R_c / max |R_c| (NaN: no relevance i
 relevance_share     the channel's share of the map's positive relevance
 lesion_share        share of the channel's positive relevance inside the lesion
 informative         True / False from the synthetic manifest, empty when there is none
+ablation_drop       Dice drop of the case when this modality is mean-filled
+                    (:mod:`strokelrp.analysis.ablation`; the same for every setting; optional:
+                    tables written before it read as NaN)
 ==================  ==========================================================================
 """
 
@@ -55,7 +58,10 @@ COLUMNS: tuple[str, ...] = (
     "relevance_share",
     "lesion_share",
     "informative",
+    "ablation_drop",
 )
+OPTIONAL_COLUMNS = frozenset({"ablation_drop"})
+"""Columns a table may lack (written by an older strokelrp): read as NaN."""
 FLOAT_COLUMNS = frozenset(
     {
         "case_dice",
@@ -66,6 +72,7 @@ FLOAT_COLUMNS = frozenset(
         "mean_signal",
         "relevance_share",
         "lesion_share",
+        "ablation_drop",
     }
 )
 
@@ -176,10 +183,11 @@ def read_table(path: str | Path) -> list[Row]:
     try:
         with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            names = reader.fieldnames or []
+            missing = [c for c in COLUMNS if c not in names and c not in OPTIONAL_COLUMNS]
             if missing:
                 raise StrokeLRPError(f"{path}: not a sweep table, missing columns {missing}")
-            return [{c: _parse(c, row[c]) for c in COLUMNS} for row in reader]
+            return [{c: _parse(c, row.get(c, "")) for c in COLUMNS} for row in reader]
     except OSError as err:
         raise StrokeLRPError(f"{path}: cannot read the sweep table ({err.strerror})") from err
 

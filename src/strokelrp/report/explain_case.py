@@ -116,6 +116,8 @@ def explain_case(
     modality: str = "rCBF",
     out: str | Path | None = None,
     device: str = "auto",
+    per_modality: bool = False,
+    normalised: bool = False,
     memory_budget: str | int | float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> CaseExplanation:
@@ -124,7 +126,9 @@ def explain_case(
     filters: filter specs ("pass:0,0.4") or :class:`Setting` objects; raw is always computed
     first; None gives the paper's figure 1 (pass (0, 0.4), clamp (0, 0.2)). All settings are
     computed in one batched relevance walk (relevance (K, 6, D, H, W) at model scale), then
-    resized back to the case's native grid. device: "auto" (CUDA when available), "cpu",
+    resized back to the case's native grid; each relevance file gets a JSON sidecar naming its
+    volumes, plus one 3-D file per modality (``per_modality``) and a copy normalised to
+    [-1, 1] per volume (``normalised``) when asked. device: "auto" (CUDA when available), "cpu",
     "cuda" (an error when torch sees no GPU). ``case_id``: ``4`` or ``training_4``.
     memory_budget: bytes the relevance walk may use (``"4GB"``, ``"unlimited"``; None = the
     engine's default, see :mod:`strokelrp.lrp.budget`). ``log``: called with one line per step
@@ -140,8 +144,10 @@ def explain_case(
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import (
         labels_from_logits,
+        sidecar_path,
         to_native_grid,
         write_label_nifti,
+        write_relevance_companions,
         write_relevance_nifti,
     )
     from strokelrp.train.checkpoint import load_trained
@@ -196,12 +202,22 @@ def explain_case(
     written: dict[str, Path] = {}
     native: list[tuple[str, np.ndarray]] = []
     peaks: dict[str, list[float]] = {}
+    companions: dict[str, dict[str, str]] = {}
     shape = case.image.shape[1:]
     for k, setting in enumerate(settings):
         path = out_dir / f"{setting.stem}{NIFTI_SUFFIX}"
         written[setting.label] = write_relevance_nifti(
             path, relevance[k], case, setting=setting.label, rules=str(rules)
         )
+        companions[setting.label] = write_relevance_companions(
+            path,
+            relevance[k],
+            case,
+            setting=setting.label,
+            rules=str(rules),
+            per_modality=per_modality,
+            normalised=normalised,
+        )["files"]
         native.append((setting.label, to_native_grid(relevance[k], shape)))
         peaks[setting.label] = [float(v) for v in np.abs(relevance[k]).reshape(6, -1).max(1)]
 
@@ -231,6 +247,7 @@ def explain_case(
         dice=dice,
         subtitle=f"rules {rules}, start from {target.replace('_', ' ')}; N at model scale",
         peaks=[peaks[s.label][MODALITIES.index(modality)] for s in settings],
+        affine=case.affine,
     )
     summary = write_json(
         out_dir / run_files.EXPLANATION,
@@ -255,6 +272,8 @@ def explain_case(
                 {
                     "label": s.label,
                     "file": written[s.label].name,
+                    "sidecar": sidecar_path(written[s.label]).name,
+                    "companions": companions[s.label],
                     "max_abs_relevance_model_scale": dict(
                         zip(MODALITIES, peaks[s.label], strict=True)
                     ),

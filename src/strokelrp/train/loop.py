@@ -7,6 +7,7 @@ epoch. All preprocessed cases are held in memory on the training device; a step 
 Run folder (one network)::
 
     RUN/config.toml  RUN/split.json  RUN/train_log.csv  RUN/checkpoints/{epoch-NNN,last}.*
+    RUN/assess_log.csv  (with ``assess_every`` > 0: :mod:`strokelrp.train.assess_log`)
 
 With ``repeats`` = n > 1, ``RUN/config.toml`` holds the whole run and each network k (seed
 ``seed + k - 1``) is a one-network run folder ``RUN/net-k`` with the layout above.
@@ -297,6 +298,10 @@ def train(
     """
     out = Path(out)
     config = replace(config, data=str(Path(config.data).expanduser().resolve()))
+    if config.assess_every:
+        from strokelrp.attribution import parse_method
+
+        parse_method(config.assess_method)  # a bad name fails now, not after N epochs
     ctx = init_distributed(config.device)
     try:
         say = _say(ctx, log)
@@ -405,6 +410,23 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
+def _assess(
+    model: nn.Module,
+    data: CaseTensors,
+    config: TrainConfig,
+    train_ids: list[str],
+    val_ids: list[str],
+    epoch: int,
+) -> list[dict[str, Any]]:
+    """The trust measures of ``config.assess_method`` on the first held-out cases."""
+    from strokelrp.train.assess_log import assess_epoch
+
+    split, ids = ("held-out", val_ids) if val_ids else ("train", train_ids)
+    chosen = data.select(ids[: config.assess_cases])
+    cases = [(cid, chosen.x[i], chosen.y[i]) for i, cid in enumerate(chosen.ids)]
+    return assess_epoch(model, cases, config.assess_method, epoch, split)
+
+
 def _train_network(
     config: TrainConfig,
     run_dir: Path,
@@ -441,12 +463,17 @@ def _train_network(
     )
     log_rows: list[dict[str, Any]] = []
     first_epoch = 1
+    assess_rows: list[dict[str, Any]] = []
     if start is not None:
         model.load_state_dict(start.model_state, strict=True)
         load_optimizer_state(optimizer, start.optimizer_state)
         restore_rng(start.meta["rng"])
         log_rows = [dict(r) for r in start.meta["log"]]
         first_epoch = start.epoch + 1
+    if config.assess_every and ctx.is_main:
+        from strokelrp.train.assess_log import read_assess_log
+
+        assess_rows = [r for r in read_assess_log(run_dir) if r["epoch"] < first_epoch]
     net: nn.Module = model
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -530,6 +557,11 @@ def _train_network(
                         keep=config.keep_checkpoints,
                     )
                 write_train_log(run_dir, log_rows)
+                if config.assess_every and epoch % config.assess_every == 0:
+                    assess_rows += _assess(model, data, config, train_ids, val_ids, epoch)
+                    from strokelrp.train.assess_log import write_assess_log
+
+                    write_assess_log(run_dir, assess_rows)
             val_text = "" if row["val_dice"] is None else f"  val Dice {row['val_dice']:.4f}"
             say(
                 f"epoch {epoch}/{config.epochs}  loss {row['loss']:.4f}  "

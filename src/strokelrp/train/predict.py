@@ -32,6 +32,13 @@ def predict(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> torch
     return logits.float()
 
 
+def lesion_mask(logits: torch.Tensor) -> torch.Tensor:
+    """Predicted lesion mask (B, D, H, W) bool from logits (B, K, D, H, W) (argmax)."""
+    from strokelrp.config import LESION
+
+    return logits.argmax(dim=1) == LESION
+
+
 def native_labels(logits: torch.Tensor | np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """Class map (Dn, Hn, Wn) uint8 in the case's native grid ``shape`` from one case's logits
     (K, D, H, W) at model scale.
