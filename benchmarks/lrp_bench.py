@@ -70,7 +70,7 @@ def may_run_unlimited(model: torch.nn.Module, x: torch.Tensor) -> tuple[bool, st
     was not switched off (``$LRP_BENCH_NO_UNLIMITED``, set by ``--no-unlimited``)."""
     if os.environ.get("LRP_BENCH_NO_UNLIMITED"):
         return False, "not measured (--no-unlimited)"
-    need = plan_memory(model, x, len(PAPER_GRID), memory_budget="unlimited").estimate
+    need = plan_memory(model, x, len(PAPER_GRID), "paper", memory_budget="unlimited").estimate
     free = available_bytes(x.device)
     if need + SPARE > free:
         return False, f"not measured: needs ~{format_bytes(need)}, {format_bytes(free)} available"
@@ -277,7 +277,7 @@ def main() -> None:
             t = {k: m[k].get("seconds", math.nan) for k in METHODS}
             t.update(ratios({k: [v] for k, v in t.items() if not math.isnan(v)}))
         _, (model, x) = setup(series, args.width, args.device)
-        plan = plan_memory(model, x, len(PAPER_GRID)).describe()
+        plan = plan_memory(model, x, len(PAPER_GRID), "paper").describe()
         del model, x
         load1 = os.getloadavg()
         print(

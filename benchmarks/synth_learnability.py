@@ -18,15 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from strokelrp.config import LESION
 from strokelrp.data.dataset import CaseDataset
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.model.unet3d import UNet3D
-
-
-def dice(pred: torch.Tensor, truth: torch.Tensor) -> float:
-    inter = float(((pred == 1) & (truth == 1)).sum())
-    total = float((pred == 1).sum() + (truth == 1).sum())
-    return 2 * inter / total if total else 1.0
+from strokelrp.train.metrics import dice_score
 
 
 def main() -> None:
@@ -65,7 +61,9 @@ def main() -> None:
             total += loss.item()
         model.eval()
         with torch.no_grad():
-            scores = [dice(model(x[None]).argmax(1)[0], y) for x, y, _ in test]
+            scores = [
+                dice_score(model(x[None]).argmax(1)[0] == LESION, y == LESION) for x, y, _ in test
+            ]
         print(
             f"| {epoch} | {total / len(train):.4f} | {np.mean(scores):.3f} | "
             f"{min(scores):.3f} | {max(scores):.3f} | {time.perf_counter() - start:.0f} |",

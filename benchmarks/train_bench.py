@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from strokelrp.config import SERIES, TrainConfig
+from strokelrp.device import resolve_device
 from strokelrp.model.conv import pytorch_conv_path
 from strokelrp.train.cases import CaseTensors
 from strokelrp.train.checkpoint import build_model, save_checkpoint
-from strokelrp.train.distributed import resolve_device
 from strokelrp.train.loop import cross_entropy, progress_bar, run_epoch
 
 

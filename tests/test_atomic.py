@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from strokelrp.atomic import atomic_path, atomic_write, write_bytes, write_text
+from strokelrp.atomic import atomic_path, atomic_write, write_bytes, write_json, write_text
 
 
 def test_write_text_replaces_and_gives_usual_permissions(tmp_path: Path) -> None:
@@ -41,3 +41,13 @@ def test_atomic_path_keeps_the_suffix_writers_need(tmp_path: Path) -> None:
         assert tmp.name.endswith(".nii.gz") and tmp.parent == tmp_path
         tmp.write_bytes(b"x")
     assert (tmp_path / "map.nii.gz").read_bytes() == b"x"
+
+
+def test_write_json_round_trips_with_one_trailing_newline(tmp_path: Path) -> None:
+    import json
+
+    payload = {"dice": 1.0, "notes": ["a"], "nested": {"n": None}}
+    path = write_json(tmp_path / "x.json", payload)
+    text = path.read_text(encoding="utf-8")
+    assert json.loads(text) == payload and text.endswith("}\n") and not text.endswith("\n\n")
+    assert text.startswith('{\n  "dice"')  # indented by 2

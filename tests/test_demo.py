@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -40,11 +41,12 @@ def test_quick_demo_end_to_end(
         assert f"[{stage}/7]" in printed
     report = out / "report.html"
     assert printed.strip().splitlines()[-1] == f"report: {report.resolve()}"
-    assert "input inclusivity" in printed and "informative share" in printed
+    assert "input inclusivity" in printed and "ablation rho" in printed
+    assert "control MTT: mean Dice drop when mean-filled" in printed
 
-    # the synthetic manifest says which modality carries no signal
+    # the synthetic manifest says which modality is the noise control
     manifest = json.loads((out / "data" / "synth_manifest.json").read_text())
-    assert manifest["uninformative_modalities"] == ["MTT"]
+    assert manifest["control_modalities"] == ["MTT"]
 
     run = out / "runs" / "A"
     with (run / "metrics.csv").open() as fh:
@@ -67,6 +69,20 @@ def test_quick_demo_end_to_end(
 
     html = report.read_text()
     assert "figure1" in html and "sweep" in html.lower()
+    # the report's tables carry the CSVs' numbers: the metrics' mean Dice, table 1's Dice
+    mean_row = re.search(r'<tr class="mean">(.*?)</tr>', html).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", mean_row)
+    dice = [float(r["dice"]) for r in metrics]
+    assert cells[list(metrics[0]).index("dice")] == f"{np.nanmean(dice):.4g}"
+    with (run / "table1.csv").open() as fh:
+        (table1,) = list(csv.DictReader(fh))
+    assert f"<td>{float(table1['mean_dice']):.4g}</td>" in html
+    assert float(table1["mean_dice"]) == pytest.approx(np.nanmean(dice), rel=1e-9)
+    # explain's Dice of a case is evaluate's (one native-grid prediction, one Dice)
+    by_case = {r["case_id"]: float(r["dice"]) for r in metrics}
+    for case_dir in explained:
+        summary = json.loads((case_dir / "explanation.json").read_text())
+        assert summary["dice"] == pytest.approx(by_case[case_dir.name], abs=1e-9)
     assert (out / MARKER).exists()
 
     # a rerun replaces an earlier demo; a foreign non-empty folder is refused

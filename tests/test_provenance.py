@@ -17,7 +17,7 @@ from strokelrp.cli import main
 from strokelrp.config import TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.errors import StrokeLRPError
-from strokelrp.lrp.presets import preset
+from strokelrp.lrp.presets import DEFAULT_PRESET, preset
 from strokelrp.provenance import read_sidecar, rules_record, sidecar_path
 from strokelrp.train.checkpoint import (
     build_model,
@@ -172,7 +172,7 @@ def test_explain_says_which_epoch_it_used_while_training_writes(world, tmp_path,
     trained = json.loads((run / "split.json").read_text())["data"]["fingerprints"]["1"]
     assert record["data"]["cases"]["1"]["fingerprint_sha256"] == trained
     assert record["data"]["cases"]["1"]["orientation"] == "LPS"
-    assert record["rules"]["preset"] == "paper" and record["rules"]["overrides"] == {}
+    assert record["rules"]["preset"] == DEFAULT_PRESET and record["rules"]["overrides"] == {}
     assert record["target"] == "prediction"
     assert record["settings"] == ["raw", "pass(0,0.4)", "clamp(0,0.2)"]
 

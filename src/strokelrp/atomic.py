@@ -61,3 +61,10 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 def write_text(path: str | Path, text: str) -> Path:
     """Atomically write UTF-8 ``text`` to ``path``."""
     return atomic_write(path, lambda fh: fh.write(text))
+
+
+def write_json(path: str | Path, payload: Any, indent: int = 2) -> Path:
+    """``payload`` as indented JSON text (one trailing newline), written atomically."""
+    import json
+
+    return write_text(path, json.dumps(payload, indent=indent) + "\n")

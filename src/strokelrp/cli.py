@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
-from strokelrp import __version__
+from strokelrp import __version__, run_files
 from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,7 +58,16 @@ _MODALITY_CHOICES = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")  # == config.M
     multiple=True,
     metavar="MOD",
     type=click.Choice(_MODALITY_CHOICES, case_sensitive=False),
-    help="A modality that gets no lesion signature (repeat for several).",
+    help="A modality that gets no lesion signature but keeps its anatomy (repeat for several).",
+)
+@click.option(
+    "--control",
+    "control",
+    multiple=True,
+    metavar="MOD",
+    type=click.Choice(_MODALITY_CHOICES, case_sensitive=False),
+    help="A modality replaced by zero-mean noise inside the brain: nothing a model can use "
+    "(repeat for several).",
 )
 def synth(
     out: str,
@@ -66,6 +76,7 @@ def synth(
     seed: int,
     varied_grids: bool,
     uninformative: tuple[str, ...],
+    control: tuple[str, ...],
 ) -> None:
     """Write N synthetic cases in the ISLES 2017 layout to OUT (plus synth_manifest.json)."""
     from strokelrp.data.synth import synthesize_isles2017
@@ -77,11 +88,13 @@ def synth(
         seed=seed,
         varied_grids=varied_grids,
         uninformative=uninformative,
+        control=control,
         progress=True,
     )
     h, w, d = shape
     grids = "varied grids" if varied_grids else f"grid {w}x{h}x{d} (x y z)"
     note = f", uninformative: {', '.join(uninformative)}" if uninformative else ""
+    note += f", control (noise): {', '.join(control)}" if control else ""
     click.echo(f"wrote {n_cases} synthetic cases ({grids}, seed {seed}{note}) to {path}")
 
 
@@ -153,10 +166,11 @@ def _parse_series(ctx: click.Context, param: click.Parameter, value: str | None)
 
 def _interrupted(words: list[str]) -> None:
     """Ctrl-C: say how to continue (``strokelrp WORDS``) and exit 130, as shells do for SIGINT."""
-    import os
     import shlex
 
-    if os.environ.get("RANK", "0") == "0":
+    from strokelrp.device import is_main_process
+
+    if is_main_process():
         click.echo(f"\ninterrupted; resume with: strokelrp {shlex.join(words)}", err=True)
     sys.exit(130)
 
@@ -187,6 +201,9 @@ _TRAIN_OPTIONS: dict[str, str] = {
     "cache_dir": "cache_dir",
     "checkpoint_every": "checkpoint_every",
     "keep_checkpoints": "keep_checkpoints",
+    "assess_every": "assess_every",
+    "assess_method": "assess_method",
+    "assess_cases": "assess_cases",
 }
 """``train`` option (parameter name) -> TrainConfig field."""
 
@@ -291,6 +308,27 @@ _TRAIN_OPTIONS: dict[str, str] = {
     help="Keep only the newest N epoch checkpoints (0: keep all; last is always kept).",
 )
 @click.option(
+    "--assess-every",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Record the trust measures on held-out cases every N epochs in OUT/assess_log.csv "
+    "(0: never).",
+)
+@click.option(
+    "--assess-method",
+    default="lrp:epsilon",
+    show_default=True,
+    help="The attribution method assessed during training (a strokelrp assess method name).",
+)
+@click.option(
+    "--assess-cases",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="How many held-out cases (training cases when none is held out) to assess.",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Continue OUT from its newest complete checkpoint (exactly, on CPU). Options not "
@@ -317,6 +355,9 @@ def train(
     cache_dir: str | None,
     checkpoint_every: int,
     keep_checkpoints: int,
+    assess_every: int,
+    assess_method: str,
+    assess_cases: int,
     resume: bool,
     no_progress: bool,
 ) -> None:
@@ -326,7 +367,6 @@ def train(
     checkpoint and prints the --resume command. Runs unchanged under torchrun
     (DistributedDataParallel): torchrun --nproc_per_node=N -m strokelrp train DATA ...
     """
-    import os
     from pathlib import Path
 
     from strokelrp.config import TrainConfig
@@ -335,7 +375,7 @@ def train(
     given = {name: ctx.params[name] for name in _TRAIN_OPTIONS}
     given["case_ids"] = case_ids or None
     values = {field: given[name] for name, field in _TRAIN_OPTIONS.items()}
-    run_config = Path(out) / "config.toml"
+    run_config = Path(out) / run_files.CONFIG
     if resume and run_config.is_file():  # the run's own settings are the defaults
         values = TrainConfig.from_toml(run_config).to_dict()
         values.update(
@@ -349,7 +389,9 @@ def train(
         dirs = run_training(config, out, resume=resume, progress=not no_progress)
     except KeyboardInterrupt:
         _interrupted(["train", data, "--out", out, "--resume"])
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
+    from strokelrp.device import is_main_process
+
+    if is_main_process():  # under torchrun, rank 0 alone reports
         click.echo(f"trained {len(dirs)} network(s) in {out}")
 
 
@@ -483,17 +525,18 @@ def _preset_names() -> list[str]:
 @click.option(
     "--rules",
     type=click.Choice(_preset_names()),
-    default="paper",
+    default=DEFAULT_PRESET,
     show_default=True,
     help="LRP rule preset (strokelrp.lrp.presets.PRESETS; see docs/method.md).",
 )
 @click.option(
     "--target",
-    type=click.Choice(["prediction", "ground_truth", "authors"]),
+    type=click.Choice(TARGETS),
     default="prediction",
     show_default=True,
-    help="Start from the lesion logit on the predicted lesion voxels, on the OT voxels, or "
-    "(authors) from the whole output, both classes, as the authors' code does.",
+    help="Start from the lesion logit on the predicted lesion voxels, on the OT voxels, "
+    "(authors) from the whole output, both classes, as the authors' code does, or "
+    "(contrastive) from the log-odds, lesion minus background logit, on the predicted voxels.",
 )
 @click.option("--checkpoint", default="last", show_default=True, help="Checkpoint of RUN.")
 @click.option(
@@ -524,6 +567,16 @@ def _preset_names() -> list[str]:
     show_default=True,
     help="Where to run the network and the relevance walk (auto: CUDA when available).",
 )
+@click.option(
+    "--per-modality",
+    is_flag=True,
+    help="Also write one 3-D relevance file per modality (relevance_<setting>_<MOD>.nii.gz).",
+)
+@click.option(
+    "--normalised",
+    is_flag=True,
+    help="Also write a copy with each volume divided by its max |R| (relevance_<setting>_norm).",
+)
 @memory_budget_option
 def explain_command(
     run: Path | None,
@@ -542,6 +595,8 @@ def explain_command(
     modality: str,
     out: Path | None,
     device: str,
+    per_modality: bool,
+    normalised: bool,
     memory_budget: float | None,
 ) -> None:
     """Relevance maps of one case (4-D NIfTI per filter setting, native grid) and figure 1.
@@ -549,8 +604,9 @@ def explain_command(
     RUN DATA --case ID explains a case with a trained run; --model PKG.MODULE:FACTORY
     --weights FILE --image A.nii.gz --image ... --out DIR explains your own network on your
     own images. All settings are computed in one batched relevance pass. Writes
-    relevance_*.nii.gz, prediction.nii.gz, figure1.png and explanation.json, and prints their
-    paths (progress goes to stderr).
+    relevance_*.nii.gz (each with a .json sidecar naming its volumes, for a trained run),
+    prediction.nii.gz, figure1.png and explanation.json, and prints their paths (progress goes
+    to stderr).
     """
     log = lambda line: click.echo(f"explain: {line}", err=True)  # noqa: E731
     if model_spec is not None:
@@ -599,6 +655,8 @@ def explain_command(
             device=device,
             log=log,
             memory_budget=memory_budget,
+            per_modality=per_modality,
+            normalised=normalised,
         )
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
@@ -607,8 +665,6 @@ def explain_command(
 
 
 # ---------------------------------------------------------------- sweep and report commands
-
-TARGETS = ("prediction", "ground_truth", "authors")
 
 
 def _split_cases(values: tuple[str, ...]) -> list[str] | None:
@@ -636,7 +692,7 @@ def _split_cases(values: tuple[str, ...]) -> list[str] | None:
 )
 @click.option(
     "--rules",
-    default="paper",
+    default=DEFAULT_PRESET,
     show_default=True,
     help="LRP rule preset (strokelrp.lrp.presets.PRESETS).",
 )
@@ -704,9 +760,9 @@ def sweep(
             budget = "unlimited" if memory_budget == float("inf") else str(int(memory_budget))
             words += ["--memory-budget", budget]
         _interrupted(words)
-    import os
+    from strokelrp.device import is_main_process
 
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not is_main_process():
         return
     for line in summary_lines(read_tables(tables)):
         click.echo(line)
@@ -733,6 +789,89 @@ def report(runs: tuple[str, ...], out: str | None) -> None:
     from strokelrp.report.html import build_report
 
     click.echo(str(build_report(list(runs), out)))
+
+
+# ---------------------------------------------------------------------------- assess command
+
+
+@cli.command("assess")
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--cases",
+    multiple=True,
+    metavar="IDS",
+    help="Case ids (comma-separated or repeated). Default: the run's held-out cases, else all.",
+)
+@click.option(
+    "--methods",
+    multiple=True,
+    metavar="NAMES",
+    help="Methods (space/comma-free specs, repeat the option): lrp:<preset>[+<filter>], "
+    "gradient, gradient_x_input, integrated_gradients, occlusion, gradcam, locality_prior; "
+    "options in brackets, e.g. 'lrp:paper(target=contrastive)'. Default: every preset and "
+    "every baseline.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Output folder for assess.csv (and cascade.csv).",
+)
+@click.option("--checkpoint", default="last", show_default=True, help="Checkpoint of RUN.")
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Independent re-initialisations for randomisation_rho.",
+)
+@click.option(
+    "--random-orders",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Random orderings for random_aopc.",
+)
+@click.option("--cascade", is_flag=True, help="Also write the cascading randomisation curves.")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+)
+def assess_command(
+    run: Path,
+    data: Path,
+    cases: tuple[str, ...],
+    methods: tuple[str, ...],
+    out: Path,
+    checkpoint: str,
+    seeds: int,
+    random_orders: int,
+    cascade: bool,
+    device: str,
+) -> None:
+    """Trust measures of each method's maps (sanity, faithfulness, localisation, modality
+    truth): OUT/assess.csv, one row per case x method; definitions in docs/assess.md."""
+    from strokelrp.report.assess_run import assess_run, read_assess, summary_lines
+
+    path = assess_run(
+        run,
+        data,
+        out,
+        cases=_split_cases(cases),
+        methods=[m for m in methods] or None,
+        checkpoint=checkpoint,
+        device=device,
+        seeds=tuple(range(1, seeds + 1)),
+        random_seeds=random_orders,
+        cascade=cascade,
+        log=lambda line: click.echo(line, err=True),
+    )
+    for line in summary_lines(read_assess(path)):
+        click.echo(line)
+    click.echo(f"wrote {path}")
 
 
 # ------------------------------------------------------------------------------ demo command

@@ -14,6 +14,12 @@ from strokelrp.errors import StrokeLRPError
 MODALITIES: tuple[str, ...] = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")
 """Input channel order of the network (the paper's)."""
 
+BACKGROUND: int = 0
+"""Index of the background class in the labels and in the network's logits (B, 2, D, H, W)."""
+
+LESION: int = 1
+"""Index of the lesion class in the labels and in the network's logits (B, 2, D, H, W)."""
+
 SERIES: dict[str, tuple[int, int, int]] = {
     "A": (19, 48, 48),
     "B": (19, 96, 96),
@@ -35,7 +41,17 @@ ARCHS: tuple[str, ...] = ("unet3d", "monai-basicunet", "monai-unet", "monai-dynu
 """Trainable architectures (``strokelrp.model.architectures``; kept equal there by a test)."""
 
 RESUMABLE_FIELDS: frozenset[str] = frozenset(
-    {"epochs", "device", "precision", "checkpoint_every", "keep_checkpoints", "cache_dir"}
+    {
+        "epochs",
+        "device",
+        "precision",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "cache_dir",
+        "assess_every",
+        "assess_method",
+        "assess_cases",
+    }
 )
 """Fields that may differ when a run is resumed; every other field must match the run's."""
 
@@ -48,7 +64,9 @@ class TrainConfig:
     for quick experiments (use :attr:`shape` for the sizes). ``repeats`` > 1 trains networks
     with seeds ``seed .. seed + repeats - 1`` (the paper's A1..A4); the held-out split
     (``val_fraction``) is drawn from ``split_seed`` (``None``: ``seed``), so all repeats of a
-    run share one split.
+    run share one split. ``assess_every`` N > 0 records the trust measures of
+    ``assess_method`` on ``assess_cases`` held-out cases every N epochs
+    (:mod:`strokelrp.train.assess_log`).
     """
 
     data: str
@@ -70,6 +88,9 @@ class TrainConfig:
     checkpoint_every: int = 1
     keep_checkpoints: int = 0
     cache_dir: str | None = None
+    assess_every: int = 0
+    assess_method: str = "lrp:epsilon"
+    assess_cases: int = 2
 
     def __post_init__(self) -> None:
         # Normalise container types first (TOML gives lists), then validate everything at once.
@@ -137,6 +158,10 @@ class TrainConfig:
         integer("repeats", 1)
         integer("checkpoint_every", 1)
         integer("keep_checkpoints", 0)
+        integer("assess_every", 0)
+        integer("assess_cases", 1)
+        if not isinstance(self.assess_method, str) or not self.assess_method:
+            p.append(f"assess_method must be a method name, got {self.assess_method!r}")
         if self.split_seed is not None:
             integer("split_seed", 0)
         choice("loss", LOSSES)
@@ -235,7 +260,7 @@ class TrainConfig:
         """Read and validate a TOML config written by :meth:`to_toml` (or by hand)."""
         path = Path(path)
         try:
-            values = _toml_loads(path.read_text(encoding="utf-8"))
+            values = toml_loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as err:
             raise StrokeLRPError(f"{path}: no such config file") from err
         except ValueError as err:  # tomllib.TOMLDecodeError is a ValueError
@@ -247,7 +272,8 @@ def _resolved(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
-def _toml_loads(text: str) -> dict[str, Any]:
+def toml_loads(text: str) -> dict[str, Any]:
+    """Parse TOML text (``tomllib``; ``tomli`` on Python 3.10); raises ``ValueError`` if bad."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10

@@ -3,10 +3,11 @@
 Stages (each calls the Python API, no subprocesses):
 
 1. synthesise ISLES 2017-format cases (``OUT/data``) on varied native grids. One modality
-   (MTT) is made **uninformative** (no lesion signature; the manifest records it), so the
-   sweep can check objectively whether relevance goes to the channels that carry the signal:
-   with 5 informative channels out of 6 the "informative share" of relevance is 5/6 for a
-   map that ignores the signal and higher for one that follows it;
+   (MTT) is a **control**: zero-mean noise inside the brain, no lesion signature and no
+   anatomy (the manifest records it). The sweep measures what the trained model uses by
+   ablation (mean-fill each modality, Dice drop; the control's drop is below 0.01) and
+   compares each map's modality shares with it, so "relevance avoids the control" is a valid
+   check: a map blind to the modalities puts 1/6 of its relevance there;
 2. inspect them (what ``strokelrp inspect`` shows);
 3. train narrow U-Nets at series A (and B in the full demo) into ``OUT/runs/<series>``;
 4. evaluate them in the native grids (``metrics.csv``, ``table1.csv``);
@@ -31,12 +32,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from strokelrp import run_files
 from strokelrp.errors import StrokeLRPError
 
 MARKER = "strokelrp_demo.json"
 """File that marks a folder as a demo output (so a rerun may replace it)."""
 
-UNINFORMATIVE = ("MTT",)
+CONTROL = ("MTT",)
+"""The demo's control modality: noise a trained model ignores (strokelrp.data.synth)."""
 
 
 @dataclass(frozen=True)
@@ -88,9 +91,9 @@ def _prepare(out: Path) -> None:
             raise StrokeLRPError(
                 f"{out}: folder is not empty and is not an earlier demo; choose a new folder"
             )
-        for name in ("data", "runs", "figures"):
+        for name in ("data", "runs", run_files.FIGURES):
             shutil.rmtree(out / name, ignore_errors=True)
-        for name in ("report.html", MARKER):
+        for name in (run_files.REPORT, MARKER):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -133,6 +136,35 @@ def _table1_lines(results: list[Any]) -> list[str]:
     return lines
 
 
+def control_lines(rows: list[dict[str, Any]], control: tuple[str, ...]) -> list[str]:
+    """Per series: the control's mean ablation drop (is it ignored?) and its raw-map share."""
+    import math
+
+    from strokelrp.analysis.ablation import IGNORED_DROP
+
+    lines = []
+    for series in sorted({str(r["series"]) for r in rows}):
+        for modality in control:
+            mine = [r for r in rows if r["series"] == series and r["modality"] == modality]
+            drops = {(r["network"], r["case"]): float(r["ablation_drop"]) for r in mine}
+            shares = [
+                float(r["relevance_share"])
+                for r in mine
+                if r["setting"] == "raw" and math.isfinite(float(r["relevance_share"]))
+            ]
+            if not drops or not shares:
+                continue
+            drop = sum(drops.values()) / len(drops)
+            verdict = "ignored" if abs(drop) < IGNORED_DROP else "NOT ignored"
+            lines.append(
+                f"  series {series} control {modality}: mean Dice drop when mean-filled "
+                f"{drop:+.4f} ({verdict} by the model); raw maps put "
+                f"{sum(shares) / len(shares):.3f} of their positive relevance on it "
+                f"(a map blind to the modalities: {1 / 6:.3f})"
+            )
+    return lines
+
+
 def run_demo(
     out: str | Path = "strokelrp-demo",
     *,
@@ -167,14 +199,14 @@ def run_demo(
         f"{torch.get_num_threads()} CPU thread(s)]"
     )
 
-    t = _stage(echo, 1, total, f"synthesise {plan.n_cases} cases (MTT uninformative)")
+    t = _stage(echo, 1, total, f"synthesise {plan.n_cases} cases (MTT a noise control)")
     data = synthesize_isles2017(
         out / "data",
         plan.n_cases,
         shape=plan.shape_hwd,
         seed=plan.seed,
         varied_grids=True,
-        uninformative=UNINFORMATIVE,
+        control=CONTROL,
         progress=progress,
     )
     _done(echo, t)
@@ -244,7 +276,7 @@ def run_demo(
     _done(echo, t)
 
     t = _stage(echo, 7, total, "write the report")
-    report = build_report(runs, out / "report.html")
+    report = build_report(runs, out / run_files.REPORT)
     _done(echo, t)
 
     echo(
@@ -252,6 +284,8 @@ def run_demo(
     )
     for line in summary_lines(rows):
         echo("  " + line)
+    for line in control_lines(rows, CONTROL):
+        echo(line)
     echo(f"\nfigure 1 of case {cases[0]}: {figures[0]}")
     wall, cpu = time.perf_counter() - t_all[0], time.process_time() - t_all[1]
     echo(f"demo finished in {wall:.0f} s (CPU time {cpu:.0f} s)")

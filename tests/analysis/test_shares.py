@@ -1,4 +1,4 @@
-"""Relevance shares per modality, inside the lesion, and on informative modalities."""
+"""Relevance shares per modality, inside the lesion, and against the modalities' ablation."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import numpy as np
 import pytest
 
 from strokelrp.analysis.shares import (
-    informative_mask,
-    informative_share,
     lesion_shares,
     modality_shares,
     share_summary,
-    uniform_expectation,
+    spearman,
 )
 from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
@@ -51,21 +49,19 @@ def test_lesion_shares_shape_mismatch() -> None:
         lesion_shares(six_channel_map(), np.zeros((2, 2, 3)))
 
 
-def test_informative_share_against_uniform_expectation() -> None:
-    shares = modality_shares(six_channel_map())
-    assert informative_share(shares, ["adc", "MTT"]) == pytest.approx(1.0)
-    assert informative_share(shares, [1]) == pytest.approx(0.25)
-    assert uniform_expectation(["ADC", "MTT"]) == pytest.approx(2 / 6)
-    assert uniform_expectation(["ADC", 0]) == pytest.approx(1 / 6)  # the same channel twice
+def test_spearman_against_pearson_of_hand_ranks() -> None:
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ties get average ranks: x ranks (1, 2.5, 2.5, 4), y ranks (2, 1, 4, 3)
+    rx, ry = np.array([1, 2.5, 2.5, 4]), np.array([2, 1, 4, 3])
+    expected = np.corrcoef(rx, ry)[0, 1]
+    assert spearman([0.1, 0.5, 0.5, 0.9], [3, 1, 9, 5]) == pytest.approx(expected)
+    assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    with pytest.raises(StrokeLRPError, match="equal"):
+        spearman([1, 2], [1, 2, 3])
 
 
-def test_informative_mask_rejects_unknown_names() -> None:
-    np.testing.assert_array_equal(informative_mask(["Tmax"]), [0, 0, 0, 0, 1, 0])
-    with pytest.raises(StrokeLRPError, match="DWI"):
-        informative_mask(["DWI"])
-
-
-def summary_rows(case: str, shares: list[float], lesion: list[float], inf: list) -> list[dict]:
+def summary_rows(case: str, shares: list[float], lesion: list[float], drop: list) -> list[dict]:
     return [
         {
             "series": "A",
@@ -75,29 +71,37 @@ def summary_rows(case: str, shares: list[float], lesion: list[float], inf: list)
             "modality": m,
             "relevance_share": s,
             "lesion_share": ls,
-            "informative": f,
+            "ablation_drop": d,
         }
-        for m, s, ls, f in zip(MODALITIES, shares, lesion, inf, strict=True)
+        for m, s, ls, d in zip(MODALITIES, shares, lesion, drop, strict=True)
     ]
 
 
 def test_share_summary_hand_computed() -> None:
     nan = float("nan")
     rows = [
-        # map 1: informative share 0.5 (ADC) vs uniform 1/6; lesion .5*1 + .25*0 + .25*.5 = .625
+        # map 1: drops rank ADC > MTT > rCBF, the others ignored (|drop| < 0.01): shares on
+        # the ignored ones 0 vs uniform 3/6; lesion .5*1 + .25*0 + .25*.5 = .625
         *summary_rows(
             "1",
             [0.5, 0.25, 0.25, 0, 0, 0],
             [1, 0, 0.5, nan, nan, nan],
-            [True, False, False, False, False, False],
+            [0.3, 0.2, 0.1, 0.0, 0.005, -0.002],
         ),
         # map 2: no positive relevance: counted, but has no shares
-        *summary_rows("2", [nan] * 6, [nan] * 6, [True] + [False] * 5),
-        # map 3: every modality informative: nothing to compare; lesion share 1 * .25 = .25
-        *summary_rows("3", [1, 0, 0, 0, 0, 0], [0.25, nan, nan, nan, nan, nan], [True] * 6),
+        *summary_rows("2", [nan] * 6, [nan] * 6, [0.3] * 6),
+        # map 3: no drop measured (an older table): lesion share 1 * .25 = .25 only
+        *summary_rows("3", [1, 0, 0, 0, 0, 0], [0.25, nan, nan, nan, nan, nan], [nan] * 6),
+        # map 4: every modality matters: no ignored ones to compare; shares anti-ranked
+        *summary_rows(
+            "4", [0, 0, 0, 0, 0.5, 0.5], [nan, nan, nan, nan, 0, 0], [0.6] * 4 + [0.1] * 2
+        ),
     ]
     [s] = share_summary(rows)
-    assert s["n_maps"] == 3 and s["n_informative_maps"] == 1
-    assert s["informative_share"] == pytest.approx(0.5)
-    assert s["uniform_expectation"] == pytest.approx(1 / 6)
-    assert s["lesion_share"] == pytest.approx((0.625 + 0.25) / 2)
+    assert s["n_maps"] == 4 and s["n_ablation_maps"] == 2 and s["n_ignored_maps"] == 1
+    assert s["ignored_share"] == pytest.approx(0.0)
+    assert s["ignored_uniform"] == pytest.approx(0.5)
+    rho1 = np.corrcoef([6, 4.5, 4.5, 2, 2, 2], [6, 5, 4, 2, 3, 1])[0, 1]  # average ranks
+    rho4 = np.corrcoef([2.5, 2.5, 2.5, 2.5, 5.5, 5.5], [4.5, 4.5, 4.5, 4.5, 1.5, 1.5])[0, 1]
+    assert s["ablation_rho"] == pytest.approx((rho1 + rho4) / 2)
+    assert s["lesion_share"] == pytest.approx((0.625 + 0.25 + 0.5 * 0 + 0.5 * 0) / 3)

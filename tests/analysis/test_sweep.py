@@ -16,6 +16,7 @@ from strokelrp.analysis.table import COLUMNS, read_table
 from strokelrp.config import MODALITIES, TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.presets import DEFAULT_PRESET
 from strokelrp.model import UNet3D
 from strokelrp.train.checkpoint import save_checkpoint
 
@@ -62,10 +63,14 @@ def test_sweep_writes_cases_x_16_settings_x_6_modalities_and_resumes(
     assert {r["modality"] for r in rows} == set(MODALITIES)
     for r in rows:
         assert r["run"] == r["network"] == "A1" and r["series"] == "A"
-        assert r["target"] == "ground_truth" and r["rules"] == "paper"
+        assert r["target"] == "ground_truth" and r["rules"] == DEFAULT_PRESET
         assert r["informative"] is (r["modality"] != "MTT")  # from the synthetic manifest
         assert 0.0 <= r["input_inclusivity"] <= 1.0 and 0.0 <= r["gt_inclusivity"] <= 1.0
         assert 0.0 <= r["case_dice"] <= 1.0
+        assert -1.0 <= r["ablation_drop"] <= 1.0
+    # the ablation drop is one per (case, modality), the same under every setting
+    drops = {(r["case"], r["modality"], r["ablation_drop"]) for r in rows}
+    assert len(drops) == 2 * 6
     raw = [r for r in rows if r["setting"] == "raw"]
     assert all(math.isfinite(r["mean_signal"]) for r in raw)  # relevance starts on the lesion
     for case in ("1", "2"):
@@ -115,7 +120,8 @@ def test_case_rows_match_the_measures_on_a_hand_made_map() -> None:
         "target": "prediction",
         "rules": "paper",
     }
-    rows = case_rows(r, x, label, settings, meta, informative=["ADC"])
+    drop = [0.3, 0.0, 0.1, 0.2, 0.5, 0.05]
+    rows = case_rows(r, x, label, settings, meta, informative=["ADC"], ablation_drop=drop)
     assert len(rows) == 12
     adc, mtt = rows[0], rows[1]
     assert adc["input_inclusivity"] == pytest.approx(1.0, rel=1e-5)  # covers the bright voxel
@@ -125,9 +131,39 @@ def test_case_rows_match_the_measures_on_a_hand_made_map() -> None:
     assert adc["lesion_share"] == 0.0 and mtt["lesion_share"] == 1.0
     assert adc["mean_signal"] == 0.25 and mtt["mean_signal"] == 0.25  # one 1 in four voxels
     assert adc["informative"] is True and mtt["informative"] is False
+    assert [row["ablation_drop"] for row in rows] == drop * 2
     assert math.isnan(rows[2]["mean_signal"])  # rCBF has no relevance
     assert rows[6]["setting"] == "pass(0,0.2)" and rows[6]["a2"] == 0.2
     assert all(row["input_inclusivity"] == 0.0 for row in rows[6:])  # second map is all zero
+
+
+def test_one_setting_names_tables_and_files() -> None:
+    """describe() gives the sweep's labels and explain's file stems (one Setting class); the
+    labels are the filters' own."""
+    from strokelrp.lrp.filters import parse_filter
+    from strokelrp.report.explain_case import parse_settings
+
+    raw = describe(None)
+    assert (raw.kind, raw.a1, raw.a2, raw.label, raw.stem) == (
+        "raw",
+        None,
+        None,
+        "raw",
+        "relevance_raw",
+    )
+    for spec, label, stem in [
+        ("pass:0,0.4", "pass(0,0.4)", "relevance_pass_0-0.4"),
+        ("clamp:0,0.2:channel", "clamp(0,0.2)/channel", "relevance_clamp_0-0.2_channel"),
+        ("pass:0.25,1", "pass(0.25,1)", "relevance_pass_0.25-1"),
+    ]:
+        f = parse_filter(spec)
+        s = describe(f)
+        assert (s.label, s.stem, s.filter) == (label, stem, f)
+        assert s.label == f.label
+    assert [s.stem for s in parse_settings(["pass:0,0.4", "pass:0,0.40"])] == [
+        "relevance_raw",
+        "relevance_pass_0-0.4",
+    ]
 
 
 def test_read_grid_from_toml_and_errors(tmp_path: Path) -> None:
@@ -170,7 +206,7 @@ def test_cli_sweep_then_report(
     assert done.value.code in (None, 0)
     out = capsys.readouterr().out
     assert "series A           raw: input inclusivity" in out
-    assert "clamp(0,0.2)" in out and "informative share" in out
+    assert "clamp(0,0.2)" in out and "ablation rho" in out
     assert f"wrote {run / 'sweep' / 'sweep.csv'}" in out
     with pytest.raises(SystemExit) as done:
         main(["report", str(run)])
@@ -195,6 +231,22 @@ def test_cli_sweep_errors(tmp_path: Path, data: Path, capsys: pytest.CaptureFixt
     assert done.value.code == 2
 
 
+def test_a_table_from_before_ablation_drops_still_reads(tmp_path: Path) -> None:
+    from strokelrp.analysis.table import write_table
+
+    row = {c: "" for c in COLUMNS} | {"run": "r", "kind": "raw", "setting": "raw", "case": "1"}
+    path = write_table(tmp_path / "new.csv", [row | {"ablation_drop": 0.25}])
+    assert read_table(path)[0]["ablation_drop"] == 0.25
+    lines = [",".join(line.split(",")[:-1]) for line in path.read_text().splitlines()]
+    old = tmp_path / "old.csv"
+    old.write_text("\n".join(lines) + "\n")
+    assert "ablation_drop" not in old.read_text()
+    assert math.isnan(read_table(old)[0]["ablation_drop"])
+    old.write_text("\n".join(",".join(x.split(",")[:-2]) for x in lines) + "\n")
+    with pytest.raises(StrokeLRPError, match="informative"):
+        read_table(old)
+
+
 def test_cli_sweep_of_one_run_named_twice_counts_it_once(
     tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
@@ -216,7 +268,7 @@ def test_cli_sweep_of_one_run_named_twice_counts_it_once(
     twice, err = sweep(run, tmp_path / "." / "A2")
     assert "the same run as" in err and "used once" in err
     assert twice.count("wrote ") == 1
-    share = float(re.search(r"informative share ([0-9.]+)", twice).group(1))
+    share = float(re.search(r"lesion share ([0-9.]+)", twice).group(1))
     assert 0.0 <= share <= 1.0
     once, _ = sweep(run)  # resumes: nothing left to do, the same table
     assert once == twice

@@ -50,6 +50,21 @@ def test_zscore_standardises_inside_the_brain_and_zeros_outside() -> None:
     assert np.all(const == 0.0)
 
 
+def test_brain_mask_survives_min_max_of_a_zero_mean_control(tmp_path) -> None:
+    from strokelrp.data.isles2017 import load_isles2017
+    from strokelrp.data.synth import synthesize_isles2017
+
+    root = synthesize_isles2017(tmp_path / "d", 1, shape=(32, 32, 6), seed=0, control=["MTT"])
+    case = load_isles2017(root)[0]
+    raw = brain_mask(case.image)
+    assert (case.image[1] < 0).any() and 0.05 < raw.mean() < 0.8
+    # raw: the brain is where the informative perfusion maps are non-zero
+    np.testing.assert_array_equal(raw, np.any(case.image[2:] != 0, axis=0) | (case.image[1] != 0))
+    normalised = normalize_minmax(case.image)
+    assert abs(float(np.median(normalised[1][~raw])) - 0.5) < 0.2  # background is not 0 here
+    np.testing.assert_array_equal(brain_mask(normalised), raw)
+
+
 @pytest.mark.parametrize("series", sorted(SERIES))
 def test_resize_to_each_series_and_back_numpy(series: str) -> None:
     native = (19, 40, 56)

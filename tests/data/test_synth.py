@@ -166,6 +166,35 @@ def test_uninformative_modalities_get_no_signature(signature_cases, tmp_path: Pa
     assert manifest["cases"]["1"]["informative_modalities"] == ["MTT", "rCBF", "rCBV", "TTP"]
 
 
+def test_a_control_modality_is_noise_without_anatomy_or_lesion(signature_cases, tmp_path) -> None:
+    full, _ = signature_cases
+    root = synthesize_isles2017(tmp_path / "ctl", 4, shape=(64, 64, 12), seed=3, control=["mtt"])
+    controlled = load_isles2017(root)
+    c = MODALITIES.index("MTT")
+    for a, b in zip(full, controlled, strict=True):
+        assert np.array_equal(a.label, b.label)
+        for k, mod in enumerate(MODALITIES):
+            if mod != "MTT":  # the other modalities are untouched, signatures included
+                assert np.array_equal(a.image[k], b.image[k])
+        brain = a.image[c] != 0  # the informative MTT is non-zero exactly on the brain
+        noise = b.image[c]
+        assert not noise[~brain].any()  # 0 outside the brain, like any perfusion map
+        inside = noise[brain].astype(np.float64)
+        # zero-mean, so the brain's edge is not in the channel's mean; unit SD
+        assert abs(inside.mean()) < 5 * inside.std() / np.sqrt(inside.size)
+        assert 0.95 < inside.std() < 1.05
+        # no lesion signature and no tissue contrast: uncorrelated with OT and every map
+        for other in [b.label[brain]] + [b.image[k][brain] for k in range(6) if k != c]:
+            assert abs(np.corrcoef(inside, other.astype(np.float64))[0, 1]) < 0.05
+    manifest = json.loads((root / MANIFEST_NAME).read_text())
+    assert manifest["control_modalities"] == ["MTT"]
+    assert "MTT" not in manifest["informative_modalities"]
+    assert manifest["cases"]["1"]["control_modalities"] == ["MTT"]
+    again = synthesize_isles2017(tmp_path / "ctl2", 1, shape=(64, 64, 12), seed=3, control=["MTT"])
+    name = manifest["cases"]["1"]["files"]["MTT"]
+    assert _digests(again)[name] == _digests(root)[name]  # the noise is deterministic too
+
+
 def test_value_ranges_are_realistic(signature_cases) -> None:
     full, _ = signature_cases
     for case in full:
@@ -206,6 +235,8 @@ def test_refuses_a_foreign_non_empty_folder_and_replaces_its_own(tmp_path: Path)
         ({"n_cases": 0}, "at least 1"),
         ({"n_cases": 1, "shape": (32, 32)}, "three sizes"),
         ({"n_cases": 1, "uninformative": ("T1",)}, "unknown modality 'T1'"),
+        ({"n_cases": 1, "control": ("T2",)}, "unknown modality 'T2' for control"),
+        ({"n_cases": 1, "control": MODALITIES}, "nothing to segment"),
     ],
 )
 def test_bad_arguments_are_clear_errors(tmp_path: Path, kwargs: dict, words: str) -> None:

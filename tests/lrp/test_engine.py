@@ -148,7 +148,6 @@ def reference_paper(model: UNet3D, x: torch.Tensor, start: torch.Tensor) -> np.n
         r = block_back(f"dec{level}", r)
         c = skips[level].shape[1]
         skip_r[level], r_up = r[:, :c], r[:, c:]
-        full = np.zeros((1, r_up.shape[1], *acts[f"up{level}"].shape[2:]))
         full = np.zeros((1, r_up.shape[1], *[2 * n for n in acts[f"up{level}"].shape[2:]]))
         full[:, :, : r_up.shape[2], : r_up.shape[3], : r_up.shape[4]] = r_up
         r = conv_back(f"up{level}", full)
@@ -395,3 +394,47 @@ def test_bad_inputs_and_unknown_modules() -> None:
     odd = _WithSoftmax(width=2)
     with pytest.raises(StrokeLRPError, match=r"node 'softmax' \(softmax\) in module 'the model"):
         explain(odd, torch.rand(1, 6, 5, 8, 8))
+
+
+# ------------------------------------------------------------------- positions and targets
+
+
+def test_composite_assigns_rules_by_position() -> None:
+    """z^B on the first convolution, gamma in the encoder, epsilon in the decoder and head."""
+    from strokelrp.lrp.composites import as_composite
+    from strokelrp.lrp.rules import LAYER_TYPES, Epsilon, Gamma, ZBox
+
+    model = trained_looking(2, 0)
+    comp = as_composite("composite")
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, LAYER_TYPES)]
+    kinds = {
+        n: type(comp.rule_for(n, m, i == 0, i == len(layers) - 1))
+        for i, (n, m) in enumerate(layers)
+    }
+    assert kinds["enc1.conv1"] is ZBox
+    assert {kinds[n] for n in kinds if n.startswith("enc") and n != "enc1.conv1"} == {Gamma}
+    assert {kinds[n] for n in kinds if n.startswith(("up", "dec"))} == {Epsilon}
+    assert kinds["head"] is Epsilon
+    assert comp.batchnorm == "fold"
+
+
+def test_contrastive_start_is_lesion_minus_background_on_predicted_voxels() -> None:
+    model = trained_looking(2, 3)
+    x = torch.rand(1, 6, 5, 8, 8, dtype=F64)
+    with torch.no_grad():  # shift the lesion bias so that about half the voxels are lesion
+        out = model(x)
+        model.head.bias[1] -= (out[:, 1] - out[:, 0]).median()
+        out = model(x)
+    mask = (out.argmax(1) == 1).to(F64)
+    assert 0 < float(mask.sum()) < mask.numel()  # the check below means something
+    lesion, background = torch.zeros_like(out), torch.zeros_like(out)
+    lesion[:, 1] = out[:, 1] * mask
+    background[:, 0] = out[:, 0] * mask
+    for rules in ("paper", "composite"):
+        got = explain(model, x, target="contrastive", rules=rules)
+        assert got.target == "contrastive"
+        r_les = explain(model, x, target=lesion, rules=rules).relevance
+        r_bg = explain(model, x, target=background, rules=rules).relevance
+        want = r_les - r_bg  # every rule is linear in the relevance it redistributes
+        err = float((got.relevance - want).norm() / want.norm())
+        assert err < 1e-10

@@ -1,7 +1,8 @@
 """Every rule against the textbook formula on the layer written as an explicit dense matrix.
 
-The reference builds the matrix M (out x in) by applying the convolution to unit basis
-vectors (float64), then evaluates z_ji (the contribution of input i to output j) and
+The reference builds the matrix M (out x in) from the weights by explicit loops over output
+voxels and kernel offsets (float64; the convolution's own forward is never used), then
+evaluates z_ji (the contribution of input i to output j) and
 R_i = sum_j z_ji / stab(sum_i z_ji) R_j literally. The engine's rules use transposed
 convolutions on a batch of K relevance maps; both must agree.
 """
@@ -55,12 +56,62 @@ OTHER_LAYERS = {
 }
 
 
+def dense_and_links(layer: ConvLayer, in_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(M (n_out, n_in), links (n_out, n_in) bool) built by loops from the weights.
+
+    Conv: out[o, p] = sum_{c, k} w[o, c, k] in[c, p * stride - pad + k * dil].
+    ConvTranspose: out[o, q * stride - pad + k * dil] += w[c, o, k] in[c, q] (any dimension;
+    Linear: no spatial dimensions).
+    ``links`` marks the (output, input) pairs joined by a kernel tap, whatever its weight.
+    """
+    w = layer.weight.detach().double().numpy()
+    cin = in_shape[0]
+    spatial = in_shape[1:]
+    ks = w.shape[2:]
+    nd = len(spatial)
+    st, pd, dl = layer.stride, layer.padding, layer.dilation
+    op = layer.output_padding or (0,) * nd
+    if layer.transposed:
+        cout = w.shape[1]
+        out_sp = tuple(
+            (spatial[i] - 1) * st[i] - 2 * pd[i] + dl[i] * (ks[i] - 1) + op[i] + 1
+            for i in range(nd)
+        )
+    else:
+        cout = w.shape[0]
+        out_sp = tuple(
+            (spatial[i] + 2 * pd[i] - dl[i] * (ks[i] - 1) - 1) // st[i] + 1 for i in range(nd)
+        )
+    n_in, n_out = cin * int(np.prod(spatial)), cout * int(np.prod(out_sp))
+    m = np.zeros((n_out, n_in))
+    links = np.zeros((n_out, n_in), dtype=bool)
+
+    for o in range(cout):
+        for c in range(cin):
+            for k in np.ndindex(*ks):
+                tap = w[c, o][k] if layer.transposed else w[o, c][k]
+                if layer.transposed:
+                    for q in np.ndindex(*spatial):
+                        p = tuple(q[i] * st[i] - pd[i] + k[i] * dl[i] for i in range(nd))
+                        if all(0 <= p[i] < out_sp[i] for i in range(nd)):
+                            j = np.ravel_multi_index((o, *p), (cout, *out_sp))
+                            i_ = np.ravel_multi_index((c, *q), (cin, *spatial))
+                            m[j, i_] += tap
+                            links[j, i_] = True
+                else:
+                    for p in np.ndindex(*out_sp):
+                        q = tuple(p[i] * st[i] - pd[i] + k[i] * dl[i] for i in range(nd))
+                        if all(0 <= q[i] < spatial[i] for i in range(nd)):
+                            j = np.ravel_multi_index((o, *p), (cout, *out_sp))
+                            i_ = np.ravel_multi_index((c, *q), (cin, *spatial))
+                            m[j, i_] += tap
+                            links[j, i_] = True
+    return m, links
+
+
 def dense(layer: ConvLayer, in_shape: tuple[int, ...]) -> np.ndarray:
-    """M (n_out, n_in) with M[:, i] = layer(e_i), no bias."""
-    n_in = int(np.prod(in_shape))
-    basis = torch.eye(n_in, dtype=torch.float64).view(n_in, *in_shape)
-    out = layer.forward(basis, layer.weight)
-    return out.reshape(n_in, -1).T.numpy()
+    """M (n_out, n_in) of the layer without bias (see :func:`dense_and_links`)."""
+    return dense_and_links(layer, in_shape)[0]
 
 
 def stab(z: np.ndarray, eps: float) -> np.ndarray:
@@ -76,6 +127,8 @@ def reference(
     eps: float,
     low: np.ndarray | None = None,
     high: np.ndarray | None = None,
+    gamma: float = 0.0,
+    links: np.ndarray | None = None,
 ) -> np.ndarray:
     """R_in_i = sum_j z_ji / stab(Z_j) R_j for one relevance vector r (n_out,)."""
     mp, mn = np.maximum(m, 0), np.minimum(m, 0)
@@ -90,6 +143,16 @@ def reference(
         zsum = z.sum(1)
     elif rule == "zB":
         z = m * a[None, :] - mp * low[None, :] - mn * high[None, :]
+        zsum = z.sum(1)
+    elif rule == "gamma":
+        contrib = m * a[None, :]
+        z = contrib + gamma * np.maximum(contrib, 0)
+        zsum = z.sum(1)
+    elif rule == "flat":
+        z = links.astype(float)
+        zsum = z.sum(1)
+    elif rule == "w2":
+        z = m * m
         zsum = z.sum(1)
     else:
         raise AssertionError(rule)
@@ -156,6 +219,62 @@ def test_zbox_matches_dense_matrix_reference(
             "zB", m, a.reshape(-1).numpy(), r[j].reshape(-1).numpy(), None, eps, lo, hi
         )
         np.testing.assert_allclose(got[j].reshape(-1).numpy(), want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("key", sorted(LAYERS))
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize(
+    ("name", "gamma"), [("gamma", 0.25), ("gamma", 3.0), ("flat", 0), ("w2", 0)]
+)
+def test_gamma_flat_w2_match_dense_matrix_reference(
+    key: str, seed: int, name: str, gamma: float
+) -> None:
+    eps = 1e-3
+    rule = make_rule(name, eps, gamma=gamma)
+    got, _, a, r, _ = run_case(rule, key, True, seed)
+    layer, in_shape, _ = make_layer(key, True, seed)
+    m, links = dense_and_links(layer, in_shape)
+    for j in range(r.shape[0]):
+        want = reference(
+            name, m, a.reshape(-1).numpy(), r[j].reshape(-1).numpy(), None, eps,
+            gamma=gamma, links=links,
+        )  # fmt: skip
+        np.testing.assert_allclose(got[j].reshape(-1).numpy(), want, rtol=1e-10, atol=1e-12)
+
+
+def test_loop_matrix_agrees_with_the_layer_on_a_vector() -> None:
+    """The loop-built matrix is the layer (checked once, against torch's own convolution)."""
+    for key in LAYERS:
+        layer, in_shape, module = make_layer(key, False, 3)
+        a = torch.randn(1, *in_shape, dtype=F64)
+        want = module(a).detach().reshape(-1).numpy()
+        np.testing.assert_allclose(dense(layer, in_shape) @ a.reshape(-1).numpy(), want)
+
+
+def test_gamma_limits() -> None:
+    """gamma = 0 is epsilon without bias; gamma -> infinity tends to z+."""
+    layer, in_shape, module = make_layer("conv3-pad1", False, 2)
+    a = torch.randn(1, *in_shape, dtype=F64)
+    r = torch.randn(2, *module(a).shape[1:], dtype=F64)
+    torch.testing.assert_close(
+        make_rule("gamma", 1e-9, gamma=0.0).relevance(layer, a, r),
+        Epsilon(1e-9).relevance(layer, a, r),
+    )
+    far = make_rule("gamma", 1e-9, gamma=1e7).relevance(layer, a, r)
+    zp = ZPlus(1e-9).relevance(layer, a, r)
+    assert float((far - zp).norm() / zp.norm()) < 1e-5
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), key=st.sampled_from(sorted(LAYERS)))
+def test_flat_and_w2_conserve(seed: int, key: str) -> None:
+    """Every contribution of flat and w^2 is >= 0: relevance is conserved exactly."""
+    layer, in_shape, module = make_layer(key, False, seed)
+    a = torch.randn(1, *in_shape, dtype=F64)
+    r = torch.randn(2, *module(a).shape[1:], dtype=F64)
+    for name in ("flat", "w2"):
+        got = make_rule(name, 1e-12).relevance(layer, a, r)
+        torch.testing.assert_close(got.sum((1, 2, 3, 4)), r.sum((1, 2, 3, 4)))
 
 
 def test_epsilon_reuses_the_layer_output_when_given() -> None:
@@ -269,8 +388,10 @@ def test_bad_layers_and_bounds_raise_clear_errors() -> None:
         ConvLayer.from_module(nn.Conv2d(2, 2, 3, groups=2))
     with pytest.raises(StrokeLRPError, match="Bilinear"):
         ConvLayer.from_module(nn.Bilinear(2, 2, 2))
-    with pytest.raises(StrokeLRPError, match="unknown rule 'gamma'"):
-        make_rule("gamma", 1e-9)
+    with pytest.raises(StrokeLRPError, match="unknown rule 'gama'"):
+        make_rule("gama", 1e-9)
+    with pytest.raises(StrokeLRPError, match="gamma must be >= 0"):
+        make_rule("gamma", 1e-9, gamma=-1.0)
     with pytest.raises(StrokeLRPError, match="epsilon must be > 0"):
         Epsilon(epsilon=0.0)
     layer, in_shape, _ = make_layer("conv3-pad1", False, 0)
@@ -281,7 +402,7 @@ def test_bad_layers_and_bounds_raise_clear_errors() -> None:
 
 
 @pytest.mark.parametrize("key", sorted(LAYERS))
-@pytest.mark.parametrize("name", ["epsilon", "w+", "z+", "zB"])
+@pytest.mark.parametrize("name", ["epsilon", "w+", "z+", "zB", "gamma", "flat", "w2"])
 def test_float32_path_matches_the_float64_reference(key: str, name: str) -> None:
     """float32 on the CPU goes through oneDNN directly (forward and transposed step)."""
     eps = 1e-3

@@ -60,3 +60,25 @@ def test_inference_is_bit_identical_to_nn_conv3d() -> None:
     x = torch.randn(1, 3, 5, 8, 8)
     with torch.no_grad():
         assert torch.equal(conv(x), F.conv3d(x, conv.weight, conv.bias, padding=1))
+
+
+def test_pytorch_conv_path_is_scoped_and_restored() -> None:
+    """The switch nests, is restored after an error, and does not reach another thread."""
+    import threading
+
+    conv, x = Conv3d(2, 2, 3, padding=1), torch.rand(1, 2, 4, 4, 4)
+    assert uses_onednn_path(conv, x)
+    seen: list[bool] = []
+    with pytorch_conv_path():
+        assert not uses_onednn_path(conv, x)
+        with pytorch_conv_path():
+            assert not uses_onednn_path(conv, x)
+        assert not uses_onednn_path(conv, x)  # the inner exit keeps the outer block's choice
+        worker = threading.Thread(target=lambda: seen.append(uses_onednn_path(conv, x)))
+        worker.start()
+        worker.join()
+    assert seen == [True]
+    assert uses_onednn_path(conv, x)
+    with pytest.raises(RuntimeError), pytorch_conv_path():
+        raise RuntimeError("boom")
+    assert uses_onednn_path(conv, x)

@@ -44,6 +44,7 @@ def make_rows(series: tuple[str, ...] = ("A", "B"), n_cases: int = 2, seed: int 
                             "relevance_share": float(shares[m]),
                             "lesion_share": float(rng.uniform()),
                             "informative": m < 2,
+                            "ablation_drop": [0.2, 0.0, 0.1, 0.05, 0.4, 0.003][m],
                         }
                     )
     rows[-1]["mean_signal"] = float("nan")

@@ -13,6 +13,7 @@ import torch
 from strokelrp.cli import main
 from strokelrp.config import TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
+from strokelrp.lrp.presets import DEFAULT_PRESET
 from strokelrp.train.evaluate import evaluate
 from strokelrp.train.loop import train
 
@@ -54,7 +55,8 @@ def test_explain_writes_overlaying_niftis_and_the_figure(trained, tmp_path, caps
     case_id = _case_ids(data)[0]
     out = tmp_path / "ex"
     argv = ["explain", str(run), str(data), "--case", case_id, "--target", "ground_truth",
-            "--filter", "pass:0,0.4", "--filter", "clamp:0.2", "--out", str(out)]  # fmt: skip
+            "--filter", "pass:0,0.4", "--filter", "clamp:0.2", "--out", str(out),
+            "--per-modality"]  # fmt: skip
     code, stdout, err = cli(argv, capsys)
     assert code == 0, err
     printed = [Path(line) for line in stdout.split()]
@@ -74,6 +76,10 @@ def test_explain_writes_overlaying_niftis_and_the_figure(trained, tmp_path, caps
         assert img.get_data_dtype() == np.float32
         np.testing.assert_allclose(img.affine, modality.affine, atol=1e-5)
         maps.append(np.asarray(img.dataobj))
+        sidecar = json.loads((out / f"{name}.json").read_text())
+        assert sidecar["volumes"] == ["ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP"]
+        rcbf = nib.load(out / sidecar["files"]["rCBF"])  # the per-modality 3-D file
+        np.testing.assert_array_equal(np.asarray(rcbf.dataobj), maps[-1][..., 2])
     assert np.abs(maps[0]).max() > 0  # the OT start is not empty: relevance flows
     # the filters act inside the walk: the filtered maps are not the raw one
     assert not np.allclose(maps[0], maps[1]) and not np.allclose(maps[0], maps[2])
@@ -86,7 +92,7 @@ def test_explain_writes_overlaying_niftis_and_the_figure(trained, tmp_path, caps
     (evaluated,) = evaluate(run, data, device="cpu", progress=False, echo=None)
     (row,) = [r for r in evaluated.rows if r["case_id"] == case_id]
     assert summary["dice"] == pytest.approx(row["dice"])  # same native-grid prediction
-    assert summary["target"] == "ground_truth" and summary["rules"] == "paper"
+    assert summary["target"] == "ground_truth" and summary["rules"] == DEFAULT_PRESET
     assert [s["label"] for s in summary["settings"]] == ["raw", "pass(0,0.4)", "clamp(0,0.2)"]
     assert summary["grid_xyz"] == list(modality.shape)
 

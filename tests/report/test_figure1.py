@@ -73,6 +73,47 @@ def test_figure_is_written(tmp_path: Path) -> None:
     assert [p.name for p in out.parent.iterdir()] == ["figure1.png"]  # no temporary files
 
 
+def test_figure_panels_show_the_given_data(tmp_path: Path, monkeypatch) -> None:
+    """The drawn panels against the inputs: each relevance panel is the shown channel's slice
+    divided by its max |R_c| (computed here independently), N in its title is that maximum,
+    the truth / prediction panels are the masks' slice, the Dice is in the title. Values are
+    compared sorted, so the comparison holds whatever the display orientation."""
+    import strokelrp.report.figure1 as figure1_module
+    from strokelrp.config import MODALITIES
+
+    captured = []
+    save = figure1_module._save_png_atomic
+
+    def keep(fig, path, dpi):
+        captured.append(fig)
+        return save(fig, path, dpi)
+
+    monkeypatch.setattr(figure1_module, "_save_png_atomic", keep)
+    rng = np.random.default_rng(3)
+    image, truth, pred = _inputs(rng)
+    maps = [(name, rng.normal(size=image.shape)) for name in ("raw", "clamp(0,0.2)")]
+    plot_figure1(tmp_path / "f.png", maps, image, pred, label=truth, dice=0.25, modality="ADC")
+    (fig,) = captured
+    axes = {ax.get_title().split("\n")[0]: ax for ax in fig.axes if ax.get_title()}
+    z = 2  # the truth's largest slice
+    channel = MODALITIES.index("ADC")
+
+    def shown(title_start: str) -> np.ndarray:
+        (ax,) = [a for t, a in axes.items() if t.startswith(title_start)]
+        return np.sort(np.asarray(ax.get_images()[0].get_array(), dtype=float).ravel())
+
+    for letter, (name, rel) in zip("AB", maps, strict=True):
+        peak = np.abs(rel[channel]).max()
+        np.testing.assert_allclose(
+            shown(f"({letter}) {name}"), np.sort((rel[channel, z] / peak).ravel()), rtol=1e-5
+        )
+        (title,) = [ax.get_title() for ax in fig.axes if ax.get_title().startswith(f"({letter})")]
+        assert f"N = max|R_c| = {peak:.4g}" in title
+    assert np.array_equal(shown("(C) ground truth"), np.sort(truth[z].ravel()))
+    assert np.array_equal(shown("(D) prediction, Dice 0.250"), np.sort(pred[z].ravel()))
+    np.testing.assert_allclose(shown("(E) ADC"), np.sort(image[channel, z].ravel()), rtol=1e-6)
+
+
 def test_figure_without_truth_and_with_one_setting(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     image, _, pred = _inputs(rng)

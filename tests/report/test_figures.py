@@ -62,22 +62,36 @@ def test_sweet_spot_figure_marks_alpha0(tmp_path: Path) -> None:
     assert f"α₀ = {spot.alpha0:g}" in paths[1].read_text(encoding="utf-8")
 
 
-def test_table1_and_training_curves(tmp_path: Path) -> None:
-    table = [
-        {"network": "A1", "series": "A", "minutes": 1.5, "mean_dice": 0.42},
-        {"network": "B1", "series": "B", "minutes": 4.0, "mean_dice": float("nan")},
-    ]
-    paths = figures.table1_figure(table, tmp_path)
-    check_pair(paths, "table1", 5.2, 0.5 + 0.28 * 3)
-    assert "0.42" in paths[1].read_text(encoding="utf-8")
-    logs = {
-        run: [
-            {"epoch": e, "loss": 1 / (e + 1), "train_dice": 1 - 1 / (e + 1), "seconds": 1.0}
+def test_training_curves_read_the_log_the_loop_writes(tmp_path: Path) -> None:
+    """Logs written and read back by the training loop's own functions; panel B draws the
+    training-step Dice of both runs and the held-out Dice only where there is one."""
+    from strokelrp.train.loop import read_train_log, write_train_log
+
+    logs = {}
+    for run, held_out in (("A1", True), ("B1", False)):
+        rows = [
+            {
+                "epoch": e,
+                "loss": 1 / (e + 1),
+                "train_dice_trainmode": 1 - 1 / (e + 1),
+                "val_dice": 0.5 if held_out else None,
+                "seconds": 1.0,
+            }
             for e in range(1, 6)
         ]
-        for run in ("A1", "B1")
-    }
-    check_pair(figures.training_curves(logs, tmp_path), "training_curves", 8.0, 3.2)
+        (tmp_path / run).mkdir()
+        write_train_log(tmp_path / run, rows)
+        logs[run] = read_train_log(tmp_path / run)
+    paths = figures.training_curves(logs, tmp_path)
+    check_pair(paths, "training_curves", 8.0, 3.2)
+    svg = paths[1].read_text(encoding="utf-8")
+    for label in ("A1 (training)", "A1 (held-out)", "B1 (training)"):
+        assert label in svg
+    assert "B1 (held-out)" not in svg
+    with pytest.raises(
+        StrokeLRPError, match=r"A1: training log without column.*train_dice_trainmode"
+    ):
+        figures.training_curves({"A1": [{"epoch": 1, "loss": 0.5, "train_dice": 0.2}]}, tmp_path)
 
 
 def test_series_colours_are_fixed_and_distinct() -> None:
@@ -93,7 +107,9 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
 
     mask = os.umask(0o022)
     try:
-        paths = figures.table1_figure([{"network": "A1", "mean_dice": 0.4}], tmp_path)
+        row = {"epoch": 1, "loss": 0.5, "train_dice_trainmode": 0.2, "val_dice": None}
+        logs = {"A1": [row]}
+        paths = figures.training_curves(logs, tmp_path)
     finally:
         os.umask(mask)
     assert all(p.stat().st_mode & 0o777 == 0o644 for p in paths)  # not mkstemp's 0600

@@ -15,7 +15,9 @@ from strokelrp.errors import StrokeLRPError
 from strokelrp.report.nifti import (
     labels_from_logits,
     native_shape,
+    sidecar_path,
     write_label_nifti,
+    write_relevance_companions,
     write_relevance_nifti,
 )
 
@@ -203,3 +205,55 @@ def test_overlays_a_synthetic_case_loaded_by_the_data_layer(tmp_path: Path) -> N
     np.testing.assert_array_equal(
         np.asarray(nib.load(pred).dataobj), np.asarray(nib.load(case.paths["OT"]).dataobj)
     )
+
+
+def test_companions_name_the_volumes_and_match_the_4d_file(tmp_path: Path) -> None:
+    import json
+
+    from strokelrp.config import MODALITIES
+
+    case = make_case(tmp_path)
+    rng = np.random.default_rng(5)
+    relevance = rng.normal(size=(6, 5, 6, 7)).astype(np.float32)
+    relevance[3] *= 40.0  # volumes of very different amplitude
+    path = write_relevance_nifti(
+        tmp_path / "out" / "relevance_raw.nii.gz", relevance, case, setting="raw"
+    )
+    content = write_relevance_companions(
+        path, relevance, case, setting="raw", rules="paper", per_modality=True, normalised=True
+    )
+    side = sidecar_path(path)
+    assert side.name == "relevance_raw.json"
+    assert json.loads(side.read_text()) == content
+    four_d = nib.load(path).get_fdata()
+    assert content["volumes"] == list(MODALITIES) and four_d.shape[3] == len(content["volumes"])
+    for c, modality in enumerate(content["volumes"]):
+        # volume c of the 4-D file is the modality the sidecar names at position c
+        np.testing.assert_array_equal(four_d[..., c], relevance[c].transpose(2, 1, 0))
+        single = nib.load(path.parent / content["files"][modality])
+        assert single.shape == four_d.shape[:3]
+        np.testing.assert_array_equal(single.get_fdata(), four_d[..., c])
+        np.testing.assert_allclose(single.affine, nib.load(path).affine)
+        assert content["max_abs_per_volume"][c] == pytest.approx(np.abs(relevance[c]).max())
+    normed = nib.load(path.parent / content["files"]["normalised"]).get_fdata()
+    peaks = np.abs(normed).reshape(-1, 6).max(axis=0)
+    np.testing.assert_allclose(peaks, 1.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        normed * np.array(content["max_abs_per_volume"]), four_d, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_companions_default_to_the_sidecar_only(tmp_path: Path) -> None:
+    case = make_case(tmp_path)
+    relevance = np.ones((6, 5, 6, 7), np.float32)
+    path = write_relevance_nifti(
+        tmp_path / "o" / "relevance_raw.nii.gz", relevance, case, setting="raw"
+    )
+    content = write_relevance_companions(path, relevance, case, setting="raw")
+    assert content["files"] == {"relevance": "relevance_raw.nii.gz"}
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "relevance_raw.json",
+        "relevance_raw.nii.gz",
+    ]
+    with pytest.raises(StrokeLRPError, match="expected 6"):
+        write_relevance_companions(path, relevance[:3], case, setting="raw")

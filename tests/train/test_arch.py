@@ -1,5 +1,5 @@
 """`train --arch`: MONAI networks trained by the same loop, recorded in the run, rebuilt by
-load_model and explained by the engine."""
+load_run and explained by the engine."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from strokelrp.config import ARCHS, TrainConfig
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp import explain
 from strokelrp.model import architectures
-from strokelrp.train.checkpoint import build_model, load_model
+from strokelrp.train.checkpoint import build_model, load_run
 
 
 def test_the_config_offers_exactly_the_architectures() -> None:
@@ -36,7 +36,7 @@ def test_grids_the_monai_unets_cannot_halve_are_refused() -> None:
         TrainConfig(data="d", series="A", arch="resnet")
 
 
-def test_train_records_the_arch_and_load_model_rebuilds_it(tmp_path: Path) -> None:
+def test_train_records_the_arch_and_load_run_rebuilds_it(tmp_path: Path) -> None:
     from monai.networks.nets import BasicUNet
 
     from strokelrp.cli import main
@@ -66,7 +66,7 @@ def test_train_records_the_arch_and_load_model_rebuilds_it(tmp_path: Path) -> No
     except SystemExit as exit_:
         assert not exit_.code
     assert 'arch = "monai-basicunet"' in (out / "config.toml").read_text()
-    model, config = load_model(out)
+    model, config = load_run(out)
     assert isinstance(model, BasicUNet) and config.arch == "monai-basicunet"
     exp = explain(model, torch.rand(1, 6, 16, 16, 32), target="authors", rules="recommended")
     assert exp.relevance.shape == (1, 6, 16, 16, 32) and bool(exp.relevance.any())

@@ -19,8 +19,8 @@ from strokelrp.train.checkpoint import (
     IncompleteCheckpointError,
     UnsafeCheckpointError,
     latest_complete,
-    load_model,
     load_optimizer_state,
+    load_run,
     read_checkpoint,
     save_checkpoint,
 )
@@ -74,18 +74,18 @@ def test_round_trip_restores_model_optimizer_and_rng(tmp_path: Path) -> None:
     assert random.random() == expected[2]
 
 
-def test_load_model_gives_eval_mode_model_and_config(tmp_path: Path) -> None:
+def test_load_run_gives_eval_mode_model_and_config(tmp_path: Path) -> None:
     model, opt = trained_pair()
     cfg = config(tmp_path)
     run = tmp_path / "run"
     cfg.to_toml(run / "config.toml")
     save_checkpoint(run / "checkpoints", epoch=1, config=cfg, model=model, optimizer=opt)
-    loaded, loaded_cfg = load_model(run)
+    loaded, loaded_cfg = load_run(run)
     assert not loaded.training and loaded_cfg == cfg and loaded.width == 2
     x = torch.rand(1, 6, 5, 8, 8)
     with torch.no_grad():
         assert torch.equal(loaded(x), model.eval()(x))
-    by_epoch, _ = load_model(run, checkpoint=1)
+    by_epoch, _ = load_run(run, checkpoint=1)
     assert torch.equal(by_epoch.head.weight, model.head.weight)
 
 
@@ -159,7 +159,7 @@ def test_pickle_checkpoint_is_refused_and_never_run(tmp_path: Path, kind: str) -
     meta_path.write_text(json.dumps(meta))
     what = "zip archive" if kind == "torch.save" else "pickle"
     with pytest.raises(UnsafeCheckpointError, match=what):
-        load_model(run)
+        load_run(run)
     with pytest.raises(UnsafeCheckpointError, match="never unpickled"):
         read_checkpoint(last)
     assert not marker.exists()
@@ -170,11 +170,11 @@ def test_repeats_run_asks_for_one_network(tmp_path: Path) -> None:
     cfg, run = config(tmp_path, repeats=2), tmp_path / "run"
     cfg.to_toml(run / "config.toml")
     with pytest.raises(StrokeLRPError, match="net-1"):
-        load_model(run)
+        load_run(run)
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     cfg, run = config(tmp_path), tmp_path / "run"
     cfg.to_toml(run / "config.toml")
     with pytest.raises(StrokeLRPError, match="no complete checkpoint"):
-        load_model(run)
+        load_run(run)

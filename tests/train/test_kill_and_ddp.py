@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import strokelrp
-from strokelrp.train.checkpoint import latest_complete, load_model
+from strokelrp.train.checkpoint import latest_complete, load_run
 from strokelrp.train.loop import read_train_log
 
 SRC = str(Path(strokelrp.__file__).resolve().parents[1])
@@ -62,7 +62,7 @@ def test_sigkill_then_resume_completes(synth4: Path, tmp_path: Path) -> None:
     final = latest_complete(out / "checkpoints")
     assert final is not None and final.epoch == done.epoch + 2
     assert [r["epoch"] for r in read_train_log(out)] == list(range(1, done.epoch + 3))
-    model, config = load_model(out)
+    model, config = load_run(out)
     assert not model.training and config.epochs == done.epoch + 2
 
 
@@ -84,5 +84,5 @@ def test_two_process_ddp_run(synth4: Path, tmp_path: Path) -> None:
     assert [r["epoch"] for r in read_train_log(out)] == [1, 2]
     stray = [p.name for p in out.rglob("*") if ".tmp" in p.name]
     assert stray == []
-    model, config = load_model(out)
+    model, config = load_run(out)
     assert config.width == 2 and not model.training

@@ -12,7 +12,7 @@ import torch
 
 from strokelrp.errors import StrokeLRPError
 from strokelrp.train.cases import split_ids
-from strokelrp.train.checkpoint import load_model, read_checkpoint
+from strokelrp.train.checkpoint import load_run, read_checkpoint
 from strokelrp.train.loop import (
     dice_cross_entropy,
     epoch_order,
@@ -53,6 +53,29 @@ def test_two_epochs_then_resume_to_three_is_bit_identical(tmp_path: Path) -> Non
         }
 
 
+def test_train_leaves_the_callers_random_streams_and_cudnn_setting(tmp_path: Path) -> None:
+    """train() seeds the global streams inside its scope only: the caller's torch, numpy and
+    Python streams and cudnn.benchmark are as before, and what the caller drew before does
+    not change the weights."""
+    import random
+
+    torch.manual_seed(123)
+    np.random.seed(7)
+    random.seed(5)
+    before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    benchmark = torch.backends.cudnn.benchmark
+    run(toy_config(tmp_path, epochs=1), tmp_path / "a")
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert np.array_equal(np.random.get_state()[1], before[1])
+    assert random.getstate() == before[2]
+    assert torch.backends.cudnn.benchmark == benchmark
+    torch.rand(10), np.random.rand(3), random.random()  # the caller draws: no effect inside
+    run(toy_config(tmp_path, epochs=1), tmp_path / "b")
+    a = tensors(tmp_path / "a" / "checkpoints" / "last.safetensors")
+    b = tensors(tmp_path / "b" / "checkpoints" / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_run_files_and_log(tmp_path: Path) -> None:
     out = tmp_path / "run"
     run(toy_config(tmp_path, val_fraction=0.3), out)
@@ -74,7 +97,7 @@ def test_run_files_and_log(tmp_path: Path) -> None:
         "last.json",
         "last.safetensors",
     ]
-    model, cfg = load_model(out)
+    model, cfg = load_run(out)
     assert not model.training and cfg.epochs == 2 and cfg.data == str(tmp_path / "data")
 
 
@@ -129,14 +152,14 @@ def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
 def test_repeats_train_networks_with_consecutive_seeds(tmp_path: Path) -> None:
     out = tmp_path / "run"
     run(toy_config(tmp_path, epochs=1, repeats=2, seed=4, val_fraction=0.3), out)
-    m1, c1 = load_model(out / "net-1")
-    m2, c2 = load_model(out / "net-2")
+    m1, c1 = load_run(out / "net-1")
+    m2, c2 = load_run(out / "net-2")
     assert (c1.seed, c2.seed) == (4, 5) and c1.repeats == c2.repeats == 1
     assert not torch.equal(m1.head.weight, m2.head.weight)
     split1 = json.loads((out / "net-1" / "split.json").read_text())
     assert split1 == json.loads((out / "net-2" / "split.json").read_text())
     with pytest.raises(StrokeLRPError, match="holds 2 networks"):
-        load_model(out)
+        load_run(out)
 
 
 def test_wrong_data_shape_is_named(tmp_path: Path) -> None:
@@ -152,6 +175,9 @@ def test_split_is_deterministic_per_seed_and_order_free() -> None:
     assert a != split_ids(ids, 0.3, seed=2)
     with pytest.raises(StrokeLRPError, match="none to train on"):
         split_ids(["1", "2"], 0.9, seed=0)
+    # named ids in the data layer's natural order (case_2 before case_10), as load_isles2017
+    train_ids, held = split_ids(["case_10", "case_2", "b", "case_1"], 0, seed=0)
+    assert train_ids == ["b", "case_1", "case_2", "case_10"] and held == []
 
 
 def test_epoch_order_and_shards() -> None:
@@ -170,10 +196,29 @@ def test_dice_ce_adds_the_soft_dice_of_the_lesion_class() -> None:
     assert dice_cross_entropy(logits, y).item() == pytest.approx(float(ce) + 1 - soft, rel=1e-5)
 
 
-def test_dice_ce_training_runs(tmp_path: Path) -> None:
-    run(toy_config(tmp_path, epochs=1, loss="dice_ce"), tmp_path / "run")
+def test_dice_ce_training_logs_the_loss_and_dice_of_its_step(tmp_path: Path) -> None:
+    """One case, one epoch, one step: the logged loss and train-mode Dice are those of the
+    initial network's forward pass, recomputed here by hand (CE + 1 - soft Dice; hard Dice
+    by counting voxels)."""
+    from strokelrp.train.checkpoint import build_model
+
+    config = toy_config(tmp_path, epochs=1, loss="dice_ce")
+    run(config, tmp_path / "run", n=1)
     row = read_train_log(tmp_path / "run")[0]
-    assert np.isfinite(row["loss"]) and row["loss"] > 0
+    torch.manual_seed(config.seed)  # as the loop seeds before building the network
+    model = build_model(config).train()
+    x, y, _ = toy_cases(1)[0]
+    logits = model(x[None]).detach().double()[0]  # (2, D, H, W), gradients on: same kernels
+    p = torch.softmax(logits, dim=0)
+    t = (y == 1).double()
+    ce = -(torch.log(p[1]) * t + torch.log(p[0]) * (1 - t)).mean()
+    soft = (2 * (p[1] * t).sum() + 1e-5) / (p[1].sum() + t.sum() + 1e-5)
+    assert row["loss"] == pytest.approx(float(ce + 1 - soft), rel=1e-4)
+    pred = (logits[1] > logits[0]).numpy()
+    truth = y.numpy() == 1
+    hard = 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
+    assert row["train_dice_trainmode"] == pytest.approx(hard, rel=1e-6)
+    assert row["val_dice"] is None
 
 
 def test_checkpoint_every_saves_every_nth_and_the_last_epoch(tmp_path: Path) -> None:

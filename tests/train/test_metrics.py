@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from strokelrp.train.metrics import batch_dice, segmentation_metrics, summarize
+from strokelrp.train.metrics import batch_dice, dice_score, segmentation_metrics, summarize
 
 
 def masks(shape=(5, 6, 7)) -> tuple[np.ndarray, np.ndarray]:
@@ -115,3 +115,32 @@ def test_batch_dice_on_device_tensors() -> None:
     pred[1, 0, 0, 0] = 1  # truth empty -> 0
     # sample 2: both empty -> 1
     assert batch_dice(pred, truth).tolist() == [1.0, 0.0, 1.0]
+
+
+def test_dice_by_hand_and_empty_mask_convention() -> None:
+    """Hand-made masks: |P| = 3, |T| = 2, overlap 1 -> 2 * 1 / 5; both empty -> 1.0 (stated in
+    batch_dice's docstring), one empty -> 0.0; numpy arrays and tensors alike."""
+    p, t = masks()
+    p[0, 0, 0] = p[0, 0, 1] = p[2, 3, 4] = True
+    t[0, 0, 0] = t[4, 5, 6] = True
+    assert dice_score(p, t) == pytest.approx(0.4, rel=1e-15)
+    assert dice_score(torch.from_numpy(p), torch.from_numpy(t)) == pytest.approx(0.4, rel=1e-15)
+    assert dice_score(p[::-1], t[::-1]) == pytest.approx(0.4, rel=1e-15)  # negative strides
+    empty = np.zeros_like(p)
+    assert dice_score(empty, empty) == 1.0
+    assert dice_score(p, empty) == 0.0 and dice_score(empty, t) == 0.0
+    with pytest.raises(ValueError, match="same shape"):
+        dice_score(p, t[:-1])
+
+
+def test_dice_matches_monai_and_segmentation_metrics() -> None:
+    """The one Dice against MONAI's independent implementation, on random masks."""
+    from monai.metrics import compute_dice
+
+    rng = np.random.default_rng(0)
+    for density in (0.05, 0.3, 0.7):
+        p, t = rng.random((2, 6, 7, 8)) < density
+        onehot = [torch.from_numpy(np.stack([~m, m]))[None].double() for m in (p, t)]
+        reference = float(compute_dice(*onehot, include_background=False, ignore_empty=False))
+        assert dice_score(p, t) == pytest.approx(reference, rel=1e-12)
+        assert segmentation_metrics(p, t, (1.0, 1.0, 1.0))["dice"] == dice_score(p, t)

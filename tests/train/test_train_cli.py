@@ -17,8 +17,9 @@ from strokelrp.cli import main
 from strokelrp.config import TrainConfig
 from strokelrp.data.dataset import CaseDataset
 from strokelrp.model import UNet3D
-from strokelrp.train.checkpoint import load_model, save_checkpoint
-from strokelrp.train.evaluate import _native_prediction, evaluate
+from strokelrp.train.checkpoint import load_run, save_checkpoint
+from strokelrp.train.evaluate import evaluate
+from strokelrp.train.predict import native_labels
 
 
 def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -92,16 +93,16 @@ def test_a_network_that_predicts_nothing_is_flagged_collapsed(synth4: Path, tmp_
     assert all(r["dice"] == 0.0 and math.isnan(r["hd95_mm"]) for r in result.rows)
     assert all(r["pred_ml"] == 0.0 and r["true_ml"] > 0 for r in result.rows)
     assert read_csv(run / "table1.csv")[0]["collapsed"] == "True"
-    loaded, _ = load_model(run)
+    loaded, _ = load_run(run)
     assert not loaded.training
 
 
 def test_native_prediction_resizes_probabilities_back() -> None:
     """A lesion block covering the left half at the series scale covers the left half natively."""
-    probs = torch.zeros(2, 2, 4, 4)
-    probs[1, :, :, :2] = 1.0
-    probs[0] = 1 - probs[1]
-    mask = _native_prediction(probs, (3, 8, 10))
+    logits = torch.zeros(2, 2, 4, 4)
+    logits[1, :, :, :2] = 5.0
+    logits[1, :, :, 2:] = -5.0
+    mask = native_labels(logits, (3, 8, 10)) == 1
     assert mask.shape == (3, 8, 10)
     assert mask[:, :, :5].all() and not mask[:, :, 5:].any()
 

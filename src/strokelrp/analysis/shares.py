@@ -1,14 +1,15 @@
-"""Where the relevance goes: each modality's share, the lesion's share, informative modalities.
+"""Where the relevance goes: each modality's share, the lesion's share, against ablation.
 
 Only positive relevance (evidence *for* the lesion) is counted: ``R+ = max(R, 0)``.
 
 - modality share of channel c: ``sum R+_c / sum_c' sum R+_c'`` (the shares of one map sum to 1);
 - lesion share of channel c: ``sum_{lesion} R+_c / sum R+_c`` (how much of the channel's
   positive relevance lies inside the lesion mask);
-- on synthetic data whose manifest says which modalities carry the lesion signal, the
-  informative share ``sum_{c informative} share_c`` against the uniform expectation
-  ``n_informative / C``: an explanation that points at the signal puts more than the uniform
-  share on the informative modalities.
+- per map, the shares against the modalities' ablation drops (the Dice drop when a modality
+  is mean-filled, :mod:`strokelrp.analysis.ablation`): their Spearman correlation and the
+  share on the modalities the model ignores against the uniform expectation. What a model
+  uses is measured, not taken from the data generator's intent: a modality stripped of its
+  lesion signature may still carry anatomy the model relies on.
 
 Undefined ratios (no positive relevance at all) are NaN, never a silent 0.
 """
@@ -22,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from strokelrp.analysis._arrays import require_ndim, to_float64, to_numpy
-from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
 
 
@@ -67,65 +67,48 @@ def lesion_shares(relevance: Any, label: Any) -> np.ndarray:
     return _nan_divide(inside, pos.sum(axis=(-3, -2, -1)))
 
 
-def informative_mask(
-    informative: Sequence[str | int], modalities: Sequence[str] = MODALITIES
-) -> np.ndarray:
-    """Bool (C,) from modality names (case-insensitive) or channel indices."""
-    mask = np.zeros(len(modalities), dtype=bool)
-    lower = [m.lower() for m in modalities]
-    for item in informative:
-        if isinstance(item, (int, np.integer)):
-            if not 0 <= int(item) < len(modalities):
-                raise StrokeLRPError(f"informative channel {item} is out of 0..{len(lower) - 1}")
-            mask[int(item)] = True
-        elif str(item).lower() in lower:
-            mask[lower.index(str(item).lower())] = True
-        else:
-            raise StrokeLRPError(
-                f"unknown informative modality {item!r}; expected one of {', '.join(modalities)}"
-            )
-    return mask
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise StrokeLRPError(f"spearman needs two equal 1-D sequences, got {x.shape}, {y.shape}")
+    from scipy.stats import rankdata
 
-
-def informative_share(
-    shares: Any, informative: Sequence[str | int], modalities: Sequence[str] = MODALITIES
-) -> np.ndarray:
-    """Sum of the modality shares on the informative channels: (…, C) -> (…).
-
-    Compare with :func:`uniform_expectation`; NaN where the shares are NaN.
-    """
-    s = to_float64(shares, "shares")
-    if s.shape[-1] != len(modalities):
-        raise StrokeLRPError(
-            f"shares have {s.shape[-1]} channels but {len(modalities)} modalities were named"
-        )
-    return (s * informative_mask(informative, modalities)).sum(axis=-1)
-
-
-def uniform_expectation(
-    informative: Sequence[str | int], modalities: Sequence[str] = MODALITIES
-) -> float:
-    """The informative share of a map that ignores the modalities: ``n_informative / C``."""
-    return float(informative_mask(informative, modalities).sum() / len(modalities))
+    rx, ry = rankdata(x), rankdata(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    den = math.sqrt(float((rx**2).sum() * (ry**2).sum()))
+    return float((rx * ry).sum() / den) if den > 0 else math.nan
 
 
 def share_summary(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per series and setting, from sweep-table rows: where the positive relevance goes.
 
-    For each (run, case, setting) map: the informative share ``sum_{c informative} share_c``,
-    its uniform expectation ``n_informative / C`` (only where the manifest marks some, not all,
-    modalities informative: otherwise there is nothing to compare), and the map's lesion
-    share ``sum_c share_c * lesion_share_c``.
-    Returns one dict per (series, setting) with the means over maps: ``informative_share``,
-    ``uniform_expectation``, ``lesion_share`` (NaN when undefined) and the counts ``n_maps`` and
-    ``n_informative_maps``.
+    Modality shares are judged against what the model uses, measured by ablation (the
+    ``ablation_drop`` column: the Dice drop when the modality is mean-filled), not against what
+    the data generator meant a modality to carry. For each (run, case, setting) map:
+
+    - ``ablation_rho``: Spearman between the 6 modality shares and the 6 ablation drops;
+    - ``ignored_share``: the share on the modalities the model ignores (``|drop|`` below
+      :data:`strokelrp.analysis.ablation.IGNORED_DROP`), against ``ignored_uniform``
+      = n_ignored / C, what a map blind to the modalities would put there (only for cases
+      where some, not all, modalities are ignored);
+    - ``lesion_share``: ``sum_c share_c * lesion_share_c``.
+
+    Returns one dict per (series, setting) with the means over maps (NaN when undefined) and
+    the counts ``n_maps``, ``n_ablation_maps`` (maps with ablation drops) and
+    ``n_ignored_maps``.
     """
+    from strokelrp.analysis.ablation import IGNORED_DROP
+
     maps: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for row in rows:
         maps.setdefault((row["series"], row["setting"], row["run"], row["case"]), []).append(row)
     groups: dict[tuple[Any, Any], dict[str, list[float]]] = {}
     for (series, setting, _run, _case), channel_rows in maps.items():
-        acc = groups.setdefault((series, setting), {"inf": [], "uni": [], "lesion": [], "n": []})
+        acc = groups.setdefault(
+            (series, setting),
+            {"rho": [], "abl": [], "ign": [], "uni": [], "lesion": [], "n": []},
+        )
         acc["n"].append(1.0)
         shares = [float(r["relevance_share"]) for r in channel_rows]
         if any(math.isnan(s) for s in shares):
@@ -134,10 +117,17 @@ def share_summary(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             s * float(r["lesion_share"]) for s, r in zip(shares, channel_rows, strict=True) if s > 0
         )
         acc["lesion"].append(lesion)
-        flags = [r.get("informative") for r in channel_rows]
-        if all(isinstance(f, bool) for f in flags) and any(flags) and not all(flags):
-            acc["inf"].append(sum(s for s, f in zip(shares, flags, strict=True) if f))
-            acc["uni"].append(sum(flags) / len(flags))
+        drops = [float(r.get("ablation_drop", math.nan)) for r in channel_rows]
+        if any(math.isnan(d) for d in drops):
+            continue  # not measured (a table from before ablation drops)
+        acc["abl"].append(1.0)
+        rho = spearman(shares, drops)
+        if not math.isnan(rho):  # all drops equal: the model's use gives no ranking
+            acc["rho"].append(rho)
+        ignored = [abs(d) < IGNORED_DROP for d in drops]
+        if any(ignored) and not all(ignored):
+            acc["ign"].append(sum(s for s, f in zip(shares, ignored, strict=True) if f))
+            acc["uni"].append(sum(ignored) / len(ignored))
 
     def mean(values: list[float]) -> float:
         return sum(values) / len(values) if values else float("nan")
@@ -146,11 +136,13 @@ def share_summary(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         {
             "series": series,
             "setting": setting,
-            "informative_share": mean(acc["inf"]),
-            "uniform_expectation": mean(acc["uni"]),
+            "ablation_rho": mean(acc["rho"]),
+            "ignored_share": mean(acc["ign"]),
+            "ignored_uniform": mean(acc["uni"]),
             "lesion_share": mean(acc["lesion"]),
             "n_maps": len(acc["n"]),
-            "n_informative_maps": len(acc["inf"]),
+            "n_ablation_maps": len(acc["abl"]),
+            "n_ignored_maps": len(acc["ign"]),
         }
         for (series, setting), acc in groups.items()
     ]

@@ -3,8 +3,9 @@
 For each network of each run and each case, one batched :func:`strokelrp.lrp.engine.explain`
 call computes the relevance under all K settings of the grid (filters applied at every point,
 as the paper); then per setting and channel the measures of :mod:`inclusivity`,
-:mod:`distribution` and :mod:`shares` are stored as rows of ``RUN/sweep/sweep.csv`` (columns in
-:mod:`strokelrp.analysis.table`).
+:mod:`distribution` and :mod:`shares`, and per channel the Dice drop when it is mean-filled
+(:mod:`ablation`, C + 1 forward passes per case), are stored as rows of
+``RUN/sweep/sweep.csv`` (columns in :mod:`strokelrp.analysis.table`).
 
 - Resume: a (network, case) pair that already has every (setting, modality) row of the grid is
   skipped; the table is rewritten atomically after every case (every round of cases under
@@ -22,56 +23,36 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from strokelrp.analysis._arrays import to_float64, to_numpy
+from strokelrp.analysis.ablation import modality_ablation
 from strokelrp.analysis.distribution import mean_normalized_signal
 from strokelrp.analysis.inclusivity import ground_truth_inclusivity, input_inclusivity
 from strokelrp.analysis.shares import lesion_shares, modality_shares
 from strokelrp.analysis.table import (
     Row,
+    Setting,
+    describe,
     read_table,
-    setting_label,
     sort_rows,
     write_table,
 )
-from strokelrp.config import MODALITIES
+from strokelrp.config import LESION, MODALITIES
+from strokelrp.device import DistContext, init_distributed, resolve_device, shutdown
 from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.presets import DEFAULT_PRESET
+from strokelrp.run_files import SWEEP_TABLE
 
-SWEEP_TABLE = Path("sweep") / "sweep.csv"
 MANIFEST_NAME = "synth_manifest.json"
 
 
 # ------------------------------------------------------------------------------ settings
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One filter setting of a grid: the filter object (None = raw) and how the table names it."""
-
-    filter: Any
-    kind: str
-    a1: float | None
-    a2: float | None
-    label: str
-
-
-def describe(f: Any) -> Setting:
-    """The table description of a filter (``None`` = the raw map)."""
-    if f is None:
-        return Setting(None, "raw", None, None, "raw")
-    kind, low, high = f.kind, float(f.low), float(f.high)
-    label = setting_label(kind, low, high)
-    if getattr(f, "scope", "sample") != "sample":
-        label += f"/{f.scope}"
-    return Setting(f, kind, low, high, label)
 
 
 def paper_grid() -> list[Setting]:
@@ -97,10 +78,10 @@ def read_grid(spec: str | Path | None = "paper") -> list[Setting]:
         raise StrokeLRPError(f"--grid {spec}: not 'paper' and not a file")
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".toml":
-        from strokelrp.config import _toml_loads
+        from strokelrp.config import toml_loads
 
         try:
-            data = _toml_loads(text)
+            data = toml_loads(text)
         except ValueError as err:  # tomllib.TOMLDecodeError is a ValueError
             raise StrokeLRPError(f"{path}: not valid TOML ({err})") from err
         items = data.get("settings")
@@ -159,13 +140,6 @@ def read_informative(data_root: str | Path) -> dict[str, list[str]] | None:
     return out
 
 
-def hard_dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two masks; 1.0 when both are empty (as :mod:`strokelrp.train.metrics`)."""
-    p, t = pred.astype(bool), truth.astype(bool)
-    total = int(p.sum() + t.sum())
-    return 1.0 if total == 0 else 2.0 * float(np.logical_and(p, t).sum()) / total
-
-
 # ------------------------------------------------------------------------------ measures
 
 
@@ -176,12 +150,14 @@ def case_rows(
     settings: Sequence[Setting],
     meta: dict[str, Any],
     informative: Sequence[str] | None,
+    ablation_drop: Sequence[float] | None = None,
 ) -> list[Row]:
     """The table rows of one explained case.
 
     ``relevance`` (K, C, D, H, W) for the K ``settings``; ``x`` (C, D, H, W) the model input;
     ``label`` (D, H, W) or None; ``meta`` the run/series/network/case/case_dice/target/rules
-    columns; ``informative`` the case's informative modalities (None: unknown).
+    columns; ``informative`` the case's informative modalities (None: unknown);
+    ``ablation_drop`` (C,) the Dice drop per mean-filled modality (None: not measured).
     """
     k = len(settings)
     if getattr(relevance, "shape", (None,))[0] != k:
@@ -219,83 +195,13 @@ def case_rows(
                     "relevance_share": float(share[i, c]),
                     "lesion_share": float(lesion[i, c]),
                     "informative": None if wanted is None else modality.lower() in wanted,
+                    "ablation_drop": math.nan if ablation_drop is None else float(ablation_drop[c]),
                 }
             )
     return rows
 
 
 # ------------------------------------------------------------------------------ processes
-
-
-@dataclass
-class Ranks:
-    """This process's place among ``world`` sweep processes (world 1 without torchrun)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    joined_here: bool = False
-
-    def gather(self, rows: list[Row]) -> list[Row]:
-        """Everyone's rows on every rank (a plain copy when alone)."""
-        if self.world == 1:
-            return list(rows)
-        import torch.distributed as dist
-
-        parts: list[Any] = [None] * self.world
-        dist.all_gather_object(parts, rows)
-        return [row for part in parts for row in part]
-
-    def share(self, value: Any) -> Any:
-        """Rank 0's ``value`` on every rank (so that all ranks plan the same rounds)."""
-        if self.world == 1:
-            return value
-        import torch.distributed as dist
-
-        box = [value]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def close(self) -> None:
-        if self.joined_here:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-
-
-def join_ranks(device: str) -> Ranks:
-    """Join the ``torchrun`` group when ``WORLD_SIZE`` > 1 (gloo on CPU, NCCL on GPU).
-
-    ``device``: this process's resolved device (``cpu`` or ``cuda:N``).
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if world <= 1:
-        return Ranks(0, 1, local)
-    import torch
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return Ranks(dist.get_rank(), dist.get_world_size(), local)
-    if device.startswith("cuda"):
-        torch.cuda.set_device(local % torch.cuda.device_count())
-        dist.init_process_group(backend="nccl")
-    else:
-        dist.init_process_group(backend="gloo")
-    return Ranks(dist.get_rank(), dist.get_world_size(), local, joined_here=True)
-
-
-def resolve_device(device: str, local_rank: int) -> str:
-    """``auto`` -> ``cuda:LOCAL_RANK`` when a GPU is visible, else ``cpu``."""
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise StrokeLRPError("--device cuda was asked for, but torch sees no CUDA GPU")
-        return f"cuda:{local_rank % torch.cuda.device_count()}"
-    return device
 
 
 # ------------------------------------------------------------------------------ the sweep
@@ -408,12 +314,12 @@ def sweep_run(
     settings: Sequence[Setting],
     *,
     cases: Sequence[str] | None = None,
-    rules: str = "paper",
+    rules: str = DEFAULT_PRESET,
     target: str = "prediction",
     device: str = "auto",
     restart: bool = False,
     progress: bool = True,
-    ranks: Ranks | None = None,
+    ranks: DistContext | None = None,
     log: Callable[[str], None] | None = None,
     memory_budget: str | int | float | None = None,
 ) -> Path:
@@ -421,7 +327,9 @@ def sweep_run(
 
     Rows already complete in ``RUN/sweep/sweep.csv`` are kept and their cases skipped
     (``restart=True`` starts a fresh table). ``memory_budget``: bytes each case's relevance
-    walk may use (None = the engine's default; see :mod:`strokelrp.lrp.budget`).
+    walk may use (None = the engine's default; see :mod:`strokelrp.lrp.budget`). ``ranks``:
+    the process group from :func:`strokelrp.device.init_distributed` (its device is used);
+    None: this process alone on ``device``.
     """
     import torch
     from tqdm import tqdm
@@ -430,10 +338,11 @@ def sweep_run(
     from strokelrp.lrp.engine import explain
     from strokelrp.provenance import read_sidecar
     from strokelrp.train.checkpoint import load_trained, run_networks
+    from strokelrp.train.metrics import dice_score
 
     run_dir = Path(run_dir)
-    ranks = ranks or Ranks()
-    dev = resolve_device(device, ranks.local_rank)
+    ranks = ranks or DistContext(0, 1, 0, resolve_device(device))
+    dev = ranks.device
     table = run_dir / SWEEP_TABLE
     rows: list[Row] = []
     problem = None
@@ -476,9 +385,9 @@ def sweep_run(
             unit="case",
             disable=not progress or ranks.rank != 0,
         )
-        rounds = math.ceil(len(todo) / ranks.world)
+        rounds = math.ceil(len(todo) / ranks.world_size)
         for r in range(rounds):
-            i = r * ranks.world + ranks.rank
+            i = r * ranks.world_size + ranks.rank
             mine: list[Row] = []
             if i < len(todo):
                 x, y, cid = dataset[todo[i]]
@@ -500,21 +409,24 @@ def sweep_run(
                         f"{network} case {cid}: the {target} start is empty, every map is zero",
                         file=sys.stderr,
                     )
-                pred = (exp.output.argmax(dim=1)[0] == 1).cpu().numpy()
+                pred = (exp.output.argmax(dim=1)[0] == LESION).cpu().numpy()
+                ablation = modality_ablation(model, x, label)
                 meta = {
                     "run": run_dir.name,
                     "series": _series_label(config.series),
                     "network": network,
                     "case": cid,
-                    "case_dice": float("nan") if label is None else hard_dice(pred, label),
+                    "case_dice": float("nan") if label is None else dice_score(pred, label),
                     "target": target,
                     "rules": rules,
                 }
                 inf = informative.get(cid) if informative is not None else None
-                mine = case_rows(exp.relevance, x.numpy(), label, settings, meta, inf)
+                mine = case_rows(
+                    exp.relevance, x.numpy(), label, settings, meta, inf, ablation.drop
+                )
                 del exp
             new = ranks.gather(mine)
-            bar.update(min(ranks.world, len(todo) - r * ranks.world))
+            bar.update(min(ranks.world_size, len(todo) - r * ranks.world_size))
             if ranks.rank == 0 and new:
                 fresh = {(str(row["network"]), str(row["case"])) for row in new}
                 rows = [
@@ -528,7 +440,7 @@ def sweep_run(
                 write_table(table, rows)
         bar.close()
         del model
-        if dev.startswith("cuda"):
+        if dev.type == "cuda":
             torch.cuda.empty_cache()
     if ranks.rank == 0 and not table.is_file():
         record.write(table)
@@ -557,7 +469,7 @@ def run_sweep(
     *,
     grid: str | Path | None = "paper",
     cases: Sequence[str] | None = None,
-    rules: str = "paper",
+    rules: str = DEFAULT_PRESET,
     target: str = "prediction",
     device: str = "auto",
     restart: bool = False,
@@ -579,8 +491,7 @@ def run_sweep(
     if missing:
         raise StrokeLRPError("\n".join(missing))
     settings = read_grid(grid)
-    dev = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
-    ranks = join_ranks(dev)
+    ranks = init_distributed(device)
     try:
         return [
             sweep_run(
@@ -590,7 +501,6 @@ def run_sweep(
                 cases=cases,
                 rules=rules,
                 target=target,
-                device=dev,
                 restart=restart,
                 progress=progress,
                 ranks=ranks,
@@ -600,7 +510,7 @@ def run_sweep(
             for run in runs
         ]
     finally:
-        ranks.close()
+        shutdown(ranks)
 
 
 def summary_lines(rows: Sequence[Row], settings: Sequence[str] | None = None) -> list[str]:
@@ -628,10 +538,12 @@ def summary_lines(rows: Sequence[Row], settings: Sequence[str] | None = None) ->
                 f"ground-truth inclusivity {inc_gt.get(key, math.nan):.4f}, "
                 f"lesion share {sh.get('lesion_share', math.nan):.3f}"
             )
-            if sh.get("n_informative_maps"):
+            if sh.get("n_ablation_maps"):
+                text += f", ablation rho {sh['ablation_rho']:.2f}"
+            if sh.get("n_ignored_maps"):
                 text += (
-                    f", informative share {sh['informative_share']:.3f} "
-                    f"(uniform {sh['uniform_expectation']:.3f})"
+                    f", share on ignored modalities {sh['ignored_share']:.3f} "
+                    f"(uniform {sh['ignored_uniform']:.3f})"
                 )
             lines.append(text)
     return lines

@@ -1,4 +1,4 @@
-"""The sweep table: columns, typed reading, atomic writing, setting labels and summaries.
+"""The sweep table: columns, typed reading, atomic writing, settings, labels and summaries.
 
 One row per run x case x filter setting x modality (tidy). Columns, in order:
 
@@ -20,6 +20,9 @@ mean_signal         mean over the volume of R_c / max |R_c| (NaN: no relevance i
 relevance_share     the channel's share of the map's positive relevance
 lesion_share        share of the channel's positive relevance inside the lesion
 informative         True / False from the synthetic manifest, empty when there is none
+ablation_drop       Dice drop of the case when this modality is mean-filled
+                    (:mod:`strokelrp.analysis.ablation`; the same for every setting; optional:
+                    tables written before it read as NaN)
 ==================  ==========================================================================
 """
 
@@ -27,7 +30,9 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +58,10 @@ COLUMNS: tuple[str, ...] = (
     "relevance_share",
     "lesion_share",
     "informative",
+    "ablation_drop",
 )
+OPTIONAL_COLUMNS = frozenset({"ablation_drop"})
+"""Columns a table may lack (written by an older strokelrp): read as NaN."""
 FLOAT_COLUMNS = frozenset(
     {
         "case_dice",
@@ -64,6 +72,7 @@ FLOAT_COLUMNS = frozenset(
         "mean_signal",
         "relevance_share",
         "lesion_share",
+        "ablation_drop",
     }
 )
 
@@ -73,6 +82,44 @@ Row = dict[str, Any]
 def format_number(value: float) -> str:
     """Shortest round-trip text of a float (``0.2``, not ``0.20000000000000001``)."""
     return repr(float(value))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One filter setting: the filter object (None = raw) and how tables and files name it.
+
+    ``kind`` ``raw`` / ``pass`` / ``clamp``, ``a1`` / ``a2`` its bounds (None for raw),
+    ``label`` the table label (``pass(0,0.4)``, ``clamp(0,0.2)/channel``), :attr:`stem` the
+    shell-friendly file stem of its relevance map (``relevance_pass_0-0.4``).
+    """
+
+    filter: Any
+    kind: str
+    a1: float | None
+    a2: float | None
+    label: str
+
+    @property
+    def stem(self) -> str:
+        """``relevance_raw``, ``relevance_pass_0-0.4``, ``relevance_clamp_0-0.2_channel``."""
+        if self.filter is None:
+            return "relevance_raw"
+        stem = f"relevance_{self.kind}_{self.a1:g}-{self.a2:g}"
+        scope = getattr(self.filter, "scope", "sample")
+        if scope != "sample":
+            stem += f"_{scope}"
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
+
+
+def describe(f: Any) -> Setting:
+    """The :class:`Setting` of a filter of :mod:`strokelrp.lrp.filters` (``None`` = raw)."""
+    if f is None:
+        return Setting(None, "raw", None, None, "raw")
+    kind, low, high = f.kind, float(f.low), float(f.high)
+    label = setting_label(kind, low, high)
+    if getattr(f, "scope", "sample") != "sample":
+        label += f"/{f.scope}"
+    return Setting(f, kind, low, high, label)
 
 
 def setting_label(kind: str, a1: float | None = None, a2: float | None = None) -> str:
@@ -136,10 +183,11 @@ def read_table(path: str | Path) -> list[Row]:
     try:
         with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            names = reader.fieldnames or []
+            missing = [c for c in COLUMNS if c not in names and c not in OPTIONAL_COLUMNS]
             if missing:
                 raise StrokeLRPError(f"{path}: not a sweep table, missing columns {missing}")
-            return [{c: _parse(c, row[c]) for c in COLUMNS} for row in reader]
+            return [{c: _parse(c, row.get(c, "")) for c in COLUMNS} for row in reader]
     except OSError as err:
         raise StrokeLRPError(f"{path}: cannot read the sweep table ({err.strerror})") from err
 

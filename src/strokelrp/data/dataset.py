@@ -38,11 +38,12 @@ from strokelrp.data.isles2017 import (
     LABEL_TOKEN,
     Case,
     CaseFolder,
-    _duplicate_problems,
-    _rel,
-    _select,
-    discover_cases,
+    OnError,
+    check_on_error,
+    raise_or_warn,
     read_case,
+    relative_name,
+    select_cases,
 )
 from strokelrp.data.preprocess import NORMALIZATIONS, preprocess_case, series_shape
 from strokelrp.errors import DataError, StrokeLRPError
@@ -250,13 +251,12 @@ class CaseDataset(Dataset):
         normalization: Literal["minmax", "zscore"] = "minmax",
         cases: Iterable[str] | None = None,
         *,
-        on_error: Literal["raise", "skip"] = "raise",
+        on_error: OnError = "raise",
         require_labels: bool = True,
         use_cache: bool = True,
         progress: bool = False,
     ) -> None:
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        check_on_error(on_error)
         if normalization not in NORMALIZATIONS:
             choices = ", ".join(NORMALIZATIONS)
             raise StrokeLRPError(
@@ -281,23 +281,22 @@ class CaseDataset(Dataset):
                 ) from err
         self._hashes = _HashIndex(self.cache_dir / _HASH_INDEX if self.cache_dir else None)
 
-        folders = _select(discover_cases(self.root), cases)
-        dups = _duplicate_problems(folders, self.root)
+        folders = select_cases(self.root, cases)
         kept: list[CaseFolder] = []
         self._entries: list[Path | dict[str, np.ndarray]] = []
         self._geometry: list[CaseGeometry] = []
         self.cache_hits = 0
         problems: list[str] = []
-        iterator: Iterable = enumerate(folders)
+        iterator: Iterable = folders
         if progress:
             from tqdm import tqdm
 
             iterator = tqdm(
                 iterator, total=len(folders), desc="load", unit="case", leave=False, disable=None
             )
-        for i, folder in iterator:
-            if i in dups:
-                problems += dups[i]
+        for folder, duplicate in iterator:
+            if duplicate:
+                problems += duplicate
                 continue
             entry, geom, found = self._prepare(folder)
             if found:
@@ -308,11 +307,7 @@ class CaseDataset(Dataset):
             self._entries.append(entry)
             self._geometry.append(geom)
         self._hashes.save()
-        if problems:
-            if on_error == "raise":
-                raise DataError(problems)
-            for line in problems:
-                warnings.warn(f"skipping invalid case: {line}", stacklevel=2)
+        raise_or_warn(problems, on_error)
         self._folders = kept
         self.cases: LazyCases = LazyCases(kept, self.root)
 
@@ -347,8 +342,8 @@ class CaseDataset(Dataset):
     def _prepare(self, folder: CaseFolder):
         """-> (cache path or in-memory arrays, geometry, problems) for one case folder."""
         label_missing = [
-            f"case {folder.case_id}: {_rel(folder.path, self.root)}: no OT (ground truth) image; "
-            "pass require_labels=False to use cases without labels"
+            f"case {folder.case_id}: {relative_name(folder.path, self.root)}: no OT (ground "
+            "truth) image; pass require_labels=False to use cases without labels"
         ]
         if (
             self.require_labels

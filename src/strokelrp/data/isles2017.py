@@ -353,7 +353,8 @@ def discover_cases(root: str | Path) -> list[CaseFolder]:
 # ---------------------------------------------------------------------------- validation
 
 
-def _rel(path: Path, root: Path) -> str:
+def relative_name(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` as posix text (as problems name files), else in full."""
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
@@ -444,11 +445,11 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
     """Read and validate one case -> (``Case`` or ``None`` if invalid, all problems)."""
     root = Path(root)
     cid = folder.case_id
-    where = _rel(folder.path, root)
+    where = relative_name(folder.path, root)
     problems: list[str] = []
 
     def problem(path: Path | str, text: str) -> None:
-        rel = _rel(path, root) if isinstance(path, Path) else path
+        rel = relative_name(path, root) if isinstance(path, Path) else path
         problems.append(f"case {cid}: {rel}: {text}")
 
     for path, text in folder.trouble:
@@ -466,13 +467,13 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
             note = f" (found {', '.join(extra)})" if extra else ""
             problem(sub, f"folder for {token} holds no .nii or .nii.gz image{note}")
         if len(found) > 1:
-            names = ", ".join(_rel(p, root) for p in found)
+            names = ", ".join(relative_name(p, root) for p in found)
             problem(folder.path, f"{len(found)} images for {token}: {names}")
             continue
         if found:
             chosen[key] = found[0]
         elif not folder.empty_folders.get(key) and folder.path not in blocked:
-            stray = [_rel(p, root) for p in folder.other_files.get(key, [])]
+            stray = [relative_name(p, root) for p in folder.other_files.get(key, [])]
             if stray:
                 problem(where, f"no .nii or .nii.gz image for {token} (found {', '.join(stray)})")
             elif key != LABEL_TOKEN:
@@ -503,15 +504,15 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
                 problem(
                     chosen[key],
                     f"grid {format_grid(shape)} differs from {ref_name} "
-                    f"({_rel(ref_path, root)}: {format_grid(ref_shape)})",
+                    f"({relative_name(ref_path, root)}: {format_grid(ref_shape)})",
                 )
                 continue
             shift = _grid_shift_mm(meta.affine, ref_meta.affine, shape)
             if shift > AFFINE_TOLERANCE_MM:
                 problem(
                     chosen[key],
-                    f"affine differs from {ref_name} ({_rel(ref_path, root)}): voxel positions "
-                    f"move by up to {shift:.3g} mm (tolerance {AFFINE_TOLERANCE_MM} mm)",
+                    f"affine differs from {ref_name} ({relative_name(ref_path, root)}): voxel "
+                    f"positions move by up to {shift:.3g} mm (tolerance {AFFINE_TOLERANCE_MM} mm)",
                 )
 
     if problems:
@@ -536,7 +537,7 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
     try:
         return reorient_to_canonical(case), []
     except ValueError as err:
-        return None, [f"case {cid}: {_rel(chosen[MODALITIES[0]], root)}: {err}"]
+        return None, [f"case {cid}: {relative_name(chosen[MODALITIES[0]], root)}: {err}"]
 
 
 def reorient_to_canonical(case: Case) -> Case:
@@ -580,7 +581,7 @@ def _report(folder: CaseFolder, root: Path, case: Case | None, problems: list[st
         grid, spacing = _peek_geometry(folder)
     return CaseReport(
         case_id=folder.case_id,
-        folder=_rel(folder.path, root),
+        folder=relative_name(folder.path, root),
         grid=grid,
         spacing=spacing,
         lesion_ml=lesion,
@@ -590,30 +591,62 @@ def _report(folder: CaseFolder, root: Path, case: Case | None, problems: list[st
     )
 
 
-def _duplicate_problems(folders: list[CaseFolder], root: Path) -> dict[int, list[str]]:
+OnError = Literal["raise", "skip"]
+
+
+def check_on_error(on_error: str) -> None:
+    """Refuse an ``on_error`` other than ``"raise"`` or ``"skip"`` (before any work is done)."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+
+
+def select_cases(
+    root: Path, cases: Iterable[str] | None = None
+) -> list[tuple[CaseFolder, list[str]]]:
+    """The case folders under ``root`` (restricted to ``cases``), each with its duplicate-id
+    problems (empty unless an earlier folder already has its case id).
+
+    The first step of every reader of a tree (inspect, load, :class:`CaseDataset`): select,
+    then check duplicates; the caller reads each folder and hands all problems to
+    :func:`raise_or_warn`. ``cases`` may name a case by id (``4``) or folder (``training_4``);
+    an unknown one raises :class:`StrokeLRPError` listing the ids the data holds.
+    """
+    folders = discover_cases(root)
+    if cases is not None:
+        # "training_4" names case "4" too: users copy folder names
+        wanted = [m.group(1) if (m := _CASE_FOLDER.match(str(c))) else str(c) for c in cases]
+        known = {f.case_id for f in folders}
+        unknown = [c for c in wanted if c not in known]
+        if unknown:
+            ids = ", ".join(f.case_id for f in folders)
+            raise StrokeLRPError(f"unknown case id(s) {', '.join(unknown)}; the data holds: {ids}")
+        folders = [f for f in folders if f.case_id in set(wanted)]
     seen: dict[str, CaseFolder] = {}
-    out: dict[int, list[str]] = {}
-    for i, f in enumerate(folders):
+    out: list[tuple[CaseFolder, list[str]]] = []
+    for f in folders:
         first = seen.setdefault(f.case_id, f)
-        if first is not f:
-            out[i] = [
-                f"case {f.case_id}: {_rel(f.path, root)}: case id {f.case_id} already used by "
-                f"{_rel(first.path, root)}"
+        dup = (
+            []
+            if first is f
+            else [
+                f"case {f.case_id}: {relative_name(f.path, root)}: case id {f.case_id} already "
+                f"used by {relative_name(first.path, root)}"
             ]
+        )
+        out.append((f, dup))
     return out
 
 
-def _select(folders: list[CaseFolder], cases: Iterable[str] | None) -> list[CaseFolder]:
-    if cases is None:
-        return folders
-    # "training_4" names case "4" too: users copy folder names
-    wanted = [m.group(1) if (m := _CASE_FOLDER.match(str(c))) else str(c) for c in cases]
-    known = {f.case_id for f in folders}
-    unknown = [c for c in wanted if c not in known]
-    if unknown:
-        ids = ", ".join(f.case_id for f in folders)
-        raise StrokeLRPError(f"unknown case id(s) {', '.join(unknown)}; the data holds: {ids}")
-    return [f for f in folders if f.case_id in set(wanted)]
+def raise_or_warn(problems: list[str], on_error: OnError, stacklevel: int = 3) -> None:
+    """All problems of a tree at once: ``"raise"`` raises one :class:`DataError` listing them;
+    ``"skip"`` warns each (one ``skipping invalid case: ...`` line; ``stacklevel`` counted from
+    the caller of this function's caller)."""
+    if not problems:
+        return
+    if on_error == "raise":
+        raise DataError(problems)
+    for line in problems:
+        warnings.warn(f"skipping invalid case: {line}", stacklevel=stacklevel)
 
 
 def inspect_isles2017(root: str | Path, cases: Iterable[str] | None = None) -> Iterator[CaseReport]:
@@ -623,17 +656,15 @@ def inspect_isles2017(root: str | Path, cases: Iterable[str] | None = None) -> I
     :class:`StrokeLRPError` only when ``root`` is missing or holds no case.
     """
     root = Path(root)
-    folders = _select(discover_cases(root), cases)
-    dups = _duplicate_problems(folders, root)
-    for i, folder in enumerate(folders):
+    for folder, duplicate in select_cases(root, cases):
         case, problems = read_case(folder, root)
-        problems = dups.get(i, []) + problems
+        problems = duplicate + problems
         yield _report(folder, root, case if not problems else None, problems)
 
 
 def load_isles2017(
     root: str | Path,
-    on_error: Literal["raise", "skip"] = "raise",
+    on_error: OnError = "raise",
     cases: Iterable[str] | None = None,
 ) -> list[Case]:
     """Load the cases under ``root`` (natural order of case id) -> list of :class:`Case`.
@@ -642,23 +673,16 @@ def load_isles2017(
     cases. ``"skip"``: each problem is warned (``warnings.warn``, one line each) and the valid
     cases are returned. ``cases`` restricts loading to these case ids.
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    check_on_error(on_error)
     root = Path(root)
-    folders = _select(discover_cases(root), cases)
-    dups = _duplicate_problems(folders, root)
     loaded: list[Case] = []
     problems: list[str] = []
-    for i, folder in enumerate(folders):
+    for folder, duplicate in select_cases(root, cases):
         case, found = read_case(folder, root)
-        found = dups.get(i, []) + found
+        found = duplicate + found
         if found:
             problems += found
         elif case is not None:
             loaded.append(case)
-    if problems:
-        if on_error == "raise":
-            raise DataError(problems)
-        for line in problems:
-            warnings.warn(f"skipping invalid case: {line}", stacklevel=2)
+    raise_or_warn(problems, on_error)
     return loaded

@@ -17,6 +17,7 @@ from strokelrp.config import SERIES
 from strokelrp.errors import StrokeLRPError
 
 if TYPE_CHECKING:
+    from strokelrp.config import TrainConfig
     from strokelrp.data.isles2017 import Case
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
@@ -43,13 +44,22 @@ def normalize_minmax(image: np.ndarray) -> np.ndarray:
 
 
 def brain_mask(image: np.ndarray) -> np.ndarray:
-    """Voxels where any perfusion channel (MTT, rCBF, rCBV, Tmax, TTP) is non-zero -> (D, H, W).
+    """Voxels where any perfusion channel (MTT, rCBF, rCBV, Tmax, TTP) differs from its
+    background -> (D, H, W).
 
-    ISLES perfusion maps are zero outside the brain; the ADC (channel 0) is not used because
-    it keeps the scalp. With fewer than 2 channels, any non-zero channel counts.
+    ISLES perfusion maps are constant (0) outside the brain; a channel's background is its most
+    frequent value (ties: the smallest), 0 for raw maps. Taking the most frequent value rather
+    than assuming 0 keeps the mask right after min-max normalisation of a channel that is
+    negative inside the brain (a synthetic control of zero-mean noise, whose background maps to
+    about 0.5). The ADC (channel 0) is not used because it keeps the scalp. With fewer than 2
+    channels, any channel counts.
     """
-    channels = image[1:] if image.shape[0] > 1 else image
-    return np.any(channels != 0, axis=0)
+    channels = np.asarray(image[1:] if image.shape[0] > 1 else image)
+    mask = np.zeros(channels.shape[1:], dtype=bool)
+    for channel in channels:
+        values, counts = np.unique(channel, return_counts=True)
+        mask |= channel != values[int(np.argmax(counts))]
+    return mask
 
 
 def normalize_zscore(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -159,3 +169,13 @@ def preprocess_case(
     if case.label is not None:
         y = resize_volume(case.label.astype(np.uint8), shape, mode="nearest")
     return x, y
+
+
+def prepare_case(case: Case, config: TrainConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """Case ``case`` preprocessed exactly as the run with ``config`` saw it in training.
+
+    -> (x float32 (6, D, H, W), y uint8 (D, H, W) or ``None`` without OT), at the run's
+    series scale and normalisation (:func:`preprocess_case`, which the training dataset uses).
+    ``config`` is the one :func:`strokelrp.train.checkpoint.load_run` returns.
+    """
+    return preprocess_case(case, config.shape, normalization=config.normalization)  # type: ignore[arg-type]

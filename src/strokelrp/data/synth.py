@@ -12,6 +12,12 @@ embolic blobs). The stroke signatures follow ``s``:
 * OT, the final infarct (``s > t_ot`` with ``t_core > t_ot > S_HYPO``): inside the perfusion
   deficit and around the core, as after a stroke that grew into part of its penumbra.
 
+A *control* modality (``control=("MTT",)``) is replaced by independent zero-mean Gaussian noise
+inside the brain and exactly 0 outside it: no lesion signature, no tissue contrast, and (the
+noise being centred on the value outside the brain) no brain edge in its mean either, so a
+model has nothing in it to use. An *uninformative* modality only loses its lesion signature
+and keeps its anatomy (which a model may well use).
+
 Units: ADC in 1e-6 mm^2/s (stored as int16), Tmax, TTP and MTT in seconds, rCBF
 (ml/100 g/min-like) and rCBV (ml/100 g-like) in relative units, all float32; OT uint8.
 Everything is drawn from ``numpy.random.default_rng([seed, case_number])``, so a case is the
@@ -61,6 +67,8 @@ _TERRITORIES = {
 }
 _PATTERNS = (("MCA", 0.55), ("ACA", 0.13), ("PCA", 0.17), ("scattered", 0.15))
 _MODALITY_FILE_ORDER = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")
+CONTROL_SD = {"ADC": 100.0, "MTT": 1.0, "rCBF": 1.0, "rCBV": 1.0, "Tmax": 1.0, "TTP": 1.0}
+"""Standard deviation of a control modality's noise (ADC is stored as int16, hence 100)."""
 
 
 def case_numbers(n_cases: int) -> list[int]:
@@ -76,7 +84,9 @@ def case_numbers(n_cases: int) -> list[int]:
     return out
 
 
-def _resolve_modalities(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+def _resolve_modalities(
+    names: tuple[str, ...] | list[str], role: str = "uninformative"
+) -> tuple[str, ...]:
     lookup = {m.lower(): m for m in MODALITIES}
     lookup.update({f"mr_{m.lower()}": m for m in MODALITIES})
     out = []
@@ -88,8 +98,7 @@ def _resolve_modalities(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
             key = lookup.get(part.lower())
             if key is None:
                 raise StrokeLRPError(
-                    f"unknown modality {part!r} for uninformative; choose from "
-                    f"{', '.join(MODALITIES)}"
+                    f"unknown modality {part!r} for {role}; choose from {', '.join(MODALITIES)}"
                 )
             if key not in out:
                 out.append(key)
@@ -152,9 +161,17 @@ def _ellipsoid_distance(pts: np.ndarray, centre, radii) -> np.ndarray:
 
 
 def _phantom_case(
-    rng: np.random.Generator, geom: _Geometry, uninformative: tuple[str, ...]
+    rng: np.random.Generator,
+    geom: _Geometry,
+    uninformative: tuple[str, ...],
+    control: tuple[str, ...] = (),
+    control_rng: np.random.Generator | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
-    """Draw one case -> ({modality: (x, y, z) array}, OT (x, y, z) uint8, lesion parameters)."""
+    """Draw one case -> ({modality: (x, y, z) array}, OT (x, y, z) uint8, lesion parameters).
+
+    The ``control`` modalities are drawn as usual from ``rng`` (so the other modalities are
+    byte-identical to a set without controls) and then replaced by noise from ``control_rng``.
+    """
     nx, ny, nz = geom.grid
     ii, jj, kk = np.meshgrid(
         np.arange(nx, dtype=np.float32),
@@ -287,6 +304,8 @@ def _phantom_case(
             volumes[mod] = np.clip(np.rint(vol), 0, 4000).astype(np.int16)
         else:
             volumes[mod] = vol.astype(np.float32)
+    for mod in control:
+        volumes[mod] = _control_volume(control_rng, brain, mod)
 
     voxel_ml = float(np.prod(geom.spacing)) / 1000.0
     lesion["ot_voxels"] = int(ot.sum())
@@ -297,6 +316,19 @@ def _phantom_case(
     lesion["head_shift_mm"] = np.round(shift, 2).tolist()
     lesion["brain_semi_axes_mm"] = np.round(semi, 2).tolist()
     return volumes, ot, lesion
+
+
+def _control_volume(
+    rng: np.random.Generator | None, brain: np.ndarray, modality: str
+) -> np.ndarray:
+    """Zero-mean Gaussian noise inside ``brain`` (x, y, z), 0 outside, in the modality's dtype."""
+    if rng is None:
+        raise ValueError("a control modality needs its own random generator")
+    noise = rng.normal(0.0, CONTROL_SD[modality], brain.shape)
+    vol = np.where(brain, noise, 0.0)
+    if modality == "ADC":
+        return np.clip(np.rint(vol), -32768, 32767).astype(np.int16)
+    return vol.astype(np.float32)
 
 
 def _nifti_bytes(data: np.ndarray, affine: np.ndarray) -> bytes:
@@ -354,23 +386,29 @@ def synthesize_isles2017(
     seed: int = 0,
     varied_grids: bool = False,
     uninformative: tuple[str, ...] | list[str] = (),
+    control: tuple[str, ...] | list[str] = (),
     progress: bool = False,
 ) -> Path:
     """Write ``n_cases`` synthetic cases in the ISLES 2017 layout under ``out`` -> ``out``.
 
     ``shape`` is (H, W, D) (the NIfTI array is (x=W, y=H, z=D)); ``varied_grids`` scales it per
     case like the real grids (192x192x19, 256x256x24, 128x128x25, 192x192x30 for the default);
-    ``uninformative`` names modalities that get no lesion signature. ``out`` must be new,
-    empty, or an earlier synthetic set (whose cases are replaced). Writes
-    ``synth_manifest.json`` with the lesion parameters and informative modalities per case.
+    ``uninformative`` names modalities that get no lesion signature (they keep their anatomy);
+    ``control`` names modalities replaced by zero-mean noise inside the brain (nothing a model
+    could use). ``out`` must be new, empty, or an earlier synthetic set (whose cases are
+    replaced). Writes ``synth_manifest.json`` with the lesion parameters and informative and
+    control modalities per case.
     """
     if int(n_cases) < 1:
         raise StrokeLRPError(f"the number of cases must be at least 1, got {n_cases}")
     shape = tuple(int(s) for s in shape)  # type: ignore[assignment]
     if len(shape) != 3 or min(shape) < 2:
         raise StrokeLRPError(f"shape must be three sizes (H, W, D), each >= 2, got {shape}")
-    bad = _resolve_modalities(tuple(uninformative))
+    controls = _resolve_modalities(tuple(control), "control")
+    bad = tuple(dict.fromkeys(_resolve_modalities(tuple(uninformative)) + controls))
     informative = [m for m in MODALITIES if m not in bad]
+    if not informative:
+        raise StrokeLRPError("every modality is uninformative or a control: nothing to segment")
     out = Path(out)
     _prepare_out(out)
 
@@ -385,8 +423,9 @@ def synthesize_isles2017(
         rng = np.random.default_rng([int(seed), number])
         grid = _case_grid(np.random.default_rng([int(seed), number, 1]), shape, varied_grids)
         geom = _geometry(rng, grid)  # type: ignore[arg-type]
+        noise = np.random.default_rng([int(seed), number, 2])
         for _attempt in range(30):
-            volumes, ot, lesion = _phantom_case(rng, geom, bad)
+            volumes, ot, lesion = _phantom_case(rng, geom, bad, controls, noise)
             minimum = 0.4 if lesion["pattern"] == "scattered" else 2.0
             if lesion["ot_ml"] >= minimum and lesion["ot_voxels"] >= 2:
                 break
@@ -407,6 +446,7 @@ def synthesize_isles2017(
             "grid": list(geom.grid),
             "spacing_mm": list(geom.spacing),
             "informative_modalities": informative,
+            "control_modalities": list(controls),
             "lesion": lesion,
             "files": files,
         }
@@ -420,6 +460,8 @@ def synthesize_isles2017(
         "modalities": list(MODALITIES),
         "uninformative_modalities": list(bad),
         "informative_modalities": informative,
+        "control_modalities": list(controls),
+        "control_noise_sd": {m: CONTROL_SD[m] for m in controls},
         "units": {
             "ADC": "1e-6 mm^2/s (int16)",
             "MTT": "s",

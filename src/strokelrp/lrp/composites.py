@@ -105,9 +105,16 @@ def _matches(sel: Selector, path: str, module: nn.Module, first: bool, last: boo
 
 
 def from_preset(p: Preset) -> Composite:
-    """The preset as a composite: first, last (its head rule), every other layer (body)."""
+    """The preset as a composite: first, last (its head rule), the upper layers (the module
+    paths matching ``p.upper_paths``, when ``p.upper`` is set), every other layer (body)."""
+    upper = tuple((pat, p.rule("upper")) for pat in p.upper_paths) if p.upper else ()
     return Composite(
-        (("first", p.rule("first")), ("last", p.rule("head")), (LAYER_TYPES, p.rule("body"))),
+        (
+            ("first", p.rule("first")),
+            ("last", p.rule("head")),
+            *upper,
+            (LAYER_TYPES, p.rule("body")),
+        ),
         batchnorm=p.batchnorm,
         epsilon=p.epsilon,
         name=p.name,

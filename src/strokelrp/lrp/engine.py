@@ -33,12 +33,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from strokelrp.config import BACKGROUND, LESION
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.budget import MemoryPlan, Need, format_bytes, plan, resolve_budget
 from strokelrp.lrp.composites import Composite, as_composite
 from strokelrp.lrp.filters import Filter, FilterBank, filter_label
 from strokelrp.lrp.graph import INPUT, Graph, Node, capture
-from strokelrp.lrp.presets import Preset
+from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS, Preset
 from strokelrp.lrp.rules import (
     LAYER_TYPES,
     ConvLayer,
@@ -52,11 +53,11 @@ from strokelrp.lrp.steps import CAT, PASS, Step, function_step, module_step
 OUTPUT = "output"
 """Name of the point holding the starting relevance (the network output)."""
 
-LESION = 1
-"""Default class index of the target (the lesion class of a two-class segmentation)."""
-
-Target = Literal["prediction", "ground_truth", "authors"] | Tensor | Callable[[Tensor], Tensor]
-TARGETS = ("prediction", "ground_truth", "authors")
+Target = (
+    Literal["prediction", "ground_truth", "authors", "contrastive"]
+    | Tensor
+    | Callable[[Tensor], Tensor]
+)
 
 
 @dataclass
@@ -281,20 +282,39 @@ def _start(target: Target, logits: Tensor, label: Any, class_index: int) -> tupl
                 f"{tuple(logits.shape)}, got {got}"
             )
         return start.to(dtype=logits.dtype, device=logits.device), "callable"
+    weights, name = target_weights(target, logits, label, class_index)  # type: ignore[arg-type]
+    return logits * weights, name
+
+
+def target_weights(
+    target: str, logits: Tensor, label: Any = None, class_index: int = LESION
+) -> tuple[Tensor, str]:
+    """Weights W (1, num_classes, *S) such that the explained scalar is sum(W * logits).
+
+    ``"prediction"``: W = 1 on the class logit of the voxels predicted as that class;
+    ``"ground_truth"``: the same on ``label`` voxels; ``"authors"``: W = 1 everywhere (both
+    classes); ``"contrastive"``: the log-odds, +1 on the class logit and -1 on the background
+    logit (class 0) of the predicted voxels (Gu et al. 2018). Returns (W, the target's name).
+    """
     if not isinstance(target, str) or target not in TARGETS:
         raise StrokeLRPError(
             f"unknown target {target!r}; use one of {', '.join(TARGETS)}, a tensor of the "
             f"output's shape {tuple(logits.shape)} or a callable output -> start relevance"
         )
     if target == "authors":
-        return logits.clone(), "authors"
+        return torch.ones_like(logits), "authors"
     channels = logits.shape[1]
     if channels > 1 and not 0 <= class_index < channels:
         raise StrokeLRPError(
             f"class_index {class_index} is out of range for an output with {channels} channels"
         )
+    if target == "contrastive" and (channels < 2 or class_index == BACKGROUND):
+        raise StrokeLRPError(
+            'target="contrastive" needs two or more output channels and a class_index other '
+            f"than the background ({BACKGROUND})"
+        )
     channel = 0 if channels == 1 else class_index
-    if target == "prediction":
+    if target in ("prediction", "contrastive"):
         # one sigmoid logit: predicted where the logit is positive
         mask = logits[:, 0] > 0 if channels == 1 else logits.argmax(dim=1) == class_index
     else:
@@ -309,9 +329,11 @@ def _start(target: Target, logits: Tensor, label: Any, class_index: int) -> tupl
                 f"got {tuple(lab.shape)}"
             )
         mask = (lab.to(logits.device) > 0).unsqueeze(0)
-    start = torch.zeros_like(logits)
-    start[:, channel] = logits[:, channel] * mask
-    return start, target
+    weights = torch.zeros_like(logits)
+    weights[:, channel] = mask.to(logits.dtype)
+    if target == "contrastive":
+        weights[:, BACKGROUND] = -weights[:, channel]
+    return weights, target
 
 
 # ------------------------------------------------------------------------------ explain
@@ -359,7 +381,7 @@ def explain(
     x: Tensor,
     target: Target = "prediction",
     label: Any = None,
-    rules: str | Preset | Composite = "paper",
+    rules: str | Preset | Composite = DEFAULT_PRESET,
     filters: Sequence[Filter | None] | None = None,
     filter_at: str | Sequence[str] = "all",
     keep_layers: bool = False,
@@ -374,9 +396,12 @@ def explain(
     (float64 works with ``model.double()``). ``target``: ``"prediction"`` (the
     ``class_index`` logit on the voxels predicted as that class; a one-channel output: the
     logit where it is > 0), ``"ground_truth"`` (the ``class_index`` logit on ``label``
-    (*S) voxels), ``"authors"`` (the whole output), a tensor of the output's shape, or a
-    callable output -> starting relevance. ``rules``: a preset name
-    (``strokelrp.lrp.presets.PRESETS``), a :class:`Preset` or a :class:`Composite`.
+    (*S) voxels), ``"authors"`` (the whole output), ``"contrastive"`` (the log-odds:
+    ``class_index`` minus background logit on the predicted voxels; Gu et al. 2018), a tensor
+    of the output's shape, or a callable output -> starting relevance; named targets start
+    from ``W * logits`` with W from :func:`target_weights`. ``rules``: a preset name
+    (``strokelrp.lrp.presets.PRESETS``; default :data:`~strokelrp.lrp.presets.DEFAULT_PRESET`),
+    a :class:`Preset` or a :class:`Composite`.
     ``filters``: one setting per map (None = unfiltered); ``filter_at``: ``"all"`` (the
     output and every layer's input relevance), ``"output"`` or a list of point names (module
     paths). ``memory_budget``: bytes (or ``"4GB"``, ``"512MiB"``, ``"unlimited"``) the walk
@@ -423,7 +448,7 @@ def plan_memory(
     model: nn.Module,
     x: Tensor,
     settings: int,
-    rules: str | Preset | Composite = "paper",
+    rules: str | Preset | Composite = DEFAULT_PRESET,
     keep_layers: bool = False,
     memory_budget: str | int | float | None = None,
     output: int = 0,

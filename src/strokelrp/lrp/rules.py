@@ -399,16 +399,70 @@ class ZBox(Rule):
         return [p for i, p in enumerate(pairs) if i == 0 or bool(p[0].any())]  # skip zero bounds
 
 
-RULES: dict[str, type[Rule]] = {r.name: r for r in (Epsilon, WPlus, ZPlus, ZBox)}
-"""Rule classes by name (``epsilon``, ``w+``, ``z+``, ``zB``)."""
+@dataclass(frozen=True)
+class Gamma(Rule):
+    """LRP-gamma, sign-aware: z_ij = a_i w_ij + gamma (a_i w_ij)+ (no bias), i.e.
+    Z = W a + gamma (W+ a+ + W- a-); R_in = a gp(S, W) + gamma (a+ gp(S, W+) + a- gp(S, W-)).
+
+    For a >= 0 this is the textbook rule (Montavon et al. 2019), weights W + gamma W+: positive
+    contributions are favoured; gamma -> infinity tends to z+, gamma = 0 is epsilon without bias.
+    """
+
+    gamma: float = 0.25
+    name: ClassVar[str] = "gamma"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.gamma >= 0:
+            raise StrokeLRPError(f"gamma: gamma must be >= 0, got {self.gamma!r}")
+
+    def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
+        g = self.gamma
+        return [
+            (a, weight),
+            (a.clamp(min=0), g * weight.clamp(min=0)),
+            (a.clamp(max=0), g * weight.clamp(max=0)),
+        ]
 
 
-def make_rule(name: str, epsilon: float, low: Bound = 0.0, high: Bound = 1.0) -> Rule:
-    """The rule called ``name`` with stabiliser ``epsilon`` (and bounds for ``zB``)."""
+@dataclass(frozen=True)
+class Flat(Rule):
+    """The flat rule (first layer): z_ij = 1 for every connection, so each output's relevance
+    is spread evenly over the inputs in its receptive field (the input values play no part)."""
+
+    name: ClassVar[str] = "flat"
+
+    def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
+        return [(torch.ones_like(a), torch.ones_like(weight))]
+
+
+@dataclass(frozen=True)
+class WSquare(Rule):
+    """The w^2 rule (first layer): z_ij = w_ij^2, relevance spread by squared weights; the
+    input values play no part (Montavon et al. 2017)."""
+
+    name: ClassVar[str] = "w2"
+
+    def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
+        return [(torch.ones_like(a), weight * weight)]
+
+
+RULES: dict[str, type[Rule]] = {
+    r.name: r for r in (Epsilon, WPlus, ZPlus, ZBox, Gamma, Flat, WSquare)
+}
+"""Rule classes by name (``epsilon``, ``w+``, ``z+``, ``zB``, ``gamma``, ``flat``, ``w2``)."""
+
+
+def make_rule(
+    name: str, epsilon: float, low: Bound = 0.0, high: Bound = 1.0, gamma: float = 0.25
+) -> Rule:
+    """The rule called ``name`` with stabiliser ``epsilon`` (bounds for ``zB``, ``gamma``)."""
     if name not in RULES:
         raise StrokeLRPError(f"unknown rule {name!r}; known rules: {', '.join(RULES)}")
     if name == "zB":
         return ZBox(epsilon=epsilon, low=low, high=high)
+    if name == "gamma":
+        return Gamma(epsilon=epsilon, gamma=gamma)
     return RULES[name](epsilon=epsilon)
 
 

@@ -23,6 +23,7 @@ Everything else (GPU, bf16, batches > 1, large inputs that PyTorch already sends
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator
 
 import torch
@@ -31,19 +32,21 @@ from torch import nn
 
 _SLOW_PATH_LIMIT = 20480  # PyTorch's threshold below which it picks slow_conv3d
 _SMALL_INPUT = 1 << 22  # up to here oneDNN's own batch-1 backward was slower than ours
-_ENABLED = [True]
+_ONEDNN_PATH: contextvars.ContextVar[bool] = contextvars.ContextVar("onednn_path", default=True)
+"""Whether :class:`Conv3d` may take the oneDNN path: scoped by :func:`pytorch_conv_path` to
+the current thread / asyncio context (no process-wide flag to leak between callers)."""
 
 
 @contextlib.contextmanager
 def pytorch_conv_path() -> Iterator[None]:
     """Within the block, :class:`Conv3d` always uses ``nn.Conv3d``'s own path (for comparison
-    or exact PyTorch numerics)."""
-    before = _ENABLED[0]
-    _ENABLED[0] = False
+    or exact PyTorch numerics). Nests, is restored on exit (also on error) and does not affect
+    other threads."""
+    token = _ONEDNN_PATH.set(False)
     try:
         yield
     finally:
-        _ENABLED[0] = before
+        _ONEDNN_PATH.reset(token)
 
 
 def _onednn_conv(
@@ -87,7 +90,7 @@ class _OneDNNConv3d(torch.autograd.Function):
 def uses_onednn_path(conv: nn.Conv3d, x: torch.Tensor) -> bool:
     """Whether :class:`Conv3d` takes the oneDNN path for input ``x`` (B, C, D, H, W)."""
     return (
-        _ENABLED[0]
+        _ONEDNN_PATH.get()
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and x.dim() == 5

@@ -20,8 +20,6 @@ files' own voxel order and affine; the figure and its slice index use the RAS gr
 
 from __future__ import annotations
 
-import json
-import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,25 +28,18 @@ from typing import Any
 
 import numpy as np
 
-from strokelrp.atomic import write_text
+from strokelrp import run_files
+from strokelrp.analysis.table import Setting, describe
+from strokelrp.atomic import write_json
 from strokelrp.config import MODALITIES
 from strokelrp.data.orientation import CANONICAL
 from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS
 from strokelrp.report.nifti import NIFTI_SUFFIX
+from strokelrp.train.metrics import dice_score
 
 PAPER_FIGURE1_FILTERS: tuple[str, ...] = ("pass:0,0.4", "clamp:0,0.2")
 """The two filtered settings of the paper's figure 1 (raw is always added first)."""
-
-TARGETS: tuple[str, ...] = ("prediction", "ground_truth", "authors")
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One filter setting: a readable label ("pass (0, 0.4)"), a file-name stem, the filter."""
-
-    label: str
-    stem: str
-    filter: Any  # None (raw) or a strokelrp.lrp.filters filter
 
 
 @dataclass
@@ -74,45 +65,17 @@ class CaseExplanation:
         return list(dict.fromkeys(paths))  # without a figure, ``figure`` is the summary
 
 
-def describe_filter(filt: Any) -> Setting:
-    """The :class:`Setting` of a filter (``None`` = raw).
-
-    The label is the filter's own (``raw``, ``pass(0,0.4)``, ``clamp(0,0.2)/channel``: the
-    names the sweep tables use); the file stem avoids shell-unfriendly characters
-    (``relevance_pass_0-0.4``, ``relevance_clamp_0-0.2_channel``).
-    """
-    from strokelrp.lrp.filters import filter_label
-
-    if filt is None:
-        return Setting(filter_label(None), "relevance_raw", None)
-    stem = f"relevance_{filt.kind}_{filt.low:g}-{filt.high:g}"
-    if getattr(filt, "scope", "sample") != "sample":
-        stem += f"_{filt.scope}"
-    return Setting(filter_label(filt), re.sub(r"[^A-Za-z0-9_.-]", "_", stem), filt)
-
-
 def parse_settings(specs: Sequence[str] | None) -> list[Setting]:
     """Raw first, then one setting per spec ("pass:0,0.4"); the paper's figure 1 when none."""
     from strokelrp.lrp.filters import parse_filter
 
     specs = list(specs) if specs else list(PAPER_FIGURE1_FILTERS)
-    settings = [describe_filter(None)]
+    settings = [describe(None)]
     for spec in specs:
-        setting = describe_filter(parse_filter(spec))
+        setting = describe(parse_filter(spec))
         if setting.stem not in {s.stem for s in settings}:
             settings.append(setting)
     return settings
-
-
-def _write_json_atomic(path: Path, payload: dict) -> Path:
-    return write_text(path, json.dumps(payload, indent=2) + "\n")
-
-
-def dice_score(pred: np.ndarray, truth: np.ndarray) -> float | None:
-    """2 |P ∩ T| / (|P| + |T|); None when both masks are empty (undefined)."""
-    p, t = pred.astype(bool), truth.astype(bool)
-    total = int(p.sum()) + int(t.sum())
-    return None if total == 0 else 2.0 * int(np.logical_and(p, t).sum()) / total
 
 
 def checkpoint_note(ckpt: Any) -> str:
@@ -146,13 +109,15 @@ def explain_case(
     case_id: str,
     *,
     filters: Sequence[str] | Sequence[Setting] | None = None,
-    rules: str = "paper",
+    rules: str = DEFAULT_PRESET,
     target: str = "prediction",
     checkpoint: str = "last",
     slice_index: int | None = None,
     modality: str = "rCBF",
     out: str | Path | None = None,
     device: str = "auto",
+    per_modality: bool = False,
+    normalised: bool = False,
     memory_budget: str | int | float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> CaseExplanation:
@@ -161,7 +126,9 @@ def explain_case(
     filters: filter specs ("pass:0,0.4") or :class:`Setting` objects; raw is always computed
     first; None gives the paper's figure 1 (pass (0, 0.4), clamp (0, 0.2)). All settings are
     computed in one batched relevance walk (relevance (K, 6, D, H, W) at model scale), then
-    resized back to the case's native grid. device: "auto" (CUDA when available), "cpu",
+    resized back to the case's native grid; each relevance file gets a JSON sidecar naming its
+    volumes, plus one 3-D file per modality (``per_modality``) and a copy normalised to
+    [-1, 1] per volume (``normalised``) when asked. device: "auto" (CUDA when available), "cpu",
     "cuda" (an error when torch sees no GPU). ``case_id``: ``4`` or ``training_4``.
     memory_budget: bytes the relevance walk may use (``"4GB"``, ``"unlimited"``; None = the
     engine's default, see :mod:`strokelrp.lrp.budget`). ``log``: called with one line per step
@@ -170,18 +137,20 @@ def explain_case(
     import torch
 
     from strokelrp.data.dataset import case_fingerprint
-    from strokelrp.data.preprocess import preprocess_case
+    from strokelrp.data.preprocess import prepare_case
+    from strokelrp.device import resolve_device
     from strokelrp.lrp.engine import explain
     from strokelrp.provenance import case_record, checkpoint_record, provenance
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import (
         labels_from_logits,
+        sidecar_path,
         to_native_grid,
         write_label_nifti,
+        write_relevance_companions,
         write_relevance_nifti,
     )
     from strokelrp.train.checkpoint import load_trained
-    from strokelrp.train.distributed import resolve_device
 
     say = log if log is not None else (lambda _line: None)
     if target not in TARGETS:
@@ -192,7 +161,7 @@ def explain_case(
     if not run.is_dir():
         raise StrokeLRPError(f"run folder {run} does not exist")
     if filters and all(isinstance(f, Setting) for f in filters):
-        settings = [describe_filter(None)] + [s for s in filters if s.filter is not None]
+        settings = [describe(None)] + [s for s in filters if s.filter is not None]
     else:
         settings = parse_settings(filters)  # type: ignore[arg-type]
 
@@ -206,7 +175,7 @@ def explain_case(
     depth = case.image.shape[1]
     if slice_index is not None and not 0 <= slice_index < depth:
         raise StrokeLRPError(f"case {case_id}: slice {slice_index} is outside 0..{depth - 1}")
-    x, y = preprocess_case(case, config.shape, normalization=config.normalization)
+    x, y = prepare_case(case, config)
     if target == "ground_truth" and y is None:
         raise StrokeLRPError(f"case {case_id}: --target ground_truth needs an OT mask, none found")
     xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(device)
@@ -228,17 +197,27 @@ def explain_case(
     relevance = result.relevance.detach().cpu().float().numpy()  # (K, 6, D, H, W)
     logits = result.output.detach().cpu().float()[0]  # (2, D, H, W)
 
-    out_dir = Path(out) if out is not None else run / "explanations" / case_id
+    out_dir = Path(out) if out is not None else run / run_files.EXPLANATIONS / case_id
     say(f"writing {len(settings)} relevance volume(s), the prediction and figure 1 to {out_dir}")
     written: dict[str, Path] = {}
     native: list[tuple[str, np.ndarray]] = []
     peaks: dict[str, list[float]] = {}
+    companions: dict[str, dict[str, str]] = {}
     shape = case.image.shape[1:]
     for k, setting in enumerate(settings):
         path = out_dir / f"{setting.stem}{NIFTI_SUFFIX}"
         written[setting.label] = write_relevance_nifti(
             path, relevance[k], case, setting=setting.label, rules=str(rules)
         )
+        companions[setting.label] = write_relevance_companions(
+            path,
+            relevance[k],
+            case,
+            setting=setting.label,
+            rules=str(rules),
+            per_modality=per_modality,
+            normalised=normalised,
+        )["files"]
         native.append((setting.label, to_native_grid(relevance[k], shape)))
         peaks[setting.label] = [float(v) for v in np.abs(relevance[k]).reshape(6, -1).max(1)]
 
@@ -256,7 +235,7 @@ def explain_case(
     dice = None if case.label is None else dice_score(prediction, case.label)
     z = default_slice(case.label, prediction, depth) if slice_index is None else slice_index
     figure = plot_figure1(
-        out_dir / "figure1.png",
+        out_dir / run_files.FIGURE1,
         native,
         case.image,
         prediction,
@@ -268,9 +247,10 @@ def explain_case(
         dice=dice,
         subtitle=f"rules {rules}, start from {target.replace('_', ' ')}; N at model scale",
         peaks=[peaks[s.label][MODALITIES.index(modality)] for s in settings],
+        affine=case.affine,
     )
-    summary = _write_json_atomic(
-        out_dir / "explanation.json",
+    summary = write_json(
+        out_dir / run_files.EXPLANATION,
         {
             "case": case_id,
             "run": str(run),
@@ -292,6 +272,8 @@ def explain_case(
                 {
                     "label": s.label,
                     "file": written[s.label].name,
+                    "sidecar": sidecar_path(written[s.label]).name,
+                    "companions": companions[s.label],
                     "max_abs_relevance_model_scale": dict(
                         zip(MODALITIES, peaks[s.label], strict=True)
                     ),

@@ -21,17 +21,19 @@ from typing import Any
 
 import numpy as np
 
+from strokelrp.atomic import write_json
 from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.presets import TARGETS
 from strokelrp.report.explain_case import (
     CaseExplanation,
     Setting,
-    _write_json_atomic,
     parse_settings,
 )
 from strokelrp.report.nifti import NIFTI_SUFFIX
 
-TARGETS: tuple[str, ...] = ("prediction", "authors")
+IMAGE_TARGETS: tuple[str, ...] = tuple(t for t in TARGETS if t != "ground_truth")
+"""The starts available for a user network on user images (no ground truth is read)."""
 
 
 def build_model(spec: str, model_args: str | Mapping[str, Any] | None = None) -> Any:
@@ -168,15 +170,15 @@ def explain_images(
     six-channel perfusion input) to ``out``."""
     import torch
 
+    from strokelrp.device import resolve_device
     from strokelrp.lrp.engine import explain
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import labels_from_logits, write_label_nifti, write_relevance_nifti
-    from strokelrp.train.distributed import resolve_device
 
     say = log if log is not None else (lambda _line: None)
-    if target not in TARGETS:
+    if target not in IMAGE_TARGETS:
         raise StrokeLRPError(
-            f"with --model, --target must be one of {', '.join(TARGETS)}, got {target!r}"
+            f"with --model, --target must be one of {', '.join(IMAGE_TARGETS)}, got {target!r}"
         )
     settings: list[Setting] = parse_settings(filters)
     dev = str(resolve_device(device))
@@ -243,7 +245,7 @@ def explain_images(
         )
     else:
         notes.append(f"no figure 1: it shows the six perfusion channels, the input has {channels}")
-    summary = _write_json_atomic(
+    summary = write_json(
         out_dir / "explanation.json",
         {
             "case": case.case_id,

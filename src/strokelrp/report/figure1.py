@@ -11,8 +11,12 @@ Layout (K settings, e.g. raw, pass (0, 0.4), clamp (0, 0.2) as in the paper):
 - row 3: ground truth, prediction and the modality slice.
 
 All arrays must be in one grid (e.g. the case's native grid), ``spacing`` (x, y, z) in mm
-being that grid's voxel size: each panel's aspect ratio is sy / sx. Slices are shown with
-x to the right and y upwards (``origin="lower"``).
+being that grid's voxel size. Given the grid's ``affine``, every panel is an axial slice in
+the radiological convention of ITK-SNAP and FSLeyes (anterior up, the patient's right on the
+screen's left; :mod:`strokelrp.report.display`), with A / P / R / L on its edges and the
+brain's outline (where the perfusion maps are non-zero) drawn over it; the aspect ratio
+follows the voxel size. Without an affine the array is shown as stored (row 0 at the top) and
+the panels say that the orientation is unknown.
 """
 
 from __future__ import annotations
@@ -25,9 +29,14 @@ import numpy as np
 
 from strokelrp.atomic import atomic_path
 from strokelrp.config import MODALITIES
+from strokelrp.data.preprocess import brain_mask
+from strokelrp.report.display import display_for, label_edges, outline
 
 DIVERGING_CMAP = "RdBu_r"
 """ColorBrewer red-blue (colour-blind safe): red = positive relevance, blue = negative."""
+
+_AS_STORED = np.diag([-1.0, -1.0, 1.0, 1.0])
+"""An affine under which the display shows the array as stored (row 0 at the top)."""
 
 _OVERLAY_ALPHA = 0.9
 """Opacity of a voxel with |R_c| / N = 1 in the overlays; it falls as sqrt of the amplitude."""
@@ -86,6 +95,7 @@ def plot_figure1(
     dice: float | None = None,
     subtitle: str = "",
     peaks: Sequence[float] | None = None,
+    affine: Any | None = None,
     dpi: int = 120,
 ) -> Path:
     """Write figure 1 as a PNG and return its path.
@@ -95,7 +105,8 @@ def plot_figure1(
     (D, H, W) masks; spacing: voxel size (x, y, z) in mm of this grid; slice_index: axial slice z
     (default: largest lesion area); modality: the channel shown; peaks: N = max |R_c| of the
     shown channel per map when it was measured elsewhere (e.g. at model scale, before resizing
-    to this grid), else the maximum over the given 3-D channel.
+    to this grid), else the maximum over the given 3-D channel; affine: the grid's NIfTI affine
+    (4, 4), which orients the panels (None: shown as stored, orientation unknown).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import Normalize
@@ -132,20 +143,25 @@ def plot_figure1(
     z = default_slice(truth, pred, depth) if slice_index is None else int(slice_index)
     if not 0 <= z < depth:
         raise ValueError(f"slice {z} is outside 0..{depth - 1}")
-    sx, sy = float(spacing[0]), float(spacing[1])
-    aspect = sy / sx
-    modality_slice = img[channel, z]
+    oriented = affine is not None
+    disp = display_for(affine if oriented else _AS_STORED, grid)
+    s = disp.slice_to_display(z)
+    _, row_mm, col_mm = disp.spacing(tuple(float(v) for v in spacing))  # type: ignore[arg-type]
+    aspect = row_mm / col_mm
+    shown = disp.volume(img[channel])
+    modality_slice = shown[s]
+    brain = disp.volume(brain_mask(img))[s]
     lo, hi = float(img[channel].min()), float(img[channel].max())
 
     n_cols = max(len(maps), 3)
-    height, width = grid[1] * aspect, grid[2]
+    height, width = modality_slice.shape[0] * aspect, modality_slice.shape[1]
     panel_w = 2.6
     panel_h = panel_w * height / max(width, 1)
     # A bare Agg figure: no pyplot state, no GUI backend, safe in threads and on servers.
     fig = Figure(figsize=(panel_w * n_cols + 0.9, (panel_h + 0.55) * 3 + 0.6))
     FigureCanvasAgg(fig)
     spec = fig.add_gridspec(3, n_cols + 1, width_ratios=[1.0] * n_cols + [0.06])
-    show = {"origin": "lower", "aspect": aspect, "interpolation": "nearest"}
+    show = {"origin": "upper", "aspect": aspect, "interpolation": "nearest"}
     norm = Normalize(vmin=-1.0, vmax=1.0)
     letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     mappable = None
@@ -157,17 +173,25 @@ def plot_figure1(
         ax.set_yticks([])
         return ax
 
+    def finish(ax: Any) -> None:
+        outline(ax, brain)
+        if oriented:
+            label_edges(ax, size=7)
+
     for k, (setting, normed, peak) in enumerate(maps):
         letter = letters[k]
         peak_z = int(np.unravel_index(np.argmax(np.abs(normed)), normed.shape)[0])
         ax = panel(
             0, k, f"({letter}) {setting}\nN = max|R_c| = {peak:.4g}\n(largest at z = {peak_z})"
         )
-        mappable = ax.imshow(normed[z], cmap=DIVERGING_CMAP, norm=norm, **show)
+        heat = disp.volume(normed)[s]
+        mappable = ax.imshow(heat, cmap=DIVERGING_CMAP, norm=norm, **show)
+        finish(ax)
         ax = panel(1, k, f"({letter}2) {setting} over {modality}")
         ax.imshow(modality_slice, cmap="gray", vmin=lo, vmax=hi, **show)
-        opacity = _OVERLAY_ALPHA * np.sqrt(np.clip(np.abs(normed[z]), 0.0, 1.0))
-        ax.imshow(normed[z], cmap=DIVERGING_CMAP, norm=norm, alpha=opacity, **show)
+        opacity = _OVERLAY_ALPHA * np.sqrt(np.clip(np.abs(heat), 0.0, 1.0))
+        ax.imshow(heat, cmap=DIVERGING_CMAP, norm=norm, alpha=opacity, **show)
+        finish(ax)
     for row in (0, 1):
         for col in range(len(maps), n_cols):
             fig.add_subplot(spec[row, col]).axis("off")
@@ -177,15 +201,18 @@ def plot_figure1(
     if truth is None:
         ax.text(0.5, 0.5, "no ground truth", ha="center", va="center", transform=ax.transAxes)
     else:
-        ax.imshow(truth[z], cmap="gray", vmin=0, vmax=1, **show)
+        ax.imshow(disp.volume(truth)[s], cmap="gray", vmin=0, vmax=1, **show)
+        finish(ax)
     dice_text = "" if dice is None else f", Dice {dice:.3f}"
     ax = panel(2, 1, f"({letters[base + 1]}) prediction{dice_text}")
-    ax.imshow(pred[z], cmap="gray", vmin=0, vmax=1, **show)
+    ax.imshow(disp.volume(pred)[s], cmap="gray", vmin=0, vmax=1, **show)
+    finish(ax)
     if not pred.any():  # an all-black panel would read as "lesion elsewhere"
         text = "empty prediction:\nno lesion voxel\nin the volume"
         ax.text(0.5, 0.5, text, color="white", ha="center", va="center", transform=ax.transAxes)
     ax = panel(2, 2, f"({letters[base + 2]}) {modality}, slice z = {z}")
     ax.imshow(modality_slice, cmap="gray", vmin=lo, vmax=hi, **show)
+    finish(ax)
     for col in range(3, n_cols):
         fig.add_subplot(spec[2, col]).axis("off")
 
@@ -193,5 +220,11 @@ def plot_figure1(
     bar = fig.colorbar(mappable, cax=cax)
     bar.set_label("R_c / max|R_c|  (positive: for lesion)", fontsize=8)
     title = f"LRP relevance, {modality} channel" + (f", case {case_id}" if case_id else "")
-    fig.suptitle(title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
+    view = (
+        "axial, radiological (anterior up, patient right on the left)"
+        if oriented
+        else "orientation unknown: shown as stored"
+    )
+    lines = [title, f"{subtitle}; {view}" if subtitle else view]
+    fig.suptitle("\n".join(lines), fontsize=10)
     return _save_png_atomic(fig, Path(path), dpi)

@@ -6,8 +6,9 @@
 - :func:`figure5_signal`: mean normalised signal per setting and series, jittered scatter (D1)
   and box plots (D2) (paper fig. 5 D1/D2 for ``kind="pass"``, annex fig. 2 for ``"clamp"``);
 - :func:`sweet_spot_figure`: the spread of mu across data points against alpha, with alpha_0;
-- :func:`table1_figure`: training time and mean Dice per network (paper table 1);
-- :func:`training_curves`: loss and training Dice per epoch for each run.
+- :func:`training_curves`: loss and training Dice per epoch for each run;
+- :func:`assess_curves`: the trust measures recorded during training (``assess_log.csv``);
+- :func:`cascade_figure`: the cascading randomisation curves (``cascade.csv``).
 
 Every function returns the paths written (``name.png``, ``name.svg``) under ``out_dir``.
 Colours are the Okabe-Ito palette (safe for colour-blind readers).
@@ -303,42 +304,12 @@ def sweet_spot_figure(
         return save_figure(fig, out_dir, name)
 
 
-def table1_figure(
-    table: Sequence[Mapping[str, Any]], out_dir: str | Path, name: str = "table1"
-) -> list[Path]:
-    """Paper table 1 as a figure: one row per network with its columns as given."""
-    if not table:
-        raise StrokeLRPError("table 1 is empty")
-    columns = list(table[0].keys())
-    text = [[_cell(row.get(c)) for c in columns] for row in table]
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(
-            figsize=(max(4.0, 1.3 * len(columns)), 0.5 + 0.28 * (len(table) + 1)),
-            layout="constrained",
-        )
-        ax.axis("off")
-        t = ax.table(cellText=text, colLabels=columns, loc="center", cellLoc="center")
-        t.auto_set_font_size(False)
-        t.set_fontsize(8)
-        for (r, _c), cell in t.get_celld().items():
-            cell.set_linewidth(0.3)
-            if r == 0:
-                cell.set_text_props(fontweight="bold")
-        return save_figure(fig, out_dir, name)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.4g}"
-    return "" if value is None else str(value)
-
-
-def _find_column(columns: Sequence[str], *needles: str) -> str | None:
-    for needle in needles:
-        for c in columns:
-            if needle in c.lower():
-                return c
-    return None
+TRAINING_CURVES: dict[str, tuple[str, str]] = {
+    "train_dice_trainmode": ("training", "-"),
+    "val_dice": ("held-out", "--"),
+}
+"""The Dice columns of ``train_log.csv`` (:data:`strokelrp.train.loop.LOG_COLUMNS`) drawn in
+panel B: label and line style."""
 
 
 def training_curves(
@@ -346,39 +317,33 @@ def training_curves(
     out_dir: str | Path,
     name: str = "training_curves",
 ) -> list[Path]:
-    """Loss and training Dice against epoch, one line per run (``logs``: run -> log rows).
+    """Loss and Dice against epoch, one colour per run (``logs``: run -> log rows).
 
-    Columns are found by name: ``epoch``, one containing ``loss``, and every column containing
-    ``dice`` (those starting with ``val`` are held-out Dice, drawn dashed).
+    Rows as :func:`strokelrp.train.loop.read_train_log` gives them: ``epoch``, ``loss`` and the
+    Dice columns of :data:`TRAINING_CURVES` (training steps solid, held-out dashed; a column
+    with no value, e.g. ``val_dice`` without a held-out split, is not drawn). A run whose rows
+    lack one of these columns is an error naming it.
     """
     if not logs:
         raise StrokeLRPError("no training logs to plot")
+    needed = ("epoch", "loss", *TRAINING_CURVES)
     with plt.rc_context(STYLE):
         fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(8.0, 3.2), layout="constrained")
         for i, (run, rows) in enumerate(logs.items()):
             if not rows:
                 continue
-            cols = list(rows[0].keys())
-            epoch = _find_column(cols, "epoch")
-            loss = _find_column(cols, "loss")
-            if epoch is None:
-                continue
-            x = [float(r[epoch]) for r in rows]
+            missing = [c for c in needed if c not in rows[0]]
+            if missing:
+                plt.close(fig)
+                raise StrokeLRPError(f"{run}: training log without column(s) {', '.join(missing)}")
+            x = [float(r["epoch"]) for r in rows]
             colour = OKABE_ITO[i % len(OKABE_ITO)]
-            if loss:
-                ax_loss.plot(x, [_num(r[loss]) for r in rows], color=colour, label=run)
-            for col in (c for c in cols if "dice" in c.lower()):
+            ax_loss.plot(x, [_num(r["loss"]) for r in rows], color=colour, label=run)
+            for col, (what, style) in TRAINING_CURVES.items():
                 values = [_num(r[col]) for r in rows]
                 if all(math.isnan(v) for v in values):
                     continue
-                held_out = col.lower().startswith("val")
-                ax_dice.plot(
-                    x,
-                    values,
-                    color=colour,
-                    linestyle="--" if held_out else "-",
-                    label=f"{run} ({'held-out' if held_out else 'training'})",
-                )
+                ax_dice.plot(x, values, color=colour, linestyle=style, label=f"{run} ({what})")
         ax_loss.set_ylabel("training loss (mean per epoch)")
         ax_dice.set_ylabel("Dice")
         ax_dice.set_ylim(-0.02, 1.02)
@@ -396,3 +361,103 @@ def _num(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return float("nan")
+
+
+ASSESS_PANELS: tuple[tuple[str, str], ...] = (
+    ("brain_share", "share of |R| in the brain"),
+    ("lesion_share", "share of R+ on the target"),
+    ("morf_aopc", "MoRF AOPC (dashed: random)"),
+    ("lerf_aopc", "LeRF AOPC"),
+    ("randomisation_rho", "randomisation ρ (trained vs re-initialised)"),
+    ("contrast_rho", "contrast ρ (lesion vs background map)"),
+    ("ablation_rho", "ablation ρ (modality shares vs Dice drops)"),
+)
+"""The measures of ``assess_log.csv`` drawn against epoch, with their panel titles."""
+
+
+def assess_curves(
+    logs: Mapping[str, Sequence[Mapping[str, Any]]],
+    out_dir: str | Path,
+    name: str = "assess_curves",
+) -> list[Path]:
+    """Trust measures against epoch, one line per run (the mean over its assessed cases).
+
+    ``logs``: run label -> rows of ``assess_log.csv`` (epoch, case, method and the measures of
+    :data:`ASSESS_PANELS`; ``random_aopc`` is drawn dashed in the MoRF panel). NaN values (a
+    model that predicts no lesion yet) are left out of the means.
+    """
+    if not any(logs.values()):
+        raise StrokeLRPError("no assessment logs to plot")
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(2, 4, figsize=(12.0, 5.6), layout="constrained")
+        flat = list(axes.flat)
+        for i, (run, rows) in enumerate(logs.items()):
+            colour = OKABE_ITO[i % len(OKABE_ITO)]
+            epochs = sorted({int(_num(r["epoch"])) for r in rows})
+            method = ", ".join(sorted({str(r["method"]) for r in rows}))
+
+            for ax, (column, _title) in zip(flat, ASSESS_PANELS, strict=False):
+                means = _means_per_epoch(rows, column, epochs)
+                ax.plot(epochs, means, "o-", color=colour, markersize=3, label=f"{run} ({method})")
+                if column == "morf_aopc":
+                    ax.plot(
+                        epochs, _means_per_epoch(rows, "random_aopc", epochs), "--", color=colour
+                    )
+        for k, (ax, (_column, title)) in enumerate(zip(flat, ASSESS_PANELS, strict=False)):
+            ax.set_title(f"({'ABCDEFG'[k]}) {title}", fontsize=8.5)
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            ax.grid(color="0.9", linewidth=0.6)
+        handles, labels = flat[0].get_legend_handles_labels()
+        flat[-1].axis("off")
+        flat[-1].legend(handles, labels, loc="center", frameon=False, fontsize=7)
+        fig.suptitle("Trust measures during training (held-out cases, mean over cases)")
+        return save_figure(fig, out_dir, name)
+
+
+def _means_per_epoch(
+    rows: Sequence[Mapping[str, Any]], column: str, epochs: Sequence[int]
+) -> list[float]:
+    """The mean of the finite values of ``column`` at each epoch (NaN where there are none)."""
+    out = []
+    for e in epochs:
+        vals = [_num(r[column]) for r in rows if int(_num(r["epoch"])) == e]
+        vals = [v for v in vals if math.isfinite(v)]
+        out.append(sum(vals) / len(vals) if vals else float("nan"))
+    return out
+
+
+def cascade_figure(
+    rows: Sequence[Mapping[str, Any]], out_dir: str | Path, name: str = "cascade"
+) -> list[Path]:
+    """The cascading randomisation: Spearman rho against the step, one line per method.
+
+    ``rows``: ``cascade.csv`` rows (case, method, step, layer, rho); the mean over cases per
+    (method, step) is drawn, the x ticks name the layer re-initialised last at each step.
+    """
+    if not rows:
+        raise StrokeLRPError("no cascade rows to plot")
+    methods = list(dict.fromkeys(str(r["method"]) for r in rows))
+    steps = sorted({int(_num(r["step"])) for r in rows})
+    layers = {int(_num(r["step"])): str(r["layer"]) for r in rows}
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(max(5.5, 0.5 * len(steps) + 3), 3.8), layout="constrained")
+        for i, method in enumerate(methods):
+            mine = [r for r in rows if str(r["method"]) == method]
+            means = []
+            for step in steps:
+                vals = [_num(r["rho"]) for r in mine if int(_num(r["step"])) == step]
+                vals = [v for v in vals if math.isfinite(v)]
+                means.append(sum(vals) / len(vals) if vals else float("nan"))
+            style = "-" if i < len(OKABE_ITO) else "--"
+            ax.plot(steps, means, "o" + style, color=OKABE_ITO[i % len(OKABE_ITO)],
+                    markersize=3, label=method)  # fmt: skip
+        ax.set_xticks(steps, [f"{s}: {layers[s]}" for s in steps], rotation=40, ha="right")
+        ax.axhline(0.0, color="0.6", linewidth=0.6)
+        ax.set_ylim(-1.02, 1.02)
+        ax.set_xlabel("re-initialised from the output down to (step: block)")
+        ax.set_ylabel("Spearman ρ of |R| with the trained map")
+        ax.set_title("Cascading model randomisation (mean over cases)")
+        ax.grid(color="0.9", linewidth=0.6)
+        ax.legend(frameon=False, fontsize=7, loc="best")
+        return save_figure(fig, out_dir, name)

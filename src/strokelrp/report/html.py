@@ -1,16 +1,18 @@
 """A self-contained HTML report over one or more runs (readable offline, no scripts).
 
 Sections, each skipped with a note when its inputs are missing: run configuration
-(``RUN/config.toml``), table 1 (``RUN/table1.csv``) and training curves (``RUN/train_log.csv``),
+(``RUN/config.toml``), table 1 (``RUN/table1.csv``) and training curves (``RUN/train_log.csv``,
+and ``RUN/assess_log.csv``: trust measures per N epochs),
 metrics per case (``RUN/metrics.csv``), the sweep's figures and tables
 (``RUN/sweep/sweep.csv``: paper fig. 4, fig. 5 D1/D2, annex fig. 2, the sweet spot, where the
-relevance goes), and the per-case explanations (``RUN/explanations/CASE/*.png`` embedded, with
-relative links to the NIfTI files beside them), and the provenance of every table and
-explanation shown (from their ``*.provenance.json`` sidecars and ``explanation.json``: data
-root, checkpoint path and epoch, rules with overrides, versions; outputs written before
-strokelrp recorded provenance are named as such). ``report.provenance.json`` beside the report
-lists the same. Figures are embedded as base64 PNG; their PNG
-and SVG files are also written to ``figures/`` next to the report.
+relevance goes), the trust section (``RUN/assess/assess.csv`` of ``strokelrp assess``: measures
+and a verdict per method, the randomisation cascade), the per-case explanations
+(``RUN/explanations/CASE/*.png`` embedded, with relative links to the NIfTI files beside
+them), and the provenance of every table and explanation shown (from their
+``*.provenance.json`` sidecars and ``explanation.json``: data root, checkpoint path and epoch,
+rules with overrides, versions; outputs written before strokelrp recorded provenance are named
+as such). ``report.provenance.json`` beside the report lists the same. Figures are embedded as
+base64 PNG; their PNG and SVG files are also written to ``figures/`` next to the report.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from strokelrp import __version__
+from strokelrp import __version__, run_files
 from strokelrp.analysis.table import ordered_settings, read_tables
 from strokelrp.atomic import atomic_write
 from strokelrp.errors import StrokeLRPError
@@ -179,7 +181,7 @@ def _rel(target: Path, start: Path) -> str:
 def config_section(runs: Sequence[Path]) -> Section:
     parts = []
     for run in runs:
-        cfg = run / "config.toml"
+        cfg = run / run_files.CONFIG
         parts.append(f"<h3>{esc(run.name)}</h3>")
         parts.append(f"<pre>{esc(cfg.read_text(encoding='utf-8', errors='replace'))}</pre>")
     return Section("config", "Run configuration", "".join(parts))
@@ -191,7 +193,7 @@ def training_section(runs: Sequence[Path], fig_dir: Path) -> Section:
     parts = []
     table: list[dict[str, Any]] = []
     for run in runs:
-        path = run / "table1.csv"
+        path = run / run_files.TABLE1
         if path.is_file():
             for row in read_csv(path):
                 table.append({"run": run.name, **row})
@@ -204,13 +206,17 @@ def training_section(runs: Sequence[Path], fig_dir: Path) -> Section:
         )
     else:
         parts.append(note("No table1.csv in any run: `strokelrp evaluate RUN DATA` writes it."))
+    from strokelrp.train.loop import read_train_log
+
     logs = {}
     for run in runs:
-        found = [run / "train_log.csv"] if (run / "train_log.csv").is_file() else []
-        found = found or sorted(run.glob("net-*/train_log.csv"))  # a repeats run
+        found = [run / run_files.TRAIN_LOG] if (run / run_files.TRAIN_LOG).is_file() else []
+        found = found or sorted(
+            run.glob(f"{run_files.NETWORK_GLOB}/{run_files.TRAIN_LOG}")
+        )  # a repeats run
         for path in found:
             label = run.name if path.parent == run else f"{run.name}/{path.parent.name}"
-            logs[label] = read_csv(path)
+            logs[label] = read_train_log(path.parent)
     logs = {k: v for k, v in logs.items() if v}
     if logs:
         png = figures.training_curves(logs, fig_dir)[0]
@@ -224,7 +230,36 @@ def training_section(runs: Sequence[Path], fig_dir: Path) -> Section:
         )
     else:
         parts.append(note("No train_log.csv: training curves are not shown."))
+    parts.append(assess_log_html(runs, fig_dir))
     return Section("training", "Training: table 1 and curves", "".join(parts))
+
+
+def assess_log_html(runs: Sequence[Path], fig_dir: Path) -> str:
+    """The trust measures recorded during training (``assess_log.csv``), if any run has them."""
+    from strokelrp.report import figures
+
+    logs = {}
+    for run in runs:
+        found = [run / "assess_log.csv"] if (run / "assess_log.csv").is_file() else []
+        found = found or sorted(run.glob("net-*/assess_log.csv"))
+        for path in found:
+            label = run.name if path.parent == run else f"{run.name}/{path.parent.name}"
+            logs[label] = read_csv(path)
+    logs = {k: v for k, v in logs.items() if v}
+    if not logs:
+        return ""
+    splits = sorted({r.get("split", "") for rows in logs.values() for r in rows})
+    png = figures.assess_curves(logs, fig_dir)[0]
+    return figure_html(
+        png,
+        "Interpretability during training (train --assess-every N): the trust measures of one "
+        "attribution method on a few "
+        + ("held-out" if splits == ["held-out"] else "/".join(splits))
+        + " cases every N epochs, mean over the cases (strokelrp assess defines them; here "
+        "with one re-initialisation, two random orderings and a coarse perturbation grid, so "
+        "values compare between epochs, not with a full assess table). Dashed in (C): the "
+        "random-order AOPC, the floor MoRF should clear by far.",
+    )
 
 
 def _existing(runs: Sequence[Path], name: str) -> list[Path]:
@@ -234,7 +269,7 @@ def _existing(runs: Sequence[Path], name: str) -> list[Path]:
 def metrics_section(runs: Sequence[Path]) -> Section:
     parts = []
     for run in runs:
-        path = run / "metrics.csv"
+        path = run / run_files.METRICS
         parts.append(f"<h3>{esc(run.name)}</h3>")
         if not path.is_file():
             parts.append(note(f"{path} not found: run `strokelrp evaluate` to write it."))
@@ -322,35 +357,228 @@ def sweep_section(runs: Sequence[Path], fig_dir: Path) -> Section:
             )
         )
     parts.append(shares_html(share_summary(rows), settings))
+    parts.append(filter_truth_html(runs, rows, settings))
     return Section("sweep", "Inclusivity and signal distribution", "".join(parts))
+
+
+def _setting_of_method(method: str) -> tuple[str, str] | None:
+    """``lrp:paper+pass:0,0.4`` -> ("paper", "pass(0,0.4)"); ``lrp:paper`` -> ("paper", "raw");
+    None for methods that are not LRP presets (or carry options)."""
+    from strokelrp.lrp.filters import filter_label, parse_filter
+
+    if not method.startswith("lrp:") or "(" in method.split("+", 1)[0]:
+        return None
+    preset, _, filt = method[4:].partition("+")
+    try:
+        return preset, filter_label(parse_filter(filt)) if filt else "raw"
+    except StrokeLRPError:
+        return None
+
+
+def filter_truth_html(
+    runs: Sequence[Path], rows: Sequence[Mapping[str, Any]], settings: Sequence[str]
+) -> str:
+    """Per filter setting: inclusivity (sweep) next to faithfulness and randomisation (assess)."""
+    from strokelrp.analysis.assess import CHECKS, summarize_methods
+    from strokelrp.analysis.table import mean_table
+
+    table = []
+    order = {s: i for i, s in enumerate(settings)}
+    for run in runs:
+        path = _assess_table(run)
+        mine = [r for r in rows if r["run"] == run.name]
+        if path is None or not mine:
+            continue
+        rules = {str(r["rules"]) for r in mine}
+        inc_x = mean_table(mine, "input_inclusivity", by=("setting",))
+        inc_gt = mean_table(mine, "gt_inclusivity", by=("setting",))
+        for s in summarize_methods(read_csv(path)):
+            found = _setting_of_method(s["method"])
+            if found is None or found[0] not in rules or (found[1],) not in inc_x:
+                continue
+            table.append(
+                {
+                    "run": run.name,
+                    "setting": found[1],
+                    "input_inclusivity": inc_x[(found[1],)],
+                    "gt_inclusivity": inc_gt[(found[1],)],
+                    "morf_aopc": s["morf_aopc"],
+                    "morf_over_random": s["morf_over_random"],
+                    "randomisation_rho": s["randomisation_rho"],
+                    "lesion_share": s["lesion_share"],
+                    "checks": f"{_passed(s)}/{len(CHECKS)}",
+                }
+            )
+    if not table:
+        return note(
+            "Faithfulness per filter setting needs an assess.csv with the swept settings, e.g. "
+            "`strokelrp assess RUN DATA --methods lrp:paper --methods lrp:paper+pass:0,0.4 ... "
+            "--out RUN/assess`."
+        )
+    table.sort(key=lambda r: (r["run"], order.get(r["setting"], 99)))
+    columns = list(table[0].keys())
+    caption = (
+        "Inclusivity alone rewards saturated maps (a filter whose mask covers nearly "
+        "everything covers the lesion too), so each setting's inclusivity is shown next to "
+        "what the map is worth: MoRF AOPC (mean relative drop of the lesion logit when the "
+        "most relevant elements go first) and its median ratio to a random order, the "
+        "randomisation ρ (high: the map barely depends on the learnt weights), the share of "
+        "positive relevance on the target, and the number of pass marks met (trust section)."
+    )
+    return f"<h3>Filters: inclusivity against faithfulness</h3>{html_table(columns, table)}" + (
+        f"<p>{esc(caption)}</p>"
+    )
 
 
 def shares_html(summary: Sequence[Mapping[str, Any]], settings: Sequence[str]) -> str:
     """The share summary as a table in the paper's setting order, with its caption."""
     order = {s: i for i, s in enumerate(settings)}
     rows = sorted(summary, key=lambda r: (str(r["series"]), order.get(r["setting"], 99)))
-    has_informative = any(r["n_informative_maps"] for r in rows)
+    has_ablation = any(r["n_ablation_maps"] for r in rows)
+    has_ignored = any(r["n_ignored_maps"] for r in rows)
     columns = ["series", "setting", "lesion_share", "n_maps"]
-    if has_informative:
-        columns[3:3] = ["informative_share", "uniform_expectation"]
+    if has_ablation:
+        columns[3:3] = ["ablation_rho"]
+    if has_ignored:
+        columns[4:4] = ["ignored_share", "ignored_uniform"]
     caption = (
         "Where the positive relevance goes, mean over maps: lesion_share is the share of a "
         "map's positive relevance inside the lesion."
     )
-    if has_informative:
+    if has_ablation:
         caption += (
-            " informative_share is the share on the modalities the synthetic data made "
-            "informative (from synth_manifest.json); uniform_expectation is what a map that "
-            "ignored the modalities would get. An explanation that points at the signal lies "
-            "above it."
+            " Modality shares are judged against what the model uses, measured by ablation "
+            "(the Dice drop when a modality is mean-filled), not against what the data "
+            "generator meant a modality to carry: ablation_rho is the Spearman correlation "
+            "of a map's 6 modality shares with the 6 drops (1: the map ranks the modalities "
+            "as the model relies on them)."
+        )
+    if has_ignored:
+        caption += (
+            " ignored_share is the share on modalities whose mean-filling changes the Dice "
+            "by less than 0.01 (the model ignores them, e.g. a synthetic noise control); "
+            "ignored_uniform is what a map blind to the modalities would put there. A map "
+            "that follows the model lies below it."
         )
     return f"<h3>Where relevance goes</h3>{html_table(columns, rows)}<p>{esc(caption)}</p>"
+
+
+def _assess_table(run: Path) -> Path | None:
+    """``RUN/assess/assess.csv`` (``strokelrp assess RUN DATA --out RUN/assess``) or
+    ``RUN/assess.csv``; None when the run has neither."""
+    for path in (run / "assess" / "assess.csv", run / "assess.csv"):
+        if path.is_file():
+            return path
+    return None
+
+
+_CHECK_VALUES = {
+    "brain_share": "brain_share",
+    "lesion_share": "lesion_share",
+    "faithful": "morf_over_random",
+    "contrast": "contrast_rho",
+    "ablation": "ablation_rho",
+}
+"""The statistic of each check of :data:`strokelrp.analysis.assess.CHECKS`, for the text."""
+
+
+def _passed(summary: Mapping[str, Any]) -> int:
+    return sum(bool(summary[f"{key}_ok"]) for key in _CHECK_VALUES)
+
+
+def verdict_line(summary: Mapping[str, Any]) -> str:
+    """One line for a :func:`strokelrp.analysis.assess.summarize_methods` entry: the checks
+    passed, those failed with their values, randomisation beside the locality prior."""
+    from strokelrp.analysis.assess import CHECKS
+
+    failed = [key for key in CHECKS if not summary[f"{key}_ok"]]
+    text = f"{summary['method']}: "
+    if not failed:
+        text += f"passes all {len(CHECKS)} checks"
+    else:
+        text += f"passes {len(CHECKS) - len(failed)} of {len(CHECKS)} checks; fails "
+        text += "; ".join(
+            f"{CHECKS[key]} (got {float(summary[_CHECK_VALUES[key]]):.3g})" for key in failed
+        )
+    rho, prior = float(summary["randomisation_rho"]), float(summary["prior_rho"])
+    return text + f". Randomisation ρ {rho:.2f}, locality-prior ρ {prior:.2f}"
+
+
+def trust_section(runs: Sequence[Path], fig_dir: Path) -> Section:
+    """Per run: the assess table's means per method, pass marks, verdicts, the cascade."""
+    from strokelrp.analysis.assess import CHECKS, summarize_methods
+    from strokelrp.report import figures
+
+    parts = []
+    for run in runs:
+        path = _assess_table(run)
+        if path is None:
+            continue
+        rows = read_csv(path)
+        if not rows:
+            parts.append(note(f"{path} has no rows."))
+            continue
+        summary = summarize_methods(rows)
+        cases = sorted({r["case"] for r in rows})
+        parts.append(f"<h3>{esc(run.name)}</h3>")
+        parts.append(
+            f"<p>{len(summary)} method(s) on {len(cases)} case(s) ({esc(', '.join(cases))}), "
+            f"from {esc(path.name)}; means over the cases, MoRF / random as the median of the "
+            "per-case ratios.</p>"
+        )
+        columns = [
+            "method",
+            "brain_share",
+            "lesion_share",
+            "morf_aopc",
+            "random_aopc",
+            "morf_over_random",
+            "lerf_aopc",
+            "contrast_rho",
+            "ablation_rho",
+            "randomisation_rho",
+            "prior_rho",
+            "checks",
+        ]
+        table = [s | {"checks": f"{_passed(s)}/{len(CHECKS)}"} for s in summary]
+        parts.append(html_table(columns, table))
+        lines = "".join(f"<li>{esc(verdict_line(s))}</li>" for s in summary)
+        parts.append(f"<ul>{lines}</ul>")
+        cascade = path.parent / "cascade.csv"
+        if cascade.is_file() and (steps := read_csv(cascade)):
+            png = figures.cascade_figure(steps, fig_dir, name=f"cascade_{run.name}")[0]
+            parts.append(
+                figure_html(
+                    png,
+                    "Cascading model randomisation: Spearman of |R| within the brain between "
+                    "the trained model and copies whose layers are re-initialised from the "
+                    "output side down (step k: the k last parameterised blocks), mean over "
+                    "cases. A map that depends on the learnt weights falls quickly.",
+                )
+            )
+    if not parts:
+        body = note(
+            "No assess.csv in any run: run `strokelrp assess RUN DATA --out RUN/assess` "
+            "(add --cascade for the randomisation cascade) to add the trust section."
+        )
+        return Section("trust", "Can the maps be trusted?", body)
+    checks = "; ".join(CHECKS.values())
+    parts.insert(
+        0,
+        "<p>The measures of <code>strokelrp assess</code> (docs/assess.md) per attribution "
+        f"method, and one verdict line each against the pass marks ({esc(checks)}). Model "
+        "randomisation has no pass mark: it is shown beside the locality-prior correlation "
+        "(prior_rho), the share of a map that a model-free |x|·exp(−d/λ) already explains. "
+        "MoRF/LeRF curves per perturbed fraction are not recorded by assess, only their areas "
+        "(AOPC).</p>",
+    )
+    return Section("trust", "Can the maps be trusted?", "".join(parts))
 
 
 def explanations_section(runs: Sequence[Path], report_dir: Path) -> Section:
     parts = []
     for run in runs:
-        root = run / "explanations"
+        root = run / run_files.EXPLANATIONS
         cases = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         for case_dir in cases:
             pngs = sorted(case_dir.glob("*.png"))
@@ -391,10 +619,10 @@ def provenance_records(runs: Sequence[Path]) -> list[tuple[str, dict[str, Any] |
 
     found: list[tuple[str, dict[str, Any] | None]] = []
     for run in runs:
-        for name in ("table1.csv", "metrics.csv", "sweep/sweep.csv"):
+        for name in (run_files.TABLE1, run_files.METRICS, run_files.SWEEP_TABLE):
             if (run / name).is_file():
                 found.append((str(run / name), read_sidecar(run / name)))
-        for summary in sorted((run / "explanations").glob("*/explanation.json")):
+        for summary in sorted((run / run_files.EXPLANATIONS).glob(f"*/{run_files.EXPLANATION}")):
             try:
                 record = json.loads(summary.read_text(encoding="utf-8")).get("provenance")
             except (OSError, ValueError, AttributeError):
@@ -465,7 +693,7 @@ def _run_problem(run: Path) -> str | None:
     """Why ``run`` is not a training run folder (None when it is one)."""
     if not run.is_dir():
         return f"{run}: run directory not found"
-    if (run / "config.toml").is_file():
+    if (run / run_files.CONFIG).is_file():
         return None
     hint = ""
     if any(run.glob("training_*")) or (run / "synth_manifest.json").is_file():
@@ -478,10 +706,10 @@ def report_path(out: str | Path | None, first_run: Path) -> Path:
     an existing folder gets ``report.html`` inside, None gives ``FIRST_RUN/report.html``;
     anything else is an error (no folders are created)."""
     if out is None:
-        return first_run / "report.html"
+        return first_run / run_files.REPORT
     path = Path(out)
     if path.is_dir():
-        return path / "report.html"
+        return path / run_files.REPORT
     if path.suffix.lower() in (".html", ".htm"):
         if not path.parent.is_dir():
             raise StrokeLRPError(
@@ -513,13 +741,14 @@ def build_report(runs: Sequence[str | Path], out: str | Path | None = None) -> P
         raise StrokeLRPError("\n".join(problems))
     out_path = report_path(out, run_dirs[0])
     report_dir = out_path.parent
-    fig_dir = report_dir / "figures"
+    fig_dir = report_dir / run_files.FIGURES
     records = provenance_records(run_dirs)
     builders: list[Callable[[], Section]] = [
         lambda: config_section(run_dirs),
         lambda: training_section(run_dirs, fig_dir),
         lambda: metrics_section(run_dirs),
         lambda: sweep_section(run_dirs, fig_dir),
+        lambda: trust_section(run_dirs, fig_dir),
         lambda: explanations_section(run_dirs, report_dir),
         lambda: provenance_section(records),
     ]

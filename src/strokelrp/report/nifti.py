@@ -170,20 +170,13 @@ def write_label_nifti(
 
 
 def labels_from_logits(logits: Any, case: Any) -> np.ndarray:
-    """Class map at the case's resolution (RAS order) from logits (K, D, H, W) at model scale.
+    """Class map uint8 (Dn, Hn, Wn) at the case's resolution (RAS order) from logits
+    (K, D, H, W) at model scale, ready for :func:`write_label_nifti`:
+    :func:`strokelrp.train.predict.native_labels` (as ``strokelrp evaluate``, so a Dice
+    computed on this map matches ``metrics.csv``)."""
+    from strokelrp.train.predict import native_labels
 
-    -> uint8 (Dn, Hn, Wn), ready for :func:`write_label_nifti`.
-
-    The class probabilities (softmax over K) are resized trilinearly and then arg-maxed, as
-    ``strokelrp evaluate`` does, so a Dice computed on this map matches ``metrics.csv``; this
-    also gives smoother boundaries than resizing the model-scale class map.
-    """
-    import torch
-
-    shape = native_shape(case)
-    scores = torch.as_tensor(_as_array(logits), dtype=torch.float32).softmax(dim=0)
-    native = to_native_grid(scores, shape, mode="trilinear")
-    return native.argmax(axis=0).astype(np.uint8)
+    return native_labels(np.ascontiguousarray(_as_array(logits)), native_shape(case))
 
 
 def _as_array(value: Any) -> np.ndarray:
@@ -199,3 +192,90 @@ def _restore_forms(image: nib.Nifti1Image, header: nib.Nifti1Header) -> None:
     image.set_qform(qform if qform is not None else header.get_best_affine(), code=int(qcode))
     image.set_sform(sform if sform is not None else header.get_best_affine(), code=int(scode))
     image.header.set_slope_inter(1.0, 0.0)
+
+
+def sidecar_path(nifti_path: str | Path) -> Path:
+    """``relevance_raw.nii.gz`` -> ``relevance_raw.json`` (BIDS-style: the same stem)."""
+    path = Path(nifti_path)
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return path.with_name(name[: -len(suffix)] + ".json")
+    raise ValueError(f"not a NIfTI path: {path}")
+
+
+def write_relevance_companions(
+    nifti_path: str | Path,
+    relevance: Any,
+    case: Any,
+    *,
+    setting: str,
+    rules: str | None = None,
+    per_modality: bool = False,
+    normalised: bool = False,
+) -> dict[str, Any]:
+    """Files that go with a relevance NIfTI written by :func:`write_relevance_nifti`.
+
+    Always a JSON sidecar (``<stem>.json``) naming the volumes of the 4-D file in order
+    (ADC ... TTP), the setting, the rules and max |R| per volume; with ``per_modality`` one 3-D
+    file per modality (``<stem>_<MOD>.nii.gz``); with ``normalised`` a copy of the 4-D file with
+    each volume divided by its own max |R_c| (``<stem>_norm.nii.gz``, values in [-1, 1], the
+    paper's per-channel normalisation, here measured on the native grid). ``relevance``
+    (C, D, H, W) as given to :func:`write_relevance_nifti`. Returns the sidecar's content, with
+    the written files under ``"files"``.
+    """
+    import json
+
+    from strokelrp.atomic import write_text
+
+    path = Path(nifti_path)
+    stem = sidecar_path(path).with_suffix("")
+    vol = to_native_grid(relevance, native_shape(case), mode="trilinear")
+    if vol.shape[0] != len(MODALITIES):
+        raise StrokeLRPError(
+            f"case {case.case_id}: relevance has {vol.shape[0]} volumes, expected "
+            f"{len(MODALITIES)} ({', '.join(MODALITIES)})"
+        )
+    peaks = np.abs(vol.reshape(vol.shape[0], -1)).max(axis=1)
+    files: dict[str, str] = {"relevance": path.name}
+    if per_modality:
+        for c, modality in enumerate(MODALITIES):
+            target = stem.with_name(f"{stem.name}_{modality}{NIFTI_SUFFIX}")
+            _write_volume_3d(target, vol[c], case, f"LRP relevance {setting} {modality}")
+            files[modality] = target.name
+    if normalised:
+        safe = np.where(peaks > 0, peaks, 1.0).astype(np.float32)
+        target = stem.with_name(f"{stem.name}_norm{NIFTI_SUFFIX}")
+        write_relevance_nifti(
+            target, vol / safe[:, None, None, None], case, setting=f"{setting} R/max|R_c|"
+        )
+        files["normalised"] = target.name
+    content = {
+        "description": "LRP relevance (signed; positive: evidence for the lesion)",
+        "volumes": list(MODALITIES),
+        "volume_axis": 3,
+        "setting": setting,
+        "rules": rules,
+        "case": str(case.case_id),
+        "max_abs_per_volume": [float(p) for p in peaks],
+        "normalised_copy": "each volume divided by its max |R| (native grid)"
+        if normalised
+        else None,
+        "files": files,
+    }
+    write_text(sidecar_path(path), json.dumps(content, indent=1) + "\n")
+    return content
+
+
+def _write_volume_3d(path: Path, volume: np.ndarray, case: Any, description: str) -> Path:
+    """One (Dn, Hn, Wn) float volume in RAS order as a 3-D float32 NIfTI (x, y, z) in the
+    files' voxel order, with the case's header (as :func:`write_relevance_nifti`)."""
+    ordered = to_file_order(np.asarray(volume, dtype=np.float32)[None], case.orientation)[0]
+    array = np.ascontiguousarray(ordered.transpose(2, 1, 0))
+    header = _derived_header(case, np.float32, n_volumes=None)
+    peak = float(np.max(np.abs(array))) if array.size else 0.0
+    header["cal_min"], header["cal_max"] = -peak, peak
+    header["descrip"] = _clip_text(description, _DESCRIP_BYTES)
+    image = nib.Nifti1Image(array, header.get_best_affine(), header)
+    _restore_forms(image, header)
+    return _save_atomic(image, path)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from strokelrp.config import TrainConfig
+from strokelrp.data.isles2017 import case_sort_key
 from strokelrp.errors import DataError, StrokeLRPError
 
 
@@ -46,11 +47,6 @@ class CaseTensors:
 
     def to(self, device: torch.device) -> CaseTensors:
         return CaseTensors(self.x.to(device), self.y.to(device), self.ids, self.fingerprints)
-
-
-def case_sort_key(case_id: str) -> tuple[int, int, str]:
-    """Numeric ids in numeric order ("2" < "10"), then other ids alphabetically."""
-    return (0, int(case_id), "") if case_id.isdigit() else (1, 0, case_id)
 
 
 def open_dataset(config: TrainConfig, progress: bool = False):  # -> data.dataset.CaseDataset
@@ -97,7 +93,7 @@ def split_ids(ids: Sequence[str], fraction: float, seed: int) -> tuple[list[str]
 
     Deterministic for a seed and a set of ids (whatever their order); both lists sorted.
     """
-    ordered = sorted(ids, key=case_sort_key)
+    ordered = sorted(ids, key=lambda c: (case_sort_key(c), c))
     if fraction <= 0:
         return ordered, []
     n_val = max(1, round(fraction * len(ordered)))

@@ -22,6 +22,7 @@ interpreted, so no code in a checkpoint can ever run.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ import random
 import re
 import shutil
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from strokelrp import run_files
 from strokelrp.atomic import write_bytes, write_text
 from strokelrp.config import TrainConfig
 from strokelrp.errors import StrokeLRPError
@@ -125,6 +128,19 @@ def restore_rng(state: dict[str, Any]) -> None:
         ]
         if len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """The global random streams (torch CPU and CUDA, numpy, Python) are put back on exit as
+    they were on entry, also on error: whatever the block seeds or draws stays inside it."""
+    state = capture_rng()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            restore_rng(state)
 
 
 # ---------------------------------------------------------------------------------- saving
@@ -343,7 +359,7 @@ def latest_complete(ckpt_dir: str | Path) -> Checkpoint | None:
 def resolve_checkpoint(run_dir: str | Path, checkpoint: str | int | Path = LAST) -> Checkpoint:
     """Load ``last`` (the newest complete), an epoch (``3``, ``"epoch-003"``) or a file path."""
     run_dir = Path(run_dir)
-    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir = run_dir / run_files.CHECKPOINTS
     if isinstance(checkpoint, str) and checkpoint == LAST:
         found = latest_complete(ckpt_dir)
         if found is None:
@@ -360,13 +376,13 @@ def resolve_checkpoint(run_dir: str | Path, checkpoint: str | int | Path = LAST)
 def run_networks(run_dir: str | Path) -> list[Path]:
     """The single-network run folders of a run: ``[RUN]``, or ``RUN/net-1 ..`` for repeats."""
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.toml"
+    config_path = run_dir / run_files.CONFIG
     if not config_path.exists():
         raise StrokeLRPError(f"{run_dir}: not a training run (no config.toml)")
     config = TrainConfig.from_toml(config_path)
     if config.repeats == 1:
         return [run_dir]
-    return [run_dir / f"net-{k}" for k in range(1, config.repeats + 1)]
+    return [run_files.network_dir(run_dir, k) for k in range(1, config.repeats + 1)]
 
 
 def build_model(config: TrainConfig) -> nn.Module:
@@ -391,7 +407,7 @@ def load_trained(
     loaded, even while training is still writing newer checkpoints.
     """
     run_dir = Path(run_dir)
-    networks = run_networks(run_dir) if (run_dir / "config.toml").exists() else [run_dir]
+    networks = run_networks(run_dir) if (run_dir / run_files.CONFIG).exists() else [run_dir]
     if len(networks) > 1:
         names = ", ".join(p.name for p in networks)
         raise StrokeLRPError(
@@ -411,10 +427,17 @@ def load_trained(
     return model.to(device).eval(), ckpt
 
 
-def load_model(
+def load_run(
     run_dir: str | Path, checkpoint: str | int | Path = LAST, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, TrainConfig]:
-    """The trained network of a single-network run and its config (see :func:`load_trained`)."""
+    """The trained network of a single-network run (eval mode, on ``device``) and its config
+    (see :func:`load_trained` for the checkpoint record). Pair it with
+    :func:`strokelrp.data.preprocess.prepare_case` to get the model's input::
+
+        model, config = load_run("runs/A")
+        x, y = prepare_case(case, config)   # x (6, D, H, W) float32, as training saw it
+        logits = model(torch.from_numpy(x)[None])
+    """
     model, ckpt = load_trained(run_dir, checkpoint, device)
     return model, ckpt.config
 
@@ -426,7 +449,7 @@ def check_own_checkpoint(run_dir: str | Path, path: str | Path) -> None:
     run would put that run's numbers under this run's name (its held-out cases differ).
     """
     run_dir, path = Path(run_dir), Path(path)
-    own = (run_dir / "checkpoints").resolve()
+    own = (run_dir / run_files.CHECKPOINTS).resolve()
     if path.resolve().parent != own:
         raise StrokeLRPError(
             f"{path}: not a checkpoint of {run_dir} (its checkpoints are in {own}); results "

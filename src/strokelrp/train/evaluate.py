@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from strokelrp import run_files
 from strokelrp.atomic import write_text
-from strokelrp.config import SERIES, TrainConfig
+from strokelrp.config import LESION, SERIES, TrainConfig
+from strokelrp.device import resolve_device
 from strokelrp.errors import StrokeLRPError
 from strokelrp.provenance import case_record, checkpoint_record, provenance, write_sidecar
 from strokelrp.train.checkpoint import (
@@ -39,9 +40,8 @@ from strokelrp.train.checkpoint import (
     resolve_checkpoint,
     run_networks,
 )
-from strokelrp.train.distributed import resolve_device
 from strokelrp.train.metrics import METRICS, segmentation_metrics, summarize
-from strokelrp.train.predict import predict
+from strokelrp.train.predict import native_labels, predict
 
 METRIC_COLUMNS: tuple[str, ...] = ("network", "case_id", "split", *METRICS)
 TABLE1_COLUMNS: tuple[str, ...] = (
@@ -92,7 +92,7 @@ def case_splits(run_dir: Path, dataset: Any, config: TrainConfig) -> dict[str, s
     files' content is the one trained on; without them (older runs, tensors given to
     ``train``) only if ``dataset`` reads the run's own data folder (``config.data``).
     """
-    path = run_dir / "split.json"
+    path = run_dir / run_files.SPLIT
     recorded = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     by_id = {cid: "train" for cid in recorded.get("train", [])}
     by_id.update({cid: "validation" for cid in recorded.get("validation", [])})
@@ -108,14 +108,6 @@ def case_splits(run_dir: Path, dataset: Any, config: TrainConfig) -> dict[str, s
         else:
             out[cid] = "external"
     return out
-
-
-def _native_prediction(probs: torch.Tensor, native_dhw: tuple[int, int, int]) -> np.ndarray:
-    """Probabilities (2, D, H, W) at the series scale -> lesion mask (native D, H, W) bool."""
-    from strokelrp.data.preprocess import resize_volume
-
-    native = resize_volume(probs, native_dhw, mode="trilinear")
-    return (native.argmax(dim=0) == 1).cpu().numpy()
 
 
 def evaluate_network(
@@ -143,8 +135,8 @@ def evaluate_network(
         if case.label is None:
             skipped.append(f"case {case_id}: no ground truth (OT): not scored")
             continue
-        probs = predict(model, x[None])[0].softmax(dim=0)  # float32, whatever the training
-        pred = _native_prediction(probs, tuple(case.label.shape))
+        logits = predict(model, x[None])[0]  # float32, whatever the training
+        pred = native_labels(logits, tuple(case.label.shape)) == LESION
         metrics = segmentation_metrics(pred, case.label.astype(bool), case.spacing)
         rows.append({"network": name, "case_id": case_id, "split": split[case_id], **metrics})
     summary = {"all": summarize(rows)}
@@ -225,7 +217,7 @@ def evaluate(
     results: list[NetworkResult] = []
     datasets: dict[tuple, Any] = {}
     for index, net_dir in enumerate(networks, start=1):
-        config = TrainConfig.from_toml(net_dir / "config.toml")
+        config = TrainConfig.from_toml(net_dir / run_files.CONFIG)
         key = (config.shape, config.normalization)
         if key not in datasets:
             datasets[key] = CaseDataset(
@@ -248,8 +240,8 @@ def evaluate(
             echo(format_summary(result))
     record = _provenance(run_dir, data, datasets.values(), results)
     for name, text in (
-        ("metrics.csv", _csv(METRIC_COLUMNS, [r for res in results for r in res.rows])),
-        ("table1.csv", _csv(TABLE1_COLUMNS, [r.table1 for r in results])),
+        (run_files.METRICS, _csv(METRIC_COLUMNS, [r for res in results for r in res.rows])),
+        (run_files.TABLE1, _csv(TABLE1_COLUMNS, [r.table1 for r in results])),
     ):
         write_sidecar(run_dir / name, record)
         write_text(run_dir / name, text)
@@ -279,9 +271,3 @@ def _provenance(
         checkpoints=[r.checkpoint for r in results],
         split_counts=counts,
     )
-
-
-def read_table1(run_dir: str | Path) -> list[dict[str, str]]:
-    """Rows of ``RUN/table1.csv`` as strings."""
-    with (Path(run_dir) / "table1.csv").open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))

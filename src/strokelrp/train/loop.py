@@ -7,6 +7,7 @@ epoch. All preprocessed cases are held in memory on the training device; a step 
 Run folder (one network)::
 
     RUN/config.toml  RUN/split.json  RUN/train_log.csv  RUN/checkpoints/{epoch-NNN,last}.*
+    RUN/assess_log.csv  (with ``assess_every`` > 0: :mod:`strokelrp.train.assess_log`)
 
 With ``repeats`` = n > 1, ``RUN/config.toml`` holds the whole run and each network k (seed
 ``seed + k - 1``) is a one-network run folder ``RUN/net-k`` with the layout above.
@@ -18,6 +19,7 @@ DistributedDataParallel, and only rank 0 prints and writes files.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -25,7 +27,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,8 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from strokelrp import run_files
 from strokelrp.atomic import write_text
-from strokelrp.config import TrainConfig
+from strokelrp.config import LESION, TrainConfig
+from strokelrp.device import DistContext, init_distributed, shutdown
 from strokelrp.errors import StrokeLRPError
 from strokelrp.train.cases import CaseTensors, open_dataset, split_ids, stack_cases
 from strokelrp.train.checkpoint import (
@@ -45,10 +49,10 @@ from strokelrp.train.checkpoint import (
     epoch_checkpoints,
     latest_complete,
     load_optimizer_state,
+    preserved_rng,
     restore_rng,
     save_checkpoint,
 )
-from strokelrp.train.distributed import DistContext, init_distributed, shutdown
 from strokelrp.train.metrics import batch_dice
 
 LOG_COLUMNS: tuple[str, ...] = ("epoch", "loss", "train_dice_trainmode", "val_dice", "seconds")
@@ -71,8 +75,8 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def dice_cross_entropy(logits: torch.Tensor, y: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
     """Cross-entropy + (1 - soft Dice of the lesion class), soft Dice per sample, averaged."""
-    p = logits.softmax(dim=1)[:, 1].flatten(1)
-    t = (y == 1).flatten(1).to(p.dtype)
+    p = logits.softmax(dim=1)[:, LESION].flatten(1)
+    t = (y == LESION).flatten(1).to(p.dtype)
     soft = (2 * (p * t).sum(1) + smooth) / (p.sum(1) + t.sum(1) + smooth)
     return F.cross_entropy(logits, y) + (1 - soft).mean()
 
@@ -192,12 +196,12 @@ def write_train_log(run_dir: Path, rows: list[dict[str, Any]]) -> Path:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_COLUMNS})
-    return write_text(run_dir / "train_log.csv", buf.getvalue())
+    return write_text(run_dir / run_files.TRAIN_LOG, buf.getvalue())
 
 
 def read_train_log(run_dir: str | Path) -> list[dict[str, Any]]:
     """Rows of ``RUN/train_log.csv`` with numbers parsed (``val_dice`` None when empty)."""
-    path = Path(run_dir) / "train_log.csv"
+    path = Path(run_dir) / run_files.TRAIN_LOG
     if not path.exists():
         return []
     rows = []
@@ -228,7 +232,8 @@ def _say(ctx: DistContext, log: Callable[[str], None] | None) -> Callable[[str],
 
 def _has_checkpoints(out: Path) -> bool:
     """Whether the run folder ``out`` (or one of its ``net-K`` folders) holds any checkpoint."""
-    folders = [out / "checkpoints", *sorted(out.glob("net-*/checkpoints"))]
+    folders = [out / run_files.CHECKPOINTS]
+    folders += sorted(out.glob(f"{run_files.NETWORK_GLOB}/{run_files.CHECKPOINTS}"))
     return any(epoch_checkpoints(d) or (d / "last.json").exists() for d in folders)
 
 
@@ -242,7 +247,7 @@ def _check_run_folder(
     """
     if out.exists() and not out.is_dir():
         raise StrokeLRPError(f"{out}: exists and is not a folder")
-    config_path = out / "config.toml"
+    config_path = out / run_files.CONFIG
     started = _has_checkpoints(out)
     if not config_path.exists():
         if not resume and started:
@@ -293,6 +298,10 @@ def train(
     """
     out = Path(out)
     config = replace(config, data=str(Path(config.data).expanduser().resolve()))
+    if config.assess_every:
+        from strokelrp.attribution import parse_method
+
+        parse_method(config.assess_method)  # a bad name fails now, not after N epochs
     ctx = init_distributed(config.device)
     try:
         say = _say(ctx, log)
@@ -319,15 +328,18 @@ def train(
             data()  # a new run: the data's errors come before the run folder exists
         ctx.barrier()  # every rank has looked before rank 0 writes
         if ctx.is_main and (existing is None or config.epochs > existing.epochs):
-            config.to_toml(out / "config.toml")
+            config.to_toml(out / run_files.CONFIG)
         if config.repeats == 1:
             networks = [(config, out)]
         else:
             networks = [
-                (config.for_network(k), out / f"net-{k}") for k in range(1, config.repeats + 1)
+                (config.for_network(k), run_files.network_dir(out, k))
+                for k in range(1, config.repeats + 1)
             ]
         for net_config, run_dir in networks:
-            _train_network(net_config, run_dir, resume, data, ctx, progress, say)
+            # each network seeds the global streams; the caller's come back afterwards
+            with preserved_rng(), _cudnn_benchmark(ctx.device.type == "cuda"):
+                _train_network(net_config, run_dir, resume, data, ctx, progress, say)
         ctx.barrier()
     finally:
         shutdown(ctx)
@@ -338,7 +350,7 @@ def _resume_point(
     config: TrainConfig, run_dir: Path, resume: bool, say: Callable[[str], None]
 ) -> Checkpoint | bool | None:
     """The checkpoint to continue from, None to start fresh, False when nothing is left to do."""
-    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir = run_dir / run_files.CHECKPOINTS
     if not resume:
         if epoch_checkpoints(ckpt_dir) or (ckpt_dir / "last.json").exists():
             raise StrokeLRPError(
@@ -367,6 +379,19 @@ def _resume_point(
     return start
 
 
+@contextlib.contextmanager
+def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    """cuDNN autotuning on for the block when ``enabled`` (fixed volume shapes: the fastest
+    kernels are found once); the caller's setting is restored on exit."""
+    before = torch.backends.cudnn.benchmark
+    if enabled:
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 def split_record(split: dict[str, list[str]], config: TrainConfig, data: CaseTensors) -> dict:
     """``split.json``: the train / validation ids, and the data they came from.
 
@@ -383,6 +408,23 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
+
+
+def _assess(
+    model: nn.Module,
+    data: CaseTensors,
+    config: TrainConfig,
+    train_ids: list[str],
+    val_ids: list[str],
+    epoch: int,
+) -> list[dict[str, Any]]:
+    """The trust measures of ``config.assess_method`` on the first held-out cases."""
+    from strokelrp.train.assess_log import assess_epoch
+
+    split, ids = ("held-out", val_ids) if val_ids else ("train", train_ids)
+    chosen = data.select(ids[: config.assess_cases])
+    cases = [(cid, chosen.x[i], chosen.y[i]) for i, cid in enumerate(chosen.ids)]
+    return assess_epoch(model, cases, config.assess_method, epoch, split)
 
 
 def _train_network(
@@ -411,8 +453,6 @@ def _train_network(
     val_rows = [row_of[c] for c in val_ids]
 
     device = ctx.device
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     _seed_everything(config.seed)
     model = build_model(config).to(device)
     optimizer = torch.optim.Adam(
@@ -423,12 +463,17 @@ def _train_network(
     )
     log_rows: list[dict[str, Any]] = []
     first_epoch = 1
+    assess_rows: list[dict[str, Any]] = []
     if start is not None:
         model.load_state_dict(start.model_state, strict=True)
         load_optimizer_state(optimizer, start.optimizer_state)
         restore_rng(start.meta["rng"])
         log_rows = [dict(r) for r in start.meta["log"]]
         first_epoch = start.epoch + 1
+    if config.assess_every and ctx.is_main:
+        from strokelrp.train.assess_log import read_assess_log
+
+        assess_rows = [r for r in read_assess_log(run_dir) if r["epoch"] < first_epoch]
     net: nn.Module = model
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -437,9 +482,10 @@ def _train_network(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     if ctx.is_main:
-        config.to_toml(run_dir / "config.toml")
+        config.to_toml(run_dir / run_files.CONFIG)
         write_text(
-            run_dir / "split.json", json.dumps(split_record(split, config, data), indent=1) + "\n"
+            run_dir / run_files.SPLIT,
+            json.dumps(split_record(split, config, data), indent=1) + "\n",
         )
         write_train_log(run_dir, log_rows)
     loss_fn = LOSSES[config.loss]
@@ -495,7 +541,7 @@ def _train_network(
             if ctx.is_main:
                 if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
                     save_checkpoint(
-                        run_dir / "checkpoints",
+                        run_dir / run_files.CHECKPOINTS,
                         epoch=epoch,
                         config=config,
                         model=model,
@@ -511,6 +557,11 @@ def _train_network(
                         keep=config.keep_checkpoints,
                     )
                 write_train_log(run_dir, log_rows)
+                if config.assess_every and epoch % config.assess_every == 0:
+                    assess_rows += _assess(model, data, config, train_ids, val_ids, epoch)
+                    from strokelrp.train.assess_log import write_assess_log
+
+                    write_assess_log(run_dir, assess_rows)
             val_text = "" if row["val_dice"] is None else f"  val Dice {row['val_dice']:.4f}"
             say(
                 f"epoch {epoch}/{config.epochs}  loss {row['loss']:.4f}  "

@@ -6,7 +6,9 @@ axes z, y, x) whose voxel size ``spacing`` is given as the NIfTI header's (x, y,
 Conventions for empty masks (a case with no lesion, or a network that predicts none):
 
 - ``dice``: 1.0 when both masks are empty, 0.0 when exactly one is (MONAI's
-  ``ignore_empty=False``).
+  ``ignore_empty=False``). :func:`batch_dice` is the one Dice of the package (training logs,
+  ``metrics.csv``, the sweep's ``case_dice``, ``explain``'s ``dice``); :func:`dice_score` is
+  its one-case form for arrays.
 - ``hd95_mm`` and ``assd_mm``: NaN when either mask is empty (no surface to measure from).
 - ``precision`` = TP / |pred| and ``recall`` = TP / |truth|: NaN when the denominator is empty,
   except that both are 1.0 when both masks are empty (consistent with Dice).
@@ -76,14 +78,10 @@ def segmentation_metrics(
         out.update(dice=1.0, precision=1.0, recall=1.0, hd95_mm=math.nan, assd_mm=math.nan)
         return {k: out[k] for k in METRICS}
 
-    from monai.metrics import (
-        compute_average_surface_distance,
-        compute_dice,
-        compute_hausdorff_distance,
-    )
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
 
     p, t = _one_hot(pred), _one_hot(truth)
-    out["dice"] = float(compute_dice(p, t, include_background=False, ignore_empty=False))
+    out["dice"] = dice_score(pred, truth)
     if n_pred == 0 or n_true == 0:
         out["hd95_mm"] = out["assd_mm"] = math.nan
     else:
@@ -112,11 +110,33 @@ def summarize(rows: Iterable[dict[str, float]]) -> dict[str, dict[str, float]]:
 
 
 def batch_dice(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """Hard Dice per sample of (B, D, H, W) label tensors, 1.0 when both are empty; (B,) float.
+    """Hard Dice 2 |P ∩ T| / (|P| + |T|) per sample of (B, ...) masks; (B,) float64.
 
-    Stays on the tensors' device (no host sync), for logging during training.
+    ``pred``, ``truth``: bool or 0/1 tensors of the same shape (B, D, H, W) (any shape after
+    the batch axis). Empty-mask convention: **1.0 when both masks are empty** (the network
+    correctly predicts no lesion), 0.0 when exactly one is (MONAI's ``ignore_empty=False``).
+    Stays on the tensors' device (no host sync), for logging during training. Example::
+
+        >>> batch_dice(torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]]),
+        ...            torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0]])).tolist()
+        [0.6666666666666666, 1.0]
     """
+    if pred.shape != truth.shape or pred.dim() < 1:
+        raise ValueError(
+            f"pred and truth must be masks of the same shape (B, ...), got {tuple(pred.shape)} "
+            f"and {tuple(truth.shape)}"
+        )
     p, t = pred.bool().flatten(1), truth.bool().flatten(1)
-    inter = (p & t).sum(1).float()
-    total = p.sum(1).float() + t.sum(1).float()
+    inter = (p & t).sum(1).double()
+    total = p.sum(1).double() + t.sum(1).double()
     return torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
+
+
+def dice_score(pred: np.ndarray | torch.Tensor, truth: np.ndarray | torch.Tensor) -> float:
+    """Hard Dice of one case's two masks (D, H, W) (bool or 0/1 arrays or tensors), as
+    :func:`batch_dice`: 1.0 when both masks are empty, 0.0 when exactly one is."""
+
+    def tensor(m: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return m if isinstance(m, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(m))
+
+    return float(batch_dice(tensor(pred)[None], tensor(truth)[None])[0])

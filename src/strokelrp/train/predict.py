@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,5 +33,25 @@ def predict(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> torch
 
 
 def lesion_mask(logits: torch.Tensor) -> torch.Tensor:
-    """Predicted lesion mask (B, D, H, W) bool from logits (B, 2, D, H, W) (argmax)."""
-    return logits.argmax(dim=1) == 1
+    """Predicted lesion mask (B, D, H, W) bool from logits (B, K, D, H, W) (argmax)."""
+    from strokelrp.config import LESION
+
+    return logits.argmax(dim=1) == LESION
+
+
+def native_labels(logits: torch.Tensor | np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Class map (Dn, Hn, Wn) uint8 in the case's native grid ``shape`` from one case's logits
+    (K, D, H, W) at model scale.
+
+    The class probabilities (softmax over K) are resized trilinearly and then arg-maxed (the
+    one native-grid prediction: ``metrics.csv``, the prediction NIfTI and explain's Dice all
+    use it); smoother boundaries than resizing the model-scale class map. Runs on the logits'
+    device; ``== strokelrp.config.LESION`` gives the lesion mask.
+    """
+    from strokelrp.data.preprocess import resize_volume
+
+    scores = torch.as_tensor(logits).float()
+    if scores.dim() != 4:
+        raise ValueError(f"expected one case's logits (K, D, H, W), got {tuple(scores.shape)}")
+    native = resize_volume(scores.softmax(dim=0), tuple(shape), mode="trilinear")
+    return native.argmax(dim=0).to(torch.uint8).cpu().numpy()

@@ -1,0 +1,386 @@
+"""Attribution methods behind one interface: every LRP preset and the usual baselines.
+
+``attribute(model, x, method, target=...)`` gives a map (C, D, H, W) for the same scalar:
+``sum(W * logits)`` with W the target weights of :func:`strokelrp.lrp.engine.target_weights`
+(by default the lesion logit summed over the voxels predicted as lesion), so that every
+method explains the same number. Method names (:data:`METHODS`, :func:`method_names`):
+
+- ``lrp:<preset>[+<filter>]``: :func:`strokelrp.lrp.engine.explain` with that preset (and one
+  filter setting applied at every point), e.g. ``lrp:paper+pass:0,0.4``; preset fields may
+  be overridden in brackets: ``lrp:epsilon(epsilon=0.01,batchnorm=pass)``;
+- ``gradient``: dS/dx; ``gradient_x_input``: x * dS/dx;
+- ``integrated_gradients``: (x - b) * mean_k dS/dx(b + a_k (x - b)) over ``steps`` midpoints
+  a_k, batched (options ``steps``, ``baseline`` = ``zero`` | ``mean`` | a tensor, ``batch``);
+- ``occlusion``: the drop of S when a patch of one channel is set to zero, shared over the
+  patch's voxels (options ``patch`` (d, h, w), ``batch``); batched, own implementation;
+- ``gradcam``: Grad-CAM at a layer (option ``layer``, default ``dec1.act2``), upsampled
+  trilinearly and shared evenly over the channels (it has no channel resolution). Own code:
+  MONAI's ``GradCAM`` scores ``logits[:, class].sum()`` over *all* voxels, not our target;
+- ``locality_prior``: the model-free reference |x| exp(-d / ``scale``), d the distance in
+  voxels to the nearest target voxel (option ``scale``, default 4).
+
+Options go in brackets too: ``integrated_gradients(steps=16)``, ``gradcam(layer=dec2.act2)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.engine import explain, target_weights
+from strokelrp.lrp.filters import filter_label, parse_filter
+from strokelrp.lrp.presets import PRESETS, preset
+
+Method = Callable[..., Tensor]
+
+_SPEC = re.compile(r"^\s*([A-Za-z_:0-9.\-]+?)\s*(?:\((.*?)\))?\s*(?:\+\s*(\S+))?\s*$")
+
+
+def _value(text: str) -> Any:
+    """'0.25' -> 0.25, '16' -> 16, '2,4,4' -> (2, 4, 4), 'pass' -> 'pass'."""
+    text = text.strip()
+    if "," in text or ";" in text:
+        return tuple(_value(t) for t in re.split(r"[,;]", text) if t.strip())
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_method(spec: str) -> tuple[str, dict[str, Any], str | None]:
+    """``"lrp:paper(epsilon=0.1)+pass:0,0.4"`` -> ("lrp:paper", {"epsilon": 0.1}, "pass:0,0.4").
+
+    Options are ``key=value`` separated by ``;`` or ``,`` (a value with commas, such as a patch
+    ``2;4;4``, uses ``;``). The filter part is only valid for LRP methods.
+    """
+    m = _SPEC.match(spec)
+    if m is None:
+        raise StrokeLRPError(f"cannot read method {spec!r}: use NAME, NAME(k=v, ...), lrp:P+FILTER")
+    name, opts, filt = m.group(1), m.group(2), m.group(3)
+    options: dict[str, Any] = {}
+    if opts:
+        for part in re.split(r",(?=\s*[A-Za-z_]+\s*=)", opts):
+            if "=" not in part:
+                raise StrokeLRPError(f"method {spec!r}: option {part!r} is not key=value")
+            key, value = part.split("=", 1)
+            options[key.strip()] = _value(value)
+    if name.startswith("lrp:"):
+        if name[4:] not in PRESETS:
+            hint = difflib.get_close_matches(name[4:], list(PRESETS), n=1)
+            extra = f" (did you mean 'lrp:{hint[0]}'?)" if hint else ""
+            raise StrokeLRPError(
+                f"unknown LRP preset in method {spec!r}{extra}; known: {', '.join(PRESETS)}"
+            )
+    elif name not in METHODS:
+        hint = difflib.get_close_matches(name, method_names(), n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise StrokeLRPError(f"unknown method {spec!r}{extra}; known: {', '.join(method_names())}")
+    if filt is not None and not name.startswith("lrp:"):
+        raise StrokeLRPError(f"method {spec!r}: filters (+...) apply to LRP methods only")
+    if filt is not None:
+        parse_filter(filt)  # validated here, with the filter parser's own message
+    return name, options, filt
+
+
+def method_names() -> list[str]:
+    """Every method name: ``lrp:<preset>`` for each preset, then the baselines."""
+    return [f"lrp:{p}" for p in PRESETS] + list(METHODS)
+
+
+# ------------------------------------------------------------------------------ the target
+
+
+def score(model: nn.Module, x: Tensor, weights: Tensor) -> Tensor:
+    """The explained scalar per sample: sum(W * model(x)) -> (B,) for x (B, C, D, H, W)."""
+    out = model(x)
+    return (out * weights).flatten(1).sum(1)
+
+
+def _input(model: nn.Module, x: Tensor | np.ndarray) -> Tensor:
+    """x (C, D, H, W) or (1, C, D, H, W) -> (1, C, D, H, W) on the model's device and dtype."""
+    t = torch.as_tensor(x)
+    if t.dim() == 4:
+        t = t[None]
+    if t.dim() != 5 or t.shape[0] != 1:
+        raise StrokeLRPError(f"x must be (C, D, H, W) or (1, C, D, H, W), got {tuple(t.shape)}")
+    param = next(model.parameters(), None)
+    if param is not None:
+        t = t.to(device=param.device, dtype=param.dtype)
+    return t.detach()
+
+
+def weights_for(
+    model: nn.Module, x: Tensor, target: str | Tensor = "prediction", label: Any = None
+) -> Tensor:
+    """Target weights W (1, num_classes, D, H, W) for x (1, C, D, H, W): a named target
+    (:data:`strokelrp.lrp.presets.TARGETS`) evaluated on the model's logits, or W itself."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        model.train(was)
+    if isinstance(target, Tensor):
+        if tuple(target.shape) != tuple(logits.shape):
+            raise StrokeLRPError(
+                f"target weights must have the output's shape {tuple(logits.shape)}, "
+                f"got {tuple(target.shape)}"
+            )
+        return target.to(logits)
+    return target_weights(target, logits, label)[0]
+
+
+# ------------------------------------------------------------------------------- methods
+
+
+def _grad(model: nn.Module, x: Tensor, weights: Tensor) -> Tensor:
+    """dS/dx (B, C, D, H, W) for a batch x, each sample's own scalar."""
+    xg = x.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(score(model, xg, weights).sum(), xg)
+    return g
+
+
+def gradient(model: nn.Module, x: Tensor, weights: Tensor) -> Tensor:
+    """dS/dx -> (C, D, H, W)."""
+    return _grad(model, x, weights)[0]
+
+
+def gradient_x_input(model: nn.Module, x: Tensor, weights: Tensor) -> Tensor:
+    """x * dS/dx -> (C, D, H, W)."""
+    return (x * _grad(model, x, weights))[0]
+
+
+def baseline_of(x: Tensor, baseline: str | float | Tensor) -> Tensor:
+    """``zero``, ``mean`` (per-channel mean of x) or a tensor / number -> (1, C, D, H, W)."""
+    if isinstance(baseline, Tensor):
+        return baseline.to(x).expand_as(x)
+    if isinstance(baseline, int | float):
+        return torch.full_like(x, float(baseline))
+    if baseline == "zero":
+        return torch.zeros_like(x)
+    if baseline == "mean":
+        return x.mean(dim=(2, 3, 4), keepdim=True).expand_as(x)
+    raise StrokeLRPError(f"baseline must be 'zero', 'mean', a number or a tensor, got {baseline!r}")
+
+
+def integrated_gradients(
+    model: nn.Module,
+    x: Tensor,
+    weights: Tensor,
+    steps: int = 32,
+    baseline: str | float | Tensor = "zero",
+    batch: int = 8,
+) -> Tensor:
+    """(x - b) * mean over k of dS/dx at b + a_k (x - b), a_k = (k + 1/2) / steps -> (C, ...).
+
+    The path points go through the model ``batch`` at a time. Completeness:
+    sum = S(x) - S(b) up to the midpoint rule's error (tested).
+    """
+    if steps < 1 or batch < 1:
+        raise StrokeLRPError(f"steps and batch must be >= 1, got {steps} and {batch}")
+    b = baseline_of(x, baseline)
+    total = torch.zeros_like(x[0])
+    alphas = (torch.arange(steps, dtype=x.dtype, device=x.device) + 0.5) / steps
+    for chunk in alphas.split(batch):
+        path = b + chunk.view(-1, 1, 1, 1, 1) * (x - b)
+        total += _grad(model, path, weights).sum(0)
+    return (x - b)[0] * total / steps
+
+
+def occlusion(
+    model: nn.Module,
+    x: Tensor,
+    weights: Tensor,
+    patch: tuple[int, int, int] | int = (4, 8, 8),
+    batch: int = 16,
+) -> Tensor:
+    """Per channel and patch (stride = patch): S(x) - S(x with the patch of that channel set to
+    zero), divided evenly over the patch's voxels -> (C, D, H, W). Batched forwards."""
+    pd, ph, pw = (patch,) * 3 if isinstance(patch, int) else tuple(int(p) for p in patch)
+    if min(pd, ph, pw) < 1:
+        raise StrokeLRPError(f"occlusion patch sizes must be >= 1, got {patch!r}")
+    _, c, d, h, w = x.shape
+    boxes = [
+        (ch, slice(i, i + pd), slice(j, j + ph), slice(k, k + pw))
+        for ch in range(c)
+        for i in range(0, d, pd)
+        for j in range(0, h, ph)
+        for k in range(0, w, pw)
+    ]
+    out = torch.zeros_like(x[0])
+    with torch.no_grad():
+        s0 = score(model, x, weights)[0]
+        for start in range(0, len(boxes), batch):
+            part = boxes[start : start + batch]
+            xb = x.repeat(len(part), 1, 1, 1, 1)
+            for n, (ch, si, sj, sk) in enumerate(part):
+                xb[n, ch, si, sj, sk] = 0
+            drops = s0 - score(model, xb, weights)
+            for n, (ch, si, sj, sk) in enumerate(part):
+                view = out[ch, si, sj, sk]
+                view += drops[n] / view.numel()
+    return out
+
+
+GRADCAM_LAYER = "dec1.act2"
+"""Default Grad-CAM layer: the last decoder block's output (full resolution) in UNet3D."""
+
+
+def gradcam(model: nn.Module, x: Tensor, weights: Tensor, layer: str = GRADCAM_LAYER) -> Tensor:
+    """Grad-CAM at module ``layer``: relu(sum_k mean(dS/dA_k) A_k), upsampled trilinearly to
+    the input grid and shared evenly over the C channels -> (C, D, H, W)."""
+    try:
+        module = model.get_submodule(layer)
+    except AttributeError as err:
+        names = [n for n, _ in model.named_modules() if n]
+        hint = difflib.get_close_matches(layer, names, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise StrokeLRPError(f"gradcam: the model has no layer {layer!r}{extra}") from err
+    seen: list[Tensor] = []
+    handle = module.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    try:
+        s = score(model, x.detach(), weights)
+    finally:
+        handle.remove()
+    if not seen:
+        raise StrokeLRPError(f"gradcam: layer {layer!r} is not called by the model's forward")
+    act = seen[-1]
+    (g,) = torch.autograd.grad(s.sum(), act)
+    alpha = g.mean(dim=tuple(range(2, g.dim())), keepdim=True)
+    cam = torch.relu((alpha * act).sum(1, keepdim=True)).detach()
+    cam = F.interpolate(cam, size=x.shape[2:], mode="trilinear", align_corners=False)
+    return cam[0].expand(x.shape[1], -1, -1, -1) / x.shape[1]
+
+
+def locality_prior(
+    model: nn.Module | None, x: Tensor, weights: Tensor, scale: float = 4.0
+) -> Tensor:
+    """The model-free map |x| exp(-d / scale), d (voxels) the Euclidean distance to the nearest
+    target voxel (where W is non-zero in any class) -> (C, D, H, W); zero without a target."""
+    from scipy.ndimage import distance_transform_edt
+
+    if not scale > 0:
+        raise StrokeLRPError(f"locality_prior: scale must be > 0, got {scale!r}")
+    target = (weights[0] != 0).any(0).cpu().numpy()
+    if not target.any():
+        return torch.zeros_like(x[0])
+    dist = torch.from_numpy(distance_transform_edt(~target)).to(x)
+    return x[0].abs() * torch.exp(-dist / scale)
+
+
+def lrp(
+    model: nn.Module,
+    x: Tensor,
+    weights: Tensor,
+    rules: str = "paper",
+    filter: str | None = None,
+    filter_at: str = "all",
+    **overrides: Any,
+) -> Tensor:
+    """LRP with preset ``rules`` (fields overridden by ``overrides``), starting from
+    W * logits, optionally one filter setting (``pass:0,0.4``) -> (C, D, H, W)."""
+    chosen = preset(rules, **overrides)
+    with torch.no_grad():
+        start = model.eval()(x) * weights
+    filters = None if filter is None else [parse_filter(filter)]
+    with warnings.catch_warnings():  # an empty target gives a zero map; assess reports it
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = explain(model, x, target=start, rules=chosen, filters=filters, filter_at=filter_at)
+    return result.relevance[0]
+
+
+METHODS: dict[str, Method] = {
+    "gradient": gradient,
+    "gradient_x_input": gradient_x_input,
+    "integrated_gradients": integrated_gradients,
+    "occlusion": occlusion,
+    "gradcam": gradcam,
+    "locality_prior": locality_prior,
+}
+"""The non-LRP methods by name; LRP methods are ``lrp:<preset>`` (see :func:`method_names`)."""
+
+
+def attribute(
+    model: nn.Module,
+    x: Tensor | np.ndarray,
+    method: str,
+    target: str | Tensor = "prediction",
+    label: Any = None,
+    **options: Any,
+) -> Tensor:
+    """The map (C, D, H, W) of ``method`` for input ``x`` (C, D, H, W) or (1, C, D, H, W).
+
+    ``method``: a name of :func:`method_names`, with options in brackets and, for LRP, a
+    filter after ``+`` (``lrp:paper+pass:0,0.4``). ``target``: a named target
+    (``prediction``, ``ground_truth`` with ``label`` (D, H, W), ``authors``,
+    ``contrastive``) or the weights W (1, num_classes, D, H, W) of the scalar sum(W * logits).
+    ``options`` are added to those of the name. The model is used in eval mode (restored
+    afterwards); the map is detached, on x's device, in the model's dtype.
+
+    Example::
+
+        model, config = strokelrp.load_run("runs/A")
+        x, y = strokelrp.prepare_case(strokelrp.load_case("data", "4"), config)
+        r = strokelrp.attribute(model, x, "lrp:composite")          # (6, D, H, W)
+        ig = strokelrp.attribute(model, x, "integrated_gradients(steps=16)")
+    """
+    name, opts, filt = parse_method(method)
+    opts.update(options)
+    xt = _input(model, x)
+    was = model.training
+    model.eval()
+    try:
+        weights = weights_for(model, xt, target, label)
+        if name.startswith("lrp:"):
+            return lrp(model, xt, weights, rules=name[4:], filter=filt, **opts).detach()
+        fn = METHODS[name]
+        try:
+            return fn(model, xt, weights, **opts).detach()
+        except TypeError as err:
+            raise StrokeLRPError(f"method {method!r}: bad options {sorted(opts)} ({err})") from err
+    finally:
+        model.train(was)
+
+
+def label_of(method: str) -> str:
+    """A canonical label of a method spec (filter written as its label, e.g. pass(0,0.4))."""
+    name, opts, filt = parse_method(method)
+    body = name
+    if opts:
+        body += "(" + ",".join(f"{k}={v}" for k, v in opts.items()) + ")"
+    if filt is not None:
+        body += "+" + filter_label(parse_filter(filt))
+    return body
+
+
+def reinitialised(model: nn.Module, seed: int, modules: list[str] | None = None) -> nn.Module:
+    """A copy of ``model`` with every parameterised module (or only those named in
+    ``modules``) re-initialised by its own ``reset_parameters`` under ``seed``; BatchNorm
+    running statistics are reset too. The original is untouched."""
+    clone = copy.deepcopy(model)
+    chosen = set(modules) if modules is not None else None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for name, module in clone.named_modules():
+            if chosen is not None and name not in chosen:
+                continue
+            if hasattr(module, "reset_parameters") and any(
+                True for _ in module.parameters(recurse=False)
+            ):
+                module.reset_parameters()
+            if hasattr(module, "reset_running_stats"):
+                module.reset_running_stats()
+    return clone

@@ -1,0 +1,196 @@
+"""The trust measures on hand-computed cases: toy linear models whose right answers are known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from strokelrp.analysis.assess import (
+    COLUMNS,
+    EXTRA_COLUMNS,
+    ablation_drops,
+    ablation_rho,
+    abs_modality_shares,
+    aopc,
+    assess,
+    brain_share,
+    lesion_share,
+    ordering,
+    perturbation_curve,
+    random_ordering,
+    spearman,
+)
+
+F64 = torch.float64
+
+
+class Linear(nn.Module):
+    """Lesion logit sum_c w_c x_c (+ b); background logit 0 (a 1x1 convolution)."""
+
+    def __init__(self, w: list[float], b: float = 0.0) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(len(w), 2, 1).double()
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.zero_()
+            self.conv.weight[1, :, 0, 0, 0] = torch.tensor(w, dtype=F64)
+            self.conv.bias[1] = b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_brain_and_lesion_shares_by_hand() -> None:
+    x = np.zeros((2, 1, 2, 3))
+    x[1, 0, 0, :] = 1.0  # brain: the first row (a perfusion channel is non-zero)
+    r = np.zeros((2, 1, 2, 3))
+    r[0, 0, 0, 0] = 3.0  # in the brain
+    r[1, 0, 1, 2] = -1.0  # outside
+    assert brain_share(r, x) == 0.75
+    target = np.zeros((1, 2, 3), bool)
+    target[0, 0, 0] = True
+    r2 = np.zeros((1, 1, 2, 3))
+    r2[0, 0, 0, 1] = 2.0  # a neighbour of the target: counted (1-voxel dilation)
+    r2[0, 0, 1, 2] = 6.0  # two steps away: not counted
+    r2[0, 0, 0, 0] = -5.0  # negative: ignored
+    assert lesion_share(r2, target) == 0.25
+    assert lesion_share(r2, target, grow=0) == 0.0
+    assert math.isnan(brain_share(np.zeros_like(r), x))
+
+
+def test_spearman_and_modality_shares() -> None:
+    assert spearman(np.array([1, 2, 3, 4]), np.array([10, 20, 30, 45])) == 1.0
+    assert spearman(np.array([1, 2, 3]), np.array([3, 2, 1])) == -1.0
+    assert math.isnan(spearman(np.array([1, 1, 1]), np.array([1, 2, 3])))
+    np.testing.assert_allclose(abs_modality_shares(np.array([[1.0, -1.0], [2.0, 0.0]])), [0.5, 0.5])
+
+
+def test_orderings_put_the_most_relevant_first_and_break_ties_reproducibly() -> None:
+    r = torch.tensor([[[[0.1, 5.0, -3.0, 0.0]]]], dtype=F64)
+    assert ordering(r, True).tolist() == [1, 0, 3, 2]
+    assert ordering(r, False).tolist() == [2, 3, 0, 1]
+    ties = torch.zeros(1, 1, 1, 50)
+    assert torch.equal(ordering(ties, seed=3), ordering(ties, seed=3))
+    assert sorted(ordering(ties).tolist()) == list(range(50))
+
+
+def test_perturbation_curve_on_a_linear_model_by_hand() -> None:
+    """S = sum_v sum_c w_c x_cv; zeroing the k largest contributions drops S by their sum."""
+    model = Linear([2.0, 1.0])
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 2, 4, 5, 5, generator=gen, dtype=F64) + 0.1
+    weights = torch.zeros(1, 2, 4, 5, 5, dtype=F64)
+    weights[:, 1] = 1.0
+    contrib = (torch.tensor([2.0, 1.0], dtype=F64).view(2, 1, 1, 1) * x[0]).reshape(-1)
+    s0 = float(contrib.sum())
+    fractions = (0.01, 0.1, 0.2)
+    order = ordering(contrib.view(2, 4, 5, 5), True)
+    got = perturbation_curve(model, x, weights, order, fractions, batch=2)
+    top = torch.sort(contrib, descending=True).values
+    want = [float(top[: round(f * 200)].sum()) / s0 for f in fractions]
+    np.testing.assert_allclose(got, want)
+    # exact ordering >= random >= least relevant first (all contributions positive)
+    morf = aopc(got)
+    curves = [
+        perturbation_curve(model, x, weights, random_ordering(200, s), fractions) for s in range(5)
+    ]
+    rand = np.mean([aopc(c) for c in curves])
+    lerf = aopc(
+        perturbation_curve(model, x, weights, ordering(contrib.view(2, 4, 5, 5), False), fractions)
+    )
+    assert morf > rand > lerf > 0
+    # voxel level: a voxel's relevance is its channels' sum; all channels are zeroed together
+    vox = perturbation_curve(
+        model, x, weights, ordering(contrib.view(2, 4, 5, 5), voxel=True), (0.01,), voxel=True
+    )
+    per_voxel = torch.sort(contrib.view(2, -1).sum(0), descending=True).values
+    assert math.isclose(float(vox[0]), float(per_voxel[:1].sum()) / s0)
+    # mean baseline: the element takes its channel's mean
+    mean = perturbation_curve(model, x, weights, order, (0.01,), baseline="mean")
+    idx = order[:2]
+    xm = x.clone().view(2, -1)
+    xm.view(-1)[idx] = x[0].mean((1, 2, 3)).repeat_interleave(100)[idx]
+    want_mean = (s0 - float((torch.tensor([2.0, 1.0], dtype=F64).view(2, 1) * xm).sum())) / s0
+    assert math.isclose(float(mean[0]), want_mean)
+
+
+def test_ablation_finds_the_only_modality_the_model_uses() -> None:
+    """Lesion where x_0 > 0.5 (logit x_0 - 0.5): mean-filling x_0 changes the mask, x_1 nothing."""
+    model = Linear([1.0, 0.0], b=-0.5)
+    x = torch.zeros(1, 2, 1, 4, 4, dtype=F64)
+    x[0, 0, 0, :2] = 1.0  # lesion on the first two rows; channel mean 0.5 -> logit 0 -> no lesion
+    x[0, 1] = torch.rand(1, 4, 4, dtype=F64)
+    y = np.zeros((1, 4, 4), bool)
+    y[0, :2] = True
+    drops, dice = ablation_drops(model, x, y)
+    assert dice == 1.0
+    np.testing.assert_allclose(drops, [1.0, 0.0])
+    r = np.stack([np.ones((1, 4, 4)), 0.1 * np.ones((1, 4, 4))])
+    assert math.isclose(ablation_rho(r, drops), 1.0)
+    assert math.isclose(ablation_rho(r[::-1], drops), -1.0)
+
+
+def tiny_unet() -> tuple[nn.Module, torch.Tensor, np.ndarray]:
+    from strokelrp.model import UNet3D
+
+    torch.manual_seed(0)
+    model = UNet3D(width=2).double().eval()
+    x = torch.rand(6, 4, 8, 8, dtype=F64)
+    x[1:, :, :2] = 0  # a "background" strip outside the brain
+    with torch.no_grad():
+        out = model(x[None])
+        model.head.bias[1] -= (out[:, 1] - out[:, 0]).median()
+        y = (model(x[None]).argmax(1) == 1)[0].numpy()
+    return model, x, y
+
+
+def test_assess_one_case_writes_every_column() -> None:
+    model, x, y = tiny_unet()
+    methods = ["lrp:epsilon(target=contrastive)", "gradient_x_input", "locality_prior"]
+    rows, curves = assess(model, x, y, methods, case="7", seeds=(1,), random_seeds=2, cascade=True)
+    assert [r["method"] for r in rows] == methods
+    for row in rows:
+        assert list(row)[: len(COLUMNS)] == list(COLUMNS)
+        assert set(EXTRA_COLUMNS) <= set(row)
+        assert 0 <= row["brain_share"] <= 1 and 0 <= row["lesion_share"] <= 1
+        assert row["case"] == "7"
+    # random orderings are shared by the methods of one target; the contrastive one has its own
+    assert rows[1]["random_aopc"] == rows[2]["random_aopc"] != rows[0]["random_aopc"]
+    prior = rows[2]
+    assert prior["randomisation_rho"] == 1.0 and prior["contrast_rho"] == 1.0  # model-free
+    assert {c["method"] for c in curves} == set(methods)
+    assert curves[0]["layer"] == "head" and curves[0]["step"] == 1
+
+
+def test_assess_rejects_unknown_methods_before_working() -> None:
+    from strokelrp.errors import StrokeLRPError
+
+    model, x, y = tiny_unet()
+    with pytest.raises(StrokeLRPError, match="unknown method"):
+        assess(model, x, y, ["gradient", "gradcamm"])
+
+
+def test_summary_checks_by_hand() -> None:
+    from strokelrp.analysis.assess import summarize_methods
+
+    def row(case: str, method: str, morf: float, rand: float, **kw: float) -> dict:
+        base = dict(brain_share=0.95, lesion_share=0.6, lerf_aopc=0.0, randomisation_rho=0.8,
+                    contrast_rho=0.5, ablation_rho=0.5)  # fmt: skip
+        base.update(kw)
+        return {"case": case, "method": method, "morf_aopc": morf, "random_aopc": rand, **base}
+
+    rows = [
+        row("1", "good", 1.0, 0.05),
+        row("2", "good", 1.0, 0.2),  # ratio 5 in one case: the median (15) still passes
+        row("3", "good", 1.5, 0.1),
+        row("1", "bad", 1.0, 0.01, contrast_rho=-0.99),
+        row("2", "bad", 1.0, 0.01, contrast_rho=-0.97, brain_share=""),
+    ]
+    good, bad = summarize_methods(rows)
+    assert good["morf_over_random"] == 15.0 and good["passes"]
+    assert bad["brain_share"] == 0.95 and not bad["contrast_ok"] and not bad["passes"]
+    assert math.isclose(bad["contrast_rho"], -0.98)

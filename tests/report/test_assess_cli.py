@@ -1,0 +1,88 @@
+"""`strokelrp assess` end to end on a tiny trained run: the table's columns, rows and errors."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from strokelrp.cli import main
+from strokelrp.config import TrainConfig
+from strokelrp.data.synth import synthesize_isles2017
+from strokelrp.train.loop import train
+
+
+def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("assess")
+    data = synthesize_isles2017(root / "data", 3, shape=(20, 18, 7), seed=4)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        config = TrainConfig(
+            data=str(data), series=(6, 16, 16), width=2, epochs=1, device="cpu",
+            cache_dir=str(root / "cache"),
+        )  # fmt: skip
+        (run,) = train(config, root / "run", progress=False, log=lambda _: None)
+    finally:
+        torch.set_num_threads(threads)
+    return run, data
+
+
+def test_load_run_and_prepare_case_give_what_training_saw(trained) -> None:
+    import strokelrp
+    from strokelrp.data.dataset import CaseDataset
+
+    run, data = trained
+    model, config = strokelrp.load_run(run)
+    case = strokelrp.load_case(data, "2")
+    x, y = strokelrp.prepare_case(case, config)
+    ds = CaseDataset(data, config.series, cache_dir=config.cache_dir, cases=["2"])
+    xd, yd = ds.arrays(0)
+    assert x.shape == (6, 6, 16, 16) and x.dtype == np.float32
+    np.testing.assert_array_equal(x, xd)
+    np.testing.assert_array_equal(y, yd)
+    assert not model.training
+
+
+def test_assess_writes_the_table(trained, tmp_path, capsys) -> None:
+    run, data = trained
+    out = tmp_path / "trust"
+    argv = ["assess", str(run), str(data), "--cases", "1,2", "--methods", "lrp:epsilon",
+            "--methods", "locality_prior", "--seeds", "1", "--random-orders", "1",
+            "--cascade", "--out", str(out)]  # fmt: skip
+    code, stdout, err = cli(argv, capsys)
+    assert code == 0, err
+    with (out / "assess.csv").open() as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0][:10] == [
+        "case", "method", "brain_share", "lesion_share", "morf_aopc", "lerf_aopc",
+        "random_aopc", "randomisation_rho", "contrast_rho", "ablation_rho",
+    ]  # fmt: skip
+    assert [r[:2] for r in rows[1:]] == [
+        ["1", "lrp:epsilon"], ["1", "locality_prior"], ["2", "lrp:epsilon"], ["2", "locality_prior"]
+    ]  # fmt: skip
+    assert (out / "cascade.csv").is_file()
+    assert "lrp:epsilon" in stdout and f"wrote {out / 'assess.csv'}" in stdout
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_assess_rejects_a_bad_method_with_one_line(trained, tmp_path, capsys) -> None:
+    run, data = trained
+    argv = ["assess", str(run), str(data), "--methods", "lrp:papr", "--out", str(tmp_path / "t")]
+    code, _, err = cli(argv, capsys)
+    assert code == 1 and "error: unknown LRP preset" in err and "did you mean 'lrp:paper'" in err
+    assert not (tmp_path / "t").exists()

@@ -1,0 +1,197 @@
+"""One interface for every attribution method: hand-computed toy models and identities."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from strokelrp.attribution import (
+    attribute,
+    label_of,
+    method_names,
+    parse_method,
+    reinitialised,
+    score,
+)
+from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.engine import explain
+from strokelrp.model import UNet3D
+
+F64 = torch.float64
+
+
+class Toy(nn.Module):
+    """x (1, 3, D, H, W) -> body (1x1 conv, 2 ch) -> LeakyReLU -> head (1x1 conv, 2 logits)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Conv3d(3, 2, 1)
+        self.act = nn.LeakyReLU(0.2)
+        self.head = nn.Conv3d(2, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.act(self.body(x)))
+
+
+class Linear(nn.Module):
+    """Logits: background 0, lesion sum_c w_c x_c + b (a 1x1 convolution)."""
+
+    def __init__(self, w: list[float], b: float = 0.3) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(len(w), 2, 1)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.zero_()
+            self.conv.weight[1, :, 0, 0, 0] = torch.tensor(w)
+            self.conv.bias[1] = b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def tiny_unet(seed: int = 0) -> tuple[UNet3D, torch.Tensor]:
+    """A width-2 U-Net (float64) whose lesion bias puts about half the voxels in the lesion."""
+    torch.manual_seed(seed)
+    model = UNet3D(width=2).double().eval()
+    x = torch.rand(6, 4, 8, 8, dtype=F64)
+    with torch.no_grad():
+        out = model(x[None])
+        model.head.bias[1] -= (out[:, 1] - out[:, 0]).median()
+    return model, x
+
+
+def all_ones_target(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        out = model(x[None])
+    w = torch.zeros_like(out)
+    w[:, 1] = 1.0
+    return w
+
+
+def test_every_method_gives_a_map_of_the_input_shape() -> None:
+    model, x = tiny_unet()
+    names = method_names()
+    assert "lrp:paper" in names and "locality_prior" in names and "occlusion" in names
+    for name in names:
+        r = attribute(model, x, name)
+        assert r.shape == x.shape and r.dtype == F64 and torch.isfinite(r).all(), name
+
+
+def test_lrp_methods_equal_explain_with_the_same_target_and_filter() -> None:
+    model, x = tiny_unet(1)
+    for target in ("prediction", "contrastive"):
+        got = attribute(model, x, "lrp:composite+pass:0,0.4", target=target)
+        from strokelrp.lrp.filters import parse_filter
+
+        want = explain(
+            model, x[None], target=target, rules="composite", filters=[parse_filter("pass:0,0.4")]
+        ).relevance[0]
+        torch.testing.assert_close(got, want)
+
+
+def test_gradient_is_the_finite_difference_of_the_target() -> None:
+    model, x = tiny_unet(2)
+    w = all_ones_target(model, x)
+    g = attribute(model, x, "gradient", target=w)
+    for index in [(0, 1, 2, 3), (5, 3, 7, 0), (2, 0, 0, 5)]:
+        h = 1e-6
+        up, down = x.clone(), x.clone()
+        up[index] += h
+        down[index] -= h
+        with torch.no_grad():
+            fd = (score(model, up[None], w) - score(model, down[None], w)) / (2 * h)
+        assert math.isclose(float(g[index]), float(fd[0]), rel_tol=1e-5, abs_tol=1e-9)
+    gxi = attribute(model, x, "gradient_x_input", target=w)
+    torch.testing.assert_close(gxi, g * x)
+
+
+@pytest.mark.parametrize("baseline", ["zero", "mean"])
+def test_integrated_gradients_complete_the_difference_to_the_baseline(baseline: str) -> None:
+    """sum IG = S(x) - S(b) up to the midpoint rule (piecewise linear net: small error)."""
+    model, x = tiny_unet(3)
+    w = all_ones_target(model, x)
+    ig = attribute(model, x, f"integrated_gradients(steps=64,batch=16,baseline={baseline})", w)
+    b = torch.zeros_like(x) if baseline == "zero" else x.mean((1, 2, 3), keepdim=True).expand_as(x)
+    with torch.no_grad():
+        want = float(score(model, x[None], w)[0] - score(model, b[None].contiguous(), w)[0])
+    assert abs(float(ig.sum()) - want) < 2e-2 * abs(want)
+
+
+def test_occlusion_of_single_elements_is_each_contribution_on_a_linear_model() -> None:
+    """On S = sum_v (sum_c w_c x_cv + b), zeroing x_cv drops S by w_c x_cv: exactly x * grad."""
+    model = Linear([0.5, -2.0, 1.5]).double()
+    x = torch.rand(3, 2, 3, 4, dtype=F64)
+    w = all_ones_target(model, x)
+    occ = attribute(model, x, "occlusion(patch=1,batch=7)", target=w)
+    want = torch.tensor([0.5, -2.0, 1.5], dtype=F64).view(3, 1, 1, 1) * x
+    torch.testing.assert_close(occ, want)
+    # a patch shares its drop evenly over its voxels
+    occ2 = attribute(model, x, "occlusion(patch=2;3;4)", target=w)
+    torch.testing.assert_close(occ2[1], want[1].mean().expand(2, 3, 4))
+
+
+def test_gradcam_is_the_weighted_relu_of_the_layer() -> None:
+    """S = sum_v W_v (h . A_v + c): dS/dA_k = h_k W_v, alpha_k = h_k mean(W)."""
+    model = Toy().double().eval()
+    x = torch.rand(3, 2, 3, 4, dtype=F64)
+    with torch.no_grad():
+        a = model.act(model.body(x[None]))
+        w = all_ones_target(model, x)
+        w[..., 0] = 0  # a target on part of the volume
+        h = model.head.weight[1, :, 0, 0, 0]
+        alpha = h * w[:, 1].mean()
+        cam = torch.relu((alpha.view(1, -1, 1, 1, 1) * a).sum(1))[0]
+    got = attribute(model, x, "gradcam(layer=act)", target=w)
+    torch.testing.assert_close(got, cam.expand(3, -1, -1, -1) / 3)
+    with pytest.raises(StrokeLRPError, match="did you mean 'head'"):
+        attribute(model, x, "gradcam(layer=haed)", target=w)
+
+
+def test_locality_prior_by_hand() -> None:
+    """One target voxel; |x| exp(-d / 4) with d the Euclidean distance in voxels."""
+    x = -torch.ones(2, 1, 3, 5, dtype=F64)
+    w = torch.zeros(1, 2, 1, 3, 5, dtype=F64)
+    w[0, 1, 0, 1, 1] = 1.0
+    r = attribute(Linear([1.0, 1.0]).double(), x, "locality_prior", target=w)
+    assert float(r[0, 0, 1, 1]) == 1.0
+    assert math.isclose(float(r[1, 0, 0, 3]), math.exp(-math.sqrt(5) / 4))
+    r8 = attribute(Linear([1.0, 1.0]).double(), x, "locality_prior(scale=8)", target=w)
+    assert math.isclose(float(r8[0, 0, 1, 4]), math.exp(-3 / 8))
+
+
+def test_method_names_parse_with_options_and_clear_errors() -> None:
+    assert parse_method("lrp:epsilon(epsilon=0.01,batchnorm=pass)+pass:0,0.4") == (
+        "lrp:epsilon",
+        {"epsilon": 0.01, "batchnorm": "pass"},
+        "pass:0,0.4",
+    )
+    assert parse_method("occlusion(patch=2;4;4)") == ("occlusion", {"patch": (2, 4, 4)}, None)
+    assert label_of("lrp:paper+pass:0,0.4") == "lrp:paper+pass(0,0.4)"
+    with pytest.raises(StrokeLRPError, match="did you mean 'lrp:paper'"):
+        parse_method("lrp:papr")
+    with pytest.raises(StrokeLRPError, match="did you mean 'gradient'"):
+        parse_method("gradiant")
+    with pytest.raises(StrokeLRPError, match="LRP methods only"):
+        parse_method("gradient+pass:0,0.4")
+    model, x = tiny_unet()
+    with pytest.raises(StrokeLRPError, match="bad options"):
+        attribute(model, x, "gradient(steps=3)")
+
+
+def test_reinitialised_changes_every_weight_and_leaves_the_model() -> None:
+    model, _ = tiny_unet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fresh = reinitialised(model, 1)
+    again = reinitialised(model, 1)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key])
+        if key.endswith("weight") and "bn" not in key:
+            assert not torch.equal(fresh.state_dict()[key], value), key
+        torch.testing.assert_close(fresh.state_dict()[key], again.state_dict()[key])
+    only_head = reinitialised(model, 2, ["head"])
+    assert torch.equal(only_head.enc1.conv1.weight, model.enc1.conv1.weight)
+    assert not torch.equal(only_head.head.weight, model.head.weight)
