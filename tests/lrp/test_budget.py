@@ -209,3 +209,18 @@ def test_chunks_fit_every_moment_of_the_walk() -> None:
     p = bud.plan(16, needs, 0, 100)
     assert p.estimate == max(60 + 4 * 5, 4 * 20, 90 + 4) and p.fits
     assert p.per_setting == 20 and p.peak(16) == 320
+
+
+def test_plan_memory_is_the_plan_explain_follows() -> None:
+    """plan_memory (what the benchmark prints) gives the chunks and needs explain then walks,
+    for a budget that forces several chunks."""
+    model = trained_looking(2, 15)
+    x = torch.rand(1, 6, 5, 8, 8, dtype=F64)
+    one = engine.plan_memory(model, x, 16, "paper", memory_budget="unlimited")
+    budget = one.peak(3) + 1  # room for three settings without the cache
+    planned = engine.plan_memory(model, x, 16, "paper", memory_budget=budget)
+    exp = explain(
+        model, x, target="authors", rules="paper", filters=PAPER_GRID, memory_budget=budget
+    )
+    assert exp.memory == planned
+    assert len(planned.chunks) > 1 and max(planned.sizes) <= 3
