@@ -6,17 +6,23 @@ For each series scale (width-32 U-Net by default, or ``--model monai-basicunet``
 - gradient: forward + backward to the input (``torch.autograd.grad(out, x, start)``: only the
   input gradient is computed; the same starting tensor as the maps);
 - one map: ``explain(model, x, target, rules="paper")``;
-- 16 settings: ``explain(..., filters=PAPER_GRID, filter_at="all")`` (K = 16 in one walk).
+- 16 settings: ``explain(..., filters=PAPER_GRID, filter_at="all")`` under the default memory
+  budget (``strokelrp.lrp.budget.default_budget``: the settings may be walked in chunks);
+- 16 unlimited: the same with ``memory_budget="unlimited"`` (all 16 in one walk). Skipped
+  (reported as not measured) when its estimated peak does not fit in the memory available
+  now with 2 GB to spare.
 
-Timings are medians over rounds that run the three methods back to back (so a shared,
-noisy machine slows all three alike); the ratios are medians of the per-round ratios.
-Peak memory: on CPU the peak resident set during the run (``VmHWM``, reset before it) minus
-the resident set just before it (model and input built), each method once in a fresh
-subprocess; on CUDA
-``torch.cuda.max_memory_allocated``.
+Timings are medians over rounds that run the methods back to back (so a shared, noisy
+machine slows all of them alike); the ratios are medians of the per-round ratios. With
+``--rounds 0`` (series X on a small machine) the times are those of the fresh-process runs
+below, one each, run back to back. Peak memory: on CPU the peak resident set during the
+run (``VmHWM``, reset before it) minus the resident set just before it (model and input
+built), each method once in a fresh subprocess; on CUDA ``torch.cuda.max_memory_allocated``.
+The load average (``os.getloadavg``) is printed before and after each series.
 
     PYTHONPATH=src python benchmarks/lrp_bench.py --series A B
     PYTHONPATH=src python benchmarks/lrp_bench.py --model monai-basicunet --shape 16 64 64
+    PYTHONPATH=src python benchmarks/lrp_bench.py --series X --rounds 0
     PYTHONPATH=src python benchmarks/lrp_bench.py --series X --device cuda
 """
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -36,11 +43,14 @@ from collections.abc import Callable
 import torch
 
 from strokelrp.config import SERIES
-from strokelrp.lrp.engine import explain
+from strokelrp.lrp.budget import available_bytes, format_bytes
+from strokelrp.lrp.engine import explain, plan_memory
 from strokelrp.lrp.filters import PAPER_GRID
 from strokelrp.model import UNet3D
 
-METHODS = ("gradient", "one map", "16 settings")
+METHODS = ("gradient", "one map", "16 settings", "16 unlimited")
+SPARE = 2 * 10**9
+"""Memory left free when deciding whether the unlimited run may start."""
 MODELS = ("unet3d", "monai-basicunet")
 _MODEL_ENV = "LRP_BENCH_MODEL"  # the model, passed on to the memory subprocesses
 
@@ -55,8 +65,20 @@ def build_model(width: int) -> torch.nn.Module:
     return UNet3D(width=width)
 
 
-def setup(series: str, width: int, device: str) -> dict[str, Callable[[], object]]:
-    """The model, input and the three methods as closures."""
+def may_run_unlimited(model: torch.nn.Module, x: torch.Tensor) -> tuple[bool, str]:
+    """Whether the unlimited 16-setting walk fits in the memory available now (+ 2 GB) and
+    was not switched off (``$LRP_BENCH_NO_UNLIMITED``, set by ``--no-unlimited``)."""
+    if os.environ.get("LRP_BENCH_NO_UNLIMITED"):
+        return False, "not measured (--no-unlimited)"
+    need = plan_memory(model, x, len(PAPER_GRID), "paper", memory_budget="unlimited").estimate
+    free = available_bytes(x.device)
+    if need + SPARE > free:
+        return False, f"not measured: needs ~{format_bytes(need)}, {format_bytes(free)} available"
+    return True, ""
+
+
+def setup(series: str, width: int, device: str) -> tuple[dict[str, Callable[[], object]], tuple]:
+    """The methods as closures, and (model, x) for memory checks."""
     torch.manual_seed(0)
     model = build_model(width).to(device).eval()
     x = torch.rand(1, 6, *SERIES[series], device=device)
@@ -75,7 +97,13 @@ def setup(series: str, width: int, device: str) -> dict[str, Callable[[], object
     def grid() -> object:
         return explain(model, x, target=start, rules="paper", filters=PAPER_GRID).relevance
 
-    return {"gradient": gradient, "one map": one_map, "16 settings": grid}
+    def unlimited() -> object:
+        return explain(
+            model, x, target=start, rules="paper", filters=PAPER_GRID, memory_budget="unlimited"
+        ).relevance
+
+    fns = {"gradient": gradient, "one map": one_map, "16 settings": grid, "16 unlimited": unlimited}
+    return fns, (model, x)
 
 
 def timed(fn: Callable[[], object], device: str) -> float:
@@ -98,10 +126,15 @@ def status_mib(field: str) -> float:
 
 
 def child_memory(series: str, width: int, method: str) -> None:
-    """(In a subprocess) peak resident-set rise of one run of ``method``, in MiB, as JSON:
+    """(In a subprocess) time and peak resident-set rise of one run of ``method``, as JSON:
     the peak during the run minus the resident set just before it (model and input built).
     The peak is reset first (``clear_refs`` 5), so earlier peaks (imports, setup) don't count."""
-    fns = setup(series, width, "cpu")
+    fns, (model, x) = setup(series, width, "cpu")
+    if method == "16 unlimited":
+        ok, why = may_run_unlimited(model, x)
+        if not ok:
+            print(json.dumps({"skipped": why}))
+            return
     before = status_mib("VmRSS")
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -109,45 +142,77 @@ def child_memory(series: str, width: int, method: str) -> None:
         peak = lambda: status_mib("VmHWM")  # noqa: E731
     except OSError:  # no reset possible: fall back to the process's all-time peak
         peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # noqa: E731
-    fns[method]()
-    print(json.dumps({"peak_mib": peak() - before}))
+    seconds = timed(fns[method], "cpu")
+    print(json.dumps({"peak_mib": peak() - before, "seconds": seconds}))
 
 
-def memory(series: str, width: int, device: str) -> dict[str, float]:
+def memory(series: str, width: int, device: str) -> dict[str, dict]:
+    """Per method: ``peak_mib`` and ``seconds`` of one run in a fresh process (or ``skipped``)."""
     if device == "cuda":
-        fns = setup(series, width, device)
+        fns, (model, x) = setup(series, width, device)
         out = {}
         for method, fn in fns.items():
+            if method == "16 unlimited":
+                ok, why = may_run_unlimited(model, x)
+                if not ok:
+                    out[method] = {"skipped": why}
+                    continue
             torch.cuda.synchronize()
             torch.cuda.empty_cache()
             base = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
-            fn()
-            torch.cuda.synchronize()
-            out[method] = (torch.cuda.max_memory_allocated() - base) / 2**20
+            seconds = timed(fn, device)
+            out[method] = {
+                "peak_mib": (torch.cuda.max_memory_allocated() - base) / 2**20,
+                "seconds": seconds,
+            }
         return out
     out = {}
     for method in METHODS:
         cmd = [sys.executable, __file__, "--child-memory", series, str(width), method]
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        out[method] = json.loads(res.stdout.strip().splitlines()[-1])["peak_mib"]
+        out[method] = json.loads(res.stdout.strip().splitlines()[-1])
     return out
 
 
 def timing(series: str, width: int, device: str, rounds: int) -> dict[str, float]:
-    fns = setup(series, width, device)
+    """Median times over ``rounds`` rounds (after a warm-up) and median per-round ratios; the
+    unlimited run only when it fits in the memory available (else NaN)."""
+    fns, (model, x) = setup(series, width, device)
+    if not may_run_unlimited(model, x)[0]:
+        del fns["16 unlimited"]
     for fn in fns.values():  # warm-up (allocator, kernels)
         fn()
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    times: dict[str, list[float]] = {m: [] for m in fns}
     for _ in range(rounds):
         for method, fn in fns.items():
             times[method].append(timed(fn, device))
-    one = [o / g for o, g in zip(times["one map"], times["gradient"], strict=True)]
-    grid = [k / o for k, o in zip(times["16 settings"], times["one map"], strict=True)]
-    result = {m: statistics.median(t) for m, t in times.items()}
-    result["ratio one/gradient"] = statistics.median(one)
-    result["ratio 16/one"] = statistics.median(grid)
+    result = {m: statistics.median(times[m]) if m in times else math.nan for m in METHODS}
+    result.update(ratios({m: t for m, t in times.items()}))
     return result
+
+
+def ratios(times: dict[str, list[float]]) -> dict[str, float]:
+    """Medians of the per-round ratios: one map / gradient, 16 (default and unlimited) / one."""
+
+    def med(a: str, b: str) -> float:
+        if a not in times or b not in times:
+            return math.nan
+        return statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))
+
+    return {
+        "ratio one/gradient": med("one map", "gradient"),
+        "ratio 16/one": med("16 settings", "one map"),
+        "ratio unlimited/one": med("16 unlimited", "one map"),
+    }
+
+
+def sec(t: dict[str, float], k: str) -> str:
+    return "not measured" if math.isnan(t[k]) else f"{t[k]:.2f} s"
+
+
+def mib(m: dict[str, dict], k: str) -> str:
+    return m[k].get("skipped", f"{m[k].get('peak_mib', math.nan):.0f}")
 
 
 def main() -> None:
@@ -155,15 +220,22 @@ def main() -> None:
     parser.add_argument("--series", nargs="+", default=["A", "B"], choices=sorted(SERIES))
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--rounds", type=int, default=5, help="timing rounds (median)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="timing rounds (median); 0: time the fresh runs"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     parser.add_argument("--model", default="unet3d", choices=MODELS, help="network benchmarked")
     parser.add_argument(
         "--shape", nargs=3, type=int, metavar=("D", "H", "W"), help="an own grid (not a series)"
     )
+    parser.add_argument(
+        "--no-unlimited", action="store_true", help="skip the unlimited-budget runs"
+    )
     parser.add_argument("--child-memory", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault(_MODEL_ENV, args.model)
+    if args.no_unlimited:
+        os.environ["LRP_BENCH_NO_UNLIMITED"] = "1"
     if args.shape:
         SERIES["custom"] = tuple(args.shape)
         args.series = ["custom"]
@@ -176,6 +248,8 @@ def main() -> None:
         series, width, method = args.child_memory
         child_memory(series, int(width), method)
         return
+    if args.rounds == 0 and args.no_memory:
+        parser.error("--rounds 0 times the fresh-process runs: do not combine with --no-memory")
     if args.device == "cuda":
         device_name = torch.cuda.get_device_name()
         mem_unit = "CUDA max_memory_allocated"
@@ -186,26 +260,33 @@ def main() -> None:
         mem_unit = "peak RSS rise (VmHWM)"
     print(
         f"device: {device_name}; torch {torch.__version__}; model {args.model}; "
-        f"width {args.width}; "
-        f"{args.rounds} rounds; memory: {mem_unit}\n"
+        f"width {args.width}; {args.rounds} rounds; memory: {mem_unit}; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
     )
     print(
-        "| series | shape (D, H, W) | gradient | one map | one / gradient | 16 settings "
-        "| 16 / one | peak MiB: gradient | one map | 16 settings |"
+        "| series | gradient | one map | 16 settings (default budget) | 16 unlimited "
+        "| one / gradient | 16 / one | unlimited 16 / one | peak MiB: gradient | one map "
+        "| 16 settings | 16 unlimited | plan (default budget) | load avg before / after |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---" * 14 + "|")
     for series in args.series:
-        t = timing(series, args.width, args.device, args.rounds)
-        m = (
-            {k: float("nan") for k in METHODS}
-            if args.no_memory
-            else memory(series, args.width, args.device)
-        )
+        load0 = os.getloadavg()
+        t = timing(series, args.width, args.device, args.rounds) if args.rounds > 0 else None
+        m = {k: {} for k in METHODS} if args.no_memory else memory(series, args.width, args.device)
+        if t is None:  # one fresh run each: their times and ratios
+            t = {k: m[k].get("seconds", math.nan) for k in METHODS}
+            t.update(ratios({k: [v] for k, v in t.items() if not math.isnan(v)}))
+        _, (model, x) = setup(series, args.width, args.device)
+        plan = plan_memory(model, x, len(PAPER_GRID), "paper").describe()
+        del model, x
+        load1 = os.getloadavg()
         print(
-            f"| {series} | {SERIES[series]} | {t['gradient']:.3f} s | {t['one map']:.3f} s "
-            f"| {t['ratio one/gradient']:.2f} | {t['16 settings']:.3f} s "
-            f"| {t['ratio 16/one']:.2f} | {m['gradient']:.0f} | {m['one map']:.0f} "
-            f"| {m['16 settings']:.0f} |",
+            f"| {series} {SERIES[series]} | {sec(t, 'gradient')} | {sec(t, 'one map')} "
+            f"| {sec(t, '16 settings')} | {sec(t, '16 unlimited')} "
+            f"| {t['ratio one/gradient']:.2f} | **{t['ratio 16/one']:.2f}** "
+            f"| {t['ratio unlimited/one']:.2f} | {mib(m, 'gradient')} | {mib(m, 'one map')} "
+            f"| **{mib(m, '16 settings')}** | {mib(m, '16 unlimited')} | {plan} "
+            f"| {load0[0]:.1f} / {load1[0]:.1f} |",
             flush=True,
         )
 

@@ -86,17 +86,19 @@ def test_default_budget_is_half_the_available_memory_at_most_8gb() -> None:
     ],
 )
 def test_plan_chunks(k: int, per: int, shared: int, budget: float, sizes: list[int]) -> None:
-    chunks = bud.plan_chunks(k, per, shared, budget)
+    chunks = bud.plan_chunks(k, [(shared, per)], budget)
     assert [len(c) for c in chunks] == sizes
     assert [i for c in chunks for i in c] == list(range(k))  # consecutive, each once
 
 
-def test_plan_caches_denominators_only_when_it_costs_no_walk() -> None:
-    one = bud.plan(16, 10, 0, 1000, math.inf)
+def test_plan_caches_denominators_when_it_costs_at_most_one_more_walk() -> None:
+    one = bud.plan(16, [(0, 10)], 1000, math.inf)
     assert one.sizes == [16] and not one.cache  # one walk: nothing to cache
-    roomy = bud.plan(16, 10, 0, 20, 100)  # 10 per walk -> 2 walks; with the cache 8 -> 2
+    roomy = bud.plan(16, [(0, 10)], 20, 100)  # 10 per walk -> 2 walks; with the cache 8 -> 2
     assert roomy.sizes == [8, 8] and roomy.cache and roomy.fits
-    tight = bud.plan(16, 10, 0, 30, 100)  # with the cache 7 per walk -> 3 walks: no cache
+    one_more = bud.plan(16, [(0, 10)], 30, 100)  # with the cache 7 per walk -> 3 walks
+    assert one_more.sizes == [6, 5, 5] and one_more.cache and one_more.fits
+    tight = bud.plan(16, [(0, 10)], 50, 100)  # with the cache 5 per walk -> 4 walks: no cache
     assert tight.sizes == [8, 8] and not tight.cache
     assert "2 walks of 8" in tight.describe()
 
@@ -108,9 +110,9 @@ def _force(monkeypatch: pytest.MonkeyPatch, size: int, cache: bool) -> None:
     """Make the engine walk ``size`` settings at a time, caching the denominators or not,
     whatever the budget (the planner is tested on its own above)."""
 
-    def forced(k: int, per: int, shared: int, cached: int, budget: float) -> bud.MemoryPlan:
+    def forced(k: int, needs: list[bud.Need], cached: int, budget: float) -> bud.MemoryPlan:
         chunks = tuple(range(i, min(i + size, k)) for i in range(0, k, size))
-        return bud.MemoryPlan(budget, per, shared, cached, chunks, cache and len(chunks) > 1)
+        return bud.MemoryPlan(budget, tuple(needs), cached, chunks, cache and len(chunks) > 1)
 
     monkeypatch.setattr(engine, "plan", forced)
 
@@ -196,3 +198,29 @@ def test_estimate_covers_the_largest_relevance_tensors() -> None:
     floor = (6 * w + 2 * w) * voxels * 8  # float64
     assert exp.memory.per_setting >= floor
     assert exp.memory.per_setting <= 10 * floor  # and not absurdly pessimistic
+
+
+def test_chunks_fit_every_moment_of_the_walk() -> None:
+    """Each need is a moment: shared + k * per_setting must fit at all of them at once."""
+    needs = [(60, 5), (0, 20), (90, 1)]  # k <= 8, k <= 5, k <= 10 under 100 bytes
+    assert bud.chunk_size(16, needs, 100) == 5
+    chunks = bud.plan_chunks(16, needs, 100)
+    assert [len(c) for c in chunks] == [4, 4, 4, 4]
+    p = bud.plan(16, needs, 0, 100)
+    assert p.estimate == max(60 + 4 * 5, 4 * 20, 90 + 4) and p.fits
+    assert p.per_setting == 20 and p.peak(16) == 320
+
+
+def test_plan_memory_is_the_plan_explain_follows() -> None:
+    """plan_memory (what the benchmark prints) gives the chunks and needs explain then walks,
+    for a budget that forces several chunks."""
+    model = trained_looking(2, 15)
+    x = torch.rand(1, 6, 5, 8, 8, dtype=F64)
+    one = engine.plan_memory(model, x, 16, "paper", memory_budget="unlimited")
+    budget = one.peak(3) + 1  # room for three settings without the cache
+    planned = engine.plan_memory(model, x, 16, "paper", memory_budget=budget)
+    exp = explain(
+        model, x, target="authors", rules="paper", filters=PAPER_GRID, memory_budget=budget
+    )
+    assert exp.memory == planned
+    assert len(planned.chunks) > 1 and max(planned.sizes) <= 3

@@ -309,3 +309,46 @@ def test_several_outputs_explain_the_first_unless_told() -> None:
     torch.testing.assert_close(second.relevance[0], (x * xg.grad)[0], rtol=1e-8, atol=1e-12)
     with pytest.raises(StrokeLRPError, match="returns 2 tensor"):
         explain(model, x, output=2)
+
+
+def test_a_step_returning_one_tensor_for_two_inputs_is_not_overwritten() -> None:
+    """The walk sums and divides relevance in place; a step may hand the same tensor to two
+    inputs. Reference: Euler's identity on a linear network whose two branches are equal (so
+    the step's half/half split is LRP-0's proportional one)."""
+    from strokelrp.lrp import Step, register_module_step
+    from strokelrp.lrp.steps import MODULE_STEPS
+
+    class Join(nn.Module):
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return a + b
+
+    class Halves(Step):
+        def relevance(self, node, r, ctx):  # type: ignore[no-untyped-def]
+            half = r / 2
+            return [half, half]  # one tensor for both inputs
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c0 = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+            self.c1 = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+            self.c2 = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+            self.join = Join()
+            self.c3 = nn.Conv2d(3, 1, 1, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.c0(x)
+            return self.c3(self.join(self.c1(h), self.c2(h)))
+
+    torch.manual_seed(3)
+    model = Net().to(F64)
+    model.c2.load_state_dict(model.c1.state_dict())  # equal branches
+    x = torch.rand(1, 2, 6, 6, dtype=F64)
+    register_module_step(Join, Halves())
+    try:
+        got = explain(model, x, rules=LRP0, target="authors", filters=[None, None]).relevance
+    finally:
+        del MODULE_STEPS[Join]
+    want = gradient_x_input(model, x, model(x).detach())[0]
+    for k in range(2):
+        torch.testing.assert_close(got[k], want, rtol=1e-8, atol=1e-12)

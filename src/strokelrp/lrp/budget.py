@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -101,25 +102,38 @@ def resolve_budget(budget: str | int | float | None, device: torch.device | str 
     return float(default_budget(device)) if budget is None else parse_bytes(budget)
 
 
-def chunk_size(settings: int, per_setting: int, shared: int, budget: float) -> int:
-    """How many settings fit in one walk: (budget - shared) / per_setting, between 1 and K."""
+Need = tuple[int, int]
+"""``(shared, per_setting)``: at some moment of a walk, ``shared + k * per_setting`` bytes are
+alive for a walk of k settings."""
+
+
+def _peak(needs: Sequence[Need], k: int) -> int:
+    return max(shared + k * per for shared, per in needs)
+
+
+def chunk_size(settings: int, needs: Sequence[Need], budget: float) -> int:
+    """How many settings fit in one walk (between 1 and K): the largest k with
+    ``shared + k * per_setting <= budget`` at every moment of ``needs``."""
     if settings < 1:
         raise StrokeLRPError(f"need at least one setting, got {settings}")
-    if math.isinf(budget) or per_setting <= 0:
+    if math.isinf(budget):
         return settings
-    fit = int((budget - shared) // per_setting)
-    return max(1, min(settings, fit))
+    fit = settings
+    for shared, per in needs:
+        if per > 0:
+            fit = min(fit, int((budget - shared) // per))
+    return max(1, fit)
 
 
-def plan_chunks(settings: int, per_setting: int, shared: int, budget: float) -> list[range]:
+def plan_chunks(settings: int, needs: Sequence[Need], budget: float) -> list[range]:
     """Split settings 0..K-1 into consecutive chunks that fit the budget, as even as possible.
 
-    ``per_setting``: bytes one setting needs at the walk's peak; ``shared``: bytes held for
-    all settings. Fewest chunks first, then equal sizes (16 settings with room for 11 run as
-    8 + 8, not 11 + 5: the same number of walks, a lower peak). When even one setting does not
-    fit, the settings run one at a time (the caller may warn).
+    ``needs``: (shared, per-setting) bytes at each moment of the walk (:data:`Need`). Fewest
+    chunks first, then equal sizes (16 settings with room for 11 run as 8 + 8, not 11 + 5:
+    the same number of walks, a lower peak). When even one setting does not fit, the settings
+    run one at a time (the caller may warn).
     """
-    size = chunk_size(settings, per_setting, shared, budget)
+    size = chunk_size(settings, needs, budget)
     n = -(-settings // size)
     base, extra = divmod(settings, n)
     out, start = [], 0
@@ -134,15 +148,14 @@ def plan_chunks(settings: int, per_setting: int, shared: int, budget: float) -> 
 class MemoryPlan:
     """How an explanation's K settings are walked under a budget (all sizes in bytes).
 
-    ``per_setting``: one setting's need at the walk's peak; ``shared``: what all settings
-    share (kept activations, the maps of every setting, a step's denominators);
+    ``needs``: (shared, per-setting) bytes at each moment of the walk, shared = what all
+    settings share then (kept activations, every setting's maps, the step's denominators);
     ``cached``: what keeping every step's denominators across chunks adds; ``chunks``: the
     settings of each walk; ``cache``: whether the denominators are computed once and kept.
     """
 
     budget: float
-    per_setting: int
-    shared: int
+    needs: tuple[Need, ...]
     cached: int
     chunks: tuple[range, ...]
     cache: bool
@@ -153,9 +166,18 @@ class MemoryPlan:
         return [len(c) for c in self.chunks]
 
     @property
+    def per_setting(self) -> int:
+        """The most one setting needs at any moment of the walk."""
+        return max(per for _, per in self.needs)
+
+    @property
     def estimate(self) -> int:
-        """Estimated peak: shared (+ cache) + the largest chunk's settings."""
-        return self.shared + (self.cached if self.cache else 0) + max(self.sizes) * self.per_setting
+        """Estimated peak of the walks (the largest chunk, plus the cache when kept)."""
+        return _peak(self.needs, max(self.sizes)) + (self.cached if self.cache else 0)
+
+    def peak(self, settings: int) -> int:
+        """Estimated peak of one walk of ``settings`` settings, without cache."""
+        return _peak(self.needs, settings)
 
     @property
     def fits(self) -> bool:
@@ -177,18 +199,20 @@ class MemoryPlan:
         )
 
 
-def plan(settings: int, per_setting: int, shared: int, cached: int, budget: float) -> MemoryPlan:
+def plan(settings: int, needs: Sequence[Need], cached: int, budget: float) -> MemoryPlan:
     """The chunks for ``settings`` settings, and whether to cache the denominators: cached
-    when that costs no extra walk (the same number of chunks with ``cached`` bytes more),
-    else recomputed in every walk."""
-    chunks = plan_chunks(settings, per_setting, shared, budget)
+    when that costs at most one extra walk (``cached`` bytes more held throughout; computing
+    the denominators costs about a forward pass, more than a walk's own overhead), else
+    recomputed in every walk."""
+    chunks = plan_chunks(settings, needs, budget)
     cache = False
     if len(chunks) > 1:
-        with_cache = plan_chunks(settings, per_setting, shared + cached, budget)
+        more = [(shared + cached, per) for shared, per in needs]
+        with_cache = plan_chunks(settings, more, budget)
         largest = max(len(c) for c in with_cache)
-        if len(with_cache) == len(chunks) and shared + cached + largest * per_setting <= budget:
+        if len(with_cache) <= len(chunks) + 1 and _peak(more, largest) <= budget:
             chunks, cache = with_cache, True
-    return MemoryPlan(budget, per_setting, shared, cached, tuple(chunks), cache)
+    return MemoryPlan(budget, tuple(needs), cached, tuple(chunks), cache)
 
 
 def format_bytes(n: float) -> str:

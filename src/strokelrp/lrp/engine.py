@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,12 +35,19 @@ from torch import Tensor, nn
 
 from strokelrp.config import BACKGROUND, LESION
 from strokelrp.errors import StrokeLRPError
-from strokelrp.lrp.budget import MemoryPlan, format_bytes, plan, resolve_budget
+from strokelrp.lrp.budget import MemoryPlan, Need, format_bytes, plan, resolve_budget
 from strokelrp.lrp.composites import Composite, as_composite
 from strokelrp.lrp.filters import Filter, FilterBank, filter_label
 from strokelrp.lrp.graph import INPUT, Graph, Node, capture
 from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS, Preset
-from strokelrp.lrp.rules import LAYER_TYPES, ConvLayer, PreparedRule, Rule, fold_batchnorm
+from strokelrp.lrp.rules import (
+    LAYER_TYPES,
+    ConvLayer,
+    PreparedRule,
+    Rule,
+    batch_layout,
+    fold_batchnorm,
+)
 from strokelrp.lrp.steps import CAT, PASS, Step, function_step, module_step
 
 OUTPUT = "output"
@@ -416,23 +423,13 @@ def explain(
     model.eval()
     try:
         with torch.no_grad():
-            graph = capture(model, x, _is_leaf, _step_finder(comp))
-            if not graph.outputs:
-                raise StrokeLRPError(
-                    f"{type(model).__name__} returned no tensor computed from its input"
-                )
-            if not -len(graph.outputs) <= output < len(graph.outputs):
-                raise StrokeLRPError(
-                    f"output={output} but the model returns {len(graph.outputs)} tensor(s)"
-                )
-            out_name = graph.outputs[output]
-            nodes, layers, steps = _plan(model, graph, comp, out_name)
-            points = _points(filter_at, list(layers))  # validated even when nothing filters
+            w = _capture_walk(model, x, comp, output)
+            points = _points(filter_at, list(w.layers))  # validated even when nothing filters
             if not bank.active:
                 points = []
             given = rules if isinstance(rules, Preset | Composite) else comp
             return _explain(
-                _Walk(graph, out_name, nodes, layers, steps, comp),
+                w,
                 x,
                 target,
                 label,
@@ -445,6 +442,59 @@ def explain(
             )
     finally:
         model.train(was_training)
+
+
+def plan_memory(
+    model: nn.Module,
+    x: Tensor,
+    settings: int,
+    rules: str | Preset | Composite = DEFAULT_PRESET,
+    keep_layers: bool = False,
+    memory_budget: str | int | float | None = None,
+    output: int = 0,
+) -> MemoryPlan:
+    """How :func:`explain` would walk ``settings`` filter settings on ``x`` under the budget
+    (chunks, estimated peak), at the cost of one forward pass; nothing is explained."""
+    comp = as_composite(rules)
+    _check_input(model, x)
+    budget = resolve_budget(memory_budget, x.device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            w = _capture_walk(model, x, comp, output)
+            return _memory_plan(w, _held(w, x), x, settings, keep_layers, budget)
+    finally:
+        model.train(was_training)
+
+
+def _capture_walk(model: nn.Module, x: Tensor, comp: Composite, output: int) -> _Walk:
+    """Record the model on ``x`` and plan the walk to output ``output``; forward values no
+    step reads are dropped."""
+    graph = capture(model, x, _is_leaf, _step_finder(comp))
+    if not graph.outputs:
+        raise StrokeLRPError(f"{type(model).__name__} returned no tensor computed from its input")
+    if not -len(graph.outputs) <= output < len(graph.outputs):
+        raise StrokeLRPError(
+            f"output={output} but the model returns {len(graph.outputs)} tensor(s)"
+        )
+    out_name = graph.outputs[output]
+    nodes, layers, steps = _plan(model, graph, comp, out_name)
+    w = _Walk(graph, out_name, nodes, layers, steps, comp)
+    needed = {name for node in nodes for name in w.kept(node)} | {out_name, INPUT}
+    for name in [n for n in graph.values if n not in needed]:
+        del graph.values[name]
+    return w
+
+
+def _held(w: _Walk, x: Tensor) -> int:
+    """Bytes the forward pass leaves for the walk: kept values (not ``x``), pool winners."""
+    held = sum(t.numel() * t.element_size() for t in w.graph.values.values() if t is not x)
+    return held + sum(
+        n.saved.indices.numel() * n.saved.indices.element_size()
+        for n in w.nodes
+        if hasattr(n.saved, "indices")
+    )
 
 
 @dataclass
@@ -483,17 +533,19 @@ def _numel(shape: Sequence[int]) -> int:
     return math.prod(shape[1:])  # per setting: the batch dimension is left out
 
 
-def _setting_bytes(w: _Walk, terms: dict[str, int], itemsize: int) -> int:
-    """Bytes one setting needs at the peak of the walk, from the shapes alone.
+def _walk_needs(w: _Walk, terms: dict[str, int], itemsize: int) -> list[Need]:
+    """(shared, per-setting) bytes alive at each moment of :func:`_walk_chunk`, from the shapes.
 
-    Mirrors :func:`_walk_chunk`: relevance waiting on the skip connections, plus the step's
-    temporaries (a layer step holds R, its channels-last copy, the J stacked gradient terms
-    and their sum; the filter a byte mask; another step a new tensor per input; a sum of two
-    relevances the new tensor).
+    Per setting: relevance waiting on the skip connections plus the step's own (a layer step
+    holds R in its batch layout (a copy), then R and the J stacked gradient terms (and their
+    sum when J > 1), then the input relevance and the filter's byte masks; a pass-through
+    step nothing new; another step a new tensor per input; a sum of two relevances is made in
+    place). Shared: the layer step's denominators (Z and stab(Z); with J > 1 terms also the
+    stacked inputs and their copy).
     """
     shapes = w.graph.shapes
     pending: dict[str, int] = {w.out_name: _numel(shapes[w.out_name])}
-    peak = 0
+    needs: list[Need] = [(0, pending[w.out_name] * itemsize)]
     for node in reversed(w.nodes):
         r = pending.pop(node.output or "", None)
         if r is None:
@@ -502,20 +554,24 @@ def _setting_bytes(w: _Walk, terms: dict[str, int], itemsize: int) -> int:
         sizes = {n: _numel(shapes[n]) for n in node.inputs}
         if node.name in w.layers:
             n_src = sizes[node.inputs[0]]
-            j = terms[node.name]
-            step = 2 * r + j * n_src + (n_src if j > 1 else 0) + -(-n_src // itemsize)
+            j, n_out = terms[node.name], _numel(shapes[node.output or ""])
+            shared = (2 * j * n_src if j > 1 else 0) + 2 * n_out
+            grad = j * n_src + (n_src if j > 1 else 0)
+            masks = 3 * -(-n_src // itemsize)  # up to three bool masks of the filter
+            needs.append((0, (held + 2 * r) * itemsize))
+            needs.append((shared * itemsize, (held + r + grad) * itemsize))
+            needs.append((0, (held + n_src + masks) * itemsize))
             sent = {node.inputs[0]: n_src}
         elif w.steps[node.name] is PASS:
-            step, sent = r, {node.inputs[0]: sizes[node.inputs[0]]} if node.inputs else {}
+            sent = {node.inputs[0]: sizes[node.inputs[0]]} if node.inputs else {}
+            needs.append((0, (held + r) * itemsize))
         else:  # a new tensor per input (cat: the parts that wait are copies)
-            step, sent = r + sum(sizes.values()), sizes
-        peak = max(peak, held + step)
+            sent = sizes
+            needs.append((0, (held + r + sum(sizes.values())) * itemsize))
         for name, n in sent.items():
-            if name in pending:  # a sum: old + new + result alive together
-                peak = max(peak, sum(pending.values()) + pending[name] + 2 * n)
-            pending[name] = n
-        peak = max(peak, sum(pending.values()))
-    return peak * itemsize
+            pending[name] = n  # a sum is made in place: same size
+        needs.append((0, sum(pending.values()) * itemsize))
+    return needs
 
 
 def _terms(plan: _LayerPlan, x: Tensor) -> int:
@@ -534,23 +590,54 @@ def _memory_plan(
     itemsize = x.element_size()
     shapes = w.graph.shapes
     terms = {name: _terms(p, x) for name, p in w.layers.items()}
-    per_setting = _setting_bytes(w, terms, itemsize)
     results = _numel(shapes[INPUT])  # the maps (and the kept layers) of every setting
     if keep_layers:
         results += _numel(shapes[w.out_name])
         results += sum(_numel(shapes[n.inputs[0]]) for n in w.nodes if n.name in w.layers)
-    step_shared = 0  # a step's own denominators: stacked inputs (+ copy), Z and stab(Z)
+    base = held + k * results * itemsize
+    needs = [(base + shared, per) for shared, per in _walk_needs(w, terms, itemsize)]
     cached = 0  # what caching every step's denominators adds to the kept activations
     for node in w.nodes:
         if node.name in w.layers:
             n_in, n_out = _numel(shapes[node.inputs[0]]), _numel(shapes[node.output or ""])
             j = terms[node.name]
-            step_shared = max(step_shared, (2 * j * n_in + 3 * n_out) * itemsize)
             cached += (n_out + (j * n_in if j > 1 else 0)) * itemsize
-    return plan(k, per_setting, held + k * results * itemsize + step_shared, cached, budget)
+    return plan(k, needs, cached, budget)
 
 
 # ------------------------------------------------------------------------------ the walk
+
+
+def _batch_layout(w: _Walk) -> None:
+    """Lay the forward values the layer steps read out once for batches of settings
+    (:func:`strokelrp.lrp.rules.batch_layout`), so that preparing the rules copies none of
+    them; values changed in place since capture are left for :meth:`Graph.value` to refuse."""
+    graph = w.graph
+    for node in w.nodes:
+        plan = w.layers.get(node.name)
+        if plan is None:
+            continue
+        for name in (node.inputs[0], plan.z_from):
+            t = graph.values.get(name or "")
+            if name is None or t is None or t._version != graph.versions[name]:
+                continue
+            new = batch_layout(t)
+            if new is not t:
+                graph.values[name], graph.versions[name] = new, new._version
+
+
+def _storage(t: Tensor) -> int:
+    return t.untyped_storage().data_ptr()
+
+
+def _owned(t: Tensor, others: Iterable[Tensor], values: Iterable[Tensor]) -> bool:
+    """Whether relevance ``t`` may be written in place: not a broadcast (stride-0) view, and
+    its memory is shared with no other waiting relevance ``others`` nor any kept forward
+    value ``values``."""
+    if any(st == 0 and n > 1 for st, n in zip(t.stride(), t.shape, strict=True)):
+        return False
+    mine = _storage(t)
+    return all(_storage(o) != mine for o in others) and all(_storage(v) != mine for v in values)
 
 
 @dataclass
@@ -578,16 +665,9 @@ def _explain(
 ) -> Explanation:
     graph = w.graph
     logits = graph.value(w.out_name)
-    needed = {name for node in w.nodes for name in w.kept(node)} | {w.out_name, INPUT}
-    for name in [n for n in graph.values if n not in needed]:
-        del graph.values[name]
     start, target_name = _start(target, logits, label, class_index)
     k = len(bank)
-    held = sum(t.numel() * t.element_size() for t in graph.values.values() if t is not x)
-    held += sum(
-        n.saved.indices.numel() * 8 for n in w.nodes if hasattr(n.saved, "indices")
-    )  # max-pool winners
-    memory = _memory_plan(w, held, x, k, keep_layers, budget)
+    memory = _memory_plan(w, _held(w, x), x, k, keep_layers, budget)
     notes = []
     if not memory.fits:
         notes.append(
@@ -596,6 +676,8 @@ def _explain(
         )
         warnings.warn(notes[-1], RuntimeWarning, stacklevel=3)
     chunks = memory.chunks
+    if max(memory.sizes) > 1:  # lay the kept values out once for the batched steps
+        _batch_layout(w)
     cache: dict[str, PreparedRule] | None = {} if memory.cache else None
     walked: list[_Walked] = []
     for i, chunk in enumerate(chunks):
@@ -699,11 +781,17 @@ def _walk_chunk(
             kept[name] = r.clone(memory_format=torch.contiguous_format)
 
     def send(name: str, r: Tensor, s: Tensor) -> None:
-        """Add relevance ``r`` (sum ``s`` per setting) to what value ``name`` receives."""
+        """Add relevance ``r`` (sum ``s`` per setting) to what value ``name`` receives.
+
+        What waits in ``pending`` is owned by the walk (see :func:`_owned`; a step may return
+        views, or one tensor for several inputs: those are copied), so that sums and the
+        layer steps may work in place."""
         if name in pending:
-            pending[name] = pending[name] + r
+            pending[name].add_(r)
             pending_sum[name] = pending_sum[name] + s
         else:
+            if not _owned(r, pending.values(), graph.values.values()):
+                r = r.clone()
             pending[name], pending_sum[name] = r, s
 
     def filt(name: str, r: Tensor) -> Tensor:
@@ -732,8 +820,10 @@ def _walk_chunk(
         plan = w.layers.get(node.name)
         if plan is not None:
             src = node.inputs[0]
-            r_in = prepared(node, plan)(r, inplace=True)
-            del r
+            rule = prepared(node, plan)
+            r = rule.layout(r)  # converted here, so that the old layout is freed before the step
+            r_in = rule(r, inplace=True)
+            del r, rule
             r_in = filt(node.name, r_in)
             s_in = total(r_in)
             send(src, r_in, s_in)

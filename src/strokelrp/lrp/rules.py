@@ -185,6 +185,15 @@ def _onednn(x: Tensor, weight: Tensor) -> bool:
     )
 
 
+def batch_layout(a: Tensor) -> Tensor:
+    """An activation (1, C, D, H, W) laid out as rules prepared for batches of settings use it
+    (channels-last on the CPU in float32), so that neither preparing nor calling them copies
+    it; other tensors are returned as they are."""
+    if a.dim() == 5 and a.device.type == "cpu" and _onednn(a, a.new_empty(1, 1, 2, 2, 2)):
+        return a.contiguous(memory_format=CHANNELS_LAST)
+    return a
+
+
 def _dense(t: Tensor, fmt: torch.memory_format | None) -> Tensor:
     """``t`` contiguous, channels-last when ``fmt`` says so."""
     return t.contiguous(memory_format=fmt) if fmt is not None else t.contiguous()
@@ -263,6 +272,14 @@ class PreparedRule:
             inputs=self.inputs.contiguous(memory_format=CHANNELS_LAST),
             z_stab=self.z_stab.contiguous(memory_format=CHANNELS_LAST),
         )
+
+    def layout(self, relevance: Tensor) -> Tensor:
+        """``relevance`` (K, C_out, ...) in the layout the call works in (channels-last for a
+        batch on the CPU in float32); converting before the call lets the caller drop the
+        other layout first."""
+        if relevance.shape[0] > 1 and _onednn(relevance, self.weight):
+            return relevance.contiguous(memory_format=CHANNELS_LAST)
+        return relevance
 
     def __call__(self, relevance: Tensor, inplace: bool = False) -> Tensor:
         """(K, C_out, d, h, w) -> (K, C_in, D, H, W); ``inplace`` may overwrite ``relevance``.

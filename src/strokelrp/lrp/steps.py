@@ -170,9 +170,18 @@ class _GetItem(Step):
         )
         if len(node.inputs) != 1 or not simple:
             return Adjoint().relevance(node, r, ctx)
-        out = r.new_zeros(r.shape[0], *node.in_shapes[0][1:])
-        out[index] = r
+        shape = (r.shape[0], *node.in_shapes[0][1:])
+        # zero-filled in r's layout: a channels-last batch copied across layouts is slow
+        out = torch.empty(shape, dtype=r.dtype, device=r.device, memory_format=_layout(r))
+        out.zero_()[index] = r
         return [out]
+
+
+def _layout(t: Tensor) -> torch.memory_format:
+    """``t``'s memory format: channels-last 3-D when channels vary fastest (views included)."""
+    if t.dim() == 5 and t.shape[1] > 1 and t.stride(1) == 1:
+        return torch.channels_last_3d
+    return torch.contiguous_format
 
 
 GETITEM = _GetItem()
