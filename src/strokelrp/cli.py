@@ -905,7 +905,7 @@ def assess_command(
 def demo_command(out: Path, quick: bool, device: str, threads: int) -> None:
     """Synthesise data, train, evaluate, explain, sweep the filters, write the HTML report.
 
-    Needs no data and no network. The full demo takes about 7 minutes on a 2-core CPU,
+    Needs no data and no network. The full demo takes about 3 minutes on a 2-core CPU,
     --quick about 1 minute.
     """
     import torch

@@ -16,7 +16,7 @@ Stages (each calls the Python API, no subprocesses):
 7. write the HTML report (``OUT/report.html``) and print its path and the key numbers.
 
 The demo networks are far narrower and shorter-trained than the paper's (width 32, 80
-epochs), so that the full demo takes about 7 minutes on a 2-core CPU; they are trained with
+epochs), so that the full demo takes about 3 minutes on a 2-core CPU; they are trained with
 cross-entropy + soft Dice and a larger learning rate so that a few epochs already give
 non-empty lesion predictions (a network that predicts nothing has nothing to explain with
 ``target="prediction"``). Everything else is the paper's method.
@@ -71,7 +71,7 @@ FULL = DemoPlan(
     shape_hwd=(64, 64, 19),
     networks=(NetPlan("A", width=4, epochs=10), NetPlan("B", width=2, epochs=5)),
 )
-"""About 7 minutes on a 2-core CPU (docs/benchmarks.md, "The demo")."""
+"""About 3 minutes on a 2-core CPU (docs/benchmarks.md, "The demo")."""
 
 QUICK = DemoPlan(
     n_cases=6,
