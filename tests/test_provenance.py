@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import run_cli as cli
 
 import strokelrp
-from strokelrp.cli import main
 from strokelrp.config import TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.errors import StrokeLRPError
@@ -51,16 +51,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     save_checkpoint(run_b / "checkpoints", epoch=1, config=config, model=build_model(config))
     runs = {"runA": run_a, "runB": run_b}
     return {"root": root, "data": data, "other": other, **runs}
-
-
-def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _fresh_run(world, tmp_path: Path, name: str = "runA") -> Path:

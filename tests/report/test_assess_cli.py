@@ -8,21 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli as cli
 
-from strokelrp.cli import main
 from strokelrp.config import TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.train.loop import train
-
-
-def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli as cli
 from monai.networks.nets import UNet
 from safetensors.torch import save_file
 
-from strokelrp.cli import main
 from strokelrp.lrp import explain
 from strokelrp.lrp.filters import parse_filter
 
@@ -25,16 +25,6 @@ ARGS = {
     "strides": [2],
     "num_res_units": 1,
 }
-
-
-def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

@@ -12,24 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli as cli
 
-from strokelrp.cli import main
 from strokelrp.config import TrainConfig
 from strokelrp.data.dataset import CaseDataset
 from strokelrp.model import UNet3D
 from strokelrp.train.checkpoint import load_run, save_checkpoint
 from strokelrp.train.evaluate import evaluate
 from strokelrp.train.predict import native_labels
-
-
-def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
