@@ -816,7 +816,7 @@ def report(runs: tuple[str, ...], out: str | None) -> None:
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
-    help="Output folder for assess.csv (and cascade.csv).",
+    help="Output folder for assess.csv, assess_curves.csv (and cascade.csv).",
 )
 @click.option("--checkpoint", default="last", show_default=True, help="Checkpoint of RUN.")
 @click.option(
@@ -853,7 +853,8 @@ def assess_command(
     device: str,
 ) -> None:
     """Trust measures of each method's maps (sanity, faithfulness, localisation, modality
-    truth): OUT/assess.csv, one row per case x method; definitions in docs/assess.md."""
+    truth): OUT/assess.csv, one row per case x method, and OUT/assess_curves.csv, the
+    perturbation curves behind its AOPCs; definitions in docs/assess.md."""
     from strokelrp.report.assess_run import assess_run, read_assess, summary_lines
 
     path = assess_run(

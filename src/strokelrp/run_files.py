@@ -11,6 +11,10 @@
     RUN/table1.csv           TABLE1          evaluate (one row per network)
     RUN/sweep/sweep.csv      SWEEP_TABLE     sweep
     RUN/explanations/CASE/   EXPLANATIONS    explain (FIGURE1, EXPLANATION, relevance NIfTIs)
+    RUN/assess/              ASSESS_DIR      assess --out RUN/assess (the demo; the report reads it)
+      assess.csv             ASSESS_TABLE    assess (one row per case x method)
+      assess_curves.csv      ASSESS_CURVES   assess (the perturbation curves behind the AOPCs)
+      cascade.csv            CASCADE_TABLE   assess --cascade (randomisation cascade)
     RUN/report.html          REPORT          report (its figures in FIGURES beside it)
 """
 
@@ -28,6 +32,10 @@ SWEEP_TABLE = Path("sweep") / "sweep.csv"
 EXPLANATIONS = "explanations"
 FIGURE1 = "figure1.png"
 EXPLANATION = "explanation.json"
+ASSESS_DIR = "assess"
+ASSESS_TABLE = "assess.csv"
+ASSESS_CURVES = "assess_curves.csv"
+CASCADE_TABLE = "cascade.csv"
 REPORT = "report.html"
 FIGURES = "figures"
 NETWORK_GLOB = "net-*"

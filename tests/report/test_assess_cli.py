@@ -70,6 +70,67 @@ def test_assess_writes_the_table(trained, tmp_path, capsys) -> None:
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
 
 
+def test_assess_writes_the_curves_its_aopcs_are_the_means_of(trained, tmp_path, capsys) -> None:
+    from strokelrp.analysis.assess import CURVE_COLUMNS, FRACTIONS
+
+    import shutil
+
+    import strokelrp
+    from strokelrp.train.checkpoint import save_checkpoint
+
+    trained_run, data = trained
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    # one epoch predicts no lesion: shift the lesion bias so that half of case 1 is predicted
+    # (a target to explain and a score to perturb)
+    model, config = strokelrp.load_run(run)
+    x, _ = strokelrp.prepare_case(strokelrp.load_case(data, "1"), config)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x)[None])
+        model.head.bias[1] -= (logits[:, 1] - logits[:, 0]).median()
+    save_checkpoint(run / "checkpoints", epoch=2, config=config, model=model)
+    out = tmp_path / "curves"
+    argv = ["assess", str(run), str(data), "--cases", "1,2", "--methods", "gradient_x_input",
+            "--methods", "locality_prior", "--seeds", "1", "--random-orders", "2",
+            "--out", str(out)]  # fmt: skip
+    code, _, err = cli(argv, capsys)
+    assert code == 0, err
+    with (out / "assess.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    with (out / "assess_curves.csv").open() as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames or ()) == CURVE_COLUMNS
+        points = list(reader)
+    # every (case, method): MoRF and LeRF (element level, zero baseline), voxel-level and
+    # mean-baseline MoRF, and two random seeds for each of these three variants
+    assert len(points) == len(rows) * (4 + 3 * 2) * len(FRACTIONS)
+    assert all(row["morf_aopc"] for row in rows)  # every case has a target to perturb
+    columns = {  # AOPC column -> (order, level, baseline) of its curve(s)
+        "morf_aopc": ("morf", "element", "zero"),
+        "lerf_aopc": ("lerf", "element", "zero"),
+        "random_aopc": ("random", "element", "zero"),
+        "morf_aopc_voxel": ("morf", "voxel", "zero"),
+        "random_aopc_voxel": ("random", "voxel", "zero"),
+        "morf_aopc_mean": ("morf", "element", "mean"),
+        "random_aopc_mean": ("random", "element", "mean"),
+    }
+    for row in rows:
+        for column, key in columns.items():
+            mine = [
+                p for p in points
+                if (p["case"], p["method"]) == (row["case"], row["method"])
+                and (p["order"], p["level"], p["baseline"]) == key
+            ]  # fmt: skip
+            seeds = sorted({p["seed"] for p in mine})
+            assert seeds == (["0", "1"] if key[0] == "random" else [""])
+            for seed in seeds:
+                fractions = [float(p["fraction"]) for p in mine if p["seed"] == seed]
+                assert fractions == pytest.approx(FRACTIONS, rel=1e-6)
+            drops = np.array([float(p["drop"]) for p in mine])
+            scale = max(np.abs(drops).max(), 1e-3)
+            # 6 significant digits in both files
+            assert float(row[column]) == pytest.approx(drops.mean(), abs=1e-5 * scale), column
+
+
 def test_assess_rejects_a_bad_method_with_one_line(trained, tmp_path, capsys) -> None:
     run, data = trained
     argv = ["assess", str(run), str(data), "--methods", "lrp:papr", "--out", str(tmp_path / "t")]

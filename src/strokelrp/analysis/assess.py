@@ -204,6 +204,42 @@ def aopc(drops: np.ndarray) -> float:
     return float(np.mean(drops))
 
 
+CURVE_COLUMNS: tuple[str, ...] = (
+    "case",
+    "method",
+    "order",
+    "level",
+    "baseline",
+    "seed",
+    "fraction",
+    "drop",
+)
+"""The columns of ``assess_curves.csv``: one row per point of a perturbation curve."""
+
+VARIANTS: dict[str, tuple[str, str]] = {
+    "element": ("element", "zero"),
+    "voxel": ("voxel", "zero"),
+    "mean": ("element", "mean"),
+}
+"""The curve variants: name -> (level, baseline)."""
+
+
+def curve_points(
+    method: str,
+    order: str,
+    variant: str,
+    fractions: Sequence[float],
+    drops: np.ndarray,
+    seed: int | None = None,
+) -> list[dict[str, Any]]:
+    """The rows of one curve for ``assess_curves.csv`` (without ``case``): ``order`` is
+    ``morf``, ``lerf`` or ``random`` (with its ``seed``), ``variant`` a key of
+    :data:`VARIANTS`; ``drops`` (F,) as :func:`perturbation_curve` returns them."""
+    level, baseline = VARIANTS[variant]
+    head = {"method": method, "order": order, "level": level, "baseline": baseline, "seed": seed}
+    return [head | {"fraction": f, "drop": float(d)} for f, d in zip(fractions, drops, strict=True)]
+
+
 def abs_modality_shares(r: Tensor | np.ndarray) -> np.ndarray:
     """sum |R_c| / sum |R| per channel (C,); NaN for an all-zero map (cf.
     :func:`strokelrp.analysis.shares.modality_shares`, which counts positive R only)."""
@@ -266,7 +302,8 @@ class CaseContext:
     target: np.ndarray  # (D, H, W) bool: voxels where the target weights are non-zero
     brain: np.ndarray  # (D, H, W) bool
     drops: np.ndarray  # (C,) Dice drop per mean-filled modality
-    random: dict[tuple[str, str], float] = field(default_factory=dict)  # (target, variant)
+    random: dict[tuple[str, str], list[np.ndarray]] = field(default_factory=dict)
+    """(target, variant) -> the random-order curves, one (F,) per seed 0, 1, ..."""
     prior: np.ndarray | None = None  # |locality prior| within the brain
     random_seeds: int = 5
     fractions: Sequence[float] = FRACTIONS
@@ -277,21 +314,20 @@ class CaseContext:
         key = (target, variant)
         if key not in self.random:
             n = self.x[0, 0].numel() if variant == "voxel" else self.x[0].numel()
-            kwargs: dict[str, Any] = {
-                "element": {},
-                "voxel": {"voxel": True},
-                "mean": {"baseline": "mean"},
-            }[variant]
-            values = [
-                aopc(
-                    perturbation_curve(
-                        model, self.x, weights, random_ordering(n, s), self.fractions, **kwargs
-                    )
+            level, baseline = VARIANTS[variant]
+            self.random[key] = [
+                perturbation_curve(
+                    model,
+                    self.x,
+                    weights,
+                    random_ordering(n, s),
+                    self.fractions,
+                    baseline=baseline,
+                    voxel=level == "voxel",
                 )
                 for s in range(self.random_seeds)
             ]
-            self.random[key] = float(np.mean(values))
-        return self.random[key]
+        return float(np.mean([aopc(drops) for drops in self.random[key]]))
 
 
 def prepare_context(
@@ -322,10 +358,13 @@ def assess_method(
     fractions: Sequence[float] = FRACTIONS,
     cascade: bool = False,
     extras: bool = True,
+    points: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The measures of one method on one case: (row without ``case``, cascade rows).
 
     ``extras=False`` skips the voxel-level and mean-baseline curves (half the forwards).
+    ``points``, when given, receives every perturbation curve's points (:func:`curve_points`)
+    that the AOPC columns are the means of.
 
     The method's own target (``prediction`` or, for a ``target=contrastive`` option, the
     log-odds) is read from the method's options; perturbations, randomisation and ablation
@@ -355,12 +394,26 @@ def assess_method(
         "brain_share": brain_share(r, x[0]),
         "lesion_share": lesion_share(r, ctx.target),
     }
-    curve = lambda order, **kw: aopc(  # noqa: E731
-        perturbation_curve(model, x, weights, order, fractions, **kw)
-    )
-    row["morf_aopc"] = curve(ordering(r, True))
-    row["lerf_aopc"] = curve(ordering(r, False))
-    row["random_aopc"] = ctx.random_aopc(model, weights, target_name, "element")
+
+    def curve(order: Tensor, which: str, variant: str = "element") -> float:
+        level, baseline = VARIANTS[variant]
+        drops = perturbation_curve(
+            model, x, weights, order, fractions, baseline=baseline, voxel=level == "voxel"
+        )
+        if points is not None:
+            points.extend(curve_points(method, which, variant, fractions, drops))
+        return aopc(drops)
+
+    def random_curve(variant: str) -> float:
+        value = ctx.random_aopc(model, weights, target_name, variant)
+        if points is not None:
+            for seed, drops in enumerate(ctx.random[(target_name, variant)]):
+                points.extend(curve_points(method, "random", variant, ctx.fractions, drops, seed))
+        return value
+
+    row["morf_aopc"] = curve(ordering(r, True), "morf")
+    row["lerf_aopc"] = curve(ordering(r, False), "lerf")
+    row["random_aopc"] = random_curve("element")
     rhos = []
     ref = within(brain, r)
     for seed in seeds:
@@ -375,10 +428,10 @@ def assess_method(
     row["contrast_rho"] = spearman(within(brain, r_les, False), within(brain, r_bg, False))
     row["ablation_rho"] = ablation_rho(r, ctx.drops)
     if extras:
-        row["morf_aopc_voxel"] = curve(ordering(r, True, voxel=True), voxel=True)
-        row["random_aopc_voxel"] = ctx.random_aopc(model, weights, target_name, "voxel")
-        row["morf_aopc_mean"] = curve(ordering(r, True), baseline="mean")
-        row["random_aopc_mean"] = ctx.random_aopc(model, weights, target_name, "mean")
+        row["morf_aopc_voxel"] = curve(ordering(r, True, voxel=True), "morf", "voxel")
+        row["random_aopc_voxel"] = random_curve("voxel")
+        row["morf_aopc_mean"] = curve(ordering(r, True), "morf", "mean")
+        row["random_aopc_mean"] = random_curve("mean")
     row["prior_rho"] = spearman(ref, ctx.prior) if name != "locality_prior" else 1.0
     row["randomisation_rho_min"] = float(np.min(rhos))
     row["randomisation_rho_max"] = float(np.max(rhos))
@@ -418,9 +471,13 @@ def assess(
     cascade: bool = False,
     extras: bool = True,
     progress: Callable[[str], None] | None = None,
+    points: list[dict[str, Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Assess every method on one case: (rows with :data:`COLUMNS` + :data:`EXTRA_COLUMNS`,
     cascade rows (case, method, step, layer, rho) when ``cascade``).
+
+    ``points``, when given, receives the perturbation curves behind the AOPC columns, one
+    dict per point with :data:`CURVE_COLUMNS` (``seed`` None except for random orders).
 
     x (C, D, H, W) preprocessed as the model saw it (:func:`strokelrp.prepare_case`), y its
     label (D, H, W) or None. ``seeds``: the independent re-initialisations (>= 3 advised);
@@ -442,8 +499,13 @@ def assess(
         for method in methods:
             if progress is not None:
                 progress(f"case {case}: {method}")
-            row, steps = assess_method(model, ctx, method, seeds, fractions, cascade, extras)
+            mine: list[dict[str, Any]] | None = None if points is None else []
+            row, steps = assess_method(
+                model, ctx, method, seeds, fractions, cascade, extras, points=mine
+            )
             rows.append({"case": case, **row})
+            if points is not None and mine is not None:
+                points += [{"case": case, **p} for p in mine]
             curves += [{"case": case, **s} for s in steps]
         return rows, curves
     finally:

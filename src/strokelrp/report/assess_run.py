@@ -1,10 +1,12 @@
 """``strokelrp assess``: the trust measures of every method on the cases of a trained run.
 
 Writes ``OUT/assess.csv`` (one row per case x method, :data:`strokelrp.analysis.assess.COLUMNS`
-first, then :data:`~strokelrp.analysis.assess.EXTRA_COLUMNS`) and, with ``cascade``,
-``OUT/cascade.csv`` (case, method, step, layer, rho: the cascading randomisation curve, output
-side first). Both are written atomically after every case, so an interrupted run leaves
-complete tables of the cases done.
+first, then :data:`~strokelrp.analysis.assess.EXTRA_COLUMNS`), ``OUT/assess_curves.csv`` (the
+perturbation curves the AOPC columns are the means of, long format:
+:data:`~strokelrp.analysis.assess.CURVE_COLUMNS`) and, with ``cascade``, ``OUT/cascade.csv``
+(case, method, step, layer, rho: the cascading randomisation curve, output side first). All are
+written atomically after every case, so an interrupted run leaves complete tables of the cases
+done. File names: :mod:`strokelrp.run_files`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ from typing import Any
 
 from strokelrp.atomic import write_text
 from strokelrp.errors import StrokeLRPError
+from strokelrp.run_files import ASSESS_CURVES, ASSESS_TABLE, CASCADE_TABLE
 
-ASSESS_TABLE = "assess.csv"
-CASCADE_TABLE = "cascade.csv"
 CASCADE_COLUMNS = ("case", "method", "step", "layer", "rho")
 
 
@@ -69,11 +70,18 @@ def assess_run(
 ) -> Path:
     """Assess ``methods`` (default :data:`~strokelrp.analysis.assess.DEFAULT_METHODS`) on
     ``cases`` of ``data`` (default: the run's held-out cases, else every case) with the
-    model of ``run``; write ``out/assess.csv`` (and ``out/cascade.csv``) and return its path.
+    model of ``run``; write ``out/assess.csv``, ``out/assess_curves.csv`` (and
+    ``out/cascade.csv``) and return the first's path.
     """
     import torch
 
-    from strokelrp.analysis.assess import COLUMNS, DEFAULT_METHODS, EXTRA_COLUMNS, assess
+    from strokelrp.analysis.assess import (
+        COLUMNS,
+        CURVE_COLUMNS,
+        DEFAULT_METHODS,
+        EXTRA_COLUMNS,
+        assess,
+    )
     from strokelrp.attribution import parse_method
     from strokelrp.data.preprocess import prepare_case
     from strokelrp.report.explain_case import load_case
@@ -96,6 +104,7 @@ def assess_run(
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
+    points: list[dict[str, Any]] = []
     path = out / ASSESS_TABLE
     for case_id in chosen:
         case = load_case(data, case_id)
@@ -111,9 +120,11 @@ def assess_run(
             cascade=cascade,
             extras=extras,
             progress=log,
+            points=points,
         )
         rows += new_rows
         curves += new_curves
+        write_text(out / ASSESS_CURVES, table_text(CURVE_COLUMNS, points))
         write_text(path, table_text((*COLUMNS, *EXTRA_COLUMNS), rows))
         if cascade:
             write_text(out / CASCADE_TABLE, table_text(CASCADE_COLUMNS, curves))
@@ -144,3 +155,35 @@ def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
             cells.append(f"{sum(vals) / len(vals):>12.3f}" if vals else f"{'-':>12}")
         lines.append(f"{method:<{width}}  " + "  ".join(cells))
     return lines
+
+
+ORDERS: tuple[str, ...] = ("morf", "lerf", "random")
+"""The orderings of ``assess_curves.csv``, in the order the report draws them."""
+
+
+def mean_curves(
+    points: Sequence[dict[str, Any]], level: str = "element", baseline: str = "zero"
+) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
+    """Per method (first-seen order) and order (:data:`ORDERS` present): the fractions
+    (ascending) and the mean relative drop at each, over cases (and the random seeds).
+
+    ``points``: rows of ``assess_curves.csv`` (strings or numbers); only those of ``level``
+    and ``baseline`` count; empty (NaN) drops are left out; a fraction without any value
+    gets NaN.
+    """
+    sums: dict[str, dict[str, dict[float, list[float]]]] = {}
+    for p in points:
+        if p["level"] != level or p["baseline"] != baseline:
+            continue
+        by_fraction = sums.setdefault(str(p["method"]), {}).setdefault(str(p["order"]), {})
+        values = by_fraction.setdefault(float(p["fraction"]), [])
+        if p["drop"] not in (None, "") and not math.isnan(drop := float(p["drop"])):
+            values.append(drop)
+    out: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+    for method, orders in sums.items():
+        out[method] = {}
+        for order in (o for o in ORDERS if o in orders):
+            fractions = sorted(orders[order])
+            means = [sum(v) / len(v) if (v := orders[order][f]) else math.nan for f in fractions]
+            out[method][order] = (fractions, means)
+    return out

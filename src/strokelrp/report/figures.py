@@ -8,7 +8,9 @@
 - :func:`sweet_spot_figure`: the spread of mu across data points against alpha, with alpha_0;
 - :func:`training_curves`: loss and training Dice per epoch for each run;
 - :func:`assess_curves`: the trust measures recorded during training (``assess_log.csv``);
-- :func:`cascade_figure`: the cascading randomisation curves (``cascade.csv``).
+- :func:`cascade_figure`: the cascading randomisation curves (``cascade.csv``);
+- :func:`perturbation_figure`: MoRF, LeRF and random-order curves per method
+  (``assess_curves.csv``).
 
 Every function returns the paths written (``name.png``, ``name.svg``) under ``out_dir``.
 Colours are the Okabe-Ito palette (safe for colour-blind readers).
@@ -460,4 +462,58 @@ def cascade_figure(
         ax.set_title("Cascading model randomisation (mean over cases)")
         ax.grid(color="0.9", linewidth=0.6)
         ax.legend(frameon=False, fontsize=7, loc="best")
+        return save_figure(fig, out_dir, name)
+
+
+PERTURBATION_STYLES: dict[str, tuple[str, str, str]] = {
+    "morf": ("MoRF (most relevant first)", OKABE_ITO[3], "o-"),
+    "lerf": ("LeRF (least relevant first)", OKABE_ITO[0], "s-"),
+    "random": ("random order", "0.35", "--"),
+}
+"""Label, colour and line style of each ordering in :func:`perturbation_figure`."""
+
+
+def perturbation_figure(
+    curves: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
+    out_dir: str | Path,
+    name: str = "perturbation",
+) -> list[Path]:
+    """Region-perturbation curves, one panel per method: the mean relative drop of the target
+    score against the fraction of elements removed, for each ordering.
+
+    ``curves``: method -> order (``morf``, ``lerf``, ``random``) -> (fractions, mean drops), as
+    :func:`strokelrp.report.assess_run.mean_curves` returns them.
+    """
+    if not curves:
+        raise StrokeLRPError("no perturbation curves to plot")
+    n = len(curves)
+    ncols = min(n, 4)
+    nrows = math.ceil(n / ncols)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(
+            nrows,
+            ncols,
+            figsize=(2.9 * ncols + 0.4, 2.5 * nrows + 0.6),
+            layout="constrained",
+            sharey=True,
+            squeeze=False,
+        )
+        flat = list(axes.flat)
+        for ax, (method, orders) in zip(flat, curves.items(), strict=False):
+            for order, (fractions, drops) in orders.items():
+                label, colour, style = PERTURBATION_STYLES[order]
+                percent = [100 * f for f in fractions]
+                ax.plot(percent, drops, style, color=colour, markersize=2.5, label=label)
+            ax.set_xscale("log")
+            ax.set_title(method, fontsize=8.5)
+            ax.axhline(0.0, color="0.6", linewidth=0.6)
+            ax.grid(color="0.9", linewidth=0.6)
+            ax.set_xlabel("elements removed (%), log scale")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("relative drop of S")
+        for ax in flat[n:]:
+            ax.axis("off")
+        handles, labels = flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=3, frameon=False)
+        fig.suptitle("Region perturbation (element level, zero baseline; mean over cases)")
         return save_figure(fig, out_dir, name)

@@ -383,6 +383,7 @@ def filter_truth_html(
     from strokelrp.analysis.table import mean_table
 
     table = []
+    spots: list[dict[str, Any]] = []
     order = {s: i for i, s in enumerate(settings)}
     for run in runs:
         path = _assess_table(run)
@@ -392,7 +393,9 @@ def filter_truth_html(
         rules = {str(r["rules"]) for r in mine}
         inc_x = mean_table(mine, "input_inclusivity", by=("setting",))
         inc_gt = mean_table(mine, "gt_inclusivity", by=("setting",))
-        for s in summarize_methods(read_csv(path)):
+        summary = summarize_methods(read_csv(path))
+        spots += sweet_spot_truth(run.name, mine, summary, inc_x, inc_gt)
+        for s in summary:
             found = _setting_of_method(s["method"])
             if found is None or found[0] not in rules or (found[1],) not in inc_x:
                 continue
@@ -425,7 +428,95 @@ def filter_truth_html(
         "randomisation ρ (high: the map barely depends on the learnt weights), the share of "
         "positive relevance on the target, and the number of pass marks met (trust section)."
     )
-    return f"<h3>Filters: inclusivity against faithfulness</h3>{html_table(columns, table)}" + (
+    return (
+        f"<h3>Filters: inclusivity against faithfulness</h3>{html_table(columns, table)}"
+        f"<p>{esc(caption)}</p>{sweet_spot_truth_html(spots)}"
+    )
+
+
+def _assessed_alphas(
+    summary: Sequence[Mapping[str, Any]], rules: set[str], kind: str
+) -> dict[float, Mapping[str, Any]]:
+    """alpha -> the summary of the assessed (0, alpha) setting of ``kind`` (the raw map as
+    alpha = 1), for the LRP presets in ``rules``."""
+    from strokelrp.lrp.filters import parse_filter
+
+    found: dict[float, Mapping[str, Any]] = {}
+    for s in summary:
+        setting = _setting_of_method(s["method"])
+        if setting is None or setting[0] not in rules:
+            continue
+        f = parse_filter(setting[1])
+        if f is None:
+            found[1.0] = s
+        elif f.kind == kind and f.low == 0.0 and f.scope == "sample":
+            found[f.high] = s
+    return found
+
+
+def sweet_spot_truth(
+    run: str,
+    sweep_rows: Sequence[Mapping[str, Any]],
+    summary: Sequence[Mapping[str, Any]],
+    inc_x: Mapping[tuple[str], float],
+    inc_gt: Mapping[tuple[str], float],
+) -> list[dict[str, Any]]:
+    """Per filter kind: the run's sweet spot alpha_0 (from its own sweep rows) with the trust
+    measures of the assessed (0, alpha) setting nearest to it on a log scale (the raw map is
+    alpha = 1). ``summary``: :func:`strokelrp.analysis.assess.summarize_methods` of the run's
+    assess table; ``inc_x``/``inc_gt``: mean inclusivity per setting label."""
+    from strokelrp.analysis.assess import CHECKS
+    from strokelrp.analysis.calculus import mu_matrix, sweet_spot
+    from strokelrp.lrp.filters import filter_label, parse_filter
+
+    rules = {str(r["rules"]) for r in sweep_rows}
+    out = []
+    for kind in ("pass", "clamp"):
+        mu, alphas, _ = mu_matrix(sweep_rows, kind=kind)
+        if len(alphas) < 2:
+            continue
+        alpha0 = sweet_spot(mu, alphas).alpha0
+        assessed = _assessed_alphas(summary, rules, kind)
+        if not math.isfinite(alpha0) or not assessed:
+            continue
+        near = min(assessed, key=lambda a: (abs(math.log(a / alpha0)), a))
+        s = assessed[near]
+        label = "raw" if near == 1.0 else filter_label(parse_filter(f"{kind}:0,{near:g}"))
+        out.append(
+            {
+                "run": run,
+                "filter": f"{kind} (0, α)",
+                "alpha0": alpha0,
+                "assessed": label + ("" if near == alpha0 else " (nearest assessed)"),
+                "input_inclusivity": inc_x.get((label,), math.nan),
+                "gt_inclusivity": inc_gt.get((label,), math.nan),
+                "morf_aopc": s["morf_aopc"],
+                "morf_over_random": s["morf_over_random"],
+                "randomisation_rho": s["randomisation_rho"],
+                "lesion_share": s["lesion_share"],
+                "faithful": "yes" if s["faithful_ok"] else "no",
+                "checks": f"{_passed(s)}/{len(CHECKS)}",
+            }
+        )
+    return out
+
+
+def sweet_spot_truth_html(spots: Sequence[Mapping[str, Any]]) -> str:
+    """The sweet-spot rows of :func:`sweet_spot_truth` as a table with its caption."""
+    if not spots:
+        return ""
+    from strokelrp.analysis.assess import CHECKS
+
+    caption = (
+        "The sweet spot α₀ of each filter kind (the smallest α whose spread of μ_α is at least "
+        "half of the largest, computed from this run's sweep alone) with the trust measures of "
+        "the assessed (0, α) setting at α₀, or of the assessed one nearest to it on a log "
+        "scale when α₀ itself was not assessed (the raw map counts as α = 1). faithful: "
+        f"{CHECKS['faithful']}. A sweet spot chosen for inclusivity is worth using only if "
+        "its map is faithful."
+    )
+    return (
+        f"<h3>The sweet spot α₀: is it faithful?</h3>{html_table(list(spots[0]), spots)}"
         f"<p>{esc(caption)}</p>"
     )
 
@@ -466,7 +557,8 @@ def shares_html(summary: Sequence[Mapping[str, Any]], settings: Sequence[str]) -
 def _assess_table(run: Path) -> Path | None:
     """``RUN/assess/assess.csv`` (``strokelrp assess RUN DATA --out RUN/assess``) or
     ``RUN/assess.csv``; None when the run has neither."""
-    for path in (run / "assess" / "assess.csv", run / "assess.csv"):
+    table = run_files.ASSESS_TABLE
+    for path in (run / run_files.ASSESS_DIR / table, run / table):
         if path.is_file():
             return path
     return None
@@ -544,7 +636,8 @@ def trust_section(runs: Sequence[Path], fig_dir: Path) -> Section:
         parts.append(html_table(columns, table))
         lines = "".join(f"<li>{esc(verdict_line(s))}</li>" for s in summary)
         parts.append(f"<ul>{lines}</ul>")
-        cascade = path.parent / "cascade.csv"
+        parts.append(perturbation_html(path.parent / run_files.ASSESS_CURVES, fig_dir, run.name))
+        cascade = path.parent / run_files.CASCADE_TABLE
         if cascade.is_file() and (steps := read_csv(cascade)):
             png = figures.cascade_figure(steps, fig_dir, name=f"cascade_{run.name}")[0]
             parts.append(
@@ -568,11 +661,46 @@ def trust_section(runs: Sequence[Path], fig_dir: Path) -> Section:
         "<p>The measures of <code>strokelrp assess</code> (docs/assess.md) per attribution "
         f"method, and one verdict line each against the pass marks ({esc(checks)}). Model "
         "randomisation has no pass mark: it is shown beside the locality-prior correlation "
-        "(prior_rho), the share of a map that a model-free |x|·exp(−d/λ) already explains. "
-        "MoRF/LeRF curves per perturbed fraction are not recorded by assess, only their areas "
-        "(AOPC).</p>",
+        "(prior_rho), the share of a map that a model-free |x|·exp(−d/λ) already explains."
+        "</p>",
     )
     return Section("trust", "Can the maps be trusted?", "".join(parts))
+
+
+def perturbation_html(path: Path, fig_dir: Path, run: str) -> str:
+    """The MoRF, LeRF and random-order curves of ``assess_curves.csv`` (element level, zero
+    baseline, means over cases) as a figure and a table; a note when the file is missing."""
+    from strokelrp.report import figures
+    from strokelrp.report.assess_run import mean_curves
+
+    points = read_csv(path) if path.is_file() else []
+    curves = mean_curves(points)
+    if not curves:
+        return note(
+            f"No perturbation curves ({path.name}) beside the assess table: rerun "
+            "`strokelrp assess` to draw the MoRF/LeRF curves behind the AOPC columns."
+        )
+    png = figures.perturbation_figure(curves, fig_dir, name=f"perturbation_{run}")[0]
+    fractions = sorted({f for orders in curves.values() for fs, _ in orders.values() for f in fs})
+    heads = {f: f"{100 * f:g} %" for f in fractions}
+    table = []
+    for method, orders in curves.items():
+        for order, (fs, drops) in orders.items():
+            row: dict[str, Any] = {"method": method, "order": order}
+            row.update({heads[f]: d for f, d in zip(fs, drops, strict=True)})
+            finite = [d for d in drops if math.isfinite(d)]
+            row["AOPC"] = sum(finite) / len(finite) if len(finite) == len(drops) else math.nan
+            table.append(row)
+    columns = ["method", "order", *heads.values(), "AOPC"]
+    return figure_html(
+        png,
+        "Region perturbation curves (assess_curves.csv): the relative drop of the target score "
+        "S when the given share of the input's elements (channel × voxel) is set to zero, most "
+        "relevant first (MoRF), least relevant first (LeRF) or in random order (mean over the "
+        "seeds), mean over the cases. A faithful map's MoRF curve rises far above the random "
+        "one and its LeRF curve stays at or below zero; the AOPC columns are the means of these "
+        "points over the fractions.",
+    ) + html_table(columns, table)
 
 
 def explanations_section(runs: Sequence[Path], report_dir: Path) -> Section:
