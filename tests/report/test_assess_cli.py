@@ -71,11 +71,10 @@ def test_assess_writes_the_table(trained, tmp_path, capsys) -> None:
 
 
 def test_assess_writes_the_curves_its_aopcs_are_the_means_of(trained, tmp_path, capsys) -> None:
-    from strokelrp.analysis.assess import CURVE_COLUMNS, FRACTIONS
-
     import shutil
 
     import strokelrp
+    from strokelrp.analysis.assess import CURVE_COLUMNS, FRACTIONS
     from strokelrp.train.checkpoint import save_checkpoint
 
     trained_run, data = trained

@@ -252,3 +252,111 @@ def test_filters_table_puts_inclusivity_next_to_faithfulness(tmp_path: Path) -> 
         assert f'<td class="text">{setting}</td><td>{mean:.4g}</td>' in table
         assert f"<td>{ratio}</td>" in table
     assert "gradient" not in table  # not a filter setting
+
+
+def _rows_of(table: str) -> list[list[str]]:
+    """The cells of each body row of an HTML table (markup removed)."""
+    body = table.split("<tbody>", 1)[1]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body)]
+
+
+def test_trust_section_draws_the_curves_and_judges_the_sweet_spot(tmp_path: Path) -> None:
+    import html as html_module
+    import math
+
+    import numpy as np
+
+    from strokelrp.analysis.assess import COLUMNS, CURVE_COLUMNS, FRACTIONS
+    from strokelrp.analysis.table import read_table
+
+    run = full_run(tmp_path, "A1", "A")
+    (run / "assess").mkdir()
+    methods = ["lrp:paper", "lrp:paper+pass:0,0.05", "lrp:paper+pass:0,0.2",
+               "lrp:paper+clamp:0,0.1", "gradient"]  # fmt: skip
+    cases = ["training_1", "training_2"]
+    rng = np.random.default_rng(3)
+    points, rows = [], []
+    for case in cases:
+        random = [rng.normal(0.05, 0.02, len(FRACTIONS)) for _ in range(2)]
+        for i, method in enumerate(methods):
+            morf = rng.uniform(0.2, 1.5, len(FRACTIONS)) * (0.1 + i / 4)
+            lerf = rng.normal(-0.2, 0.1, len(FRACTIONS))
+            curves = [("morf", "", morf), ("lerf", "", lerf)]
+            curves += [("random", str(s), random[s]) for s in range(2)]
+            for order, seed, drops in curves:
+                for f, d in zip(FRACTIONS, drops, strict=True):
+                    points.append([case, method, order, "element", "zero", seed, f, d])
+            # a voxel-level MoRF curve the report must not mix into the element-level one
+            for f in FRACTIONS:
+                points.append([case, method, "morf", "voxel", "zero", "", f, 99.0])
+            values = [0.95, 0.6, morf.mean(), lerf.mean(), np.mean(random), 0.8, 0.5, 0.5]
+            rows.append([case, method, *values])
+    for name, columns, table in (
+        ("assess.csv", COLUMNS, rows),
+        ("assess_curves.csv", CURVE_COLUMNS, points),
+    ):
+        with (run / "assess" / name).open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(columns)
+            writer.writerows(
+                [[f"{v:.6g}" if isinstance(v, float) else v for v in r] for r in table]
+            )
+    text = build_report([run]).read_text(encoding="utf-8")
+    # the expectations come from the files as written (6 significant digits)
+    rows = [
+        [r[0], r[1], *map(float, r[2:])]
+        for r in list(csv.reader((run / "assess" / "assess.csv").open()))[1:]
+    ]
+    points = list(csv.reader((run / "assess" / "assess_curves.csv").open()))[1:]
+    assert (run / "figures" / "perturbation_A1.png").stat().st_size > 10_000
+    assert "not recorded by assess" not in text
+
+    # the curve table: each point is the mean over cases (and seeds) of the written drops
+    # (the caption is also the image's alt text: the table follows its last occurrence)
+    table = text.split("Region perturbation curves (assess_curves.csv)")[-1].split("</table>")[0]
+    shown = {(r[0], r[1]): r[2:] for r in _rows_of(table)}
+    assert set(shown) == {(m, o) for m in methods for o in ("morf", "lerf", "random")}
+    for (method, order), cells in shown.items():
+        drops = np.array(
+            [[float(p[7]) for p in points if p[:5] == [c, method, order, "element", "zero"]]
+             for c in cases]
+        ).reshape(-1, len(FRACTIONS))  # fmt: skip
+        expected = drops.mean(axis=0)
+        assert cells[:-1] == [f"{v:.4g}" for v in expected]
+        assert cells[-1] == f"{expected.mean():.4g}"
+        if order == "morf":  # the AOPC column equals assess.csv's mean MoRF AOPC
+            aopcs = [r[4] for r in rows if r[1] == method]
+            assert cells[-1] == f"{np.mean(aopcs):.4g}"
+
+    # the sweet spot: alpha_0 computed here by hand from the sweep's mean signals
+    sweep = [r for r in read_table(run / "sweep" / "sweep.csv") if r["run"] == "A1"]
+    spot_table = text.split("The sweet spot α₀: is it faithful?")[1].split("</table>")[0]
+    spot_rows = {html_module.unescape(r[1]): r for r in _rows_of(spot_table)}
+    assessed = {"pass": {1.0: "lrp:paper", 0.05: methods[1], 0.2: methods[2]},
+                "clamp": {1.0: "lrp:paper", 0.1: methods[3]}}  # fmt: skip
+    for kind in ("pass", "clamp"):
+        by_alpha: dict[float, list[float]] = {}
+        for r in sweep:
+            if r["kind"] == "raw":
+                alpha = 1.0
+            elif r["kind"] == kind and r["a1"] == 0.0:
+                alpha = r["a2"]
+            else:
+                continue
+            if not math.isnan(r["mean_signal"]):
+                by_alpha.setdefault(alpha, []).append(r["mean_signal"])
+        spread = {a: float(np.std(v)) for a, v in by_alpha.items()}
+        alpha0 = min(a for a, s in spread.items() if s >= 0.5 * max(spread.values()))
+        near = min(assessed[kind], key=lambda a: abs(math.log(a / alpha0)))
+        method = assessed[kind][near]
+        cells = spot_rows[f"{kind} (0, α)"]
+        assert cells[0] == "A1" and cells[2] == f"{alpha0:.4g}"
+        label = "raw" if near == 1.0 else f"{kind}(0,{near:g})"
+        assert cells[3] == label + ("" if near == alpha0 else " (nearest assessed)")
+        inc = [r["input_inclusivity"] for r in sweep if r["setting"] == label]
+        assert cells[4] == f"{np.mean(inc):.4g}"
+        morf = [r[4] for r in rows if r[1] == method]
+        ratios = [r[4] / r[6] for r in rows if r[1] == method]
+        assert cells[6] == f"{np.mean(morf):.4g}"
+        assert cells[7] == f"{np.median(ratios):.4g}"
+        assert cells[10] == ("yes" if np.median(ratios) >= 10 else "no")

@@ -505,6 +505,7 @@ def perturbation_figure(
                 percent = [100 * f for f in fractions]
                 ax.plot(percent, drops, style, color=colour, markersize=2.5, label=label)
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.set_title(method, fontsize=8.5)
             ax.axhline(0.0, color="0.6", linewidth=0.6)
             ax.grid(color="0.9", linewidth=0.6)
