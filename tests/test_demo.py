@@ -37,8 +37,8 @@ def test_quick_demo_end_to_end(
         assert not exit_.code, capsys.readouterr().err
     assert torch.get_num_threads() == 1
     printed = capsys.readouterr().out
-    for stage in range(1, 8):
-        assert f"[{stage}/7]" in printed
+    for stage in range(1, 9):
+        assert f"[{stage}/8]" in printed
     report = out / "report.html"
     assert printed.strip().splitlines()[-1] == f"report: {report.resolve()}"
     assert "input inclusivity" in printed and "ablation rho" in printed
@@ -84,6 +84,45 @@ def test_quick_demo_end_to_end(
         summary = json.loads((case_dir / "explanation.json").read_text())
         assert summary["dice"] == pytest.approx(by_case[case_dir.name], abs=1e-9)
     assert (out / MARKER).exists()
+
+    # the quick trust assessment: its table, curves and cascade, and the report's trust
+    # section carries its numbers (means over its cases; MoRF / random: median of the ratios)
+    with (run / "assess" / "assess.csv").open() as fh:
+        assessed = list(csv.DictReader(fh))
+    methods = list(dict.fromkeys(r["method"] for r in assessed))
+    assert methods[:4] == ["lrp:epsilon", "lrp:paper", "gradient_x_input", "locality_prior"]
+    assert len({r["case"] for r in assessed}) == 2
+    assert (run / "assess" / "assess_curves.csv").is_file()
+    assert (run / "assess" / "cascade.csv").is_file()
+    assert f"trust of the maps of A ({run / 'assess' / 'assess.csv'}" in printed
+    trust = html.split(">Can the maps be trusted?</h2>")[1].split("</section>")[0]
+    table = trust.split("<tbody>")[1].split("</tbody>")[0]
+    shown = {
+        cells[0]: cells
+        for cells in (re.findall(r"<td[^>]*>(.*?)</td>", r) for r in table.split("</tr>")[:-1])
+    }
+    assert list(shown) == methods
+
+    def expected(values: list[float]) -> str:
+        finite = [v for v in values if np.isfinite(v)]
+        return f"{np.mean(finite):.4g}" if finite else "–"
+
+    def column(method: str, name: str) -> list[float]:
+        return [float(r[name] or "nan") for r in assessed if r["method"] == method]
+
+    for method in methods:
+        cells = shown[method]
+        for i, name in ((1, "brain_share"), (3, "morf_aopc"), (9, "randomisation_rho")):
+            assert cells[i] == expected(column(method, name)), (method, name)
+        ratios = [
+            m / r
+            for m, r in zip(column(method, "morf_aopc"), column(method, "random_aopc"), strict=True)
+            if r > 0
+        ]
+        if ratios and all(np.isfinite(ratios)):
+            assert cells[5] == f"{np.median(ratios):.4g}"
+    assert "Region perturbation curves (assess_curves.csv)" in trust
+    assert "Cascading model randomisation" in trust
 
     # a rerun replaces an earlier demo; a foreign non-empty folder is refused
     other = tmp_path / "foreign"

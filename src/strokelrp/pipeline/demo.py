@@ -13,7 +13,10 @@ Stages (each calls the Python API, no subprocesses):
 4. evaluate them in the native grids (``metrics.csv``, ``table1.csv``);
 5. explain the two best-segmented cases with the paper's figure-1 filters (NIfTI + PNG);
 6. sweep the paper's 16 filter settings over every case (``sweep/sweep.csv``);
-7. write the HTML report (``OUT/report.html``) and print its path and the key numbers.
+7. assess the trust of a few methods' maps (:mod:`strokelrp.pipeline.quick_assess`: the
+   default preset, the paper's, the default at the sweep's sweet spot, gradient x input, the
+   locality prior) on two held-out cases of the first run (``runs/A/assess/``);
+8. write the HTML report (``OUT/report.html``) and print its path and the key numbers.
 
 The demo networks are far narrower and shorter-trained than the paper's (width 32, 80
 epochs), so that the full demo takes about 3 minutes on a 2-core CPU; they are trained with
@@ -271,6 +274,25 @@ def sweep_stage(
     return [row for table in tables for row in read_table(table)]
 
 
+def assess_stage(run: Path, data: Path, device: str, echo: Callable[[str], None]) -> Path:
+    """A quick trust assessment of ``run`` (:func:`strokelrp.pipeline.quick_assess.quick_assess`);
+    returns the path of its assess.csv."""
+    from strokelrp.pipeline.quick_assess import quick_assess
+
+    path, cases, kind = quick_assess(run, data, device=device)
+    echo(f"      cases {', '.join(cases)} ({kind}); {path}")
+    return path
+
+
+def trust_lines(path: Path) -> list[str]:
+    """One verdict line per method of an assess table (the report's trust section)."""
+    from strokelrp.analysis.assess import summarize_methods
+    from strokelrp.report.assess_run import read_assess
+    from strokelrp.report.html import verdict_line
+
+    return [verdict_line(s) for s in summarize_methods(read_assess(path))]
+
+
 def run_demo(
     out: str | Path = "strokelrp-demo",
     *,
@@ -290,7 +312,7 @@ def run_demo(
     out = Path(out).expanduser().resolve()
     _prepare(out)
     (out / MARKER).write_text(json.dumps({"plan": asdict(plan)}, indent=1) + "\n")
-    stage = _Stages(echo, total=7)
+    stage = _Stages(echo, total=8)
     t_all = time.perf_counter(), time.process_time()
     mode = "quick" if quick else "full"
     echo(
@@ -322,6 +344,8 @@ def run_demo(
             echo(f"      note: {note}")
     with stage("sweep the paper's 16 filter settings over every case"):
         rows = sweep_stage(runs, data, device, progress, echo)
+    with stage(f"assess the trust of a few methods' maps on two cases of {runs[0].name}"):
+        trust = assess_stage(runs[0], data, device, echo)
     with stage("write the report"):
         report = build_report(runs, out / run_files.REPORT)
 
@@ -332,6 +356,9 @@ def run_demo(
         echo("  " + line)
     for line in control_lines(rows, CONTROL):
         echo(line)
+    echo(f"\ntrust of the maps of {runs[0].name} ({trust}; docs/assess.md):")
+    for line in trust_lines(trust):
+        echo("  " + line)
     echo(f"\nfigure 1 of case {cases[0]}: {figures[0]}")
     wall, cpu = time.perf_counter() - t_all[0], time.process_time() - t_all[1]
     echo(f"demo finished in {wall:.0f} s (CPU time {cpu:.0f} s)")

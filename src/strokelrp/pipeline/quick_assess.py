@@ -66,6 +66,7 @@ def quick_assess(
     methods: Sequence[str] = METHODS,
     rules: str = "epsilon",
     n_cases: int = 2,
+    cascade: bool = True,
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
 ) -> tuple[Path, list[str], str]:
@@ -88,7 +89,7 @@ def quick_assess(
         device=device,
         seeds=(1, 2, 3),
         random_seeds=5,
-        cascade=True,
+        cascade=cascade,
         extras=False,
         log=log,
     )
