@@ -513,7 +513,9 @@ def sweet_spot_truth_html(spots: Sequence[Mapping[str, Any]]) -> str:
         "the assessed (0, α) setting at α₀, or of the assessed one nearest to it on a log "
         "scale when α₀ itself was not assessed (the raw map counts as α = 1). faithful: "
         f"{CHECKS['faithful']}. A sweet spot chosen for inclusivity is worth using only if "
-        "its map is faithful."
+        "its map is faithful. An empty randomisation ρ is undefined, e.g. when the filter "
+        "zeroes the whole map of a re-initialised model (no rank correlation with a "
+        "constant)."
     )
     return (
         f"<h3>The sweet spot α₀: is it faithful?</h3>{html_table(list(spots[0]), spots)}"
