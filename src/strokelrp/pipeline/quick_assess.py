@@ -3,11 +3,11 @@
 :func:`quick_assess` runs :func:`strokelrp.report.assess_run.assess_run` (the public
 ``strokelrp assess``) on two cases of a run with a few methods: the default LRP preset, the
 paper's preset, gradient x input, the model-free locality prior and, when the run has a sweep,
-the default preset filtered at the sweep's sweet spot pass (0, alpha_0), so that the report
-can say whether the sweet spot is faithful. Perturbation fractions are the full grid; the
-re-initialisations (3) and random orders (5) are the documented minimum; the voxel-level and
-mean-baseline extras are left out. It writes ``RUN/assess/`` (assess.csv, assess_curves.csv,
-cascade.csv), where the report looks.
+the default preset filtered at the sweep's sweet spots pass (0, alpha_0) and clamp
+(0, alpha_0), so that the report can say whether a sweet spot is faithful. Perturbation
+fractions are the full grid; the re-initialisations (3) and random orders (5) are the
+documented minimum; the voxel-level and mean-baseline extras are left out. It writes
+``RUN/assess/`` (assess.csv, assess_curves.csv, cascade.csv), where the report looks.
 """
 
 from __future__ import annotations
@@ -17,34 +17,37 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from strokelrp import run_files
+from strokelrp.lrp.presets import DEFAULT_PRESET
 
 METHODS: tuple[str, ...] = (
-    "lrp:epsilon",
+    f"lrp:{DEFAULT_PRESET}",
     "lrp:paper",
     "gradient_x_input",
     "locality_prior",
 )
-"""The methods every quick assessment covers (``lrp:epsilon`` is the default preset)."""
+"""The methods every quick assessment covers: the default preset first."""
 
 
-def sweet_spot_method(run: Path, rules: str) -> str | None:
-    """``lrp:<rules>+pass:0,<alpha_0>`` for the sweet spot of the run's sweep (pass filters,
-    :func:`strokelrp.analysis.calculus.sweet_spot`), None without a sweep, without a finite
-    alpha_0 or when alpha_0 is the raw map (alpha = 1)."""
+def sweet_spot_methods(run: Path, rules: str) -> list[str]:
+    """``lrp:<rules>+<kind>:0,<alpha_0>`` for the sweet spot of each filter kind (pass, clamp)
+    in the run's sweep (:func:`strokelrp.analysis.calculus.sweet_spot`, as the report computes
+    it); none without a sweep, without a finite alpha_0 or when alpha_0 is the raw map."""
     from strokelrp.analysis.calculus import mu_matrix, sweet_spot
     from strokelrp.analysis.table import read_table
 
     table = run / run_files.SWEEP_TABLE
     if not table.is_file():
-        return None
+        return []
     rows = [r for r in read_table(table) if r["rules"] == rules]
-    mu, alphas, _ = mu_matrix(rows, kind="pass")
-    if len(alphas) < 2:
-        return None
-    alpha0 = sweet_spot(mu, alphas).alpha0
-    if not math.isfinite(alpha0) or alpha0 >= 1.0:
-        return None
-    return f"lrp:{rules}+pass:0,{alpha0:g}"
+    methods = []
+    for kind in ("pass", "clamp"):
+        mu, alphas, _ = mu_matrix(rows, kind=kind)
+        if len(alphas) < 2:
+            continue
+        alpha0 = sweet_spot(mu, alphas).alpha0
+        if math.isfinite(alpha0) and alpha0 < 1.0:
+            methods.append(f"lrp:{rules}+{kind}:0,{alpha0:g}")
+    return methods
 
 
 def quick_cases(run: Path, data: Path, n: int = 2) -> tuple[list[str], str]:
@@ -64,22 +67,20 @@ def quick_assess(
     data: str | Path,
     *,
     methods: Sequence[str] = METHODS,
-    rules: str = "epsilon",
+    rules: str = DEFAULT_PRESET,
     n_cases: int = 2,
     cascade: bool = True,
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
 ) -> tuple[Path, list[str], str]:
-    """Assess ``methods`` (plus the sweet-spot setting of ``rules``) on ``n_cases`` cases of
+    """Assess ``methods`` (plus the sweet-spot settings of ``rules``) on ``n_cases`` cases of
     ``run`` into ``RUN/assess/``: (path of assess.csv, the cases, ``held-out``/``training``)."""
     from strokelrp.report.assess_run import assess_run
 
     run, data = Path(run), Path(data)
     cases, kind = quick_cases(run, data, n_cases)
     chosen = list(methods)
-    spot = sweet_spot_method(run, rules)
-    if spot is not None and spot not in chosen:
-        chosen.append(spot)
+    chosen += [m for m in sweet_spot_methods(run, rules) if m not in chosen]
     path = assess_run(
         run,
         data,
