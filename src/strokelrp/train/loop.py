@@ -9,6 +9,8 @@ Run folder (one network)::
     RUN/config.toml  RUN/split.json  RUN/train_log.csv  RUN/checkpoints/{epoch-NNN,last}.*
     RUN/assess_log.csv  (with ``assess_every`` > 0: :mod:`strokelrp.train.assess_log`)
 
+written and read through :class:`strokelrp.run_files.RunDir`.
+
 With ``repeats`` = n > 1, ``RUN/config.toml`` holds the whole run and each network k (seed
 ``seed + k - 1``) is a one-network run folder ``RUN/net-k`` with the layout above.
 
@@ -20,9 +22,6 @@ DistributedDataParallel, and only rank 0 prints and writes files.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
 import math
 import random
 import sys
@@ -37,30 +36,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from strokelrp import run_files
-from strokelrp.atomic import write_text
 from strokelrp.config import LESION, TrainConfig
 from strokelrp.device import DistContext, init_distributed, shutdown
 from strokelrp.errors import StrokeLRPError
+from strokelrp.run_files import RunDir
 from strokelrp.train.cases import CaseTensors, open_dataset, split_ids, stack_cases
 from strokelrp.train.checkpoint import (
     Checkpoint,
     build_model,
-    epoch_checkpoints,
-    latest_complete,
+    has_checkpoints,
     load_optimizer_state,
     preserved_rng,
     restore_rng,
-    save_checkpoint,
 )
 from strokelrp.train.metrics import batch_dice
-
-LOG_COLUMNS: tuple[str, ...] = ("epoch", "loss", "train_dice_trainmode", "val_dice", "seconds")
-"""``train_dice_trainmode``: hard Dice of each training step's own forward pass (BatchNorm in
-train mode, before the step's update), averaged over the epoch: the "Dice in PyTorch training
-mode" that the paper reports. ``val_dice``: eval-mode Dice on the held-out cases at the end of
-the epoch (empty without a held-out split). Both at the series scale. ``seconds``: the epoch's
-training steps and validation (checkpoint writing excluded)."""
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -189,33 +178,6 @@ def progress_bar(total: int, enabled: bool = True, file=None):
 # ------------------------------------------------------------------------------- run files
 
 
-def write_train_log(run_dir: Path, rows: list[dict[str, Any]]) -> Path:
-    """``RUN/train_log.csv`` from the log rows (rewritten whole, atomically)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_COLUMNS})
-    return write_text(run_dir / run_files.TRAIN_LOG, buf.getvalue())
-
-
-def read_train_log(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Rows of ``RUN/train_log.csv`` with numbers parsed (``val_dice`` None when empty)."""
-    path = Path(run_dir) / run_files.TRAIN_LOG
-    if not path.exists():
-        return []
-    rows = []
-    with path.open(newline="", encoding="utf-8") as fh:
-        for raw in csv.DictReader(fh):
-            rows.append(
-                {
-                    k: (None if raw.get(k, "") == "" else (int if k == "epoch" else float)(raw[k]))
-                    for k in LOG_COLUMNS
-                }
-            )
-    return rows
-
-
 def _say(ctx: DistContext, log: Callable[[str], None] | None) -> Callable[[str], None]:
     def say(message: str) -> None:
         if not ctx.is_main:
@@ -230,13 +192,6 @@ def _say(ctx: DistContext, log: Callable[[str], None] | None) -> Callable[[str],
     return say
 
 
-def _has_checkpoints(out: Path) -> bool:
-    """Whether the run folder ``out`` (or one of its ``net-K`` folders) holds any checkpoint."""
-    folders = [out / run_files.CHECKPOINTS]
-    folders += sorted(out.glob(f"{run_files.NETWORK_GLOB}/{run_files.CHECKPOINTS}"))
-    return any(epoch_checkpoints(d) or (d / "last.json").exists() for d in folders)
-
-
 def _check_run_folder(
     config: TrainConfig, out: Path, resume: bool, say: Callable[[str], None]
 ) -> TrainConfig | None:
@@ -247,16 +202,16 @@ def _check_run_folder(
     """
     if out.exists() and not out.is_dir():
         raise StrokeLRPError(f"{out}: exists and is not a folder")
-    config_path = out / run_files.CONFIG
-    started = _has_checkpoints(out)
-    if not config_path.exists():
+    run = RunDir(out)
+    started = run.has_checkpoints()
+    if not run.config.exists():
         if not resume and started:
             raise StrokeLRPError(f"{out}: holds checkpoints; pass --resume or choose another --out")
         return None
     if not started:
         say(f"{out}: holds a run that never saved a checkpoint: starting it anew")
         return None
-    existing = TrainConfig.from_toml(config_path)
+    existing = run.read_config()
     if not resume:
         raise StrokeLRPError(
             f"{out}: already holds a training run (config.toml); pass --resume to continue it, "
@@ -328,12 +283,12 @@ def train(
             data()  # a new run: the data's errors come before the run folder exists
         ctx.barrier()  # every rank has looked before rank 0 writes
         if ctx.is_main and (existing is None or config.epochs > existing.epochs):
-            config.to_toml(out / run_files.CONFIG)
+            RunDir(out).write_config(config)
         if config.repeats == 1:
             networks = [(config, out)]
         else:
             networks = [
-                (config.for_network(k), run_files.network_dir(out, k))
+                (config.for_network(k), RunDir(out).network(k).path)
                 for k in range(1, config.repeats + 1)
             ]
         for net_config, run_dir in networks:
@@ -350,14 +305,14 @@ def _resume_point(
     config: TrainConfig, run_dir: Path, resume: bool, say: Callable[[str], None]
 ) -> Checkpoint | bool | None:
     """The checkpoint to continue from, None to start fresh, False when nothing is left to do."""
-    ckpt_dir = run_dir / run_files.CHECKPOINTS
+    run = RunDir(run_dir)
     if not resume:
-        if epoch_checkpoints(ckpt_dir) or (ckpt_dir / "last.json").exists():
+        if has_checkpoints(run.checkpoints):
             raise StrokeLRPError(
                 f"{run_dir}: holds checkpoints; pass --resume or choose another --out"
             )
         return None
-    start = latest_complete(ckpt_dir)
+    start = run.latest_checkpoint()
     if start is None:
         say(f"{run_dir}: no complete checkpoint to resume from: starting from scratch")
         return None
@@ -446,7 +401,7 @@ def _train_network(
     if start is not None and start.meta["facts"].get("split") != split:
         raise StrokeLRPError(
             f"cannot resume {run_dir}: the data's cases differ from those the run was trained "
-            f"on (see {run_dir / 'split.json'})"
+            f"on (see {RunDir(run_dir).split})"
         )
     row_of = {cid: i for i, cid in enumerate(data.ids)}
     train_rows = [row_of[c] for c in train_ids]
@@ -470,10 +425,9 @@ def _train_network(
         restore_rng(start.meta["rng"])
         log_rows = [dict(r) for r in start.meta["log"]]
         first_epoch = start.epoch + 1
+    run = RunDir(run_dir)
     if config.assess_every and ctx.is_main:
-        from strokelrp.train.assess_log import read_assess_log
-
-        assess_rows = [r for r in read_assess_log(run_dir) if r["epoch"] < first_epoch]
+        assess_rows = [r for r in run.read_assess_log() if r["epoch"] < first_epoch]
     net: nn.Module = model
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -482,12 +436,9 @@ def _train_network(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     if ctx.is_main:
-        config.to_toml(run_dir / run_files.CONFIG)
-        write_text(
-            run_dir / run_files.SPLIT,
-            json.dumps(split_record(split, config, data), indent=1) + "\n",
-        )
-        write_train_log(run_dir, log_rows)
+        run.write_config(config)
+        run.write_split(split_record(split, config, data))
+        run.write_train_log(log_rows)
     loss_fn = LOSSES[config.loss]
     steps = math.ceil(len(train_rows) / ctx.world_size)
     say(
@@ -540,8 +491,7 @@ def _train_network(
             log_rows.append(row)
             if ctx.is_main:
                 if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
-                    save_checkpoint(
-                        run_dir / run_files.CHECKPOINTS,
+                    run.save_checkpoint(
                         epoch=epoch,
                         config=config,
                         model=model,
@@ -556,12 +506,10 @@ def _train_network(
                         },
                         keep=config.keep_checkpoints,
                     )
-                write_train_log(run_dir, log_rows)
+                run.write_train_log(log_rows)
                 if config.assess_every and epoch % config.assess_every == 0:
                     assess_rows += _assess(model, data, config, train_ids, val_ids, epoch)
-                    from strokelrp.train.assess_log import write_assess_log
-
-                    write_assess_log(run_dir, assess_rows)
+                    run.write_assess_log(assess_rows)
             val_text = "" if row["val_dice"] is None else f"  val Dice {row['val_dice']:.4f}"
             say(
                 f"epoch {epoch}/{config.epochs}  loss {row['loss']:.4f}  "
