@@ -27,7 +27,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -382,6 +382,145 @@ def _assess(
     return assess_epoch(model, cases, config.assess_method, epoch, split)
 
 
+@dataclass
+class _Plan:
+    """Which rows of the stacked cases a network trains and validates on."""
+
+    train_ids: list[str]
+    val_ids: list[str]
+    train_rows: list[int]
+    val_rows: list[int]
+
+    @property
+    def split(self) -> dict[str, list[str]]:
+        return {"train": self.train_ids, "validation": self.val_ids}
+
+
+def _plan_split(
+    config: TrainConfig, run_dir: Path, data: CaseTensors, start: Checkpoint | None
+) -> _Plan:
+    """The held-out split of ``data`` (refused when it differs from the resumed run's)."""
+    train_ids, val_ids = split_ids(data.ids, config.val_fraction, config.effective_split_seed)
+    split = {"train": train_ids, "validation": val_ids}
+    if start is not None and start.meta["facts"].get("split") != split:
+        raise StrokeLRPError(
+            f"cannot resume {run_dir}: the data's cases differ from those the run was trained "
+            f"on (see {RunDir(run_dir).split})"
+        )
+    row_of = {cid: i for i, cid in enumerate(data.ids)}
+    return _Plan(train_ids, val_ids, [row_of[c] for c in train_ids], [row_of[c] for c in val_ids])
+
+
+def _build_training(
+    config: TrainConfig, device: torch.device, start: Checkpoint | None
+) -> tuple[nn.Module, torch.optim.Optimizer, list[dict[str, Any]], int]:
+    """Seeded model and Adam (the checkpoint's state and random streams when resuming);
+    -> (model, optimizer, log rows so far, first epoch to train)."""
+    _seed_everything(config.seed)
+    model = build_model(config).to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=config.lr,
+        betas=config.betas,
+        fused=True if device.type == "cuda" else None,
+    )
+    if start is None:
+        return model, optimizer, [], 1
+    model.load_state_dict(start.model_state, strict=True)
+    load_optimizer_state(optimizer, start.optimizer_state)
+    restore_rng(start.meta["rng"])
+    return model, optimizer, [dict(r) for r in start.meta["log"]], start.epoch + 1
+
+
+def _wrap_ddp(model: nn.Module, ctx: DistContext) -> nn.Module:
+    """``model`` under DistributedDataParallel when running under torchrun, else itself."""
+    if not ctx.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = ctx.device
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
+
+
+def _train_epoch(
+    net: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: CaseTensors,
+    plan: _Plan,
+    config: TrainConfig,
+    ctx: DistContext,
+    epoch: int,
+    on_step: Callable[[torch.Tensor], None] | None,
+) -> list[float]:
+    """This rank's shard of the epoch's steps, then validation on rank 0; -> the sums over
+    all ranks of (loss, train-mode Dice, held-out Dice, steps)."""
+    order = epoch_order(len(plan.train_rows), config.seed, epoch)
+    rows = [plan.train_rows[i] for i in shard(order, ctx.rank, ctx.world_size)]
+    loss_fn = LOSSES[config.loss]
+    loss_sum, dice_sum = run_epoch(net, optimizer, loss_fn, data, rows, config.precision, on_step)
+    # Validation on rank 0 alone: its network (with its BatchNorm buffers) is the one
+    # saved; the other ranks contribute zero to the sum below.
+    val_rows = plan.val_rows if ctx.is_main else []
+    val_sum = validation_dice_sum(model, data, val_rows, config.precision)
+    steps = torch.tensor(float(len(rows)), dtype=torch.float64, device=ctx.device)
+    return ctx.sum(torch.stack([loss_sum, dice_sum, val_sum, steps])).tolist()
+
+
+def _epoch_row(epoch: int, sums: Sequence[float], n_val: int, seconds: float) -> dict[str, Any]:
+    """The log row of one epoch from the summed (loss, train Dice, val Dice, steps)."""
+    loss, dice, val, steps = sums
+    return {
+        "epoch": epoch,
+        "loss": loss / steps,
+        "train_dice_trainmode": dice / steps,
+        "val_dice": val / n_val if n_val else None,
+        "seconds": seconds,
+    }
+
+
+def _save_epoch(
+    run: RunDir,
+    config: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    log_rows: list[dict[str, Any]],
+    plan: _Plan,
+    ctx: DistContext,
+    steps: int,
+) -> None:
+    """Rank 0 after an epoch: the checkpoint when one is due, and the training log."""
+    epoch = log_rows[-1]["epoch"]
+    if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+        run.save_checkpoint(
+            epoch=epoch,
+            config=config,
+            model=model,
+            optimizer=optimizer,
+            log=log_rows,
+            facts={
+                "train_seconds": sum(r["seconds"] for r in log_rows),
+                "world_size": ctx.world_size,
+                "steps_per_epoch": steps,
+                "device": str(ctx.device),
+                "split": plan.split,
+            },
+            keep=config.keep_checkpoints,
+        )
+    run.write_train_log(log_rows)
+
+
+def _epoch_line(config: TrainConfig, row: dict[str, Any]) -> str:
+    val_text = "" if row["val_dice"] is None else f"  val Dice {row['val_dice']:.4f}"
+    return (
+        f"epoch {row['epoch']}/{config.epochs}  loss {row['loss']:.4f}  "
+        f"train Dice (train mode) {row['train_dice_trainmode']:.4f}{val_text}  "
+        f"{row['seconds']:.1f} s"
+    )
+
+
 def _train_network(
     config: TrainConfig,
     run_dir: Path,
@@ -391,60 +530,28 @@ def _train_network(
     progress: bool,
     say: Callable[[str], None],
 ) -> None:
+    """Train one network into the one-network folder ``run_dir`` (rank 0 writes its files)."""
     start = _resume_point(config, run_dir, resume, say)
     if start is False:
         return
     assert start is None or isinstance(start, Checkpoint)
     data = data_fn()
-    train_ids, val_ids = split_ids(data.ids, config.val_fraction, config.effective_split_seed)
-    split = {"train": train_ids, "validation": val_ids}
-    if start is not None and start.meta["facts"].get("split") != split:
-        raise StrokeLRPError(
-            f"cannot resume {run_dir}: the data's cases differ from those the run was trained "
-            f"on (see {RunDir(run_dir).split})"
-        )
-    row_of = {cid: i for i, cid in enumerate(data.ids)}
-    train_rows = [row_of[c] for c in train_ids]
-    val_rows = [row_of[c] for c in val_ids]
-
-    device = ctx.device
-    _seed_everything(config.seed)
-    model = build_model(config).to(device)
-    optimizer = torch.optim.Adam(
-        model.parameters(),
-        lr=config.lr,
-        betas=config.betas,
-        fused=True if device.type == "cuda" else None,
-    )
-    log_rows: list[dict[str, Any]] = []
-    first_epoch = 1
-    assess_rows: list[dict[str, Any]] = []
-    if start is not None:
-        model.load_state_dict(start.model_state, strict=True)
-        load_optimizer_state(optimizer, start.optimizer_state)
-        restore_rng(start.meta["rng"])
-        log_rows = [dict(r) for r in start.meta["log"]]
-        first_epoch = start.epoch + 1
+    plan = _plan_split(config, run_dir, data, start)
+    model, optimizer, log_rows, first_epoch = _build_training(config, ctx.device, start)
     run = RunDir(run_dir)
+    assess_rows: list[dict[str, Any]] = []
     if config.assess_every and ctx.is_main:
         assess_rows = [r for r in run.read_assess_log() if r["epoch"] < first_epoch]
-    net: nn.Module = model
-    if ctx.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    net = _wrap_ddp(model, ctx)
     if ctx.is_main:
         run.write_config(config)
-        run.write_split(split_record(split, config, data))
+        run.write_split(split_record(plan.split, config, data))
         run.write_train_log(log_rows)
-    loss_fn = LOSSES[config.loss]
-    steps = math.ceil(len(train_rows) / ctx.world_size)
+    steps = math.ceil(len(plan.train_rows) / ctx.world_size)
     say(
         f"{run_dir}: {config.arch} width {config.width}, series {config.series_name} "
-        f"{config.shape}, {len(train_ids)} training / {len(val_ids)} held-out cases, "
-        f"{device}, {config.precision}"
+        f"{config.shape}, {len(plan.train_ids)} training / {len(plan.val_ids)} held-out cases, "
+        f"{ctx.device}, {config.precision}"
         + (f", {ctx.world_size} processes" if ctx.distributed else "")
     )
     bar, on_step = progress_bar(
@@ -454,68 +561,15 @@ def _train_network(
         for epoch in range(first_epoch, config.epochs + 1):
             bar.set_description(f"{run_dir.name} epoch {epoch}/{config.epochs}")
             t0 = time.perf_counter()
-            order = epoch_order(len(train_rows), config.seed, epoch)
-            rows = [train_rows[i] for i in shard(order, ctx.rank, ctx.world_size)]
-            loss_sum, dice_sum = run_epoch(
-                net,
-                optimizer,
-                loss_fn,
-                data,
-                rows,
-                config.precision,
-                on_step,
-            )
-            # Validation on rank 0 alone: its network (with its BatchNorm buffers) is the one
-            # saved; the other ranks contribute zero to the sum below.
-            val_sum = validation_dice_sum(
-                model, data, val_rows if ctx.is_main else [], config.precision
-            )
-            totals = ctx.sum(
-                torch.stack(
-                    [
-                        loss_sum,
-                        dice_sum,
-                        val_sum,
-                        torch.tensor(float(len(rows)), dtype=torch.float64, device=device),
-                    ]
-                )
-            ).tolist()
-            seconds = time.perf_counter() - t0
-            row = {
-                "epoch": epoch,
-                "loss": totals[0] / totals[3],
-                "train_dice_trainmode": totals[1] / totals[3],
-                "val_dice": totals[2] / len(val_rows) if val_rows else None,
-                "seconds": seconds,
-            }
+            sums = _train_epoch(net, model, optimizer, data, plan, config, ctx, epoch, on_step)
+            row = _epoch_row(epoch, sums, len(plan.val_rows), time.perf_counter() - t0)
             log_rows.append(row)
             if ctx.is_main:
-                if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
-                    run.save_checkpoint(
-                        epoch=epoch,
-                        config=config,
-                        model=model,
-                        optimizer=optimizer,
-                        log=log_rows,
-                        facts={
-                            "train_seconds": sum(r["seconds"] for r in log_rows),
-                            "world_size": ctx.world_size,
-                            "steps_per_epoch": steps,
-                            "device": str(device),
-                            "split": split,
-                        },
-                        keep=config.keep_checkpoints,
-                    )
-                run.write_train_log(log_rows)
+                _save_epoch(run, config, model, optimizer, log_rows, plan, ctx, steps)
                 if config.assess_every and epoch % config.assess_every == 0:
-                    assess_rows += _assess(model, data, config, train_ids, val_ids, epoch)
+                    assess_rows += _assess(model, data, config, plan.train_ids, plan.val_ids, epoch)
                     run.write_assess_log(assess_rows)
-            val_text = "" if row["val_dice"] is None else f"  val Dice {row['val_dice']:.4f}"
-            say(
-                f"epoch {epoch}/{config.epochs}  loss {row['loss']:.4f}  "
-                f"train Dice (train mode) {row['train_dice_trainmode']:.4f}{val_text}  "
-                f"{seconds:.1f} s"
-            )
+            say(_epoch_line(config, row))
             ctx.barrier()
     finally:
         bar.close()
