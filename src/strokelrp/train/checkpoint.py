@@ -378,11 +378,6 @@ def resolve_checkpoint(run_dir: str | Path, checkpoint: str | int | Path = LAST)
     return read_checkpoint(Path(checkpoint))
 
 
-def run_networks(run_dir: str | Path) -> list[Path]:
-    """The single-network run folders of a run: ``[RUN]``, or ``RUN/net-1 ..`` for repeats."""
-    return [net.path for net in RunDir(run_dir).networks()]
-
-
 def build_model(config: TrainConfig) -> nn.Module:
     """A fresh network of the config's architecture and width (6 modalities in, 2 classes)."""
     from strokelrp.config import MODALITIES
@@ -405,7 +400,8 @@ def load_trained(
     loaded, even while training is still writing newer checkpoints.
     """
     run_dir = Path(run_dir)
-    networks = run_networks(run_dir) if RunDir(run_dir).is_run() else [run_dir]
+    run = RunDir(run_dir)
+    networks = [n.path for n in run.networks()] if run.is_run() else [run_dir]
     if len(networks) > 1:
         names = ", ".join(p.name for p in networks)
         raise StrokeLRPError(
