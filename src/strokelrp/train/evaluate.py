@@ -35,7 +35,6 @@ from strokelrp.train.checkpoint import (
     LAST,
     build_model,
     check_own_checkpoint,
-    resolve_checkpoint,
 )
 from strokelrp.train.metrics import METRICS, segmentation_metrics, summarize
 from strokelrp.train.predict import native_labels, predict
@@ -115,7 +114,7 @@ def evaluate_network(
     progress: bool = False,
 ) -> NetworkResult:
     """Metrics of one network (one-network run folder) on every labelled case of ``dataset``."""
-    ckpt = resolve_checkpoint(run_dir, checkpoint)
+    ckpt = RunDir(run_dir).checkpoint(checkpoint)
     check_own_checkpoint(run_dir, ckpt.path)
     config = ckpt.config
     model = build_model(config)
