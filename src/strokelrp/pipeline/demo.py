@@ -264,14 +264,13 @@ def sweep_stage(
 ) -> list[dict[str, Any]]:
     """The paper's 16 filter settings over every case of every run; returns the rows."""
     from strokelrp.analysis.sweep import paper_grid
-    from strokelrp.analysis.table import read_table
     from strokelrp.pipeline.sweep import sweep_run
+    from strokelrp.run_files import RunDir
 
     grid = paper_grid()
-    tables = [
-        sweep_run(run, data, grid, device=device, progress=progress, log=echo) for run in runs
-    ]
-    return [row for table in tables for row in read_table(table)]
+    for run in runs:
+        sweep_run(run, data, grid, device=device, progress=progress, log=echo)
+    return [row for run in runs for row in RunDir(run).read_sweep()]
 
 
 def assess_stage(run: Path, data: Path, device: str, echo: Callable[[str], None]) -> Path:
@@ -287,10 +286,10 @@ def assess_stage(run: Path, data: Path, device: str, echo: Callable[[str], None]
 def trust_lines(path: Path) -> list[str]:
     """One verdict line per method of an assess table (the report's trust section)."""
     from strokelrp.analysis.assess import summarize_methods
-    from strokelrp.report.assess_run import read_assess
     from strokelrp.report.html import verdict_line
+    from strokelrp.run_files import read_csv
 
-    return [verdict_line(s) for s in summarize_methods(read_assess(path))]
+    return [verdict_line(s) for s in summarize_methods(read_csv(path))]
 
 
 def run_demo(
