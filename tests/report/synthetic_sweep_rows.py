@@ -49,3 +49,21 @@ def make_rows(series: tuple[str, ...] = ("A", "B"), n_cases: int = 2, seed: int 
                     )
     rows[-1]["mean_signal"] = float("nan")
     return rows
+
+
+def alpha0_by_hand(rows: list[dict], kind: str, fraction: float = 0.5) -> float:
+    """The sweet spot of ``kind`` (0, alpha) settings, written out independently of
+    strokelrp.analysis.calculus: the population SD of mean_signal over the finite (case,
+    modality) points at each alpha (raw = 1); the smallest alpha with SD >= fraction x max."""
+    by_alpha: dict[float, list[float]] = {}
+    for r in rows:
+        if r["kind"] == "raw":
+            alpha = 1.0
+        elif r["kind"] == kind and r["a1"] == 0.0:
+            alpha = r["a2"]
+        else:
+            continue
+        if not np.isnan(r["mean_signal"]):
+            by_alpha.setdefault(alpha, []).append(r["mean_signal"])
+    spread = {a: float(np.std(v)) for a, v in by_alpha.items()}
+    return min(a for a, s in spread.items() if s >= fraction * max(spread.values()))

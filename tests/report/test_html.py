@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
-from synthetic_sweep_rows import make_rows
+from synthetic_sweep_rows import alpha0_by_hand, make_rows
 
 from strokelrp.analysis.table import write_table
 from strokelrp.cli import main
@@ -336,18 +336,7 @@ def test_trust_section_draws_the_curves_and_judges_the_sweet_spot(tmp_path: Path
     assessed = {"pass": {1.0: "lrp:paper", 0.05: methods[1], 0.2: methods[2]},
                 "clamp": {1.0: "lrp:paper", 0.1: methods[3]}}  # fmt: skip
     for kind in ("pass", "clamp"):
-        by_alpha: dict[float, list[float]] = {}
-        for r in sweep:
-            if r["kind"] == "raw":
-                alpha = 1.0
-            elif r["kind"] == kind and r["a1"] == 0.0:
-                alpha = r["a2"]
-            else:
-                continue
-            if not math.isnan(r["mean_signal"]):
-                by_alpha.setdefault(alpha, []).append(r["mean_signal"])
-        spread = {a: float(np.std(v)) for a, v in by_alpha.items()}
-        alpha0 = min(a for a, s in spread.items() if s >= 0.5 * max(spread.values()))
+        alpha0 = alpha0_by_hand(sweep, kind)
         near = min(assessed[kind], key=lambda a: abs(math.log(a / alpha0)))
         method = assessed[kind][near]
         cells = spot_rows[f"{kind} (0, α)"]

@@ -54,9 +54,9 @@ def quick_cases(run: Path, data: Path, n: int = 2) -> tuple[list[str], str]:
     """The first ``n`` held-out cases of the run, else (no held-out split) its first ``n``
     training cases: (ids, ``"held-out"`` or ``"training"``)."""
     from strokelrp.data.isles2017 import discover_cases
-    from strokelrp.report.assess_run import heldout_cases
+    from strokelrp.run_files import RunDir
 
-    held = heldout_cases(run)
+    held = RunDir(run).validation_ids()
     if held:
         return held[:n], "held-out"
     return [f.case_id for f in discover_cases(data)][:n], "training"
