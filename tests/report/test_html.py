@@ -350,3 +350,16 @@ def test_trust_section_draws_the_curves_and_judges_the_sweet_spot(tmp_path: Path
         assert cells[6] == f"{np.mean(morf):.4g}"
         assert cells[7] == f"{np.median(ratios):.4g}"
         assert cells[10] == ("yes" if np.median(ratios) >= 10 else "no")
+
+
+def test_verdict_says_an_undefined_randomisation_in_words() -> None:
+    from strokelrp.analysis.assess import summarize_methods
+    from strokelrp.report.html import verdict_line
+
+    row = {"case": "4", "method": "lrp:epsilon+pass:0,0.1", "brain_share": "1",
+           "lesion_share": "0.2", "morf_aopc": "0.12", "lerf_aopc": "0", "random_aopc": "0.04",
+           "randomisation_rho": "", "contrast_rho": "-0.5", "ablation_rho": "0.1",
+           "prior_rho": "0.55"}  # fmt: skip
+    line = verdict_line(summarize_methods([row])[0])
+    assert line.endswith("Randomisation ρ undefined, locality-prior ρ 0.55")
+    assert "(got 3)" in line  # MoRF / random = 0.12 / 0.04

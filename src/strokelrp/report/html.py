@@ -559,8 +559,11 @@ def verdict_line(summary: Mapping[str, Any]) -> str:
         text += "; ".join(
             f"{CHECKS[key]} (got {float(summary[_CHECK_VALUES[key]]):.3g})" for key in failed
         )
-    rho, prior = float(summary["randomisation_rho"]), float(summary["prior_rho"])
-    return text + f". Randomisation ρ {rho:.2f}, locality-prior ρ {prior:.2f}"
+    rho, prior = (
+        "undefined" if math.isnan(v := float(summary[k])) else f"{v:.2f}"
+        for k in ("randomisation_rho", "prior_rho")
+    )
+    return text + f". Randomisation ρ {rho}, locality-prior ρ {prior}"
 
 
 def trust_section(runs: Sequence[Path], fig_dir: Path) -> Section:
