@@ -31,7 +31,14 @@ from typing import Any
 
 from strokelrp.analysis.ablation import modality_ablation
 from strokelrp.analysis.sweep import case_rows, done_pairs, merge_rows, paper_grid
-from strokelrp.analysis.table import Row, Setting, describe, read_table, write_table
+from strokelrp.analysis.table import (
+    Row,
+    Setting,
+    baseline_setting,
+    describe,
+    read_table,
+    write_table,
+)
 from strokelrp.config import LESION
 from strokelrp.device import DistContext, init_distributed, resolve_device, shutdown
 from strokelrp.errors import StrokeLRPError
@@ -119,11 +126,35 @@ def read_informative(data_root: str | Path) -> dict[str, list[str]] | None:
     return out
 
 
+def baseline_settings(methods: Sequence[str]) -> dict[str, Setting]:
+    """Method spec -> its :func:`~strokelrp.analysis.table.baseline_setting` (labelled by
+    :func:`strokelrp.attribution.label_of`); LRP methods and repeats are refused."""
+    from strokelrp.attribution import label_of, parse_method
+
+    out: dict[str, Setting] = {}
+    for spec in methods:
+        name, _, _ = parse_method(spec)
+        if name.startswith("lrp:"):
+            raise StrokeLRPError(
+                f"method {spec}: the sweep's LRP maps come from --rules and --grid; "
+                "--methods takes the other methods"
+            )
+        setting = baseline_setting(label_of(spec))
+        if setting.label in {s.label for s in out.values()}:
+            raise StrokeLRPError(f"method {spec} is given twice")
+        out[spec] = setting
+    return out
+
+
 # ------------------------------------------------------------------------------ the sweep
 
 
 def _check_compatible(path: Path, rows: Sequence[Row], target: str, rules: str) -> None:
-    found = {(str(r["target"]), str(r["rules"])) for r in rows}
+    """Refuse to add to a table of another target, or whose LRP rows have other rules (a
+    baseline's rows have no rules)."""
+    found = {
+        (str(r["target"]), rules if r["kind"] == "baseline" else str(r["rules"])) for r in rows
+    }
     other = found - {(target, rules)}
     if other:
         t, r = sorted(other)[0]
@@ -226,10 +257,15 @@ def sweep_run(
     ranks: DistContext | None = None,
     log: Callable[[str], None] | None = None,
     memory_budget: str | int | float | None = None,
+    methods: Sequence[str] = (),
 ) -> Path:
     """Sweep every network of one run over the cases of ``data_root``; returns the table path.
 
-    Rows already complete in ``RUN/sweep/sweep.csv`` are kept and their cases skipped
+    ``settings``: the LRP filter settings (preset ``rules``); ``methods``: other attribution
+    methods (``gradient_x_input``, ``integrated_gradients(steps=16)``; not LRP), each one map
+    per case (:func:`strokelrp.attribution.attribute`, the same ``target``), its rows of kind
+    ``baseline`` with the method's name as setting (the filters apply to LRP only). Rows
+    already complete in ``RUN/sweep/sweep.csv`` are kept and their cases skipped
     (``restart=True`` starts a fresh table). ``memory_budget``: bytes each case's relevance
     walk may use (None = the engine's default; see :mod:`strokelrp.lrp.budget`). ``ranks``:
     the process group from :func:`strokelrp.device.init_distributed` (its device is used);
@@ -238,6 +274,7 @@ def sweep_run(
     import torch
     from tqdm import tqdm
 
+    from strokelrp.attribution import attribute
     from strokelrp.data.dataset import CaseDataset
     from strokelrp.lrp.engine import explain
     from strokelrp.provenance import read_sidecar
@@ -245,6 +282,8 @@ def sweep_run(
     from strokelrp.train.metrics import dice_score
 
     run_dir = Path(run_dir)
+    baselines = baseline_settings(methods)
+    lrp_settings, settings = list(settings), [*settings, *baselines.values()]
     ranks = ranks or DistContext(0, 1, 0, resolve_device(device))
     dev = ranks.device
     table = run_dir / SWEEP_TABLE
@@ -264,7 +303,7 @@ def sweep_run(
         raise StrokeLRPError(problem)
     labels = {s.label for s in settings}
     informative = read_informative(data_root)
-    filters = [s.filter for s in settings]
+    filters = [s.filter for s in lrp_settings]
     record = _SweepRecord(run_dir, data_root, rules, target, settings, previous)
     for net_dir in run_networks(run_dir):
         model, ckpt = load_trained(net_dir, device=dev)
@@ -314,6 +353,10 @@ def sweep_run(
                         file=sys.stderr,
                     )
                 pred = (exp.output.argmax(dim=1)[0] == LESION).cpu().numpy()
+                maps = [(exp.relevance, lrp_settings, rules)]
+                for spec, setting in baselines.items():
+                    one = attribute(model, x[None].to(dev), spec, target=target, label=label)
+                    maps.append((one[None], [setting], ""))
                 ablation = modality_ablation(model, x, label)
                 meta = {
                     "run": run_dir.name,
@@ -322,13 +365,19 @@ def sweep_run(
                     "case": cid,
                     "case_dice": float("nan") if label is None else dice_score(pred, label),
                     "target": target,
-                    "rules": rules,
                 }
                 inf = informative.get(cid) if informative is not None else None
-                mine = case_rows(
-                    exp.relevance, x.numpy(), label, settings, meta, inf, ablation.drop
-                )
-                del exp
+                for relevance, chosen, named in maps:
+                    mine += case_rows(
+                        relevance,
+                        x.numpy(),
+                        label,
+                        chosen,
+                        meta | {"rules": named},
+                        inf,
+                        ablation.drop,
+                    )
+                del exp, maps
             new = ranks.gather(mine)
             bar.update(min(ranks.world_size, len(todo) - r * ranks.world_size))
             if ranks.rank == 0 and new:
@@ -373,8 +422,10 @@ def run_sweep(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     memory_budget: str | int | float | None = None,
+    methods: Sequence[str] = (),
 ) -> list[Path]:
-    """Sweep several runs (see :func:`sweep_run`); joins ``torchrun``'s group when there is one.
+    """Sweep several runs (see :func:`sweep_run`; ``methods``: the non-LRP methods to add);
+    joins ``torchrun``'s group when there is one.
 
     A run named twice (the same folder after resolving links and ``..``) is swept once: its
     table would otherwise be counted twice by the summary.
@@ -388,6 +439,7 @@ def run_sweep(
     if missing:
         raise StrokeLRPError("\n".join(missing))
     settings = read_grid(grid)
+    baseline_settings(methods)  # refused before any process group is joined
     ranks = init_distributed(device)
     try:
         return [
@@ -403,6 +455,7 @@ def run_sweep(
                 ranks=ranks,
                 log=log,
                 memory_budget=memory_budget,
+                methods=methods,
             )
             for run in runs
         ]
