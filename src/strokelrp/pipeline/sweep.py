@@ -243,6 +243,67 @@ class _SweepRecord:
         )
 
 
+def sweep_case(
+    model: Any,
+    x: Any,
+    y: Any,
+    meta: dict[str, Any],
+    lrp_settings: Sequence[Setting],
+    baselines: dict[str, Setting],
+    *,
+    rules: str = DEFAULT_PRESET,
+    informative: Sequence[str] | None = None,
+    memory_budget: str | int | float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[Row]:
+    """The rows of one case: its LRP maps (one batched walk over ``lrp_settings``), each
+    baseline's map, the ablation drops and the case's Dice.
+
+    ``x`` (C, D, H, W) and ``y`` (D, H, W; negative = no label) as :class:`CaseDataset` gives
+    them; ``meta`` the run/series/network/case/target columns (the target is read from it).
+    """
+    from tqdm import tqdm
+
+    from strokelrp.attribution import attribute
+    from strokelrp.lrp.engine import explain
+    from strokelrp.train.metrics import dice_score
+
+    target, cid = str(meta["target"]), meta["case"]
+    dev = next(model.parameters()).device
+    label = y.numpy() if bool((y >= 0).all()) else None
+    if target == "ground_truth" and label is None:
+        raise StrokeLRPError(f"case {cid}: no ground truth for --target ground_truth")
+    exp = explain(
+        model,
+        x[None].to(dev),
+        target=target,
+        label=label,
+        rules=rules,
+        filters=[s.filter for s in lrp_settings],
+        filter_at="all",
+        memory_budget=memory_budget,
+    )
+    if exp.empty_target and log is not None:
+        tqdm.write(
+            f"{meta['network']} case {cid}: the {target} start is empty, every map is zero",
+            file=sys.stderr,
+        )
+    pred = (exp.output.argmax(dim=1)[0] == LESION).cpu().numpy()
+    maps = [(exp.relevance, list(lrp_settings), rules)]
+    del exp
+    for spec, setting in baselines.items():
+        one = attribute(model, x[None].to(dev), spec, target=target, label=label)
+        maps.append((one[None], [setting], ""))
+    ablation = modality_ablation(model, x, label)
+    meta = meta | {"case_dice": math.nan if label is None else dice_score(pred, label)}
+    rows: list[Row] = []
+    for relevance, chosen, named in maps:
+        rows += case_rows(
+            relevance, x.numpy(), label, chosen, meta | {"rules": named}, informative, ablation.drop
+        )
+    return rows
+
+
 def sweep_run(
     run_dir: str | Path,
     data_root: str | Path,
@@ -274,12 +335,9 @@ def sweep_run(
     import torch
     from tqdm import tqdm
 
-    from strokelrp.attribution import attribute
     from strokelrp.data.dataset import CaseDataset
-    from strokelrp.lrp.engine import explain
     from strokelrp.provenance import read_sidecar
     from strokelrp.train.checkpoint import load_trained, run_networks
-    from strokelrp.train.metrics import dice_score
 
     run_dir = Path(run_dir)
     baselines = baseline_settings(methods)
@@ -303,7 +361,6 @@ def sweep_run(
         raise StrokeLRPError(problem)
     labels = {s.label for s in settings}
     informative = read_informative(data_root)
-    filters = [s.filter for s in lrp_settings]
     record = _SweepRecord(run_dir, data_root, rules, target, settings, previous)
     for net_dir in run_networks(run_dir):
         model, ckpt = load_trained(net_dir, device=dev)
@@ -334,50 +391,26 @@ def sweep_run(
             mine: list[Row] = []
             if i < len(todo):
                 x, y, cid = dataset[todo[i]]
-                label = y.numpy() if bool((y >= 0).all()) else None
-                if target == "ground_truth" and label is None:
-                    raise StrokeLRPError(f"case {cid}: no ground truth for --target ground_truth")
-                exp = explain(
-                    model,
-                    x[None].to(dev),
-                    target=target,
-                    label=label,
-                    rules=rules,
-                    filters=filters,
-                    filter_at="all",
-                    memory_budget=memory_budget,
-                )
-                if exp.empty_target and log is not None:
-                    tqdm.write(
-                        f"{network} case {cid}: the {target} start is empty, every map is zero",
-                        file=sys.stderr,
-                    )
-                pred = (exp.output.argmax(dim=1)[0] == LESION).cpu().numpy()
-                maps = [(exp.relevance, lrp_settings, rules)]
-                for spec, setting in baselines.items():
-                    one = attribute(model, x[None].to(dev), spec, target=target, label=label)
-                    maps.append((one[None], [setting], ""))
-                ablation = modality_ablation(model, x, label)
                 meta = {
                     "run": run_dir.name,
                     "series": _series_label(config.series),
                     "network": network,
                     "case": cid,
-                    "case_dice": float("nan") if label is None else dice_score(pred, label),
                     "target": target,
                 }
                 inf = informative.get(cid) if informative is not None else None
-                for relevance, chosen, named in maps:
-                    mine += case_rows(
-                        relevance,
-                        x.numpy(),
-                        label,
-                        chosen,
-                        meta | {"rules": named},
-                        inf,
-                        ablation.drop,
-                    )
-                del exp, maps
+                mine = sweep_case(
+                    model,
+                    x,
+                    y,
+                    meta,
+                    lrp_settings,
+                    baselines,
+                    rules=rules,
+                    informative=inf,
+                    memory_budget=memory_budget,
+                    log=log,
+                )
             new = ranks.gather(mine)
             bar.update(min(ranks.world_size, len(todo) - r * ranks.world_size))
             if ranks.rank == 0 and new:
