@@ -183,8 +183,8 @@ def explain_case(
     xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(device)
     label = None if y is None else torch.from_numpy(y)
     say(
-        f"case {case_id}: relevance for {len(settings)} setting(s) "
-        f"(series {config.series_name}, method {method}, start from {target})"
+        f"case {case_id}: {method}, {len(settings)} map(s) "
+        f"(series {config.series_name}, start from {target})"
     )
     relevance, logits, notes = compute_maps(
         model, xt, method, lrp_rules, settings, target, label, memory_budget
