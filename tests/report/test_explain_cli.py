@@ -133,7 +133,7 @@ def test_explain_takes_the_folder_name_and_shows_progress(trained, capsys) -> No
     assert str(folder / "explanation.json") in stdout
     assert json.loads((folder / "explanation.json").read_text())["case"] == case_id
     steps = [line for line in err.splitlines() if line.startswith("explain: ")]
-    assert len(steps) >= 4 and any("relevance for 2 setting(s)" in s for s in steps)
+    assert len(steps) >= 4 and any("2 map(s)" in s for s in steps)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a build or machine without CUDA")
