@@ -724,7 +724,8 @@ def _split_cases(values: tuple[str, ...]) -> list[str] | None:
     metavar="paper|FILE",
     help="Filter settings: the paper's 16, or a file listing settings such as pass:0,0.4 "
     '(one per line, or TOML settings = ["raw", ...]); a trailing :channel '
-    "(clamp:0,0.2:channel) normalises per modality channel instead of per sample.",
+    "(clamp:0,0.2:channel) normalises per modality channel instead of per sample. The "
+    "filters apply to the LRP maps (--rules) only, not to --methods.",
 )
 @click.option(
     "--rules",

@@ -230,6 +230,12 @@ def test_cli_sweep_errors(tmp_path: Path, data: Path, capsys: pytest.CaptureFixt
     with pytest.raises(SystemExit) as done:
         main(["sweep", str(tmp_path), str(data), "--rules", "nonsense"])
     assert done.value.code == 2
+    with pytest.raises(SystemExit) as done:
+        main(["sweep", str(tmp_path), str(data), "--methods", "gradiant"])
+    assert done.value.code == 2 and "did you mean 'gradient'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        main(["sweep", str(tmp_path), str(data), "--methods", "lrp:zplus"])
+    assert done.value.code == 1 and "--methods takes the other methods" in capsys.readouterr().err
 
 
 def test_a_table_from_before_ablation_drops_still_reads(tmp_path: Path) -> None:
