@@ -6,7 +6,9 @@ as the paper); :func:`strokelrp.analysis.sweep.case_rows` turns the maps into ro
 channel the Dice drop when it is mean-filled (:mod:`strokelrp.analysis.ablation`, C + 1
 forward passes per case), stored in ``RUN/sweep/sweep.csv`` (columns in
 :mod:`strokelrp.analysis.table`). This module is the orchestration: loading, resume,
-provenance, processes.
+provenance, processes. ``methods`` (``strokelrp sweep --methods``) add one unfiltered map per
+case of other attribution methods (:func:`strokelrp.attribution.attribute`), rows of kind
+``baseline``.
 
 - Resume: a (network, case) pair that already has every (setting, modality) row of the grid is
   skipped; the table is rewritten atomically after every case (every round of cases under
