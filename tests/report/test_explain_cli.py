@@ -14,6 +14,7 @@ from cli_helpers import run_cli as cli
 from strokelrp.config import TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.lrp.presets import DEFAULT_PRESET
+from strokelrp.run_files import RunDir
 from strokelrp.train.evaluate import evaluate
 from strokelrp.train.loop import train
 
@@ -153,7 +154,6 @@ def test_an_empty_prediction_is_said_on_the_figure_and_in_the_json(
 ) -> None:
     from strokelrp.model import UNet3D
     from strokelrp.report import figure1
-    from strokelrp.train.checkpoint import save_checkpoint
 
     _, data = trained
     run = tmp_path / "silent"
@@ -163,7 +163,7 @@ def test_an_empty_prediction_is_said_on_the_figure_and_in_the_json(
     with torch.no_grad():  # background everywhere: the network predicts no lesion
         model.head.weight.zero_()
         model.head.bias.copy_(torch.tensor([5.0, -5.0]))
-    save_checkpoint(run / "checkpoints", epoch=1, config=config, model=model)
+    RunDir(run).save_checkpoint(epoch=1, config=config, model=model)
     texts: list[str] = []
     save = figure1._save_png_atomic
 
