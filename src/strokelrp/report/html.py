@@ -5,8 +5,10 @@ Sections, each skipped with a note when its inputs are missing: run configuratio
 and ``RUN/assess_log.csv``: trust measures per N epochs),
 metrics per case (``RUN/metrics.csv``), the sweep's figures and tables
 (``RUN/sweep/sweep.csv``: paper fig. 4, fig. 5 D1/D2, annex fig. 2, the sweet spot, where the
-relevance goes), the trust section (``RUN/assess/assess.csv`` of ``strokelrp assess``: measures
-and a verdict per method, the randomisation cascade), the per-case explanations
+relevance goes; per filter setting, and at the sweet spot alpha_0, inclusivity next to
+faithfulness and randomisation), the trust section (``RUN/assess/assess.csv`` of
+``strokelrp assess``: measures and a verdict per method, the MoRF/LeRF/random curves of
+``assess_curves.csv``, the randomisation cascade), the per-case explanations
 (``RUN/explanations/CASE/*.png`` embedded, with relative links to the NIfTI files beside
 them), and the provenance of every table and explanation shown (from their
 ``*.provenance.json`` sidecars and ``explanation.json``: data root, checkpoint path and epoch,
