@@ -1,11 +1,12 @@
 """Which rules pass? Assess a list of methods on a run's held-out cases (docs/method.md).
 
-Usage: python benchmarks/assess_survey.py RUN DATA OUT GROUP [CASE ...]
+Usage: python benchmarks/assess_survey.py RUN DATA OUT GROUP [CASE ...] [--seeds N]
        python benchmarks/assess_survey.py table OUT      (the markdown table of OUT/*/assess.csv)
-  (GROUP: main, lrp,
-filters, variants, baselines, occlusion). Writes OUT/GROUP[-CASES]/assess.csv through
-strokelrp.report.assess_run (one thread, no voxel/mean-baseline extras); default cases: the
-run's held-out cases.
+  (GROUP: main, presets, lrp, filters, grid-epsilon, grid-paper, variants, baselines,
+occlusion). Writes OUT/GROUP[-CASES]/assess.csv through strokelrp.report.assess_run (one
+thread, no voxel/mean-baseline extras); default cases: the run's held-out cases. ``--seeds N``:
+N re-initialisations for randomisation_rho (default 3; randomisation is not one of the five
+checks, so a large grid may use 1).
 """
 
 from __future__ import annotations
@@ -15,8 +16,18 @@ from pathlib import Path
 
 import torch
 
-from strokelrp.lrp.presets import PRESETS
+from strokelrp.lrp.filters import PAPER_GRID
+from strokelrp.lrp.presets import DEFAULT_PRESET, PRESETS
 from strokelrp.report.assess_run import assess_run
+
+
+def grid_methods(preset: str) -> list[str]:
+    """``lrp:<preset>`` with each of the paper's 16 filter settings (raw first)."""
+    return [
+        f"lrp:{preset}" if f is None else f"lrp:{preset}+{f.kind}:{f.low:g},{f.high:g}"
+        for f in PAPER_GRID
+    ]
+
 
 GROUPS: dict[str, list[str]] = {
     "main": [
@@ -34,6 +45,18 @@ GROUPS: dict[str, list[str]] = {
         "gradcam",
         "locality_prior",
     ],
+    "presets": [  # every registered preset from the prediction start, the survey's contrastives
+        *(f"lrp:{p}" for p in PRESETS),
+        f"lrp:{DEFAULT_PRESET}(target=contrastive)",
+        "lrp:composite(target=contrastive)",
+        "gradient_x_input",
+        "gradient",
+        "integrated_gradients(steps=16)",
+        "gradcam",
+        "locality_prior",
+    ],
+    "grid-epsilon": grid_methods(DEFAULT_PRESET),
+    "grid-paper": grid_methods("paper"),
     "lrp": [m for p in PRESETS for m in (f"lrp:{p}", f"lrp:{p}(target=contrastive)")],
     "filters": [
         "lrp:paper+pass:0,0.4",
@@ -90,7 +113,13 @@ def main() -> None:
     if sys.argv[1] == "table":
         table(Path(sys.argv[2]))
         return
-    run, data, out, group, *cases = sys.argv[1:]
+    args = sys.argv[1:]
+    seeds = 3
+    if "--seeds" in args:
+        at = args.index("--seeds")
+        seeds = int(args[at + 1])
+        del args[at : at + 2]
+    run, data, out, group, *cases = args
     torch.set_num_threads(1)
     path = assess_run(
         run,
@@ -98,6 +127,7 @@ def main() -> None:
         Path(out) / "-".join([group, *cases]),
         cases=cases or None,
         methods=GROUPS[group],
+        seeds=tuple(range(1, seeds + 1)),
         extras=False,
         log=lambda s: print(s, flush=True),
     )
