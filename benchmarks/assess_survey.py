@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/assess_survey.py RUN DATA OUT GROUP [CASE ...] [--seeds N]
        python benchmarks/assess_survey.py table OUT      (the markdown table of OUT/*/assess.csv)
-  (GROUP: main, presets, lrp, filters, grid-epsilon, grid-paper, variants, baselines,
+  (GROUP: main, presets, default, lrp, filters, grid-epsilon, grid-paper, variants, baselines,
 occlusion). Writes OUT/GROUP[-CASES]/assess.csv through strokelrp.report.assess_run (one
 thread, no voxel/mean-baseline extras); default cases: the run's held-out cases. ``--seeds N``:
 N re-initialisations for randomisation_rho (default 3; randomisation is not one of the five
@@ -55,6 +55,7 @@ GROUPS: dict[str, list[str]] = {
         "gradcam",
         "locality_prior",
     ],
+    "default": [f"lrp:{DEFAULT_PRESET}"],
     "grid-epsilon": grid_methods(DEFAULT_PRESET),
     "grid-paper": grid_methods("paper"),
     "lrp": [m for p in PRESETS for m in (f"lrp:{p}", f"lrp:{p}(target=contrastive)")],
