@@ -175,7 +175,7 @@ def test_rules_record_lists_every_override() -> None:
 
 
 def test_sweep_records_and_refuses_a_newer_checkpoint(world, tmp_path) -> None:
-    from strokelrp.analysis.sweep import run_sweep
+    from strokelrp.pipeline.sweep import run_sweep
 
     run = _fresh_run(world, tmp_path)
     grid = tmp_path / "grid.txt"

@@ -18,7 +18,7 @@ _EXPORTS = {
     "UNet3D": "strokelrp.model.unet3d",
     "load_run": "strokelrp.train.checkpoint",
     "prepare_case": "strokelrp.data.preprocess",
-    "load_case": "strokelrp.report.explain_case",
+    "load_case": "strokelrp.data.isles2017",
     "explain": "strokelrp.lrp.engine",
     "attribute": "strokelrp.attribution",
     "method_names": "strokelrp.attribution",

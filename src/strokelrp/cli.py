@@ -467,6 +467,21 @@ def _check_filter_spec(ctx: click.Context, param: click.Parameter, value: tuple[
     return value
 
 
+def _check_method_spec(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> str | None:
+    """An attribution method name that :func:`strokelrp.attribution.parse_method` reads."""
+    if value is None:
+        return None
+    from strokelrp.attribution import parse_method
+
+    try:
+        parse_method(value)
+    except StrokeLRPError as err:
+        raise click.BadParameter(str(err)) from err
+    return value
+
+
 def _preset_names() -> list[str]:
     """Names of ``strokelrp.lrp.presets.PRESETS`` (a data-only module: no torch, fast)."""
     from strokelrp.lrp.presets import PRESETS
@@ -530,6 +545,17 @@ def _preset_names() -> list[str]:
     help="LRP rule preset (strokelrp.lrp.presets.PRESETS; see docs/method.md).",
 )
 @click.option(
+    "--method",
+    default=None,
+    callback=_check_method_spec,
+    metavar="NAME",
+    help="Attribution method (instead of --rules): lrp:<preset>[+<filter>], gradient, "
+    "gradient_x_input, integrated_gradients, occlusion, gradcam or locality_prior, options in "
+    "brackets ('integrated_gradients(steps=16)'). Every method writes the same NIfTI (+ JSON "
+    "sidecar), figure 1 and explanation.json; --filter applies to LRP only. "
+    "[default: lrp:<--rules>]",
+)
+@click.option(
     "--target",
     type=click.Choice(TARGETS),
     default="prediction",
@@ -578,7 +604,9 @@ def _preset_names() -> list[str]:
     help="Also write a copy with each volume divided by its max |R| (relevance_<setting>_norm).",
 )
 @memory_budget_option
+@click.pass_context
 def explain_command(
+    ctx: click.Context,
     run: Path | None,
     data: Path | None,
     case_id: str | None,
@@ -589,6 +617,7 @@ def explain_command(
     class_index: int,
     filters: tuple[str, ...],
     rules: str,
+    method: str | None,
     target: str,
     checkpoint: str,
     slice_index: int | None,
@@ -612,6 +641,8 @@ def explain_command(
     if model_spec is not None:
         if run is not None or data is not None or case_id is not None:
             raise click.UsageError("--model explains your images: give no RUN, DATA or --case")
+        if method is not None:
+            raise click.UsageError("--method explains a run's case; with --model give --rules")
         missing = [
             name
             for name, value in (("--weights", weights), ("--image", images), ("--out", out))
@@ -639,7 +670,9 @@ def explain_command(
     else:
         if run is None or data is None or case_id is None:
             raise click.UsageError("give RUN DATA --case ID, or --model with --weights/--image")
-        from strokelrp.report.explain_case import explain_case
+        if method is not None and _given(ctx, "rules"):
+            raise click.UsageError("give --rules or --method, not both")
+        from strokelrp.pipeline.explain import explain_case
 
         result = explain_case(
             run,
@@ -647,6 +680,7 @@ def explain_command(
             case_id,
             filters=list(filters) or None,
             rules=rules,
+            method=method,
             target=target,
             checkpoint=checkpoint,
             slice_index=slice_index,
@@ -731,9 +765,10 @@ def sweep(
     """
     if len(paths) < 2:
         raise click.UsageError("give at least one RUN and the DATA folder")
-    from strokelrp.analysis.sweep import run_sweep, summary_lines
+    from strokelrp.analysis.sweep import summary_lines
     from strokelrp.analysis.table import read_tables
     from strokelrp.lrp.presets import PRESETS
+    from strokelrp.pipeline.sweep import run_sweep
 
     if rules not in PRESETS:
         raise click.BadParameter(
@@ -910,7 +945,7 @@ def demo_command(out: Path, quick: bool, device: str, threads: int) -> None:
     """
     import torch
 
-    from strokelrp.demo import run_demo
+    from strokelrp.pipeline.demo import run_demo
 
     if threads:
         torch.set_num_threads(threads)  # this command's own process only; the API never does

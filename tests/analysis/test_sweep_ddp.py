@@ -13,11 +13,11 @@ import pytest
 import torch
 
 import strokelrp
-from strokelrp.analysis.sweep import read_grid, sweep_run
 from strokelrp.analysis.table import FLOAT_COLUMNS, read_table
 from strokelrp.config import MODALITIES, TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.model import UNet3D
+from strokelrp.pipeline.sweep import read_grid, sweep_run
 from strokelrp.train.checkpoint import save_checkpoint
 
 SRC = str(Path(strokelrp.__file__).resolve().parents[1])

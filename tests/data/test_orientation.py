@@ -121,7 +121,7 @@ def tiny_run(trees, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_outputs_are_the_same_up_to_the_voxel_order(trees, tiny_run, tmp_path) -> None:
-    from strokelrp.report.explain_case import explain_case
+    from strokelrp.pipeline.explain import explain_case
 
     files = ("relevance_raw", "relevance_pass_0-0.4", "prediction")
     out: dict[str, dict[str, np.ndarray]] = {}

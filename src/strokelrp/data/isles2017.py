@@ -686,3 +686,15 @@ def load_isles2017(
             loaded.append(case)
     raise_or_warn(problems, on_error)
     return loaded
+
+
+def load_case(data: str | Path, case_id: str) -> Case:
+    """The one case ``case_id`` (``4`` or its folder name ``training_4``) of the ISLES 2017 tree
+    ``data`` (a clear error if absent); its ``case_id`` is the plain id (``4``)."""
+    root = Path(data)
+    if not root.is_dir():
+        raise StrokeLRPError(f"data folder {root} does not exist")
+    cases = load_isles2017(root, cases=[case_id])  # selects by id or folder name
+    if len(cases) != 1:
+        raise StrokeLRPError(f"case {case_id}: not found in {root}")
+    return cases[0]

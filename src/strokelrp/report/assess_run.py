@@ -75,8 +75,8 @@ def assess_run(
 
     from strokelrp.analysis.assess import COLUMNS, DEFAULT_METHODS, EXTRA_COLUMNS, assess
     from strokelrp.attribution import parse_method
+    from strokelrp.data.isles2017 import load_case
     from strokelrp.data.preprocess import prepare_case
-    from strokelrp.report.explain_case import load_case
     from strokelrp.train.checkpoint import load_run
 
     run, out = Path(run), Path(out)

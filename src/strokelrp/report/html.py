@@ -731,7 +731,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path | None = None) -> P
     Each run must be a training run folder (``config.toml``); a run named twice is shown once.
     Figures are written to ``figures/`` beside the report and embedded. Returns the path.
     """
-    from strokelrp.analysis.sweep import unique_runs
+    from strokelrp.pipeline.sweep import unique_runs
 
     if not runs:
         raise StrokeLRPError("report needs at least one run directory")
