@@ -1,7 +1,8 @@
 """Which rules pass? Assess a list of methods on a run's held-out cases (docs/method.md).
 
 Usage: python benchmarks/assess_survey.py RUN DATA OUT GROUP [CASE ...] [--seeds N]
-       python benchmarks/assess_survey.py table OUT      (the markdown table of OUT/*/assess.csv)
+       python benchmarks/assess_survey.py table OUT [OUT ...] [--only METHOD ...] [--per-case]
+         (the markdown table of OUT/*/assess.csv: means over cases; --per-case adds a row per case)
   (GROUP: main, presets, default, lrp, filters, grid-epsilon, grid-paper, variants, baselines,
 occlusion). Writes OUT/GROUP[-CASES]/assess.csv through strokelrp.report.assess_run (one
 thread, no voxel/mean-baseline extras); default cases: the run's held-out cases. ``--seeds N``:
@@ -84,12 +85,19 @@ GROUPS: dict[str, list[str]] = {
 }
 
 
-def table(folder: Path) -> None:
-    """Print the markdown table of every assess.csv under ``folder`` (means over cases)."""
+def table(folders: list[Path], only: list[str], per_case: bool) -> None:
+    """Print the markdown table of every assess.csv under ``folders`` (means over cases);
+    ``only``: these methods alone; ``per_case``: one row per case x method, then the means."""
     from strokelrp.analysis.assess import summarize_methods
     from strokelrp.report.assess_run import read_assess
 
-    rows = [r for path in sorted(folder.glob("*/assess.csv")) for r in read_assess(path)]
+    rows = [
+        r for f in folders for path in sorted(f.glob("*/assess.csv")) for r in read_assess(path)
+    ]
+    rows = [r for r in rows if not only or r["method"] in only]
+    seen = [(r["case"], r["method"]) for r in rows]
+    if len(set(seen)) < len(seen):
+        raise SystemExit("a case x method appears twice under these folders: pick one folder")
     cases = sorted({r["case"] for r in rows}, key=lambda c: int(c) if c.isdigit() else c)
     print(f"cases {', '.join(cases)}")
     print(
@@ -97,11 +105,16 @@ def table(folder: Path) -> None:
         "| rand. rho | prior rho | contrast rho | ablation rho | passes |"
     )
     print("|---" * 12 + "|")
-    for s in summarize_methods(rows):
+    order = {c: i for i, c in enumerate(cases)}
+    per_row = sorted(rows, key=lambda r: order[r["case"]]) if per_case else []
+    labelled = [(f"case {r['case']}", summarize_methods([r])[0]) for r in per_row]
+    labelled += [(str(s["cases"]), s) for s in summarize_methods(rows)]
+    for where, s in labelled:
+        label = f"{s['method']} ({where})"
         keys = ("brain_share", "lesion_share", "faithful", "contrast", "ablation")
         marks = {k: ("" if s[f"{k}_ok"] else " ✗") for k in keys}
         print(
-            f"| {s['method']} ({s['cases']}) | {s['brain_share']:.2f}{marks['brain_share']} "
+            f"| {label} | {s['brain_share']:.2f}{marks['brain_share']} "
             f"| {s['lesion_share']:.2f}{marks['lesion_share']} | {s['morf_aopc']:.2f} "
             f"| {s['lerf_aopc']:.2f} | {s['random_aopc']:.3f} "
             f"| {s['morf_over_random']:.1f}{marks['faithful']} | {s['randomisation_rho']:.2f} "
@@ -111,10 +124,15 @@ def table(folder: Path) -> None:
 
 
 def main() -> None:
-    if sys.argv[1] == "table":
-        table(Path(sys.argv[2]))
-        return
     args = sys.argv[1:]
+    if args[0] == "table":
+        only = [args[i + 1] for i, a in enumerate(args) if a == "--only"]
+        folders = [
+            a for i, a in enumerate(args[1:], 1) if a != "--only" and args[i - 1] != "--only"
+        ]
+        per_case = "--per-case" in folders
+        table([Path(f) for f in folders if f != "--per-case"], only, per_case)
+        return
     seeds = 3
     if "--seeds" in args:
         at = args.index("--seeds")
