@@ -12,6 +12,7 @@ checks, so a large grid may use 1).
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -113,14 +114,25 @@ def table(folders: list[Path], only: list[str], per_case: bool) -> None:
         label = f"{s['method']} ({where})"
         keys = ("brain_share", "lesion_share", "faithful", "contrast", "ablation")
         marks = {k: ("" if s[f"{k}_ok"] else " ✗") for k in keys}
-        print(
-            f"| {label} | {s['brain_share']:.2f}{marks['brain_share']} "
-            f"| {s['lesion_share']:.2f}{marks['lesion_share']} | {s['morf_aopc']:.2f} "
-            f"| {s['lerf_aopc']:.2f} | {s['random_aopc']:.3f} "
-            f"| {s['morf_over_random']:.1f}{marks['faithful']} | {s['randomisation_rho']:.2f} "
-            f"| {s['prior_rho']:.2f} | {s['contrast_rho']:.2f}{marks['contrast']} "
-            f"| {s['ablation_rho']:.2f}{marks['ablation']} | {'yes' if s['passes'] else 'no'} |"
-        )
+        cells = [
+            f"{num(s['brain_share'], 2)}{marks['brain_share']}",
+            f"{num(s['lesion_share'], 2)}{marks['lesion_share']}",
+            num(s["morf_aopc"], 2),
+            num(s["lerf_aopc"], 2),
+            num(s["random_aopc"], 3),
+            f"{num(s['morf_over_random'], 1)}{marks['faithful']}",
+            num(s["randomisation_rho"], 2),
+            num(s["prior_rho"], 2),
+            f"{num(s['contrast_rho'], 2)}{marks['contrast']}",
+            f"{num(s['ablation_rho'], 2)}{marks['ablation']}",
+            "yes" if s["passes"] else "no",
+        ]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def num(value: float, digits: int) -> str:
+    """``value`` with ``digits`` decimals; ``-`` for NaN (undefined in every case)."""
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
 def main() -> None:
