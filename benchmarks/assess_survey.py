@@ -90,13 +90,13 @@ def table(folders: list[Path], only: list[str], per_case: bool) -> None:
     """Print the markdown table of the assess.csv files ``folders`` name (means over cases);
     ``only``: these methods alone; ``per_case``: one row per case x method, then the means."""
     from strokelrp.analysis.assess import summarize_methods
-    from strokelrp.report.assess_run import read_assess
+    from strokelrp.run_files import read_csv
 
     paths = []
     for f in folders:  # a file, a folder holding assess.csv, or a folder of such folders
         own = f if f.is_file() else f / "assess.csv"
         paths += [own] if own.is_file() else sorted(f.glob("*/assess.csv"))
-    rows = [r for path in paths for r in read_assess(path)]
+    rows = [r for path in paths for r in read_csv(path)]
     rows = [r for r in rows if not only or r["method"] in only]
     seen = [(r["case"], r["method"]) for r in rows]
     if len(set(seen)) < len(seen):
