@@ -339,7 +339,7 @@ def lrp(
     )
     filters = None if filter is None else [parse_filter(filter)]
     with warnings.catch_warnings():  # an empty target gives a zero map; assess reports it
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.filterwarnings("ignore", "target .* selects nothing", RuntimeWarning)
         result = explain(
             model,
             x,
