@@ -9,12 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from strokelrp.analysis.ablation import modality_ablation
 from strokelrp.analysis.assess import (
     COLUMNS,
     EXTRA_COLUMNS,
-    ablation_drops,
-    ablation_rho,
-    abs_modality_shares,
     aopc,
     assess,
     brain_share,
@@ -22,8 +20,8 @@ from strokelrp.analysis.assess import (
     ordering,
     perturbation_curve,
     random_ordering,
-    spearman,
 )
+from strokelrp.analysis.shares import ablation_rho, abs_modality_shares
 
 F64 = torch.float64
 
@@ -60,13 +58,6 @@ def test_brain_and_lesion_shares_by_hand() -> None:
     assert lesion_share(r2, target) == 0.25
     assert lesion_share(r2, target, grow=0) == 0.0
     assert math.isnan(brain_share(np.zeros_like(r), x))
-
-
-def test_spearman_and_modality_shares() -> None:
-    assert spearman(np.array([1, 2, 3, 4]), np.array([10, 20, 30, 45])) == 1.0
-    assert spearman(np.array([1, 2, 3]), np.array([3, 2, 1])) == -1.0
-    assert math.isnan(spearman(np.array([1, 1, 1]), np.array([1, 2, 3])))
-    np.testing.assert_allclose(abs_modality_shares(np.array([[1.0, -1.0], [2.0, 0.0]])), [0.5, 0.5])
 
 
 def test_orderings_put_the_most_relevant_first_and_break_ties_reproducibly() -> None:
@@ -126,12 +117,14 @@ def test_ablation_finds_the_only_modality_the_model_uses() -> None:
     x[0, 1] = torch.rand(1, 4, 4, dtype=F64)
     y = np.zeros((1, 4, 4), bool)
     y[0, :2] = True
-    drops, dice = ablation_drops(model, x, y)
-    assert dice == 1.0
-    np.testing.assert_allclose(drops, [1.0, 0.0])
+    ablation = modality_ablation(model, x[0], y)
+    assert ablation.dice == 1.0
+    np.testing.assert_allclose(ablation.drop, [1.0, 0.0])
+    # an empty label counts as none: the drop is the change against the own prediction
+    np.testing.assert_allclose(modality_ablation(model, x[0], np.zeros_like(y)).drop, [1.0, 0.0])
     r = np.stack([np.ones((1, 4, 4)), 0.1 * np.ones((1, 4, 4))])
-    assert math.isclose(ablation_rho(r, drops), 1.0)
-    assert math.isclose(ablation_rho(r[::-1], drops), -1.0)
+    assert math.isclose(ablation_rho(abs_modality_shares(r), ablation.drop), 1.0)
+    assert math.isclose(ablation_rho(abs_modality_shares(r[::-1]), ablation.drop), -1.0)
 
 
 def tiny_unet() -> tuple[nn.Module, torch.Tensor, np.ndarray]:

@@ -11,6 +11,7 @@ prediction (so a re-initialised model or a perturbed input is scored on the same
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -20,9 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.ndimage import binary_dilation
-from scipy.stats import spearmanr
 from torch import Tensor, nn
 
+from strokelrp.analysis.ablation import modality_ablation
+from strokelrp.analysis.shares import ablation_rho, abs_modality_shares, spearman
 from strokelrp.attribution import (
     METHODS,
     gradient,
@@ -37,7 +39,6 @@ from strokelrp.data.preprocess import brain_mask
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.engine import BACKGROUND, LESION
 from strokelrp.lrp.presets import DEFAULT_PRESET, PRESETS
-from strokelrp.train.metrics import dice_score
 
 COLUMNS: tuple[str, ...] = (
     "case",
@@ -135,14 +136,6 @@ def lesion_share(r: Tensor | np.ndarray, target: np.ndarray, grow: int = 1) -> f
     if total == 0:
         return math.nan
     return float(pos[:, dilate(np.asarray(target, bool), grow)].sum() / total)
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation of two equally long vectors; NaN when one is constant."""
-    a, b = np.ravel(a), np.ravel(b)
-    if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
-        return math.nan
-    return float(spearmanr(a, b).statistic)
 
 
 def ordering(r: Tensor, most_first: bool = True, voxel: bool = False, seed: int = 0) -> Tensor:
@@ -256,43 +249,6 @@ def aopc(drops: np.ndarray) -> float:
     return float(np.mean(drops))
 
 
-def abs_modality_shares(r: Tensor | np.ndarray) -> np.ndarray:
-    """sum |R_c| / sum |R| per channel (C,); NaN for an all-zero map (cf.
-    :func:`strokelrp.analysis.shares.modality_shares`, which counts positive R only)."""
-    a = np.abs(_np(r)).reshape(_np(r).shape[0], -1).sum(1)
-    return a / a.sum() if a.sum() > 0 else np.full(a.shape, math.nan)
-
-
-def ablation_drops(
-    model: nn.Module, x: Tensor, y: np.ndarray | None
-) -> tuple[np.ndarray, float | None]:
-    """Dice drop per modality when its channel is filled with its mean: (C,) and Dice(x).
-
-    Dice against the label y (D, H, W); without one (or an empty one) against the unperturbed
-    prediction. The C perturbed inputs go through the model in one batch.
-    """
-    with torch.no_grad():
-        pred = (model(x).argmax(1) == LESION)[0].cpu().numpy()
-        c = x.shape[1]
-        xb = x.repeat(c, 1, 1, 1, 1)
-        for i in range(c):
-            xb[i, i] = x[0, i].mean()
-        preds = (model(xb).argmax(1) == LESION).cpu().numpy()
-    ref = pred if y is None or not np.asarray(y).any() else np.asarray(y).astype(bool)
-    d0 = dice_score(pred, ref)
-    base = 1.0 if d0 is None else d0
-    drops = []
-    for i in range(c):
-        d = dice_score(preds[i], ref)
-        drops.append(base - (1.0 if d is None else d))
-    return np.asarray(drops), d0
-
-
-def ablation_rho(r: Tensor | np.ndarray, drops: np.ndarray) -> float:
-    """Spearman between the modalities' shares of |R| and their ablation Dice drops."""
-    return spearman(abs_modality_shares(r), drops)
-
-
 def within(mask: np.ndarray, r: Tensor | np.ndarray, absolute: bool = True) -> np.ndarray:
     """The map's values (|R| by default) at the mask's voxels, every channel: (C * n,)."""
     a = _np(r)
@@ -317,8 +273,29 @@ ASSESS_OPTIONS: dict[str, dict[str, Any]] = {
 background target), so the two multi-forward baselines get cheaper settings than
 :func:`strokelrp.attribution.attribute`'s defaults (32 steps, patch 4 x 8 x 8)."""
 
-MAX_BATCH = 32
-"""At most this many perturbed inputs per forward (larger batches gain nothing on a CPU)."""
+MAX_BATCH = 16
+"""At most this many perturbed inputs per forward: on this project's CPU the time per input
+is lowest between 8 and 16 and rises beyond (docs/benchmarks.md, "Assessing a method")."""
+
+
+class ChannelsLast(nn.Module):
+    """``model`` run on channels-last (N, D, H, W, C in memory) copies of its 5-D inputs and
+    weights: the same function, but oneDNN's batched CPU convolutions are about 1.8x faster in
+    this layout for the project's narrow U-Nets (scores agree to float rounding, ~1e-7
+    relative). Used for the no-grad scoring of perturbed inputs, never for a map's gradient."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = copy.deepcopy(model).to(memory_format=torch.channels_last_3d).eval()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x.contiguous(memory_format=torch.channels_last_3d))
+
+
+def scorer(model: nn.Module, x: Tensor) -> nn.Module:
+    """The module that scores batches of perturbed copies of x (1, C, D, H, W): a
+    :class:`ChannelsLast` copy of ``model`` on a CPU, ``model`` itself elsewhere."""
+    return ChannelsLast(model) if x.device.type == "cpu" and x.dim() == 5 else model
 
 
 def forward_bytes(model: nn.Module, x: Tensor) -> tuple[Tensor, int]:
@@ -374,12 +351,20 @@ class CaseContext:
     models: dict[int, nn.Module] = field(default_factory=dict)  # re-initialised, per seed
     gradients: dict[tuple[Any, str], Tensor] = field(default_factory=dict)
     model_free: dict[tuple[str, str], Tensor] = field(default_factory=dict)
+    scorers: dict[Any, nn.Module] = field(default_factory=dict)  # :func:`scorer` per model
+
+    def scorer(self, model: nn.Module, key: Any = "trained") -> nn.Module:
+        """:func:`scorer` of ``model`` (``key``: ``trained``, a seed, ...), built once."""
+        if key not in self.scorers:
+            self.scorers[key] = scorer(model, self.x)
+        return self.scorers[key]
 
     def score(self, model: nn.Module, weights: Tensor, target: str) -> float:
-        """S(x) of the trained ``model`` for ``target`` (its weights), computed once."""
+        """S(x) of the trained ``model`` for ``target`` (its weights), computed once with the
+        module that scores the perturbed inputs."""
         if target not in self.scores:
             with torch.no_grad():
-                self.scores[target] = float(score(model, self.x, weights)[0])
+                self.scores[target] = float(score(self.scorer(model), self.x, weights)[0])
         return self.scores[target]
 
     def reinitialised(self, model: nn.Module, seed: int) -> nn.Module:
@@ -400,7 +385,7 @@ class CaseContext:
                 Curve(random_ordering(n, s), voxel, baseline) for s in range(self.random_seeds)
             ]
             drops = perturbation_curves(
-                model,
+                self.scorer(model),
                 self.x,
                 weights,
                 curves,
@@ -430,13 +415,13 @@ def prepare_context(
     weights = target_weights("prediction", logits)[0]
     target = (weights[0] != 0).any(0).cpu().numpy()
     xn = _np(x[0])
-    ctx = CaseContext(x, y, weights, target, brain_mask(xn), ablation_drops(model, x, y)[0])
+    drops = modality_ablation(model, x[0], y).drop
+    ctx = CaseContext(x, y, weights, target, brain_mask(xn), drops)
     ctx.random_seeds, ctx.fractions = random_seeds, fractions
     ctx.memory_budget = memory_budget
     ctx.batch = batch_for(per_sample, memory_budget, x.device)
     if options is not None:
         ctx.options = {k: dict(v) for k, v in options.items()}
-    ctx.scores["prediction"] = float((logits * weights).sum())
     ctx.prior = within(ctx.brain, locality_prior(None, x, weights))
     return ctx
 
@@ -465,7 +450,7 @@ def _maps(
         }
     if name == "occlusion":
         opts = {"batch": ctx.batch, **opts}
-        maps = occlusion_maps(model, x, list(targets.values()), **opts)
+        maps = occlusion_maps(ctx.scorer(model, key), x, list(targets.values()), **opts)
         return dict(zip(targets, maps, strict=True))
     out = {}
     for t, w in targets.items():
@@ -546,7 +531,7 @@ def assess_method(
             Curve(ordering(r, True, voxel=True), voxel=True),
             Curve(curves[0].order, False, "mean"),
         ]
-    drops = perturbation_curves(model, x, weights, curves, fractions, ctx.batch, s0)
+    drops = perturbation_curves(ctx.scorer(model), x, weights, curves, fractions, ctx.batch, s0)
     row["morf_aopc"] = aopc(drops[0])
     row["lerf_aopc"] = aopc(drops[1])
     row["random_aopc"] = ctx.random_aopc(model, weights, target_name, "element")
@@ -559,7 +544,7 @@ def assess_method(
     r_les = trained.get("lesion", r)
     r_bg = trained["background"]
     row["contrast_rho"] = spearman(within(brain, r_les, False), within(brain, r_bg, False))
-    row["ablation_rho"] = ablation_rho(r, ctx.drops)
+    row["ablation_rho"] = ablation_rho(abs_modality_shares(r), ctx.drops)
     if extras:
         row["morf_aopc_voxel"] = aopc(drops[2])
         row["random_aopc_voxel"] = ctx.random_aopc(model, weights, target_name, "voxel")
