@@ -17,6 +17,7 @@ _EXPORTS = {
     "Case": "strokelrp.data.isles2017",
     "UNet3D": "strokelrp.model.unet3d",
     "load_run": "strokelrp.train.checkpoint",
+    "RunDir": "strokelrp.run_files",
     "prepare_case": "strokelrp.data.preprocess",
     "load_case": "strokelrp.data.isles2017",
     "explain": "strokelrp.lrp.engine",

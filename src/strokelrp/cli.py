@@ -375,9 +375,9 @@ def train(
     given = {name: ctx.params[name] for name in _TRAIN_OPTIONS}
     given["case_ids"] = case_ids or None
     values = {field: given[name] for name, field in _TRAIN_OPTIONS.items()}
-    run_config = Path(out) / run_files.CONFIG
-    if resume and run_config.is_file():  # the run's own settings are the defaults
-        values = TrainConfig.from_toml(run_config).to_dict()
+    run = run_files.RunDir(out)
+    if resume and run.is_run():  # the run's own settings are the defaults
+        values = run.read_config().to_dict()
         values.update(
             {field: given[name] for name, field in _TRAIN_OPTIONS.items() if _given(ctx, name)}
         )
@@ -927,7 +927,8 @@ def assess_command(
 ) -> None:
     """Trust measures of each method's maps (sanity, faithfulness, localisation, modality
     truth): OUT/assess.csv, one row per case x method; definitions in docs/assess.md."""
-    from strokelrp.report.assess_run import assess_run, read_assess, summary_lines
+    from strokelrp.report.assess_run import assess_run, summary_lines
+    from strokelrp.run_files import read_csv
 
     path = assess_run(
         run,
@@ -947,7 +948,7 @@ def assess_command(
         },
         log=lambda line: click.echo(line, err=True),
     )
-    for line in summary_lines(read_assess(path)):
+    for line in summary_lines(read_csv(path)):
         click.echo(line)
     click.echo(f"wrote {path}")
 

@@ -19,7 +19,7 @@ from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import DEFAULT_PRESET
 from strokelrp.model import UNet3D
 from strokelrp.pipeline.sweep import read_grid, run_sweep
-from strokelrp.train.checkpoint import save_checkpoint
+from strokelrp.run_files import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def make_run(root: Path, data: Path, name: str = "A1") -> Path:
     config = TrainConfig(data=str(data), series="A", width=2, epochs=0, seed=0)
     config.to_toml(run / "config.toml")
     torch.manual_seed(0)
-    save_checkpoint(run / "checkpoints", epoch=0, config=config, model=UNet3D(width=2))
+    RunDir(run).save_checkpoint(epoch=0, config=config, model=UNet3D(width=2))
     return run
 
 

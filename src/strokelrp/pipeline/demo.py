@@ -261,14 +261,13 @@ def sweep_stage(
 ) -> list[dict[str, Any]]:
     """The paper's 16 filter settings over every case of every run; returns the rows."""
     from strokelrp.analysis.sweep import paper_grid
-    from strokelrp.analysis.table import read_table
     from strokelrp.pipeline.sweep import sweep_run
+    from strokelrp.run_files import RunDir
 
     grid = paper_grid()
-    tables = [
-        sweep_run(run, data, grid, device=device, progress=progress, log=echo) for run in runs
-    ]
-    return [row for table in tables for row in read_table(table)]
+    for run in runs:
+        sweep_run(run, data, grid, device=device, progress=progress, log=echo)
+    return [row for run in runs for row in RunDir(run).read_sweep()]
 
 
 def run_demo(

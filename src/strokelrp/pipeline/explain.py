@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from strokelrp import run_files
 from strokelrp.analysis.table import Setting, baseline_setting, describe
 from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS
 from strokelrp.report.explain_case import CaseExplanation, parse_settings
+from strokelrp.run_files import RunDir
 
 
 def checkpoint_note(ckpt: Any) -> str:
@@ -171,7 +171,7 @@ def explain_case(
             logits = model(xt).detach().cpu().float()[0]
         notes = []
 
-    out_dir = Path(out) if out is not None else run / run_files.EXPLANATIONS / case_id
+    out_dir = Path(out) if out is not None else RunDir(run).explanation_dir(case_id)
     say(f"writing {len(settings)} relevance volume(s), the prediction and figure 1 to {out_dir}")
     record = provenance(
         "explain",

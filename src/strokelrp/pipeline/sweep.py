@@ -31,12 +31,12 @@ from typing import Any
 
 from strokelrp.analysis.ablation import modality_ablation
 from strokelrp.analysis.sweep import case_rows, done_pairs, merge_rows, paper_grid
-from strokelrp.analysis.table import Row, Setting, describe, read_table, write_table
+from strokelrp.analysis.table import Row, Setting, describe
 from strokelrp.config import LESION
 from strokelrp.device import DistContext, init_distributed, resolve_device, shutdown
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import DEFAULT_PRESET
-from strokelrp.run_files import SWEEP_TABLE
+from strokelrp.run_files import RunDir
 
 MANIFEST_NAME = "synth_manifest.json"
 
@@ -133,10 +133,6 @@ def _check_compatible(path: Path, rows: Sequence[Row], target: str, rules: str) 
         )
 
 
-def _network_label(run_dir: Path, net_dir: Path) -> str:
-    return run_dir.name if net_dir == run_dir else f"{run_dir.name}/{net_dir.name}"
-
-
 def _series_label(series: Any) -> str:
     if isinstance(series, str):
         return series
@@ -173,7 +169,7 @@ class _SweepRecord:
         has_rows = any(net == network for net, _ in done)
         if has_rows and before and before.get("weights_sha256") != now["weights_sha256"]:
             raise StrokeLRPError(
-                f"{self.run_dir / SWEEP_TABLE}: holds {network}'s rows from its epoch "
+                f"{RunDir(self.run_dir).sweep_table}: holds {network}'s rows from its epoch "
                 f"{before.get('epoch')} checkpoint, but its checkpoint is now epoch "
                 f"{now['epoch']} ({now['path']}); pass --restart to sweep it again"
             )
@@ -188,27 +184,25 @@ class _SweepRecord:
             old = self.cases.get(cid, {}).get("fingerprint_sha256")
             if (network, cid) in done and old and old != case["fingerprint_sha256"]:
                 raise StrokeLRPError(
-                    f"{self.run_dir / SWEEP_TABLE}: holds case {cid} from other data (its files' "
-                    f"content differs from {self.data_root}); pass --restart, or sweep into "
-                    "another run"
+                    f"{RunDir(self.run_dir).sweep_table}: holds case {cid} from other data "
+                    f"(its files' content differs from {self.data_root}); pass --restart, or "
+                    "sweep into another run"
                 )
             self.cases[cid] = case
 
-    def write(self, table: Path) -> None:
-        from strokelrp.provenance import provenance, write_sidecar
+    def record(self) -> dict[str, Any]:
+        """The provenance record of the table as it stands."""
+        from strokelrp.provenance import provenance
 
-        write_sidecar(
-            table,
-            provenance(
-                "sweep",
-                data_root=self.data_root,
-                cases=self.cases,
-                run=self.run_dir,
-                checkpoints=list(self.checkpoints.values()),
-                rules=self.rules,
-                target=self.target,
-                settings=self.settings,
-            ),
+        return provenance(
+            "sweep",
+            data_root=self.data_root,
+            cases=self.cases,
+            run=self.run_dir,
+            checkpoints=list(self.checkpoints.values()),
+            rules=self.rules,
+            target=self.target,
+            settings=self.settings,
         )
 
 
@@ -241,18 +235,19 @@ def sweep_run(
     from strokelrp.data.dataset import CaseDataset
     from strokelrp.lrp.engine import explain
     from strokelrp.provenance import read_sidecar
-    from strokelrp.train.checkpoint import load_trained, run_networks
+    from strokelrp.train.checkpoint import load_trained
     from strokelrp.train.metrics import dice_score
 
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
+    run_dir = run.path
     ranks = ranks or DistContext(0, 1, 0, resolve_device(device))
     dev = ranks.device
-    table = run_dir / SWEEP_TABLE
+    table = run.sweep_table
     rows: list[Row] = []
     problem = None
     previous: dict[str, Any] | None = None
     if ranks.rank == 0 and table.is_file() and not restart:
-        rows = read_table(table)
+        rows = run.read_sweep()
         previous = read_sidecar(table)
         try:
             _check_compatible(table, rows, target, rules)
@@ -266,10 +261,10 @@ def sweep_run(
     informative = read_informative(data_root)
     filters = [s.filter for s in settings]
     record = _SweepRecord(run_dir, data_root, rules, target, settings, previous)
-    for net_dir in run_networks(run_dir):
-        model, ckpt = load_trained(net_dir, device=dev)
+    for net_dir in run.networks():
+        model, ckpt = load_trained(net_dir.path, device=dev)
         config = ckpt.config
-        network = _network_label(run_dir, net_dir)
+        network = run.label(net_dir)
         dataset = CaseDataset(
             data_root,
             config.series,
@@ -333,15 +328,13 @@ def sweep_run(
             bar.update(min(ranks.world_size, len(todo) - r * ranks.world_size))
             if ranks.rank == 0 and new:
                 rows = merge_rows(rows, new, labels)
-                record.write(table)
-                write_table(table, rows)
+                run.write_sweep(rows, record.record())
         bar.close()
         del model
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     if ranks.rank == 0 and not table.is_file():
-        record.write(table)
-        write_table(table, rows)  # an empty sweep still leaves a (header-only) table
+        run.write_sweep(rows, record.record())  # an empty sweep leaves a header-only table
     return table
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from strokelrp import run_files
 from strokelrp.atomic import write_json
 from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
@@ -234,7 +235,7 @@ def explain_images(
     if channels == len(MODALITIES):
         z = default_slice(None, prediction, case.image.shape[1])
         figure = plot_figure1(
-            out_dir / "figure1.png",
+            out_dir / run_files.FIGURE1,
             [(s.label, relevance[k]) for k, s in enumerate(settings)],
             case.image,
             prediction,
@@ -246,7 +247,7 @@ def explain_images(
     else:
         notes.append(f"no figure 1: it shows the six perfusion channels, the input has {channels}")
     summary = write_json(
-        out_dir / "explanation.json",
+        out_dir / run_files.EXPLANATION,
         {
             "case": case.case_id,
             "model": model_spec,
