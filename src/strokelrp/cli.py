@@ -630,6 +630,8 @@ def explain_command(
 ) -> None:
     """Relevance maps of one case (4-D NIfTI per filter setting, native grid) and figure 1.
 
+    --method explains with any attribution method instead of LRP (the same files).
+
     RUN DATA --case ID explains a case with a trained run; --model PKG.MODULE:FACTORY
     --weights FILE --image A.nii.gz --image ... --out DIR explains your own network on your
     own images. All settings are computed in one batched relevance pass. Writes
@@ -722,7 +724,8 @@ def _split_cases(values: tuple[str, ...]) -> list[str] | None:
     metavar="paper|FILE",
     help="Filter settings: the paper's 16, or a file listing settings such as pass:0,0.4 "
     '(one per line, or TOML settings = ["raw", ...]); a trailing :channel '
-    "(clamp:0,0.2:channel) normalises per modality channel instead of per sample.",
+    "(clamp:0,0.2:channel) normalises per modality channel instead of per sample. The "
+    "filters apply to the LRP maps (--rules) only, not to --methods.",
 )
 @click.option(
     "--rules",
@@ -743,6 +746,16 @@ def _split_cases(values: tuple[str, ...]) -> list[str] | None:
     default="auto",
     show_default=True,
 )
+@click.option(
+    "--methods",
+    multiple=True,
+    callback=lambda ctx, param, values: tuple(_check_method_spec(ctx, param, v) for v in values),
+    metavar="NAME",
+    help="Also sweep these non-LRP methods (repeat the option): gradient, gradient_x_input, "
+    "integrated_gradients, occlusion, gradcam, locality_prior, options in brackets "
+    "('integrated_gradients(steps=16)'). Each gives one map per case, rows of kind baseline "
+    "with the method as setting; the --grid filters apply to the LRP maps only.",
+)
 @click.option("--restart", is_flag=True, help="Discard RUN/sweep/sweep.csv instead of resuming.")
 @memory_budget_option
 def sweep(
@@ -752,16 +765,18 @@ def sweep(
     rules: str,
     target: str,
     device: str,
+    methods: tuple[str, ...],
     restart: bool,
     memory_budget: float | None,
 ) -> None:
     """Explain every case under every filter setting; write RUN/sweep/sweep.csv.
 
     One batched relevance pass per case computes all settings (filters at every layer, as the
-    paper). Cases already complete in the table are skipped, so an interrupted sweep resumes
-    when the same command is run again (Ctrl-C prints it). A RUN named twice is swept once.
-    Under torchrun the cases are shared out over the ranks. Prints the mean inclusivities of
-    raw, pass(0,0.2) and clamp(0,0.2) at the end.
+    paper); --methods adds other attribution methods, one unfiltered map each. Cases already
+    complete in the table are skipped, so an interrupted sweep resumes when the same command
+    is run again (Ctrl-C prints it). A RUN named twice is swept once. Under torchrun the cases
+    are shared out over the ranks. Prints the mean inclusivities of raw, pass(0,0.2),
+    clamp(0,0.2) and each method at the end.
     """
     if len(paths) < 2:
         raise click.UsageError("give at least one RUN and the DATA folder")
@@ -787,10 +802,12 @@ def sweep(
             restart=restart,
             log=lambda line: click.echo(line, err=True),
             memory_budget=memory_budget,
+            methods=methods,
         )
     except KeyboardInterrupt:  # finished cases are in the tables: the same command resumes
         words = ["sweep", *paths, "--grid", grid, "--rules", rules, "--target", target]
         words += [w for c in cases for w in ("--cases", c)] + ["--device", device]
+        words += [w for m in methods for w in ("--methods", m)]
         if memory_budget is not None:
             budget = "unlimited" if memory_budget == float("inf") else str(int(memory_budget))
             words += ["--memory-budget", budget]

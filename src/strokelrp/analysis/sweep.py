@@ -129,7 +129,8 @@ def merge_rows(rows: Iterable[Row], new: Sequence[Row], labels: Iterable[str]) -
 def summary_lines(rows: Sequence[Row], settings: Sequence[str] | None = None) -> list[str]:
     """A few lines for the terminal: per series and setting the mean inclusivities and shares.
 
-    ``settings``: labels to show (default: raw, pass(0,0.2), clamp(0,0.2) when present).
+    ``settings``: labels to show (default: raw, pass(0,0.2), clamp(0,0.2) when present, then
+    every baseline method).
     """
     from strokelrp.analysis.shares import share_summary
     from strokelrp.analysis.table import mean_table
@@ -137,7 +138,10 @@ def summary_lines(rows: Sequence[Row], settings: Sequence[str] | None = None) ->
     if not rows:
         return ["the sweep table is empty"]
     present = {str(r["setting"]) for r in rows}
-    wanted = [s for s in (settings or ["raw", "pass(0,0.2)", "clamp(0,0.2)"]) if s in present]
+    if settings is None:
+        baselines = sorted({str(r["setting"]) for r in rows if r["kind"] == "baseline"})
+        settings = ["raw", "pass(0,0.2)", "clamp(0,0.2)", *baselines]
+    wanted = [s for s in settings if s in present]
     inc_x = mean_table(rows, "input_inclusivity")
     inc_gt = mean_table(rows, "gt_inclusivity")
     shares = {(str(s["series"]), str(s["setting"])): s for s in share_summary(rows)}

@@ -227,7 +227,8 @@ def write_table(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
 
 
 def sort_rows(rows: Iterable[Row], modalities: Sequence[str]) -> list[Row]:
-    """Rows ordered by run, case, setting (paper order), modality (channel order)."""
+    """Rows ordered by run, case, setting (paper order, then label: baselines by name),
+    modality (channel order)."""
     order = {m: i for i, m in enumerate(modalities)}
     return sorted(
         rows,
@@ -235,6 +236,7 @@ def sort_rows(rows: Iterable[Row], modalities: Sequence[str]) -> list[Row]:
             str(r["run"]),
             str(r["case"]),
             setting_sort_key(r),
+            str(r["setting"]),
             order.get(str(r["modality"]), len(order)),
         ),
     )
