@@ -231,3 +231,16 @@ def test_summary_checks_by_hand() -> None:
     assert good["morf_over_random"] == 15.0 and good["passes"]
     assert bad["brain_share"] == 0.95 and not bad["contrast_ok"] and not bad["passes"]
     assert math.isclose(bad["contrast_rho"], -0.98)
+
+
+def test_randomisation_leaves_out_seeds_with_an_undefined_correlation() -> None:
+    """A constant re-initialised map has no rank correlation: the mean, min and max are over
+    the seeds that have one (by hand), and all-undefined stays undefined."""
+    from strokelrp.analysis.assess import _randomisation_summary
+
+    got = _randomisation_summary([0.2, math.nan, 0.6])
+    assert got["randomisation_rho"] == pytest.approx(0.4)
+    assert (got["randomisation_rho_min"], got["randomisation_rho_max"]) == (0.2, 0.6)
+    assert got["randomisation_seeds"] == 2
+    none = _randomisation_summary([math.nan, math.nan])
+    assert math.isnan(none["randomisation_rho"]) and none["randomisation_seeds"] == 0

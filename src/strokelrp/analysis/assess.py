@@ -41,6 +41,29 @@ from strokelrp.lrp.engine import BACKGROUND, LESION
 from strokelrp.lrp.presets import DEFAULT_PRESET, PRESETS
 from strokelrp.trust_measures import MEASURES
 
+
+def _randomisation_summary(rhos: Sequence[float]) -> dict[str, float | int]:
+    """Mean, min and max of the per-seed randomisation correlations over the seeds where it is
+    defined, and their count. A re-initialised model whose map is constant in the brain (e.g.
+    no relevance at all) gives an undefined correlation: it is left out, which can only raise
+    the mean (a conservative reading: the map looks more model-independent, not less); NaN
+    when no seed gives a defined value."""
+    defined = [float(v) for v in rhos if not math.isnan(v)]
+    if not defined:
+        return {
+            "randomisation_rho": math.nan,
+            "randomisation_rho_min": math.nan,
+            "randomisation_rho_max": math.nan,
+            "randomisation_seeds": 0,
+        }
+    return {
+        "randomisation_rho": float(np.mean(defined)),
+        "randomisation_rho_min": min(defined),
+        "randomisation_rho_max": max(defined),
+        "randomisation_seeds": len(defined),
+    }
+
+
 COLUMNS: tuple[str, ...] = ("case", "method", *MEASURES)
 """The first columns of ``assess.csv``, in this order (the measures:
 :data:`strokelrp.trust_measures.MEASURES`)."""
@@ -53,13 +76,15 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "prior_rho",
     "randomisation_rho_min",
     "randomisation_rho_max",
+    "randomisation_seeds",
     "target_voxels",
     "target_score",
     "seconds",
     "map_seconds",
 )
 """Further columns: voxel-level and mean-baseline AOPC, Spearman with the locality prior,
-the spread of randomisation over seeds, the target's size and value, timings."""
+the spread of randomisation over seeds and how many seeds gave a defined correlation, the
+target's size and value, timings."""
 
 FRACTIONS: tuple[float, ...] = (
     0.0005,
@@ -531,7 +556,8 @@ def assess_method(
     for seed in seeds:
         other = run(ctx.reinitialised(model, seed), seed, {target_name: weights})[target_name]
         rhos.append(spearman(ref, within(brain, other)))
-    row["randomisation_rho"] = float(np.mean(rhos))
+    randomisation = _randomisation_summary(rhos)
+    row["randomisation_rho"] = randomisation.pop("randomisation_rho")
     r_les = trained.get("lesion", r)
     r_bg = trained["background"]
     row["contrast_rho"] = spearman(within(brain, r_les, False), within(brain, r_bg, False))
@@ -542,8 +568,7 @@ def assess_method(
         row["morf_aopc_mean"] = aopc(drops[3])
         row["random_aopc_mean"] = ctx.random_aopc(model, weights, target_name, "mean")
     row["prior_rho"] = spearman(ref, ctx.prior) if name != "locality_prior" else 1.0
-    row["randomisation_rho_min"] = float(np.min(rhos))
-    row["randomisation_rho_max"] = float(np.max(rhos))
+    row.update(randomisation)
     row["target_voxels"] = int(ctx.target.sum())
     row["target_score"] = s0
     steps: list[dict[str, Any]] = []
