@@ -845,6 +845,24 @@ def report(runs: tuple[str, ...], out: str | None) -> None:
 
 # ---------------------------------------------------------------------------- assess command
 
+ASSESS_IG_STEPS = 16  # = strokelrp.analysis.assess.ASSESS_OPTIONS (tested): no torch import here
+ASSESS_PATCH = (4, 16, 16)
+
+
+def _parse_patch(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int, int]:
+    """--occlusion-patch D,H,W (or one size for all three): usage error when unreadable."""
+    try:
+        sizes = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        sizes = ()
+    if len(sizes) == 1:
+        sizes = sizes * 3
+    if len(sizes) != 3 or min(sizes) < 1:
+        raise click.BadParameter(
+            f"use D,H,W (positive voxels), got {value!r}", ctx=ctx, param=param
+        )
+    return sizes  # type: ignore[return-value]
+
 
 @cli.command("assess")
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path))
@@ -861,8 +879,9 @@ def report(runs: tuple[str, ...], out: str | None) -> None:
     metavar="NAMES",
     help="Methods (space/comma-free specs, repeat the option): lrp:<preset>[+<filter>], "
     "gradient, gradient_x_input, integrated_gradients, occlusion, gradcam, locality_prior; "
-    "options in brackets, e.g. 'lrp:paper(target=contrastive)'. Default: every preset and "
-    "every baseline.",
+    "options in brackets, e.g. 'lrp:paper(target=contrastive)'. Default: one map per method "
+    f"family: lrp:{DEFAULT_PRESET} (the default preset), gradient, gradient_x_input, "
+    "integrated_gradients, occlusion, gradcam, locality_prior.",
 )
 @click.option(
     "--out",
@@ -887,6 +906,22 @@ def report(runs: tuple[str, ...], out: str | None) -> None:
 )
 @click.option("--cascade", is_flag=True, help="Also write the cascading randomisation curves.")
 @click.option(
+    "--ig-steps",
+    type=click.IntRange(min=1),
+    default=ASSESS_IG_STEPS,
+    show_default=True,
+    help="integrated_gradients path steps in the assessment (unless the method gives steps=).",
+)
+@click.option(
+    "--occlusion-patch",
+    default=",".join(str(p) for p in ASSESS_PATCH),
+    show_default=True,
+    metavar="D,H,W",
+    callback=_parse_patch,
+    help="occlusion patch (voxels) in the assessment (unless the method gives patch=).",
+)
+@memory_budget_option
+@click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "cuda"]),
     default="cpu",
@@ -902,6 +937,9 @@ def assess_command(
     seeds: int,
     random_orders: int,
     cascade: bool,
+    ig_steps: int,
+    occlusion_patch: tuple[int, int, int],
+    memory_budget: float | None,
     device: str,
 ) -> None:
     """Trust measures of each method's maps (sanity, faithfulness, localisation, modality
@@ -921,6 +959,11 @@ def assess_command(
         seeds=tuple(range(1, seeds + 1)),
         random_seeds=random_orders,
         cascade=cascade,
+        memory_budget=memory_budget,
+        options={
+            "integrated_gradients": {"steps": ig_steps},
+            "occlusion": {"patch": occlusion_patch},
+        },
         log=lambda line: click.echo(line, err=True),
     )
     for line in summary_lines(read_csv(path)):

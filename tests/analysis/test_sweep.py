@@ -238,17 +238,18 @@ def test_cli_sweep_errors(tmp_path: Path, data: Path, capsys: pytest.CaptureFixt
     assert done.value.code == 1 and "--methods takes the other methods" in capsys.readouterr().err
 
 
-def test_a_table_from_before_ablation_drops_still_reads(tmp_path: Path) -> None:
+def test_a_table_from_before_ablation_drops_and_abs_shares_still_reads(tmp_path: Path) -> None:
     from strokelrp.analysis.table import write_table
 
     row = {c: "" for c in COLUMNS} | {"run": "r", "kind": "raw", "setting": "raw", "case": "1"}
     path = write_table(tmp_path / "new.csv", [row | {"ablation_drop": 0.25}])
     assert read_table(path)[0]["ablation_drop"] == 0.25
-    lines = [",".join(line.split(",")[:-1]) for line in path.read_text().splitlines()]
+    lines = [",".join(line.split(",")[:-2]) for line in path.read_text().splitlines()]
     old = tmp_path / "old.csv"
     old.write_text("\n".join(lines) + "\n")
-    assert "ablation_drop" not in old.read_text()
+    assert "ablation_drop" not in old.read_text() and "abs_share" not in old.read_text()
     assert math.isnan(read_table(old)[0]["ablation_drop"])
+    assert math.isnan(read_table(old)[0]["abs_share"])
     old.write_text("\n".join(",".join(x.split(",")[:-2]) for x in lines) + "\n")
     with pytest.raises(StrokeLRPError, match="informative"):
         read_table(old)

@@ -491,7 +491,7 @@ def sweet_spot_truth_html(spots: Sequence[Mapping[str, Any]]) -> str:
         "scale when α₀ itself was not assessed (the raw map counts as α = 1). faithful: "
         f"{CHECKS['faithful']}. A sweet spot chosen for inclusivity is worth using only if "
         "its map is faithful. An empty randomisation ρ is undefined, e.g. when the filter "
-        "zeroes the whole map of a re-initialised model (no rank correlation with a "
+        "zeroes the whole map of every re-initialised model (no rank correlation with a "
         "constant)."
     )
     return (
