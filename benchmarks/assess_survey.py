@@ -4,7 +4,7 @@ Usage: python benchmarks/assess_survey.py RUN DATA OUT GROUP [CASE ...] [--seeds
        python benchmarks/assess_survey.py table OUT [OUT ...] [--only METHOD ...] [--per-case]
          (the markdown table of OUT/*/assess.csv: means over cases; --per-case adds a row per case)
   (GROUP: main, presets, default, lrp, filters, grid-epsilon, grid-paper, variants, baselines,
-occlusion). Writes OUT/GROUP[-CASES]/assess.csv through strokelrp.report.assess_run (one
+occlusion). Writes OUT/GROUP[-CASES]/assess.csv through strokelrp.pipeline.assess (one
 thread, no voxel/mean-baseline extras); default cases: the run's held-out cases. ``--seeds N``:
 N re-initialisations for randomisation_rho (default 3; randomisation is not one of the five
 checks, so a large grid may use 1).
@@ -20,7 +20,7 @@ import torch
 
 from strokelrp.lrp.filters import PAPER_GRID
 from strokelrp.lrp.presets import DEFAULT_PRESET, PRESETS
-from strokelrp.report.assess_run import assess_run
+from strokelrp.pipeline.assess import assess_run
 
 
 def grid_methods(preset: str) -> list[str]:

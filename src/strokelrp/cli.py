@@ -945,7 +945,8 @@ def assess_command(
     """Trust measures of each method's maps (sanity, faithfulness, localisation, modality
     truth): OUT/assess.csv, one row per case x method, and OUT/assess_curves.csv, the
     perturbation curves behind its AOPCs; definitions in docs/assess.md."""
-    from strokelrp.report.assess_run import assess_run, summary_lines
+    from strokelrp.pipeline.assess import assess_run
+    from strokelrp.report.assess_run import summary_lines
     from strokelrp.run_files import read_csv
 
     path = assess_run(

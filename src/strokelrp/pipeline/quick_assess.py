@@ -1,6 +1,6 @@
 """A small trust assessment of one run, for the demo's report: which maps can be trusted?
 
-:func:`quick_assess` runs :func:`strokelrp.report.assess_run.assess_run` (the public
+:func:`quick_assess` runs :func:`strokelrp.pipeline.assess.assess_run` (the public
 ``strokelrp assess``) on two cases of a run with a few methods: the default LRP preset, the
 paper's preset, gradient x input, the model-free locality prior and, when the run has a sweep,
 the default preset filtered at the sweep's sweet spots pass (0, alpha_0) and clamp
@@ -75,7 +75,7 @@ def quick_assess(
 ) -> tuple[Path, list[str], str]:
     """Assess ``methods`` (plus the sweet-spot settings of ``rules``) on ``n_cases`` cases of
     ``run`` into ``RUN/assess/``: (path of assess.csv, the cases, ``held-out``/``training``)."""
-    from strokelrp.report.assess_run import assess_run
+    from strokelrp.pipeline.assess import assess_run
 
     run, data = Path(run), Path(data)
     cases, kind = quick_cases(run, data, n_cases)

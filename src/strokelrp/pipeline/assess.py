@@ -1,0 +1,104 @@
+"""``strokelrp assess`` on a run: load the model and the cases, assess, write the tables.
+
+Writes ``OUT/assess.csv`` (one row per case x method, :data:`strokelrp.analysis.assess.COLUMNS`
+first, then :data:`~strokelrp.analysis.assess.EXTRA_COLUMNS`), ``OUT/assess_curves.csv`` (the
+perturbation curves the AOPC columns are the means of, long format:
+:data:`~strokelrp.analysis.assess.CURVE_COLUMNS`) and, with ``cascade``, ``OUT/cascade.csv``.
+All are written atomically after every case, so an interrupted run leaves complete tables of
+the cases done. The measures themselves are :mod:`strokelrp.analysis.assess` (pure: a model and
+arrays in, rows out); the text of the tables is :mod:`strokelrp.report.assess_run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from strokelrp.atomic import write_text
+from strokelrp.errors import StrokeLRPError
+from strokelrp.report.assess_run import CASCADE_COLUMNS, table_text
+from strokelrp.run_files import ASSESS_CURVES, ASSESS_TABLE, CASCADE_TABLE, RunDir
+
+
+def assess_run(
+    run: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    cases: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    checkpoint: str = "last",
+    device: str = "cpu",
+    seeds: Sequence[int] = (1, 2, 3),
+    random_seeds: int = 5,
+    cascade: bool = False,
+    extras: bool = True,
+    memory_budget: str | int | float | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Assess ``methods`` (default :data:`~strokelrp.analysis.assess.DEFAULT_METHODS`) on
+    ``cases`` of ``data`` (default: the run's held-out cases, else every case) with the
+    model of ``run``; write ``out/assess.csv``, ``out/assess_curves.csv`` (and
+    ``out/cascade.csv``) and return the first's path. ``memory_budget`` and ``options``: as
+    for :func:`strokelrp.analysis.assess.assess`.
+    """
+    import torch
+
+    from strokelrp.analysis.assess import (
+        COLUMNS,
+        CURVE_COLUMNS,
+        DEFAULT_METHODS,
+        EXTRA_COLUMNS,
+        assess,
+    )
+    from strokelrp.attribution import parse_method
+    from strokelrp.data.isles2017 import load_case
+    from strokelrp.data.preprocess import prepare_case
+    from strokelrp.device import resolve_device
+    from strokelrp.train.checkpoint import load_run
+
+    run, out = Path(run), Path(out)
+    methods = list(methods or DEFAULT_METHODS)
+    for method in methods:
+        parse_method(method)
+    device = str(resolve_device(device))
+    model, config = load_run(run, checkpoint=checkpoint, device=device)
+    chosen = list(cases) if cases else RunDir(run).validation_ids()
+    if chosen is None:
+        from strokelrp.data.isles2017 import discover_cases
+
+        chosen = [f.case_id for f in discover_cases(Path(data))]
+    if not chosen:
+        raise StrokeLRPError(f"{data}: no case to assess")
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    curves: list[dict[str, Any]] = []
+    points: list[dict[str, Any]] = []
+    path = out / ASSESS_TABLE
+    for case_id in chosen:
+        case = load_case(data, case_id)
+        x, y = prepare_case(case, config)
+        new_rows, new_curves = assess(
+            model,
+            torch.from_numpy(x),
+            y,
+            methods,
+            case=case_id,
+            seeds=seeds,
+            random_seeds=random_seeds,
+            cascade=cascade,
+            extras=extras,
+            memory_budget=memory_budget,
+            options=options,
+            progress=log,
+            points=points,
+        )
+        rows += new_rows
+        curves += new_curves
+        write_text(out / ASSESS_CURVES, table_text(CURVE_COLUMNS, points))
+        write_text(path, table_text((*COLUMNS, *EXTRA_COLUMNS), rows))
+        if cascade:
+            write_text(out / CASCADE_TABLE, table_text(CASCADE_COLUMNS, curves))
+    return path
