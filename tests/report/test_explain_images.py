@@ -198,3 +198,40 @@ def test_ground_truth_without_label_is_one_clear_error(
         _cli_args(weights, images, out, "--target", "ground_truth", "--label", str(small)), capsys
     )
     assert code == 1 and "label" in err and "differs from" in err
+
+
+def test_figure_of_six_channels_is_the_same_whichever_voxel_order_the_files_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Figure 1 is drawn from the RAS-held images with their affine (radiological display): the
+    same head stored as RAS or as P, S, R gives the same picture."""
+    from matplotlib.image import imread
+
+    args = dict(ARGS, in_channels=6)
+    torch.manual_seed(2)
+    weights = tmp_path / "six.safetensors"
+    model = UNet(**args).eval()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    gen = np.random.default_rng(3)
+    affine = np.diag([0.9, 0.9, 3.0, 1.0])
+    (tmp_path / "ras").mkdir()
+    (tmp_path / "psr").mkdir()
+    ras, psr = [], []
+    for name in ("adc", "mtt", "rcbf", "rcbv", "tmax", "ttp"):
+        ras.append(tmp_path / "ras" / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(gen.random((10, 8, 6)).astype(np.float32), affine), str(ras[-1]))
+        psr.append(tmp_path / "psr" / f"{name}.nii.gz")
+        _store_permuted(ras[-1], psr[-1])
+    figures = []
+    for images, out in ((ras, tmp_path / "out_ras"), (psr, tmp_path / "out_psr")):
+        argv = ["explain", "--model", "monai.networks.nets:UNet", "--model-args",
+                json.dumps(args), "--weights", str(weights), "--out", str(out),
+                "--target", "authors"]  # fmt: skip
+        for p in images:
+            argv += ["--image", str(p)]
+        code, _, err = cli(argv, capsys)
+        assert code == 0, err
+        assert json.loads((out / "explanation.json").read_text())["figure"] == "figure1.png"
+        figures.append(imread(str(out / "figure1.png")))
+    assert figures[0].shape == figures[1].shape
+    assert np.array_equal(figures[0], figures[1])
