@@ -575,11 +575,13 @@ def _walk_needs(w: _Walk, terms: dict[str, int], itemsize: int) -> list[Need]:
 
 
 def _terms(plan: _LayerPlan, x: Tensor) -> int:
-    """How many terms (c_t, W_t) the layer's rule stacks (2 for z+, 1 for w+ and epsilon)."""
+    """How many terms (c_t, W_t) the layer's rule stacks (2 for z+, 1 for w+ and epsilon),
+    counted on a one-voxel input and a one-element slice of the weight (the rule is not run
+    on the full weight: that costs a pass over it per layer)."""
     layer = plan.layer
     c_in = layer.weight.shape[layer.in_dim]
     probe = x.new_ones(1, c_in, *([1] * layer.dims))
-    return len(plan.rule.terms(probe, layer.weight, layer))
+    return len(plan.rule.terms(probe, layer.weight[:1, :1], layer))
 
 
 def _memory_plan(
