@@ -41,6 +41,7 @@ from strokelrp.lrp.filters import Filter, FilterBank, filter_label
 from strokelrp.lrp.graph import INPUT, Graph, Node, capture
 from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS, Preset
 from strokelrp.lrp.rules import (
+    FORWARD_KERNELS,
     LAYER_TYPES,
     ConvLayer,
     PreparedRule,
@@ -471,7 +472,7 @@ def plan_memory(
 def _capture_walk(model: nn.Module, x: Tensor, comp: Composite, output: int) -> _Walk:
     """Record the model on ``x`` and plan the walk to output ``output``; forward values no
     step reads are dropped."""
-    graph = capture(model, x, _is_leaf, _step_finder(comp))
+    graph = capture(model, x, _is_leaf, _step_finder(comp), FORWARD_KERNELS)
     if not graph.outputs:
         raise StrokeLRPError(f"{type(model).__name__} returned no tensor computed from its input")
     if not -len(graph.outputs) <= output < len(graph.outputs):
