@@ -451,9 +451,9 @@ def test_remembered_weights_follow_the_parameters(rules: str) -> None:
     for dtype in (torch.float32, F64):
         model = trained_looking(2, 3, dtype)
         x = torch.rand(1, 6, 5, 8, 8, dtype=dtype)
-        filters = [None, PassFilter(0.4)]
 
-        def maps(m: nn.Module) -> torch.Tensor:
+        def maps(m: nn.Module, x: torch.Tensor = x) -> torch.Tensor:
+            filters = [None, PassFilter(0.4)]
             return explain(m, x, target="authors", rules=rules, filters=filters).relevance
 
         first = maps(model)
