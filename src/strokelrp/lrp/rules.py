@@ -49,10 +49,17 @@ def _stamp(t: Tensor) -> tuple[Any, ...]:
     return (t._version, t.data_ptr(), t.dtype, t.device, tuple(t.shape))
 
 
-def _memo(origin: tuple[Tensor, ...], key: Hashable, compute: Callable[[], T]) -> T:
+def _memo(
+    origin: tuple[Tensor, ...],
+    key: Hashable,
+    compute: Callable[[], T],
+    sources: tuple[Tensor, ...] = (),
+) -> T:
     """``compute()``, remembered under ``key`` for the parameters ``origin`` while none of
     them changes (in-place updates bump the version counter; a swapped ``.data``, dtype or
-    device changes the storage) and ``origin[1:]`` are the same tensors.
+    device changes the storage), ``origin[1:]`` are the same tensors and the tensors
+    ``compute`` reads (``sources``: e.g. a layer's weight, taken from ``origin`` earlier) have
+    the same version, storage, dtype and device.
 
     Weights derived from a layer's parameters (W+, the stacked terms of a rule, a folded
     BatchNorm, the flipped kernel of the transposed step) are made once per model rather
@@ -72,7 +79,7 @@ def _memo(origin: tuple[Tensor, ...], key: Hashable, compute: Callable[[], T]) -
         ref = weakref.ref(owner, lambda _r: _MEMO.pop(key_id, None))
         slot = _MEMO[key_id] = (ref, {})
     entries = slot[1]
-    stamp = tuple(_stamp(t) for t in origin)
+    stamp = tuple(_stamp(t) for t in (*origin, *sources))
     hit = entries.get(key)
     others = origin[1:]
     if (
@@ -219,7 +226,7 @@ class ConvLayer:
                 return _dense(weight.transpose(0, 1).flip(*range(2, weight.dim())), fmt)
 
             origin = self.origin if memo is not None else ()
-            flipped = _memo(origin, ("flipped", memo, fmt == CHANNELS_LAST), flip)
+            flipped = _memo(origin, ("flipped", memo, fmt == CHANNELS_LAST), flip, (weight,))
             return torch.mkldnn_convolution(
                 _dense(s, fmt), flipped, None, pad, list(ones), list(ones), 1
             )
@@ -402,7 +409,8 @@ def fold_batchnorm(layer: ConvLayer, bn: nn.Module) -> ConvLayer:
     affine = tuple(t for t in (bn.weight, bn.bias) if t is not None)
     origin = (*layer.origin, *stats, *affine) if layer.origin else ()
     key = ("fold", bn.eps, bn.weight is None, bn.bias is None)
-    weight, bias = _memo(origin, key, lambda: _fold(layer, bn))
+    sources = (layer.weight,) if layer.bias is None else (layer.weight, layer.bias)
+    weight, bias = _memo(origin, key, lambda: _fold(layer, bn), sources)
     return replace(layer, weight=weight, bias=bias, origin=origin)
 
 
@@ -529,7 +537,7 @@ class Rule:
                 ws = self.weights(layer.weight, layer)
                 return ws[0] if len(ws) == 1 else torch.cat(ws, dim=layer.in_dim)
 
-            weight = _memo(layer.origin, ("weights", memo), stack)
+            weight = _memo(layer.origin, ("weights", memo), stack, (layer.weight,))
         else:
             pairs = self.terms(a, layer.weight, layer)
             cs = [c for c, _ in pairs]
