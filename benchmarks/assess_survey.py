@@ -63,9 +63,9 @@ GROUPS: dict[str, list[str]] = {
 def table(folder: Path) -> None:
     """Print the markdown table of every assess.csv under ``folder`` (means over cases)."""
     from strokelrp.analysis.assess import summarize_methods
-    from strokelrp.report.assess_run import read_assess
+    from strokelrp.run_files import read_csv
 
-    rows = [r for path in sorted(folder.glob("*/assess.csv")) for r in read_assess(path)]
+    rows = [r for path in sorted(folder.glob("*/assess.csv")) for r in read_csv(path)]
     cases = sorted({r["case"] for r in rows}, key=lambda c: int(c) if c.isdigit() else c)
     print(f"cases {', '.join(cases)}")
     print(

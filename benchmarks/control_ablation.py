@@ -69,10 +69,9 @@ def main() -> None:
         (run,) = train(config, Path(tmp) / "run", progress=False, log=lambda _m: None)
         trained = time.perf_counter() - start
         model, _ = load_run(run, device="cpu")
-        split = (run / "split.json").read_text()
-        import json
+        from strokelrp.run_files import RunDir
 
-        held = json.loads(split).get("validation") or []
+        held = RunDir(run).validation_ids() or []
         ds = CaseDataset(data, config.series, cache_dir=config.cache_dir, cases=held or None)
         drops, dices = [], []
         counts = np.zeros((len(MODALITIES) + 1, 3))  # (variant, [overlap, predicted, truth])

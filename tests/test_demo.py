@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from strokelrp.cli import main
-from strokelrp.demo import MARKER, QUICK, run_demo
 from strokelrp.lrp.filters import PAPER_GRID
+from strokelrp.pipeline.demo import MARKER, QUICK, run_demo
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import DEFAULT_PRESET, preset
 from strokelrp.provenance import read_sidecar, rules_record, sidecar_path
+from strokelrp.run_files import RunDir
 from strokelrp.train.checkpoint import (
     build_model,
     latest_complete,
@@ -48,7 +49,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         torch.set_num_threads(threads)
     run_b = root / "runB"  # another run: an untrained network is enough
     config.to_toml(run_b / "config.toml")
-    save_checkpoint(run_b / "checkpoints", epoch=1, config=config, model=build_model(config))
+    RunDir(run_b).save_checkpoint(epoch=1, config=config, model=build_model(config))
     runs = {"runA": run_a, "runB": run_b}
     return {"root": root, "data": data, "other": other, **runs}
 
@@ -175,7 +176,7 @@ def test_rules_record_lists_every_override() -> None:
 
 
 def test_sweep_records_and_refuses_a_newer_checkpoint(world, tmp_path) -> None:
-    from strokelrp.analysis.sweep import run_sweep
+    from strokelrp.pipeline.sweep import run_sweep
 
     run = _fresh_run(world, tmp_path)
     grid = tmp_path / "grid.txt"
@@ -194,7 +195,7 @@ def test_sweep_records_and_refuses_a_newer_checkpoint(world, tmp_path) -> None:
         run_sweep([run], world["other"], grid=grid, cases=["1"], device="cpu", progress=False)
     # training went on: the table's rows are from epoch 1, the network is now epoch 2
     first = read_checkpoint(run / "checkpoints" / "last.safetensors")
-    save_checkpoint(run / "checkpoints", epoch=2, config=first.config, model=build_model(
+    RunDir(run).save_checkpoint(epoch=2, config=first.config, model=build_model(
         first.config))  # fmt: skip
     with pytest.raises(StrokeLRPError, match="epoch 1 checkpoint, but its checkpoint is now"):
         run_sweep([run], world["data"], grid=grid, cases=["1"], device="cpu", progress=False)

@@ -375,9 +375,9 @@ def train(
     given = {name: ctx.params[name] for name in _TRAIN_OPTIONS}
     given["case_ids"] = case_ids or None
     values = {field: given[name] for name, field in _TRAIN_OPTIONS.items()}
-    run_config = Path(out) / run_files.CONFIG
-    if resume and run_config.is_file():  # the run's own settings are the defaults
-        values = TrainConfig.from_toml(run_config).to_dict()
+    run = run_files.RunDir(out)
+    if resume and run.is_run():  # the run's own settings are the defaults
+        values = run.read_config().to_dict()
         values.update(
             {field: given[name] for name, field in _TRAIN_OPTIONS.items() if _given(ctx, name)}
         )
@@ -467,6 +467,21 @@ def _check_filter_spec(ctx: click.Context, param: click.Parameter, value: tuple[
     return value
 
 
+def _check_method_spec(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> str | None:
+    """An attribution method name that :func:`strokelrp.attribution.parse_method` reads."""
+    if value is None:
+        return None
+    from strokelrp.attribution import parse_method
+
+    try:
+        parse_method(value)
+    except StrokeLRPError as err:
+        raise click.BadParameter(str(err)) from err
+    return value
+
+
 def _preset_names() -> list[str]:
     """Names of ``strokelrp.lrp.presets.PRESETS`` (a data-only module: no torch, fast)."""
     from strokelrp.lrp.presets import PRESETS
@@ -539,6 +554,17 @@ def _preset_names() -> list[str]:
     help="LRP rule preset (strokelrp.lrp.presets.PRESETS; see docs/method.md).",
 )
 @click.option(
+    "--method",
+    default=None,
+    callback=_check_method_spec,
+    metavar="NAME",
+    help="Attribution method (instead of --rules): lrp:<preset>[+<filter>], gradient, "
+    "gradient_x_input, integrated_gradients, occlusion, gradcam or locality_prior, options in "
+    "brackets ('integrated_gradients(steps=16)'). Every method writes the same NIfTI (+ JSON "
+    "sidecar), figure 1 and explanation.json; --filter applies to LRP only. "
+    "[default: lrp:<--rules>]",
+)
+@click.option(
     "--target",
     type=click.Choice(TARGETS),
     default="prediction",
@@ -588,7 +614,9 @@ def _preset_names() -> list[str]:
     help="Also write a copy with each volume divided by its max |R| (relevance_<setting>_norm).",
 )
 @memory_budget_option
+@click.pass_context
 def explain_command(
+    ctx: click.Context,
     run: Path | None,
     data: Path | None,
     case_id: str | None,
@@ -600,6 +628,7 @@ def explain_command(
     class_index: int,
     filters: tuple[str, ...],
     rules: str,
+    method: str | None,
     target: str,
     checkpoint: str,
     slice_index: int | None,
@@ -623,6 +652,8 @@ def explain_command(
     if model_spec is not None:
         if run is not None or data is not None or case_id is not None:
             raise click.UsageError("--model explains your images: give no RUN, DATA or --case")
+        if method is not None:
+            raise click.UsageError("--method explains a run's case; with --model give --rules")
         missing = [
             name
             for name, value in (("--weights", weights), ("--image", images), ("--out", out))
@@ -653,7 +684,9 @@ def explain_command(
             raise click.UsageError("give RUN DATA --case ID, or --model with --weights/--image")
         if label is not None:
             raise click.UsageError("--label goes with --model (a run's case has its OT mask)")
-        from strokelrp.report.explain_case import explain_case
+        if method is not None and _given(ctx, "rules"):
+            raise click.UsageError("give --rules or --method, not both")
+        from strokelrp.pipeline.explain import explain_case
 
         result = explain_case(
             run,
@@ -661,6 +694,7 @@ def explain_command(
             case_id,
             filters=list(filters) or None,
             rules=rules,
+            method=method,
             target=target,
             checkpoint=checkpoint,
             slice_index=slice_index,
@@ -745,9 +779,10 @@ def sweep(
     """
     if len(paths) < 2:
         raise click.UsageError("give at least one RUN and the DATA folder")
-    from strokelrp.analysis.sweep import run_sweep, summary_lines
+    from strokelrp.analysis.sweep import summary_lines
     from strokelrp.analysis.table import read_tables
     from strokelrp.lrp.presets import PRESETS
+    from strokelrp.pipeline.sweep import run_sweep
 
     if rules not in PRESETS:
         raise click.BadParameter(
@@ -868,7 +903,8 @@ def assess_command(
 ) -> None:
     """Trust measures of each method's maps (sanity, faithfulness, localisation, modality
     truth): OUT/assess.csv, one row per case x method; definitions in docs/assess.md."""
-    from strokelrp.report.assess_run import assess_run, read_assess, summary_lines
+    from strokelrp.report.assess_run import assess_run, summary_lines
+    from strokelrp.run_files import read_csv
 
     path = assess_run(
         run,
@@ -883,7 +919,7 @@ def assess_command(
         cascade=cascade,
         log=lambda line: click.echo(line, err=True),
     )
-    for line in summary_lines(read_assess(path)):
+    for line in summary_lines(read_csv(path)):
         click.echo(line)
     click.echo(f"wrote {path}")
 
@@ -924,7 +960,7 @@ def demo_command(out: Path, quick: bool, device: str, threads: int) -> None:
     """
     import torch
 
-    from strokelrp.demo import run_demo
+    from strokelrp.pipeline.demo import run_demo
 
     if threads:
         torch.set_num_threads(threads)  # this command's own process only; the API never does

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from strokelrp.analysis.sweep import case_rows, describe, read_grid, run_sweep
+from strokelrp.analysis.sweep import case_rows, describe, done_pairs, merge_rows
 from strokelrp.analysis.table import COLUMNS, read_table
 from strokelrp.config import MODALITIES, TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import DEFAULT_PRESET
 from strokelrp.model import UNet3D
-from strokelrp.train.checkpoint import save_checkpoint
+from strokelrp.pipeline.sweep import read_grid, run_sweep
+from strokelrp.run_files import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def make_run(root: Path, data: Path, name: str = "A1") -> Path:
     config = TrainConfig(data=str(data), series="A", width=2, epochs=0, seed=0)
     config.to_toml(run / "config.toml")
     torch.manual_seed(0)
-    save_checkpoint(run / "checkpoints", epoch=0, config=config, model=UNet3D(width=2))
+    RunDir(run).save_checkpoint(epoch=0, config=config, model=UNet3D(width=2))
     return run
 
 
@@ -308,3 +309,30 @@ def test_cli_sweep_ctrl_c_prints_the_command_that_resumes(
     assert done.value.code in (None, 0)
     assert "1 case(s) to explain, 1 already in" in capsys.readouterr().err
     assert {r["case"] for r in read_table(run / "sweep" / "sweep.csv")} == {"1", "2"}
+
+
+def _row(network: str, case: str, setting: str, modality: str, value: float) -> dict:
+    kind = "raw" if setting == "raw" else "pass"
+    a2 = None if kind == "raw" else 0.4
+    return {"run": network, "network": network, "case": case, "kind": kind, "a1": 0.0,
+            "a2": a2, "setting": setting, "modality": modality, "mean_signal": value}  # fmt: skip
+
+
+def test_done_pairs_and_merge_rows_work_on_rows_alone() -> None:
+    """Resume bookkeeping is a function of rows: complete pairs, replacement of fresh pairs."""
+    settings = [describe(None), describe(_paper()[4])]  # raw, pass(0,0.4)
+    full = [_row("n", "1", s.label, m, 1.0) for s in settings for m in MODALITIES]
+    half = [_row("n", "2", "raw", m, 2.0) for m in MODALITIES]
+    assert done_pairs(full + half, settings) == {("n", "1")}
+    assert done_pairs(full + half, settings[:1]) == {("n", "1"), ("n", "2")}
+    # case 2's raw rows are replaced; rows of a setting not recomputed are kept
+    other = [_row("n", "2", "pass(0,0.4)", m, 3.0) for m in MODALITIES]
+    new = [_row("n", "2", "raw", m, 5.0) for m in MODALITIES]
+    merged = merge_rows(full + half + other, new, ["raw"])
+    assert len(merged) == 24
+    case2 = {(r["setting"], r["mean_signal"]) for r in merged if r["case"] == "2"}
+    assert case2 == {("raw", 5.0), ("pass(0,0.4)", 3.0)}
+    # sorted by case, then setting (raw first), then modality (channel order)
+    assert [(r["case"], r["setting"], r["modality"]) for r in merged[:7]] == [
+        ("1", "raw", m) for m in MODALITIES
+    ] + [("1", "pass(0,0.4)", MODALITIES[0])]

@@ -21,6 +21,7 @@ from strokelrp.data.dataset import CaseDataset
 from strokelrp.data.isles2017 import load_isles2017
 from strokelrp.data.orientation import axis_codes, canonical_axes, file_axes
 from strokelrp.data.preprocess import preprocess_case
+from strokelrp.run_files import RunDir
 
 ORIENTATIONS = ("LPS", "LAS", "RAS", "ASR", "ILA")
 
@@ -105,7 +106,7 @@ def test_axis_helpers_invert_each_other() -> None:
 def tiny_run(trees, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained width-2 network saved as a run, its lesion bias set to predict about half
     of the voxels of case 1 (so that the prediction has both classes)."""
-    from strokelrp.train.checkpoint import build_model, save_checkpoint
+    from strokelrp.train.checkpoint import build_model
 
     run = tmp_path_factory.mktemp("orient_run") / "run"
     config = TrainConfig(data=str(trees["LPS"]), series=(8, 16, 16), width=2, epochs=1)
@@ -116,12 +117,12 @@ def tiny_run(trees, tmp_path_factory: pytest.TempPathFactory) -> Path:
         logits = model(torch.from_numpy(x)[None])[0]
         model.head.bias[1] -= (logits[1] - logits[0]).median()
     config.to_toml(run / "config.toml")
-    save_checkpoint(run / "checkpoints", epoch=1, config=config, model=model)
+    RunDir(run).save_checkpoint(epoch=1, config=config, model=model)
     return run
 
 
 def test_outputs_are_the_same_up_to_the_voxel_order(trees, tiny_run, tmp_path) -> None:
-    from strokelrp.report.explain_case import explain_case
+    from strokelrp.pipeline.explain import explain_case
 
     files = ("relevance_raw", "relevance_pass_0-0.4", "prediction")
     out: dict[str, dict[str, np.ndarray]] = {}

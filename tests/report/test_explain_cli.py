@@ -14,6 +14,7 @@ from cli_helpers import run_cli as cli
 from strokelrp.config import TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.lrp.presets import DEFAULT_PRESET
+from strokelrp.run_files import RunDir
 from strokelrp.train.evaluate import evaluate
 from strokelrp.train.loop import train
 
@@ -133,7 +134,7 @@ def test_explain_takes_the_folder_name_and_shows_progress(trained, capsys) -> No
     assert str(folder / "explanation.json") in stdout
     assert json.loads((folder / "explanation.json").read_text())["case"] == case_id
     steps = [line for line in err.splitlines() if line.startswith("explain: ")]
-    assert len(steps) >= 4 and any("relevance for 2 setting(s)" in s for s in steps)
+    assert len(steps) >= 4 and any("2 map(s)" in s for s in steps)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a build or machine without CUDA")
@@ -153,7 +154,6 @@ def test_an_empty_prediction_is_said_on_the_figure_and_in_the_json(
 ) -> None:
     from strokelrp.model import UNet3D
     from strokelrp.report import figure1
-    from strokelrp.train.checkpoint import save_checkpoint
 
     _, data = trained
     run = tmp_path / "silent"
@@ -163,7 +163,7 @@ def test_an_empty_prediction_is_said_on_the_figure_and_in_the_json(
     with torch.no_grad():  # background everywhere: the network predicts no lesion
         model.head.weight.zero_()
         model.head.bias.copy_(torch.tensor([5.0, -5.0]))
-    save_checkpoint(run / "checkpoints", epoch=1, config=config, model=model)
+    RunDir(run).save_checkpoint(epoch=1, config=config, model=model)
     texts: list[str] = []
     save = figure1._save_png_atomic
 

@@ -65,7 +65,7 @@ def test_sweet_spot_figure_marks_alpha0(tmp_path: Path) -> None:
 def test_training_curves_read_the_log_the_loop_writes(tmp_path: Path) -> None:
     """Logs written and read back by the training loop's own functions; panel B draws the
     training-step Dice of both runs and the held-out Dice only where there is one."""
-    from strokelrp.train.loop import read_train_log, write_train_log
+    from strokelrp.run_files import RunDir
 
     logs = {}
     for run, held_out in (("A1", True), ("B1", False)):
@@ -80,8 +80,8 @@ def test_training_curves_read_the_log_the_loop_writes(tmp_path: Path) -> None:
             for e in range(1, 6)
         ]
         (tmp_path / run).mkdir()
-        write_train_log(tmp_path / run, rows)
-        logs[run] = read_train_log(tmp_path / run)
+        RunDir(tmp_path / run).write_train_log(rows)
+        logs[run] = RunDir(tmp_path / run).read_train_log()
     paths = figures.training_curves(logs, tmp_path)
     check_pair(paths, "training_curves", 8.0, 3.2)
     svg = paths[1].read_text(encoding="utf-8")

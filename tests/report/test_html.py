@@ -45,8 +45,8 @@ METRICS_ROWS = [  # what evaluate writes per case (columns from its METRIC_COLUM
 
 def full_run(root: Path, name: str, series: str) -> Path:
     """A run folder whose files are written with their producers' own column names."""
+    from strokelrp.run_files import RunDir
     from strokelrp.train.evaluate import METRIC_COLUMNS, TABLE1_COLUMNS
-    from strokelrp.train.loop import write_train_log
 
     run = root / name
     (run / "checkpoints").mkdir(parents=True)
@@ -59,7 +59,7 @@ def full_run(root: Path, name: str, series: str) -> Path:
         {"epoch": e, "loss": loss, "train_dice_trainmode": dice, "val_dice": 0.25, "seconds": 2.0}
         for e, loss, dice in ((1, 0.9, 0.1), (2, 0.5, 0.3), (3, 0.3, 0.5))
     ]
-    write_train_log(run, log)
+    RunDir(run).write_train_log(log)
     write_csv(run / "metrics.csv", METRIC_COLUMNS, [{"network": name, **r} for r in METRICS_ROWS])
     write_table(run / "sweep" / "sweep.csv", [r for r in make_rows() if r["series"] == series])
     case = run / "explanations" / "training_1"
@@ -166,7 +166,8 @@ def test_report_rejects_missing_runs(tmp_path: Path) -> None:
 
 
 def test_report_plots_the_assessment_log(tmp_path: Path) -> None:
-    from strokelrp.train.assess_log import MEASURES, write_assess_log
+    from strokelrp.run_files import RunDir
+    from strokelrp.trust_measures import MEASURES
 
     run = tmp_path / "watched"
     run.mkdir()
@@ -178,7 +179,7 @@ def test_report_plots_the_assessment_log(tmp_path: Path) -> None:
         for c in ("4", "5")
     ]
     rows[0]["ablation_rho"] = float("nan")  # an undefined value is left out of the mean
-    write_assess_log(run, rows)
+    RunDir(run).write_assess_log(rows)
     text = build_report([run]).read_text(encoding="utf-8")
     assert "Interpretability during training" in text and "held-out cases" in text
     assert (run / "figures" / "assess_curves.png").stat().st_size > 10_000

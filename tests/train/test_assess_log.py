@@ -9,8 +9,10 @@ import pytest
 import safetensors.torch
 
 from strokelrp.errors import StrokeLRPError
-from strokelrp.train.assess_log import LOG_COLUMNS, MEASURES, read_assess_log
-from strokelrp.train.loop import read_train_log, train
+from strokelrp.run_files import ASSESS_LOG_COLUMNS as LOG_COLUMNS
+from strokelrp.run_files import RunDir
+from strokelrp.train.loop import train
+from strokelrp.trust_measures import MEASURES
 
 from .helpers import toy_cases, toy_config
 
@@ -32,12 +34,12 @@ def test_assessment_every_epoch_leaves_training_unchanged_and_resumes(tmp_path: 
     plain, watched = _weights(tmp_path / "plain"), _weights(tmp_path / "watched")
     assert plain.keys() == watched.keys()
     assert all(plain[k].equal(watched[k]) for k in plain)
-    assert [r["loss"] for r in read_train_log(tmp_path / "plain")] == [
-        r["loss"] for r in read_train_log(tmp_path / "watched")
+    assert [r["loss"] for r in RunDir(tmp_path / "plain").read_train_log()] == [
+        r["loss"] for r in RunDir(tmp_path / "watched").read_train_log()
     ]
     assert not (tmp_path / "plain" / "assess_log.csv").exists()
 
-    rows = read_assess_log(tmp_path / "watched")
+    rows = RunDir(tmp_path / "watched").read_assess_log()
     header = (tmp_path / "watched" / "assess_log.csv").read_text().splitlines()[0]
     assert header.split(",") == list(LOG_COLUMNS)
     assert [(r["epoch"], r["split"], r["method"]) for r in rows] == [
@@ -55,7 +57,7 @@ def test_assessment_every_epoch_leaves_training_unchanged_and_resumes(tmp_path: 
            tmp_path / "resumed")  # fmt: skip
     _train(toy_config(tmp_path, assess_every=1, assess_cases=1, **common), tmp_path / "resumed",
            resume=True)  # fmt: skip
-    again = read_assess_log(tmp_path / "resumed")
+    again = RunDir(tmp_path / "resumed").read_assess_log()
     assert [r["epoch"] for r in again] == [1, 2]
     for a, b in zip(again, rows, strict=True):
         assert a["morf_aopc"] == pytest.approx(b["morf_aopc"], rel=1e-6, abs=1e-9, nan_ok=True)
@@ -64,7 +66,7 @@ def test_assessment_every_epoch_leaves_training_unchanged_and_resumes(tmp_path: 
 def test_every_second_epoch_on_training_cases_without_a_split(tmp_path: Path) -> None:
     cfg = toy_config(tmp_path, epochs=2, assess_every=2)  # the default method, lrp:epsilon
     _train(cfg, tmp_path / "r")
-    rows = read_assess_log(tmp_path / "r")
+    rows = RunDir(tmp_path / "r").read_assess_log()
     assert [(r["epoch"], r["split"], r["method"]) for r in rows] == [
         (2, "train", "lrp:epsilon")
     ] * 2

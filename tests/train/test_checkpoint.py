@@ -15,6 +15,7 @@ import torch
 from strokelrp.config import TrainConfig
 from strokelrp.errors import StrokeLRPError
 from strokelrp.model import UNet3D
+from strokelrp.run_files import RunDir
 from strokelrp.train.checkpoint import (
     IncompleteCheckpointError,
     UnsafeCheckpointError,
@@ -79,7 +80,7 @@ def test_load_run_gives_eval_mode_model_and_config(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     run = tmp_path / "run"
     cfg.to_toml(run / "config.toml")
-    save_checkpoint(run / "checkpoints", epoch=1, config=cfg, model=model, optimizer=opt)
+    RunDir(run).save_checkpoint(epoch=1, config=cfg, model=model, optimizer=opt)
     loaded, loaded_cfg = load_run(run)
     assert not loaded.training and loaded_cfg == cfg and loaded.width == 2
     x = torch.rand(1, 6, 5, 8, 8)
@@ -140,7 +141,7 @@ def test_pickle_checkpoint_is_refused_and_never_run(tmp_path: Path, kind: str) -
     model, opt = trained_pair()
     cfg, run = config(tmp_path), tmp_path / "run"
     cfg.to_toml(run / "config.toml")
-    save_checkpoint(run / "checkpoints", epoch=1, config=cfg, model=model, optimizer=opt)
+    RunDir(run).save_checkpoint(epoch=1, config=cfg, model=model, optimizer=opt)
     marker = tmp_path / "marker"
     last = run / "checkpoints" / "last.safetensors"
     last.unlink()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import strokelrp
-from strokelrp.train.checkpoint import latest_complete, load_run
-from strokelrp.train.loop import read_train_log
+from strokelrp.run_files import RunDir
+from strokelrp.train.checkpoint import load_run
 
 SRC = str(Path(strokelrp.__file__).resolve().parents[1])
 
@@ -48,7 +48,7 @@ def test_sigkill_then_resume_completes(synth4: Path, tmp_path: Path) -> None:
     finally:
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    done = latest_complete(out / "checkpoints")
+    done = RunDir(out).latest_checkpoint()
     assert done is not None and done.epoch >= 1
     result = subprocess.run(
         [sys.executable, "-m", "strokelrp", *train_args(synth4, out, done.epoch + 2), "--resume"],
@@ -59,9 +59,9 @@ def test_sigkill_then_resume_completes(synth4: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert f"resuming after epoch {done.epoch} of {done.epoch + 2}" in result.stderr
-    final = latest_complete(out / "checkpoints")
+    final = RunDir(out).latest_checkpoint()
     assert final is not None and final.epoch == done.epoch + 2
-    assert [r["epoch"] for r in read_train_log(out)] == list(range(1, done.epoch + 3))
+    assert [r["epoch"] for r in RunDir(out).read_train_log()] == list(range(1, done.epoch + 3))
     model, config = load_run(out)
     assert not model.training and config.epochs == done.epoch + 2
 
@@ -81,7 +81,7 @@ def test_two_process_ddp_run(synth4: Path, tmp_path: Path) -> None:
     meta = json.loads((out / "checkpoints" / "last.json").read_text())
     assert meta["epoch"] == 2
     assert meta["facts"]["world_size"] == 2 and meta["facts"]["steps_per_epoch"] == 2
-    assert [r["epoch"] for r in read_train_log(out)] == [1, 2]
+    assert [r["epoch"] for r in RunDir(out).read_train_log()] == [1, 2]
     stray = [p.name for p in out.rglob("*") if ".tmp" in p.name]
     assert stray == []
     model, config = load_run(out)

@@ -11,12 +11,12 @@ import safetensors.torch
 import torch
 
 from strokelrp.errors import StrokeLRPError
+from strokelrp.run_files import RunDir
 from strokelrp.train.cases import split_ids
 from strokelrp.train.checkpoint import load_run, read_checkpoint
 from strokelrp.train.loop import (
     dice_cross_entropy,
     epoch_order,
-    read_train_log,
     shard,
     train,
 )
@@ -45,7 +45,10 @@ def test_two_epochs_then_resume_to_three_is_bit_identical(tmp_path: Path) -> Non
     assert a.keys() == b.keys() and any(k.startswith("optimizer/") for k in a)
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    log_a, log_b = read_train_log(tmp_path / "straight"), read_train_log(tmp_path / "split")
+    log_a, log_b = (
+        RunDir(tmp_path / "straight").read_train_log(),
+        RunDir(tmp_path / "split").read_train_log(),
+    )
     assert [r["epoch"] for r in log_b] == [1, 2, 3]
     for ra, rb in zip(log_a, log_b, strict=True):
         assert {k: v for k, v in ra.items() if k != "seconds"} == {
@@ -85,7 +88,7 @@ def test_run_files_and_log(tmp_path: Path) -> None:
     assert sorted(split["train"] + split["validation"]) == ["1", "2", "3"]
     header = (out / "train_log.csv").read_text().splitlines()[0]
     assert header == "epoch,loss,train_dice_trainmode,val_dice,seconds"
-    rows = read_train_log(out)
+    rows = RunDir(out).read_train_log()
     assert len(rows) == 2 and all(0 <= r["train_dice_trainmode"] <= 1 for r in rows)
     assert all(r["val_dice"] is not None and r["seconds"] > 0 for r in rows)
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
@@ -103,7 +106,7 @@ def test_run_files_and_log(tmp_path: Path) -> None:
 
 def test_no_validation_column_is_empty(tmp_path: Path) -> None:
     run(toy_config(tmp_path, epochs=1), tmp_path / "run")
-    assert read_train_log(tmp_path / "run")[0]["val_dice"] is None
+    assert RunDir(tmp_path / "run").read_train_log()[0]["val_dice"] is None
 
 
 def test_resume_without_checkpoint_starts_from_scratch(tmp_path: Path) -> None:
@@ -204,7 +207,7 @@ def test_dice_ce_training_logs_the_loss_and_dice_of_its_step(tmp_path: Path) -> 
 
     config = toy_config(tmp_path, epochs=1, loss="dice_ce")
     run(config, tmp_path / "run", n=1)
-    row = read_train_log(tmp_path / "run")[0]
+    row = RunDir(tmp_path / "run").read_train_log()[0]
     torch.manual_seed(config.seed)  # as the loop seeds before building the network
     model = build_model(config).train()
     x, y, _ = toy_cases(1)[0]
@@ -226,4 +229,4 @@ def test_checkpoint_every_saves_every_nth_and_the_last_epoch(tmp_path: Path) -> 
     run(toy_config(tmp_path, epochs=3, checkpoint_every=2), out)
     names = sorted(p.name for p in (out / "checkpoints").glob("epoch-*.json"))
     assert names == ["epoch-002.json", "epoch-003.json"]
-    assert len(read_train_log(out)) == 3
+    assert len(RunDir(out).read_train_log()) == 3

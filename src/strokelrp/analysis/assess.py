@@ -34,20 +34,11 @@ from strokelrp.data.preprocess import brain_mask
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.engine import BACKGROUND, LESION
 from strokelrp.train.metrics import dice_score
+from strokelrp.trust_measures import MEASURES
 
-COLUMNS: tuple[str, ...] = (
-    "case",
-    "method",
-    "brain_share",
-    "lesion_share",
-    "morf_aopc",
-    "lerf_aopc",
-    "random_aopc",
-    "randomisation_rho",
-    "contrast_rho",
-    "ablation_rho",
-)
-"""The first columns of ``assess.csv``, in this order."""
+COLUMNS: tuple[str, ...] = ("case", "method", *MEASURES)
+"""The first columns of ``assess.csv``, in this order (the measures:
+:data:`strokelrp.trust_measures.MEASURES`)."""
 
 EXTRA_COLUMNS: tuple[str, ...] = (
     "morf_aopc_voxel",
@@ -486,7 +477,7 @@ def summarize_methods(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for method, group in by_method.items():
         s: dict[str, Any] = {"method": method, "cases": len(group)}
-        for key in (*COLUMNS[2:], "prior_rho"):
+        for key in (*MEASURES, "prior_rho"):
             vals = _floats(group, key)
             s[key] = float(np.mean(vals)) if vals else math.nan
         ratios = [

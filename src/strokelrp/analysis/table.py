@@ -9,8 +9,8 @@ network             the network's label (the run directory's name)
 case                case id
 case_dice           Dice of the prediction against the label at model scale (NaN: no label)
 target              where relevance started: prediction or ground_truth
-rules               the rule preset
-kind                raw, pass or clamp
+rules               the LRP rule preset (empty for a baseline's rows)
+kind                raw, pass, clamp, or baseline (a non-LRP method's map; setting = its name)
 a1, a2              the filter's range (|f1| in [a1, a2]); empty for raw
 setting             label as strokelrp.lrp.filters.filter_label: "raw", "pass(0,0.2)"
 modality            ADC, MTT, rCBF, rCBV, Tmax or TTP
@@ -88,9 +88,11 @@ def format_number(value: float) -> str:
 class Setting:
     """One filter setting: the filter object (None = raw) and how tables and files name it.
 
-    ``kind`` ``raw`` / ``pass`` / ``clamp``, ``a1`` / ``a2`` its bounds (None for raw),
-    ``label`` the table label (``pass(0,0.4)``, ``clamp(0,0.2)/channel``), :attr:`stem` the
-    shell-friendly file stem of its relevance map (``relevance_pass_0-0.4``).
+    ``kind`` ``raw`` / ``pass`` / ``clamp``, or ``baseline`` for the single map of a non-LRP
+    method (:func:`baseline_setting`); ``a1`` / ``a2`` its bounds (None for raw and
+    baselines), ``label`` the table label (``pass(0,0.4)``, ``clamp(0,0.2)/channel``,
+    ``gradient_x_input``), :attr:`stem` the shell-friendly file stem of its relevance map
+    (``relevance_pass_0-0.4``, ``relevance_gradient_x_input``).
     """
 
     filter: Any
@@ -102,8 +104,10 @@ class Setting:
     @property
     def stem(self) -> str:
         """``relevance_raw``, ``relevance_pass_0-0.4``, ``relevance_clamp_0-0.2_channel``."""
-        if self.filter is None:
+        if self.kind == "raw":
             return "relevance_raw"
+        if self.kind == "baseline":
+            return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"relevance_{self.label}").rstrip("_")
         stem = f"relevance_{self.kind}_{self.a1:g}-{self.a2:g}"
         scope = getattr(self.filter, "scope", "sample")
         if scope != "sample":
@@ -120,6 +124,12 @@ def describe(f: Any) -> Setting:
     if getattr(f, "scope", "sample") != "sample":
         label += f"/{f.scope}"
     return Setting(f, kind, low, high, label)
+
+
+def baseline_setting(label: str) -> Setting:
+    """The :class:`Setting` of a non-LRP method's single map (``gradient_x_input``,
+    ``integrated_gradients(steps=16)``): kind ``baseline``, no filter, named by ``label``."""
+    return Setting(None, "baseline", None, None, label)
 
 
 def setting_label(kind: str, a1: float | None = None, a2: float | None = None) -> str:

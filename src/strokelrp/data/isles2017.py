@@ -441,21 +441,25 @@ def _check_values(data: np.ndarray, is_label: bool, scaled: bool = False) -> lis
     return problems
 
 
-def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[str]]:
-    """Read and validate one case -> (``Case`` or ``None`` if invalid, all problems)."""
-    root = Path(root)
-    cid = folder.case_id
+class _Problems(list):
+    """The problems of one case, each as ``case ID: PATH (relative to root): text``."""
+
+    def __init__(self, case_id: str, root: Path) -> None:
+        super().__init__()
+        self.case_id, self.root = case_id, root
+
+    def add(self, path: Path | str, text: str) -> None:
+        rel = relative_name(path, self.root) if isinstance(path, Path) else path
+        self.append(f"case {self.case_id}: {rel}: {text}")
+
+
+def _choose_files(folder: CaseFolder, root: Path, problems: _Problems) -> dict[str, Path]:
+    """The one image per modality (and the label, if any): key -> path; problems otherwise
+    (several images, an empty folder, a stray non-NIfTI file, a missing modality)."""
     where = relative_name(folder.path, root)
-    problems: list[str] = []
-
-    def problem(path: Path | str, text: str) -> None:
-        rel = relative_name(path, root) if isinstance(path, Path) else path
-        problems.append(f"case {cid}: {rel}: {text}")
-
     for path, text in folder.trouble:
-        problem(path, text)
+        problems.add(path, text)
     blocked = {path for path, _ in folder.trouble}  # said once, not again as "no image"
-
     chosen: dict[str, Path] = {}
     for key in (*MODALITIES, LABEL_TOKEN):
         token = LABEL_TOKEN if key == LABEL_TOKEN else f"MR_{key}"
@@ -465,59 +469,87 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
                 continue
             extra = [p.name for p in folder.other_files.get(key, []) if sub in p.parents]
             note = f" (found {', '.join(extra)})" if extra else ""
-            problem(sub, f"folder for {token} holds no .nii or .nii.gz image{note}")
+            problems.add(sub, f"folder for {token} holds no .nii or .nii.gz image{note}")
         if len(found) > 1:
             names = ", ".join(relative_name(p, root) for p in found)
-            problem(folder.path, f"{len(found)} images for {token}: {names}")
+            problems.add(folder.path, f"{len(found)} images for {token}: {names}")
             continue
         if found:
             chosen[key] = found[0]
         elif not folder.empty_folders.get(key) and folder.path not in blocked:
             stray = [relative_name(p, root) for p in folder.other_files.get(key, [])]
             if stray:
-                problem(where, f"no .nii or .nii.gz image for {token} (found {', '.join(stray)})")
+                problems.add(
+                    where, f"no .nii or .nii.gz image for {token} (found {', '.join(stray)})"
+                )
             elif key != LABEL_TOKEN:
-                problem(where, f"missing modality {token} (no file or folder named with {token})")
+                problems.add(
+                    where, f"missing modality {token} (no file or folder named with {token})"
+                )
+    return chosen
 
+
+def _read_volumes(
+    chosen: dict[str, Path], problems: _Problems
+) -> tuple[dict[str, np.ndarray], dict[str, NiftiHeader]]:
+    """Each chosen file's working values (x, y, z) and header; unreadable files and bad
+    values are problems."""
     arrays: dict[str, np.ndarray] = {}
     metas: dict[str, NiftiHeader] = {}
     for key, path in chosen.items():
         volume, reason = _read_volume(path)
         if volume is None:
-            problem(path, reason or "could not be read")
+            problems.add(path, reason or "could not be read")
             continue
         data = _working_values(volume, key == LABEL_TOKEN)
         for text in _check_values(data, key == LABEL_TOKEN, volume.meta.slope is not None):
-            problem(path, text)
+            problems.add(path, text)
         arrays[key], metas[key] = data, volume.meta
+    return arrays, metas
 
+
+def _check_grids(
+    chosen: dict[str, Path],
+    arrays: dict[str, np.ndarray],
+    metas: dict[str, NiftiHeader],
+    root: Path,
+    problems: _Problems,
+) -> None:
+    """Every volume must share the reference volume's grid and (within tolerance) affine."""
     ref_key = _reference_key(metas, arrays)
-    if ref_key is not None:
-        ref_meta, ref_path = metas[ref_key], chosen[ref_key]
-        ref_shape = arrays[ref_key].shape
-        ref_name = "OT" if ref_key == LABEL_TOKEN else f"MR_{ref_key}"
-        for key, meta in metas.items():
-            if key == ref_key:
-                continue
-            shape = arrays[key].shape
-            if shape != ref_shape:
-                problem(
-                    chosen[key],
-                    f"grid {format_grid(shape)} differs from {ref_name} "
-                    f"({relative_name(ref_path, root)}: {format_grid(ref_shape)})",
-                )
-                continue
-            shift = _grid_shift_mm(meta.affine, ref_meta.affine, shape)
-            if shift > AFFINE_TOLERANCE_MM:
-                problem(
-                    chosen[key],
-                    f"affine differs from {ref_name} ({relative_name(ref_path, root)}): voxel "
-                    f"positions move by up to {shift:.3g} mm (tolerance {AFFINE_TOLERANCE_MM} mm)",
-                )
+    if ref_key is None:
+        return
+    ref_meta, ref_path = metas[ref_key], chosen[ref_key]
+    ref_shape = arrays[ref_key].shape
+    ref_name = "OT" if ref_key == LABEL_TOKEN else f"MR_{ref_key}"
+    for key, meta in metas.items():
+        if key == ref_key:
+            continue
+        shape = arrays[key].shape
+        if shape != ref_shape:
+            problems.add(
+                chosen[key],
+                f"grid {format_grid(shape)} differs from {ref_name} "
+                f"({relative_name(ref_path, root)}: {format_grid(ref_shape)})",
+            )
+            continue
+        shift = _grid_shift_mm(meta.affine, ref_meta.affine, shape)
+        if shift > AFFINE_TOLERANCE_MM:
+            problems.add(
+                chosen[key],
+                f"affine differs from {ref_name} ({relative_name(ref_path, root)}): voxel "
+                f"positions move by up to {shift:.3g} mm (tolerance {AFFINE_TOLERANCE_MM} mm)",
+            )
 
-    if problems:
-        return None, problems
 
+def _assemble(
+    case_id: str,
+    chosen: dict[str, Path],
+    arrays: dict[str, np.ndarray],
+    metas: dict[str, NiftiHeader],
+) -> Case:
+    """The checked volumes as one ``Case`` (image (6, D, H, W), label (D, H, W)), still in the
+    files' own orientation."""
     ref_meta = metas[MODALITIES[0]]
     image = np.empty((len(MODALITIES), *arrays[MODALITIES[0]].shape[::-1]), dtype=np.float32)
     for c, key in enumerate(MODALITIES):
@@ -525,8 +557,8 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
     label = None
     if LABEL_TOKEN in arrays:
         label = np.ascontiguousarray(arrays[LABEL_TOKEN].transpose(2, 1, 0)).astype(np.uint8)
-    case = Case(
-        case_id=cid,
+    return Case(
+        case_id=case_id,
         image=image,
         label=label,
         affine=ref_meta.affine.copy(),
@@ -534,10 +566,23 @@ def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[s
         spacing=ref_meta.spacing,
         paths=dict(chosen),
     )
+
+
+def read_case(folder: CaseFolder, root: str | Path) -> tuple[Case | None, list[str]]:
+    """Read and validate one case -> (``Case`` or ``None`` if invalid, all problems)."""
+    root = Path(root)
+    problems = _Problems(folder.case_id, root)
+    chosen = _choose_files(folder, root, problems)
+    arrays, metas = _read_volumes(chosen, problems)
+    _check_grids(chosen, arrays, metas, root, problems)
+    if problems:
+        return None, list(problems)
+    case = _assemble(folder.case_id, chosen, arrays, metas)
     try:
         return reorient_to_canonical(case), []
     except ValueError as err:
-        return None, [f"case {cid}: {relative_name(chosen[MODALITIES[0]], root)}: {err}"]
+        rel = relative_name(chosen[MODALITIES[0]], root)
+        return None, [f"case {folder.case_id}: {rel}: {err}"]
 
 
 def reorient_to_canonical(case: Case) -> Case:
@@ -686,3 +731,15 @@ def load_isles2017(
             loaded.append(case)
     raise_or_warn(problems, on_error)
     return loaded
+
+
+def load_case(data: str | Path, case_id: str) -> Case:
+    """The one case ``case_id`` (``4`` or its folder name ``training_4``) of the ISLES 2017 tree
+    ``data`` (a clear error if absent); its ``case_id`` is the plain id (``4``)."""
+    root = Path(data)
+    if not root.is_dir():
+        raise StrokeLRPError(f"data folder {root} does not exist")
+    cases = load_isles2017(root, cases=[case_id])  # selects by id or folder name
+    if len(cases) != 1:
+        raise StrokeLRPError(f"case {case_id}: not found in {root}")
+    return cases[0]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,19 +18,9 @@ from typing import Any
 
 from strokelrp.atomic import write_text
 from strokelrp.errors import StrokeLRPError
+from strokelrp.run_files import ASSESS_TABLE, CASCADE_TABLE, RunDir
 
-ASSESS_TABLE = "assess.csv"
-CASCADE_TABLE = "cascade.csv"
 CASCADE_COLUMNS = ("case", "method", "step", "layer", "rho")
-
-
-def heldout_cases(run: Path) -> list[str] | None:
-    """The run's held-out (validation) case ids from ``split.json``; None when it has none."""
-    path = run / "split.json"
-    if not path.is_file():
-        return None
-    ids = json.loads(path.read_text(encoding="utf-8")).get("validation", [])
-    return [str(i) for i in ids] or None
 
 
 def _cell(value: Any) -> str:
@@ -75,8 +64,8 @@ def assess_run(
 
     from strokelrp.analysis.assess import COLUMNS, DEFAULT_METHODS, EXTRA_COLUMNS, assess
     from strokelrp.attribution import parse_method
+    from strokelrp.data.isles2017 import load_case
     from strokelrp.data.preprocess import prepare_case
-    from strokelrp.report.explain_case import load_case
     from strokelrp.train.checkpoint import load_run
 
     run, out = Path(run), Path(out)
@@ -86,7 +75,7 @@ def assess_run(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model, config = load_run(run, checkpoint=checkpoint, device=device)
-    chosen = list(cases) if cases else heldout_cases(run)
+    chosen = list(cases) if cases else RunDir(run).validation_ids()
     if chosen is None:
         from strokelrp.data.isles2017 import discover_cases
 
@@ -120,17 +109,10 @@ def assess_run(
     return path
 
 
-def read_assess(path: str | Path) -> list[dict[str, str]]:
-    """Rows of an ``assess.csv`` as strings (empty cells for NaN)."""
-    with Path(path).open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
 def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     """Means over cases per method of the main measures, as aligned text lines."""
-    from strokelrp.analysis.assess import COLUMNS
+    from strokelrp.trust_measures import MEASURES as measures
 
-    measures = COLUMNS[2:]
     by_method: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_method.setdefault(str(row["method"]), []).append(row)

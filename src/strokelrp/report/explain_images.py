@@ -11,7 +11,7 @@ the same array whichever way the files store the head; the outputs go back to th
 voxel order, grid and affine. The targets are those of the run-based ``explain``
 (``prediction`` and ``contrastive`` for ``--class-index``, ``ground_truth`` on a ``--label``
 mask of the images' grid, ``authors``). The outputs are those of
-:func:`strokelrp.report.explain_case.explain_case`: one 4-D relevance NIfTI per filter setting,
+:func:`strokelrp.pipeline.explain.explain_case`: one 4-D relevance NIfTI per filter setting,
 ``prediction.nii.gz``, ``explanation.json`` and, for the six perfusion channels of this
 project (``ADC`` ... ``TTP``), ``figure1.png`` (radiological display).
 """
@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from strokelrp import run_files
 from strokelrp.atomic import write_json
 from strokelrp.config import MODALITIES
 from strokelrp.data.orientation import CANONICAL
@@ -285,7 +286,7 @@ def explain_images(
     if channels == len(MODALITIES):
         z = default_slice(case.label, explained, case.image.shape[1])
         figure = plot_figure1(
-            out_dir / "figure1.png",
+            out_dir / run_files.FIGURE1,
             [(s.label, relevance[k]) for k, s in enumerate(settings)],
             case.image,
             explained,
@@ -300,7 +301,7 @@ def explain_images(
     else:
         notes.append(f"no figure 1: it shows the six perfusion channels, the input has {channels}")
     summary = write_json(
-        out_dir / "explanation.json",
+        out_dir / run_files.EXPLANATION,
         {
             "case": case.case_id,
             "model": model_spec,

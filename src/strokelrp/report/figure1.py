@@ -81,6 +81,157 @@ def _save_png_atomic(fig: Any, path: Path, dpi: int) -> Path:
     return path
 
 
+def _shown_maps(
+    relevances: Sequence[tuple[str, Any]],
+    img: np.ndarray,
+    channel: int,
+    peaks: Sequence[float] | None,
+) -> list[tuple[str, np.ndarray, float]]:
+    """(setting, the shown channel (D, H, W) normalised to [-1, 1], its N) per map."""
+    if peaks is not None and len(peaks) != len(relevances):
+        raise ValueError(f"got {len(peaks)} peaks for {len(relevances)} relevance maps")
+    maps = []
+    for k, (setting, rel) in enumerate(relevances):
+        r = _as_numpy(rel)
+        if r.shape != img.shape:
+            raise ValueError(f"relevance '{setting}' shape {r.shape} != image shape {img.shape}")
+        if peaks is None:
+            normed, measured = normalise_per_channel(r[channel : channel + 1])
+            maps.append((setting, normed[0], float(measured[0])))
+        else:
+            peak = float(peaks[k])
+            normed = r[channel].astype(np.float32) / (peak if peak > 0 else 1.0)
+            maps.append((setting, np.clip(normed, -1.0, 1.0), peak))
+    return maps
+
+
+class _Sheet:
+    """The figure's grid of axial panels: one slice ``z`` of the grid, displayed one way."""
+
+    def __init__(
+        self,
+        img: np.ndarray,
+        channel: int,
+        z: int,
+        spacing: tuple[float, float, float],
+        affine: Any | None,
+        n_cols: int,
+    ) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.colors import Normalize
+        from matplotlib.figure import Figure
+
+        grid = img.shape[1:]
+        self.oriented = affine is not None
+        self.disp = display_for(affine if self.oriented else _AS_STORED, grid)
+        self.s = self.disp.slice_to_display(z)
+        _, row_mm, col_mm = self.disp.spacing(tuple(float(v) for v in spacing))  # type: ignore[arg-type]
+        aspect = row_mm / col_mm
+        self.modality_slice = self.disp.volume(img[channel])[self.s]
+        self.brain = self.disp.volume(brain_mask(img))[self.s]
+        self.lo, self.hi = float(img[channel].min()), float(img[channel].max())
+        height = self.modality_slice.shape[0] * aspect
+        width = self.modality_slice.shape[1]
+        panel_w = 2.6
+        panel_h = panel_w * height / max(width, 1)
+        # A bare Agg figure: no pyplot state, no GUI backend, safe in threads and on servers.
+        self.fig = Figure(figsize=(panel_w * n_cols + 0.9, (panel_h + 0.55) * 3 + 0.6))
+        FigureCanvasAgg(self.fig)
+        self.n_cols = n_cols
+        self.spec = self.fig.add_gridspec(3, n_cols + 1, width_ratios=[1.0] * n_cols + [0.06])
+        self.show = {"origin": "upper", "aspect": aspect, "interpolation": "nearest"}
+        self.norm = Normalize(vmin=-1.0, vmax=1.0)
+
+    def panel(self, row: int, col: int, title: str) -> Any:
+        ax = self.fig.add_subplot(self.spec[row, col])
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return ax
+
+    def finish(self, ax: Any) -> None:
+        """The brain's outline and, in a known orientation, the A / P / R / L labels."""
+        outline(ax, self.brain)
+        if self.oriented:
+            label_edges(ax, size=7)
+
+    def blank(self, row: int, first_col: int) -> None:
+        for col in range(first_col, self.n_cols):
+            self.fig.add_subplot(self.spec[row, col]).axis("off")
+
+    def modality(self, ax: Any) -> None:
+        ax.imshow(self.modality_slice, cmap="gray", vmin=self.lo, vmax=self.hi, **self.show)
+
+    def mask(self, ax: Any, mask: np.ndarray) -> None:
+        ax.imshow(self.disp.volume(mask)[self.s], cmap="gray", vmin=0, vmax=1, **self.show)
+
+
+def _heatmap_rows(
+    sheet: _Sheet, maps: Sequence[tuple[str, np.ndarray, float]], modality: str
+) -> Any:
+    """Rows 1 and 2: each map alone, then over the modality slice; -> the colour mappable."""
+    mappable = None
+    for k, (setting, normed, peak) in enumerate(maps):
+        letter = _LETTERS[k]
+        peak_z = int(np.unravel_index(np.argmax(np.abs(normed)), normed.shape)[0])
+        ax = sheet.panel(
+            0, k, f"({letter}) {setting}\nN = max|R_c| = {peak:.4g}\n(largest at z = {peak_z})"
+        )
+        heat = sheet.disp.volume(normed)[sheet.s]
+        mappable = ax.imshow(heat, cmap=DIVERGING_CMAP, norm=sheet.norm, **sheet.show)
+        sheet.finish(ax)
+        ax = sheet.panel(1, k, f"({letter}2) {setting} over {modality}")
+        sheet.modality(ax)
+        opacity = _OVERLAY_ALPHA * np.sqrt(np.clip(np.abs(heat), 0.0, 1.0))
+        ax.imshow(heat, cmap=DIVERGING_CMAP, norm=sheet.norm, alpha=opacity, **sheet.show)
+        sheet.finish(ax)
+    for row in (0, 1):
+        sheet.blank(row, len(maps))
+    return mappable
+
+
+def _reference_row(
+    sheet: _Sheet,
+    first: int,
+    truth: np.ndarray | None,
+    pred: np.ndarray,
+    dice: float | None,
+    modality: str,
+    z: int,
+) -> None:
+    """Row 3: ground truth, prediction and the modality slice (panel letters from ``first``)."""
+    ax = sheet.panel(2, 0, f"({_LETTERS[first]}) ground truth (OT)")
+    if truth is None:
+        ax.text(0.5, 0.5, "no ground truth", ha="center", va="center", transform=ax.transAxes)
+    else:
+        sheet.mask(ax, truth)
+        sheet.finish(ax)
+    dice_text = "" if dice is None else f", Dice {dice:.3f}"
+    ax = sheet.panel(2, 1, f"({_LETTERS[first + 1]}) prediction{dice_text}")
+    sheet.mask(ax, pred)
+    sheet.finish(ax)
+    if not pred.any():  # an all-black panel would read as "lesion elsewhere"
+        text = "empty prediction:\nno lesion voxel\nin the volume"
+        ax.text(0.5, 0.5, text, color="white", ha="center", va="center", transform=ax.transAxes)
+    ax = sheet.panel(2, 2, f"({_LETTERS[first + 2]}) {modality}, slice z = {z}")
+    sheet.modality(ax)
+    sheet.finish(ax)
+    sheet.blank(2, 3)
+
+
+def _title(modality: str, case_id: str, subtitle: str, oriented: bool) -> str:
+    title = f"LRP relevance, {modality} channel" + (f", case {case_id}" if case_id else "")
+    view = (
+        "axial, radiological (anterior up, patient right on the left)"
+        if oriented
+        else "orientation unknown: shown as stored"
+    )
+    return "\n".join([title, f"{subtitle}; {view}" if subtitle else view])
+
+
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 def plot_figure1(
     path: str | Path,
     relevances: Sequence[tuple[str, Any]],
@@ -108,10 +259,6 @@ def plot_figure1(
     to this grid), else the maximum over the given 3-D channel; affine: the grid's NIfTI affine
     (4, 4), which orients the panels (None: shown as stored, orientation unknown).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
-
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
     if not relevances:
@@ -124,107 +271,17 @@ def plot_figure1(
     for name, arr in [("prediction", pred), ("label", truth)]:
         if arr is not None and arr.shape != grid:
             raise ValueError(f"{name} shape {arr.shape} differs from the image grid {grid}")
-    if peaks is not None and len(peaks) != len(relevances):
-        raise ValueError(f"got {len(peaks)} peaks for {len(relevances)} relevance maps")
-    maps = []
-    for k, (setting, rel) in enumerate(relevances):
-        r = _as_numpy(rel)
-        if r.shape != img.shape:
-            raise ValueError(f"relevance '{setting}' shape {r.shape} != image shape {img.shape}")
-        if peaks is None:
-            normed, measured = normalise_per_channel(r[channel : channel + 1])
-            maps.append((setting, normed[0], float(measured[0])))
-        else:
-            peak = float(peaks[k])
-            normed = r[channel].astype(np.float32) / (peak if peak > 0 else 1.0)
-            maps.append((setting, np.clip(normed, -1.0, 1.0), peak))
-
+    maps = _shown_maps(relevances, img, channel, peaks)
     depth = grid[0]
     z = default_slice(truth, pred, depth) if slice_index is None else int(slice_index)
     if not 0 <= z < depth:
         raise ValueError(f"slice {z} is outside 0..{depth - 1}")
-    oriented = affine is not None
-    disp = display_for(affine if oriented else _AS_STORED, grid)
-    s = disp.slice_to_display(z)
-    _, row_mm, col_mm = disp.spacing(tuple(float(v) for v in spacing))  # type: ignore[arg-type]
-    aspect = row_mm / col_mm
-    shown = disp.volume(img[channel])
-    modality_slice = shown[s]
-    brain = disp.volume(brain_mask(img))[s]
-    lo, hi = float(img[channel].min()), float(img[channel].max())
 
-    n_cols = max(len(maps), 3)
-    height, width = modality_slice.shape[0] * aspect, modality_slice.shape[1]
-    panel_w = 2.6
-    panel_h = panel_w * height / max(width, 1)
-    # A bare Agg figure: no pyplot state, no GUI backend, safe in threads and on servers.
-    fig = Figure(figsize=(panel_w * n_cols + 0.9, (panel_h + 0.55) * 3 + 0.6))
-    FigureCanvasAgg(fig)
-    spec = fig.add_gridspec(3, n_cols + 1, width_ratios=[1.0] * n_cols + [0.06])
-    show = {"origin": "upper", "aspect": aspect, "interpolation": "nearest"}
-    norm = Normalize(vmin=-1.0, vmax=1.0)
-    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    mappable = None
-
-    def panel(row: int, col: int, title: str) -> Any:
-        ax = fig.add_subplot(spec[row, col])
-        ax.set_title(title, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        return ax
-
-    def finish(ax: Any) -> None:
-        outline(ax, brain)
-        if oriented:
-            label_edges(ax, size=7)
-
-    for k, (setting, normed, peak) in enumerate(maps):
-        letter = letters[k]
-        peak_z = int(np.unravel_index(np.argmax(np.abs(normed)), normed.shape)[0])
-        ax = panel(
-            0, k, f"({letter}) {setting}\nN = max|R_c| = {peak:.4g}\n(largest at z = {peak_z})"
-        )
-        heat = disp.volume(normed)[s]
-        mappable = ax.imshow(heat, cmap=DIVERGING_CMAP, norm=norm, **show)
-        finish(ax)
-        ax = panel(1, k, f"({letter}2) {setting} over {modality}")
-        ax.imshow(modality_slice, cmap="gray", vmin=lo, vmax=hi, **show)
-        opacity = _OVERLAY_ALPHA * np.sqrt(np.clip(np.abs(heat), 0.0, 1.0))
-        ax.imshow(heat, cmap=DIVERGING_CMAP, norm=norm, alpha=opacity, **show)
-        finish(ax)
-    for row in (0, 1):
-        for col in range(len(maps), n_cols):
-            fig.add_subplot(spec[row, col]).axis("off")
-
-    base = len(maps)
-    ax = panel(2, 0, f"({letters[base]}) ground truth (OT)")
-    if truth is None:
-        ax.text(0.5, 0.5, "no ground truth", ha="center", va="center", transform=ax.transAxes)
-    else:
-        ax.imshow(disp.volume(truth)[s], cmap="gray", vmin=0, vmax=1, **show)
-        finish(ax)
-    dice_text = "" if dice is None else f", Dice {dice:.3f}"
-    ax = panel(2, 1, f"({letters[base + 1]}) prediction{dice_text}")
-    ax.imshow(disp.volume(pred)[s], cmap="gray", vmin=0, vmax=1, **show)
-    finish(ax)
-    if not pred.any():  # an all-black panel would read as "lesion elsewhere"
-        text = "empty prediction:\nno lesion voxel\nin the volume"
-        ax.text(0.5, 0.5, text, color="white", ha="center", va="center", transform=ax.transAxes)
-    ax = panel(2, 2, f"({letters[base + 2]}) {modality}, slice z = {z}")
-    ax.imshow(modality_slice, cmap="gray", vmin=lo, vmax=hi, **show)
-    finish(ax)
-    for col in range(3, n_cols):
-        fig.add_subplot(spec[2, col]).axis("off")
-
-    cax = fig.add_subplot(spec[0:2, n_cols])
-    bar = fig.colorbar(mappable, cax=cax)
+    sheet = _Sheet(img, channel, z, spacing, affine, n_cols=max(len(maps), 3))
+    mappable = _heatmap_rows(sheet, maps, modality)
+    _reference_row(sheet, len(maps), truth, pred, dice, modality, z)
+    cax = sheet.fig.add_subplot(sheet.spec[0:2, sheet.n_cols])
+    bar = sheet.fig.colorbar(mappable, cax=cax)
     bar.set_label("R_c / max|R_c|  (positive: for lesion)", fontsize=8)
-    title = f"LRP relevance, {modality} channel" + (f", case {case_id}" if case_id else "")
-    view = (
-        "axial, radiological (anterior up, patient right on the left)"
-        if oriented
-        else "orientation unknown: shown as stored"
-    )
-    lines = [title, f"{subtitle}; {view}" if subtitle else view]
-    fig.suptitle("\n".join(lines), fontsize=10)
-    return _save_png_atomic(fig, Path(path), dpi)
+    sheet.fig.suptitle(_title(modality, case_id, subtitle, sheet.oriented), fontsize=10)
+    return _save_png_atomic(sheet.fig, Path(path), dpi)

@@ -308,7 +308,7 @@ TRAINING_CURVES: dict[str, tuple[str, str]] = {
     "train_dice_trainmode": ("training", "-"),
     "val_dice": ("held-out", "--"),
 }
-"""The Dice columns of ``train_log.csv`` (:data:`strokelrp.train.loop.LOG_COLUMNS`) drawn in
+"""The Dice columns of ``train_log.csv`` (:data:`strokelrp.run_files.TRAIN_LOG_COLUMNS`) drawn in
 panel B: label and line style."""
 
 
@@ -319,8 +319,8 @@ def training_curves(
 ) -> list[Path]:
     """Loss and Dice against epoch, one colour per run (``logs``: run -> log rows).
 
-    Rows as :func:`strokelrp.train.loop.read_train_log` gives them: ``epoch``, ``loss`` and the
-    Dice columns of :data:`TRAINING_CURVES` (training steps solid, held-out dashed; a column
+    Rows as :meth:`strokelrp.run_files.RunDir.read_train_log` gives them: ``epoch``, ``loss``
+    and the Dice columns of :data:`TRAINING_CURVES` (training steps solid, held-out dashed; a column
     with no value, e.g. ``val_dice`` without a held-out split, is not drawn). A run whose rows
     lack one of these columns is an error naming it.
     """

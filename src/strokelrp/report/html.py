@@ -18,7 +18,6 @@ base64 PNG; their PNG and SVG files are also written to ``figures/`` next to the
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import math
 import os
@@ -32,6 +31,7 @@ from strokelrp import __version__, run_files
 from strokelrp.analysis.table import ordered_settings, read_tables
 from strokelrp.atomic import atomic_write
 from strokelrp.errors import StrokeLRPError
+from strokelrp.run_files import RunDir, read_csv, read_explanation
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -137,15 +137,6 @@ def figure_html(png: Path, caption: str, links: Sequence[tuple[str, str]] = ()) 
     )
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    """Rows of a CSV file as dicts of strings."""
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
-    except (OSError, csv.Error, UnicodeDecodeError) as err:
-        raise StrokeLRPError(f"{path}: cannot read ({err})") from err
-
-
 ID_COLUMNS = frozenset({"run", "network", "case", "case_id", "split", "series", "seed", "epoch"})
 """Columns that name things rather than measure them: numbers there (case ids, seeds) are not
 averaged in a mean row."""
@@ -181,7 +172,7 @@ def _rel(target: Path, start: Path) -> str:
 def config_section(runs: Sequence[Path]) -> Section:
     parts = []
     for run in runs:
-        cfg = run / run_files.CONFIG
+        cfg = RunDir(run).config
         parts.append(f"<h3>{esc(run.name)}</h3>")
         parts.append(f"<pre>{esc(cfg.read_text(encoding='utf-8', errors='replace'))}</pre>")
     return Section("config", "Run configuration", "".join(parts))
@@ -192,11 +183,9 @@ def training_section(runs: Sequence[Path], fig_dir: Path) -> Section:
 
     parts = []
     table: list[dict[str, Any]] = []
-    for run in runs:
-        path = run / run_files.TABLE1
-        if path.is_file():
-            for row in read_csv(path):
-                table.append({"run": run.name, **row})
+    for run in map(RunDir, runs):
+        if run.table1.is_file():
+            table.extend({"run": run.name, **row} for row in run.read_table1())
     if table:
         columns = list(dict.fromkeys(c for r in table for c in r))
         parts.append(html_table(columns, table))
@@ -206,17 +195,10 @@ def training_section(runs: Sequence[Path], fig_dir: Path) -> Section:
         )
     else:
         parts.append(note("No table1.csv in any run: `strokelrp evaluate RUN DATA` writes it."))
-    from strokelrp.train.loop import read_train_log
-
     logs = {}
-    for run in runs:
-        found = [run / run_files.TRAIN_LOG] if (run / run_files.TRAIN_LOG).is_file() else []
-        found = found or sorted(
-            run.glob(f"{run_files.NETWORK_GLOB}/{run_files.TRAIN_LOG}")
-        )  # a repeats run
-        for path in found:
-            label = run.name if path.parent == run else f"{run.name}/{path.parent.name}"
-            logs[label] = read_train_log(path.parent)
+    for run in map(RunDir, runs):
+        for net in run.logged_networks(run_files.TRAIN_LOG):  # RUN, or its net-K of repeats
+            logs[run.label(net)] = net.read_train_log()
     logs = {k: v for k, v in logs.items() if v}
     if logs:
         png = figures.training_curves(logs, fig_dir)[0]
@@ -239,12 +221,9 @@ def assess_log_html(runs: Sequence[Path], fig_dir: Path) -> str:
     from strokelrp.report import figures
 
     logs = {}
-    for run in runs:
-        found = [run / "assess_log.csv"] if (run / "assess_log.csv").is_file() else []
-        found = found or sorted(run.glob("net-*/assess_log.csv"))
-        for path in found:
-            label = run.name if path.parent == run else f"{run.name}/{path.parent.name}"
-            logs[label] = read_csv(path)
+    for run in map(RunDir, runs):
+        for net in run.logged_networks(run_files.ASSESS_LOG):
+            logs[run.label(net)] = net.read_assess_log()
     logs = {k: v for k, v in logs.items() if v}
     if not logs:
         return ""
@@ -262,14 +241,10 @@ def assess_log_html(runs: Sequence[Path], fig_dir: Path) -> str:
     )
 
 
-def _existing(runs: Sequence[Path], name: str) -> list[Path]:
-    return [run / name for run in runs if (run / name).is_file()]
-
-
 def metrics_section(runs: Sequence[Path]) -> Section:
     parts = []
     for run in runs:
-        path = run / run_files.METRICS
+        path = RunDir(run).metrics
         parts.append(f"<h3>{esc(run.name)}</h3>")
         if not path.is_file():
             parts.append(note(f"{path} not found: run `strokelrp evaluate` to write it."))
@@ -294,7 +269,7 @@ def sweep_section(runs: Sequence[Path], fig_dir: Path) -> Section:
     from strokelrp.analysis.shares import share_summary
     from strokelrp.report import figures
 
-    tables = _existing(runs, "sweep/sweep.csv")
+    tables = [t for t in (RunDir(run).sweep_table for run in runs) if t.is_file()]
     if not tables:
         body = note("No sweep yet: run `strokelrp sweep RUN DATA` to add figures 4 and 5.")
         return Section("sweep", "Inclusivity and signal distribution", body)
@@ -385,7 +360,7 @@ def filter_truth_html(
     table = []
     order = {s: i for i, s in enumerate(settings)}
     for run in runs:
-        path = _assess_table(run)
+        path = RunDir(run).assess_table
         mine = [r for r in rows if r["run"] == run.name]
         if path is None or not mine:
             continue
@@ -463,15 +438,6 @@ def shares_html(summary: Sequence[Mapping[str, Any]], settings: Sequence[str]) -
     return f"<h3>Where relevance goes</h3>{html_table(columns, rows)}<p>{esc(caption)}</p>"
 
 
-def _assess_table(run: Path) -> Path | None:
-    """``RUN/assess/assess.csv`` (``strokelrp assess RUN DATA --out RUN/assess``) or
-    ``RUN/assess.csv``; None when the run has neither."""
-    for path in (run / "assess" / "assess.csv", run / "assess.csv"):
-        if path.is_file():
-            return path
-    return None
-
-
 _CHECK_VALUES = {
     "brain_share": "brain_share",
     "lesion_share": "lesion_share",
@@ -511,7 +477,7 @@ def trust_section(runs: Sequence[Path], fig_dir: Path) -> Section:
 
     parts = []
     for run in runs:
-        path = _assess_table(run)
+        path = RunDir(run).assess_table
         if path is None:
             continue
         rows = read_csv(path)
@@ -544,7 +510,7 @@ def trust_section(runs: Sequence[Path], fig_dir: Path) -> Section:
         parts.append(html_table(columns, table))
         lines = "".join(f"<li>{esc(verdict_line(s))}</li>" for s in summary)
         parts.append(f"<ul>{lines}</ul>")
-        cascade = path.parent / "cascade.csv"
+        cascade = path.parent / run_files.CASCADE_TABLE
         if cascade.is_file() and (steps := read_csv(cascade)):
             png = figures.cascade_figure(steps, fig_dir, name=f"cascade_{run.name}")[0]
             parts.append(
@@ -578,9 +544,7 @@ def trust_section(runs: Sequence[Path], fig_dir: Path) -> Section:
 def explanations_section(runs: Sequence[Path], report_dir: Path) -> Section:
     parts = []
     for run in runs:
-        root = run / run_files.EXPLANATIONS
-        cases = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-        for case_dir in cases:
+        for case_dir in RunDir(run).explained_cases():
             pngs = sorted(case_dir.glob("*.png"))
             niftis = sorted([*case_dir.glob("*.nii"), *case_dir.glob("*.nii.gz")])
             if not pngs and not niftis:
@@ -613,19 +577,15 @@ def explanations_section(runs: Sequence[Path], report_dir: Path) -> Section:
 def provenance_records(runs: Sequence[Path]) -> list[tuple[str, dict[str, Any] | None]]:
     """(output path, its provenance record or None) for every output of ``runs`` the report
     shows: table1, metrics, sweep tables and explanations."""
-    import json
-
     from strokelrp.provenance import read_sidecar
 
     found: list[tuple[str, dict[str, Any] | None]] = []
-    for run in runs:
-        for name in (run_files.TABLE1, run_files.METRICS, run_files.SWEEP_TABLE):
-            if (run / name).is_file():
-                found.append((str(run / name), read_sidecar(run / name)))
-        for summary in sorted((run / run_files.EXPLANATIONS).glob(f"*/{run_files.EXPLANATION}")):
+    for run in map(RunDir, runs):
+        found.extend((str(path), read_sidecar(path)) for path in run.outputs())
+        for summary in run.explanation_summaries():
             try:
-                record = json.loads(summary.read_text(encoding="utf-8")).get("provenance")
-            except (OSError, ValueError, AttributeError):
+                record = read_explanation(summary).get("provenance")
+            except StrokeLRPError:
                 record = None
             found.append((str(summary), record if isinstance(record, dict) else None))
     return found
@@ -693,7 +653,7 @@ def _run_problem(run: Path) -> str | None:
     """Why ``run`` is not a training run folder (None when it is one)."""
     if not run.is_dir():
         return f"{run}: run directory not found"
-    if (run / run_files.CONFIG).is_file():
+    if RunDir(run).is_run():
         return None
     hint = ""
     if any(run.glob("training_*")) or (run / "synth_manifest.json").is_file():
@@ -706,7 +666,7 @@ def report_path(out: str | Path | None, first_run: Path) -> Path:
     an existing folder gets ``report.html`` inside, None gives ``FIRST_RUN/report.html``;
     anything else is an error (no folders are created)."""
     if out is None:
-        return first_run / run_files.REPORT
+        return RunDir(first_run).report
     path = Path(out)
     if path.is_dir():
         return path / run_files.REPORT
@@ -731,7 +691,7 @@ def build_report(runs: Sequence[str | Path], out: str | Path | None = None) -> P
     Each run must be a training run folder (``config.toml``); a run named twice is shown once.
     Figures are written to ``figures/`` beside the report and embedded. Returns the path.
     """
-    from strokelrp.analysis.sweep import unique_runs
+    from strokelrp.pipeline.sweep import unique_runs
 
     if not runs:
         raise StrokeLRPError("report needs at least one run directory")

@@ -4,9 +4,10 @@
 measures of :func:`strokelrp.analysis.assess.assess` for one method (``--assess-method``,
 default ``lrp:epsilon``) on the first ``--assess-cases`` held-out cases (the first training
 cases when nothing is held out; the ``split`` column says which), appended to
-``RUN/assess_log.csv``. The cost is bounded: one method, few cases, one re-initialisation,
-two random orderings and a coarse perturbation grid (:data:`FRACTIONS`), so the AOPC values are
-comparable between epochs of one run, not with a full ``strokelrp assess``.
+``RUN/assess_log.csv`` (:meth:`strokelrp.run_files.RunDir.write_assess_log`). The cost is
+bounded: one method, few cases, one re-initialisation, two random orderings and a coarse
+perturbation grid (:data:`FRACTIONS`), so the AOPC values are comparable between epochs of one
+run, not with a full ``strokelrp assess``.
 
 The random number streams of training are saved before and restored after, so a run trained
 with ``--assess-every`` follows the same trajectory as one without, and resumes exactly.
@@ -14,32 +15,15 @@ with ``--assess-every`` follows the same trajectory as one without, and resumes 
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from strokelrp.atomic import atomic_write
-from strokelrp.errors import StrokeLRPError
+from strokelrp.trust_measures import MEASURES
 
-ASSESS_LOG = "assess_log.csv"
-MEASURES: tuple[str, ...] = (
-    "brain_share",
-    "lesion_share",
-    "morf_aopc",
-    "lerf_aopc",
-    "random_aopc",
-    "randomisation_rho",
-    "contrast_rho",
-    "ablation_rho",
-)
-"""The measures recorded (the columns of ``assess.csv`` after case and method)."""
-LOG_COLUMNS: tuple[str, ...] = ("epoch", "split", "case", "method", *MEASURES, "seconds")
 FRACTIONS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.2)
 """The coarse perturbation grid used during training."""
 
@@ -89,47 +73,3 @@ def assess_epoch(
         restore_rng(state)
         model.zero_grad(set_to_none=True)
     return rows
-
-
-def read_assess_log(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The rows of ``RUN/assess_log.csv`` (numbers as floats, epoch as int); [] if absent."""
-    path = Path(run_dir) / ASSESS_LOG
-    if not path.is_file():
-        return []
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in LOG_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise StrokeLRPError(f"{path}: not an assessment log, missing columns {missing}")
-            rows = list(reader)
-    except (OSError, csv.Error, UnicodeDecodeError) as err:
-        raise StrokeLRPError(f"{path}: cannot read ({err})") from err
-    out = []
-    for row in rows:
-        parsed: dict[str, Any] = {"epoch": int(row["epoch"])}
-        parsed.update({c: row[c] for c in ("split", "case", "method")})
-        for c in (*MEASURES, "seconds"):
-            parsed[c] = float(row[c]) if row[c] not in ("", None) else math.nan
-        out.append(parsed)
-    return out
-
-
-def write_assess_log(run_dir: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
-    """Write ``RUN/assess_log.csv`` atomically (columns :data:`LOG_COLUMNS`)."""
-
-    def write(fh: Any) -> None:
-        writer = csv.DictWriter(fh, fieldnames=list(LOG_COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: _text(row.get(c)) for c in LOG_COLUMNS})
-
-    return atomic_write(Path(run_dir) / ASSESS_LOG, write)
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (float, np.floating)):
-        return "" if math.isnan(float(value)) else repr(float(value))
-    return str(value)

@@ -39,10 +39,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from strokelrp import run_files
 from strokelrp.atomic import write_bytes, write_text
 from strokelrp.config import TrainConfig
 from strokelrp.errors import StrokeLRPError
+from strokelrp.run_files import RunDir
 
 FORMAT = "strokelrp-checkpoint/1"
 LAST = "last"
@@ -332,6 +332,11 @@ def epoch_checkpoints(ckpt_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def has_checkpoints(ckpt_dir: str | Path) -> bool:
+    """Whether the folder holds any checkpoint (an epoch pair or ``last``, complete or not)."""
+    return bool(epoch_checkpoints(ckpt_dir)) or (Path(ckpt_dir) / f"{LAST}.json").exists()
+
+
 def latest_complete(ckpt_dir: str | Path) -> Checkpoint | None:
     """The newest complete checkpoint (``last``, else the newest complete epoch pair), or None.
 
@@ -359,7 +364,7 @@ def latest_complete(ckpt_dir: str | Path) -> Checkpoint | None:
 def resolve_checkpoint(run_dir: str | Path, checkpoint: str | int | Path = LAST) -> Checkpoint:
     """Load ``last`` (the newest complete), an epoch (``3``, ``"epoch-003"``) or a file path."""
     run_dir = Path(run_dir)
-    ckpt_dir = run_dir / run_files.CHECKPOINTS
+    ckpt_dir = RunDir(run_dir).checkpoints
     if isinstance(checkpoint, str) and checkpoint == LAST:
         found = latest_complete(ckpt_dir)
         if found is None:
@@ -371,18 +376,6 @@ def resolve_checkpoint(run_dir: str | Path, checkpoint: str | int | Path = LAST)
     if re.fullmatch(r"epoch-\d+", text):
         return read_checkpoint(ckpt_dir / f"{epoch_name(int(text[6:]))}.safetensors")
     return read_checkpoint(Path(checkpoint))
-
-
-def run_networks(run_dir: str | Path) -> list[Path]:
-    """The single-network run folders of a run: ``[RUN]``, or ``RUN/net-1 ..`` for repeats."""
-    run_dir = Path(run_dir)
-    config_path = run_dir / run_files.CONFIG
-    if not config_path.exists():
-        raise StrokeLRPError(f"{run_dir}: not a training run (no config.toml)")
-    config = TrainConfig.from_toml(config_path)
-    if config.repeats == 1:
-        return [run_dir]
-    return [run_files.network_dir(run_dir, k) for k in range(1, config.repeats + 1)]
 
 
 def build_model(config: TrainConfig) -> nn.Module:
@@ -407,7 +400,8 @@ def load_trained(
     loaded, even while training is still writing newer checkpoints.
     """
     run_dir = Path(run_dir)
-    networks = run_networks(run_dir) if (run_dir / run_files.CONFIG).exists() else [run_dir]
+    run = RunDir(run_dir)
+    networks = [n.path for n in run.networks()] if run.is_run() else [run_dir]
     if len(networks) > 1:
         names = ", ".join(p.name for p in networks)
         raise StrokeLRPError(
@@ -448,9 +442,9 @@ def check_own_checkpoint(run_dir: str | Path, path: str | Path) -> None:
     Results are written into the run folder and labelled with its split; a network of another
     run would put that run's numbers under this run's name (its held-out cases differ).
     """
-    run_dir, path = Path(run_dir), Path(path)
-    own = (run_dir / run_files.CHECKPOINTS).resolve()
-    if path.resolve().parent != own:
+    run = RunDir(run_dir)
+    if not run.owns_checkpoint(path):
+        own = run.checkpoints.resolve()
         raise StrokeLRPError(
             f"{path}: not a checkpoint of {run_dir} (its checkpoints are in {own}); results "
             "are written into the run folder under its name and split, so use that "

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,18 +26,15 @@ from typing import Any
 
 import torch
 
-from strokelrp import run_files
-from strokelrp.atomic import write_text
 from strokelrp.config import LESION, SERIES, TrainConfig
 from strokelrp.device import resolve_device
 from strokelrp.errors import StrokeLRPError
-from strokelrp.provenance import case_record, checkpoint_record, provenance, write_sidecar
+from strokelrp.provenance import case_record, checkpoint_record, provenance
+from strokelrp.run_files import RunDir
 from strokelrp.train.checkpoint import (
     LAST,
     build_model,
     check_own_checkpoint,
-    resolve_checkpoint,
-    run_networks,
 )
 from strokelrp.train.metrics import METRICS, segmentation_metrics, summarize
 from strokelrp.train.predict import native_labels, predict
@@ -92,8 +88,7 @@ def case_splits(run_dir: Path, dataset: Any, config: TrainConfig) -> dict[str, s
     files' content is the one trained on; without them (older runs, tensors given to
     ``train``) only if ``dataset`` reads the run's own data folder (``config.data``).
     """
-    path = run_dir / run_files.SPLIT
-    recorded = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    recorded = RunDir(run_dir).read_split()
     by_id = {cid: "train" for cid in recorded.get("train", [])}
     by_id.update({cid: "validation" for cid in recorded.get("validation", [])})
     prints = (recorded.get("data") or {}).get("fingerprints") or {}
@@ -119,7 +114,7 @@ def evaluate_network(
     progress: bool = False,
 ) -> NetworkResult:
     """Metrics of one network (one-network run folder) on every labelled case of ``dataset``."""
-    ckpt = resolve_checkpoint(run_dir, checkpoint)
+    ckpt = RunDir(run_dir).checkpoint(checkpoint)
     check_own_checkpoint(run_dir, ckpt.path)
     config = ckpt.config
     model = build_model(config)
@@ -211,13 +206,13 @@ def evaluate(
     """
     from strokelrp.data.dataset import CaseDataset
 
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     torch_device = resolve_device(device)
-    networks = run_networks(run_dir)
+    networks = run.networks()
     results: list[NetworkResult] = []
     datasets: dict[tuple, Any] = {}
     for index, net_dir in enumerate(networks, start=1):
-        config = TrainConfig.from_toml(net_dir / run_files.CONFIG)
+        config = net_dir.read_config()
         key = (config.shape, config.normalization)
         if key not in datasets:
             datasets[key] = CaseDataset(
@@ -229,7 +224,7 @@ def evaluate(
             )
         name = network_name(config, index)
         result = evaluate_network(
-            net_dir, datasets[key], name, checkpoint or LAST, torch_device, progress
+            net_dir.path, datasets[key], name, checkpoint or LAST, torch_device, progress
         )
         if not result.rows:
             raise StrokeLRPError(f"{data}: no case with a ground truth (OT) to evaluate on")
@@ -238,13 +233,10 @@ def evaluate(
             for line in result.skipped:
                 echo(line)
             echo(format_summary(result))
-    record = _provenance(run_dir, data, datasets.values(), results)
-    for name, text in (
-        (run_files.METRICS, _csv(METRIC_COLUMNS, [r for res in results for r in res.rows])),
-        (run_files.TABLE1, _csv(TABLE1_COLUMNS, [r.table1 for r in results])),
-    ):
-        write_sidecar(run_dir / name, record)
-        write_text(run_dir / name, text)
+    record = _provenance(run.path, data, datasets.values(), results)
+    rows = [r for res in results for r in res.rows]
+    run.write_table(run.metrics, _csv(METRIC_COLUMNS, rows), record)
+    run.write_table(run.table1, _csv(TABLE1_COLUMNS, [r.table1 for r in results]), record)
     return results
 
 

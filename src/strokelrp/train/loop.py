@@ -9,6 +9,8 @@ Run folder (one network)::
     RUN/config.toml  RUN/split.json  RUN/train_log.csv  RUN/checkpoints/{epoch-NNN,last}.*
     RUN/assess_log.csv  (with ``assess_every`` > 0: :mod:`strokelrp.train.assess_log`)
 
+written and read through :class:`strokelrp.run_files.RunDir`.
+
 With ``repeats`` = n > 1, ``RUN/config.toml`` holds the whole run and each network k (seed
 ``seed + k - 1``) is a one-network run folder ``RUN/net-k`` with the layout above.
 
@@ -20,15 +22,12 @@ DistributedDataParallel, and only rank 0 prints and writes files.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
 import math
 import random
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,30 +36,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from strokelrp import run_files
-from strokelrp.atomic import write_text
 from strokelrp.config import LESION, TrainConfig
 from strokelrp.device import DistContext, init_distributed, shutdown
 from strokelrp.errors import StrokeLRPError
+from strokelrp.run_files import RunDir
 from strokelrp.train.cases import CaseTensors, open_dataset, split_ids, stack_cases
 from strokelrp.train.checkpoint import (
     Checkpoint,
     build_model,
-    epoch_checkpoints,
-    latest_complete,
+    has_checkpoints,
     load_optimizer_state,
     preserved_rng,
     restore_rng,
-    save_checkpoint,
 )
 from strokelrp.train.metrics import batch_dice
-
-LOG_COLUMNS: tuple[str, ...] = ("epoch", "loss", "train_dice_trainmode", "val_dice", "seconds")
-"""``train_dice_trainmode``: hard Dice of each training step's own forward pass (BatchNorm in
-train mode, before the step's update), averaged over the epoch: the "Dice in PyTorch training
-mode" that the paper reports. ``val_dice``: eval-mode Dice on the held-out cases at the end of
-the epoch (empty without a held-out split). Both at the series scale. ``seconds``: the epoch's
-training steps and validation (checkpoint writing excluded)."""
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -189,33 +178,6 @@ def progress_bar(total: int, enabled: bool = True, file=None):
 # ------------------------------------------------------------------------------- run files
 
 
-def write_train_log(run_dir: Path, rows: list[dict[str, Any]]) -> Path:
-    """``RUN/train_log.csv`` from the log rows (rewritten whole, atomically)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_COLUMNS})
-    return write_text(run_dir / run_files.TRAIN_LOG, buf.getvalue())
-
-
-def read_train_log(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Rows of ``RUN/train_log.csv`` with numbers parsed (``val_dice`` None when empty)."""
-    path = Path(run_dir) / run_files.TRAIN_LOG
-    if not path.exists():
-        return []
-    rows = []
-    with path.open(newline="", encoding="utf-8") as fh:
-        for raw in csv.DictReader(fh):
-            rows.append(
-                {
-                    k: (None if raw.get(k, "") == "" else (int if k == "epoch" else float)(raw[k]))
-                    for k in LOG_COLUMNS
-                }
-            )
-    return rows
-
-
 def _say(ctx: DistContext, log: Callable[[str], None] | None) -> Callable[[str], None]:
     def say(message: str) -> None:
         if not ctx.is_main:
@@ -230,13 +192,6 @@ def _say(ctx: DistContext, log: Callable[[str], None] | None) -> Callable[[str],
     return say
 
 
-def _has_checkpoints(out: Path) -> bool:
-    """Whether the run folder ``out`` (or one of its ``net-K`` folders) holds any checkpoint."""
-    folders = [out / run_files.CHECKPOINTS]
-    folders += sorted(out.glob(f"{run_files.NETWORK_GLOB}/{run_files.CHECKPOINTS}"))
-    return any(epoch_checkpoints(d) or (d / "last.json").exists() for d in folders)
-
-
 def _check_run_folder(
     config: TrainConfig, out: Path, resume: bool, say: Callable[[str], None]
 ) -> TrainConfig | None:
@@ -247,16 +202,16 @@ def _check_run_folder(
     """
     if out.exists() and not out.is_dir():
         raise StrokeLRPError(f"{out}: exists and is not a folder")
-    config_path = out / run_files.CONFIG
-    started = _has_checkpoints(out)
-    if not config_path.exists():
+    run = RunDir(out)
+    started = run.has_checkpoints()
+    if not run.config.exists():
         if not resume and started:
             raise StrokeLRPError(f"{out}: holds checkpoints; pass --resume or choose another --out")
         return None
     if not started:
         say(f"{out}: holds a run that never saved a checkpoint: starting it anew")
         return None
-    existing = TrainConfig.from_toml(config_path)
+    existing = run.read_config()
     if not resume:
         raise StrokeLRPError(
             f"{out}: already holds a training run (config.toml); pass --resume to continue it, "
@@ -328,12 +283,12 @@ def train(
             data()  # a new run: the data's errors come before the run folder exists
         ctx.barrier()  # every rank has looked before rank 0 writes
         if ctx.is_main and (existing is None or config.epochs > existing.epochs):
-            config.to_toml(out / run_files.CONFIG)
+            RunDir(out).write_config(config)
         if config.repeats == 1:
             networks = [(config, out)]
         else:
             networks = [
-                (config.for_network(k), run_files.network_dir(out, k))
+                (config.for_network(k), RunDir(out).network(k).path)
                 for k in range(1, config.repeats + 1)
             ]
         for net_config, run_dir in networks:
@@ -350,14 +305,14 @@ def _resume_point(
     config: TrainConfig, run_dir: Path, resume: bool, say: Callable[[str], None]
 ) -> Checkpoint | bool | None:
     """The checkpoint to continue from, None to start fresh, False when nothing is left to do."""
-    ckpt_dir = run_dir / run_files.CHECKPOINTS
+    run = RunDir(run_dir)
     if not resume:
-        if epoch_checkpoints(ckpt_dir) or (ckpt_dir / "last.json").exists():
+        if has_checkpoints(run.checkpoints):
             raise StrokeLRPError(
                 f"{run_dir}: holds checkpoints; pass --resume or choose another --out"
             )
         return None
-    start = latest_complete(ckpt_dir)
+    start = run.latest_checkpoint()
     if start is None:
         say(f"{run_dir}: no complete checkpoint to resume from: starting from scratch")
         return None
@@ -427,6 +382,145 @@ def _assess(
     return assess_epoch(model, cases, config.assess_method, epoch, split)
 
 
+@dataclass
+class _Plan:
+    """Which rows of the stacked cases a network trains and validates on."""
+
+    train_ids: list[str]
+    val_ids: list[str]
+    train_rows: list[int]
+    val_rows: list[int]
+
+    @property
+    def split(self) -> dict[str, list[str]]:
+        return {"train": self.train_ids, "validation": self.val_ids}
+
+
+def _plan_split(
+    config: TrainConfig, run_dir: Path, data: CaseTensors, start: Checkpoint | None
+) -> _Plan:
+    """The held-out split of ``data`` (refused when it differs from the resumed run's)."""
+    train_ids, val_ids = split_ids(data.ids, config.val_fraction, config.effective_split_seed)
+    split = {"train": train_ids, "validation": val_ids}
+    if start is not None and start.meta["facts"].get("split") != split:
+        raise StrokeLRPError(
+            f"cannot resume {run_dir}: the data's cases differ from those the run was trained "
+            f"on (see {RunDir(run_dir).split})"
+        )
+    row_of = {cid: i for i, cid in enumerate(data.ids)}
+    return _Plan(train_ids, val_ids, [row_of[c] for c in train_ids], [row_of[c] for c in val_ids])
+
+
+def _build_training(
+    config: TrainConfig, device: torch.device, start: Checkpoint | None
+) -> tuple[nn.Module, torch.optim.Optimizer, list[dict[str, Any]], int]:
+    """Seeded model and Adam (the checkpoint's state and random streams when resuming);
+    -> (model, optimizer, log rows so far, first epoch to train)."""
+    _seed_everything(config.seed)
+    model = build_model(config).to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=config.lr,
+        betas=config.betas,
+        fused=True if device.type == "cuda" else None,
+    )
+    if start is None:
+        return model, optimizer, [], 1
+    model.load_state_dict(start.model_state, strict=True)
+    load_optimizer_state(optimizer, start.optimizer_state)
+    restore_rng(start.meta["rng"])
+    return model, optimizer, [dict(r) for r in start.meta["log"]], start.epoch + 1
+
+
+def _wrap_ddp(model: nn.Module, ctx: DistContext) -> nn.Module:
+    """``model`` under DistributedDataParallel when running under torchrun, else itself."""
+    if not ctx.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = ctx.device
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
+
+
+def _train_epoch(
+    net: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: CaseTensors,
+    plan: _Plan,
+    config: TrainConfig,
+    ctx: DistContext,
+    epoch: int,
+    on_step: Callable[[torch.Tensor], None] | None,
+) -> list[float]:
+    """This rank's shard of the epoch's steps, then validation on rank 0; -> the sums over
+    all ranks of (loss, train-mode Dice, held-out Dice, steps)."""
+    order = epoch_order(len(plan.train_rows), config.seed, epoch)
+    rows = [plan.train_rows[i] for i in shard(order, ctx.rank, ctx.world_size)]
+    loss_fn = LOSSES[config.loss]
+    loss_sum, dice_sum = run_epoch(net, optimizer, loss_fn, data, rows, config.precision, on_step)
+    # Validation on rank 0 alone: its network (with its BatchNorm buffers) is the one
+    # saved; the other ranks contribute zero to the sum below.
+    val_rows = plan.val_rows if ctx.is_main else []
+    val_sum = validation_dice_sum(model, data, val_rows, config.precision)
+    steps = torch.tensor(float(len(rows)), dtype=torch.float64, device=ctx.device)
+    return ctx.sum(torch.stack([loss_sum, dice_sum, val_sum, steps])).tolist()
+
+
+def _epoch_row(epoch: int, sums: Sequence[float], n_val: int, seconds: float) -> dict[str, Any]:
+    """The log row of one epoch from the summed (loss, train Dice, val Dice, steps)."""
+    loss, dice, val, steps = sums
+    return {
+        "epoch": epoch,
+        "loss": loss / steps,
+        "train_dice_trainmode": dice / steps,
+        "val_dice": val / n_val if n_val else None,
+        "seconds": seconds,
+    }
+
+
+def _save_epoch(
+    run: RunDir,
+    config: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    log_rows: list[dict[str, Any]],
+    plan: _Plan,
+    ctx: DistContext,
+    steps: int,
+) -> None:
+    """Rank 0 after an epoch: the checkpoint when one is due, and the training log."""
+    epoch = log_rows[-1]["epoch"]
+    if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+        run.save_checkpoint(
+            epoch=epoch,
+            config=config,
+            model=model,
+            optimizer=optimizer,
+            log=log_rows,
+            facts={
+                "train_seconds": sum(r["seconds"] for r in log_rows),
+                "world_size": ctx.world_size,
+                "steps_per_epoch": steps,
+                "device": str(ctx.device),
+                "split": plan.split,
+            },
+            keep=config.keep_checkpoints,
+        )
+    run.write_train_log(log_rows)
+
+
+def _epoch_line(config: TrainConfig, row: dict[str, Any]) -> str:
+    val_text = "" if row["val_dice"] is None else f"  val Dice {row['val_dice']:.4f}"
+    return (
+        f"epoch {row['epoch']}/{config.epochs}  loss {row['loss']:.4f}  "
+        f"train Dice (train mode) {row['train_dice_trainmode']:.4f}{val_text}  "
+        f"{row['seconds']:.1f} s"
+    )
+
+
 def _train_network(
     config: TrainConfig,
     run_dir: Path,
@@ -436,64 +530,28 @@ def _train_network(
     progress: bool,
     say: Callable[[str], None],
 ) -> None:
+    """Train one network into the one-network folder ``run_dir`` (rank 0 writes its files)."""
     start = _resume_point(config, run_dir, resume, say)
     if start is False:
         return
     assert start is None or isinstance(start, Checkpoint)
     data = data_fn()
-    train_ids, val_ids = split_ids(data.ids, config.val_fraction, config.effective_split_seed)
-    split = {"train": train_ids, "validation": val_ids}
-    if start is not None and start.meta["facts"].get("split") != split:
-        raise StrokeLRPError(
-            f"cannot resume {run_dir}: the data's cases differ from those the run was trained "
-            f"on (see {run_dir / 'split.json'})"
-        )
-    row_of = {cid: i for i, cid in enumerate(data.ids)}
-    train_rows = [row_of[c] for c in train_ids]
-    val_rows = [row_of[c] for c in val_ids]
-
-    device = ctx.device
-    _seed_everything(config.seed)
-    model = build_model(config).to(device)
-    optimizer = torch.optim.Adam(
-        model.parameters(),
-        lr=config.lr,
-        betas=config.betas,
-        fused=True if device.type == "cuda" else None,
-    )
-    log_rows: list[dict[str, Any]] = []
-    first_epoch = 1
+    plan = _plan_split(config, run_dir, data, start)
+    model, optimizer, log_rows, first_epoch = _build_training(config, ctx.device, start)
+    run = RunDir(run_dir)
     assess_rows: list[dict[str, Any]] = []
-    if start is not None:
-        model.load_state_dict(start.model_state, strict=True)
-        load_optimizer_state(optimizer, start.optimizer_state)
-        restore_rng(start.meta["rng"])
-        log_rows = [dict(r) for r in start.meta["log"]]
-        first_epoch = start.epoch + 1
     if config.assess_every and ctx.is_main:
-        from strokelrp.train.assess_log import read_assess_log
-
-        assess_rows = [r for r in read_assess_log(run_dir) if r["epoch"] < first_epoch]
-    net: nn.Module = model
-    if ctx.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+        assess_rows = [r for r in run.read_assess_log() if r["epoch"] < first_epoch]
+    net = _wrap_ddp(model, ctx)
     if ctx.is_main:
-        config.to_toml(run_dir / run_files.CONFIG)
-        write_text(
-            run_dir / run_files.SPLIT,
-            json.dumps(split_record(split, config, data), indent=1) + "\n",
-        )
-        write_train_log(run_dir, log_rows)
-    loss_fn = LOSSES[config.loss]
-    steps = math.ceil(len(train_rows) / ctx.world_size)
+        run.write_config(config)
+        run.write_split(split_record(plan.split, config, data))
+        run.write_train_log(log_rows)
+    steps = math.ceil(len(plan.train_rows) / ctx.world_size)
     say(
         f"{run_dir}: {config.arch} width {config.width}, series {config.series_name} "
-        f"{config.shape}, {len(train_ids)} training / {len(val_ids)} held-out cases, "
-        f"{device}, {config.precision}"
+        f"{config.shape}, {len(plan.train_ids)} training / {len(plan.val_ids)} held-out cases, "
+        f"{ctx.device}, {config.precision}"
         + (f", {ctx.world_size} processes" if ctx.distributed else "")
     )
     bar, on_step = progress_bar(
@@ -503,71 +561,15 @@ def _train_network(
         for epoch in range(first_epoch, config.epochs + 1):
             bar.set_description(f"{run_dir.name} epoch {epoch}/{config.epochs}")
             t0 = time.perf_counter()
-            order = epoch_order(len(train_rows), config.seed, epoch)
-            rows = [train_rows[i] for i in shard(order, ctx.rank, ctx.world_size)]
-            loss_sum, dice_sum = run_epoch(
-                net,
-                optimizer,
-                loss_fn,
-                data,
-                rows,
-                config.precision,
-                on_step,
-            )
-            # Validation on rank 0 alone: its network (with its BatchNorm buffers) is the one
-            # saved; the other ranks contribute zero to the sum below.
-            val_sum = validation_dice_sum(
-                model, data, val_rows if ctx.is_main else [], config.precision
-            )
-            totals = ctx.sum(
-                torch.stack(
-                    [
-                        loss_sum,
-                        dice_sum,
-                        val_sum,
-                        torch.tensor(float(len(rows)), dtype=torch.float64, device=device),
-                    ]
-                )
-            ).tolist()
-            seconds = time.perf_counter() - t0
-            row = {
-                "epoch": epoch,
-                "loss": totals[0] / totals[3],
-                "train_dice_trainmode": totals[1] / totals[3],
-                "val_dice": totals[2] / len(val_rows) if val_rows else None,
-                "seconds": seconds,
-            }
+            sums = _train_epoch(net, model, optimizer, data, plan, config, ctx, epoch, on_step)
+            row = _epoch_row(epoch, sums, len(plan.val_rows), time.perf_counter() - t0)
             log_rows.append(row)
             if ctx.is_main:
-                if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
-                    save_checkpoint(
-                        run_dir / run_files.CHECKPOINTS,
-                        epoch=epoch,
-                        config=config,
-                        model=model,
-                        optimizer=optimizer,
-                        log=log_rows,
-                        facts={
-                            "train_seconds": sum(r["seconds"] for r in log_rows),
-                            "world_size": ctx.world_size,
-                            "steps_per_epoch": steps,
-                            "device": str(device),
-                            "split": split,
-                        },
-                        keep=config.keep_checkpoints,
-                    )
-                write_train_log(run_dir, log_rows)
+                _save_epoch(run, config, model, optimizer, log_rows, plan, ctx, steps)
                 if config.assess_every and epoch % config.assess_every == 0:
-                    assess_rows += _assess(model, data, config, train_ids, val_ids, epoch)
-                    from strokelrp.train.assess_log import write_assess_log
-
-                    write_assess_log(run_dir, assess_rows)
-            val_text = "" if row["val_dice"] is None else f"  val Dice {row['val_dice']:.4f}"
-            say(
-                f"epoch {epoch}/{config.epochs}  loss {row['loss']:.4f}  "
-                f"train Dice (train mode) {row['train_dice_trainmode']:.4f}{val_text}  "
-                f"{seconds:.1f} s"
-            )
+                    assess_rows += _assess(model, data, config, plan.train_ids, plan.val_ids, epoch)
+                    run.write_assess_log(assess_rows)
+            say(_epoch_line(config, row))
             ctx.barrier()
     finally:
         bar.close()

@@ -27,7 +27,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -98,14 +99,21 @@ def _prepare(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _stage(echo: Callable[[str], None], index: int, total: int, text: str) -> tuple[float, float]:
-    echo(f"\n[{index}/{total}] {text}")
-    return time.perf_counter(), time.process_time()
+class _Stages:
+    """Numbered stage headers ``[i/total] text`` and their wall and CPU times."""
 
+    def __init__(self, echo: Callable[[str], None], total: int) -> None:
+        self.echo, self.total, self.index = echo, total, 0
 
-def _done(echo: Callable[[str], None], started: tuple[float, float]) -> None:
-    wall, cpu = time.perf_counter() - started[0], time.process_time() - started[1]
-    echo(f"      done in {wall:.1f} s (CPU time of all threads {cpu:.1f} s)")
+    @contextmanager
+    def __call__(self, text: str, *, same: bool = False) -> Iterator[None]:
+        """One stage (``same``: another part of the previous stage, same number)."""
+        self.index += 0 if same else 1
+        self.echo(f"\n[{self.index}/{self.total}] {text}")
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        self.echo(f"      done in {wall:.1f} s (CPU time of all threads {cpu:.1f} s)")
 
 
 def _best_cases(rows: list[dict[str, Any]], n: int) -> list[str]:
@@ -165,6 +173,103 @@ def control_lines(rows: list[dict[str, Any]], control: tuple[str, ...]) -> list[
     return lines
 
 
+def synthesise_stage(out: Path, plan: DemoPlan, progress: bool) -> Path:
+    """Synthetic ISLES 2017 cases in ``out/data`` (MTT a noise control); returns the folder."""
+    from strokelrp.data.synth import synthesize_isles2017
+
+    return synthesize_isles2017(
+        out / "data",
+        plan.n_cases,
+        shape=plan.shape_hwd,
+        seed=plan.seed,
+        varied_grids=True,
+        control=CONTROL,
+        progress=progress,
+    )
+
+
+def inspect_stage(data: Path) -> list[str]:
+    """Validate every case (what ``strokelrp inspect`` does); lines describing them."""
+    from strokelrp.data.isles2017 import format_grid, inspect_isles2017
+
+    reports = list(inspect_isles2017(data))
+    bad = [r for r in reports if r.problems]
+    if bad:
+        raise StrokeLRPError("\n".join(p for r in bad for p in r.problems))
+    grids = sorted({format_grid(r.grid) for r in reports})
+    volumes = [r.lesion_ml for r in reports if r.lesion_ml is not None]
+    return [
+        f"{len(reports)} valid cases, native grids (x y z) {', '.join(grids)}; "
+        f"lesion {min(volumes):.1f}-{max(volumes):.1f} mL"
+    ]
+
+
+def train_stage(
+    out: Path, data: Path, plan: DemoPlan, net: NetPlan, device: str, progress: bool
+) -> list[Path]:
+    """Train one network of the plan into ``out/runs/<series>``; returns its run folder(s)."""
+    from strokelrp.config import TrainConfig
+    from strokelrp.train.loop import train
+
+    config = TrainConfig(
+        data=str(data),
+        series=net.series,
+        width=net.width,
+        epochs=net.epochs,
+        seed=plan.seed,
+        loss=plan.loss,
+        lr=plan.lr,
+        val_fraction=plan.val_fraction,
+        device=device,
+        cache_dir=str(out / "runs" / ".cache"),
+    )
+    return train(config, out / "runs" / net.series, progress=progress)
+
+
+def evaluate_stage(runs: list[Path], data: Path, device: str, progress: bool) -> list[Any]:
+    """Evaluate every run in the native grids (``metrics.csv``, ``table1.csv``)."""
+    from strokelrp.train.evaluate import evaluate
+
+    results = []
+    for run in runs:
+        results += evaluate(run, data, device=device, progress=progress, echo=None)
+    return results
+
+
+def explain_stage(
+    runs: list[Path], data: Path, cases: list[str], device: str, progress: bool
+) -> tuple[list[Path], list[str]]:
+    """Figure 1 (raw, pass (0, 0.4), clamp (0, 0.2)) of ``cases`` for every run; returns the
+    figures and the notes."""
+    from tqdm import tqdm
+
+    from strokelrp.pipeline.explain import explain_case
+    from strokelrp.report.explain_case import parse_settings
+
+    settings = parse_settings(None)
+    jobs = [(run, case) for run in runs for case in cases]
+    figures, notes = [], []
+    for run, case in tqdm(jobs, desc="explain", unit="map", disable=not progress):
+        done = explain_case(run, data, case, filters=settings, device=device)
+        figures.append(done.figure)
+        notes += done.notes
+    return figures, notes
+
+
+def sweep_stage(
+    runs: list[Path], data: Path, device: str, progress: bool, echo: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """The paper's 16 filter settings over every case of every run; returns the rows."""
+    from strokelrp.analysis.sweep import paper_grid
+    from strokelrp.pipeline.sweep import sweep_run
+    from strokelrp.run_files import RunDir
+
+    grid = paper_grid()
+    for run in runs:
+        sweep_run(run, data, grid, device=device, progress=progress, log=echo)
+    return [row for run in runs for row in RunDir(run).read_sweep()]
+
+
 def run_demo(
     out: str | Path = "strokelrp-demo",
     *,
@@ -175,109 +280,49 @@ def run_demo(
     progress: bool = True,
 ) -> Path:
     """Run every stage into ``out``; returns the report's path. See the module docstring."""
-    from strokelrp.analysis.sweep import read_grid, summary_lines, sweep_run
-    from strokelrp.analysis.table import read_table
-    from strokelrp.config import TrainConfig
-    from strokelrp.data.isles2017 import format_grid, inspect_isles2017
-    from strokelrp.data.synth import synthesize_isles2017
-    from strokelrp.report.explain_case import explain_case, parse_settings
+    import torch
+
+    from strokelrp.analysis.sweep import summary_lines
     from strokelrp.report.html import build_report
-    from strokelrp.train.evaluate import evaluate
-    from strokelrp.train.loop import train
 
     plan = plan or (QUICK if quick else FULL)
     out = Path(out).expanduser().resolve()
     _prepare(out)
     (out / MARKER).write_text(json.dumps({"plan": asdict(plan)}, indent=1) + "\n")
-    total = 7
+    stage = _Stages(echo, total=7)
     t_all = time.perf_counter(), time.process_time()
     mode = "quick" if quick else "full"
-    import torch
-
     echo(
         f"strokelrp demo ({mode}) -> {out}  [torch {torch.__version__}, {device}, "
         f"{torch.get_num_threads()} CPU thread(s)]"
     )
 
-    t = _stage(echo, 1, total, f"synthesise {plan.n_cases} cases (MTT a noise control)")
-    data = synthesize_isles2017(
-        out / "data",
-        plan.n_cases,
-        shape=plan.shape_hwd,
-        seed=plan.seed,
-        varied_grids=True,
-        control=CONTROL,
-        progress=progress,
-    )
-    _done(echo, t)
-
-    t = _stage(echo, 2, total, f"inspect {data}")
-    reports = list(inspect_isles2017(data))
-    bad = [r for r in reports if r.problems]
-    if bad:
-        raise StrokeLRPError("\n".join(p for r in bad for p in r.problems))
-    grids = sorted({format_grid(r.grid) for r in reports})
-    volumes = [r.lesion_ml for r in reports if r.lesion_ml is not None]
-    echo(
-        f"      {len(reports)} valid cases, native grids (x y z) {', '.join(grids)}; "
-        f"lesion {min(volumes):.1f}-{max(volumes):.1f} mL"
-    )
-    _done(echo, t)
-
+    with stage(f"synthesise {plan.n_cases} cases (MTT a noise control)"):
+        data = synthesise_stage(out, plan, progress)
+    with stage(f"inspect {data}"):
+        for line in inspect_stage(data):
+            echo("      " + line)
     runs: list[Path] = []
-    for net in plan.networks:
-        t = _stage(
-            echo, 3, total, f"train series {net.series}: width {net.width}, {net.epochs} epochs, "
-            f"loss {plan.loss}, lr {plan.lr:g}, {plan.val_fraction:.0%} of the cases held out",
-        )  # fmt: skip
-        config = TrainConfig(
-            data=str(data),
-            series=net.series,
-            width=net.width,
-            epochs=net.epochs,
-            seed=plan.seed,
-            loss=plan.loss,
-            lr=plan.lr,
-            val_fraction=plan.val_fraction,
-            device=device,
-            cache_dir=str(out / "runs" / ".cache"),
+    for i, net in enumerate(plan.networks):
+        text = (
+            f"train series {net.series}: width {net.width}, {net.epochs} epochs, loss "
+            f"{plan.loss}, lr {plan.lr:g}, {plan.val_fraction:.0%} of the cases held out"
         )
-        runs += train(config, out / "runs" / net.series, progress=progress)
-        _done(echo, t)
-
-    t = _stage(echo, 4, total, "evaluate in the native grids")
-    results = []
-    for run in runs:
-        results += evaluate(run, data, device=device, progress=progress, echo=None)
-    for line in _table1_lines(results):
-        echo("      " + line)
-    _done(echo, t)
-
+        with stage(text, same=i > 0):
+            runs += train_stage(out, data, plan, net, device, progress)
+    with stage("evaluate in the native grids"):
+        results = evaluate_stage(runs, data, device, progress)
+        for line in _table1_lines(results):
+            echo("      " + line)
     cases = _best_cases(results[0].rows, plan.explain_cases)
-    t = _stage(echo, 5, total, f"explain cases {', '.join(cases)} (raw, pass(0,0.4), clamp(0,0.2))")
-    settings = parse_settings(None)
-    from tqdm import tqdm
-
-    jobs = [(run, case) for run in runs for case in cases]
-    figures = []
-    for run, case in tqdm(jobs, desc="explain", unit="map", disable=not progress):
-        done = explain_case(run, data, case, filters=settings, device=device)
-        figures.append(done.figure)
-        for note in done.notes:
+    with stage(f"explain cases {', '.join(cases)} (raw, pass(0,0.4), clamp(0,0.2))"):
+        figures, notes = explain_stage(runs, data, cases, device, progress)
+        for note in notes:
             echo(f"      note: {note}")
-    _done(echo, t)
-
-    t = _stage(echo, 6, total, "sweep the paper's 16 filter settings over every case")
-    grid = read_grid("paper")
-    tables = []
-    for run in runs:
-        tables.append(sweep_run(run, data, grid, device=device, progress=progress, log=echo))
-    rows = [row for table in tables for row in read_table(table)]
-    _done(echo, t)
-
-    t = _stage(echo, 7, total, "write the report")
-    report = build_report(runs, out / run_files.REPORT)
-    _done(echo, t)
+    with stage("sweep the paper's 16 filter settings over every case"):
+        rows = sweep_stage(runs, data, device, progress, echo)
+    with stage("write the report"):
+        report = build_report(runs, out / run_files.REPORT)
 
     echo(
         "\nmean inclusivity over cases and modalities (input: D(LRP, x); ground truth: D(LRP, OT)):"
