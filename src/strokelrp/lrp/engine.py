@@ -612,7 +612,7 @@ def _memory_plan(
 
 
 def _batch_layout(w: _Walk) -> None:
-    """Lay the forward values the layer steps read out once for batches of settings
+    """Lay the forward values the layer steps read out once as the steps use them
     (:func:`strokelrp.lrp.rules.batch_layout`), so that preparing the rules copies none of
     them; values changed in place since capture are left for :meth:`Graph.value` to refuse."""
     graph = w.graph
@@ -679,8 +679,7 @@ def _explain(
         )
         warnings.warn(notes[-1], RuntimeWarning, stacklevel=3)
     chunks = memory.chunks
-    if max(memory.sizes) > 1:  # lay the kept values out once for the batched steps
-        _batch_layout(w)
+    _batch_layout(w)  # the kept values in the layout the layer steps work in
     cache: dict[str, PreparedRule] | None = {} if memory.cache else None
     walked: list[_Walked] = []
     for i, chunk in enumerate(chunks):
