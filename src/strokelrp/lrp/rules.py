@@ -41,6 +41,7 @@ LAYER_TYPES = (*CONV_TYPES, *TRANSPOSED_TYPES, nn.Linear)
 """The modules a rule applies to: (transposed) convolutions in 1-3 D and ``Linear``."""
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 T = TypeVar("T")
 _MEMO: dict[int, tuple[weakref.ref[Tensor], dict[Hashable, tuple[Any, ...]]]] = {}
 
@@ -94,9 +95,6 @@ def _memo(
     return value
 
 
-_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
-
-
 def _ints(value: int | Sequence[int], n: int, what: str, module: nn.Module) -> Ints:
     if isinstance(value, str):
         raise StrokeLRPError(f"{module}: padding={value!r} is not supported (use integers)")
@@ -131,14 +129,8 @@ class ConvLayer:
     def from_module(cls, module: nn.Module) -> ConvLayer:
         """View a ``nn.ConvNd`` / ``nn.ConvTransposeNd`` (groups 1, zero padding) or a
         ``nn.Linear`` as a layer."""
-        origin = (
-            (module.weight,)
-            if getattr(module, "bias", None) is None
-            else (
-                module.weight,
-                module.bias,
-            )
-        )
+        params = (module.weight, getattr(module, "bias", None))
+        origin = tuple(p for p in params if isinstance(p, Tensor))
         if isinstance(module, nn.Linear):
             return cls(
                 transposed=False,
