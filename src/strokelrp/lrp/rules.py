@@ -294,9 +294,9 @@ def _conv_t(
     output_padding: Ints,
     dilation: Ints,
 ) -> Tensor:
-    """``F.conv_transposeNd`` (groups 1); on the CPU in float32, a kernel that tiles the
-    output (kernel = stride, no padding, dilation 1: U-Net up-sampling, 1x1 heads) as one
-    matrix product.
+    """``F.conv_transposeNd`` (groups 1); at batch 1 on the CPU in float32, a kernel that
+    tiles the output (kernel = stride, no padding, dilation 1: U-Net up-sampling, 1x1 heads)
+    as one matrix product.
 
     Each input voxel then writes its own block of the output: y[:, o, s*i + j] =
     sum_c x[:, c, i] W[c, o, j], one (C_out * prod(k), C_in) x (C_in, voxels) product and a
@@ -306,7 +306,8 @@ def _conv_t(
     k = tuple(weight.shape[2:])
     n = len(k)
     if not (
-        x.device.type == "cpu"
+        x.shape[0] == 1  # a batch of settings (channels-last): PyTorch's path
+        and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and tuple(stride) == k
