@@ -1,50 +1,103 @@
-"""Cost of a full assessment of one case against one map, per method (docs/benchmarks.md).
+"""Cost of a full assessment of one case, in one-map times (docs/benchmarks.md).
 
-Usage: python benchmarks/assess_bench.py RUN DATA CASE [--cascade]
-Prints a markdown table: one map (s), the method's assessment (s), their ratio, and the
-per-case shared work (target, ablation, locality prior, random orderings). One thread.
+Usage: python benchmarks/assess_bench.py RUN DATA CASE [--cascade] [--methods M ...]
+
+The unit is one map of the default LRP preset (``strokelrp.explain(model, x)``, the engine's
+public call; ``strokelrp.attribute(model, x, "lrp:<default>")`` is printed beside it) on the
+same case, measured in the same run before and after the assessment; the smaller of the two
+is used (the stricter ratio). The assessment is :func:`strokelrp.analysis.assess.assess`'s
+work split into its phases: the shared per-case part (target, ablation, prior, the random
+curves of the three variants), then each method (its maps, re-initialised and contrast maps,
+its four curves). One torch thread; wall and CPU seconds; load averages printed.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import os
 import time
 
 import torch
 
 import strokelrp
 from strokelrp.analysis.assess import DEFAULT_METHODS, assess_method, prepare_context
+from strokelrp.lrp.presets import DEFAULT_PRESET
+
+
+def timed(fn, repeat: int = 3) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Median wall and CPU seconds of ``repeat`` calls after one warm-up call."""
+    fn()
+    walls, cpus = [], []
+    for _ in range(repeat):
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    return sorted(walls)[repeat // 2], sorted(cpus)[repeat // 2]
 
 
 def main() -> None:
-    run, data, case_id = sys.argv[1:4]
-    cascade = "--cascade" in sys.argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run")
+    parser.add_argument("data")
+    parser.add_argument("case")
+    parser.add_argument("--cascade", action="store_true")
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
+    args = parser.parse_args()
     torch.set_num_threads(1)
-    model, config = strokelrp.load_run(run)
-    x, y = strokelrp.prepare_case(strokelrp.load_case(data, case_id), config)
+    model, config = strokelrp.load_run(args.run)
+    x, y = strokelrp.prepare_case(strokelrp.load_case(args.data, args.case), config)
     xt = torch.from_numpy(x)[None]
-    t = time.perf_counter()
+
+    def unit() -> tuple[float, float]:
+        return timed(lambda: strokelrp.explain(model, xt, rules=DEFAULT_PRESET))
+
+    load0 = os.getloadavg()
+    unit0 = unit()
+    attr = timed(lambda: strokelrp.attribute(model, x, f"lrp:{DEFAULT_PRESET}"))
+    phases: list[tuple[str, float, float, float | None]] = []  # name, wall, cpu, own map (s)
+    w, c = time.perf_counter(), time.process_time()
     ctx = prepare_context(model, xt, y)
-    ctx.random_aopc(model, ctx.weights, "prediction", "element")
-    ctx.random_aopc(model, ctx.weights, "prediction", "voxel")
-    ctx.random_aopc(model, ctx.weights, "prediction", "mean")
-    shared = time.perf_counter() - t
-    print(f"case {case_id}, {tuple(x.shape)}, cascade {cascade}, torch threads 1")
-    print("| method | one map (s) | assessment (s) | ratio |")
-    print("|---|---|---|---|")
-    total = 0.0
-    for method in DEFAULT_METHODS:
-        strokelrp.attribute(model, x, method)  # warm-up
-        t = time.perf_counter()
-        strokelrp.attribute(model, x, method)
-        one = time.perf_counter() - t
-        t = time.perf_counter()
-        assess_method(model, ctx, method, cascade=cascade)
-        full = time.perf_counter() - t
-        total += full
-        print(f"| {method} | {one:.2f} | {full:.1f} | {full / one:.0f} |", flush=True)
-    print(f"| shared per case (target, ablation, prior, 15 random curves) | | {shared:.1f} | |")
-    print(f"| all methods | | {total + shared:.1f} | |")
+    phases.append(("per case: target, ablation, prior", *_since(w, c), None))
+    w, c = time.perf_counter(), time.process_time()
+    for variant in ("element", "voxel", "mean"):
+        ctx.random_aopc(model, ctx.weights, "prediction", variant)
+    phases.append(("per case: 15 random curves (3 variants x 5 seeds)", *_since(w, c), None))
+    for method in args.methods:
+        w, c = time.perf_counter(), time.process_time()
+        row, _ = assess_method(model, ctx, method, cascade=args.cascade)
+        phases.append((method, *_since(w, c), row["map_seconds"]))
+    unit1 = unit()
+    load1 = os.getloadavg()
+    one_wall, one_cpu = min(unit0[0], unit1[0]), min(unit0[1], unit1[1])
+    print(
+        f"case {args.case}, x {tuple(x.shape)}, torch threads 1, cascade {args.cascade}, "
+        f"batch {ctx.batch}, options {ctx.options}"
+    )
+    print(f"load average before {load0[0]:.1f} / after {load1[0]:.1f}")
+    print(
+        f"unit: explain(rules={DEFAULT_PRESET!r}) {unit0[0]:.3f} s before, {unit1[0]:.3f} s "
+        f"after (CPU {unit0[1]:.3f} / {unit1[1]:.3f}); attribute('lrp:{DEFAULT_PRESET}') "
+        f"{attr[0]:.3f} s"
+    )
+    print("| part | own map (s) | wall (s) | CPU (s) | one-map times (wall) | (CPU) |")
+    print("|---|---|---|---|---|---|")
+    total_w = total_c = 0.0
+    for name, wall, cpu, own in phases:
+        total_w, total_c = total_w + wall, total_c + cpu
+        own_text = "" if own is None else f"{own:.2f}"
+        print(
+            f"| {name} | {own_text} | {wall:.1f} | {cpu:.1f} | {wall / one_wall:.1f} "
+            f"| {cpu / one_cpu:.1f} |"
+        )
+    print(
+        f"| **all ({len(args.methods)} methods)** | | **{total_w:.1f}** | **{total_c:.1f}** "
+        f"| **{total_w / one_wall:.0f}** | **{total_c / one_cpu:.0f}** |"
+    )
+
+
+def _since(wall: float, cpu: float) -> tuple[float, float]:
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 if __name__ == "__main__":

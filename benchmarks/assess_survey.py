@@ -1,22 +1,35 @@
 """Which rules pass? Assess a list of methods on a run's held-out cases (docs/method.md).
 
-Usage: python benchmarks/assess_survey.py RUN DATA OUT GROUP [CASE ...]
-       python benchmarks/assess_survey.py table OUT      (the markdown table of OUT/*/assess.csv)
-  (GROUP: main, lrp,
-filters, variants, baselines, occlusion). Writes OUT/GROUP[-CASES]/assess.csv through
-strokelrp.report.assess_run (one thread, no voxel/mean-baseline extras); default cases: the
-run's held-out cases.
+Usage: python benchmarks/assess_survey.py RUN DATA OUT GROUP [CASE ...] [--seeds N]
+       python benchmarks/assess_survey.py table OUT [OUT ...] [--only METHOD ...] [--per-case]
+         (the markdown table of OUT/*/assess.csv: means over cases; --per-case adds a row per case)
+  (GROUP: main, presets, default, lrp, filters, grid-epsilon, grid-paper, variants, baselines,
+occlusion). Writes OUT/GROUP[-CASES]/assess.csv through strokelrp.report.assess_run (one
+thread, no voxel/mean-baseline extras); default cases: the run's held-out cases. ``--seeds N``:
+N re-initialisations for randomisation_rho (default 3; randomisation is not one of the five
+checks, so a large grid may use 1).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 import torch
 
-from strokelrp.lrp.presets import PRESETS
+from strokelrp.lrp.filters import PAPER_GRID
+from strokelrp.lrp.presets import DEFAULT_PRESET, PRESETS
 from strokelrp.report.assess_run import assess_run
+
+
+def grid_methods(preset: str) -> list[str]:
+    """``lrp:<preset>`` with each of the paper's 16 filter settings (raw first)."""
+    return [
+        f"lrp:{preset}" if f is None else f"lrp:{preset}+{f.kind}:{f.low:g},{f.high:g}"
+        for f in PAPER_GRID
+    ]
+
 
 GROUPS: dict[str, list[str]] = {
     "main": [
@@ -34,6 +47,19 @@ GROUPS: dict[str, list[str]] = {
         "gradcam",
         "locality_prior",
     ],
+    "presets": [  # every registered preset from the prediction start, the survey's contrastives
+        *(f"lrp:{p}" for p in PRESETS),
+        f"lrp:{DEFAULT_PRESET}(target=contrastive)",
+        "lrp:composite(target=contrastive)",
+        "gradient_x_input",
+        "gradient",
+        "integrated_gradients(steps=16)",
+        "gradcam",
+        "locality_prior",
+    ],
+    "default": [f"lrp:{DEFAULT_PRESET}"],
+    "grid-epsilon": grid_methods(DEFAULT_PRESET),
+    "grid-paper": grid_methods("paper"),
     "lrp": [m for p in PRESETS for m in (f"lrp:{p}", f"lrp:{p}(target=contrastive)")],
     "filters": [
         "lrp:paper+pass:0,0.4",
@@ -60,12 +86,21 @@ GROUPS: dict[str, list[str]] = {
 }
 
 
-def table(folder: Path) -> None:
-    """Print the markdown table of every assess.csv under ``folder`` (means over cases)."""
+def table(folders: list[Path], only: list[str], per_case: bool) -> None:
+    """Print the markdown table of the assess.csv files ``folders`` name (means over cases);
+    ``only``: these methods alone; ``per_case``: one row per case x method, then the means."""
     from strokelrp.analysis.assess import summarize_methods
     from strokelrp.run_files import read_csv
 
-    rows = [r for path in sorted(folder.glob("*/assess.csv")) for r in read_csv(path)]
+    paths = []
+    for f in folders:  # a file, a folder holding assess.csv, or a folder of such folders
+        own = f if f.is_file() else f / "assess.csv"
+        paths += [own] if own.is_file() else sorted(f.glob("*/assess.csv"))
+    rows = [r for path in paths for r in read_csv(path)]
+    rows = [r for r in rows if not only or r["method"] in only]
+    seen = [(r["case"], r["method"]) for r in rows]
+    if len(set(seen)) < len(seen):
+        raise SystemExit("a case x method appears twice under these folders: pick one folder")
     cases = sorted({r["case"] for r in rows}, key=lambda c: int(c) if c.isdigit() else c)
     print(f"cases {', '.join(cases)}")
     print(
@@ -73,24 +108,51 @@ def table(folder: Path) -> None:
         "| rand. rho | prior rho | contrast rho | ablation rho | passes |"
     )
     print("|---" * 12 + "|")
-    for s in summarize_methods(rows):
+    order = {c: i for i, c in enumerate(cases)}
+    per_row = sorted(rows, key=lambda r: order[r["case"]]) if per_case else []
+    labelled = [(f"case {r['case']}", summarize_methods([r])[0]) for r in per_row]
+    labelled += [(str(s["cases"]), s) for s in summarize_methods(rows)]
+    for where, s in labelled:
+        label = f"{s['method']} ({where})"
         keys = ("brain_share", "lesion_share", "faithful", "contrast", "ablation")
         marks = {k: ("" if s[f"{k}_ok"] else " ✗") for k in keys}
-        print(
-            f"| {s['method']} ({s['cases']}) | {s['brain_share']:.2f}{marks['brain_share']} "
-            f"| {s['lesion_share']:.2f}{marks['lesion_share']} | {s['morf_aopc']:.2f} "
-            f"| {s['lerf_aopc']:.2f} | {s['random_aopc']:.3f} "
-            f"| {s['morf_over_random']:.1f}{marks['faithful']} | {s['randomisation_rho']:.2f} "
-            f"| {s['prior_rho']:.2f} | {s['contrast_rho']:.2f}{marks['contrast']} "
-            f"| {s['ablation_rho']:.2f}{marks['ablation']} | {'yes' if s['passes'] else 'no'} |"
-        )
+        cells = [
+            f"{num(s['brain_share'], 2)}{marks['brain_share']}",
+            f"{num(s['lesion_share'], 2)}{marks['lesion_share']}",
+            num(s["morf_aopc"], 2),
+            num(s["lerf_aopc"], 2),
+            num(s["random_aopc"], 3),
+            f"{num(s['morf_over_random'], 1)}{marks['faithful']}",
+            num(s["randomisation_rho"], 2),
+            num(s["prior_rho"], 2),
+            f"{num(s['contrast_rho'], 2)}{marks['contrast']}",
+            f"{num(s['ablation_rho'], 2)}{marks['ablation']}",
+            "yes" if s["passes"] else "no",
+        ]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def num(value: float, digits: int) -> str:
+    """``value`` with ``digits`` decimals; ``-`` for NaN (undefined in every case)."""
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
 def main() -> None:
-    if sys.argv[1] == "table":
-        table(Path(sys.argv[2]))
+    args = sys.argv[1:]
+    if args[0] == "table":
+        only = [args[i + 1] for i, a in enumerate(args) if a == "--only"]
+        folders = [
+            a for i, a in enumerate(args[1:], 1) if a != "--only" and args[i - 1] != "--only"
+        ]
+        per_case = "--per-case" in folders
+        table([Path(f) for f in folders if f != "--per-case"], only, per_case)
         return
-    run, data, out, group, *cases = sys.argv[1:]
+    seeds = 3
+    if "--seeds" in args:
+        at = args.index("--seeds")
+        seeds = int(args[at + 1])
+        del args[at : at + 2]
+    run, data, out, group, *cases = args
     torch.set_num_threads(1)
     path = assess_run(
         run,
@@ -98,6 +160,7 @@ def main() -> None:
         Path(out) / "-".join([group, *cases]),
         cases=cases or None,
         methods=GROUPS[group],
+        seeds=tuple(range(1, seeds + 1)),
         extras=False,
         log=lambda s: print(s, flush=True),
     )

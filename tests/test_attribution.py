@@ -134,6 +134,25 @@ def test_occlusion_of_single_elements_is_each_contribution_on_a_linear_model() -
     torch.testing.assert_close(occ2[1], want[1].mean().expand(2, 3, 4))
 
 
+def test_occlusion_of_several_targets_shares_the_forwards_and_skips_zero_patches() -> None:
+    """Two targets from one pass equal two separate maps; an all-zero patch costs no forward."""
+    from strokelrp.attribution import occlusion, occlusion_maps
+
+    model, x = tiny_unet(4)
+    x[:, :2] = 0  # the first two slices are empty: their patches are skipped
+    xb = x[None]
+    lesion = all_ones_target(model, x)
+    background = lesion.flip(1)
+    calls: list[int] = []
+    handle = model.register_forward_hook(lambda _m, inp, _o: calls.append(inp[0].shape[0]))
+    both = occlusion_maps(model, xb, [lesion, background], patch=2, batch=5)
+    handle.remove()
+    assert sum(calls) == 1 + 6 * 1 * 4 * 4  # x itself, then only the 6 x 16 non-empty patches
+    for got, w in zip(both, (lesion, background), strict=True):
+        torch.testing.assert_close(got, occlusion(model, xb, w, patch=2, batch=3))
+    assert bool((both[0][:, :2] == 0).all())
+
+
 def test_gradcam_is_the_weighted_relu_of_the_layer() -> None:
     """S = sum_v W_v (h . A_v + c): dS/dA_k = h_k W_v, alpha_k = h_k mean(W)."""
     model = Toy().double().eval()

@@ -28,7 +28,7 @@ import copy
 import difflib
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -209,9 +209,25 @@ def occlusion(
 ) -> Tensor:
     """Per channel and patch (stride = patch): S(x) - S(x with the patch of that channel set to
     zero), divided evenly over the patch's voxels -> (C, D, H, W). Batched forwards."""
+    return occlusion_maps(model, x, [weights], patch, batch)[0]
+
+
+def occlusion_maps(
+    model: nn.Module,
+    x: Tensor,
+    weights: Sequence[Tensor],
+    patch: tuple[int, int, int] | int = (4, 8, 8),
+    batch: int = 16,
+) -> list[Tensor]:
+    """:func:`occlusion` for several targets W (each (1, K, D, H, W)) from the same perturbed
+    forwards (the occluded inputs do not depend on the target) -> one (C, D, H, W) per W.
+
+    A patch that is already zero in x leaves the input unchanged: its drop is 0 exactly and
+    it costs no forward.
+    """
     pd, ph, pw = (patch,) * 3 if isinstance(patch, int) else tuple(int(p) for p in patch)
-    if min(pd, ph, pw) < 1:
-        raise StrokeLRPError(f"occlusion patch sizes must be >= 1, got {patch!r}")
+    if min(pd, ph, pw) < 1 or batch < 1:
+        raise StrokeLRPError(f"occlusion patch sizes and batch must be >= 1, got {patch!r}")
     _, c, d, h, w = x.shape
     boxes = [
         (ch, slice(i, i + pd), slice(j, j + ph), slice(k, k + pw))
@@ -220,19 +236,23 @@ def occlusion(
         for j in range(0, h, ph)
         for k in range(0, w, pw)
     ]
-    out = torch.zeros_like(x[0])
+    boxes = [b for b in boxes if bool(x[0][b].any())]
+    outs = [torch.zeros_like(x[0]) for _ in weights]
     with torch.no_grad():
-        s0 = score(model, x, weights)[0]
+        logits0 = model(x)
+        s0 = [(logits0 * wt).flatten(1).sum(1)[0] for wt in weights]
         for start in range(0, len(boxes), batch):
             part = boxes[start : start + batch]
             xb = x.repeat(len(part), 1, 1, 1, 1)
             for n, (ch, si, sj, sk) in enumerate(part):
                 xb[n, ch, si, sj, sk] = 0
-            drops = s0 - score(model, xb, weights)
-            for n, (ch, si, sj, sk) in enumerate(part):
-                view = out[ch, si, sj, sk]
-                view += drops[n] / view.numel()
-    return out
+            logits = model(xb)
+            for out, wt, s in zip(outs, weights, s0, strict=True):
+                drops = s - (logits * wt).flatten(1).sum(1)
+                for n, (ch, si, sj, sk) in enumerate(part):
+                    view = out[ch, si, sj, sk]
+                    view += drops[n] / view.numel()
+    return outs
 
 
 GRADCAM_LAYER = "dec1.act2"
@@ -281,24 +301,55 @@ def locality_prior(
     return x[0].abs() * torch.exp(-dist / scale)
 
 
+def _times(weights: Tensor) -> Callable[[Tensor], Tensor]:
+    """The start ``logits -> W * logits`` (W checked against the output's shape)."""
+
+    def start(out: Tensor) -> Tensor:
+        if tuple(weights.shape) != tuple(out.shape):
+            raise StrokeLRPError(
+                f"target weights must have the output's shape {tuple(out.shape)}, "
+                f"got {tuple(weights.shape)}"
+            )
+        return out * weights.to(out)
+
+    return start
+
+
 def lrp(
     model: nn.Module,
     x: Tensor,
-    weights: Tensor,
+    weights: Tensor | str,
     rules: str = "paper",
     filter: str | None = None,
     filter_at: str = "all",
+    label: Any = None,
+    memory_budget: str | int | float | None = None,
     **overrides: Any,
 ) -> Tensor:
     """LRP with preset ``rules`` (fields overridden by ``overrides``), starting from
-    W * logits, optionally one filter setting (``pass:0,0.4``) -> (C, D, H, W)."""
+    W * logits, optionally one filter setting (``pass:0,0.4``) -> (C, D, H, W).
+
+    ``weights``: W (1, num_classes, D, H, W) or a named target (W is then computed from the
+    walk's own forward pass: one forward in all). ``memory_budget``: as for
+    :func:`strokelrp.lrp.engine.explain`.
+    """
     chosen = preset(rules, **overrides)
-    with torch.no_grad():
-        start = model.eval()(x) * weights
+    start: str | Callable[[Tensor], Tensor] = (
+        weights if isinstance(weights, str) else _times(weights)
+    )
     filters = None if filter is None else [parse_filter(filter)]
     with warnings.catch_warnings():  # an empty target gives a zero map; assess reports it
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = explain(model, x, target=start, rules=chosen, filters=filters, filter_at=filter_at)
+        warnings.filterwarnings("ignore", "target .* selects nothing", RuntimeWarning)
+        result = explain(
+            model,
+            x,
+            target=start,
+            label=label,
+            rules=chosen,
+            filters=filters,
+            filter_at=filter_at,
+            memory_budget=memory_budget,
+        )
     return result.relevance[0]
 
 
@@ -343,9 +394,9 @@ def attribute(
     was = model.training
     model.eval()
     try:
+        if name.startswith("lrp:"):  # W from the walk's own forward: no separate one
+            return lrp(model, xt, target, rules=name[4:], filter=filt, label=label, **opts).detach()
         weights = weights_for(model, xt, target, label)
-        if name.startswith("lrp:"):
-            return lrp(model, xt, weights, rules=name[4:], filter=filt, **opts).detach()
         fn = METHODS[name]
         try:
             return fn(model, xt, weights, **opts).detach()

@@ -641,6 +641,8 @@ def explain_command(
 ) -> None:
     """Relevance maps of one case (4-D NIfTI per filter setting, native grid) and figure 1.
 
+    --method explains with any attribution method instead of LRP (the same files).
+
     RUN DATA --case ID explains a case with a trained run; --model PKG.MODULE:FACTORY
     --weights FILE --image A.nii.gz --image ... --out DIR explains your own network on your
     own images. All settings are computed in one batched relevance pass. Writes
@@ -736,7 +738,8 @@ def _split_cases(values: tuple[str, ...]) -> list[str] | None:
     metavar="paper|FILE",
     help="Filter settings: the paper's 16, or a file listing settings such as pass:0,0.4 "
     '(one per line, or TOML settings = ["raw", ...]); a trailing :channel '
-    "(clamp:0,0.2:channel) normalises per modality channel instead of per sample.",
+    "(clamp:0,0.2:channel) normalises per modality channel instead of per sample. The "
+    "filters apply to the LRP maps (--rules) only, not to --methods.",
 )
 @click.option(
     "--rules",
@@ -757,6 +760,16 @@ def _split_cases(values: tuple[str, ...]) -> list[str] | None:
     default="auto",
     show_default=True,
 )
+@click.option(
+    "--methods",
+    multiple=True,
+    callback=lambda ctx, param, values: tuple(_check_method_spec(ctx, param, v) for v in values),
+    metavar="NAME",
+    help="Also sweep these non-LRP methods (repeat the option): gradient, gradient_x_input, "
+    "integrated_gradients, occlusion, gradcam, locality_prior, options in brackets "
+    "('integrated_gradients(steps=16)'). Each gives one map per case, rows of kind baseline "
+    "with the method as setting; the --grid filters apply to the LRP maps only.",
+)
 @click.option("--restart", is_flag=True, help="Discard RUN/sweep/sweep.csv instead of resuming.")
 @memory_budget_option
 def sweep(
@@ -766,16 +779,18 @@ def sweep(
     rules: str,
     target: str,
     device: str,
+    methods: tuple[str, ...],
     restart: bool,
     memory_budget: float | None,
 ) -> None:
     """Explain every case under every filter setting; write RUN/sweep/sweep.csv.
 
     One batched relevance pass per case computes all settings (filters at every layer, as the
-    paper). Cases already complete in the table are skipped, so an interrupted sweep resumes
-    when the same command is run again (Ctrl-C prints it). A RUN named twice is swept once.
-    Under torchrun the cases are shared out over the ranks. Prints the mean inclusivities of
-    raw, pass(0,0.2) and clamp(0,0.2) at the end.
+    paper); --methods adds other attribution methods, one unfiltered map each. Cases already
+    complete in the table are skipped, so an interrupted sweep resumes when the same command
+    is run again (Ctrl-C prints it). A RUN named twice is swept once. Under torchrun the cases
+    are shared out over the ranks. Prints the mean inclusivities of raw, pass(0,0.2),
+    clamp(0,0.2) and each method at the end.
     """
     if len(paths) < 2:
         raise click.UsageError("give at least one RUN and the DATA folder")
@@ -801,10 +816,12 @@ def sweep(
             restart=restart,
             log=lambda line: click.echo(line, err=True),
             memory_budget=memory_budget,
+            methods=methods,
         )
     except KeyboardInterrupt:  # finished cases are in the tables: the same command resumes
         words = ["sweep", *paths, "--grid", grid, "--rules", rules, "--target", target]
         words += [w for c in cases for w in ("--cases", c)] + ["--device", device]
+        words += [w for m in methods for w in ("--methods", m)]
         if memory_budget is not None:
             budget = "unlimited" if memory_budget == float("inf") else str(int(memory_budget))
             words += ["--memory-budget", budget]
@@ -842,6 +859,24 @@ def report(runs: tuple[str, ...], out: str | None) -> None:
 
 # ---------------------------------------------------------------------------- assess command
 
+ASSESS_IG_STEPS = 16  # = strokelrp.analysis.assess.ASSESS_OPTIONS (tested): no torch import here
+ASSESS_PATCH = (4, 16, 16)
+
+
+def _parse_patch(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int, int]:
+    """--occlusion-patch D,H,W (or one size for all three): usage error when unreadable."""
+    try:
+        sizes = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        sizes = ()
+    if len(sizes) == 1:
+        sizes = sizes * 3
+    if len(sizes) != 3 or min(sizes) < 1:
+        raise click.BadParameter(
+            f"use D,H,W (positive voxels), got {value!r}", ctx=ctx, param=param
+        )
+    return sizes  # type: ignore[return-value]
+
 
 @cli.command("assess")
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path))
@@ -858,8 +893,9 @@ def report(runs: tuple[str, ...], out: str | None) -> None:
     metavar="NAMES",
     help="Methods (space/comma-free specs, repeat the option): lrp:<preset>[+<filter>], "
     "gradient, gradient_x_input, integrated_gradients, occlusion, gradcam, locality_prior; "
-    "options in brackets, e.g. 'lrp:paper(target=contrastive)'. Default: every preset and "
-    "every baseline.",
+    "options in brackets, e.g. 'lrp:paper(target=contrastive)'. Default: one map per method "
+    f"family: lrp:{DEFAULT_PRESET} (the default preset), gradient, gradient_x_input, "
+    "integrated_gradients, occlusion, gradcam, locality_prior.",
 )
 @click.option(
     "--out",
@@ -884,6 +920,22 @@ def report(runs: tuple[str, ...], out: str | None) -> None:
 )
 @click.option("--cascade", is_flag=True, help="Also write the cascading randomisation curves.")
 @click.option(
+    "--ig-steps",
+    type=click.IntRange(min=1),
+    default=ASSESS_IG_STEPS,
+    show_default=True,
+    help="integrated_gradients path steps in the assessment (unless the method gives steps=).",
+)
+@click.option(
+    "--occlusion-patch",
+    default=",".join(str(p) for p in ASSESS_PATCH),
+    show_default=True,
+    metavar="D,H,W",
+    callback=_parse_patch,
+    help="occlusion patch (voxels) in the assessment (unless the method gives patch=).",
+)
+@memory_budget_option
+@click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "cuda"]),
     default="cpu",
@@ -899,6 +951,9 @@ def assess_command(
     seeds: int,
     random_orders: int,
     cascade: bool,
+    ig_steps: int,
+    occlusion_patch: tuple[int, int, int],
+    memory_budget: float | None,
     device: str,
 ) -> None:
     """Trust measures of each method's maps (sanity, faithfulness, localisation, modality
@@ -917,6 +972,11 @@ def assess_command(
         seeds=tuple(range(1, seeds + 1)),
         random_seeds=random_orders,
         cascade=cascade,
+        memory_budget=memory_budget,
+        options={
+            "integrated_gradients": {"steps": ig_steps},
+            "occlusion": {"patch": occlusion_patch},
+        },
         log=lambda line: click.echo(line, err=True),
     )
     for line in summary_lines(read_csv(path)):

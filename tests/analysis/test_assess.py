@@ -9,12 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from strokelrp.analysis.ablation import modality_ablation
 from strokelrp.analysis.assess import (
     COLUMNS,
     EXTRA_COLUMNS,
-    ablation_drops,
-    ablation_rho,
-    abs_modality_shares,
     aopc,
     assess,
     brain_share,
@@ -22,8 +20,8 @@ from strokelrp.analysis.assess import (
     ordering,
     perturbation_curve,
     random_ordering,
-    spearman,
 )
+from strokelrp.analysis.shares import ablation_rho, abs_modality_shares
 
 F64 = torch.float64
 
@@ -60,13 +58,6 @@ def test_brain_and_lesion_shares_by_hand() -> None:
     assert lesion_share(r2, target) == 0.25
     assert lesion_share(r2, target, grow=0) == 0.0
     assert math.isnan(brain_share(np.zeros_like(r), x))
-
-
-def test_spearman_and_modality_shares() -> None:
-    assert spearman(np.array([1, 2, 3, 4]), np.array([10, 20, 30, 45])) == 1.0
-    assert spearman(np.array([1, 2, 3]), np.array([3, 2, 1])) == -1.0
-    assert math.isnan(spearman(np.array([1, 1, 1]), np.array([1, 2, 3])))
-    np.testing.assert_allclose(abs_modality_shares(np.array([[1.0, -1.0], [2.0, 0.0]])), [0.5, 0.5])
 
 
 def test_orderings_put_the_most_relevant_first_and_break_ties_reproducibly() -> None:
@@ -118,6 +109,50 @@ def test_perturbation_curve_on_a_linear_model_by_hand() -> None:
     assert math.isclose(float(mean[0]), want_mean)
 
 
+def test_curves_batched_together_equal_single_curves_and_skip_unchanged_inputs() -> None:
+    """Several curves in one stream of batches give each curve's own drops; a perturbation
+    that changes nothing (entries already 0) has drop 0 and costs no forward."""
+    from strokelrp.analysis.assess import Curve, perturbation_curves
+
+    model = Linear([2.0, -1.0])
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(1, 2, 3, 4, 5, generator=gen, dtype=F64) + 0.1
+    x[0, 0, 0] = 0.0  # 20 zero elements: a random order of only these changes nothing
+    weights = torch.zeros(1, 2, 3, 4, 5, dtype=F64)
+    weights[:, 1] = 1.0
+    zeros = torch.nonzero(x.reshape(-1) == 0).ravel()
+    rest = torch.nonzero(x.reshape(-1) != 0).ravel()
+    curves = [
+        Curve(random_ordering(120, 0)),
+        Curve(ordering(x[0], True, voxel=True), voxel=True),
+        Curve(random_ordering(120, 1), baseline="mean"),
+        Curve(torch.cat([zeros, rest])),  # the zeros first: the small fractions change nothing
+    ]
+    fractions = (0.05, 0.1, 0.5)
+    calls: list[int] = []
+    handle = model.register_forward_hook(lambda _m, inp, _o: calls.append(inp[0].shape[0]))
+    got = perturbation_curves(model, x, weights, curves, fractions, batch=4)
+    handle.remove()
+    assert sum(calls) == 1 + 3 * 3 + 1  # S(x), three full curves, one fraction of the last
+    for row, c in zip(got, curves, strict=True):
+        want = perturbation_curve(model, x, weights, c.order, fractions, c.baseline, c.voxel)
+        np.testing.assert_allclose(row, want, rtol=1e-12)
+    assert got[3, 0] == 0.0 and got[3, 1] == 0.0 and got[3, 2] > 0
+
+
+def test_channels_last_scorer_is_the_same_function() -> None:
+    from strokelrp.analysis.assess import scorer
+
+    model, x, _ = tiny_unet()
+    xb = torch.stack([x, x.flip(-1), 2 * x])
+    fast = scorer(model, xb[:1])
+    assert fast is not model
+    with torch.no_grad():
+        a, b = model(xb), fast(xb)
+    assert float((a - b).norm() / a.norm()) < 1e-12  # float64: rounding only
+    assert all(p.is_contiguous() for p in model.parameters())  # the model itself is untouched
+
+
 def test_ablation_finds_the_only_modality_the_model_uses() -> None:
     """Lesion where x_0 > 0.5 (logit x_0 - 0.5): mean-filling x_0 changes the mask, x_1 nothing."""
     model = Linear([1.0, 0.0], b=-0.5)
@@ -126,12 +161,14 @@ def test_ablation_finds_the_only_modality_the_model_uses() -> None:
     x[0, 1] = torch.rand(1, 4, 4, dtype=F64)
     y = np.zeros((1, 4, 4), bool)
     y[0, :2] = True
-    drops, dice = ablation_drops(model, x, y)
-    assert dice == 1.0
-    np.testing.assert_allclose(drops, [1.0, 0.0])
+    ablation = modality_ablation(model, x[0], y)
+    assert ablation.dice == 1.0
+    np.testing.assert_allclose(ablation.drop, [1.0, 0.0])
+    # an empty label counts as none: the drop is the change against the own prediction
+    np.testing.assert_allclose(modality_ablation(model, x[0], np.zeros_like(y)).drop, [1.0, 0.0])
     r = np.stack([np.ones((1, 4, 4)), 0.1 * np.ones((1, 4, 4))])
-    assert math.isclose(ablation_rho(r, drops), 1.0)
-    assert math.isclose(ablation_rho(r[::-1], drops), -1.0)
+    assert math.isclose(ablation_rho(abs_modality_shares(r), ablation.drop), 1.0)
+    assert math.isclose(ablation_rho(abs_modality_shares(r[::-1]), ablation.drop), -1.0)
 
 
 def tiny_unet() -> tuple[nn.Module, torch.Tensor, np.ndarray]:
@@ -194,3 +231,16 @@ def test_summary_checks_by_hand() -> None:
     assert good["morf_over_random"] == 15.0 and good["passes"]
     assert bad["brain_share"] == 0.95 and not bad["contrast_ok"] and not bad["passes"]
     assert math.isclose(bad["contrast_rho"], -0.98)
+
+
+def test_randomisation_leaves_out_seeds_with_an_undefined_correlation() -> None:
+    """A constant re-initialised map has no rank correlation: the mean, min and max are over
+    the seeds that have one (by hand), and all-undefined stays undefined."""
+    from strokelrp.analysis.assess import _randomisation_summary
+
+    got = _randomisation_summary([0.2, math.nan, 0.6])
+    assert got["randomisation_rho"] == pytest.approx(0.4)
+    assert (got["randomisation_rho_min"], got["randomisation_rho_max"]) == (0.2, 0.6)
+    assert got["randomisation_seeds"] == 2
+    none = _randomisation_summary([math.nan, math.nan])
+    assert math.isnan(none["randomisation_rho"]) and none["randomisation_seeds"] == 0

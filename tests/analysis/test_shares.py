@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from strokelrp.analysis.shares import (
+    ablation_rho,
+    abs_modality_shares,
     lesion_shares,
     modality_shares,
     share_summary,
@@ -59,9 +61,37 @@ def test_spearman_against_pearson_of_hand_ranks() -> None:
     assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
     with pytest.raises(StrokeLRPError, match="equal"):
         spearman([1, 2], [1, 2, 3])
+    assert np.isnan(spearman([1, np.nan, 3], [1, 2, 3]))
 
 
-def summary_rows(case: str, shares: list[float], lesion: list[float], drop: list) -> list[dict]:
+@pytest.mark.parametrize("seed", range(5))
+def test_spearman_equals_scipy_with_ties(seed: int) -> None:
+    """Against the independent reference scipy.stats.spearmanr (ties: few distinct values)."""
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 5, 40).astype(float)
+    b = a * rng.choice([-1.0, 0.5, 2.0]) + rng.normal(size=40)
+    assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+
+
+def test_abs_modality_shares_and_ablation_rho_by_hand() -> None:
+    # |R| per channel: 1 + 1 + 2 = 4, 1, 5 -> total 10
+    np.testing.assert_allclose(abs_modality_shares(six_channel_map()), [0.4, 0.1, 0.5, 0, 0, 0])
+    assert np.isnan(abs_modality_shares(np.zeros((2, 1, 1, 1)))).all()
+    batch = abs_modality_shares(np.stack([six_channel_map(), 2 * six_channel_map()]))
+    np.testing.assert_allclose(batch[0], batch[1])
+    # shares ranked (2, 1, 3, 0...) against drops ranked the same: +1; reversed: -1
+    shares = abs_modality_shares(six_channel_map())
+    assert ablation_rho(shares, [0.2, 0.1, 0.3, 0, 0, 0]) == pytest.approx(1.0)
+    assert ablation_rho(shares, [-0.2, -0.1, -0.3, 0, 0, 0]) == pytest.approx(-1.0)
+
+
+def summary_rows(
+    case: str, shares: list[float], lesion: list[float], drop: list, abs_shares: list | None = None
+) -> list[dict]:
+    """One map's six rows; ``abs_shares`` (shares of |R|) default to the positive shares."""
+    abs_shares = shares if abs_shares is None else abs_shares
     return [
         {
             "series": "A",
@@ -72,8 +102,9 @@ def summary_rows(case: str, shares: list[float], lesion: list[float], drop: list
             "relevance_share": s,
             "lesion_share": ls,
             "ablation_drop": d,
+            "abs_share": a,
         }
-        for m, s, ls, d in zip(MODALITIES, shares, lesion, drop, strict=True)
+        for m, s, ls, d, a in zip(MODALITIES, shares, lesion, drop, abs_shares, strict=True)
     ]
 
 
@@ -105,3 +136,20 @@ def test_share_summary_hand_computed() -> None:
     rho4 = np.corrcoef([2.5, 2.5, 2.5, 2.5, 5.5, 5.5], [4.5, 4.5, 4.5, 4.5, 1.5, 1.5])[0, 1]
     assert s["ablation_rho"] == pytest.approx((rho1 + rho4) / 2)
     assert s["lesion_share"] == pytest.approx((0.625 + 0.25 + 0.5 * 0 + 0.5 * 0) / 3)
+
+
+def test_share_summary_ranks_the_shares_of_abs_relevance() -> None:
+    """ablation_rho uses the |R| shares (as assess does), not the positive ones; a table
+    without them (written before) has no ablation_rho."""
+    drops = [0.3, 0.2, 0.1, 0.05, 0.02, 0.0]
+    positive = [0.0, 0.0, 0.1, 0.2, 0.3, 0.4]  # anti-ranked
+    absolute = [0.4, 0.3, 0.1, 0.1, 0.06, 0.04]  # ranked like the drops, one tie
+    [s] = share_summary(summary_rows("1", positive, [0.0] * 6, drops, absolute))
+    want = np.corrcoef([6, 5, 3.5, 3.5, 2, 1], [6, 5, 4, 3, 2, 1])[0, 1]
+    assert s["ablation_rho"] == pytest.approx(want)
+    old = [
+        {k: v for k, v in r.items() if k != "abs_share"}
+        for r in summary_rows("1", positive, [0.0] * 6, drops)
+    ]
+    [s] = share_summary(old)
+    assert np.isnan(s["ablation_rho"]) and s["n_ablation_maps"] == 0

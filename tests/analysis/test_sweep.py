@@ -230,19 +230,26 @@ def test_cli_sweep_errors(tmp_path: Path, data: Path, capsys: pytest.CaptureFixt
     with pytest.raises(SystemExit) as done:
         main(["sweep", str(tmp_path), str(data), "--rules", "nonsense"])
     assert done.value.code == 2
+    with pytest.raises(SystemExit) as done:
+        main(["sweep", str(tmp_path), str(data), "--methods", "gradiant"])
+    assert done.value.code == 2 and "did you mean 'gradient'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        main(["sweep", str(tmp_path), str(data), "--methods", "lrp:zplus"])
+    assert done.value.code == 1 and "--methods takes the other methods" in capsys.readouterr().err
 
 
-def test_a_table_from_before_ablation_drops_still_reads(tmp_path: Path) -> None:
+def test_a_table_from_before_ablation_drops_and_abs_shares_still_reads(tmp_path: Path) -> None:
     from strokelrp.analysis.table import write_table
 
     row = {c: "" for c in COLUMNS} | {"run": "r", "kind": "raw", "setting": "raw", "case": "1"}
     path = write_table(tmp_path / "new.csv", [row | {"ablation_drop": 0.25}])
     assert read_table(path)[0]["ablation_drop"] == 0.25
-    lines = [",".join(line.split(",")[:-1]) for line in path.read_text().splitlines()]
+    lines = [",".join(line.split(",")[:-2]) for line in path.read_text().splitlines()]
     old = tmp_path / "old.csv"
     old.write_text("\n".join(lines) + "\n")
-    assert "ablation_drop" not in old.read_text()
+    assert "ablation_drop" not in old.read_text() and "abs_share" not in old.read_text()
     assert math.isnan(read_table(old)[0]["ablation_drop"])
+    assert math.isnan(read_table(old)[0]["abs_share"])
     old.write_text("\n".join(",".join(x.split(",")[:-2]) for x in lines) + "\n")
     with pytest.raises(StrokeLRPError, match="informative"):
         read_table(old)
@@ -336,3 +343,56 @@ def test_done_pairs_and_merge_rows_work_on_rows_alone() -> None:
     assert [(r["case"], r["setting"], r["modality"]) for r in merged[:7]] == [
         ("1", "raw", m) for m in MODALITIES
     ] + [("1", "pass(0,0.4)", MODALITIES[0])]
+
+
+def test_sweep_baseline_rows_are_the_measures_of_attributes_map(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--methods gradient_x_input: one row per case x modality (kind baseline, no rules, no
+    filter) whose numbers are the measures written out here with numpy on
+    strokelrp.attribute's map of the same case."""
+    import strokelrp
+
+    monkeypatch.setenv("STROKELRP_CACHE_DIR", str(tmp_path / "cache"))
+    grid = tmp_path / "grid.txt"
+    grid.write_text("raw\n")
+    run = make_run(tmp_path, data, name="G1")
+    [table] = run_sweep(
+        [run], data, grid=grid, cases=["1"], target="ground_truth", progress=False,
+        methods=["gradient_x_input"],
+    )  # fmt: skip
+    rows = read_table(table)
+    assert [(r["setting"], r["modality"]) for r in rows] == [("raw", m) for m in MODALITIES] + [
+        ("gradient_x_input", m) for m in MODALITIES
+    ]
+    mine = rows[6:]
+    assert all(r["kind"] == "baseline" and r["rules"] == "" for r in mine)
+    assert all(math.isnan(r["a1"]) and math.isnan(r["a2"]) for r in mine)
+    assert all(r["rules"] == DEFAULT_PRESET for r in rows[:6])
+
+    model, config = strokelrp.load_run(run)
+    x, y = strokelrp.prepare_case(strokelrp.load_case(data, "1"), config)
+    r = strokelrp.attribute(model, x, "gradient_x_input", target="ground_truth", label=y)
+    r = r.double().numpy()
+    lesion = y.astype(bool)
+    positive = np.clip(r, 0, None)
+    for c, row in enumerate(mine):
+        rc, xc = r[c], np.abs(x[c].astype(np.float64))
+        peak = np.abs(rc).max()
+        assert peak > 0
+        hot = np.abs(rc) / peak > 0.5
+        bright = xc / xc.max() > 0.1
+        expect = {
+            "input_inclusivity": (hot & bright).sum() / (bright.sum() + 1e-6),
+            "gt_inclusivity": (hot & lesion).sum() / (lesion.sum() + 1e-6),
+            "mean_signal": (rc / peak).mean(),
+            "relevance_share": positive[c].sum() / positive.sum(),
+            "lesion_share": positive[c][lesion].sum() / positive[c].sum(),
+        }
+        for column, value in expect.items():
+            assert row[column] == pytest.approx(value, rel=1e-5, abs=1e-9), (column, c)
+    drops = [(r["modality"], r["ablation_drop"]) for r in rows]
+    assert drops[:6] == drops[6:]  # one ablation per case, on every map's rows
+
+    with pytest.raises(StrokeLRPError, match="--methods takes the other methods"):
+        run_sweep([run], data, grid=grid, methods=["lrp:zplus"], progress=False)

@@ -23,6 +23,7 @@ def make_rows(series: tuple[str, ...] = ("A", "B"), n_cases: int = 2, seed: int 
         for c in range(n_cases):
             for kind, a1, a2 in PAPER_SETTINGS:
                 shares = rng.dirichlet(np.ones(len(MODALITIES)))
+                abs_shares = rng.dirichlet(np.ones(len(MODALITIES)))
                 for m, modality in enumerate(MODALITIES):
                     rows.append(
                         {
@@ -45,6 +46,7 @@ def make_rows(series: tuple[str, ...] = ("A", "B"), n_cases: int = 2, seed: int 
                             "lesion_share": float(rng.uniform()),
                             "informative": m < 2,
                             "ablation_drop": [0.2, 0.0, 0.1, 0.05, 0.4, 0.003][m],
+                            "abs_share": float(abs_shares[m]),
                         }
                     )
     rows[-1]["mean_signal"] = float("nan")

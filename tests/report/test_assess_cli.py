@@ -76,3 +76,44 @@ def test_assess_rejects_a_bad_method_with_one_line(trained, tmp_path, capsys) ->
     code, _, err = cli(argv, capsys)
     assert code == 1 and "error: unknown LRP preset" in err and "did you mean 'lrp:paper'" in err
     assert not (tmp_path / "t").exists()
+
+
+def test_assess_memory_budget_reaches_every_lrp_map(trained, tmp_path, capsys, monkeypatch) -> None:
+    import strokelrp.analysis.assess as assess_module
+    from strokelrp.cli import ASSESS_IG_STEPS, ASSESS_PATCH
+
+    assert assess_module.ASSESS_OPTIONS == {
+        "integrated_gradients": {"steps": ASSESS_IG_STEPS},
+        "occlusion": {"patch": ASSESS_PATCH},
+    }
+    budgets, options = [], []
+    real_lrp, real_prepare = assess_module.lrp, assess_module.prepare_context
+
+    def lrp(*args, **kwargs):  # type: ignore[no-untyped-def]
+        budgets.append(kwargs["memory_budget"])
+        return real_lrp(*args, **kwargs)
+
+    def prepare(*args, **kwargs):  # type: ignore[no-untyped-def]
+        ctx = real_prepare(*args, **kwargs)
+        options.append((ctx.options, ctx.batch))
+        return ctx
+
+    monkeypatch.setattr(assess_module, "lrp", lrp)
+    monkeypatch.setattr(assess_module, "prepare_context", prepare)
+    run, data = trained
+    argv = ["assess", str(run), str(data), "--cases", "1", "--methods", "lrp:epsilon",
+            "--seeds", "2", "--random-orders", "1", "--memory-budget", "1kB",
+            "--ig-steps", "3", "--occlusion-patch", "2,4,4",
+            "--out", str(tmp_path / "t")]  # fmt: skip
+    code, _, err = cli(argv, capsys)
+    assert code == 0, err
+    assert budgets == [1000.0] * 4  # the map, 2 re-initialised, the background target
+    ((opts, batch),) = options
+    assert opts == {"integrated_gradients": {"steps": 3}, "occlusion": {"patch": (2, 4, 4)}}
+    assert batch == 1  # the perturbed inputs are batched within the budget too
+    base = ["assess", str(run), str(data), "--out", str(tmp_path / "u")]
+    code, _, err = cli([*base, "--memory-budget", "4XB"], capsys)
+    assert code == 2 and "--memory-budget" in err and "4XB" in err
+    code, _, err = cli([*base, "--occlusion-patch", "2,x"], capsys)
+    assert code == 2 and "--occlusion-patch" in err
+    assert not (tmp_path / "u").exists()

@@ -216,3 +216,73 @@ def test_explain_memory_budget_reaches_the_engine(trained, tmp_path, capsys) -> 
     assert code == 2 and "--memory-budget" in err and "4XB" in err
     code, _, err = cli(["sweep", str(run), str(data), "--memory-budget", "lots"], capsys)
     assert code == 2 and "--memory-budget" in err
+
+
+def _canonical_channels(path: Path) -> np.ndarray:
+    """A 4-D relevance NIfTI read back in the RAS grid (nibabel's own reorientation) as
+    (C, D, H, W) = (C, z, y, x), float64."""
+    img = nib.as_closest_canonical(nib.load(path))
+    return np.asarray(img.dataobj, dtype=np.float64).transpose(3, 2, 1, 0)
+
+
+@pytest.mark.parametrize("method", ["gradient_x_input", "integrated_gradients(steps=4)"])
+def test_explain_writes_any_method_as_attribute_gives_it(trained, tmp_path, capsys, method):
+    """A baseline through explain's pipeline: the NIfTI, read back in the canonical grid, is
+    strokelrp.attribute's map on the same case brought to the native grid; the figure and the
+    summary name the method."""
+    import strokelrp
+    from strokelrp.analysis.table import baseline_setting
+    from strokelrp.report.nifti import to_native_grid
+
+    run, data = trained
+    case_id = _case_ids(data)[0]
+    out = tmp_path / "m"
+    argv = ["explain", str(run), str(data), "--case", case_id, "--method", method,
+            "--target", "ground_truth", "--out", str(out)]  # fmt: skip
+    code, stdout, err = cli(argv, capsys)
+    assert code == 0, err
+    stem = baseline_setting(method).stem
+    assert {Path(p).name for p in stdout.split()} == {
+        f"{stem}.nii.gz",
+        "prediction.nii.gz",
+        "figure1.png",
+        "explanation.json",
+    }
+    model, config = strokelrp.load_run(run)
+    case = strokelrp.load_case(data, case_id)
+    x, y = strokelrp.prepare_case(case, config)
+    want = strokelrp.attribute(model, x, method, target="ground_truth", label=torch.from_numpy(y))
+    want = to_native_grid(want.numpy(), case.image.shape[1:]).astype(np.float64)
+    got = _canonical_channels(out / f"{stem}.nii.gz")
+    assert got.shape == want.shape and np.abs(want).max() > 0
+    assert np.linalg.norm(got - want) <= 1e-5 * np.linalg.norm(want)
+    summary = json.loads((out / "explanation.json").read_text())
+    assert summary["method"] == method and summary["rules"] is None
+    assert [s["label"] for s in summary["settings"]] == [method]
+    assert json.loads((out / f"{stem}.json").read_text())["volumes"] == list(strokelrp.MODALITIES)
+    assert (out / "figure1.png").stat().st_size > 10_000
+
+
+def test_explain_method_errors_and_lrp_method_equals_rules(trained, tmp_path, capsys) -> None:
+    run, data = trained
+    case_id = _case_ids(data)[0]
+    base = ["explain", str(run), str(data), "--case", case_id]
+    code, _, err = cli([*base, "--method", "gradient", "--filter", "pass:0,0.4"], capsys)
+    assert code == 1 and "filters apply to LRP methods only" in err
+    code, _, err = cli([*base, "--method", "gradiant"], capsys)
+    assert code == 2 and "did you mean 'gradient'" in err
+    code, _, err = cli([*base, "--method", "gradient", "--rules", "paper"], capsys)
+    assert code == 2 and "not both" in err
+    # lrp:<preset>+<filter> is --rules <preset> --filter <filter>
+    code, _, err = cli([*base, "--method", "lrp:zplus+pass:0,0.4", "--out", str(tmp_path / "a")],
+                       capsys)  # fmt: skip
+    assert code == 0, err
+    code, _, err = cli([*base, "--rules", "zplus", "--filter", "pass:0,0.4", "--out",
+                        str(tmp_path / "b")], capsys)  # fmt: skip
+    assert code == 0, err
+    for name in ("relevance_raw", "relevance_pass_0-0.4"):
+        a = np.asarray(nib.load(tmp_path / "a" / f"{name}.nii.gz").dataobj)
+        b = np.asarray(nib.load(tmp_path / "b" / f"{name}.nii.gz").dataobj)
+        np.testing.assert_array_equal(a, b)
+    summary = json.loads((tmp_path / "a" / "explanation.json").read_text())
+    assert summary["method"] == "lrp:zplus" and summary["rules"] == "zplus"

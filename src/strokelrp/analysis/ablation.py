@@ -5,7 +5,8 @@ channel's mean over the volume, which removes its spatial information but keeps 
 *ablation drop* of c is ``Dice(prediction, OT) - Dice(prediction with c mean-filled, OT)``:
 large when the model relies on c, about 0 when it ignores c. Without a ground truth the drop is
 measured against the model's own prediction instead (``1 - Dice(filled, original)``), which is
-also given as ``change`` in every case.
+also given as ``change`` in every case. This is the one ablation of the project: the sweep's
+``ablation_drop`` column and ``strokelrp assess``'s ``ablation_rho`` both use it.
 
 This is the yardstick for modality shares of relevance: a map's share on a channel should
 follow the channel's ablation drop, whatever the data generator meant the channel to carry.
@@ -54,14 +55,17 @@ def modality_ablation(
 ) -> Ablation:
     """Mean-fill each channel of ``x`` (C, D, H, W) in turn and measure the model's Dice.
 
-    ``label``: (D, H, W) ground truth (non-zero = lesion) or None. The C + 1 inputs (original,
-    then channel 0..C-1 mean-filled) go through the model in batches of ``batch_size``.
+    ``label``: (D, H, W) ground truth (non-zero = lesion) or None; an empty label counts as
+    none (the drop is then the change against the model's own prediction). x is cast to the
+    model's dtype. The C + 1 inputs (original, then channel 0..C-1 mean-filled) go through
+    the model in batches of ``batch_size``.
     """
     import torch
 
     from strokelrp.train.predict import lesion_mask, predict
 
-    x = torch.as_tensor(to_numpy(x, "x"), dtype=torch.float32)
+    param = next(model.parameters())
+    x = torch.as_tensor(to_numpy(x, "x")).to(dtype=param.dtype)
     require_ndim(x.numpy(), (4,), "x", "(C, D, H, W)")
     truth = None
     if label is not None:
@@ -70,6 +74,8 @@ def modality_ablation(
             raise StrokeLRPError(
                 f"label {truth.shape} and input {tuple(x.shape)} must share (D, H, W)"
             )
+        if not truth.any():
+            truth = None  # an empty label: no lesion to score, as without one
     variants = [x] + [mean_filled(x, c) for c in range(x.shape[0])]
     masks = []
     for start in range(0, len(variants), max(1, int(batch_size))):

@@ -11,6 +11,7 @@ prediction (so a re-initialised model or a perturbed input is scored on the same
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -20,12 +21,16 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.ndimage import binary_dilation
-from scipy.stats import spearmanr
 from torch import Tensor, nn
 
+from strokelrp.analysis.ablation import modality_ablation
+from strokelrp.analysis.shares import ablation_rho, abs_modality_shares, spearman
 from strokelrp.attribution import (
-    attribute,
+    METHODS,
+    gradient,
     locality_prior,
+    lrp,
+    occlusion_maps,
     parse_method,
     reinitialised,
     score,
@@ -33,8 +38,31 @@ from strokelrp.attribution import (
 from strokelrp.data.preprocess import brain_mask
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.engine import BACKGROUND, LESION
-from strokelrp.train.metrics import dice_score
+from strokelrp.lrp.presets import DEFAULT_PRESET, PRESETS
 from strokelrp.trust_measures import MEASURES
+
+
+def _randomisation_summary(rhos: Sequence[float]) -> dict[str, float | int]:
+    """Mean, min and max of the per-seed randomisation correlations over the seeds where it is
+    defined, and their count. A re-initialised model whose map is constant in the brain (e.g.
+    no relevance at all) gives an undefined correlation: it is left out, which can only raise
+    the mean (a conservative reading: the map looks more model-independent, not less); NaN
+    when no seed gives a defined value."""
+    defined = [float(v) for v in rhos if not math.isnan(v)]
+    if not defined:
+        return {
+            "randomisation_rho": math.nan,
+            "randomisation_rho_min": math.nan,
+            "randomisation_rho_max": math.nan,
+            "randomisation_seeds": 0,
+        }
+    return {
+        "randomisation_rho": float(np.mean(defined)),
+        "randomisation_rho_min": min(defined),
+        "randomisation_rho_max": max(defined),
+        "randomisation_seeds": len(defined),
+    }
+
 
 COLUMNS: tuple[str, ...] = ("case", "method", *MEASURES)
 """The first columns of ``assess.csv``, in this order (the measures:
@@ -48,13 +76,15 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "prior_rho",
     "randomisation_rho_min",
     "randomisation_rho_max",
+    "randomisation_seeds",
     "target_voxels",
     "target_score",
     "seconds",
     "map_seconds",
 )
 """Further columns: voxel-level and mean-baseline AOPC, Spearman with the locality prior,
-the spread of randomisation over seeds, the target's size and value, timings."""
+the spread of randomisation over seeds and how many seeds gave a defined correlation, the
+target's size and value, timings."""
 
 FRACTIONS: tuple[float, ...] = (
     0.0005,
@@ -71,13 +101,7 @@ FRACTIONS: tuple[float, ...] = (
 )
 """Shares of the elements perturbed: a fine grid 0.05-0.5 % and k = 1, 2, 5, 10, 20 %."""
 
-DEFAULT_METHODS: tuple[str, ...] = (
-    "lrp:paper",
-    "lrp:epsilon",
-    "lrp:zplus",
-    "lrp:recommended",
-    "lrp:gamma",
-    "lrp:composite",
+BASELINES: tuple[str, ...] = (
     "gradient",
     "gradient_x_input",
     "integrated_gradients",
@@ -85,6 +109,17 @@ DEFAULT_METHODS: tuple[str, ...] = (
     "gradcam",
     "locality_prior",
 )
+"""The non-LRP methods, in the order of the tables."""
+
+DEFAULT_METHODS: tuple[str, ...] = (f"lrp:{DEFAULT_PRESET}", *BASELINES)
+"""``strokelrp assess``'s default: one map per method family (the default LRP preset and every
+baseline); :data:`ALL_METHODS` adds every other preset."""
+
+ALL_METHODS: tuple[str, ...] = (
+    *(f"lrp:{p}" for p in PRESETS),
+    *BASELINES,
+)
+"""Every preset and every baseline (the survey of docs/method.md)."""
 
 
 # ---------------------------------------------------------------------------- the measures
@@ -119,14 +154,6 @@ def lesion_share(r: Tensor | np.ndarray, target: np.ndarray, grow: int = 1) -> f
     return float(pos[:, dilate(np.asarray(target, bool), grow)].sum() / total)
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation of two equally long vectors; NaN when one is constant."""
-    a, b = np.ravel(a), np.ravel(b)
-    if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
-        return math.nan
-    return float(spearmanr(a, b).statistic)
-
-
 def ordering(r: Tensor, most_first: bool = True, voxel: bool = False, seed: int = 0) -> Tensor:
     """Indices into the flattened elements (C*D*H*W,) or voxels (D*H*W,) of r (C, D, H, W),
     most (or least) relevant first; ties are broken by a fixed random permutation."""
@@ -143,6 +170,75 @@ def random_ordering(n: int, seed: int) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
 
+@dataclass(frozen=True)
+class Curve:
+    """One perturbation curve: an ``order`` of elements (or, with ``voxel``, of voxels) and the
+    ``baseline`` (``zero`` or ``mean``) the perturbed entries take."""
+
+    order: Tensor
+    voxel: bool = False
+    baseline: str = "zero"
+
+
+def perturbation_curves(
+    model: nn.Module,
+    x: Tensor,
+    weights: Tensor,
+    curves: Sequence[Curve],
+    fractions: Sequence[float] = FRACTIONS,
+    batch: int = 11,
+    s0: float | None = None,
+) -> np.ndarray:
+    """Relative drops (S(x) - S(x_k)) / |S(x)| of several curves: (len(curves), len(fractions)).
+
+    x_k = x with the first round(f * n) entries of the curve's order set to its baseline. The
+    perturbed inputs of all curves go through the model together, ``batch`` at a time; an input
+    that the perturbation leaves unchanged (every entry already at the baseline) has drop 0
+    and costs no forward. ``s0``: S(x) when known (saves a forward). NaN rows when S(x) = 0.
+    """
+    c = x.shape[1]
+    if batch < 1:
+        raise StrokeLRPError(f"perturbation batch must be >= 1, got {batch}")
+    bases: dict[str, Tensor] = {}
+    for curve in curves:
+        if curve.baseline == "zero":
+            bases.setdefault("zero", torch.zeros_like(x[0]))
+        elif curve.baseline == "mean":
+            bases.setdefault("mean", x[0].mean(dim=(1, 2, 3), keepdim=True).expand_as(x[0]))
+        else:
+            raise StrokeLRPError(f"baseline must be 'zero' or 'mean', got {curve.baseline!r}")
+    out = np.zeros((len(curves), len(fractions)))
+    with torch.no_grad():
+        if s0 is None:
+            s0 = float(score(model, x, weights)[0])
+        if s0 == 0:
+            return np.full(out.shape, math.nan)
+        jobs = []  # (curve index, fraction index, flat view of x's entries to set, values)
+        for i, curve in enumerate(curves):
+            order = curve.order.to(x.device)
+            n = order.numel()
+            base = bases[curve.baseline]
+            src = x[0].reshape(c, -1) if curve.voxel else x[0].reshape(1, -1)
+            dst = base.reshape(c, -1) if curve.voxel else base.reshape(1, -1)
+            for j, f in enumerate(fractions):
+                idx = order[: round(f * n)]
+                if bool((src[:, idx] == dst[:, idx]).all()):
+                    continue  # x_k == x: drop 0, no forward
+                jobs.append((i, j, idx, curve.voxel, base))
+        for start in range(0, len(jobs), batch):
+            part = jobs[start : start + batch]
+            xb = x.repeat(len(part), 1, 1, 1, 1)
+            for n, (_i, _j, idx, voxel, base) in enumerate(part):
+                if voxel:
+                    xb[n].view(c, -1)[:, idx] = base.reshape(c, -1)[:, idx]
+                else:
+                    xb[n].view(-1)[idx] = base.reshape(-1)[idx]
+            s = score(model, xb, weights.expand(len(part), *weights.shape[1:]))
+            for n, (i, j, *_rest) in enumerate(part):
+                out[i, j] = (s0 - float(s[n])) / abs(s0)
+    return out
+
+
 def perturbation_curve(
     model: nn.Module,
     x: Tensor,
@@ -157,79 +253,16 @@ def perturbation_curve(
     round(f * n) entries of ``order`` set to the baseline (``zero`` or the channel's mean).
 
     x (1, C, D, H, W); ``order`` indexes elements (C*D*H*W) or, with ``voxel``, voxels
-    (D*H*W, every channel of a voxel at once). The perturbed inputs go through the model in
-    batches of ``batch``. NaN when S(x) = 0.
+    (D*H*W, every channel of a voxel at once). One curve of :func:`perturbation_curves`.
     """
-    c = x.shape[1]
-    n = order.numel()
-    if baseline == "zero":
-        base = torch.zeros_like(x[0])
-    elif baseline == "mean":
-        base = x[0].mean(dim=(1, 2, 3), keepdim=True).expand_as(x[0])
-    else:
-        raise StrokeLRPError(f"baseline must be 'zero' or 'mean', got {baseline!r}")
-    counts = [round(f * n) for f in fractions]
-    order = order.to(x.device)
-    drops: list[float] = []
-    with torch.no_grad():
-        s0 = float(score(model, x, weights)[0])
-        if s0 == 0:
-            return np.full(len(fractions), math.nan)
-        for start in range(0, len(counts), batch):
-            part = counts[start : start + batch]
-            xb = x.repeat(len(part), 1, 1, 1, 1)
-            for i, k in enumerate(part):
-                idx = order[:k]
-                if voxel:
-                    flat = xb[i].reshape(c, -1)
-                    flat[:, idx] = base.reshape(c, -1)[:, idx]
-                else:
-                    xb[i].view(-1)[idx] = base.reshape(-1)[idx]
-            s = score(model, xb, weights.expand(len(part), *weights.shape[1:]))
-            drops += [(s0 - float(v)) / abs(s0) for v in s]
-    return np.asarray(drops)
+    return perturbation_curves(
+        model, x, weights, [Curve(order, voxel, baseline)], fractions, batch
+    )[0]
 
 
 def aopc(drops: np.ndarray) -> float:
     """Area over the perturbation curve: the mean relative drop over the fractions."""
     return float(np.mean(drops))
-
-
-def abs_modality_shares(r: Tensor | np.ndarray) -> np.ndarray:
-    """sum |R_c| / sum |R| per channel (C,); NaN for an all-zero map (cf.
-    :func:`strokelrp.analysis.shares.modality_shares`, which counts positive R only)."""
-    a = np.abs(_np(r)).reshape(_np(r).shape[0], -1).sum(1)
-    return a / a.sum() if a.sum() > 0 else np.full(a.shape, math.nan)
-
-
-def ablation_drops(
-    model: nn.Module, x: Tensor, y: np.ndarray | None
-) -> tuple[np.ndarray, float | None]:
-    """Dice drop per modality when its channel is filled with its mean: (C,) and Dice(x).
-
-    Dice against the label y (D, H, W); without one (or an empty one) against the unperturbed
-    prediction. The C perturbed inputs go through the model in one batch.
-    """
-    with torch.no_grad():
-        pred = (model(x).argmax(1) == LESION)[0].cpu().numpy()
-        c = x.shape[1]
-        xb = x.repeat(c, 1, 1, 1, 1)
-        for i in range(c):
-            xb[i, i] = x[0, i].mean()
-        preds = (model(xb).argmax(1) == LESION).cpu().numpy()
-    ref = pred if y is None or not np.asarray(y).any() else np.asarray(y).astype(bool)
-    d0 = dice_score(pred, ref)
-    base = 1.0 if d0 is None else d0
-    drops = []
-    for i in range(c):
-        d = dice_score(preds[i], ref)
-        drops.append(base - (1.0 if d is None else d))
-    return np.asarray(drops), d0
-
-
-def ablation_rho(r: Tensor | np.ndarray, drops: np.ndarray) -> float:
-    """Spearman between the modalities' shares of |R| and their ablation Dice drops."""
-    return spearman(abs_modality_shares(r), drops)
 
 
 def within(mask: np.ndarray, r: Tensor | np.ndarray, absolute: bool = True) -> np.ndarray:
@@ -247,9 +280,75 @@ def cascade_groups(model: nn.Module) -> list[str]:
 # -------------------------------------------------------------------------- one case
 
 
+ASSESS_OPTIONS: dict[str, dict[str, Any]] = {
+    "integrated_gradients": {"steps": 16},
+    "occlusion": {"patch": (4, 16, 16)},
+}
+"""Method options ``assess`` uses unless the method's spec gives its own (docs/assess.md,
+"Cost"): an assessment computes each map 5 times (trained model, 3 re-initialisations,
+background target), so the two multi-forward baselines get cheaper settings than
+:func:`strokelrp.attribution.attribute`'s defaults (32 steps, patch 4 x 8 x 8)."""
+
+MAX_BATCH = 16
+"""At most this many perturbed inputs per forward: on this project's CPU the time per input
+is lowest between 8 and 16 and rises beyond (docs/benchmarks.md, "Assessing a method")."""
+
+
+class ChannelsLast(nn.Module):
+    """``model`` run on channels-last (N, D, H, W, C in memory) copies of its 5-D inputs and
+    weights: the same function, but oneDNN's batched CPU convolutions are about 1.8x faster in
+    this layout for the project's narrow U-Nets (scores agree to float rounding, ~1e-7
+    relative). Used for the no-grad scoring of perturbed inputs, never for a map's gradient."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = copy.deepcopy(model).to(memory_format=torch.channels_last_3d).eval()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x.contiguous(memory_format=torch.channels_last_3d))
+
+
+def scorer(model: nn.Module, x: Tensor) -> nn.Module:
+    """The module that scores batches of perturbed copies of x (1, C, D, H, W): a
+    :class:`ChannelsLast` copy of ``model`` on a CPU, ``model`` itself elsewhere."""
+    return ChannelsLast(model) if x.device.type == "cpu" and x.dim() == 5 else model
+
+
+def forward_bytes(model: nn.Module, x: Tensor) -> tuple[Tensor, int]:
+    """The logits of x (1, C, D, H, W) and the bytes of every module output of that forward
+    (an upper bound of what one sample's forward holds at once)."""
+    total = [x.numel() * x.element_size()]
+
+    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        if isinstance(out, Tensor):
+            total[0] += out.numel() * out.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return logits, total[0]
+
+
+def batch_for(per_sample: int, memory_budget: str | int | float | None, device: Any) -> int:
+    """Perturbed inputs per forward: as many as half the budget holds, 1 to :data:`MAX_BATCH`
+    (budget as for :func:`strokelrp.lrp.engine.explain`; None = the engine's default)."""
+    from strokelrp.lrp.budget import resolve_budget
+
+    budget = resolve_budget(memory_budget, device)
+    if math.isinf(budget):
+        return MAX_BATCH
+    return int(min(MAX_BATCH, max(1, budget // (2 * max(1, per_sample)))))
+
+
 @dataclass
 class CaseContext:
-    """What every method's assessment of one case shares (computed once per case)."""
+    """What every method's assessment of one case shares (computed once per case): the target,
+    S(x), the ablation drops, the locality prior, the re-initialised models, the random-ordering
+    AOPCs (per target) and the gradients (per model and target)."""
 
     x: Tensor  # (1, C, D, H, W)
     y: np.ndarray | None
@@ -261,27 +360,56 @@ class CaseContext:
     prior: np.ndarray | None = None  # |locality prior| within the brain
     random_seeds: int = 5
     fractions: Sequence[float] = FRACTIONS
+    batch: int = 11  # perturbed inputs per forward
+    memory_budget: str | int | float | None = None  # of every LRP walk
+    options: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(ASSESS_OPTIONS))
+    scores: dict[str, float] = field(default_factory=dict)  # S(x) per target name
+    models: dict[int, nn.Module] = field(default_factory=dict)  # re-initialised, per seed
+    gradients: dict[tuple[Any, str], Tensor] = field(default_factory=dict)
+    model_free: dict[tuple[str, str], Tensor] = field(default_factory=dict)
+    scorers: dict[Any, nn.Module] = field(default_factory=dict)  # :func:`scorer` per model
+
+    def scorer(self, model: nn.Module, key: Any = "trained") -> nn.Module:
+        """:func:`scorer` of ``model`` (``key``: ``trained``, a seed, ...), built once."""
+        if key not in self.scorers:
+            self.scorers[key] = scorer(model, self.x)
+        return self.scorers[key]
+
+    def score(self, model: nn.Module, weights: Tensor, target: str) -> float:
+        """S(x) of the trained ``model`` for ``target`` (its weights), computed once with the
+        module that scores the perturbed inputs."""
+        if target not in self.scores:
+            with torch.no_grad():
+                self.scores[target] = float(score(self.scorer(model), self.x, weights)[0])
+        return self.scores[target]
+
+    def reinitialised(self, model: nn.Module, seed: int) -> nn.Module:
+        """The trained model re-initialised under ``seed`` (built once per case)."""
+        if seed not in self.models:
+            self.models[seed] = reinitialised(model, seed).eval()
+        return self.models[seed]
 
     def random_aopc(self, model: nn.Module, weights: Tensor, target: str, variant: str) -> float:
         """Mean AOPC of ``random_seeds`` random orderings for the scalar of ``weights``
         (``variant``: ``element``, ``voxel`` or ``mean`` baseline); computed once, cached."""
         key = (target, variant)
         if key not in self.random:
-            n = self.x[0, 0].numel() if variant == "voxel" else self.x[0].numel()
-            kwargs: dict[str, Any] = {
-                "element": {},
-                "voxel": {"voxel": True},
-                "mean": {"baseline": "mean"},
-            }[variant]
-            values = [
-                aopc(
-                    perturbation_curve(
-                        model, self.x, weights, random_ordering(n, s), self.fractions, **kwargs
-                    )
-                )
-                for s in range(self.random_seeds)
+            voxel = variant == "voxel"
+            n = self.x[0, 0].numel() if voxel else self.x[0].numel()
+            baseline = "mean" if variant == "mean" else "zero"
+            curves = [
+                Curve(random_ordering(n, s), voxel, baseline) for s in range(self.random_seeds)
             ]
-            self.random[key] = float(np.mean(values))
+            drops = perturbation_curves(
+                self.scorer(model),
+                self.x,
+                weights,
+                curves,
+                self.fractions,
+                self.batch,
+                self.score(model, weights, target),
+            )
+            self.random[key] = float(np.mean([aopc(d) for d in drops]))
         return self.random[key]
 
 
@@ -291,18 +419,74 @@ def prepare_context(
     y: np.ndarray | None,
     random_seeds: int = 5,
     fractions: Sequence[float] = FRACTIONS,
+    memory_budget: str | int | float | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> CaseContext:
-    """Target, brain, ablation drops and the locality prior of one case (the random-ordering
-    AOPCs are computed on first use, once per target)."""
-    from strokelrp.attribution import weights_for
+    """Target, brain, ablation drops and the locality prior of one case, and the perturbation
+    batch sized to ``memory_budget`` (the random-ordering AOPCs, re-initialised models and
+    gradients are computed on first use, once per case)."""
+    from strokelrp.lrp.engine import target_weights
 
-    weights = weights_for(model, x, "prediction")
+    logits, per_sample = forward_bytes(model, x)
+    weights = target_weights("prediction", logits)[0]
     target = (weights[0] != 0).any(0).cpu().numpy()
     xn = _np(x[0])
-    ctx = CaseContext(x, y, weights, target, brain_mask(xn), ablation_drops(model, x, y)[0])
+    drops = modality_ablation(model, x[0], y).drop
+    ctx = CaseContext(x, y, weights, target, brain_mask(xn), drops)
     ctx.random_seeds, ctx.fractions = random_seeds, fractions
+    ctx.memory_budget = memory_budget
+    ctx.batch = batch_for(per_sample, memory_budget, x.device)
+    if options is not None:
+        ctx.options = {k: dict(v) for k, v in options.items()}
     ctx.prior = within(ctx.brain, locality_prior(None, x, weights))
     return ctx
+
+
+def _maps(
+    ctx: CaseContext,
+    model: nn.Module,
+    key: Any,
+    name: str,
+    filt: str | None,
+    opts: dict[str, Any],
+    targets: dict[str, Tensor],
+) -> dict[str, Tensor]:
+    """The maps of one method for several targets of one model (``key``: ``trained`` or the
+    re-initialisation's seed), sharing what the targets share: occlusion's forwards, the
+    gradient behind ``gradient`` and ``gradient_x_input``, the model-free prior."""
+    x = ctx.x
+    if not targets:
+        return {}
+    if name.startswith("lrp:"):
+        return {
+            t: lrp(
+                model, x, w, rules=name[4:], filter=filt, memory_budget=ctx.memory_budget, **opts
+            )
+            for t, w in targets.items()
+        }
+    if name == "occlusion":
+        opts = {"batch": ctx.batch, **opts}
+        maps = occlusion_maps(ctx.scorer(model, key), x, list(targets.values()), **opts)
+        return dict(zip(targets, maps, strict=True))
+    out = {}
+    for t, w in targets.items():
+        if name in ("gradient", "gradient_x_input") and not opts:
+            if (key, t) not in ctx.gradients:
+                ctx.gradients[(key, t)] = gradient(model, x, w).detach()
+            g = ctx.gradients[(key, t)]
+            out[t] = g if name == "gradient" else x[0] * g
+        elif name == "locality_prior":  # model-free: the same map for every model
+            if (t, repr(opts)) not in ctx.model_free:
+                ctx.model_free[(t, repr(opts))] = locality_prior(None, x, w, **opts)
+            out[t] = ctx.model_free[(t, repr(opts))]
+        else:
+            try:
+                out[t] = METHODS[name](model, x, w, **opts).detach()
+            except TypeError as err:
+                raise StrokeLRPError(
+                    f"method {name!r}: bad options {sorted(opts)} ({err})"
+                ) from err
+    return out
 
 
 def assess_method(
@@ -320,12 +504,13 @@ def assess_method(
 
     The method's own target (``prediction`` or, for a ``target=contrastive`` option, the
     log-odds) is read from the method's options; perturbations, randomisation and ablation
-    score the method's own scalar.
+    score the method's own scalar. Options missing from the spec come from ``ctx.options``
+    (:data:`ASSESS_OPTIONS`).
     """
     t0 = time.perf_counter()
     name, opts, filt = parse_method(method)
     target_name = opts.pop("target", "prediction")
-    spec = name if filt is None else f"{name}+{filt}"
+    opts = {**ctx.options.get(name, {}), **opts}
     x, brain = ctx.x, ctx.brain
     if target_name == "prediction":
         weights = ctx.weights
@@ -334,54 +519,65 @@ def assess_method(
         weights[:, BACKGROUND] = -weights[:, LESION]
     else:
         raise StrokeLRPError(f"method {method!r}: target must be prediction or contrastive")
+    lesion_w = torch.zeros_like(ctx.weights)
+    lesion_w[:, LESION] = ctx.weights[:, LESION]
+    background_w = torch.zeros_like(ctx.weights)
+    background_w[:, BACKGROUND] = ctx.weights[:, LESION]
+    targets = {target_name: weights, "background": background_w}
+    if target_name != "prediction":
+        targets["lesion"] = lesion_w
 
-    def run(m: nn.Module, w: Tensor) -> Tensor:
-        return attribute(m, x, spec, target=w, **opts)
+    def run(m: nn.Module, key: Any, wanted: dict[str, Tensor]) -> dict[str, Tensor]:
+        return _maps(ctx, m, key, name, filt, opts, wanted)
 
-    t_map = time.perf_counter()
-    r = run(model, weights)
+    t_map = time.perf_counter()  # occlusion: its contrast maps come from the same forwards
+    trained = run(model, "trained", targets if name == "occlusion" else {target_name: weights})
     map_seconds = time.perf_counter() - t_map
+    r = trained[target_name]
+    trained.update(run(model, "trained", {k: v for k, v in targets.items() if k not in trained}))
     row: dict[str, Any] = {
         "method": method,
         "brain_share": brain_share(r, x[0]),
         "lesion_share": lesion_share(r, ctx.target),
     }
-    curve = lambda order, **kw: aopc(  # noqa: E731
-        perturbation_curve(model, x, weights, order, fractions, **kw)
-    )
-    row["morf_aopc"] = curve(ordering(r, True))
-    row["lerf_aopc"] = curve(ordering(r, False))
+    s0 = ctx.score(model, weights, target_name)
+    curves = [Curve(ordering(r, True)), Curve(ordering(r, False))]
+    if extras:
+        curves += [
+            Curve(ordering(r, True, voxel=True), voxel=True),
+            Curve(curves[0].order, False, "mean"),
+        ]
+    drops = perturbation_curves(ctx.scorer(model), x, weights, curves, fractions, ctx.batch, s0)
+    row["morf_aopc"] = aopc(drops[0])
+    row["lerf_aopc"] = aopc(drops[1])
     row["random_aopc"] = ctx.random_aopc(model, weights, target_name, "element")
     rhos = []
     ref = within(brain, r)
     for seed in seeds:
-        rhos.append(spearman(ref, within(brain, run(reinitialised(model, seed), weights))))
-    row["randomisation_rho"] = float(np.mean(rhos))
-    lesion_w = torch.zeros_like(ctx.weights)
-    lesion_w[:, LESION] = ctx.weights[:, LESION]
-    background_w = torch.zeros_like(ctx.weights)
-    background_w[:, BACKGROUND] = ctx.weights[:, LESION]
-    r_les = r if target_name == "prediction" else run(model, lesion_w)
-    r_bg = run(model, background_w)
+        other = run(ctx.reinitialised(model, seed), seed, {target_name: weights})[target_name]
+        rhos.append(spearman(ref, within(brain, other)))
+    randomisation = _randomisation_summary(rhos)
+    row["randomisation_rho"] = randomisation.pop("randomisation_rho")
+    r_les = trained.get("lesion", r)
+    r_bg = trained["background"]
     row["contrast_rho"] = spearman(within(brain, r_les, False), within(brain, r_bg, False))
-    row["ablation_rho"] = ablation_rho(r, ctx.drops)
+    row["ablation_rho"] = ablation_rho(abs_modality_shares(r), ctx.drops)
     if extras:
-        row["morf_aopc_voxel"] = curve(ordering(r, True, voxel=True), voxel=True)
+        row["morf_aopc_voxel"] = aopc(drops[2])
         row["random_aopc_voxel"] = ctx.random_aopc(model, weights, target_name, "voxel")
-        row["morf_aopc_mean"] = curve(ordering(r, True), baseline="mean")
+        row["morf_aopc_mean"] = aopc(drops[3])
         row["random_aopc_mean"] = ctx.random_aopc(model, weights, target_name, "mean")
     row["prior_rho"] = spearman(ref, ctx.prior) if name != "locality_prior" else 1.0
-    row["randomisation_rho_min"] = float(np.min(rhos))
-    row["randomisation_rho_max"] = float(np.max(rhos))
+    row.update(randomisation)
     row["target_voxels"] = int(ctx.target.sum())
-    with torch.no_grad():
-        row["target_score"] = float(score(model, x, weights)[0])
+    row["target_score"] = s0
     steps: list[dict[str, Any]] = []
     if cascade:
         groups = cascade_groups(model)
         for k in range(1, len(groups) + 1):
-            broken = reinitialised(model, seeds[0], _modules_under(model, groups[:k]))
-            rho = spearman(ref, within(brain, run(broken, weights)))
+            broken = reinitialised(model, seeds[0], _modules_under(model, groups[:k])).eval()
+            other = run(broken, ("cascade", k), {target_name: weights})[target_name]
+            rho = spearman(ref, within(brain, other))
             steps.append({"method": method, "step": k, "layer": groups[k - 1], "rho": rho})
     row["map_seconds"] = map_seconds
     row["seconds"] = time.perf_counter() - t0
@@ -408,6 +604,8 @@ def assess(
     fractions: Sequence[float] = FRACTIONS,
     cascade: bool = False,
     extras: bool = True,
+    memory_budget: str | int | float | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Assess every method on one case: (rows with :data:`COLUMNS` + :data:`EXTRA_COLUMNS`,
@@ -416,19 +614,25 @@ def assess(
     x (C, D, H, W) preprocessed as the model saw it (:func:`strokelrp.prepare_case`), y its
     label (D, H, W) or None. ``seeds``: the independent re-initialisations (>= 3 advised);
     ``random_seeds``: the random orderings (>= 5); ``extras``: the voxel-level and
-    mean-baseline AOPC columns.
+    mean-baseline AOPC columns; ``memory_budget``: bytes of every LRP walk and of the batches
+    of perturbed inputs (as for :func:`strokelrp.lrp.engine.explain`); ``options``: method
+    options used when a spec gives none (default :data:`ASSESS_OPTIONS`).
     """
     if len(seeds) < 1 or random_seeds < 1:
         raise StrokeLRPError("assess needs at least one re-initialisation and one random order")
     for method in methods:
         parse_method(method)  # every name checked before any work
+    if memory_budget is not None:
+        from strokelrp.lrp.budget import parse_bytes
+
+        parse_bytes(memory_budget)
     param = next(model.parameters())
     xt = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
     xt = (xt[None] if xt.dim() == 4 else xt).to(param)
     was = model.training
     model.eval()
     try:
-        ctx = prepare_context(model, xt, y, random_seeds, fractions)
+        ctx = prepare_context(model, xt, y, random_seeds, fractions, memory_budget, options)
         rows, curves = [], []
         for method in methods:
             if progress is not None:

@@ -1,15 +1,19 @@
 """Where the relevance goes: each modality's share, the lesion's share, against ablation.
 
-Only positive relevance (evidence *for* the lesion) is counted: ``R+ = max(R, 0)``.
+Positive relevance (evidence *for* the lesion), ``R+ = max(R, 0)``, unless said otherwise:
 
 - modality share of channel c: ``sum R+_c / sum_c' sum R+_c'`` (the shares of one map sum to 1);
 - lesion share of channel c: ``sum_{lesion} R+_c / sum R+_c`` (how much of the channel's
   positive relevance lies inside the lesion mask);
 - per map, the shares against the modalities' ablation drops (the Dice drop when a modality
-  is mean-filled, :mod:`strokelrp.analysis.ablation`): their Spearman correlation and the
-  share on the modalities the model ignores against the uniform expectation. What a model
-  uses is measured, not taken from the data generator's intent: a modality stripped of its
-  lesion signature may still carry anatomy the model relies on.
+  is mean-filled, :mod:`strokelrp.analysis.ablation`): ``ablation_rho``, the Spearman
+  correlation of the shares of **|R|** (:func:`abs_modality_shares`; the one definition of
+  ``strokelrp assess`` and of the sweep) with the drops, and the share of positive relevance
+  on the modalities the model ignores against the uniform expectation.
+
+What a model uses is measured, not taken from the data generator's intent: a modality
+stripped of its lesion signature may still carry anatomy the model relies on.
+:func:`spearman` is the project's one rank correlation (assess uses it too).
 
 Undefined ratios (no positive relevance at all) are NaN, never a silent 0.
 """
@@ -48,6 +52,22 @@ def modality_shares(relevance: Any) -> np.ndarray:
     return _nan_divide(pos, pos.sum(axis=-1, keepdims=True))
 
 
+def abs_modality_shares(relevance: Any) -> np.ndarray:
+    """Each channel's share of the map's |R|: (…, C, D, H, W) -> (…, C) (sum 1 per map; NaN
+    for an all-zero map). The modality shares that :func:`ablation_rho` ranks."""
+    r = to_float64(relevance, "relevance")
+    require_ndim(r, (4, 5), "relevance", "(C, D, H, W) or (K, C, D, H, W)")
+    a = np.abs(r).sum(axis=(-3, -2, -1))
+    return _nan_divide(a, a.sum(axis=-1, keepdims=True))
+
+
+def ablation_rho(abs_shares: Sequence[float], drops: Sequence[float]) -> float:
+    """The modality-truth measure of one map: Spearman between the modalities' shares of |R|
+    (:func:`abs_modality_shares`) and their ablation Dice drops
+    (:func:`strokelrp.analysis.ablation.modality_ablation`); NaN when either is constant."""
+    return spearman(abs_shares, drops)
+
+
 def lesion_shares(relevance: Any, label: Any) -> np.ndarray:
     """Per channel, the share of positive relevance inside the lesion: (…, C, D, H, W) -> (…, C).
 
@@ -67,13 +87,16 @@ def lesion_shares(relevance: Any, label: Any) -> np.ndarray:
     return _nan_divide(inside, pos.sum(axis=(-3, -2, -1)))
 
 
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
+def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Spearman rank correlation of two equally long 1-D vectors: the Pearson correlation of
+    their ranks (average ranks for ties); NaN when either side is constant or has NaN."""
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
         raise StrokeLRPError(f"spearman needs two equal 1-D sequences, got {x.shape}, {y.shape}")
     from scipy.stats import rankdata
 
+    if np.isnan(x).any() or np.isnan(y).any():
+        return math.nan
     rx, ry = rankdata(x), rankdata(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()
     den = math.sqrt(float((rx**2).sum() * (ry**2).sum()))
@@ -87,15 +110,17 @@ def share_summary(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     ``ablation_drop`` column: the Dice drop when the modality is mean-filled), not against what
     the data generator meant a modality to carry. For each (run, case, setting) map:
 
-    - ``ablation_rho``: Spearman between the 6 modality shares and the 6 ablation drops;
-    - ``ignored_share``: the share on the modalities the model ignores (``|drop|`` below
+    - ``ablation_rho``: :func:`ablation_rho`, Spearman between the 6 modality shares of |R|
+      (``abs_share``) and the 6 ablation drops (the definition of ``strokelrp assess``);
+    - ``ignored_share``: the share of positive relevance on the modalities the model ignores
+      (``|drop|`` below
       :data:`strokelrp.analysis.ablation.IGNORED_DROP`), against ``ignored_uniform``
       = n_ignored / C, what a map blind to the modalities would put there (only for cases
       where some, not all, modalities are ignored);
     - ``lesion_share``: ``sum_c share_c * lesion_share_c``.
 
     Returns one dict per (series, setting) with the means over maps (NaN when undefined) and
-    the counts ``n_maps``, ``n_ablation_maps`` (maps with ablation drops) and
+    the counts ``n_maps``, ``n_ablation_maps`` (maps with ablation drops and |R| shares) and
     ``n_ignored_maps``.
     """
     from strokelrp.analysis.ablation import IGNORED_DROP
@@ -110,6 +135,14 @@ def share_summary(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             {"rho": [], "abl": [], "ign": [], "uni": [], "lesion": [], "n": []},
         )
         acc["n"].append(1.0)
+        drops = [float(r.get("ablation_drop", math.nan)) for r in channel_rows]
+        measured = not any(math.isnan(d) for d in drops)  # not: a table from before them
+        abs_shares = [float(r.get("abs_share", math.nan)) for r in channel_rows]
+        if measured and not any(math.isnan(s) for s in abs_shares):
+            acc["abl"].append(1.0)
+            rho = ablation_rho(abs_shares, drops)
+            if not math.isnan(rho):  # all drops equal: the model's use gives no ranking
+                acc["rho"].append(rho)
         shares = [float(r["relevance_share"]) for r in channel_rows]
         if any(math.isnan(s) for s in shares):
             continue  # no positive relevance in this map: nothing to share out
@@ -117,13 +150,8 @@ def share_summary(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             s * float(r["lesion_share"]) for s, r in zip(shares, channel_rows, strict=True) if s > 0
         )
         acc["lesion"].append(lesion)
-        drops = [float(r.get("ablation_drop", math.nan)) for r in channel_rows]
-        if any(math.isnan(d) for d in drops):
-            continue  # not measured (a table from before ablation drops)
-        acc["abl"].append(1.0)
-        rho = spearman(shares, drops)
-        if not math.isnan(rho):  # all drops equal: the model's use gives no ranking
-            acc["rho"].append(rho)
+        if not measured:
+            continue
         ignored = [abs(d) < IGNORED_DROP for d in drops]
         if any(ignored) and not all(ignored):
             acc["ign"].append(sum(s for s, f in zip(shares, ignored, strict=True) if f))

@@ -19,7 +19,7 @@ import numpy as np
 from strokelrp.analysis._arrays import to_float64, to_numpy
 from strokelrp.analysis.distribution import mean_normalized_signal
 from strokelrp.analysis.inclusivity import ground_truth_inclusivity, input_inclusivity
-from strokelrp.analysis.shares import lesion_shares, modality_shares
+from strokelrp.analysis.shares import abs_modality_shares, lesion_shares, modality_shares
 from strokelrp.analysis.table import Row, Setting, describe, sort_rows
 from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
@@ -68,9 +68,12 @@ def case_rows(
                 mean_normalized_signal(r),
                 modality_shares(r),
                 lesion_shares(r, label) if label is not None else nan,
+                abs_modality_shares(r),
             )
         )
-    inc_x, inc_gt, mean, share, lesion = (np.stack(m) for m in zip(*measures, strict=True))
+    inc_x, inc_gt, mean, share, lesion, abs_share = (
+        np.stack(m) for m in zip(*measures, strict=True)
+    )
     wanted = {m.lower() for m in informative} if informative is not None else None
     rows = []
     for i, s in enumerate(settings):
@@ -90,6 +93,7 @@ def case_rows(
                     "lesion_share": float(lesion[i, c]),
                     "informative": None if wanted is None else modality.lower() in wanted,
                     "ablation_drop": math.nan if ablation_drop is None else float(ablation_drop[c]),
+                    "abs_share": float(abs_share[i, c]),
                 }
             )
     return rows
@@ -125,7 +129,8 @@ def merge_rows(rows: Iterable[Row], new: Sequence[Row], labels: Iterable[str]) -
 def summary_lines(rows: Sequence[Row], settings: Sequence[str] | None = None) -> list[str]:
     """A few lines for the terminal: per series and setting the mean inclusivities and shares.
 
-    ``settings``: labels to show (default: raw, pass(0,0.2), clamp(0,0.2) when present).
+    ``settings``: labels to show (default: raw, pass(0,0.2), clamp(0,0.2) when present, then
+    every baseline method).
     """
     from strokelrp.analysis.shares import share_summary
     from strokelrp.analysis.table import mean_table
@@ -133,7 +138,10 @@ def summary_lines(rows: Sequence[Row], settings: Sequence[str] | None = None) ->
     if not rows:
         return ["the sweep table is empty"]
     present = {str(r["setting"]) for r in rows}
-    wanted = [s for s in (settings or ["raw", "pass(0,0.2)", "clamp(0,0.2)"]) if s in present]
+    if settings is None:
+        baselines = sorted({str(r["setting"]) for r in rows if r["kind"] == "baseline"})
+        settings = ["raw", "pass(0,0.2)", "clamp(0,0.2)", *baselines]
+    wanted = [s for s in settings if s in present]
     inc_x = mean_table(rows, "input_inclusivity")
     inc_gt = mean_table(rows, "gt_inclusivity")
     shares = {(str(s["series"]), str(s["setting"])): s for s in share_summary(rows)}

@@ -23,6 +23,8 @@ informative         True / False from the synthetic manifest, empty when there i
 ablation_drop       Dice drop of the case when this modality is mean-filled
                     (:mod:`strokelrp.analysis.ablation`; the same for every setting; optional:
                     tables written before it read as NaN)
+abs_share           the channel's share of the map's |R| (the share ablation_rho ranks;
+                    optional: tables written before it read as NaN)
 ==================  ==========================================================================
 """
 
@@ -59,8 +61,9 @@ COLUMNS: tuple[str, ...] = (
     "lesion_share",
     "informative",
     "ablation_drop",
+    "abs_share",
 )
-OPTIONAL_COLUMNS = frozenset({"ablation_drop"})
+OPTIONAL_COLUMNS = frozenset({"ablation_drop", "abs_share"})
 """Columns a table may lack (written by an older strokelrp): read as NaN."""
 FLOAT_COLUMNS = frozenset(
     {
@@ -73,6 +76,7 @@ FLOAT_COLUMNS = frozenset(
         "relevance_share",
         "lesion_share",
         "ablation_drop",
+        "abs_share",
     }
 )
 
@@ -223,7 +227,8 @@ def write_table(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
 
 
 def sort_rows(rows: Iterable[Row], modalities: Sequence[str]) -> list[Row]:
-    """Rows ordered by run, case, setting (paper order), modality (channel order)."""
+    """Rows ordered by run, case, setting (paper order, then label: baselines by name),
+    modality (channel order)."""
     order = {m: i for i, m in enumerate(modalities)}
     return sorted(
         rows,
@@ -231,6 +236,7 @@ def sort_rows(rows: Iterable[Row], modalities: Sequence[str]) -> list[Row]:
             str(r["run"]),
             str(r["case"]),
             setting_sort_key(r),
+            str(r["setting"]),
             order.get(str(r["modality"]), len(order)),
         ),
     )

@@ -70,6 +70,46 @@ def method_plan(
     return rules, label, settings
 
 
+def compute_maps(
+    model: Any,
+    x: Any,
+    method: str,
+    lrp_rules: Any,
+    settings: Sequence[Setting],
+    target: str,
+    label: Any,
+    memory_budget: str | int | float | None = None,
+) -> tuple[np.ndarray, Any, list[str]]:
+    """The maps of one case: (relevance (K, C, D, H, W) float32 numpy, logits (classes, D, H,
+    W) float32 tensor on the CPU, notes). ``x`` (1, C, D, H, W) on the model's device; LRP
+    (``lrp_rules`` not None): every setting in one batched walk; another method: its one map
+    (:func:`strokelrp.attribution.attribute`, K = 1)."""
+    import torch
+
+    if lrp_rules is None:
+        from strokelrp.attribution import attribute
+
+        one = attribute(model, x, method, target=target, label=label)  # (C, D, H, W)
+        with torch.no_grad():
+            logits = model(x).detach().cpu().float()[0]
+        return one.cpu().float().numpy()[None], logits, []
+    from strokelrp.lrp.engine import explain
+
+    with warnings.catch_warnings():  # an empty target is reported once, through the notes
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = explain(
+            model,
+            x,
+            target=target,
+            label=label,
+            rules=lrp_rules,
+            filters=[s.filter for s in settings],
+            memory_budget=memory_budget,
+        )
+    relevance = result.relevance.detach().cpu().float().numpy()
+    return relevance, result.output.detach().cpu().float()[0], list(result.notes)
+
+
 def explain_case(
     run: str | Path,
     data: str | Path,
@@ -112,7 +152,6 @@ def explain_case(
     from strokelrp.data.isles2017 import load_case
     from strokelrp.data.preprocess import prepare_case
     from strokelrp.device import resolve_device
-    from strokelrp.lrp.engine import explain
     from strokelrp.provenance import case_record, checkpoint_record, provenance
     from strokelrp.report.explain_case import write_case_explanation
     from strokelrp.train.checkpoint import load_trained
@@ -147,29 +186,9 @@ def explain_case(
         f"case {case_id}: {method}, {len(settings)} map(s) "
         f"(series {config.series_name}, start from {target})"
     )
-    if lrp_rules is not None:
-        with warnings.catch_warnings():  # an empty target is reported once, through .notes
-            warnings.simplefilter("ignore", RuntimeWarning)
-            result = explain(
-                model,
-                xt,
-                target=target,
-                label=label,
-                rules=lrp_rules,
-                filters=[s.filter for s in settings],
-                memory_budget=memory_budget,
-            )
-        relevance = result.relevance.detach().cpu().float().numpy()  # (K, 6, D, H, W)
-        logits = result.output.detach().cpu().float()[0]  # (2, D, H, W)
-        notes = list(result.notes)
-    else:
-        from strokelrp.attribution import attribute
-
-        one = attribute(model, xt, method, target=target, label=label)  # (6, D, H, W)
-        relevance = one.cpu().float().numpy()[None]
-        with torch.no_grad():
-            logits = model(xt).detach().cpu().float()[0]
-        notes = []
+    relevance, logits, notes = compute_maps(
+        model, xt, method, lrp_rules, settings, target, label, memory_budget
+    )
 
     out_dir = Path(out) if out is not None else RunDir(run).explanation_dir(case_id)
     say(f"writing {len(settings)} relevance volume(s), the prediction and figure 1 to {out_dir}")
@@ -199,7 +218,7 @@ def explain_case(
             "epoch": ckpt.epoch,
             "series": config.series_name,
         },
-        method=method if lrp_rules is None else f"lrp:{rules_label}",
+        method=settings[0].label if lrp_rules is None else f"lrp:{rules_label}",
         rules=rules_label,
         target=target,
         provenance=record,

@@ -6,7 +6,9 @@ as the paper); :func:`strokelrp.analysis.sweep.case_rows` turns the maps into ro
 channel the Dice drop when it is mean-filled (:mod:`strokelrp.analysis.ablation`, C + 1
 forward passes per case), stored in ``RUN/sweep/sweep.csv`` (columns in
 :mod:`strokelrp.analysis.table`). This module is the orchestration: loading, resume,
-provenance, processes.
+provenance, processes. ``methods`` (``strokelrp sweep --methods``) add one unfiltered map per
+case of other attribution methods (:func:`strokelrp.attribution.attribute`), rows of kind
+``baseline``.
 
 - Resume: a (network, case) pair that already has every (setting, modality) row of the grid is
   skipped; the table is rewritten atomically after every case (every round of cases under
@@ -31,7 +33,7 @@ from typing import Any
 
 from strokelrp.analysis.ablation import modality_ablation
 from strokelrp.analysis.sweep import case_rows, done_pairs, merge_rows, paper_grid
-from strokelrp.analysis.table import Row, Setting, describe
+from strokelrp.analysis.table import Row, Setting, baseline_setting, describe
 from strokelrp.config import LESION
 from strokelrp.device import DistContext, init_distributed, resolve_device, shutdown
 from strokelrp.errors import StrokeLRPError
@@ -119,11 +121,35 @@ def read_informative(data_root: str | Path) -> dict[str, list[str]] | None:
     return out
 
 
+def baseline_settings(methods: Sequence[str]) -> dict[str, Setting]:
+    """Method spec -> its :func:`~strokelrp.analysis.table.baseline_setting` (labelled by
+    :func:`strokelrp.attribution.label_of`); LRP methods and repeats are refused."""
+    from strokelrp.attribution import label_of, parse_method
+
+    out: dict[str, Setting] = {}
+    for spec in methods:
+        name, _, _ = parse_method(spec)
+        if name.startswith("lrp:"):
+            raise StrokeLRPError(
+                f"method {spec}: the sweep's LRP maps come from --rules and --grid; "
+                "--methods takes the other methods"
+            )
+        setting = baseline_setting(label_of(spec))
+        if setting.label in {s.label for s in out.values()}:
+            raise StrokeLRPError(f"method {spec} is given twice")
+        out[spec] = setting
+    return out
+
+
 # ------------------------------------------------------------------------------ the sweep
 
 
 def _check_compatible(path: Path, rows: Sequence[Row], target: str, rules: str) -> None:
-    found = {(str(r["target"]), str(r["rules"])) for r in rows}
+    """Refuse to add to a table of another target, or whose LRP rows have other rules (a
+    baseline's rows have no rules)."""
+    found = {
+        (str(r["target"]), rules if r["kind"] == "baseline" else str(r["rules"])) for r in rows
+    }
     other = found - {(target, rules)}
     if other:
         t, r = sorted(other)[0]
@@ -206,6 +232,67 @@ class _SweepRecord:
         )
 
 
+def sweep_case(
+    model: Any,
+    x: Any,
+    y: Any,
+    meta: dict[str, Any],
+    lrp_settings: Sequence[Setting],
+    baselines: dict[str, Setting],
+    *,
+    rules: str = DEFAULT_PRESET,
+    informative: Sequence[str] | None = None,
+    memory_budget: str | int | float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[Row]:
+    """The rows of one case: its LRP maps (one batched walk over ``lrp_settings``), each
+    baseline's map, the ablation drops and the case's Dice.
+
+    ``x`` (C, D, H, W) and ``y`` (D, H, W; negative = no label) as :class:`CaseDataset` gives
+    them; ``meta`` the run/series/network/case/target columns (the target is read from it).
+    """
+    from tqdm import tqdm
+
+    from strokelrp.attribution import attribute
+    from strokelrp.lrp.engine import explain
+    from strokelrp.train.metrics import dice_score
+
+    target, cid = str(meta["target"]), meta["case"]
+    dev = next(model.parameters()).device
+    label = y.numpy() if bool((y >= 0).all()) else None
+    if target == "ground_truth" and label is None:
+        raise StrokeLRPError(f"case {cid}: no ground truth for --target ground_truth")
+    exp = explain(
+        model,
+        x[None].to(dev),
+        target=target,
+        label=label,
+        rules=rules,
+        filters=[s.filter for s in lrp_settings],
+        filter_at="all",
+        memory_budget=memory_budget,
+    )
+    if exp.empty_target and log is not None:
+        tqdm.write(
+            f"{meta['network']} case {cid}: the {target} start is empty, every map is zero",
+            file=sys.stderr,
+        )
+    pred = (exp.output.argmax(dim=1)[0] == LESION).cpu().numpy()
+    maps = [(exp.relevance, list(lrp_settings), rules)]
+    del exp
+    for spec, setting in baselines.items():
+        one = attribute(model, x[None].to(dev), spec, target=target, label=label)
+        maps.append((one[None], [setting], ""))
+    ablation = modality_ablation(model, x, label)
+    meta = meta | {"case_dice": math.nan if label is None else dice_score(pred, label)}
+    rows: list[Row] = []
+    for relevance, chosen, named in maps:
+        rows += case_rows(
+            relevance, x.numpy(), label, chosen, meta | {"rules": named}, informative, ablation.drop
+        )
+    return rows
+
+
 def sweep_run(
     run_dir: str | Path,
     data_root: str | Path,
@@ -220,10 +307,15 @@ def sweep_run(
     ranks: DistContext | None = None,
     log: Callable[[str], None] | None = None,
     memory_budget: str | int | float | None = None,
+    methods: Sequence[str] = (),
 ) -> Path:
     """Sweep every network of one run over the cases of ``data_root``; returns the table path.
 
-    Rows already complete in ``RUN/sweep/sweep.csv`` are kept and their cases skipped
+    ``settings``: the LRP filter settings (preset ``rules``); ``methods``: other attribution
+    methods (``gradient_x_input``, ``integrated_gradients(steps=16)``; not LRP), each one map
+    per case (:func:`strokelrp.attribution.attribute`, the same ``target``), its rows of kind
+    ``baseline`` with the method's name as setting (the filters apply to LRP only). Rows
+    already complete in ``RUN/sweep/sweep.csv`` are kept and their cases skipped
     (``restart=True`` starts a fresh table). ``memory_budget``: bytes each case's relevance
     walk may use (None = the engine's default; see :mod:`strokelrp.lrp.budget`). ``ranks``:
     the process group from :func:`strokelrp.device.init_distributed` (its device is used);
@@ -233,13 +325,13 @@ def sweep_run(
     from tqdm import tqdm
 
     from strokelrp.data.dataset import CaseDataset
-    from strokelrp.lrp.engine import explain
     from strokelrp.provenance import read_sidecar
     from strokelrp.train.checkpoint import load_trained
-    from strokelrp.train.metrics import dice_score
 
     run = RunDir(run_dir)
     run_dir = run.path
+    baselines = baseline_settings(methods)
+    lrp_settings, settings = list(settings), [*settings, *baselines.values()]
     ranks = ranks or DistContext(0, 1, 0, resolve_device(device))
     dev = ranks.device
     table = run.sweep_table
@@ -259,7 +351,6 @@ def sweep_run(
         raise StrokeLRPError(problem)
     labels = {s.label for s in settings}
     informative = read_informative(data_root)
-    filters = [s.filter for s in settings]
     record = _SweepRecord(run_dir, data_root, rules, target, settings, previous)
     for net_dir in run.networks():
         model, ckpt = load_trained(net_dir.path, device=dev)
@@ -290,40 +381,26 @@ def sweep_run(
             mine: list[Row] = []
             if i < len(todo):
                 x, y, cid = dataset[todo[i]]
-                label = y.numpy() if bool((y >= 0).all()) else None
-                if target == "ground_truth" and label is None:
-                    raise StrokeLRPError(f"case {cid}: no ground truth for --target ground_truth")
-                exp = explain(
-                    model,
-                    x[None].to(dev),
-                    target=target,
-                    label=label,
-                    rules=rules,
-                    filters=filters,
-                    filter_at="all",
-                    memory_budget=memory_budget,
-                )
-                if exp.empty_target and log is not None:
-                    tqdm.write(
-                        f"{network} case {cid}: the {target} start is empty, every map is zero",
-                        file=sys.stderr,
-                    )
-                pred = (exp.output.argmax(dim=1)[0] == LESION).cpu().numpy()
-                ablation = modality_ablation(model, x, label)
                 meta = {
                     "run": run_dir.name,
                     "series": _series_label(config.series),
                     "network": network,
                     "case": cid,
-                    "case_dice": float("nan") if label is None else dice_score(pred, label),
                     "target": target,
-                    "rules": rules,
                 }
                 inf = informative.get(cid) if informative is not None else None
-                mine = case_rows(
-                    exp.relevance, x.numpy(), label, settings, meta, inf, ablation.drop
+                mine = sweep_case(
+                    model,
+                    x,
+                    y,
+                    meta,
+                    lrp_settings,
+                    baselines,
+                    rules=rules,
+                    informative=inf,
+                    memory_budget=memory_budget,
+                    log=log,
                 )
-                del exp
             new = ranks.gather(mine)
             bar.update(min(ranks.world_size, len(todo) - r * ranks.world_size))
             if ranks.rank == 0 and new:
@@ -366,8 +443,10 @@ def run_sweep(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     memory_budget: str | int | float | None = None,
+    methods: Sequence[str] = (),
 ) -> list[Path]:
-    """Sweep several runs (see :func:`sweep_run`); joins ``torchrun``'s group when there is one.
+    """Sweep several runs (see :func:`sweep_run`; ``methods``: the non-LRP methods to add);
+    joins ``torchrun``'s group when there is one.
 
     A run named twice (the same folder after resolving links and ``..``) is swept once: its
     table would otherwise be counted twice by the summary.
@@ -381,6 +460,7 @@ def run_sweep(
     if missing:
         raise StrokeLRPError("\n".join(missing))
     settings = read_grid(grid)
+    baseline_settings(methods)  # refused before any process group is joined
     ranks = init_distributed(device)
     try:
         return [
@@ -396,6 +476,7 @@ def run_sweep(
                 ranks=ranks,
                 log=log,
                 memory_budget=memory_budget,
+                methods=methods,
             )
             for run in runs
         ]

@@ -54,11 +54,14 @@ def assess_run(
     random_seeds: int = 5,
     cascade: bool = False,
     extras: bool = True,
+    memory_budget: str | int | float | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Assess ``methods`` (default :data:`~strokelrp.analysis.assess.DEFAULT_METHODS`) on
     ``cases`` of ``data`` (default: the run's held-out cases, else every case) with the
     model of ``run``; write ``out/assess.csv`` (and ``out/cascade.csv``) and return its path.
+    ``memory_budget`` and ``options``: as for :func:`strokelrp.analysis.assess.assess`.
     """
     import torch
 
@@ -99,6 +102,8 @@ def assess_run(
             random_seeds=random_seeds,
             cascade=cascade,
             extras=extras,
+            memory_budget=memory_budget,
+            options=options,
             progress=log,
         )
         rows += new_rows
