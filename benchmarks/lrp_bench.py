@@ -3,8 +3,12 @@
 For each series scale (width-32 U-Net by default, or ``--model monai-basicunet``: MONAI's
 ``BasicUNet`` with its default features, 6 -> 2 channels; random weights, random input):
 
-- gradient: forward + backward to the input (``torch.autograd.grad(out, x, start)``: only the
-  input gradient is computed; the same starting tensor as the maps);
+- gradient: forward + backward to the input (``torch.autograd.grad(out, x, start)``, the
+  same starting tensor as the maps). For ``UNet3D`` this also computes the weight gradients
+  of its batch-1 oneDNN convolutions (``strokelrp.model.conv``: a custom autograd function
+  sees that the weights require gradients, not that only ``x``'s is asked for);
+- input gradient: the same with the parameters' ``requires_grad`` off for the pass (only the
+  input gradient is computed, whatever the network's convolution modules);
 - one map: ``explain(model, x, target, rules="paper")``;
 - 16 settings: ``explain(..., filters=PAPER_GRID, filter_at="all")`` under the default memory
   budget (``strokelrp.lrp.budget.default_budget``: the settings may be walked in chunks);
@@ -48,7 +52,7 @@ from strokelrp.lrp.engine import explain, plan_memory
 from strokelrp.lrp.filters import PAPER_GRID
 from strokelrp.model import UNet3D
 
-METHODS = ("gradient", "one map", "16 settings", "16 unlimited")
+METHODS = ("gradient", "input gradient", "one map", "16 settings", "16 unlimited")
 SPARE = 2 * 10**9
 """Memory left free when deciding whether the unlimited run may start."""
 MODELS = ("unet3d", "monai-basicunet")
@@ -91,6 +95,16 @@ def setup(series: str, width: int, device: str) -> tuple[dict[str, Callable[[], 
         xg = x.clone().requires_grad_(True)
         return torch.autograd.grad(model(xg), xg, start)[0]
 
+    def input_gradient() -> object:
+        frozen = [p for p in model.parameters() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            return gradient()
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+
     def one_map() -> object:
         return explain(model, x, target=start, rules="paper").relevance
 
@@ -102,7 +116,13 @@ def setup(series: str, width: int, device: str) -> tuple[dict[str, Callable[[], 
             model, x, target=start, rules="paper", filters=PAPER_GRID, memory_budget="unlimited"
         ).relevance
 
-    fns = {"gradient": gradient, "one map": one_map, "16 settings": grid, "16 unlimited": unlimited}
+    fns = {
+        "gradient": gradient,
+        "input gradient": input_gradient,
+        "one map": one_map,
+        "16 settings": grid,
+        "16 unlimited": unlimited,
+    }
     return fns, (model, x)
 
 
@@ -193,7 +213,8 @@ def timing(series: str, width: int, device: str, rounds: int) -> dict[str, float
 
 
 def ratios(times: dict[str, list[float]]) -> dict[str, float]:
-    """Medians of the per-round ratios: one map / gradient, 16 (default and unlimited) / one."""
+    """Medians of the per-round ratios: one map / gradient (and / input gradient), 16 (default
+    and unlimited) / one."""
 
     def med(a: str, b: str) -> float:
         if a not in times or b not in times:
@@ -202,6 +223,7 @@ def ratios(times: dict[str, list[float]]) -> dict[str, float]:
 
     return {
         "ratio one/gradient": med("one map", "gradient"),
+        "ratio one/input gradient": med("one map", "input gradient"),
         "ratio 16/one": med("16 settings", "one map"),
         "ratio unlimited/one": med("16 unlimited", "one map"),
     }
@@ -264,11 +286,12 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
     )
     print(
-        "| series | gradient | one map | 16 settings (default budget) | 16 unlimited "
-        "| one / gradient | 16 / one | unlimited 16 / one | peak MiB: gradient | one map "
+        "| series | gradient | input gradient | one map | 16 settings (default budget) "
+        "| 16 unlimited | one / gradient | one / input gradient | 16 / one | unlimited 16 / one "
+        "| peak MiB: gradient | one map "
         "| 16 settings | 16 unlimited | plan (default budget) | load avg before / after |"
     )
-    print("|---" * 14 + "|")
+    print("|---" * 16 + "|")
     for series in args.series:
         load0 = os.getloadavg()
         t = timing(series, args.width, args.device, args.rounds) if args.rounds > 0 else None
@@ -281,9 +304,10 @@ def main() -> None:
         del model, x
         load1 = os.getloadavg()
         print(
-            f"| {series} {SERIES[series]} | {sec(t, 'gradient')} | {sec(t, 'one map')} "
-            f"| {sec(t, '16 settings')} | {sec(t, '16 unlimited')} "
-            f"| {t['ratio one/gradient']:.2f} | **{t['ratio 16/one']:.2f}** "
+            f"| {series} {SERIES[series]} | {sec(t, 'gradient')} | {sec(t, 'input gradient')} "
+            f"| {sec(t, 'one map')} | {sec(t, '16 settings')} | {sec(t, '16 unlimited')} "
+            f"| {t['ratio one/gradient']:.2f} | {t['ratio one/input gradient']:.2f} "
+            f"| **{t['ratio 16/one']:.2f}** "
             f"| {t['ratio unlimited/one']:.2f} | {mib(m, 'gradient')} | {mib(m, 'one map')} "
             f"| **{mib(m, '16 settings')}** | {mib(m, '16 unlimited')} | {plan} "
             f"| {load0[0]:.1f} / {load1[0]:.1f} |",

@@ -517,14 +517,23 @@ def _preset_names() -> list[str]:
     multiple=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="With --model: one NIfTI per input channel, in the network's channel order, one grid; "
-    "passed as stored (no normalisation). Repeatable.",
+    "values passed as stored (no normalisation), voxels in RAS order (outputs are written back "
+    "in the images' own order and affine). Repeatable.",
+)
+@click.option(
+    "--label",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --model: a lesion mask NIfTI (voxels > 0) on the images' grid; needed by "
+    "--target ground_truth, drawn in the figure and scored (Dice) otherwise.",
 )
 @click.option(
     "--class-index",
     type=int,
     default=1,
     show_default=True,
-    help="With --model: the class whose logit is explained (a one-channel output: its logit).",
+    help="With --model: the class whose logit is explained by the prediction, ground_truth and "
+    "contrastive targets (a one-channel output: its logit).",
 )
 @click.option(
     "--filter",
@@ -560,7 +569,8 @@ def _preset_names() -> list[str]:
     type=click.Choice(TARGETS),
     default="prediction",
     show_default=True,
-    help="Start from the lesion logit on the predicted lesion voxels, on the OT voxels, "
+    help="Start from the lesion logit on the predicted lesion voxels, on the OT voxels "
+    "(with --model: the --label voxels), "
     "(authors) from the whole output, both classes, as the authors' code does, or "
     "(contrastive) from the log-odds, lesion minus background logit, on the predicted voxels.",
 )
@@ -614,6 +624,7 @@ def explain_command(
     model_args: str | None,
     weights: Path | None,
     images: tuple[Path, ...],
+    label: Path | None,
     class_index: int,
     filters: tuple[str, ...],
     rules: str,
@@ -660,6 +671,7 @@ def explain_command(
             weights,
             list(images),
             out,
+            label=label,
             model_args=model_args,
             filters=list(filters) or None,
             rules=rules,
@@ -672,6 +684,8 @@ def explain_command(
     else:
         if run is None or data is None or case_id is None:
             raise click.UsageError("give RUN DATA --case ID, or --model with --weights/--image")
+        if label is not None:
+            raise click.UsageError("--label goes with --model (a run's case has its OT mask)")
         if method is not None and _given(ctx, "rules"):
             raise click.UsageError("give --rules or --method, not both")
         from strokelrp.pipeline.explain import explain_case

@@ -438,3 +438,39 @@ def test_contrastive_start_is_lesion_minus_background_on_predicted_voxels() -> N
         want = r_les - r_bg  # every rule is linear in the relevance it redistributes
         err = float((got.relevance - want).norm() / want.norm())
         assert err < 1e-10
+
+
+@pytest.mark.parametrize("rules", ["paper", "epsilon", "zplus"])
+def test_remembered_weights_follow_the_parameters(rules: str) -> None:
+    """The rules' derived weights (W+, folded BatchNorm, flipped kernels) are made once per
+    model (strokelrp.lrp.rules._memo): after an in-place change of a weight or a BatchNorm
+    statistic, or a swapped parameter, the maps are those of a freshly built copy of the
+    model, in float32 (oneDNN path, flipped kernels) as in float64, one map as a batch."""
+    from strokelrp.lrp import rules as rules_module
+
+    for dtype in (torch.float32, F64):
+        model = trained_looking(2, 3, dtype)
+        x = torch.rand(1, 6, 5, 8, 8, dtype=dtype)
+
+        def maps(m: nn.Module, x: torch.Tensor = x) -> torch.Tensor:
+            filters = [None, PassFilter(0.4)]
+            return explain(m, x, target="authors", rules=rules, filters=filters).relevance
+
+        first = maps(model)
+        assert torch.equal(maps(model), first)  # remembered: the same values
+        with torch.no_grad():
+            model.enc1.conv1.weight.mul_(-1.5)
+            model.dec1.bn1.running_var.mul_(3.0)
+        model.enc2.conv2.weight = nn.Parameter(model.enc2.conv2.weight.detach() * 0.5)
+        changed = maps(model)
+        fresh = trained_looking(2, 3, dtype)
+        fresh.load_state_dict(model.state_dict())
+        assert not torch.equal(changed, first)
+        assert torch.equal(changed, maps(fresh))
+        owners = {id(p) for m in (model, fresh) for p in m.parameters()}
+        assert owners & set(rules_module._MEMO)
+        del model, fresh
+        import gc
+
+        gc.collect()
+        assert not owners & set(rules_module._MEMO)  # entries live as long as their parameters

@@ -52,6 +52,7 @@ OTHER_LAYERS = {
     "convT2d-stride2": (lambda b: nn.ConvTranspose2d(3, 2, 3, stride=2, bias=b), (3, 3, 2)),
     "conv1d": (lambda b: nn.Conv1d(2, 3, 3, padding=1, bias=b), (2, 7)),
     "convT1d": (lambda b: nn.ConvTranspose1d(2, 2, 2, stride=2, bias=b), (2, 3)),
+    "conv1x1x1": (lambda b: nn.Conv3d(3, 2, 1, bias=b), (3, 2, 3, 2)),
     "linear": (lambda b: nn.Linear(5, 4, bias=b), (5,)),
 }
 
@@ -420,3 +421,23 @@ def test_float32_path_matches_the_float64_reference(key: str, name: str) -> None
     # z + eps sign(z) can be as small as eps = 1e-3, which amplifies rounding up to |terms| / eps
     # (measured up to 5e-5 over 20 seeds); the other rules' stay near 1e-7.
     assert_relative_l2(got, want, 1e-3 if name == "epsilon" else 1e-5)
+
+
+@pytest.mark.parametrize(
+    "kernel", [(2, 2, 2), (1, 1, 1), (2, 1, 3), (2, 3), (2,)], ids=lambda k: "x".join(map(str, k))
+)
+def test_tiling_transposed_convolution_is_pytorchs(kernel: tuple[int, ...]) -> None:
+    """The float32 block product (kernel = stride, batch 1) against PyTorch's transposed
+    convolution in float64, with a bias."""
+    from strokelrp.lrp.rules import _conv_t
+
+    gen = torch.Generator().manual_seed(4)
+    n = len(kernel)
+    x = torch.randn(1, 5, *range(3, 3 + n), generator=gen, dtype=F64)
+    w = torch.randn(5, 3, *kernel, generator=gen, dtype=F64)
+    b = torch.randn(3, generator=gen, dtype=F64)
+    conv_t = {1: nn.functional.conv_transpose1d, 2: nn.functional.conv_transpose2d}
+    want = conv_t.get(n, nn.functional.conv_transpose3d)(x, w, b, stride=kernel)
+    got = _conv_t(x.float(), w.float(), b.float(), kernel, (0,) * n, (0,) * n, (1,) * n)
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    assert_relative_l2(got, want, 1e-6)

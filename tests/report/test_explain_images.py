@@ -100,3 +100,138 @@ def test_user_model_errors_are_one_clear_line(
          "--image", str(images[0]), "--image", str(small)], capsys,
     )  # fmt: skip
     assert code == 1 and "differs from" in err
+
+
+def _cli_args(weights: Path, images: list[Path], out: Path, *extra: str) -> list[str]:
+    argv = ["explain", "--model", "monai.networks.nets:UNet", "--model-args", json.dumps(ARGS),
+            "--weights", str(weights), "--out", str(out), *extra]  # fmt: skip
+    for p in images:
+        argv += ["--image", str(p)]
+    return argv
+
+
+def _store_permuted(src: Path, dst: Path) -> None:
+    """Write ``src`` (stored RAS) as another voxel order: file voxel (i, j, k) = RAS voxel
+    (k, Y-1-i, j), i.e. axes P, S, R; the affine moves with it (the same world positions)."""
+    img = nib.load(str(src))
+    data = np.asarray(img.dataobj)
+    ny = data.shape[1]
+    permuted = np.ascontiguousarray(data.transpose(1, 2, 0)[::-1])  # [i, j, k] = data[k, Y-1-i, j]
+    m = np.array([[0, 0, 1, 0], [-1, 0, 0, ny - 1], [0, 1, 0, 0], [0, 0, 0, 1]], float)
+    nib.save(nib.Nifti1Image(permuted, img.affine @ m), str(dst))
+
+
+def test_images_stored_in_another_voxel_order_give_the_same_maps_in_their_own_grid(
+    user_files: tuple[Path, list[Path], UNet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The network sees RAS voxels whichever way the files store them; the outputs go back to
+    each file's own order and affine (checked against the permutation applied by hand)."""
+    weights, images, _ = user_files
+    label = tmp_path / "lesion.nii.gz"
+    mask = np.zeros((10, 8, 6), np.uint8)
+    mask[2:7, 1:5, 2:4] = 1
+    nib.save(nib.Nifti1Image(mask, nib.load(str(images[0])).affine), str(label))
+    permuted = []
+    for p in [*images, label]:
+        permuted.append(tmp_path / f"psr_{p.name}")
+        _store_permuted(p, permuted[-1])
+    assert nib.aff2axcodes(nib.load(str(permuted[0])).affine) == ("P", "S", "R")
+    for target in ("ground_truth", "contrastive"):
+        ras, psr = tmp_path / f"ras_{target}", tmp_path / f"psr_{target}"
+        flags = ["--target", target, "--filter", "pass:0,0.4", "--label"]
+        code, _, err = cli(_cli_args(weights, images, ras, *flags, str(label)), capsys)
+        assert code == 0, err
+        code, _, err = cli(_cli_args(weights, permuted[:2], psr, *flags, str(permuted[2])), capsys)
+        assert code == 0, err
+        summary = json.loads((psr / "explanation.json").read_text())
+        assert summary["orientation"] == {"stored": "PSR", "computed_in": "RAS"}
+        assert summary["grid_xyz"] == [8, 6, 10]
+        for name in ("relevance_raw", "relevance_pass_0-0.4", "prediction"):
+            a = nib.load(str(ras / f"{name}.nii.gz"))
+            b = nib.load(str(psr / f"{name}.nii.gz"))
+            np.testing.assert_allclose(b.affine, nib.load(str(permuted[0])).affine, atol=1e-5)
+            want = np.asarray(a.dataobj)  # (x, y, z[, C]) in RAS order
+            got = np.asarray(b.dataobj)  # (i, j, k[, C]) in P, S, R order
+            by_hand = want.transpose(1, 2, 0, *range(3, want.ndim))[::-1]
+            assert got.shape == by_hand.shape
+            scale = float(np.abs(want).max()) or 1.0
+            np.testing.assert_allclose(got, by_hand, rtol=0, atol=1e-6 * scale)
+        assert np.abs(np.asarray(nib.load(str(ras / "relevance_raw.nii.gz")).dataobj)).max() > 0
+
+
+def test_ground_truth_and_contrastive_targets_match_the_python_api(
+    user_files: tuple[Path, list[Path], UNet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights, images, model = user_files
+    label = tmp_path / "lesion.nii.gz"
+    mask = np.zeros((10, 8, 6), np.uint8)
+    mask[3:8, 2:6, 1:4] = 1
+    nib.save(nib.Nifti1Image(mask, nib.load(str(images[0])).affine), str(label))
+    x = torch.from_numpy(
+        np.stack([nib.load(str(p)).get_fdata().astype(np.float32).T for p in images])
+    )[None]
+    for target, extra in (("ground_truth", ["--label", str(label)]), ("contrastive", [])):
+        out = tmp_path / target
+        code, _, err = cli(_cli_args(weights, images, out, "--target", target, *extra), capsys)
+        assert code == 0, err
+        want = explain(model, x, target=target, label=torch.from_numpy(mask.T.copy()))
+        got = np.asarray(nib.load(str(out / "relevance_raw.nii.gz")).dataobj).transpose(3, 2, 1, 0)
+        np.testing.assert_allclose(got, want.relevance[0].numpy(), rtol=1e-5, atol=1e-7)
+        summary = json.loads((out / "explanation.json").read_text())
+        assert summary["target"] == target
+        assert (summary["dice"] is None) == (target != "ground_truth")
+
+
+def test_ground_truth_without_label_is_one_clear_error(
+    user_files: tuple[Path, list[Path], UNet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights, images, _ = user_files
+    out = tmp_path / "o"
+    code, stdout, err = cli(_cli_args(weights, images, out, "--target", "ground_truth"), capsys)
+    assert code == 1 and stdout == ""
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "--target ground_truth needs --label" in lines[0]
+    assert not out.exists()
+    small = tmp_path / "small.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), str(small))
+    code, _, err = cli(
+        _cli_args(weights, images, out, "--target", "ground_truth", "--label", str(small)), capsys
+    )
+    assert code == 1 and "label" in err and "differs from" in err
+
+
+def test_figure_of_six_channels_is_the_same_whichever_voxel_order_the_files_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Figure 1 is drawn from the RAS-held images with their affine (radiological display): the
+    same head stored as RAS or as P, S, R gives the same picture."""
+    from matplotlib.image import imread
+
+    args = dict(ARGS, in_channels=6)
+    torch.manual_seed(2)
+    weights = tmp_path / "six.safetensors"
+    model = UNet(**args).eval()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    gen = np.random.default_rng(3)
+    affine = np.diag([0.9, 0.9, 3.0, 1.0])
+    (tmp_path / "ras").mkdir()
+    (tmp_path / "psr").mkdir()
+    ras, psr = [], []
+    for name in ("adc", "mtt", "rcbf", "rcbv", "tmax", "ttp"):
+        ras.append(tmp_path / "ras" / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(gen.random((10, 8, 6)).astype(np.float32), affine), str(ras[-1]))
+        psr.append(tmp_path / "psr" / f"{name}.nii.gz")
+        _store_permuted(ras[-1], psr[-1])
+    figures = []
+    for images, out in ((ras, tmp_path / "out_ras"), (psr, tmp_path / "out_psr")):
+        argv = ["explain", "--model", "monai.networks.nets:UNet", "--model-args",
+                json.dumps(args), "--weights", str(weights), "--out", str(out),
+                "--target", "authors"]  # fmt: skip
+        for p in images:
+            argv += ["--image", str(p)]
+        code, _, err = cli(argv, capsys)
+        assert code == 0, err
+        assert json.loads((out / "explanation.json").read_text())["figure"] == "figure1.png"
+        figures.append(imread(str(out / "figure1.png")))
+    assert figures[0].shape == figures[1].shape
+    assert np.array_equal(figures[0], figures[1])

@@ -41,6 +41,7 @@ from strokelrp.lrp.filters import Filter, FilterBank, filter_label
 from strokelrp.lrp.graph import INPUT, Graph, Node, capture
 from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS, Preset
 from strokelrp.lrp.rules import (
+    FORWARD_KERNELS,
     LAYER_TYPES,
     ConvLayer,
     PreparedRule,
@@ -471,7 +472,7 @@ def plan_memory(
 def _capture_walk(model: nn.Module, x: Tensor, comp: Composite, output: int) -> _Walk:
     """Record the model on ``x`` and plan the walk to output ``output``; forward values no
     step reads are dropped."""
-    graph = capture(model, x, _is_leaf, _step_finder(comp))
+    graph = capture(model, x, _is_leaf, _step_finder(comp), FORWARD_KERNELS)
     if not graph.outputs:
         raise StrokeLRPError(f"{type(model).__name__} returned no tensor computed from its input")
     if not -len(graph.outputs) <= output < len(graph.outputs):
@@ -575,11 +576,13 @@ def _walk_needs(w: _Walk, terms: dict[str, int], itemsize: int) -> list[Need]:
 
 
 def _terms(plan: _LayerPlan, x: Tensor) -> int:
-    """How many terms (c_t, W_t) the layer's rule stacks (2 for z+, 1 for w+ and epsilon)."""
+    """How many terms (c_t, W_t) the layer's rule stacks (2 for z+, 1 for w+ and epsilon),
+    counted on a one-voxel input and a one-element slice of the weight (the rule is not run
+    on the full weight: that costs a pass over it per layer)."""
     layer = plan.layer
     c_in = layer.weight.shape[layer.in_dim]
     probe = x.new_ones(1, c_in, *([1] * layer.dims))
-    return len(plan.rule.terms(probe, layer.weight, layer))
+    return len(plan.rule.terms(probe, layer.weight[:1, :1], layer))
 
 
 def _memory_plan(
@@ -609,7 +612,7 @@ def _memory_plan(
 
 
 def _batch_layout(w: _Walk) -> None:
-    """Lay the forward values the layer steps read out once for batches of settings
+    """Lay the forward values the layer steps read out once as the steps use them
     (:func:`strokelrp.lrp.rules.batch_layout`), so that preparing the rules copies none of
     them; values changed in place since capture are left for :meth:`Graph.value` to refuse."""
     graph = w.graph
@@ -676,8 +679,7 @@ def _explain(
         )
         warnings.warn(notes[-1], RuntimeWarning, stacklevel=3)
     chunks = memory.chunks
-    if max(memory.sizes) > 1:  # lay the kept values out once for the batched steps
-        _batch_layout(w)
+    _batch_layout(w)  # the kept values in the layout the layer steps work in
     cache: dict[str, PreparedRule] | None = {} if memory.cache else None
     walked: list[_Walked] = []
     for i, chunk in enumerate(chunks):

@@ -21,7 +21,7 @@ and comes back is a constant; in-place changes of a kept value are detected (ver
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,10 +124,12 @@ class _Recorder(TorchFunctionMode):
         self,
         leaf: Callable[[nn.Module], bool],
         step_of: Callable[[nn.Module | Callable[..., Any]], Any],
+        kernels: Mapping[Callable[..., Any], Callable[..., Any]] | None = None,
     ) -> None:
         super().__init__()
         self.leaf = leaf
         self.step_of = step_of
+        self.kernels = dict(kernels or {})
         self.nodes: list[Node] = []
         self.values: dict[str, Tensor] = {}
         self.versions: dict[str, int] = {}
@@ -244,7 +246,8 @@ class _Recorder(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
         kwargs = kwargs or {}
         if self.depth > 0 or self.suspended:
-            return func(*args, **kwargs)
+            kernel = self.kernels.get(func) if self.depth > 0 and self.kernels else None
+            return (kernel or func)(*args, **kwargs)
         template = self.template(args, kwargs)
         if template[0] and _inplace(func):  # keep what the inputs were before the op
             template = (*template[:3], [t.clone() for t in template[3]])
@@ -287,14 +290,18 @@ def capture(
     x: Tensor,
     leaf: Callable[[nn.Module], bool],
     step_of: Callable[[nn.Module | Callable[..., Any]], Any],
+    kernels: Mapping[Callable[..., Any], Callable[..., Any]] | None = None,
 ) -> Graph:
     """Run ``model(x)`` once and record it (see the module docstring).
 
     ``leaf(module)``: whether a module is recorded as one node. ``step_of(target)``: the
     relevance step of a module or function (None if it has none); its ``save`` is called at
     capture time and its ``keeps`` says which forward values the walk will need.
+    ``kernels``: {torch function: replacement} for the functions that leaf modules call
+    inside their forward (same arguments, same values up to rounding; e.g. faster
+    convolutions).
     """
-    rec = _Recorder(leaf, step_of)
+    rec = _Recorder(leaf, step_of, kernels)
     rec.bind(INPUT, x)
     rec.keep(INPUT, x)
     handles = []

@@ -20,9 +20,11 @@ Shapes: activations ``(1, C_in, *S)``, relevance ``(K, C_out, *s)`` (S: 0-3 spat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import weakref
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +42,57 @@ LAYER_TYPES = (*CONV_TYPES, *TRANSPOSED_TYPES, nn.Linear)
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+T = TypeVar("T")
+_MEMO: dict[int, tuple[weakref.ref[Tensor], dict[Hashable, tuple[Any, ...]]]] = {}
+
+
+def _stamp(t: Tensor) -> tuple[Any, ...]:
+    return (t._version, t.data_ptr(), t.dtype, t.device, tuple(t.shape))
+
+
+def _memo(
+    origin: tuple[Tensor, ...],
+    key: Hashable,
+    compute: Callable[[], T],
+    sources: tuple[Tensor, ...] = (),
+) -> T:
+    """``compute()``, remembered under ``key`` for the parameters ``origin`` while none of
+    them changes (in-place updates bump the version counter; a swapped ``.data``, dtype or
+    device changes the storage), ``origin[1:]`` are the same tensors and the tensors
+    ``compute`` reads (``sources``: e.g. a layer's weight, taken from ``origin`` earlier) have
+    the same version, storage, dtype and device.
+
+    Weights derived from a layer's parameters (W+, the stacked terms of a rule, a folded
+    BatchNorm, the flipped kernel of the transposed step) are made once per model rather
+    than at every ``explain``. The entry lives as long as the parameter ``origin[0]`` (a
+    weak reference); ``origin`` empty or an unhashable ``key``: not remembered.
+    """
+    if not origin:
+        return compute()
+    try:
+        hash(key)
+    except TypeError:
+        return compute()
+    owner = origin[0]
+    slot = _MEMO.get(id(owner))
+    if slot is None or slot[0]() is not owner:
+        key_id = id(owner)
+        ref = weakref.ref(owner, lambda _r: _MEMO.pop(key_id, None))
+        slot = _MEMO[key_id] = (ref, {})
+    entries = slot[1]
+    stamp = tuple(_stamp(t) for t in (*origin, *sources))
+    hit = entries.get(key)
+    others = origin[1:]
+    if (
+        hit is not None
+        and hit[0] == stamp
+        and len(hit[1]) == len(others)
+        and all(a is b for a, b in zip(hit[1], others, strict=True))
+    ):
+        return hit[2]
+    value = compute()
+    entries[key] = (stamp, others, value)
+    return value
 
 
 def _ints(value: int | Sequence[int], n: int, what: str, module: nn.Module) -> Ints:
@@ -68,11 +121,16 @@ class ConvLayer:
     dilation: Ints
     output_padding: Ints = ()
     linear: bool = False
+    origin: tuple[Tensor, ...] = field(default=(), compare=False, repr=False)
+    """The module's parameters (and a folded BatchNorm's) that ``weight`` and ``bias`` are
+    computed from: what the derived weights of :func:`_memo` are remembered for."""
 
     @classmethod
     def from_module(cls, module: nn.Module) -> ConvLayer:
         """View a ``nn.ConvNd`` / ``nn.ConvTransposeNd`` (groups 1, zero padding) or a
         ``nn.Linear`` as a layer."""
+        params = (module.weight, getattr(module, "bias", None))
+        origin = tuple(p for p in params if isinstance(p, Tensor))
         if isinstance(module, nn.Linear):
             return cls(
                 transposed=False,
@@ -82,6 +140,7 @@ class ConvLayer:
                 padding=(),
                 dilation=(),
                 linear=True,
+                origin=origin,
             )
         if not isinstance(module, LAYER_TYPES):
             raise StrokeLRPError(f"no convolution rule for {type(module).__name__}")
@@ -104,6 +163,7 @@ class ConvLayer:
             output_padding=_ints(module.output_padding, n, "output_padding", module)
             if transposed
             else (0,) * n,
+            origin=origin,
         )
 
     @property
@@ -126,13 +186,19 @@ class ConvLayer:
         if self.linear:
             return F.linear(x, weight, bias)
         if self.transposed:
-            return _CONV_T[self.dims](
-                x, weight, bias, self.stride, self.padding, self.output_padding, 1, self.dilation
+            return _conv_t(
+                x, weight, bias, self.stride, self.padding, self.output_padding, self.dilation
             )
         return _conv(x, weight, bias, self.stride, self.padding, self.dilation)
 
-    def gradprop(self, s: Tensor, weight: Tensor, in_shape: Sequence[int]) -> Tensor:
-        """The transposed map: (K, C_out, *s) -> (K, C_in', *in_shape) (spatial shape)."""
+    def gradprop(
+        self, s: Tensor, weight: Tensor, in_shape: Sequence[int], memo: Hashable = None
+    ) -> Tensor:
+        """The transposed map: (K, C_out, *s) -> (K, C_in', *in_shape) (spatial shape).
+
+        ``memo``: a key under which the flipped kernel made from ``weight`` may be remembered
+        for the layer's parameters (:func:`_memo`; ``weight`` must then be a function of them
+        and of the key alone); None: made anew."""
         if self.linear:
             return s.matmul(weight)
         if self.transposed:
@@ -145,11 +211,16 @@ class ConvLayer:
             and self.dilation == ones
             and all(p <= kk - 1 for p, kk in zip(self.padding, k, strict=True))
         ):  # the transposed convolution as a convolution with the flipped, transposed kernel
-            flipped = weight.transpose(0, 1).flip(*range(2, weight.dim()))
             pad = [kk - 1 - p for p, kk in zip(self.padding, k, strict=True)]
             fmt = CHANNELS_LAST if s.is_contiguous(memory_format=CHANNELS_LAST) else None
+
+            def flip() -> Tensor:
+                return _dense(weight.transpose(0, 1).flip(*range(2, weight.dim())), fmt)
+
+            origin = self.origin if memo is not None else ()
+            flipped = _memo(origin, ("flipped", memo, fmt == CHANNELS_LAST), flip, (weight,))
             return torch.mkldnn_convolution(
-                _dense(s, fmt), _dense(flipped, fmt), None, pad, list(ones), list(ones), 1
+                _dense(s, fmt), flipped, None, pad, list(ones), list(ones), 1
             )
         extra = tuple(
             n - ((m - 1) * st - 2 * p + dl * (kk - 1) + 1)
@@ -157,9 +228,7 @@ class ConvLayer:
                 in_shape, s.shape[2:], self.stride, self.padding, self.dilation, k, strict=True
             )
         )
-        return _CONV_T[self.dims](
-            s, weight, None, self.stride, self.padding, extra, 1, self.dilation
-        )
+        return _conv_t(s, weight, None, self.stride, self.padding, extra, self.dilation)
 
 
 CHANNELS_LAST = torch.channels_last_3d
@@ -186,9 +255,9 @@ def _onednn(x: Tensor, weight: Tensor) -> bool:
 
 
 def batch_layout(a: Tensor) -> Tensor:
-    """An activation (1, C, D, H, W) laid out as rules prepared for batches of settings use it
-    (channels-last on the CPU in float32), so that neither preparing nor calling them copies
-    it; other tensors are returned as they are."""
+    """An activation (1, C, D, H, W) laid out as the prepared rules use it (channels-last on
+    the CPU in float32), so that neither preparing nor calling them copies it; other tensors
+    are returned as they are."""
     if a.dim() == 5 and a.device.type == "cpu" and _onednn(a, a.new_empty(1, 1, 2, 2, 2)):
         return a.contiguous(memory_format=CHANNELS_LAST)
     return a
@@ -216,6 +285,109 @@ def _conv(
     return _CONV[weight.dim() - 2](x, weight, bias, stride, padding, dilation)
 
 
+def _conv_t(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: Ints,
+    padding: Ints,
+    output_padding: Ints,
+    dilation: Ints,
+) -> Tensor:
+    """``F.conv_transposeNd`` (groups 1); at batch 1 on the CPU in float32, a kernel that
+    tiles the output (kernel = stride, no padding, dilation 1: U-Net up-sampling, 1x1 heads)
+    as one matrix product.
+
+    Each input voxel then writes its own block of the output: y[:, o, s*i + j] =
+    sum_c x[:, c, i] W[c, o, j], one (C_out * prod(k), C_in) x (C_in, voxels) product and a
+    reordering copy. PyTorch's batch-1 CPU path for it was 2.5x slower here (im2col, or
+    oneDNN and a copy out of channels-last); results agree to rounding.
+    """
+    k = tuple(weight.shape[2:])
+    n = len(k)
+    if not (
+        x.shape[0] == 1  # a batch of settings (channels-last): PyTorch's path
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and tuple(stride) == k
+        and not any(padding)
+        and not any(output_padding)
+        and all(d == 1 for d in dilation)
+    ):
+        return _CONV_T[n](x, weight, bias, stride, padding, output_padding, 1, dilation)
+    b, c_in, *space = x.shape
+    c_out = weight.shape[1]
+    y = torch.matmul(weight.reshape(c_in, -1).t(), x.reshape(b, c_in, -1))
+    if math.prod(k) > 1:  # (B, C_out, *k, *S) -> (B, C_out, S_0, k_0, S_1, k_1, ...)
+        order = [0, 1, *(i for d in range(n) for i in (2 + n + d, 2 + d))]
+        y = y.view(b, c_out, *k, *space).permute(order)
+    y = y.reshape(b, c_out, *(s * kk for s, kk in zip(space, k, strict=True)))
+    if bias is not None:
+        y = y.add_(bias.view(1, -1, *([1] * n)))
+    return y
+
+
+def _tuple(value: int | Sequence[int], n: int) -> Ints:
+    return tuple(value) if isinstance(value, Sequence) else (value,) * n
+
+
+def _forward_conv(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] | str = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> Tensor:
+    """``F.conv3d`` as the rules compute it (:func:`_conv`: oneDNN for float32 on the CPU)."""
+    if groups != 1 or isinstance(padding, str) or not _onednn(input, weight):
+        return F.conv3d(input, weight, bias, stride, padding, dilation, groups)
+    return _conv(input, weight, bias, _tuple(stride, 3), _tuple(padding, 3), _tuple(dilation, 3))
+
+
+def _forward_conv_t(n: int) -> Callable[..., Tensor]:
+    def conv_t(
+        input: Tensor,
+        weight: Tensor,
+        bias: Tensor | None = None,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 0,
+        output_padding: int | Sequence[int] = 0,
+        groups: int = 1,
+        dilation: int | Sequence[int] = 1,
+    ) -> Tensor:
+        """``F.conv_transpose{n}d`` as the rules compute it (:func:`_conv_t`)."""
+        if groups != 1 or input.dim() != n + 2:
+            return _CONV_T[n](
+                input, weight, bias, stride, padding, output_padding, groups, dilation
+            )
+        return _conv_t(
+            input,
+            weight,
+            bias,
+            _tuple(stride, n),
+            _tuple(padding, n),
+            _tuple(output_padding, n),
+            _tuple(dilation, n),
+        )
+
+    return conv_t
+
+
+FORWARD_KERNELS: dict[Callable[..., Tensor], Callable[..., Tensor]] = {
+    F.conv3d: _forward_conv,
+    **{_CONV_T[n]: _forward_conv_t(n) for n in (1, 2, 3)},
+}
+"""The convolutions a layer module calls, computed as the rules compute them: the graph
+capture runs a network's (transposed) convolution layers through these (for float32 on the
+CPU: oneDNN for batch-1 3-D convolutions, which PyTorch sends to its much slower im2col path
+below a size threshold, and one matrix product for kernels that tile the output), so that the
+recorded forward pass costs what a gradient pass's forward costs; the values agree with the
+module's own forward to float32 rounding (float64 and GPU run PyTorch's own path)."""
+
+
 def fold_batchnorm(layer: ConvLayer, bn: nn.Module) -> ConvLayer:
     """The layer followed by an eval-mode ``BatchNorm3d`` as one layer (a canonizer).
 
@@ -226,6 +398,18 @@ def fold_batchnorm(layer: ConvLayer, bn: nn.Module) -> ConvLayer:
         raise StrokeLRPError(f"cannot fold {type(bn).__name__} into a convolution")
     if bn.running_mean is None or bn.running_var is None:
         raise StrokeLRPError(f"{bn}: folding needs running statistics (track_running_stats)")
+    stats = (bn.running_mean, bn.running_var)
+    affine = tuple(t for t in (bn.weight, bn.bias) if t is not None)
+    origin = (*layer.origin, *stats, *affine) if layer.origin else ()
+    key = ("fold", bn.eps, bn.weight is None, bn.bias is None)
+    sources = (layer.weight,) if layer.bias is None else (layer.weight, layer.bias)
+    weight, bias = _memo(origin, key, lambda: _fold(layer, bn), sources)
+    return replace(layer, weight=weight, bias=bias, origin=origin)
+
+
+def _fold(layer: ConvLayer, bn: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
+    """(W', b') of :func:`fold_batchnorm`."""
+    assert bn.running_mean is not None and bn.running_var is not None
     scale = torch.rsqrt(bn.running_var.detach() + bn.eps)
     if bn.weight is not None:
         scale = scale * bn.weight.detach()
@@ -235,7 +419,7 @@ def fold_batchnorm(layer: ConvLayer, bn: nn.Module) -> ConvLayer:
     shape = [1] * layer.weight.dim()
     shape[layer.out_dim] = -1
     bias = shift if layer.bias is None else layer.bias * scale + shift
-    return replace(layer, weight=layer.weight * scale.view(shape), bias=bias)
+    return layer.weight * scale.view(shape), bias
 
 
 def stabilize(z: Tensor, epsilon: float) -> Tensor:
@@ -260,6 +444,7 @@ class PreparedRule:
     weight: Tensor
     z_stab: Tensor
     terms: int
+    memo: Hashable = None  # the rule, when ``weight`` is remembered for the layer (_memo)
 
     def batched(self) -> PreparedRule:
         """This rule with its shared tensors laid out once for batches of settings
@@ -274,27 +459,28 @@ class PreparedRule:
         )
 
     def layout(self, relevance: Tensor) -> Tensor:
-        """``relevance`` (K, C_out, ...) in the layout the call works in (channels-last for a
-        batch on the CPU in float32); converting before the call lets the caller drop the
-        other layout first."""
-        if relevance.shape[0] > 1 and _onednn(relevance, self.weight):
+        """``relevance`` (K, C_out, ...) in the layout the call works in (channels-last on the
+        CPU in float32, one setting or a batch); converting before the call lets the caller
+        drop the other layout first."""
+        if _onednn(relevance, self.weight):
             return relevance.contiguous(memory_format=CHANNELS_LAST)
         return relevance
 
     def __call__(self, relevance: Tensor, inplace: bool = False) -> Tensor:
         """(K, C_out, d, h, w) -> (K, C_in, D, H, W); ``inplace`` may overwrite ``relevance``.
 
-        A batch of settings on the CPU runs channels-last (oneDNN's transposed step on a
-        batch is 1.5-2.5x faster so); the result may come back channels-last.
+        On the CPU in float32 the step runs channels-last (oneDNN's transposed step on a
+        batch is 1.5-2.5x faster so, and on one setting at full resolution 15-20 %); the
+        result may come back channels-last.
         """
         z_stab, inputs = self.z_stab, self.inputs
-        if relevance.shape[0] > 1 and _onednn(relevance, self.weight):
+        if _onednn(relevance, self.weight):
             if not relevance.is_contiguous(memory_format=CHANNELS_LAST):
                 relevance, inplace = relevance.contiguous(memory_format=CHANNELS_LAST), True
             z_stab = z_stab.contiguous(memory_format=CHANNELS_LAST)
             inputs = inputs.contiguous(memory_format=CHANNELS_LAST)
         s = relevance.div_(z_stab) if inplace else relevance / z_stab
-        g = self.layer.gradprop(s, self.weight, inputs.shape[2:])
+        g = self.layer.gradprop(s, self.weight, inputs.shape[2:], self.memo)
         del s
         g.mul_(inputs)
         if self.terms == 1:
@@ -316,23 +502,49 @@ class Rule:
             raise StrokeLRPError(f"{self.name}: epsilon must be > 0, got {self.epsilon!r}")
 
     def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
-        """The pairs (c_t (1, C_in, ...), W_t) whose contributions sum to Z."""
-        raise NotImplementedError
+        """The pairs (c_t (1, C_in, ...), W_t) whose contributions sum to Z.
+
+        A rule defines this, or :meth:`inputs` and :meth:`weights` (the built-in rules: their
+        W_t depend on the weight alone, so they are made once per model, see :func:`_memo`).
+        """
+        return list(zip(self.inputs(a, layer), self.weights(weight, layer), strict=True))
+
+    def inputs(self, a: Tensor, layer: ConvLayer) -> list[Tensor]:
+        """The c_t (1, C_in, ...) of the terms, in the order of :meth:`weights`."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither terms() nor inputs()")
+
+    def weights(self, weight: Tensor, layer: ConvLayer) -> list[Tensor]:
+        """The W_t of the terms, from the layer's weight alone."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither terms() nor weights()")
 
     def prepare(self, layer: ConvLayer, a: Tensor, z: Tensor | None = None) -> PreparedRule:
         """Bind to ``layer`` and its input ``a`` (1, C_in, D, H, W).
 
         ``z``, when given, is the layer's own output W a + b, reused by rules whose Z equals it.
         """
-        pairs = self.terms(a, layer.weight, layer)
-        inputs = pairs[0][0] if len(pairs) == 1 else torch.cat([c for c, _ in pairs], dim=1)
-        weight = (
-            pairs[0][1] if len(pairs) == 1 else torch.cat([w for _, w in pairs], dim=layer.in_dim)
-        )
+        memo: Hashable = None
+        if type(self).terms is Rule.terms:  # the stacked W_t remembered for the parameters
+            cs = self.inputs(a, layer)
+            memo = self
+
+            def stack() -> Tensor:
+                ws = self.weights(layer.weight, layer)
+                return ws[0] if len(ws) == 1 else torch.cat(ws, dim=layer.in_dim)
+
+            weight = _memo(layer.origin, ("weights", memo), stack, (layer.weight,))
+        else:
+            pairs = self.terms(a, layer.weight, layer)
+            cs = [c for c, _ in pairs]
+            weight = (
+                pairs[0][1]
+                if len(pairs) == 1
+                else torch.cat([w for _, w in pairs], dim=layer.in_dim)
+            )
+        inputs = cs[0] if len(cs) == 1 else torch.cat(cs, dim=1)
         if z is None:
             z = layer.forward(inputs, weight, layer.bias if self.uses_bias else None)
         z_stab = stabilize(z, self.epsilon)
-        return PreparedRule(layer, inputs, weight, z_stab, len(pairs))
+        return PreparedRule(layer, inputs, weight, z_stab, len(cs), memo)
 
     def relevance(self, layer: ConvLayer, a: Tensor, relevance: Tensor) -> Tensor:
         """R_in (K, C_in, D, H, W) for input ``a`` (1, C_in, ...) and R (K, C_out, ...)."""
@@ -347,8 +559,11 @@ class Epsilon(Rule):
     uses_bias: ClassVar[bool] = True
     reuses_output: ClassVar[bool] = True
 
-    def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
-        return [(a, weight)]
+    def inputs(self, a: Tensor, layer: ConvLayer) -> list[Tensor]:
+        return [a]
+
+    def weights(self, weight: Tensor, layer: ConvLayer) -> list[Tensor]:
+        return [weight]
 
 
 @dataclass(frozen=True)
@@ -357,8 +572,11 @@ class WPlus(Rule):
 
     name: ClassVar[str] = "w+"
 
-    def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
-        return [(a, weight.clamp(min=0))]
+    def inputs(self, a: Tensor, layer: ConvLayer) -> list[Tensor]:
+        return [a]
+
+    def weights(self, weight: Tensor, layer: ConvLayer) -> list[Tensor]:
+        return [weight.clamp(min=0)]
 
 
 @dataclass(frozen=True)
@@ -367,8 +585,11 @@ class ZPlus(Rule):
 
     name: ClassVar[str] = "z+"
 
-    def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
-        return [(a.clamp(min=0), weight.clamp(min=0)), (a.clamp(max=0), weight.clamp(max=0))]
+    def inputs(self, a: Tensor, layer: ConvLayer) -> list[Tensor]:
+        return [a.clamp(min=0), a.clamp(max=0)]
+
+    def weights(self, weight: Tensor, layer: ConvLayer) -> list[Tensor]:
+        return [weight.clamp(min=0), weight.clamp(max=0)]
 
 
 def _bound(value: Bound, a: Tensor) -> Tensor:
@@ -393,10 +614,17 @@ class ZBox(Rule):
     high: Bound = 1.0
     name: ClassVar[str] = "zB"
 
-    def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
+    def _used(self) -> list[bool]:
+        """Which of the terms (a, W), (-L, W+), (-H, W-) are kept: zero bounds are skipped."""
+        return [True, *(bool(torch.as_tensor(b).any()) for b in (self.low, self.high))]
+
+    def inputs(self, a: Tensor, layer: ConvLayer) -> list[Tensor]:
         low, high = _bound(self.low, a), _bound(self.high, a)
-        pairs = [(a, weight), (-low, weight.clamp(min=0)), (-high, weight.clamp(max=0))]
-        return [p for i, p in enumerate(pairs) if i == 0 or bool(p[0].any())]  # skip zero bounds
+        return [c for c, use in zip((a, -low, -high), self._used(), strict=True) if use]
+
+    def weights(self, weight: Tensor, layer: ConvLayer) -> list[Tensor]:
+        ws = (lambda: weight, lambda: weight.clamp(min=0), lambda: weight.clamp(max=0))
+        return [w() for w, use in zip(ws, self._used(), strict=True) if use]
 
 
 @dataclass(frozen=True)
@@ -416,12 +644,15 @@ class Gamma(Rule):
         if not self.gamma >= 0:
             raise StrokeLRPError(f"gamma: gamma must be >= 0, got {self.gamma!r}")
 
-    def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
+    def inputs(self, a: Tensor, layer: ConvLayer) -> list[Tensor]:
+        return [a, a.clamp(min=0), a.clamp(max=0)]
+
+    def weights(self, weight: Tensor, layer: ConvLayer) -> list[Tensor]:
         g = self.gamma
         return [
-            (a, weight),
-            (a.clamp(min=0), g * weight.clamp(min=0)),
-            (a.clamp(max=0), g * weight.clamp(max=0)),
+            weight,
+            g * weight.clamp(min=0),
+            g * weight.clamp(max=0),
         ]
 
 
@@ -432,8 +663,11 @@ class Flat(Rule):
 
     name: ClassVar[str] = "flat"
 
-    def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
-        return [(torch.ones_like(a), torch.ones_like(weight))]
+    def inputs(self, a: Tensor, layer: ConvLayer) -> list[Tensor]:
+        return [torch.ones_like(a)]
+
+    def weights(self, weight: Tensor, layer: ConvLayer) -> list[Tensor]:
+        return [torch.ones_like(weight)]
 
 
 @dataclass(frozen=True)
@@ -443,8 +677,11 @@ class WSquare(Rule):
 
     name: ClassVar[str] = "w2"
 
-    def terms(self, a: Tensor, weight: Tensor, layer: ConvLayer) -> list[tuple[Tensor, Tensor]]:
-        return [(torch.ones_like(a), weight * weight)]
+    def inputs(self, a: Tensor, layer: ConvLayer) -> list[Tensor]:
+        return [torch.ones_like(a)]
+
+    def weights(self, weight: Tensor, layer: ConvLayer) -> list[Tensor]:
+        return [weight * weight]
 
 
 RULES: dict[str, type[Rule]] = {

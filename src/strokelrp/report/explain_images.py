@@ -3,11 +3,17 @@
 The network is built by a factory the user names (``PKG.MODULE:FACTORY``, called with the
 JSON keyword arguments of ``--model-args``), its weights are read without executing code
 (``.safetensors``, or a state dict through ``torch.load(weights_only=True)``), and the images
-are one NIfTI per input channel on one grid, passed to the network as stored (float32, no
-normalisation: preprocess them as the network was trained). The outputs are those of
-:func:`strokelrp.report.explain_case.explain_case`: one 4-D relevance NIfTI per filter setting
-in the images' grid and affine, ``prediction.nii.gz``, ``explanation.json`` and, for the six
-perfusion channels of this project (``ADC`` ... ``TTP``), ``figure1.png``.
+are one NIfTI per input channel on one grid, passed to the network with their values as stored
+(float32, no normalisation: preprocess them as the network was trained). Like run data, the
+images are read with the project's checked NIfTI reader and held in the canonical RAS voxel
+order (:mod:`strokelrp.data.orientation`: pure flips and permutations), so the network sees
+the same array whichever way the files store the head; the outputs go back to the images' own
+voxel order, grid and affine. The targets are those of the run-based ``explain``
+(``prediction`` and ``contrastive`` for ``--class-index``, ``ground_truth`` on a ``--label``
+mask of the images' grid, ``authors``). The outputs are those of
+:func:`strokelrp.pipeline.explain.explain_case`: one 4-D relevance NIfTI per filter setting,
+``prediction.nii.gz``, ``explanation.json`` and, for the six perfusion channels of this
+project (``ADC`` ... ``TTP``), ``figure1.png`` (radiological display).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import numpy as np
 from strokelrp import run_files
 from strokelrp.atomic import write_json
 from strokelrp.config import MODALITIES
+from strokelrp.data.orientation import CANONICAL
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import TARGETS
 from strokelrp.report.explain_case import (
@@ -33,8 +40,8 @@ from strokelrp.report.explain_case import (
 )
 from strokelrp.report.nifti import NIFTI_SUFFIX
 
-IMAGE_TARGETS: tuple[str, ...] = tuple(t for t in TARGETS if t != "ground_truth")
-"""The starts available for a user network on user images (no ground truth is read)."""
+IMAGE_TARGETS: tuple[str, ...] = TARGETS
+"""The starts available for a user network on user images (``ground_truth`` needs a label)."""
 
 
 def build_model(spec: str, model_args: str | Mapping[str, Any] | None = None) -> Any:
@@ -112,43 +119,69 @@ def load_weights(model: Any, path: str | Path) -> None:
         )
 
 
-def read_images(paths: Sequence[str | Path]) -> Any:
-    """The images as a :class:`strokelrp.data.isles2017.Case` (image (C, D, H, W) float32, no
-    label), geometry from the first file; every file must share its grid and affine."""
-    from strokelrp.data.isles2017 import Case
+def _read_volume(path: Path, what: str) -> Any:
+    """One checked NIfTI volume (:func:`strokelrp.data.nifti_file.read_nifti`); clear errors."""
     from strokelrp.data.nifti_file import NiftiProblem, read_nifti
+
+    try:
+        return read_nifti(path)
+    except NiftiProblem as err:
+        raise StrokeLRPError(f"{what} {path}: {err}") from err
+    except FileNotFoundError as err:
+        raise StrokeLRPError(f"{what} {path} does not exist") from err
+
+
+def _same_grid(volume: Any, ref: Any, path: Path, ref_path: Path, what: str) -> None:
+    if volume.meta.shape != ref.meta.shape:
+        raise StrokeLRPError(
+            f"{what} {path}: grid {volume.meta.shape} differs from {ref_path}'s {ref.meta.shape}"
+        )
+    if not np.allclose(volume.meta.affine, ref.meta.affine, atol=1e-3):
+        raise StrokeLRPError(f"{what} {path}: affine differs from {ref_path}'s")
+
+
+def read_images(paths: Sequence[str | Path], label: str | Path | None = None) -> Any:
+    """The images (and ``label``) as a :class:`strokelrp.data.isles2017.Case` in RAS order.
+
+    ``image`` (C, D, H, W) float32, ``label`` (D, H, W) uint8 (voxels > 0) or None; geometry
+    from the first file, every file (the label too) on its grid and affine; the files' voxel
+    order is kept in ``Case.orientation`` for writing outputs back
+    (:func:`strokelrp.data.isles2017.reorient_to_canonical`)."""
+    from strokelrp.data.isles2017 import Case, reorient_to_canonical
 
     if not paths:
         raise StrokeLRPError("give at least one --image (one NIfTI per input channel)")
-    volumes = []
-    for p in map(Path, paths):
-        try:
-            volumes.append(read_nifti(p))
-        except NiftiProblem as err:
-            raise StrokeLRPError(f"image {p}: {err}") from err
-        except FileNotFoundError as err:
-            raise StrokeLRPError(f"image {p} does not exist") from err
-    ref = volumes[0].meta
-    for p, v in zip(paths[1:], volumes[1:], strict=True):
-        if v.meta.shape != ref.shape:
-            raise StrokeLRPError(
-                f"image {p}: grid {v.meta.shape} differs from {paths[0]}'s {ref.shape}"
-            )
-        if not np.allclose(v.meta.affine, ref.affine, atol=1e-3):
-            raise StrokeLRPError(f"image {p}: affine differs from {paths[0]}'s")
-    image = np.stack([v.data.astype(np.float32).transpose(2, 1, 0) for v in volumes])
+    files = [Path(p) for p in paths]
+    volumes = [_read_volume(p, "image") for p in files]
+    ref = volumes[0]
+    for p, v in zip(files[1:], volumes[1:], strict=True):
+        _same_grid(v, ref, p, files[0], "image")
+    with np.errstate(over="ignore", invalid="ignore"):
+        image = np.stack([v.data.astype(np.float32).transpose(2, 1, 0) for v in volumes])
     if not np.all(np.isfinite(image)):
-        raise StrokeLRPError("the images hold non-finite values (NaN or Inf)")
-    stem = Path(paths[0]).name.split(".")[0]
-    return Case(
+        raise StrokeLRPError("the images hold non-finite values (NaN or Inf) as float32")
+    mask = None
+    if label is not None:
+        lab = _read_volume(Path(label), "label")
+        _same_grid(lab, ref, Path(label), files[0], "label")
+        if not np.all(np.isfinite(lab.data)):
+            raise StrokeLRPError(f"label {label}: holds non-finite values (NaN or Inf)")
+        mask = np.ascontiguousarray((lab.data > 0).transpose(2, 1, 0)).astype(np.uint8)
+    stem = files[0].name.split(".")[0]
+    case = Case(
         case_id=stem,
         image=np.ascontiguousarray(image),
-        label=None,
-        affine=ref.affine.copy(),
-        header=ref.header.copy(),
-        spacing=ref.spacing,
-        paths={f"channel{i}": Path(p) for i, p in enumerate(paths)},
+        label=mask,
+        affine=ref.meta.affine.copy(),
+        header=ref.meta.header.copy(),
+        spacing=ref.meta.spacing,
+        paths={f"channel{i}": p for i, p in enumerate(files)}
+        | ({} if label is None else {"label": Path(label)}),
     )
+    try:
+        return reorient_to_canonical(case)
+    except ValueError as err:
+        raise StrokeLRPError(f"image {files[0]}: {err}") from err
 
 
 def explain_images(
@@ -157,6 +190,7 @@ def explain_images(
     images: Sequence[str | Path],
     out: str | Path,
     *,
+    label: str | Path | None = None,
     model_args: str | Mapping[str, Any] | None = None,
     filters: Sequence[str] | None = None,
     rules: str = "paper",
@@ -167,19 +201,30 @@ def explain_images(
     log: Callable[[str], None] | None = None,
 ) -> CaseExplanation:
     """Explain ``images`` (one NIfTI per input channel) with the user's network; write the
-    relevance NIfTIs (native grid), the prediction, ``explanation.json`` (and figure 1 for
-    six-channel perfusion input) to ``out``."""
+    relevance NIfTIs (the images' own grid, voxel order and affine), the prediction,
+    ``explanation.json`` (and figure 1 for six-channel perfusion input) to ``out``.
+
+    The network sees the images in RAS voxel order (see the module docstring). ``target``:
+    one of :data:`IMAGE_TARGETS`; ``ground_truth`` needs ``label``, a NIfTI mask (voxels > 0)
+    on the images' grid; a label given with another target is drawn in the figure and scored
+    (Dice of the prediction).
+    """
     import torch
 
     from strokelrp.device import resolve_device
     from strokelrp.lrp.engine import explain
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import labels_from_logits, write_label_nifti, write_relevance_nifti
+    from strokelrp.train.metrics import dice_score
 
     say = log if log is not None else (lambda _line: None)
     if target not in IMAGE_TARGETS:
         raise StrokeLRPError(
             f"with --model, --target must be one of {', '.join(IMAGE_TARGETS)}, got {target!r}"
+        )
+    if target == "ground_truth" and label is None:
+        raise StrokeLRPError(
+            "--target ground_truth needs --label FILE.nii.gz: the lesion mask on the images' grid"
         )
     settings: list[Setting] = parse_settings(filters)
     dev = str(resolve_device(device))
@@ -187,9 +232,12 @@ def explain_images(
     model = build_model(model_spec, model_args)
     load_weights(model, weights)
     model = model.to(dev).eval()
-    case = read_images(images)
+    case = read_images(images, label)
     x = torch.from_numpy(case.image)[None].to(dev)
-    say(f"{case.case_id}: relevance for {len(settings)} setting(s) (rules {rules})")
+    say(
+        f"{case.case_id}: relevance for {len(settings)} setting(s) (rules {rules}, start from "
+        f"{target}; stored {case.orientation}, computed in {CANONICAL})"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
@@ -197,6 +245,7 @@ def explain_images(
                 model,
                 x,
                 target=target,
+                label=None if case.label is None else torch.from_numpy(case.label),
                 rules=rules,
                 filters=[s.filter for s in settings],
                 class_index=class_index,
@@ -231,18 +280,23 @@ def explain_images(
         out_dir / f"prediction{NIFTI_SUFFIX}", prediction, case, description="prediction"
     )
     notes = list(result.notes)
+    explained = (prediction == (1 if logits.shape[0] == 1 else class_index)).astype(np.uint8)
+    dice = None if case.label is None else dice_score(explained, case.label)
     figure = None
     if channels == len(MODALITIES):
-        z = default_slice(None, prediction, case.image.shape[1])
+        z = default_slice(case.label, explained, case.image.shape[1])
         figure = plot_figure1(
             out_dir / run_files.FIGURE1,
             [(s.label, relevance[k]) for k, s in enumerate(settings)],
             case.image,
-            prediction,
+            explained,
+            label=case.label,
             spacing=case.spacing,
             slice_index=z,
             case_id=case.case_id,
-            subtitle=f"{model_spec}, rules {rules}, start from {target}",
+            dice=dice,
+            subtitle=f"{model_spec}, rules {rules}, start from {target.replace('_', ' ')}",
+            affine=case.affine,
         )
     else:
         notes.append(f"no figure 1: it shows the six perfusion channels, the input has {channels}")
@@ -257,8 +311,11 @@ def explain_images(
             "rules": str(rules),
             "target": target,
             "class_index": class_index,
-            "grid_xyz": [int(s) for s in case.image.shape[1:][::-1]],
-            "spacing_mm": [float(s) for s in case.spacing],
+            "label": None if label is None else str(label),
+            "grid_xyz": [int(s) for s in case.native_grid],
+            "spacing_mm": [float(s) for s in case.native_spacing],
+            "orientation": {"stored": case.orientation, "computed_in": CANONICAL},
+            "dice": dice,
             "settings": [
                 {
                     "label": s.label,
@@ -280,7 +337,7 @@ def explain_images(
         figure=figure if figure is not None else summary,
         summary=summary,
         slice_index=-1,
-        dice=None,
+        dice=dice,
         peaks=peaks,
         notes=notes,
     )
