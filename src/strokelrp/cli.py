@@ -663,7 +663,7 @@ def explain_command(
         ]
         if missing:
             raise click.UsageError(f"--model needs {', '.join(missing)}")
-        from strokelrp.report.explain_images import explain_images
+        from strokelrp.pipeline.explain_images import explain_images
 
         assert weights is not None and out is not None
         result = explain_images(
