@@ -9,7 +9,9 @@ For each series scale (width-32 U-Net by default, or ``--model monai-basicunet``
   sees that the weights require gradients, not that only ``x``'s is asked for);
 - input gradient: the same with the parameters' ``requires_grad`` off for the pass (only the
   input gradient is computed, whatever the network's convolution modules);
-- one map: ``explain(model, x, target, rules="paper")``;
+- one map: ``explain(model, x, target, rules="paper")`` (the benchmark's map since 0.1.0);
+- default map: ``explain(model, x, target)`` with the default preset
+  (``strokelrp.lrp.presets.DEFAULT_PRESET``; timed only, no memory run);
 - 16 settings: ``explain(..., filters=PAPER_GRID, filter_at="all")`` under the default memory
   budget (``strokelrp.lrp.budget.default_budget``: the settings may be walked in chunks);
 - 16 unlimited: the same with ``memory_budget="unlimited"`` (all 16 in one walk). Skipped
@@ -53,6 +55,9 @@ from strokelrp.lrp.filters import PAPER_GRID
 from strokelrp.model import UNet3D
 
 METHODS = ("gradient", "input gradient", "one map", "16 settings", "16 unlimited")
+"""The methods timed and run in fresh processes for their peak memory."""
+TIMED_ONLY = ("default map",)
+"""Timed in the rounds only."""
 SPARE = 2 * 10**9
 """Memory left free when deciding whether the unlimited run may start."""
 MODELS = ("unet3d", "monai-basicunet")
@@ -108,6 +113,9 @@ def setup(series: str, width: int, device: str) -> tuple[dict[str, Callable[[], 
     def one_map() -> object:
         return explain(model, x, target=start, rules="paper").relevance
 
+    def default_map() -> object:
+        return explain(model, x, target=start).relevance
+
     def grid() -> object:
         return explain(model, x, target=start, rules="paper", filters=PAPER_GRID).relevance
 
@@ -120,6 +128,7 @@ def setup(series: str, width: int, device: str) -> tuple[dict[str, Callable[[], 
         "gradient": gradient,
         "input gradient": input_gradient,
         "one map": one_map,
+        "default map": default_map,
         "16 settings": grid,
         "16 unlimited": unlimited,
     }
@@ -207,7 +216,9 @@ def timing(series: str, width: int, device: str, rounds: int) -> dict[str, float
     for _ in range(rounds):
         for method, fn in fns.items():
             times[method].append(timed(fn, device))
-    result = {m: statistics.median(times[m]) if m in times else math.nan for m in METHODS}
+    result = {
+        m: statistics.median(times[m]) if m in times else math.nan for m in (*METHODS, *TIMED_ONLY)
+    }
     result.update(ratios({m: t for m, t in times.items()}))
     return result
 
@@ -224,13 +235,15 @@ def ratios(times: dict[str, list[float]]) -> dict[str, float]:
     return {
         "ratio one/gradient": med("one map", "gradient"),
         "ratio one/input gradient": med("one map", "input gradient"),
+        "ratio default/gradient": med("default map", "gradient"),
+        "ratio default/input gradient": med("default map", "input gradient"),
         "ratio 16/one": med("16 settings", "one map"),
         "ratio unlimited/one": med("16 unlimited", "one map"),
     }
 
 
 def sec(t: dict[str, float], k: str) -> str:
-    return "not measured" if math.isnan(t[k]) else f"{t[k]:.2f} s"
+    return "not measured" if math.isnan(t.get(k, math.nan)) else f"{t[k]:.2f} s"
 
 
 def mib(m: dict[str, dict], k: str) -> str:
@@ -287,11 +300,12 @@ def main() -> None:
     )
     print(
         "| series | gradient | input gradient | one map | 16 settings (default budget) "
-        "| 16 unlimited | one / gradient | one / input gradient | 16 / one | unlimited 16 / one "
+        "| 16 unlimited | one / gradient | one / input gradient | default map "
+        "| default / gradient | default / input gradient | 16 / one | unlimited 16 / one "
         "| peak MiB: gradient | one map "
         "| 16 settings | 16 unlimited | plan (default budget) | load avg before / after |"
     )
-    print("|---" * 16 + "|")
+    print("|---" * 19 + "|")
     for series in args.series:
         load0 = os.getloadavg()
         t = timing(series, args.width, args.device, args.rounds) if args.rounds > 0 else None
@@ -307,6 +321,8 @@ def main() -> None:
             f"| {series} {SERIES[series]} | {sec(t, 'gradient')} | {sec(t, 'input gradient')} "
             f"| {sec(t, 'one map')} | {sec(t, '16 settings')} | {sec(t, '16 unlimited')} "
             f"| {t['ratio one/gradient']:.2f} | {t['ratio one/input gradient']:.2f} "
+            f"| {sec(t, 'default map')} | {t.get('ratio default/gradient', math.nan):.2f} "
+            f"| {t.get('ratio default/input gradient', math.nan):.2f} "
             f"| **{t['ratio 16/one']:.2f}** "
             f"| {t['ratio unlimited/one']:.2f} | {mib(m, 'gradient')} | {mib(m, 'one map')} "
             f"| **{mib(m, '16 settings')}** | {mib(m, '16 unlimited')} | {plan} "
