@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import run_cli
 
-import strokelrp.report.html as html
+import strokelrp.pipeline.report as report_pipeline
 from strokelrp.cli import main
 
 
@@ -22,7 +22,9 @@ def test_a_value_error_from_the_library_is_one_error_line(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("STROKELRP_DEBUG", raising=False)
-    monkeypatch.setattr(html, "build_report", _raising(ValueError("w2 should be positive")))
+    monkeypatch.setattr(
+        report_pipeline, "build_report", _raising(ValueError("w2 should be positive"))
+    )
     code, out, err = run_cli(["report", str(tmp_path)], capsys)
     assert code == 1 and out == ""
     assert err.splitlines() == [
@@ -33,11 +35,13 @@ def test_a_value_error_from_the_library_is_one_error_line(
 def test_debug_keeps_the_traceback_and_other_errors_are_not_swallowed(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(html, "build_report", _raising(ValueError("w2 should be positive")))
+    monkeypatch.setattr(
+        report_pipeline, "build_report", _raising(ValueError("w2 should be positive"))
+    )
     monkeypatch.setenv("STROKELRP_DEBUG", "1")
     with pytest.raises(ValueError, match="w2"):
         main(["report", str(tmp_path)])
     monkeypatch.delenv("STROKELRP_DEBUG")
-    monkeypatch.setattr(html, "build_report", _raising(TypeError("a bug")))
+    monkeypatch.setattr(report_pipeline, "build_report", _raising(TypeError("a bug")))
     with pytest.raises(TypeError, match="a bug"):
         main(["report", str(tmp_path)])

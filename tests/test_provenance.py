@@ -205,7 +205,7 @@ def test_sweep_records_and_refuses_a_newer_checkpoint(world, tmp_path) -> None:
 
 
 def test_report_names_where_each_output_came_from(world, tmp_path) -> None:
-    from strokelrp.report.html import build_report
+    from strokelrp.pipeline.report import build_report
 
     run = _fresh_run(world, tmp_path)
     evaluate(run, world["data"], echo=None, progress=False, device="cpu")

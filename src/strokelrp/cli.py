@@ -852,7 +852,7 @@ def report(runs: tuple[str, ...], out: str | None) -> None:
     Each RUN is a run folder written by `strokelrp train` (it holds config.toml); a data
     folder is refused.
     """
-    from strokelrp.report.html import build_report
+    from strokelrp.pipeline.report import build_report
 
     click.echo(str(build_report(list(runs), out)))
 

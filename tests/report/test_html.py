@@ -17,7 +17,7 @@ from strokelrp.analysis.table import write_table
 from strokelrp.cli import main
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.errors import StrokeLRPError
-from strokelrp.report.html import build_report
+from strokelrp.pipeline.report import build_report
 
 
 def write_png(path: Path) -> None:
@@ -363,3 +363,71 @@ def test_verdict_says_an_undefined_randomisation_in_words() -> None:
     line = verdict_line(summarize_methods([row])[0])
     assert line.endswith("Randomisation ρ undefined, locality-prior ρ 0.55")
     assert "(got 3)" in line  # MoRF / random = 0.12 / 0.04
+
+
+# ------------------------------------------------------------- sections from rows alone
+
+
+def test_sections_render_from_rows_alone_without_a_run_folder(tmp_path: Path) -> None:
+    from strokelrp.report.html import RunTables, metrics_section, training_section
+
+    rows = [{k: str(v) for k, v in r.items()} for r in METRICS_ROWS]  # as read from a CSV
+    table1 = [{"network": "A-1", "series": "A", "mean_dice": "0.4321", "n_cases": "2"}]
+    runs = [RunTables("nowhere", table1=table1, metrics=rows), RunTables("empty", metrics=[])]
+    fig_dir = tmp_path / "figures"  # no logs: nothing is drawn, nothing written
+    training = training_section(runs, fig_dir).body
+    assert _rows_of(training.split("<table>")[1]) == [["nowhere", "A-1", "A", "0.4321", "2"]]
+    assert "No train_log.csv" in training
+    body = metrics_section(runs).body
+    means = re.findall(r'<tr class="mean">(.*?)</tr>', body)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", means[0])
+    by_hand = [sum(r[c] for r in METRICS_ROWS) / 2 for c in ("dice", "precision", "true_ml")]
+    assert [cells[2], cells[5], cells[8]] == [f"{v:.4g}" for v in by_hand]
+    assert cells[3] == "4"  # HD95: the one finite value
+    assert "metrics.csv has no rows" in body  # the second run's table is empty
+    assert not fig_dir.exists()
+
+
+def test_trust_and_explanations_render_from_rows_and_a_png(tmp_path: Path) -> None:
+    from strokelrp.analysis.assess import COLUMNS
+    from strokelrp.report.html import CaseFigures, RunTables, explanations_section, trust_section
+
+    values = {"4": [1.0, 0.5, 0.3, 0.0, 0.01, 0.2, 0.4, 0.6], "5": [0.9, 0.3, 0.2, 0.0, 0.04]}
+    values["5"] += [0.4, 0.4, 0.6]
+    assess = [dict(zip(COLUMNS, [c, "lrp:epsilon", *map(str, v)], strict=True))
+              for c, v in values.items()]  # fmt: skip
+    run = RunTables("J", assess_path=Path("J/assess/assess.csv"), assess=assess)
+    body = trust_section([run], tmp_path / "figures").body
+    table = _rows_of(body.split("<table>")[1])[0]
+    brain = (1.0 + 0.9) / 2
+    ratio = (0.3 / 0.01 + 0.2 / 0.04) / 2  # the median of two per-case ratios
+    assert table[0] == "lrp:epsilon" and table[1] == f"{brain:.4g}" and table[5] == f"{ratio:.4g}"
+    assert "No perturbation curves (assess_curves.csv)" in body  # no curves given
+    assert "2 case(s) (4, 5)" in body
+    lesion = (0.5 + 0.3) / 2
+    assert f"passes 4 of 5 checks; fails mean lesion_share &gt;= 0.5 (got {lesion:.3g})" in body
+
+    png = tmp_path / "J" / "explanations" / "c1" / "figure1.png"
+    write_png(png)
+    nifti = png.parent / "relevance_raw.nii.gz"  # a link only: never opened
+    run.explained = [CaseFigures("c1", pngs=(png,), niftis=(nifti,))]
+    text = explanations_section([run], report_dir=tmp_path / "J").body
+    assert "<h3>J / c1</h3>" in text and 'href="explanations/c1/relevance_raw.nii.gz"' in text
+    assert len(re.findall(r'src="data:image/png;base64,', text)) == 1
+
+
+def test_report_and_analysis_read_no_run_folder() -> None:
+    """The renderers import neither the pipeline nor the run-folder reader."""
+    import ast
+
+    import strokelrp
+
+    root = Path(strokelrp.__file__).parent
+    for path in [*root.glob("report/*.py"), *root.glob("analysis/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                names = {a.name for a in node.names}
+                assert not (node.module or "").startswith("strokelrp.pipeline"), path
+                assert not names & {"RunDir", "read_csv", "read_explanation"}, path
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("strokelrp.pipeline") for a in node.names), path

@@ -305,7 +305,7 @@ def run_demo(
     import torch
 
     from strokelrp.analysis.sweep import summary_lines
-    from strokelrp.report.html import build_report
+    from strokelrp.pipeline.report import build_report
 
     plan = plan or (QUICK if quick else FULL)
     out = Path(out).expanduser().resolve()

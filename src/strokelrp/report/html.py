@@ -1,20 +1,22 @@
-"""A self-contained HTML report over one or more runs (readable offline, no scripts).
+"""A self-contained HTML report over one or more runs (readable offline, no scripts): a
+renderer of tables already read (:class:`RunTables`, filled by
+:func:`strokelrp.pipeline.report.read_run_tables`); it reads no run folder.
 
 Sections, each skipped with a note when its inputs are missing: run configuration
-(``RUN/config.toml``), table 1 (``RUN/table1.csv``) and training curves (``RUN/train_log.csv``,
-and ``RUN/assess_log.csv``: trust measures per N epochs),
-metrics per case (``RUN/metrics.csv``), the sweep's figures and tables
-(``RUN/sweep/sweep.csv``: paper fig. 4, fig. 5 D1/D2, annex fig. 2, the sweet spot, where the
+(``config.toml``), table 1 (``table1.csv``) and training curves (``train_log.csv``,
+and ``assess_log.csv``: trust measures per N epochs),
+metrics per case (``metrics.csv``), the sweep's figures and tables
+(``sweep/sweep.csv``: paper fig. 4, fig. 5 D1/D2, annex fig. 2, the sweet spot, where the
 relevance goes; per filter setting, and at the sweet spot alpha_0, inclusivity next to
-faithfulness and randomisation), the trust section (``RUN/assess/assess.csv`` of
+faithfulness and randomisation), the trust section (``assess/assess.csv`` of
 ``strokelrp assess``: measures and a verdict per method, the MoRF/LeRF/random curves of
-``assess_curves.csv``, the randomisation cascade), the per-case explanations
-(``RUN/explanations/CASE/*.png`` embedded, with relative links to the NIfTI files beside
+``assess_curves.csv``, the randomisation cascade), the per-case explanations (the PNG
+figures of ``explanations/CASE/`` embedded, with relative links to the NIfTI files beside
 them), and the provenance of every table and explanation shown (from their
 ``*.provenance.json`` sidecars and ``explanation.json``: data root, checkpoint path and epoch,
 rules with overrides, versions; outputs written before strokelrp recorded provenance are named
-as such). ``report.provenance.json`` beside the report lists the same. Figures are embedded as
-base64 PNG; their PNG and SVG files are also written to ``figures/`` next to the report.
+as such). Figures are embedded as base64 PNG; their PNG and SVG files are also written to the
+figure folder given.
 """
 
 from __future__ import annotations
@@ -24,16 +26,17 @@ import html
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from strokelrp import __version__, run_files
-from strokelrp.analysis.table import ordered_settings, read_tables
-from strokelrp.atomic import atomic_write
+from strokelrp import __version__
+from strokelrp.analysis.table import ordered_settings
 from strokelrp.errors import StrokeLRPError
-from strokelrp.run_files import RunDir, read_csv, read_explanation
+
+Rows = list[dict[str, Any]]
+"""Rows of a table as read: one dict per line, column name -> value."""
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -51,6 +54,44 @@ pre { background: #f7f7f7; padding: 0.7em; overflow-x: auto; font-size: 0.85em; 
 .note { background: #fff8e1; border-left: 4px solid #E69F00; padding: 0.4em 0.8em; }
 .cards { display: flex; flex-wrap: wrap; gap: 1em; } .cards figure { flex: 1 1 45%; }
 """
+
+
+@dataclass(frozen=True)
+class CaseFigures:
+    """One explained case of a run: its PNG figures (embedded) and NIfTI volumes (linked)."""
+
+    case: str
+    pngs: tuple[Path, ...] = ()
+    niftis: tuple[Path, ...] = ()
+
+
+@dataclass
+class RunTables:
+    """Everything the report shows of one run, read once (by
+    :func:`strokelrp.pipeline.report.read_run_tables`); a missing file is an empty field.
+
+    ``train_logs`` / ``assess_logs``: network label (``A``, or ``A/net-2`` in a repeats
+    run) -> its log rows. ``metrics``: None when there is no ``metrics.csv`` (its would-be
+    path ``metrics_path`` names it in the note). ``sweep``: the sweep table's rows, None when
+    the run has none. ``assess``, ``curves``, ``cascade``: the rows of ``assess.csv``
+    (found at ``assess_path``, None when absent), ``assess_curves.csv`` and ``cascade.csv``
+    beside it. ``provenance``: (output path, its record or None) per output shown.
+    """
+
+    name: str
+    config: str = ""
+    table1: Rows = field(default_factory=list)
+    train_logs: dict[str, Rows] = field(default_factory=dict)
+    assess_logs: dict[str, Rows] = field(default_factory=dict)
+    metrics_path: Path = Path("metrics.csv")
+    metrics: Rows | None = None
+    sweep: Rows | None = None
+    assess_path: Path | None = None
+    assess: Rows = field(default_factory=list)
+    curves: Rows = field(default_factory=list)
+    cascade: Rows = field(default_factory=list)
+    explained: list[CaseFigures] = field(default_factory=list)
+    provenance: list[tuple[str, dict[str, Any] | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -171,23 +212,19 @@ def _rel(target: Path, start: Path) -> str:
 # ------------------------------------------------------------------------------ sections
 
 
-def config_section(runs: Sequence[Path]) -> Section:
+def config_section(runs: Sequence[RunTables]) -> Section:
     parts = []
     for run in runs:
-        cfg = RunDir(run).config
         parts.append(f"<h3>{esc(run.name)}</h3>")
-        parts.append(f"<pre>{esc(cfg.read_text(encoding='utf-8', errors='replace'))}</pre>")
+        parts.append(f"<pre>{esc(run.config)}</pre>")
     return Section("config", "Run configuration", "".join(parts))
 
 
-def training_section(runs: Sequence[Path], fig_dir: Path) -> Section:
+def training_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
     from strokelrp.report import figures
 
     parts = []
-    table: list[dict[str, Any]] = []
-    for run in map(RunDir, runs):
-        if run.table1.is_file():
-            table.extend({"run": run.name, **row} for row in run.read_table1())
+    table = [{"run": run.name, **row} for run in runs for row in run.table1]
     if table:
         columns = list(dict.fromkeys(c for r in table for c in r))
         parts.append(html_table(columns, table))
@@ -197,11 +234,7 @@ def training_section(runs: Sequence[Path], fig_dir: Path) -> Section:
         )
     else:
         parts.append(note("No table1.csv in any run: `strokelrp evaluate RUN DATA` writes it."))
-    logs = {}
-    for run in map(RunDir, runs):
-        for net in run.logged_networks(run_files.TRAIN_LOG):  # RUN, or its net-K of repeats
-            logs[run.label(net)] = net.read_train_log()
-    logs = {k: v for k, v in logs.items() if v}
+    logs = {label: rows for run in runs for label, rows in run.train_logs.items() if rows}
     if logs:
         png = figures.training_curves(logs, fig_dir)[0]
         parts.append(
@@ -218,15 +251,11 @@ def training_section(runs: Sequence[Path], fig_dir: Path) -> Section:
     return Section("training", "Training: table 1 and curves", "".join(parts))
 
 
-def assess_log_html(runs: Sequence[Path], fig_dir: Path) -> str:
+def assess_log_html(runs: Sequence[RunTables], fig_dir: Path) -> str:
     """The trust measures recorded during training (``assess_log.csv``), if any run has them."""
     from strokelrp.report import figures
 
-    logs = {}
-    for run in map(RunDir, runs):
-        for net in run.logged_networks(run_files.ASSESS_LOG):
-            logs[run.label(net)] = net.read_assess_log()
-    logs = {k: v for k, v in logs.items() if v}
+    logs = {label: rows for run in runs for label, rows in run.assess_logs.items() if rows}
     if not logs:
         return ""
     splits = sorted({r.get("split", "") for rows in logs.values() for r in rows})
@@ -243,15 +272,14 @@ def assess_log_html(runs: Sequence[Path], fig_dir: Path) -> str:
     )
 
 
-def metrics_section(runs: Sequence[Path]) -> Section:
+def metrics_section(runs: Sequence[RunTables]) -> Section:
     parts = []
     for run in runs:
-        path = RunDir(run).metrics
+        path, rows = run.metrics_path, run.metrics
         parts.append(f"<h3>{esc(run.name)}</h3>")
-        if not path.is_file():
+        if rows is None:
             parts.append(note(f"{path} not found: run `strokelrp evaluate` to write it."))
             continue
-        rows = read_csv(path)
         if not rows:
             parts.append(note(f"{path} has no rows."))
             continue
@@ -266,16 +294,16 @@ def metrics_section(runs: Sequence[Path]) -> Section:
     return Section("metrics", "Segmentation metrics per case", "".join(parts))
 
 
-def sweep_section(runs: Sequence[Path], fig_dir: Path) -> Section:
+def sweep_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
     from strokelrp.analysis.calculus import mu_matrix, sweet_spot
     from strokelrp.analysis.shares import share_summary
     from strokelrp.report import figures
 
-    tables = [t for t in (RunDir(run).sweep_table for run in runs) if t.is_file()]
+    tables = [run.sweep for run in runs if run.sweep is not None]
     if not tables:
         body = note("No sweep yet: run `strokelrp sweep RUN DATA` to add figures 4 and 5.")
         return Section("sweep", "Inclusivity and signal distribution", body)
-    rows = read_tables(tables)
+    rows = [row for table in tables for row in table]
     if not rows:
         return Section("sweep", "Inclusivity and signal distribution", note("The sweep is empty."))
     n_cases = len({(r["run"], r["case"]) for r in rows})
@@ -353,7 +381,7 @@ def _setting_of_method(method: str) -> tuple[str, str] | None:
 
 
 def filter_truth_html(
-    runs: Sequence[Path], rows: Sequence[Mapping[str, Any]], settings: Sequence[str]
+    runs: Sequence[RunTables], rows: Sequence[Mapping[str, Any]], settings: Sequence[str]
 ) -> str:
     """Per filter setting: inclusivity (sweep) next to faithfulness and randomisation (assess)."""
     from strokelrp.analysis.assess import CHECKS, summarize_methods
@@ -363,14 +391,13 @@ def filter_truth_html(
     spots: list[dict[str, Any]] = []
     order = {s: i for i, s in enumerate(settings)}
     for run in runs:
-        path = RunDir(run).assess_table
         mine = [r for r in rows if r["run"] == run.name]
-        if path is None or not mine:
+        if run.assess_path is None or not mine:
             continue
         rules = {str(r["rules"]) for r in mine}
         inc_x = mean_table(mine, "input_inclusivity", by=("setting",))
         inc_gt = mean_table(mine, "gt_inclusivity", by=("setting",))
-        summary = summarize_methods(read_csv(path))
+        summary = summarize_methods(run.assess)
         spots += sweet_spot_truth(run.name, mine, summary, inc_x, inc_gt)
         for s in summary:
             found = _setting_of_method(s["method"])
@@ -568,17 +595,16 @@ def verdict_line(summary: Mapping[str, Any]) -> str:
     return text + f". Randomisation ρ {rho}, locality-prior ρ {prior}"
 
 
-def trust_section(runs: Sequence[Path], fig_dir: Path) -> Section:
+def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
     """Per run: the assess table's means per method, pass marks, verdicts, the cascade."""
     from strokelrp.analysis.assess import CHECKS, summarize_methods
     from strokelrp.report import figures
 
     parts = []
     for run in runs:
-        path = RunDir(run).assess_table
+        path, rows = run.assess_path, run.assess
         if path is None:
             continue
-        rows = read_csv(path)
         if not rows:
             parts.append(note(f"{path} has no rows."))
             continue
@@ -608,10 +634,9 @@ def trust_section(runs: Sequence[Path], fig_dir: Path) -> Section:
         parts.append(html_table(columns, table))
         lines = "".join(f"<li>{esc(verdict_line(s))}</li>" for s in summary)
         parts.append(f"<ul>{lines}</ul>")
-        parts.append(perturbation_html(path.parent / run_files.ASSESS_CURVES, fig_dir, run.name))
-        cascade = path.parent / run_files.CASCADE_TABLE
-        if cascade.is_file() and (steps := read_csv(cascade)):
-            png = figures.cascade_figure(steps, fig_dir, name=f"cascade_{run.name}")[0]
+        parts.append(perturbation_html(run.curves, fig_dir, run.name))
+        if run.cascade:
+            png = figures.cascade_figure(run.cascade, fig_dir, name=f"cascade_{run.name}")[0]
             parts.append(
                 figure_html(
                     png,
@@ -639,17 +664,17 @@ def trust_section(runs: Sequence[Path], fig_dir: Path) -> Section:
     return Section("trust", "Can the maps be trusted?", "".join(parts))
 
 
-def perturbation_html(path: Path, fig_dir: Path, run: str) -> str:
-    """The MoRF, LeRF and random-order curves of ``assess_curves.csv`` (element level, zero
-    baseline, means over cases) as a figure and a table; a note when the file is missing."""
+def perturbation_html(points: Sequence[Mapping[str, Any]], fig_dir: Path, run: str) -> str:
+    """The MoRF, LeRF and random-order curves of ``assess_curves.csv`` (its rows ``points``;
+    element level, zero baseline, means over cases) as a figure and a table; a note when
+    there are none."""
     from strokelrp.report import figures
     from strokelrp.report.assess_run import mean_curves
 
-    points = read_csv(path) if path.is_file() else []
     curves = mean_curves(points)
     if not curves:
         return note(
-            f"No perturbation curves ({path.name}) beside the assess table: rerun "
+            "No perturbation curves (assess_curves.csv) beside the assess table: rerun "
             "`strokelrp assess` to draw the MoRF/LeRF curves behind the AOPC columns."
         )
     png = figures.perturbation_figure(curves, fig_dir, name=f"perturbation_{run}")[0]
@@ -675,15 +700,16 @@ def perturbation_html(path: Path, fig_dir: Path, run: str) -> str:
     ) + html_table(columns, table)
 
 
-def explanations_section(runs: Sequence[Path], report_dir: Path) -> Section:
+def explanations_section(runs: Sequence[RunTables], report_dir: Path) -> Section:
+    """Each explained case's figures embedded and its NIfTIs linked relative to
+    ``report_dir`` (the report's folder)."""
     parts = []
     for run in runs:
-        for case_dir in RunDir(run).explained_cases():
-            pngs = sorted(case_dir.glob("*.png"))
-            niftis = sorted([*case_dir.glob("*.nii"), *case_dir.glob("*.nii.gz")])
+        for case in run.explained:
+            pngs, niftis = case.pngs, case.niftis
             if not pngs and not niftis:
                 continue
-            parts.append(f"<h3>{esc(run.name)} / {esc(case_dir.name)}</h3>")
+            parts.append(f"<h3>{esc(run.name)} / {esc(case.case)}</h3>")
             if niftis:
                 links = ", ".join(
                     f'<a href="{esc(_rel(p, report_dir))}">{esc(p.name)}</a>' for p in niftis
@@ -693,7 +719,7 @@ def explanations_section(runs: Sequence[Path], report_dir: Path) -> Section:
                     f"per modality; open over the inputs in ITK-SNAP or 3D Slicer): {links}</p>"
                 )
             cards = "".join(
-                figure_html(p, f"{case_dir.name}: {p.stem.replace('_', ' ')}") for p in pngs
+                figure_html(p, f"{case.case}: {p.stem.replace('_', ' ')}") for p in pngs
             )
             parts.append(f'<div class="cards">{cards}</div>')
     if not parts:
@@ -706,23 +732,6 @@ def explanations_section(runs: Sequence[Path], report_dir: Path) -> Section:
             "over the modality slice, next to the ground truth and the prediction.</p>",
         )
     return Section("explanations", "Explanations per case", "".join(parts))
-
-
-def provenance_records(runs: Sequence[Path]) -> list[tuple[str, dict[str, Any] | None]]:
-    """(output path, its provenance record or None) for every output of ``runs`` the report
-    shows: table1, metrics, sweep tables and explanations."""
-    from strokelrp.provenance import read_sidecar
-
-    found: list[tuple[str, dict[str, Any] | None]] = []
-    for run in map(RunDir, runs):
-        found.extend((str(path), read_sidecar(path)) for path in run.outputs())
-        for summary in run.explanation_summaries():
-            try:
-                record = read_explanation(summary).get("provenance")
-            except StrokeLRPError:
-                record = None
-            found.append((str(summary), record if isinstance(record, dict) else None))
-    return found
 
 
 def provenance_section(records: Sequence[tuple[str, dict[str, Any] | None]]) -> Section:
@@ -766,14 +775,14 @@ def provenance_section(records: Sequence[tuple[str, dict[str, Any] | None]]) -> 
 # ------------------------------------------------------------------------------ document
 
 
-def render(title: str, runs: Sequence[Path], sections: Sequence[Section]) -> str:
+def render(title: str, run_names: Sequence[str], sections: Sequence[Section]) -> str:
     """The whole HTML document."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = "".join(f'<li><a href="#{s.anchor}">{esc(s.title)}</a></li>' for s in sections)
     body = "".join(
         f'<section id="{s.anchor}"><h2>{esc(s.title)}</h2>{s.body}</section>' for s in sections
     )
-    run_list = ", ".join(esc(r.name) for r in runs)
+    run_list = ", ".join(esc(name) for name in run_names)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
@@ -783,80 +792,18 @@ def render(title: str, runs: Sequence[Path], sections: Sequence[Section]) -> str
     )
 
 
-def _run_problem(run: Path) -> str | None:
-    """Why ``run`` is not a training run folder (None when it is one)."""
-    if not run.is_dir():
-        return f"{run}: run directory not found"
-    if RunDir(run).is_run():
-        return None
-    hint = ""
-    if any(run.glob("training_*")) or (run / "synth_manifest.json").is_file():
-        hint = "; it looks like a data folder: give the run folder that `strokelrp train` wrote"
-    return f"{run}: not a training run (no config.toml){hint}"
-
-
-def report_path(out: str | Path | None, first_run: Path) -> Path:
-    """Where the report goes: ``out`` ending in .html/.htm is the file (its folder must exist),
-    an existing folder gets ``report.html`` inside, None gives ``FIRST_RUN/report.html``;
-    anything else is an error (no folders are created)."""
-    if out is None:
-        return RunDir(first_run).report
-    path = Path(out)
-    if path.is_dir():
-        return path / run_files.REPORT
-    if path.suffix.lower() in (".html", ".htm"):
-        if not path.parent.is_dir():
-            raise StrokeLRPError(
-                f"--out {out}: the folder {path.parent} does not exist (create it first)"
-            )
-        return path
-    if path.exists():
-        raise StrokeLRPError(f"--out {out}: exists and is not an .html file or a folder")
-    raise StrokeLRPError(
-        f"--out {out}: neither an existing folder nor a file name ending in .html "
-        "(create the folder first, or name the file)"
-    )
-
-
-def build_report(runs: Sequence[str | Path], out: str | Path | None = None) -> Path:
-    """Write the report for ``runs`` to ``out`` (see :func:`report_path`; default: the first
-    run's ``report.html``).
-
-    Each run must be a training run folder (``config.toml``); a run named twice is shown once.
-    Figures are written to ``figures/`` beside the report and embedded. Returns the path.
-    """
-    from strokelrp.pipeline.sweep import unique_runs
-
-    if not runs:
-        raise StrokeLRPError("report needs at least one run directory")
-    run_dirs = [Path(r) for r in unique_runs(runs)]
-    problems = [p for p in map(_run_problem, run_dirs) if p is not None]
-    if problems:
-        raise StrokeLRPError("\n".join(problems))
-    out_path = report_path(out, run_dirs[0])
-    report_dir = out_path.parent
-    fig_dir = report_dir / run_files.FIGURES
-    records = provenance_records(run_dirs)
+def report_html(runs: Sequence[RunTables], report_dir: Path, fig_dir: Path) -> str:
+    """The report of ``runs`` as one HTML document: every section in order, figures written
+    to ``fig_dir`` and embedded, NIfTI links relative to ``report_dir``."""
     builders: list[Callable[[], Section]] = [
-        lambda: config_section(run_dirs),
-        lambda: training_section(run_dirs, fig_dir),
-        lambda: metrics_section(run_dirs),
-        lambda: sweep_section(run_dirs, fig_dir),
-        lambda: trust_section(run_dirs, fig_dir),
-        lambda: explanations_section(run_dirs, report_dir),
-        lambda: provenance_section(records),
+        lambda: config_section(runs),
+        lambda: training_section(runs, fig_dir),
+        lambda: metrics_section(runs),
+        lambda: sweep_section(runs, fig_dir),
+        lambda: trust_section(runs, fig_dir),
+        lambda: explanations_section(runs, report_dir),
+        lambda: provenance_section([r for run in runs for r in run.provenance]),
     ]
     sections = [build() for build in builders]
-    title = "strokelrp report: " + ", ".join(r.name for r in run_dirs)
-    text = render(title, run_dirs, sections)
-    from strokelrp.provenance import provenance, write_sidecar
-
-    write_sidecar(
-        out_path,
-        provenance(
-            "report",
-            runs=[str(r.resolve()) for r in run_dirs],
-            outputs={output: record for output, record in records},
-        ),
-    )
-    return atomic_write(out_path, lambda fh: fh.write(text))
+    names = [run.name for run in runs]
+    return render("strokelrp report: " + ", ".join(names), names, sections)

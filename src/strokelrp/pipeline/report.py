@@ -1,0 +1,146 @@
+"""``strokelrp report``: read what each run folder holds, once, and hand the tables to the
+renderer :mod:`strokelrp.report.html`.
+
+:func:`read_run_tables` is the one place the report touches a run folder (through
+:class:`~strokelrp.run_files.RunDir`); :func:`build_report` checks the runs, picks the
+report's path, renders and writes the report with its provenance sidecar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from strokelrp import run_files
+from strokelrp.atomic import atomic_write
+from strokelrp.errors import StrokeLRPError
+from strokelrp.report.html import CaseFigures, RunTables, report_html
+from strokelrp.run_files import RunDir, read_csv, read_explanation
+
+
+def read_run_tables(run: str | Path | RunDir) -> RunTables:
+    """Every table and file of ``run`` that the report shows (see :class:`RunTables`); a
+    malformed file raises the reader's error naming it."""
+    run = RunDir(run)
+    assess = run.assess_table
+    beside = assess.parent if assess is not None else None
+    return RunTables(
+        name=run.name,
+        config=run.config.read_text(encoding="utf-8", errors="replace"),
+        table1=run.read_table1() if run.table1.is_file() else [],
+        train_logs={  # RUN, or its net-K folders in a repeats run
+            run.label(net): net.read_train_log() for net in run.logged_networks(run_files.TRAIN_LOG)
+        },
+        assess_logs={
+            run.label(net): net.read_assess_log()
+            for net in run.logged_networks(run_files.ASSESS_LOG)
+        },
+        metrics_path=run.metrics,
+        metrics=run.read_metrics() if run.metrics.is_file() else None,
+        sweep=run.read_sweep() if run.sweep_table.is_file() else None,
+        assess_path=assess,
+        assess=read_csv(assess) if assess is not None else [],
+        curves=_rows_if_present(beside, run_files.ASSESS_CURVES),
+        cascade=_rows_if_present(beside, run_files.CASCADE_TABLE),
+        explained=[_case_figures(case_dir) for case_dir in run.explained_cases()],
+        provenance=provenance_records(run),
+    )
+
+
+def _rows_if_present(folder: Path | None, name: str) -> list[dict[str, str]]:
+    path = folder / name if folder is not None else None
+    return read_csv(path) if path is not None and path.is_file() else []
+
+
+def _case_figures(case_dir: Path) -> CaseFigures:
+    """The PNG figures and NIfTI volumes of one ``explanations/CASE`` folder, sorted."""
+    return CaseFigures(
+        case=case_dir.name,
+        pngs=tuple(sorted(case_dir.glob("*.png"))),
+        niftis=tuple(sorted([*case_dir.glob("*.nii"), *case_dir.glob("*.nii.gz")])),
+    )
+
+
+def provenance_records(run: str | Path | RunDir) -> list[tuple[str, dict[str, Any] | None]]:
+    """(output path, its provenance record or None) for every output of ``run`` the report
+    shows: table1, metrics, sweep table and explanations."""
+    from strokelrp.provenance import read_sidecar
+
+    run = RunDir(run)
+    found: list[tuple[str, dict[str, Any] | None]] = [
+        (str(path), read_sidecar(path)) for path in run.outputs()
+    ]
+    for summary in run.explanation_summaries():
+        try:
+            record = read_explanation(summary).get("provenance")
+        except StrokeLRPError:
+            record = None
+        found.append((str(summary), record if isinstance(record, dict) else None))
+    return found
+
+
+def _run_problem(run: Path) -> str | None:
+    """Why ``run`` is not a training run folder (None when it is one)."""
+    if not run.is_dir():
+        return f"{run}: run directory not found"
+    if RunDir(run).is_run():
+        return None
+    hint = ""
+    if any(run.glob("training_*")) or (run / "synth_manifest.json").is_file():
+        hint = "; it looks like a data folder: give the run folder that `strokelrp train` wrote"
+    return f"{run}: not a training run (no config.toml){hint}"
+
+
+def report_path(out: str | Path | None, first_run: Path) -> Path:
+    """Where the report goes: ``out`` ending in .html/.htm is the file (its folder must exist),
+    an existing folder gets ``report.html`` inside, None gives ``FIRST_RUN/report.html``;
+    anything else is an error (no folders are created)."""
+    if out is None:
+        return RunDir(first_run).report
+    path = Path(out)
+    if path.is_dir():
+        return path / run_files.REPORT
+    if path.suffix.lower() in (".html", ".htm"):
+        if not path.parent.is_dir():
+            raise StrokeLRPError(
+                f"--out {out}: the folder {path.parent} does not exist (create it first)"
+            )
+        return path
+    if path.exists():
+        raise StrokeLRPError(f"--out {out}: exists and is not an .html file or a folder")
+    raise StrokeLRPError(
+        f"--out {out}: neither an existing folder nor a file name ending in .html "
+        "(create the folder first, or name the file)"
+    )
+
+
+def build_report(runs: Sequence[str | Path], out: str | Path | None = None) -> Path:
+    """Write the report for ``runs`` to ``out`` (see :func:`report_path`; default: the first
+    run's ``report.html``).
+
+    Each run must be a training run folder (``config.toml``); a run named twice is shown once.
+    Every run is read before anything is written; figures go to ``figures/`` beside the
+    report and are embedded. Returns the path.
+    """
+    from strokelrp.pipeline.sweep import unique_runs
+    from strokelrp.provenance import provenance, write_sidecar
+
+    if not runs:
+        raise StrokeLRPError("report needs at least one run directory")
+    run_dirs = [Path(r) for r in unique_runs(runs)]
+    problems = [p for p in map(_run_problem, run_dirs) if p is not None]
+    if problems:
+        raise StrokeLRPError("\n".join(problems))
+    out_path = report_path(out, run_dirs[0])
+    tables = [read_run_tables(run) for run in run_dirs]
+    text = report_html(tables, out_path.parent, out_path.parent / run_files.FIGURES)
+    write_sidecar(
+        out_path,
+        provenance(
+            "report",
+            runs=[str(r.resolve()) for r in run_dirs],
+            outputs={output: record for table in tables for output, record in table.provenance},
+        ),
+    )
+    return atomic_write(out_path, lambda fh: fh.write(text))
