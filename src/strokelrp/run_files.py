@@ -239,7 +239,7 @@ class RunDir:
 
     def write_train_log(self, rows: Sequence[Mapping[str, Any]]) -> Path:
         """``train_log.csv`` from the log rows (rewritten whole, atomically)."""
-        return write_text(self.train_log, _csv_text(TRAIN_LOG_COLUMNS, rows, _train_log_cell))
+        return write_text(self.train_log, csv_text(TRAIN_LOG_COLUMNS, rows, _train_log_cell))
 
     def read_assess_log(self) -> list[dict[str, Any]]:
         """Rows of ``assess_log.csv``: ``epoch`` int, split / case / method strings, the
@@ -250,7 +250,7 @@ class RunDir:
 
     def write_assess_log(self, rows: Sequence[Mapping[str, Any]]) -> Path:
         """``assess_log.csv`` (rewritten whole, atomically; NaN as empty cells)."""
-        return write_text(self.assess_log, _csv_text(ASSESS_LOG_COLUMNS, rows, _assess_cell))
+        return write_text(self.assess_log, csv_text(ASSESS_LOG_COLUMNS, rows, _assess_cell))
 
     # ------------------------------------------------------------------------ checkpoints
 
@@ -367,9 +367,11 @@ def _read_json(path: Path) -> Any:
         raise StrokeLRPError(f"{path}: not valid JSON ({err})") from err
 
 
-def _csv_text(
+def csv_text(
     columns: Sequence[str], rows: Sequence[Mapping[str, Any]], cell: Callable[[Any], str]
 ) -> str:
+    """CSV text (header, then one line per row) of ``rows``' ``columns``, each value through
+    ``cell``; a missing key is ``cell(None)``."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)

@@ -245,3 +245,16 @@ def recovery_errors(approx: Any, truth: Any, dw: float) -> tuple[float, float]:
         raise StrokeLRPError(f"approx {a.shape} and truth {t.shape} must have the same shape")
     err = np.abs(a - t)
     return float(err[t == 0].sum() * dw), float(err[t != 0].sum() * dw)
+
+
+def sweet_spots(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """alpha_0 (:func:`sweet_spot` of :func:`mu_matrix`) of the pass and of the clamp (0, alpha)
+    settings in sweep-table ``rows`` of one rule set, by kind; a kind with fewer than two
+    settings is left out, and alpha_0 may be NaN when mu does not vary."""
+    rows = list(rows)
+    spots: dict[str, float] = {}
+    for kind in ("pass", "clamp"):
+        mu, alphas, _ = mu_matrix(rows, kind=kind)
+        if len(alphas) >= 2:
+            spots[kind] = sweet_spot(mu, alphas).alpha0
+    return spots

@@ -32,22 +32,18 @@ def sweet_spot_methods(run: Path, rules: str) -> list[str]:
     """``lrp:<rules>+<kind>:0,<alpha_0>`` for the sweet spot of each filter kind (pass, clamp)
     in the run's sweep (:func:`strokelrp.analysis.calculus.sweet_spot`, as the report computes
     it); none without a sweep, without a finite alpha_0 or when alpha_0 is the raw map."""
-    from strokelrp.analysis.calculus import mu_matrix, sweet_spot
+    from strokelrp.analysis.calculus import sweet_spots
     from strokelrp.analysis.table import read_table
 
     table = run / run_files.SWEEP_TABLE
     if not table.is_file():
         return []
     rows = [r for r in read_table(table) if r["rules"] == rules]
-    methods = []
-    for kind in ("pass", "clamp"):
-        mu, alphas, _ = mu_matrix(rows, kind=kind)
-        if len(alphas) < 2:
-            continue
-        alpha0 = sweet_spot(mu, alphas).alpha0
-        if math.isfinite(alpha0) and alpha0 < 1.0:
-            methods.append(f"lrp:{rules}+{kind}:0,{alpha0:g}")
-    return methods
+    return [
+        f"lrp:{rules}+{kind}:0,{alpha0:g}"
+        for kind, alpha0 in sweet_spots(rows).items()
+        if math.isfinite(alpha0) and alpha0 < 1.0
+    ]
 
 
 def quick_cases(run: Path, data: Path, n: int = 2) -> tuple[list[str], str]:

@@ -7,11 +7,11 @@ their rows back for the terminal and the HTML report. File names: :mod:`strokelr
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Sequence
 from typing import Any
+
+from strokelrp.run_files import csv_text
 
 CASCADE_COLUMNS = ("case", "method", "step", "layer", "rho")
 
@@ -26,12 +26,7 @@ def _cell(value: Any) -> str:
 
 def table_text(columns: Sequence[str], rows: list[dict[str, Any]]) -> str:
     """CSV text of ``rows`` with ``columns`` (NaN and None as empty cells)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
-    return buf.getvalue()
+    return csv_text(columns, rows, _cell)
 
 
 def summary_lines(rows: list[dict[str, Any]]) -> list[str]:

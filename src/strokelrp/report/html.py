@@ -470,16 +470,12 @@ def sweet_spot_truth(
     alpha = 1). ``summary``: :func:`strokelrp.analysis.assess.summarize_methods` of the run's
     assess table; ``inc_x``/``inc_gt``: mean inclusivity per setting label."""
     from strokelrp.analysis.assess import CHECKS
-    from strokelrp.analysis.calculus import mu_matrix, sweet_spot
+    from strokelrp.analysis.calculus import sweet_spots
     from strokelrp.lrp.filters import filter_label, parse_filter
 
     rules = {str(r["rules"]) for r in sweep_rows}
     out = []
-    for kind in ("pass", "clamp"):
-        mu, alphas, _ = mu_matrix(sweep_rows, kind=kind)
-        if len(alphas) < 2:
-            continue
-        alpha0 = sweet_spot(mu, alphas).alpha0
+    for kind, alpha0 in sweet_spots(sweep_rows).items():
         assessed = _assessed_alphas(summary, rules, kind)
         if not math.isfinite(alpha0) or not assessed:
             continue
