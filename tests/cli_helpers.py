@@ -12,7 +12,7 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     try:
         main(argv)
         code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
+    except SystemExit as exit_:  # sys.exit("message") exits with 1
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     captured = capsys.readouterr()
     return code, captured.out, captured.err

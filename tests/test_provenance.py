@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_helpers import run_cli as cli
+from run_helpers import train_quietly
 
 import strokelrp
 from strokelrp.config import TrainConfig
@@ -27,7 +28,6 @@ from strokelrp.train.checkpoint import (
     save_checkpoint,
 )
 from strokelrp.train.evaluate import evaluate
-from strokelrp.train.loop import train
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +37,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("prov")
     data = synthesize_isles2017(root / "data", 3, shape=(16, 16, 5), seed=1)
     other = synthesize_isles2017(root / "other", 3, shape=(16, 16, 5), seed=2)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        config = TrainConfig(
-            data=str(data), series=(6, 16, 16), width=2, epochs=1, val_fraction=0.34,
-            device="cpu", cache_dir=str(root / "cache"),
-        )  # fmt: skip
-        (run_a,) = train(config, root / "runA", progress=False, log=lambda _: None)
-    finally:
-        torch.set_num_threads(threads)
+    config = TrainConfig(
+        data=str(data), series=(6, 16, 16), width=2, epochs=1, val_fraction=0.34,
+        device="cpu", cache_dir=str(root / "cache"),
+    )  # fmt: skip
+    run_a = train_quietly(config, root / "runA")
     run_b = root / "runB"  # another run: an untrained network is enough
     config.to_toml(run_b / "config.toml")
     RunDir(run_b).save_checkpoint(epoch=1, config=config, model=build_model(config))

@@ -9,20 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 from data_helpers import BREAKERS, Breaker, modality_file
-
-from strokelrp.cli import main
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run ``strokelrp ARGS`` in-process -> (exit code, stdout, stderr)."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_synth_then_inspect_lists_valid_cases(tmp_path: Path, capsys) -> None:

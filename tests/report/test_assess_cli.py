@@ -9,27 +9,21 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import run_cli as cli
+from run_helpers import train_quietly
 
 from strokelrp.config import TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
-from strokelrp.train.loop import train
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("assess")
     data = synthesize_isles2017(root / "data", 3, shape=(20, 18, 7), seed=4)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        config = TrainConfig(
-            data=str(data), series=(6, 16, 16), width=2, epochs=1, device="cpu",
-            cache_dir=str(root / "cache"),
-        )  # fmt: skip
-        (run,) = train(config, root / "run", progress=False, log=lambda _: None)
-    finally:
-        torch.set_num_threads(threads)
-    return run, data
+    config = TrainConfig(
+        data=str(data), series=(6, 16, 16), width=2, epochs=1, device="cpu",
+        cache_dir=str(root / "cache"),
+    )  # fmt: skip
+    return train_quietly(config, root / "run"), data
 
 
 def test_load_run_and_prepare_case_give_what_training_saw(trained) -> None:

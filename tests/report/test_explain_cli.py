@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import run_cli as cli
+from run_helpers import train_quietly
 
 from strokelrp.config import TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.lrp.presets import DEFAULT_PRESET
 from strokelrp.run_files import RunDir
 from strokelrp.train.evaluate import evaluate
-from strokelrp.train.loop import train
 
 
 @pytest.fixture(scope="module")
@@ -24,17 +24,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """3 synthetic cases on differing native grids, a width-2 network trained for 2 epochs."""
     root = tmp_path_factory.mktemp("explain")
     data = synthesize_isles2017(root / "data", 3, shape=(20, 18, 7), seed=2, varied_grids=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        config = TrainConfig(
-            data=str(data), series=(6, 16, 16), width=2, epochs=2, device="cpu",
-            cache_dir=str(root / "cache"),
-        )  # fmt: skip
-        (run,) = train(config, root / "run", progress=False, log=lambda _: None)
-    finally:
-        torch.set_num_threads(threads)
-    return run, data
+    config = TrainConfig(
+        data=str(data), series=(6, 16, 16), width=2, epochs=2, device="cpu",
+        cache_dir=str(root / "cache"),
+    )  # fmt: skip
+    return train_quietly(config, root / "run"), data
 
 
 def _case_ids(data: Path) -> list[str]:

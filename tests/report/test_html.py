@@ -11,10 +11,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
+from cli_helpers import run_cli
 from synthetic_sweep_rows import alpha0_by_hand, make_rows
 
 from strokelrp.analysis.table import write_table
-from strokelrp.cli import main
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.errors import StrokeLRPError
 from strokelrp.pipeline.report import build_report
@@ -187,16 +187,6 @@ def test_report_plots_the_assessment_log(tmp_path: Path) -> None:
     bare.mkdir()
     (bare / "config.toml").write_text('series = "A"\n')
     assert "Interpretability during training" not in build_report([bare]).read_text()
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_trust_section_from_assess_csv(tmp_path: Path) -> None:
