@@ -31,6 +31,15 @@ def grid_methods(preset: str) -> list[str]:
     ]
 
 
+BASELINES: tuple[str, ...] = (
+    "gradient_x_input",
+    "gradient",
+    "integrated_gradients(steps=16)",
+    "gradcam",
+    "locality_prior",
+)
+"""The baselines every survey group with baselines covers, in the survey's order."""
+
 GROUPS: dict[str, list[str]] = {
     "main": [
         "lrp:paper",
@@ -41,21 +50,13 @@ GROUPS: dict[str, list[str]] = {
         "lrp:zplus",
         "lrp:epsilon(target=contrastive)",
         "lrp:composite(target=contrastive)",
-        "gradient_x_input",
-        "gradient",
-        "integrated_gradients(steps=16)",
-        "gradcam",
-        "locality_prior",
+        *BASELINES,
     ],
     "presets": [  # every registered preset from the prediction start, the survey's contrastives
         *(f"lrp:{p}" for p in PRESETS),
         f"lrp:{DEFAULT_PRESET}(target=contrastive)",
         "lrp:composite(target=contrastive)",
-        "gradient_x_input",
-        "gradient",
-        "integrated_gradients(steps=16)",
-        "gradcam",
-        "locality_prior",
+        *BASELINES,
     ],
     "default": [f"lrp:{DEFAULT_PRESET}"],
     "grid-epsilon": grid_methods(DEFAULT_PRESET),
