@@ -85,6 +85,27 @@ def test_non_contiguous_groups_and_the_single_filter_call() -> None:
     torch.testing.assert_close(got[1], r[1])
 
 
+@pytest.mark.parametrize("layout", ["channels_last", "permuted", "strided"])
+def test_every_memory_layout_matches_the_slow_reference(layout: str) -> None:
+    """The walk hands the filters channels-last batches (flattened in memory order) and may
+    hand them other views (filtered as they are): same values as the reference for each."""
+    gen = torch.Generator().manual_seed(2)
+    r = torch.randn(len(SETTINGS), 3, 2, 3, 4, generator=gen, dtype=torch.float64) ** 3
+    if layout == "channels_last":
+        given = r.contiguous(memory_format=torch.channels_last_3d)
+    elif layout == "permuted":  # dense in memory, in no standard order
+        given = r.permute(0, 3, 1, 4, 2).contiguous().permute(0, 2, 4, 1, 3)
+    else:  # every other element of a larger tensor: not dense
+        big = torch.zeros(len(SETTINGS), 3, 2, 3, 8, dtype=torch.float64)
+        big[..., ::2] = r
+        given = big[..., ::2]
+    assert torch.equal(given, r) and given.stride() != r.stride()
+    got = FilterBank(SETTINGS).apply_(given)
+    assert got.data_ptr() == given.data_ptr()  # in place
+    want = np.stack([slow_filter(r[k : k + 1].numpy(), f)[0] for k, f in enumerate(SETTINGS)])
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-15)
+
+
 @pytest.mark.parametrize("f", [PassFilter(0.4), ClampFilter((0.2, 0.6)), PassFilter((0.1, 1))])
 def test_all_zero_stays_zero_without_nan(f) -> None:
     r = torch.zeros(2, 3, 2, 2, 2)

@@ -16,7 +16,7 @@ from torch import nn
 
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp import Composite, explain, preset
-from strokelrp.lrp.filters import PassFilter
+from strokelrp.lrp.filters import ClampFilter, PassFilter
 from strokelrp.lrp.rules import Epsilon, WPlus, ZBox
 
 F64 = torch.float64
@@ -137,6 +137,29 @@ def test_filter_points_are_module_paths_and_batched_settings_agree() -> None:
     for k, f in enumerate(settings):
         one = explain(model, x, target=start, rules="zplus", filters=[f]).relevance[0]
         torch.testing.assert_close(both.relevance[k], one, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["basicunet-3d-deconv", "basicunet-3d-odd-linear-upsampling"])
+def test_float32_batch_of_settings_matches_float64(name: str) -> None:
+    """float32 on the CPU walks a batch of settings channels-last (max pooling scattered in
+    that layout, the 1x1 head as a product, MONAI's zero padding passed as is): each map
+    equals the float64 walk's to float32 rounding. z+ and clamp filters (0, a): no near-zero
+    denominator and no threshold that rounding could flip (a lower bound is one: it
+    raises a tiny value to +-a1 N by its sign)."""
+    factory, shape = NETWORKS[name]
+    model = piecewise_linear(factory(), seed=5)
+    x = torch.rand(*shape, dtype=F64)
+    start = random_start(model, x)
+    settings = [None, ClampFilter(0.3), None, ClampFilter(0.6)]
+    r64 = explain(model, x, target=start, rules="zplus", filters=settings).relevance
+    r32 = explain(
+        model.float(), x.float(), target=start.float(), rules="zplus", filters=settings
+    ).relevance
+    assert r32.dtype == torch.float32
+    for k in range(len(settings)):
+        err = float((r32[k].double() - r64[k]).norm() / r64[k].norm())
+        assert err < 1e-5, (k, err)
+    assert not torch.allclose(r64[0], r64[1])  # the filter acted
 
 
 class _Classifier(nn.Sequential):

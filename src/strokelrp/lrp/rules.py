@@ -205,6 +205,10 @@ class ConvLayer:
             return _conv(s, weight, None, self.stride, self.padding, self.dilation)
         k = weight.shape[2:]
         ones = (1,) * self.dims
+        if all(kk == 1 for kk in k) and self.stride == ones and not any(self.padding):
+            # pointwise (a 1x1 head): one product over the channels for all settings, its
+            # result channels-last (K, C_in', *S), the layout the next step works in
+            return torch.matmul(s.movedim(1, -1), weight.flatten(1)).movedim(-1, 1)
         if (
             _onednn(s, weight)
             and self.stride == ones
@@ -732,11 +736,17 @@ def maxpool_forward(module: nn.Module, a: Tensor) -> tuple[Tensor, PoolState]:
 
 
 def maxpool_relevance(relevance: Tensor, state: PoolState) -> Tensor:
-    """Winner-take-all: (K, C, *s) -> (K, C, *S); windows that share a winner add."""
+    """Winner-take-all: (K, C, *s) -> (K, C, *S); windows that share a winner add.
+
+    Relevance that is channels-last (channels vary fastest) is scattered and returned in
+    that layout, so that neither it nor the result is copied across layouts."""
     k, c = relevance.shape[:2]
-    n = 1
-    for s in state.in_shape:
-        n *= s
+    n = math.prod(state.in_shape)
+    if relevance.dim() > 3 and c > 1 and relevance.movedim(1, -1).is_contiguous():
+        out = relevance.new_zeros(k, n, c)
+        index = state.indices.movedim(1, -1).reshape(1, -1, c).expand(k, -1, -1)
+        out.scatter_add_(1, index, relevance.movedim(1, -1).reshape(k, -1, c))
+        return out.view(k, *state.in_shape, c).movedim(-1, 1)
     out = relevance.new_zeros(k, c, n)
     out.scatter_add_(2, state.indices.flatten(2).expand(k, -1, -1), relevance.flatten(2))
     return out.view(k, c, *state.in_shape)

@@ -177,6 +177,19 @@ class _GetItem(Step):
         return [out]
 
 
+class _Pad(Step):
+    def relevance(self, node: Node, r: Tensor, ctx: Context) -> list[Tensor | None]:
+        pad = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
+        if len(node.inputs) == 1 and isinstance(pad, list | tuple) and not any(pad):
+            return [r]  # padding by nothing (MONAI's UpCat pads to match sizes): as is
+        return Adjoint().relevance(node, r, ctx)
+
+
+PAD = _Pad()
+"""Padding: what falls on the padding is dropped (constant) or returns to the edge
+(replicate, reflect: the adjoint); a padding of zero passes the relevance as it is."""
+
+
 def _layout(t: Tensor) -> torch.memory_format:
     """``t``'s memory format: channels-last 3-D when channels vary fastest (views included)."""
     if t.dim() == 5 and t.shape[1] > 1 and t.stride(1) == 1:
@@ -424,9 +437,9 @@ register_function_step(
 register_function_step((*_PLAIN_ADD, *_SUB, *_RSUB), ADD)
 register_function_step((torch.cat, torch.concat, torch.concatenate), CAT)
 register_function_step(Tensor.__getitem__, GETITEM)
+register_function_step(F.pad, PAD)
 register_function_step(
     (
-        F.pad,
         torch.stack,
         torch.reshape,
         Tensor.reshape,
