@@ -49,7 +49,7 @@ from strokelrp.lrp.rules import (
     batch_layout,
     fold_batchnorm,
 )
-from strokelrp.lrp.steps import CAT, PASS, Step, function_step, module_step
+from strokelrp.lrp.steps import CAT, PASS, Step, function_step, layout_of, module_step
 
 OUTPUT = "output"
 """Name of the point holding the starting relevance (the network output)."""
@@ -851,8 +851,8 @@ def _walk_chunk(
                 if part is r:  # relevance passed unchanged: its sums too
                     send(node.inputs[i], part, s)
                     continue
-                if rank > 0 and step is CAT:
-                    part = part.clone()
+                if rank > 0 and step is CAT:  # in r's layout: a channel slice of a
+                    part = part.clone(memory_format=layout_of(part))  # channels-last r is too
                 send(node.inputs[i], part, total(part))
             del r, parts
             if last:

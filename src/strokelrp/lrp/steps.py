@@ -172,7 +172,7 @@ class _GetItem(Step):
             return Adjoint().relevance(node, r, ctx)
         shape = (r.shape[0], *node.in_shapes[0][1:])
         # zero-filled in r's layout: a channels-last batch copied across layouts is slow
-        out = torch.empty(shape, dtype=r.dtype, device=r.device, memory_format=_layout(r))
+        out = torch.empty(shape, dtype=r.dtype, device=r.device, memory_format=layout_of(r))
         out.zero_()[index] = r
         return [out]
 
@@ -190,7 +190,7 @@ PAD = _Pad()
 (replicate, reflect: the adjoint); a padding of zero passes the relevance as it is."""
 
 
-def _layout(t: Tensor) -> torch.memory_format:
+def layout_of(t: Tensor) -> torch.memory_format:
     """``t``'s memory format: channels-last 3-D when channels vary fastest (views included)."""
     if t.dim() == 5 and t.shape[1] > 1 and t.stride(1) == 1:
         return torch.channels_last_3d
