@@ -57,6 +57,7 @@ SETTINGS = [
     *PAPER_GRID,
     PassFilter((0.2, 0.7)),
     ClampFilter((0.1, 0.5)),
+    ClampFilter((0.3, 1.0)),
     PassFilter(0.3, scope="channel"),
     ClampFilter((0.05, 0.4), scope="channel"),
 ]
@@ -83,6 +84,34 @@ def test_non_contiguous_groups_and_the_single_filter_call() -> None:
         if f is not None:
             torch.testing.assert_close(f(r[k : k + 1]), got[k : k + 1])
     torch.testing.assert_close(got[1], r[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_band_edges_are_exact(dtype: torch.dtype, channels_last: bool) -> None:
+    """N = 1 and bands on binary fractions (0.25, 0.5): a value on a bound is inside the
+    band, the next representable value beyond it is outside, for every kind of band."""
+    up = torch.nextafter(torch.tensor(0.5, dtype=dtype), torch.tensor(1.0, dtype=dtype))
+    down = torch.nextafter(torch.tensor(0.25, dtype=dtype), torch.tensor(0.0, dtype=dtype))
+    u, d = float(up), float(down)
+    values = torch.tensor([1.0, -0.5, 0.5, u, -u, 0.25, -0.25, d], dtype=dtype)
+    f = values.view(1, 2, 2, 2, 1).expand(5, 2, 2, 2, 1).clone()  # (5, C=2, ...)
+    if channels_last:
+        f = f.contiguous(memory_format=torch.channels_last_3d)
+    bank = [PassFilter(0.5), PassFilter((0.25, 1.0)), PassFilter((0.25, 0.5)),
+            ClampFilter(0.5), ClampFilter((0.25, 1.0))]  # fmt: skip
+    got = FilterBank(bank).apply_(f).flatten(1)
+    want = torch.tensor(
+        [
+            [0.0, -0.5, 0.5, 0.0, 0.0, 0.25, -0.25, d],  # |f| <= 0.5
+            [1.0, -0.5, 0.5, u, -u, 0.25, -0.25, 0.0],  # |f| >= 0.25
+            [0.0, -0.5, 0.5, 0.0, 0.0, 0.25, -0.25, 0.0],  # both
+            [0.5, -0.5, 0.5, 0.5, -0.5, 0.25, -0.25, d],  # clamped to 0.5
+            [1.0, -0.5, 0.5, u, -u, 0.25, -0.25, 0.25],  # raised to 0.25
+        ],
+        dtype=dtype,
+    )
+    assert torch.equal(got, want), (got, want)
 
 
 @pytest.mark.parametrize("layout", ["channels_last", "permuted", "strided"])
