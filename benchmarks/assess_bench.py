@@ -9,6 +9,11 @@ is used (the stricter ratio). The assessment is :func:`strokelrp.analysis.assess
 work split into its phases: the shared per-case part (target, ablation, prior, the random
 curves of the three variants), then each method (its maps, re-initialised and contrast maps,
 its four curves). One torch thread; wall and CPU seconds; load averages printed.
+
+It also counts the inputs the model (and its re-initialised copies) scores without a gradient
+(perturbed, occluded and ablated inputs and S(x)) and times one batch of the assessment's
+size in the same run, so that the table shows what those forwards alone cost: the part of
+the total that the measures' definitions fix (docs/assess.md, "Cost").
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch
 
 import strokelrp
 from strokelrp.analysis.assess import DEFAULT_METHODS, assess_method, prepare_context
+from strokelrp.device import batched_layout
 from strokelrp.lrp.presets import DEFAULT_PRESET
 
 
@@ -52,9 +58,16 @@ def main() -> None:
     def unit() -> tuple[float, float]:
         return timed(lambda: strokelrp.explain(model, xt, rules=DEFAULT_PRESET))
 
+    scored = [0]  # inputs through a copy of the model without a gradient
+
+    def count(module: torch.nn.Module, inputs: tuple, _out: object) -> None:  # type: ignore[type-arg]
+        if type(module) is type(model) and not torch.is_grad_enabled():
+            scored[0] += inputs[0].shape[0]
+
     load0 = os.getloadavg()
     unit0 = unit()
     attr = timed(lambda: strokelrp.attribute(model, x, f"lrp:{DEFAULT_PRESET}"))
+    hook = torch.nn.modules.module.register_module_forward_hook(count)
     phases: list[tuple[str, float, float, float | None]] = []  # name, wall, cpu, own map (s)
     w, c = time.perf_counter(), time.process_time()
     ctx = prepare_context(model, xt, y)
@@ -67,6 +80,11 @@ def main() -> None:
         w, c = time.perf_counter(), time.process_time()
         row, _ = assess_method(model, ctx, method, cascade=args.cascade)
         phases.append((method, *_since(w, c), row["map_seconds"]))
+    hook.remove()
+    batch = batched_layout(xt.repeat(ctx.batch, 1, 1, 1, 1))
+    with torch.no_grad():
+        per_input = timed(lambda: model.eval()(batch))
+    per_input = (per_input[0] / ctx.batch, per_input[1] / ctx.batch)
     unit1 = unit()
     load1 = os.getloadavg()
     one_wall, one_cpu = min(unit0[0], unit1[0]), min(unit0[1], unit1[1])
@@ -93,6 +111,12 @@ def main() -> None:
     print(
         f"| **all ({len(args.methods)} methods)** | | **{total_w:.1f}** | **{total_c:.1f}** "
         f"| **{total_w / one_wall:.0f}** | **{total_c / one_cpu:.0f}** |"
+    )
+    fw, fc = scored[0] * per_input[0], scored[0] * per_input[1]
+    print(
+        f"| of which {scored[0]} inputs scored without a gradient, at "
+        f"{1000 * per_input[1]:.1f} ms CPU each (a batch of {ctx.batch}) | | {fw:.1f} | "
+        f"{fc:.1f} | {fw / one_wall:.0f} | {fc / one_cpu:.0f} |"
     )
 
 

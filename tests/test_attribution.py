@@ -121,6 +121,22 @@ def test_integrated_gradients_complete_the_difference_to_the_baseline(baseline: 
     assert abs(float(ig.sum()) - want) < 2e-2 * abs(want)
 
 
+def test_integrated_gradients_is_the_mean_of_the_path_gradients() -> None:
+    """IG against a loop: one gradient per midpoint b + (k + 1/2)/n (x - b), each taken alone
+    on a plain (NCDHW) batch of one; the batched channels-last path must give the same map."""
+    model, x = tiny_unet(5)
+    w = all_ones_target(model, x)
+    steps, b = 5, torch.full_like(x, 0.25)
+    want = torch.zeros_like(x)
+    for k in range(steps):
+        point = (b + (k + 0.5) / steps * (x - b))[None].requires_grad_(True)
+        (model(point) * w).sum().backward()
+        want += point.grad[0]
+    want = (x - b) * want / steps
+    got = attribute(model, x, f"integrated_gradients(steps={steps},batch=2,baseline=0.25)", w)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
 def test_occlusion_of_single_elements_is_each_contribution_on_a_linear_model() -> None:
     """On S = sum_v (sum_c w_c x_cv + b), zeroing x_cv drops S by w_c x_cv: exactly x * grad."""
     model = Linear([0.5, -2.0, 1.5]).double()

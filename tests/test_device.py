@@ -41,3 +41,24 @@ def test_is_main_process(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not is_main_process()
     monkeypatch.setenv("RANK", "0")
     assert is_main_process()
+
+
+def test_batched_layout_keeps_the_values_and_the_function() -> None:
+    """A 5-D CPU batch comes back channels-last with equal values; the model computes the same
+    logits on it (float64: rounding only) without its weights being touched."""
+    from strokelrp.device import batched_layout
+    from strokelrp.model import UNet3D
+
+    torch.manual_seed(0)
+    model = UNet3D(width=2).double().eval()
+    x = torch.rand(3, 6, 4, 8, 8, dtype=torch.float64)
+    fast = batched_layout(x)
+    assert fast.is_contiguous(memory_format=torch.channels_last_3d)
+    assert not x.is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(fast, x)
+    with torch.no_grad():
+        a, b = model(x), model(fast)
+    assert float((a - b).norm() / a.norm()) < 1e-12
+    assert all(p.is_contiguous() for p in model.parameters())
+    flat = torch.rand(3, 6, 8, 8)
+    assert batched_layout(flat) is flat  # other ranks as they are

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from strokelrp.device import batched_layout
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.engine import explain, target_weights
 from strokelrp.lrp.filters import filter_label, parse_filter
@@ -186,8 +187,8 @@ def integrated_gradients(
 ) -> Tensor:
     """(x - b) * mean over k of dS/dx at b + a_k (x - b), a_k = (k + 1/2) / steps -> (C, ...).
 
-    The path points go through the model ``batch`` at a time. Completeness:
-    sum = S(x) - S(b) up to the midpoint rule's error (tested).
+    The path points go through the model ``batch`` at a time, in :func:`batched_layout`.
+    Completeness: sum = S(x) - S(b) up to the midpoint rule's error (tested).
     """
     if steps < 1 or batch < 1:
         raise StrokeLRPError(f"steps and batch must be >= 1, got {steps} and {batch}")
@@ -195,7 +196,7 @@ def integrated_gradients(
     total = torch.zeros_like(x[0])
     alphas = (torch.arange(steps, dtype=x.dtype, device=x.device) + 0.5) / steps
     for chunk in alphas.split(batch):
-        path = b + chunk.view(-1, 1, 1, 1, 1) * (x - b)
+        path = batched_layout(b + chunk.view(-1, 1, 1, 1, 1) * (x - b))
         total += _grad(model, path, weights).sum(0)
     return (x - b)[0] * total / steps
 
@@ -239,14 +240,14 @@ def occlusion_maps(
     boxes = [b for b in boxes if bool(x[0][b].any())]
     outs = [torch.zeros_like(x[0]) for _ in weights]
     with torch.no_grad():
-        logits0 = model(x)
+        logits0 = model(batched_layout(x))
         s0 = [(logits0 * wt).flatten(1).sum(1)[0] for wt in weights]
         for start in range(0, len(boxes), batch):
             part = boxes[start : start + batch]
             xb = x.repeat(len(part), 1, 1, 1, 1)
             for n, (ch, si, sj, sk) in enumerate(part):
                 xb[n, ch, si, sj, sk] = 0
-            logits = model(xb)
+            logits = model(batched_layout(xb))
             for out, wt, s in zip(outs, weights, s0, strict=True):
                 drops = s - (logits * wt).flatten(1).sum(1)
                 for n, (ch, si, sj, sk) in enumerate(part):

@@ -127,3 +127,17 @@ def shutdown(ctx: DistContext) -> None:
 
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def batched_layout(x: torch.Tensor) -> torch.Tensor:
+    """x (B, C, D, H, W) in the memory layout its device runs batched 3-D convolutions fastest
+    in: channels-last (N, D, H, W, C in memory) on a CPU, where oneDNN's batched convolutions
+    of this project's narrow networks are 1.5-1.8x faster so (docs/benchmarks.md, "Assessing a
+    method"); as it is on other devices or for other ranks. The values are unchanged, and a
+    model run on the result computes the same function (to float rounding), with no copy of
+    its weights: oneDNN picks the layout from the input."""
+    import torch
+
+    if x.device.type == "cpu" and x.dim() == 5:
+        return x.contiguous(memory_format=torch.channels_last_3d)
+    return x

@@ -140,19 +140,6 @@ def test_curves_batched_together_equal_single_curves_and_skip_unchanged_inputs()
     assert got[3, 0] == 0.0 and got[3, 1] == 0.0 and got[3, 2] > 0
 
 
-def test_channels_last_scorer_is_the_same_function() -> None:
-    from strokelrp.analysis.assess import scorer
-
-    model, x, _ = tiny_unet()
-    xb = torch.stack([x, x.flip(-1), 2 * x])
-    fast = scorer(model, xb[:1])
-    assert fast is not model
-    with torch.no_grad():
-        a, b = model(xb), fast(xb)
-    assert float((a - b).norm() / a.norm()) < 1e-12  # float64: rounding only
-    assert all(p.is_contiguous() for p in model.parameters())  # the model itself is untouched
-
-
 def test_ablation_finds_the_only_modality_the_model_uses() -> None:
     """Lesion where x_0 > 0.5 (logit x_0 - 0.5): mean-filling x_0 changes the mask, x_1 nothing."""
     model = Linear([1.0, 0.0], b=-0.5)

@@ -11,7 +11,6 @@ prediction (so a re-initialised model or a perturbed input is scored on the same
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ from strokelrp.attribution import (
     score,
 )
 from strokelrp.data.preprocess import brain_mask
+from strokelrp.device import batched_layout
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.engine import BACKGROUND, LESION
 from strokelrp.lrp.presets import DEFAULT_PRESET, PRESETS
@@ -192,9 +192,10 @@ def perturbation_curves(
     """Relative drops (S(x) - S(x_k)) / |S(x)| of several curves: (len(curves), len(fractions)).
 
     x_k = x with the first round(f * n) entries of the curve's order set to its baseline. The
-    perturbed inputs of all curves go through the model together, ``batch`` at a time; an input
-    that the perturbation leaves unchanged (every entry already at the baseline) has drop 0
-    and costs no forward. ``s0``: S(x) when known (saves a forward). NaN rows when S(x) = 0.
+    perturbed inputs of all curves go through the model together, ``batch`` at a time (in
+    :func:`strokelrp.device.batched_layout`); an input that the perturbation leaves unchanged
+    (every entry already at the baseline) has drop 0 and costs no forward. ``s0``: S(x) when
+    known (saves a forward). NaN rows when S(x) = 0.
     """
     c = x.shape[1]
     if batch < 1:
@@ -210,7 +211,7 @@ def perturbation_curves(
     out = np.zeros((len(curves), len(fractions)))
     with torch.no_grad():
         if s0 is None:
-            s0 = float(score(model, x, weights)[0])
+            s0 = float(score(model, batched_layout(x), weights)[0])
         if s0 == 0:
             return np.full(out.shape, math.nan)
         jobs = []  # (curve index, fraction index, flat view of x's entries to set, values)
@@ -233,7 +234,7 @@ def perturbation_curves(
                     xb[n].view(c, -1)[:, idx] = base.reshape(c, -1)[:, idx]
                 else:
                     xb[n].view(-1)[idx] = base.reshape(-1)[idx]
-            s = score(model, xb, weights.expand(len(part), *weights.shape[1:]))
+            s = score(model, batched_layout(xb), weights.expand(len(part), *weights.shape[1:]))
             for n, (i, j, *_rest) in enumerate(part):
                 out[i, j] = (s0 - float(s[n])) / abs(s0)
     return out
@@ -325,29 +326,9 @@ ASSESS_OPTIONS: dict[str, dict[str, Any]] = {
 background target), so the two multi-forward baselines get cheaper settings than
 :func:`strokelrp.attribution.attribute`'s defaults (32 steps, patch 4 x 8 x 8)."""
 
-MAX_BATCH = 16
+MAX_BATCH = 8
 """At most this many perturbed inputs per forward: on this project's CPU the time per input
-is lowest between 8 and 16 and rises beyond (docs/benchmarks.md, "Assessing a method")."""
-
-
-class ChannelsLast(nn.Module):
-    """``model`` run on channels-last (N, D, H, W, C in memory) copies of its 5-D inputs and
-    weights: the same function, but oneDNN's batched CPU convolutions are about 1.8x faster in
-    this layout for the project's narrow U-Nets (scores agree to float rounding, ~1e-7
-    relative). Used for the no-grad scoring of perturbed inputs, never for a map's gradient."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = copy.deepcopy(model).to(memory_format=torch.channels_last_3d).eval()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x.contiguous(memory_format=torch.channels_last_3d))
-
-
-def scorer(model: nn.Module, x: Tensor) -> nn.Module:
-    """The module that scores batches of perturbed copies of x (1, C, D, H, W): a
-    :class:`ChannelsLast` copy of ``model`` on a CPU, ``model`` itself elsewhere."""
-    return ChannelsLast(model) if x.device.type == "cpu" and x.dim() == 5 else model
+is lowest from 4 to 8 and rises beyond (docs/benchmarks.md, "Assessing a method")."""
 
 
 def forward_bytes(model: nn.Module, x: Tensor) -> tuple[Tensor, int]:
@@ -404,20 +385,13 @@ class CaseContext:
     models: dict[int, nn.Module] = field(default_factory=dict)  # re-initialised, per seed
     gradients: dict[tuple[Any, str], Tensor] = field(default_factory=dict)
     model_free: dict[tuple[str, str], Tensor] = field(default_factory=dict)
-    scorers: dict[Any, nn.Module] = field(default_factory=dict)  # :func:`scorer` per model
-
-    def scorer(self, model: nn.Module, key: Any = "trained") -> nn.Module:
-        """:func:`scorer` of ``model`` (``key``: ``trained``, a seed, ...), built once."""
-        if key not in self.scorers:
-            self.scorers[key] = scorer(model, self.x)
-        return self.scorers[key]
 
     def score(self, model: nn.Module, weights: Tensor, target: str) -> float:
-        """S(x) of the trained ``model`` for ``target`` (its weights), computed once with the
-        module that scores the perturbed inputs."""
+        """S(x) of the trained ``model`` for ``target`` (its weights), computed once in the
+        layout of the perturbed inputs' batches (the same rounding)."""
         if target not in self.scores:
             with torch.no_grad():
-                self.scores[target] = float(score(self.scorer(model), self.x, weights)[0])
+                self.scores[target] = float(score(model, batched_layout(self.x), weights)[0])
         return self.scores[target]
 
     def reinitialised(self, model: nn.Module, seed: int) -> nn.Module:
@@ -438,7 +412,7 @@ class CaseContext:
                 Curve(random_ordering(n, s), voxel, baseline) for s in range(self.random_seeds)
             ]
             drops = perturbation_curves(
-                self.scorer(model),
+                model,
                 self.x,
                 weights,
                 curves,
@@ -503,7 +477,7 @@ def _maps(
         }
     if name == "occlusion":
         opts = {"batch": ctx.batch, **opts}
-        maps = occlusion_maps(ctx.scorer(model, key), x, list(targets.values()), **opts)
+        maps = occlusion_maps(model, x, list(targets.values()), **opts)
         return dict(zip(targets, maps, strict=True))
     out = {}
     for t, w in targets.items():
@@ -587,7 +561,7 @@ def assess_method(
             Curve(ordering(r, True, voxel=True), voxel=True),
             Curve(curves[0].order, False, "mean"),
         ]
-    drops = perturbation_curves(ctx.scorer(model), x, weights, curves, fractions, ctx.batch, s0)
+    drops = perturbation_curves(model, x, weights, curves, fractions, ctx.batch, s0)
 
     def random_curve(variant: str) -> float:
         value = ctx.random_aopc(model, weights, target_name, variant)
