@@ -48,6 +48,7 @@ from collections.abc import Callable
 
 import torch
 
+from strokelrp.attribution import input_gradients_only
 from strokelrp.config import SERIES
 from strokelrp.lrp.budget import available_bytes, format_bytes
 from strokelrp.lrp.engine import explain, plan_memory
@@ -101,14 +102,8 @@ def setup(series: str, width: int, device: str) -> tuple[dict[str, Callable[[], 
         return torch.autograd.grad(model(xg), xg, start)[0]
 
     def input_gradient() -> object:
-        frozen = [p for p in model.parameters() if p.requires_grad]
-        for p in frozen:
-            p.requires_grad_(False)
-        try:
+        with input_gradients_only(model):
             return gradient()
-        finally:
-            for p in frozen:
-                p.requires_grad_(True)
 
     def one_map() -> object:
         return explain(model, x, target=start, rules="paper").relevance

@@ -230,3 +230,34 @@ def test_reinitialised_changes_every_weight_and_leaves_the_model() -> None:
     only_head = reinitialised(model, 2, ["head"])
     assert torch.equal(only_head.enc1.conv1.weight, model.enc1.conv1.weight)
     assert not torch.equal(only_head.head.weight, model.head.weight)
+
+
+def test_gradients_leave_the_weight_gradients_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the batch-1 CPU path of the U-Net's convolutions (a custom autograd function), a
+    gradient map runs one oneDNN convolution per layer forward and one backward (the input
+    gradient), not a second one for the weight gradient; the parameters' requires_grad is as
+    before afterwards, also when the model raises."""
+    from strokelrp import attribution
+    from strokelrp.model import conv
+
+    torch.manual_seed(0)
+    model = UNet3D(width=2).eval()
+    model.head.bias.requires_grad_(False)  # a frozen parameter stays frozen
+    x = torch.rand(6, 4, 8, 8)
+    w = all_ones_target(model, x)
+    layers = sum(1 for m in model.modules() if isinstance(m, conv.Conv3d) and m.kernel_size[0] > 1)
+    calls: list[int] = []
+    real = conv._onednn_conv
+    monkeypatch.setattr(conv, "_onednn_conv", lambda *a: calls.append(1) or real(*a))
+    g = attribute(model, x, "gradient", target=w)
+    assert len(calls) == 2 * layers
+    want = [p.requires_grad for p in model.parameters()]
+    assert want.count(False) == 1
+    xg = x[None].clone().requires_grad_(True)
+    (model(xg) * w).sum().backward()  # the reference: everything requires a gradient
+    assert len(calls) == 2 * layers + 3 * layers
+    torch.testing.assert_close(g, xg.grad[0], rtol=1e-5, atol=1e-7)
+    monkeypatch.setattr(model, "forward", lambda _x: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        attribution._grad(model, x[None], w)
+    assert [p.requires_grad for p in model.parameters()] == want

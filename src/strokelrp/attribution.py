@@ -24,11 +24,12 @@ Options go in brackets too: ``integrated_gradients(steps=16)``, ``gradcam(layer=
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -147,10 +148,29 @@ def weights_for(
 # ------------------------------------------------------------------------------- methods
 
 
+@contextlib.contextmanager
+def input_gradients_only(model: nn.Module) -> Iterator[None]:
+    """Within the block, the model's parameters do not require a gradient (restored on exit,
+    also on error), so a backward pass computes input gradients only. Autograd leaves weight
+    gradients out of a backward by itself for PyTorch's own convolutions, but not for a custom
+    autograd function such as :class:`strokelrp.model.conv.Conv3d`'s batch-1 CPU path, which
+    decides from its inputs' ``requires_grad`` alone. Not for a model that another thread
+    trains at the same time."""
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
 def _grad(model: nn.Module, x: Tensor, weights: Tensor) -> Tensor:
-    """dS/dx (B, C, D, H, W) for a batch x, each sample's own scalar."""
+    """dS/dx (B, C, D, H, W) for a batch x, each sample's own scalar (no weight gradients)."""
     xg = x.detach().requires_grad_(True)
-    (g,) = torch.autograd.grad(score(model, xg, weights).sum(), xg)
+    with input_gradients_only(model):
+        (g,) = torch.autograd.grad(score(model, xg, weights).sum(), xg)
     return g
 
 
