@@ -1,6 +1,6 @@
 """Cost of a full assessment of one case, in one-map times (docs/benchmarks.md).
 
-Usage: python benchmarks/assess_bench.py RUN DATA CASE [--cascade] [--methods M ...]
+Usage: python benchmarks/assess_bench.py RUN DATA CASE [--cascade] [--no-extras] [--methods M ...]
 
 The unit is one map of the default LRP preset (``strokelrp.explain(model, x)``, the engine's
 public call; ``strokelrp.attribute(model, x, "lrp:<default>")`` is printed beside it) on the
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("data")
     parser.add_argument("case")
     parser.add_argument("--cascade", action="store_true")
+    parser.add_argument("--no-extras", dest="extras", action="store_false")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -73,12 +74,14 @@ def main() -> None:
     ctx = prepare_context(model, xt, y)
     phases.append(("per case: target, ablation, prior", *_since(w, c), None))
     w, c = time.perf_counter(), time.process_time()
-    for variant in ("element", "voxel", "mean"):
+    variants = ("element", "voxel", "mean") if args.extras else ("element",)
+    for variant in variants:
         ctx.random_aopc(model, ctx.weights, "prediction", variant)
-    phases.append(("per case: 15 random curves (3 variants x 5 seeds)", *_since(w, c), None))
+    name = f"per case: {5 * len(variants)} random curves ({len(variants)} variants x 5 seeds)"
+    phases.append((name, *_since(w, c), None))
     for method in args.methods:
         w, c = time.perf_counter(), time.process_time()
-        row, _ = assess_method(model, ctx, method, cascade=args.cascade)
+        row, _ = assess_method(model, ctx, method, cascade=args.cascade, extras=args.extras)
         phases.append((method, *_since(w, c), row["map_seconds"]))
     hook.remove()
     batch = batched_layout(xt.repeat(ctx.batch, 1, 1, 1, 1))
@@ -90,6 +93,7 @@ def main() -> None:
     one_wall, one_cpu = min(unit0[0], unit1[0]), min(unit0[1], unit1[1])
     print(
         f"case {args.case}, x {tuple(x.shape)}, torch threads 1, cascade {args.cascade}, "
+        f"extras {args.extras}, "
         f"batch {ctx.batch}, options {ctx.options}"
     )
     print(f"load average before {load0[0]:.1f} / after {load1[0]:.1f}")

@@ -122,6 +122,25 @@ def test_assess_writes_the_curves_its_aopcs_are_the_means_of(trained, tmp_path, 
             scale = max(np.abs(drops).max(), 1e-3)
             # 6 significant digits in both files
             assert float(row[column]) == pytest.approx(drops.mean(), abs=1e-5 * scale), column
+    # --no-extras: the same ten measures, the extra AOPC columns empty, only the element-level
+    # zero-baseline curves (MoRF, LeRF, the random orders) written
+    lean = tmp_path / "lean"
+    code, _, err = cli([*argv[:-2], "--no-extras", "--out", str(lean)], capsys)
+    assert code == 0, err
+    with (lean / "assess.csv").open() as fh:
+        lean_rows = list(csv.DictReader(fh))
+    with (lean / "assess_curves.csv").open() as fh:
+        lean_points = list(csv.DictReader(fh))
+    assert len(lean_points) == len(rows) * (2 + 2) * len(FRACTIONS)
+    assert {(p["level"], p["baseline"]) for p in lean_points} == {("element", "zero")}
+    for full, thin in zip(rows, lean_rows, strict=True):
+        for column in ("morf_aopc", "lerf_aopc", "random_aopc", "contrast_rho", "ablation_rho"):
+            if full[column] == "":  # undefined (e.g. no ablation drop) in both
+                assert thin[column] == ""
+            else:
+                assert float(thin[column]) == pytest.approx(float(full[column]), rel=1e-5)
+        for column in ("morf_aopc_voxel", "random_aopc_voxel", "morf_aopc_mean"):
+            assert thin[column] == ""
 
 
 def test_assess_rejects_a_bad_method_with_one_line(trained, tmp_path, capsys) -> None:
