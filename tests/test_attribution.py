@@ -186,6 +186,30 @@ def test_gradcam_is_the_weighted_relu_of_the_layer() -> None:
         attribute(model, x, "gradcam(layer=haed)", target=w)
 
 
+def test_gradcam_defaults_to_the_input_of_the_last_convolution() -> None:
+    """UNet3D: the head's input is dec1.act2's output; MONAI's BasicUNet: final_conv reads
+    upcat_1's output. The default equals naming that layer, also with frozen parameters; a
+    model without convolutions is one clear error."""
+    from strokelrp.model.architectures import build_network
+
+    model, x = tiny_unet(8)
+    w = all_ones_target(model, x)
+    want = attribute(model, x, "gradcam(layer=dec1.act2)", target=w)
+    assert float(want.abs().sum()) > 0
+    torch.testing.assert_close(attribute(model, x, "gradcam", target=w), want, rtol=0, atol=0)
+    torch.manual_seed(1)
+    monai = build_network("monai-basicunet", 6, 2, 2).double().eval()
+    xm = torch.rand(6, 16, 16, 32, dtype=F64)
+    wm = all_ones_target(monai, xm)
+    for p in monai.parameters():
+        p.requires_grad_(False)
+    want = attribute(monai, xm, "gradcam(layer=upcat_1)", target=wm)
+    assert float(want.abs().sum()) > 0
+    torch.testing.assert_close(attribute(monai, xm, "gradcam", target=wm), want, rtol=0, atol=0)
+    with pytest.raises(StrokeLRPError, match="no convolution"):
+        attribute(nn.Identity(), x, "gradcam", target=torch.ones_like(x[None]))
+
+
 def test_locality_prior_by_hand() -> None:
     """One target voxel; |x| exp(-d / 4) with d the Euclidean distance in voxels."""
     x = -torch.ones(2, 1, 3, 5, dtype=F64)

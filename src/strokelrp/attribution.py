@@ -13,8 +13,9 @@ method explains the same number. Method names (:data:`METHODS`, :func:`method_na
   a_k, batched (options ``steps``, ``baseline`` = ``zero`` | ``mean`` | a tensor, ``batch``);
 - ``occlusion``: the drop of S when a patch of one channel is set to zero, shared over the
   patch's voxels (options ``patch`` (d, h, w), ``batch``); batched, own implementation;
-- ``gradcam``: Grad-CAM at a layer (option ``layer``, default ``dec1.act2``), upsampled
-  trilinearly and shared evenly over the channels (it has no channel resolution). Own code:
+- ``gradcam``: Grad-CAM at a layer (option ``layer``; default: the input of the model's last
+  convolution, ``dec1.act2``'s output in UNet3D), upsampled trilinearly and shared evenly
+  over the channels (it has no channel resolution). Own code:
   MONAI's ``GradCAM`` scores ``logits[:, class].sum()`` over *all* voxels, not our target;
 - ``locality_prior``: the model-free reference |x| exp(-d / ``scale``), d the distance in
   voxels to the nearest target voxel (option ``scale``, default 4).
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from strokelrp.device import batched_layout
 from strokelrp.errors import StrokeLRPError
@@ -276,29 +278,54 @@ def occlusion_maps(
     return outs
 
 
-GRADCAM_LAYER = "dec1.act2"
-"""Default Grad-CAM layer: the last decoder block's output (full resolution) in UNet3D."""
+def _record_conv_inputs(
+    model: nn.Module,
+) -> tuple[list[tuple[str, Tensor]], list[RemovableHandle]]:
+    """Hooks that append (name, input) of every convolution to a list as the next forward
+    calls them: (that list, the hooks' handles)."""
+    calls: list[tuple[str, Tensor]] = []
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    if not convs:
+        raise StrokeLRPError("gradcam: the model has no convolution; name a layer= to use")
+    handles = [
+        m.register_forward_pre_hook(lambda _m, args, n=n: calls.append((n, args[0])))
+        for n, m in convs
+    ]
+    return calls, handles
 
 
-def gradcam(model: nn.Module, x: Tensor, weights: Tensor, layer: str = GRADCAM_LAYER) -> Tensor:
-    """Grad-CAM at module ``layer``: relu(sum_k mean(dS/dA_k) A_k), upsampled trilinearly to
-    the input grid and shared evenly over the C channels -> (C, D, H, W)."""
+def layer_of(model: nn.Module, layer: str) -> nn.Module:
+    """The module named ``layer`` in ``model``, or one error naming the closest name."""
     try:
-        module = model.get_submodule(layer)
+        return model.get_submodule(layer)
     except AttributeError as err:
         names = [n for n, _ in model.named_modules() if n]
         hint = difflib.get_close_matches(layer, names, n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise StrokeLRPError(f"gradcam: the model has no layer {layer!r}{extra}") from err
-    seen: list[Tensor] = []
-    handle = module.register_forward_hook(lambda _m, _i, out: seen.append(out))
-    try:
-        s = score(model, x.detach(), weights)
+
+
+def gradcam(model: nn.Module, x: Tensor, weights: Tensor, layer: str | None = None) -> Tensor:
+    """Grad-CAM: relu(sum_k mean(dS/dA_k) A_k) of a feature map A, upsampled trilinearly to
+    the input grid and shared evenly over the C channels -> (C, D, H, W). A: the output of
+    module ``layer``, or by default the input of the last convolution the forward calls (the
+    features the output layer reads: for :class:`~strokelrp.model.UNet3D` the output of
+    ``dec1.act2``, for MONAI's U-Nets that of their last decoder block)."""
+    seen: list[tuple[str, Tensor]] = []
+    if layer is None:
+        seen, handles = _record_conv_inputs(model)
+    else:
+        module = layer_of(model, layer)
+        handles = [module.register_forward_hook(lambda _m, _i, out: seen.append((layer, out)))]
+    try:  # x requires a gradient, so A does even when the model's parameters do not
+        s = score(model, x.detach().requires_grad_(True), weights)
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     if not seen:
-        raise StrokeLRPError(f"gradcam: layer {layer!r} is not called by the model's forward")
-    act = seen[-1]
+        what = "no convolution" if layer is None else f"not the layer {layer!r}"
+        raise StrokeLRPError(f"gradcam: the model's forward calls {what}")
+    act = seen[-1][1]
     (g,) = torch.autograd.grad(s.sum(), act)
     alpha = g.mean(dim=tuple(range(2, g.dim())), keepdim=True)
     cam = torch.relu((alpha * act).sum(1, keepdim=True)).detach()

@@ -149,6 +149,11 @@ def test_assess_rejects_a_bad_method_with_one_line(trained, tmp_path, capsys) ->
     code, _, err = cli(argv, capsys)
     assert code == 1 and "error: unknown LRP preset" in err and "did you mean 'lrp:paper'" in err
     assert not (tmp_path / "t").exists()
+    argv = ["assess", str(run), str(data), "--methods", "lrp:epsilon", "--methods",
+            "gradcam(layer=dec1.act3)", "--out", str(tmp_path / "t")]  # fmt: skip
+    code, _, err = cli(argv, capsys)
+    assert code == 1 and "no layer 'dec1.act3' (did you mean 'dec1.act2'?)" in err
+    assert not (tmp_path / "t").exists()  # checked against the model before any work
 
 
 def test_assess_memory_budget_reaches_every_lrp_map(trained, tmp_path, capsys, monkeypatch) -> None:

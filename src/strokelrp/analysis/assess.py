@@ -27,6 +27,7 @@ from strokelrp.analysis.shares import ablation_rho, abs_modality_shares, spearma
 from strokelrp.attribution import (
     METHODS,
     gradient,
+    layer_of,
     locality_prior,
     lrp,
     occlusion_maps,
@@ -618,6 +619,15 @@ def _modules_under(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
     ]
 
 
+def check_methods(model: nn.Module, methods: Sequence[str]) -> None:
+    """One error for the first method spec that cannot run on ``model``: an unknown name or
+    option syntax, or a Grad-CAM ``layer`` the model does not have (checked before any work)."""
+    for method in methods:
+        name, opts, _ = parse_method(method)
+        if name == "gradcam" and "layer" in opts:
+            layer_of(model, str(opts["layer"]))
+
+
 def assess(
     model: nn.Module,
     x: Tensor | np.ndarray,
@@ -650,8 +660,7 @@ def assess(
     """
     if len(seeds) < 1 or random_seeds < 1:
         raise StrokeLRPError("assess needs at least one re-initialisation and one random order")
-    for method in methods:
-        parse_method(method)  # every name checked before any work
+    check_methods(model, methods)
     if memory_budget is not None:
         from strokelrp.lrp.budget import parse_bytes
 

@@ -52,6 +52,7 @@ def assess_run(
         DEFAULT_METHODS,
         EXTRA_COLUMNS,
         assess,
+        check_methods,
     )
     from strokelrp.attribution import parse_method
     from strokelrp.data.isles2017 import load_case
@@ -65,6 +66,7 @@ def assess_run(
         parse_method(method)
     device = str(resolve_device(device))
     model, config = load_run(run, checkpoint=checkpoint, device=device)
+    check_methods(model, methods)
     chosen = list(cases) if cases else RunDir(run).validation_ids()
     if chosen is None:
         from strokelrp.data.isles2017 import discover_cases
