@@ -179,3 +179,35 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     cfg.to_toml(run / "config.toml")
     with pytest.raises(StrokeLRPError, match="no complete checkpoint"):
         load_run(run)
+
+
+def test_a_module_reachable_by_two_paths_is_stored_once_and_restored(tmp_path: Path) -> None:
+    """MONAI's DynUNet lists its blocks twice in its state_dict (``skip_layers`` holds the same
+    modules as ``input_block``, ``downsamples``, ...): safetensors refuses shared tensors, so
+    each is stored once and its other names come back on loading (strict load, same logits)."""
+    from strokelrp.model.architectures import build_network
+
+    torch.manual_seed(0)
+    model = build_network("monai-dynunet", 6, 2, 2).eval()
+    state = model.state_dict()
+    cfg = config(tmp_path, arch="monai-dynunet")
+    run = tmp_path / "run"
+    cfg.to_toml(run / "config.toml")
+    RunDir(run).save_checkpoint(epoch=1, config=cfg, model=model)
+    weights = run / "checkpoints" / "epoch-001.safetensors"
+    stored = safetensors.torch.load(weights.read_bytes())
+    aliases = json.loads(weights.with_suffix(".json").read_text())["model_aliases"]
+    assert aliases and len(stored) + len(aliases) == len(state)
+    for alias, name in aliases.items():
+        assert f"model/{name}" in stored and f"model/{alias}" not in stored
+    assert "model/skip_layers.downsample.conv1.conv.weight" not in stored
+    ck = read_checkpoint(weights)
+    assert set(ck.model_state) == set(state)
+    fresh = build_network("monai-dynunet", 6, 2, 2).eval()
+    fresh.load_state_dict(ck.model_state, strict=True)
+    x = torch.rand(1, 6, 8, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), model(x))
+    loaded, _ = load_run(run)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))

@@ -7,7 +7,9 @@ A checkpoint is a pair in ``RUN/checkpoints/``:
   ``exp_avg_sq``).
 - ``epoch-NNN.json``: format, epoch, the SHA-256 and size of the weights file, the training
   config, the optimiser's class and hyperparameters, the RNG states (torch as base64, numpy and
-  Python as lists), the training log so far and run facts (seconds, world size, split).
+  Python as lists), the training log so far and run facts (seconds, world size, split), and
+  ``model_aliases``: state_dict names that are the same tensor as an earlier name (a module
+  reachable by two paths, as in MONAI's ``DynUNet``), stored once and restored on loading.
 
 ``last.safetensors`` / ``last.json`` are the newest pair (the weights file is a hard link, so
 it costs no disk). Each file is written to a temporary name and renamed; the sidecar is
@@ -177,6 +179,30 @@ def _link_atomic(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+def _unique_tensors(
+    state: dict[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A state_dict without repeats: (name -> CPU tensor, each tensor once; alias name -> the
+    first name of the same tensor). safetensors refuses tensors that share memory; a tensor
+    that only overlaps another one (a different view of the same storage) is copied."""
+    unique: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    first: dict[tuple[Any, ...], str] = {}
+    storages: set[int] = set()
+    for name, value in state.items():
+        t = value.detach().cpu()
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.shape, t.stride(), t.dtype)
+        if t.numel() > 0 and key in first:
+            aliases[name] = first[key]
+            continue
+        first[key] = name
+        ptr = t.untyped_storage().data_ptr()
+        t = t.clone() if ptr in storages and t.numel() > 0 else t.contiguous()
+        storages.add(ptr)
+        unique[name] = t
+    return unique, aliases
+
+
 def save_checkpoint(
     ckpt_dir: str | Path,
     *,
@@ -195,7 +221,8 @@ def save_checkpoint(
     """
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state, aliases = _unique_tensors(model.state_dict())
+    tensors = {f"model/{k}": v for k, v in state.items()}
     optim_meta = None
     if optimizer is not None:
         optim_tensors, optim_meta = _optimizer_split(optimizer)
@@ -214,6 +241,7 @@ def save_checkpoint(
         "log": list(log or []),
         "facts": dict(facts or {}),
         "torch_version": torch.__version__,
+        "model_aliases": aliases,
     }
     text = json.dumps(meta, indent=1, allow_nan=True) + "\n"
     weights = ckpt_dir / f"{epoch_name(epoch)}.safetensors"
@@ -293,6 +321,12 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise StrokeLRPError(f"{path}: unreadable safetensors file ({err})") from err
     config = TrainConfig.from_dict(meta["config"], source=f"{sidecar_of(path)} [config]")
     model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
+    for alias, name in dict(meta.get("model_aliases") or {}).items():
+        if name not in model_state:
+            raise StrokeLRPError(
+                f"{sidecar_of(path)}: model_aliases names {name!r}, which the weights lack"
+            )
+        model_state[alias] = model_state[name]
     optimizer_state = None
     if meta.get("optimizer") is not None:
         optimizer_state = _optimizer_join(tensors, meta["optimizer"])
