@@ -36,8 +36,11 @@ def test_grids_the_monai_unets_cannot_halve_are_refused() -> None:
         TrainConfig(data="d", series="A", arch="resnet")
 
 
-def test_train_records_the_arch_and_load_run_rebuilds_it(tmp_path: Path) -> None:
-    from monai.networks.nets import BasicUNet
+@pytest.mark.parametrize("arch", [a for a in ARCHS if a.startswith("monai-")])
+def test_train_records_the_arch_and_load_run_rebuilds_it(tmp_path: Path, arch: str) -> None:
+    """Each MONAI network trains an epoch through the CLI (checkpoints written: DynUNet's
+    state_dict names its blocks twice), is rebuilt by load_run and explained by the engine."""
+    from monai.networks import nets
 
     from strokelrp.cli import main
     from strokelrp.data.synth import synthesize_isles2017
@@ -54,7 +57,7 @@ def test_train_records_the_arch_and_load_run_rebuilds_it(tmp_path: Path) -> None
         "--epochs",
         "1",
         "--arch",
-        "monai-basicunet",
+        arch,
         "--device",
         "cpu",
         "--no-progress",
@@ -65,8 +68,13 @@ def test_train_records_the_arch_and_load_run_rebuilds_it(tmp_path: Path) -> None
         main(argv)
     except SystemExit as exit_:
         assert not exit_.code
-    assert 'arch = "monai-basicunet"' in (out / "config.toml").read_text()
+    assert f'arch = "{arch}"' in (out / "config.toml").read_text()
     model, config = load_run(out)
-    assert isinstance(model, BasicUNet) and config.arch == "monai-basicunet"
+    kind = {
+        "monai-basicunet": nets.BasicUNet,
+        "monai-unet": nets.UNet,
+        "monai-dynunet": nets.DynUNet,
+    }
+    assert isinstance(model, kind[arch]) and config.arch == arch
     exp = explain(model, torch.rand(1, 6, 16, 16, 32), target="authors", rules="recommended")
     assert exp.relevance.shape == (1, 6, 16, 16, 32) and bool(exp.relevance.any())
