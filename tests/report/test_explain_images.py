@@ -235,3 +235,28 @@ def test_figure_of_six_channels_is_the_same_whichever_voxel_order_the_files_use(
         figures.append(imread(str(out / "figure1.png")))
     assert figures[0].shape == figures[1].shape
     assert np.array_equal(figures[0], figures[1])
+
+
+def test_weights_that_name_a_shared_module_once_fit(tmp_path: Path) -> None:
+    """A DynUNet saved by safetensors' save_model keeps one name per shared tensor: the other
+    names are the same tensors, so the weights fit; a truly missing tensor is still refused."""
+    from safetensors.torch import save_model
+
+    from strokelrp.errors import StrokeLRPError
+    from strokelrp.model.architectures import build_network
+    from strokelrp.pipeline.explain_images import load_weights
+
+    torch.manual_seed(0)
+    trained = build_network("monai-dynunet", 6, 2, 2).eval()
+    path = tmp_path / "dyn.safetensors"
+    save_model(trained, str(path))
+    fresh = build_network("monai-dynunet", 6, 2, 2).eval()
+    load_weights(fresh, path)
+    x = torch.rand(1, 6, 8, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), trained(x))
+    partial = {k: v.contiguous() for k, v in UNet(**ARGS).state_dict().items()}
+    partial.pop(next(iter(partial)))
+    save_file(partial, str(tmp_path / "partial.safetensors"))
+    with pytest.raises(StrokeLRPError, match="1 missing"):
+        load_weights(UNet(**ARGS), tmp_path / "partial.safetensors")

@@ -111,10 +111,15 @@ def load_weights(model: Any, path: str | Path) -> None:
     except RuntimeError as err:  # a parameter of another shape
         first = str(err).strip().splitlines()[1:2] or [str(err)]
         raise StrokeLRPError(f"weights {path} do not fit the model: {first[0].strip()}") from err
-    if result.missing_keys or result.unexpected_keys:
+    # a name missing from the file is fine when it is the same tensor as a name the file has
+    # (a module reachable by two paths, e.g. MONAI's DynUNet, saved by safetensors' save_model)
+    own = model.state_dict(keep_vars=True)
+    loaded = {id(own[k]) for k in state if k in own}
+    missing = [k for k in result.missing_keys if id(own[k]) not in loaded]
+    if missing or result.unexpected_keys:
         raise StrokeLRPError(
-            f"weights {path} do not fit the model: {len(result.missing_keys)} missing "
-            f"(e.g. {result.missing_keys[:3]}), {len(result.unexpected_keys)} unexpected "
+            f"weights {path} do not fit the model: {len(missing)} missing "
+            f"(e.g. {missing[:3]}), {len(result.unexpected_keys)} unexpected "
             f"(e.g. {result.unexpected_keys[:3]})"
         )
 
