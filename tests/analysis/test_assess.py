@@ -231,3 +231,13 @@ def test_randomisation_leaves_out_seeds_with_an_undefined_correlation() -> None:
     assert got["randomisation_seeds"] == 2
     none = _randomisation_summary([math.nan, math.nan])
     assert math.isnan(none["randomisation_rho"]) and none["randomisation_seeds"] == 0
+
+
+def test_perturbation_batches_fit_half_the_budget_under_the_device_cap() -> None:
+    from strokelrp.analysis.assess import MAX_BATCH, batch_for
+
+    assert batch_for(1000, "unlimited", "cpu") == MAX_BATCH["cpu"] == 8
+    assert batch_for(1000, "unlimited", "cuda") == MAX_BATCH["other"] == 16  # no GPU touched
+    assert batch_for(1000, 6000, "cpu") == 3  # half of 6000 bytes holds three 1000-byte inputs
+    assert batch_for(1000, 100, "cpu") == 1  # never below one
+    assert batch_for(1000, 10**9, "cuda") == 16

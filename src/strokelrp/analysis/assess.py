@@ -327,9 +327,11 @@ ASSESS_OPTIONS: dict[str, dict[str, Any]] = {
 background target), so the two multi-forward baselines get cheaper settings than
 :func:`strokelrp.attribution.attribute`'s defaults (32 steps, patch 4 x 8 x 8)."""
 
-MAX_BATCH = 8
+MAX_BATCH = {"cpu": 8, "other": 16}
 """At most this many perturbed inputs per forward: on this project's CPU the time per input
-is lowest from 4 to 8 and rises beyond (docs/benchmarks.md, "Assessing a method")."""
+is lowest from 4 to 8 and rises beyond (docs/benchmarks.md, "Assessing a method"); other
+devices keep the earlier cap of 16 (not measured on a GPU yet; the memory budget limits it
+too)."""
 
 
 def forward_bytes(model: nn.Module, x: Tensor) -> tuple[Tensor, int]:
@@ -352,14 +354,16 @@ def forward_bytes(model: nn.Module, x: Tensor) -> tuple[Tensor, int]:
 
 
 def batch_for(per_sample: int, memory_budget: str | int | float | None, device: Any) -> int:
-    """Perturbed inputs per forward: as many as half the budget holds, 1 to :data:`MAX_BATCH`
-    (budget as for :func:`strokelrp.lrp.engine.explain`; None = the engine's default)."""
+    """Perturbed inputs per forward: as many as half the budget holds, 1 to the device's
+    :data:`MAX_BATCH` (budget as for :func:`strokelrp.lrp.engine.explain`; None = the
+    engine's default)."""
     from strokelrp.lrp.budget import resolve_budget
 
+    cap = MAX_BATCH["cpu" if torch.device(device).type == "cpu" else "other"]
     budget = resolve_budget(memory_budget, device)
     if math.isinf(budget):
-        return MAX_BATCH
-    return int(min(MAX_BATCH, max(1, budget // (2 * max(1, per_sample)))))
+        return cap
+    return int(min(cap, max(1, budget // (2 * max(1, per_sample)))))
 
 
 @dataclass
