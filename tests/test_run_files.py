@@ -88,6 +88,9 @@ def test_tables_have_their_sidecar_and_sweep_round_trips(tmp_path: Path) -> None
     assert (back["run"], back["setting"], back["case"]) == ("r", "raw", "1")
     assert run.outputs() == [run.metrics, run.sweep_table]
     assert read_sidecar(run.sweep_table) == {"command": "sweep"}
+    (run.path / "assess").mkdir()
+    (run.path / "assess" / "assess.csv").write_text("case,method\n")
+    assert run.outputs() == [run.metrics, run.sweep_table, run.path / "assess" / "assess.csv"]
 
 
 def test_checkpoints_round_trip_through_the_safe_loader(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Where an output came from: one record that every writer of results stores.
 
 ``explanation.json`` holds it under ``"provenance"``; ``metrics.csv``, ``table1.csv``,
-``sweep/sweep.csv`` and ``report.html`` get a sidecar ``<name>.provenance.json`` beside them
+``sweep/sweep.csv``, ``assess.csv`` and ``report.html`` get a sidecar
+``<name>.provenance.json`` beside them
 (:func:`sidecar_path`). The record names the command, the data root and the case files
 (with a SHA-256 fingerprint of each case's content), the run and every checkpoint used with
 its epoch, the LRP rule preset with all its fields and the fields overridden, and the

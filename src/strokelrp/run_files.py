@@ -317,8 +317,10 @@ class RunDir:
         return write_table(self.sweep_table, rows)
 
     def outputs(self) -> list[Path]:
-        """The result tables this run holds (table 1, metrics, sweep), in that order."""
-        return [p for p in (self.table1, self.metrics, self.sweep_table) if p.is_file()]
+        """The result tables this run holds (table 1, metrics, sweep, assessment), in that
+        order."""
+        tables = (self.table1, self.metrics, self.sweep_table, self.assess_table)
+        return [p for p in tables if p is not None and p.is_file()]
 
     # ----------------------------------------------------------------------- explanations
 

@@ -61,6 +61,19 @@ def test_assess_writes_the_table(trained, tmp_path, capsys) -> None:
     ]  # fmt: skip
     assert (out / "cascade.csv").is_file()
     assert "lrp:epsilon" in stdout and f"wrote {out / 'assess.csv'}" in stdout
+    import json
+
+    from strokelrp.data.dataset import case_fingerprint
+    from strokelrp.data.isles2017 import load_case
+
+    record = json.loads((out / "assess.provenance.json").read_text())
+    assert record["command"] == "assess" and record["run"] == str(run.resolve())
+    assert record["methods"] == ["lrp:epsilon", "locality_prior"] and record["seeds"] == [1]
+    assert record["random_orders"] == 1 and record["cascade"] is True
+    assert [c["epoch"] for c in record["checkpoints"]] == [1]
+    for cid in ("1", "2"):
+        paths = load_case(data, cid).paths
+        assert record["data"]["cases"][cid]["fingerprint_sha256"] == case_fingerprint(paths)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
 
 

@@ -42,7 +42,9 @@ def assess_run(
     ``cases`` of ``data`` (default: the run's held-out cases, else every case) with the
     model of ``run``; write ``out/assess.csv``, ``out/assess_curves.csv`` (and
     ``out/cascade.csv``) and return the first's path. ``memory_budget`` and ``options``: as
-    for :func:`strokelrp.analysis.assess.assess`.
+    for :func:`strokelrp.analysis.assess.assess`. ``out/assess.provenance.json`` names the
+    data, the cases' files and fingerprints, the checkpoint, the methods and settings, and the
+    versions (:mod:`strokelrp.provenance`); it is rewritten with the table after each case.
     """
     import torch
 
@@ -55,17 +57,20 @@ def assess_run(
         check_methods,
     )
     from strokelrp.attribution import parse_method
+    from strokelrp.data.dataset import case_fingerprint
     from strokelrp.data.isles2017 import load_case
     from strokelrp.data.preprocess import prepare_case
     from strokelrp.device import resolve_device
-    from strokelrp.train.checkpoint import load_run
+    from strokelrp.provenance import case_record, checkpoint_record, provenance, write_sidecar
+    from strokelrp.train.checkpoint import load_trained
 
     run, out = Path(run), Path(out)
     methods = list(methods or DEFAULT_METHODS)
     for method in methods:
         parse_method(method)
     device = str(resolve_device(device))
-    model, config = load_run(run, checkpoint=checkpoint, device=device)
+    model, ckpt = load_trained(run, checkpoint=checkpoint, device=device)
+    config = ckpt.config
     check_methods(model, methods)
     chosen = list(cases) if cases else RunDir(run).validation_ids()
     if chosen is None:
@@ -79,8 +84,12 @@ def assess_run(
     curves: list[dict[str, Any]] = []
     points: list[dict[str, Any]] = []
     path = out / ASSESS_TABLE
+    records: dict[str, Any] = {}
     for case_id in chosen:
         case = load_case(data, case_id)
+        records[case.case_id] = case_record(
+            case.paths, data, case_fingerprint(case.paths), case.orientation
+        )
         x, y = prepare_case(case, config)
         new_rows, new_curves = assess(
             model,
@@ -101,6 +110,20 @@ def assess_run(
         curves += new_curves
         write_text(out / ASSESS_CURVES, table_text(CURVE_COLUMNS, points))
         write_text(path, table_text((*COLUMNS, *EXTRA_COLUMNS), rows))
+        record = provenance(
+            "assess",
+            data_root=data,
+            cases=records,
+            run=run,
+            checkpoints=[checkpoint_record(ckpt)],
+            methods=methods,
+            seeds=list(seeds),
+            random_orders=random_seeds,
+            extras=extras,
+            cascade=cascade,
+            options=options,
+        )
+        write_sidecar(path, record)
         if cascade:
             write_text(out / CASCADE_TABLE, table_text(CASCADE_COLUMNS, curves))
     return path
