@@ -150,6 +150,27 @@ def test_occlusion_of_single_elements_is_each_contribution_on_a_linear_model() -
     torch.testing.assert_close(occ2[1], want[1].mean().expand(2, 3, 4))
 
 
+def test_occlusion_on_a_2d_linear_model_is_each_contribution() -> None:
+    """The 2-D case of the linear-model identity: zeroing x_cv drops S by w_c x_cv; a
+    (d, h, w) patch on a 2-D input uses (h, w); a patch of the wrong length is refused."""
+    conv = nn.Conv2d(2, 2, 1).double()
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.zero_()
+        conv.weight[1, :, 0, 0] = torch.tensor([0.5, -2.0])
+    x = torch.rand(2, 3, 4, dtype=F64)
+    w = torch.zeros(1, 2, 3, 4, dtype=F64)
+    w[:, 1] = 1.0
+    occ = attribute(conv, x, "occlusion(patch=1)", target=w)
+    torch.testing.assert_close(occ, torch.tensor([0.5, -2.0], dtype=F64).view(2, 1, 1) * x)
+    both = attribute(conv, x, "occlusion(patch=9;3;2)", target=w)  # (h, w) = (3, 2)
+    want = (torch.tensor([0.5, -2.0], dtype=F64).view(2, 1, 1) * x).reshape(2, 3, 2, 2)
+    blocks = want.mean(dim=(1, 3), keepdim=True).expand(2, 3, 2, 2).reshape(2, 3, 4)
+    torch.testing.assert_close(both, blocks)
+    with pytest.raises(StrokeLRPError, match="one per axis"):
+        attribute(conv, x, "occlusion(patch=3;2;1;1)", target=w)
+
+
 def test_occlusion_of_several_targets_shares_the_forwards_and_skips_zero_patches() -> None:
     """Two targets from one pass equal two separate maps; an all-zero patch costs no forward."""
     from strokelrp.attribution import occlusion, occlusion_maps

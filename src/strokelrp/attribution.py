@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import itertools
 import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -112,13 +113,28 @@ def score(model: nn.Module, x: Tensor, weights: Tensor) -> Tensor:
     return (out * weights).flatten(1).sum(1)
 
 
-def _input(model: nn.Module, x: Tensor | np.ndarray) -> Tensor:
-    """x (C, D, H, W) or (1, C, D, H, W) -> (1, C, D, H, W) on the model's device and dtype."""
+def spatial_rank(model: nn.Module) -> int:
+    """The number of spatial axes the model convolves: its first convolution's (2 for a 2-D
+    U-Net, 3 for a 3-D one); 3 for a model without convolutions."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.conv._ConvNd):
+            return len(module.kernel_size)
+    return 3
+
+
+def attribution_input(model: nn.Module, x: Tensor | np.ndarray) -> Tensor:
+    """x (C, *S) or (1, C, *S) -> (1, C, *S) on the model's device and dtype; S the model's
+    spatial axes ((D, H, W) for a 3-D network, (H, W) for a 2-D one: :func:`spatial_rank`)."""
     t = torch.as_tensor(x)
-    if t.dim() == 4:
+    rank = spatial_rank(model)
+    if t.dim() == rank + 1:
         t = t[None]
-    if t.dim() != 5 or t.shape[0] != 1:
-        raise StrokeLRPError(f"x must be (C, D, H, W) or (1, C, D, H, W), got {tuple(t.shape)}")
+    if t.dim() != rank + 2 or t.shape[0] != 1:
+        axes = "D, H, W" if rank == 3 else ", ".join("SHW"[3 - rank :])
+        raise StrokeLRPError(
+            f"x must be (C, {axes}) or (1, C, {axes}) for this {rank}-D network, "
+            f"got {tuple(t.shape)}"
+        )
     param = next(model.parameters(), None)
     if param is not None:
         t = t.to(device=param.device, dtype=param.dtype)
@@ -195,7 +211,7 @@ def baseline_of(x: Tensor, baseline: str | float | Tensor) -> Tensor:
     if baseline == "zero":
         return torch.zeros_like(x)
     if baseline == "mean":
-        return x.mean(dim=(2, 3, 4), keepdim=True).expand_as(x)
+        return x.mean(dim=tuple(range(2, x.dim())), keepdim=True).expand_as(x)
     raise StrokeLRPError(f"baseline must be 'zero', 'mean', a number or a tensor, got {baseline!r}")
 
 
@@ -218,7 +234,7 @@ def integrated_gradients(
     total = torch.zeros_like(x[0])
     alphas = (torch.arange(steps, dtype=x.dtype, device=x.device) + 0.5) / steps
     for chunk in alphas.split(batch):
-        path = batched_layout(b + chunk.view(-1, 1, 1, 1, 1) * (x - b))
+        path = batched_layout(b + chunk.view(-1, *([1] * (x.dim() - 1))) * (x - b))
         total += _grad(model, path, weights).sum(0)
     return (x - b)[0] * total / steps
 
@@ -227,11 +243,11 @@ def occlusion(
     model: nn.Module,
     x: Tensor,
     weights: Tensor,
-    patch: tuple[int, int, int] | int = (4, 8, 8),
+    patch: tuple[int, ...] | int = (4, 8, 8),
     batch: int = 16,
 ) -> Tensor:
     """Per channel and patch (stride = patch): S(x) - S(x with the patch of that channel set to
-    zero), divided evenly over the patch's voxels -> (C, D, H, W). Batched forwards."""
+    zero), divided evenly over the patch's voxels -> (C, *S). Batched forwards."""
     return occlusion_maps(model, x, [weights], patch, batch)[0]
 
 
@@ -239,25 +255,33 @@ def occlusion_maps(
     model: nn.Module,
     x: Tensor,
     weights: Sequence[Tensor],
-    patch: tuple[int, int, int] | int = (4, 8, 8),
+    patch: tuple[int, ...] | int = (4, 8, 8),
     batch: int = 16,
 ) -> list[Tensor]:
-    """:func:`occlusion` for several targets W (each (1, K, D, H, W)) from the same perturbed
-    forwards (the occluded inputs do not depend on the target) -> one (C, D, H, W) per W.
+    """:func:`occlusion` for several targets W (each (1, K, *S)) from the same perturbed
+    forwards (the occluded inputs do not depend on the target) -> one (C, *S) per W.
 
-    A patch that is already zero in x leaves the input unchanged: its drop is 0 exactly and
-    it costs no forward.
+    x (1, C, *S) with 2 or 3 spatial axes S; ``patch``: one size per axis, or one int for all;
+    a (d, h, w) patch on a 2-D input uses its in-plane sizes (h, w). A patch that is already
+    zero in x leaves the input unchanged: its drop is 0 exactly and it costs no forward. x
+    and the occluded batches go through the model in :func:`batched_layout`.
     """
-    pd, ph, pw = (patch,) * 3 if isinstance(patch, int) else tuple(int(p) for p in patch)
-    if min(pd, ph, pw) < 1 or batch < 1:
-        raise StrokeLRPError(f"occlusion patch sizes and batch must be >= 1, got {patch!r}")
-    _, c, d, h, w = x.shape
+    spatial = tuple(x.shape[2:])
+    sizes = (patch,) * len(spatial) if isinstance(patch, int) else tuple(int(p) for p in patch)
+    if len(sizes) == 3 and len(spatial) == 2:
+        sizes = sizes[1:]
+    if len(sizes) != len(spatial) or min(sizes) < 1 or batch < 1:
+        raise StrokeLRPError(
+            f"occlusion patch sizes (one per axis of {spatial}) and batch must be >= 1, "
+            f"got {patch!r} and {batch}"
+        )
+    corners = list(
+        itertools.product(*(range(0, n, p) for n, p in zip(spatial, sizes, strict=True)))
+    )
     boxes = [
-        (ch, slice(i, i + pd), slice(j, j + ph), slice(k, k + pw))
-        for ch in range(c)
-        for i in range(0, d, pd)
-        for j in range(0, h, ph)
-        for k in range(0, w, pw)
+        (ch, *(slice(i, i + p) for i, p in zip(corner, sizes, strict=True)))
+        for ch in range(x.shape[1])
+        for corner in corners
     ]
     boxes = [b for b in boxes if bool(x[0][b].any())]
     outs = [torch.zeros_like(x[0]) for _ in weights]
@@ -266,14 +290,14 @@ def occlusion_maps(
         s0 = [(logits0 * wt).flatten(1).sum(1)[0] for wt in weights]
         for start in range(0, len(boxes), batch):
             part = boxes[start : start + batch]
-            xb = x.repeat(len(part), 1, 1, 1, 1)
-            for n, (ch, si, sj, sk) in enumerate(part):
-                xb[n, ch, si, sj, sk] = 0
+            xb = x.repeat(len(part), *([1] * (x.dim() - 1)))
+            for n, box in enumerate(part):
+                xb[n][box] = 0
             logits = model(batched_layout(xb))
             for out, wt, s in zip(outs, weights, s0, strict=True):
                 drops = s - (logits * wt).flatten(1).sum(1)
-                for n, (ch, si, sj, sk) in enumerate(part):
-                    view = out[ch, si, sj, sk]
+                for n, box in enumerate(part):
+                    view = out[box]
                     view += drops[n] / view.numel()
     return outs
 
@@ -329,8 +353,9 @@ def gradcam(model: nn.Module, x: Tensor, weights: Tensor, layer: str | None = No
     (g,) = torch.autograd.grad(s.sum(), act)
     alpha = g.mean(dim=tuple(range(2, g.dim())), keepdim=True)
     cam = torch.relu((alpha * act).sum(1, keepdim=True)).detach()
-    cam = F.interpolate(cam, size=x.shape[2:], mode="trilinear", align_corners=False)
-    return cam[0].expand(x.shape[1], -1, -1, -1) / x.shape[1]
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[x.dim() - 2]
+    cam = F.interpolate(cam, size=x.shape[2:], mode=mode, align_corners=False)
+    return cam[0].expand(x.shape[1], *x.shape[2:]) / x.shape[1]
 
 
 def locality_prior(
@@ -420,7 +445,8 @@ def attribute(
     label: Any = None,
     **options: Any,
 ) -> Tensor:
-    """The map (C, D, H, W) of ``method`` for input ``x`` (C, D, H, W) or (1, C, D, H, W).
+    """The map (C, D, H, W) of ``method`` for input ``x`` (C, D, H, W) or (1, C, D, H, W);
+    for a 2-D network (:func:`spatial_rank`) x (C, H, W) or (1, C, H, W) and a (C, H, W) map.
 
     ``method``: a name of :func:`method_names`, with options in brackets and, for LRP, a
     filter after ``+`` (``lrp:paper+pass:0,0.4``). ``target``: a named target
@@ -438,7 +464,7 @@ def attribute(
     """
     name, opts, filt = parse_method(method)
     opts.update(options)
-    xt = _input(model, x)
+    xt = attribution_input(model, x)
     was = model.training
     model.eval()
     try:

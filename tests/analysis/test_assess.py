@@ -241,3 +241,36 @@ def test_perturbation_batches_fit_half_the_budget_under_the_device_cap() -> None
     assert batch_for(1000, 6000, "cpu") == 3  # half of 6000 bytes holds three 1000-byte inputs
     assert batch_for(1000, 100, "cpu") == 1  # never below one
     assert batch_for(1000, 10**9, "cuda") == 16
+
+
+def test_a_2d_network_is_assessed_like_a_3d_one() -> None:
+    """A 2-D MONAI U-Net on (C, H, W) slices: every default method gives a (C, H, W) map and
+    every measure is defined; a 3-D input for it is one clear error."""
+    from monai.networks.nets import BasicUNet
+
+    from strokelrp.analysis.assess import DEFAULT_METHODS, assess
+    from strokelrp.attribution import attribute, spatial_rank
+    from strokelrp.errors import StrokeLRPError
+
+    torch.manual_seed(0)
+    model = BasicUNet(2, 3, 2, features=(4, 4, 4, 4, 4, 4), norm="batch").double().eval()
+    assert spatial_rank(model) == 2
+    x = torch.zeros(3, 32, 32, dtype=F64)
+    x[:, 4:28, 4:28] = torch.rand(3, 24, 24, dtype=F64) + 0.5  # a "brain" inside a zero rim
+    with torch.no_grad():  # put about half of the brain in the lesion class
+        out = model(x[None])
+        model.final_conv.bias[1] -= (out[:, 1] - out[:, 0])[0, 4:28, 4:28].median()
+    y = np.zeros((32, 32), bool)
+    y[8:20, 8:20] = True
+    for method in DEFAULT_METHODS:
+        assert attribute(model, x, method).shape == (3, 32, 32), method
+    options = {"occlusion": {"patch": (4, 8, 8)}}
+    rows, _ = assess(model, x, y, DEFAULT_METHODS, seeds=(1,), random_seeds=2,
+                     fractions=(0.01, 0.1), options=options)  # fmt: skip
+    assert [r["method"] for r in rows] == list(DEFAULT_METHODS)
+    for row in rows:
+        for key in ("brain_share", "morf_aopc", "lerf_aopc", "random_aopc", "contrast_rho"):
+            assert math.isfinite(row[key]), (row["method"], key)
+        assert 0 <= row["brain_share"] <= 1 + 1e-12
+    with pytest.raises(StrokeLRPError, match="for this 2-D network"):
+        attribute(model, torch.rand(3, 4, 32, 32, dtype=F64), "gradient")

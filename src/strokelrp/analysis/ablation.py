@@ -53,7 +53,8 @@ def mean_filled(x: Any, channel: int) -> Any:
 def modality_ablation(
     model: Any, x: Any, label: Any | None = None, *, batch_size: int = 7
 ) -> Ablation:
-    """Mean-fill each channel of ``x`` (C, D, H, W) in turn and measure the model's Dice.
+    """Mean-fill each channel of ``x`` (C, D, H, W), or (C, H, W) for a 2-D network, in turn
+    and measure the model's Dice.
 
     ``label``: (D, H, W) ground truth (non-zero = lesion) or None; an empty label counts as
     none (the drop is then the change against the model's own prediction). x is cast to the
@@ -66,13 +67,13 @@ def modality_ablation(
 
     param = next(model.parameters())
     x = torch.as_tensor(to_numpy(x, "x")).to(dtype=param.dtype)
-    require_ndim(x.numpy(), (4,), "x", "(C, D, H, W)")
+    require_ndim(x.numpy(), (3, 4), "x", "(C, D, H, W) or (C, H, W)")
     truth = None
     if label is not None:
         truth = to_numpy(label, "label") != 0
         if truth.shape != tuple(x.shape[1:]):
             raise StrokeLRPError(
-                f"label {truth.shape} and input {tuple(x.shape)} must share (D, H, W)"
+                f"label {truth.shape} and input {tuple(x.shape)} must share the spatial axes"
             )
         if not truth.any():
             truth = None  # an empty label: no lesion to score, as without one

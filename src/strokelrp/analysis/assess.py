@@ -26,6 +26,7 @@ from strokelrp.analysis.ablation import modality_ablation
 from strokelrp.analysis.shares import ablation_rho, abs_modality_shares, spearman
 from strokelrp.attribution import (
     METHODS,
+    attribution_input,
     gradient,
     layer_of,
     locality_prior,
@@ -206,7 +207,8 @@ def perturbation_curves(
         if curve.baseline == "zero":
             bases.setdefault("zero", torch.zeros_like(x[0]))
         elif curve.baseline == "mean":
-            bases.setdefault("mean", x[0].mean(dim=(1, 2, 3), keepdim=True).expand_as(x[0]))
+            spatial = tuple(range(1, x.dim() - 1))
+            bases.setdefault("mean", x[0].mean(dim=spatial, keepdim=True).expand_as(x[0]))
         else:
             raise StrokeLRPError(f"baseline must be 'zero' or 'mean', got {curve.baseline!r}")
     out = np.zeros((len(curves), len(fractions)))
@@ -229,7 +231,7 @@ def perturbation_curves(
                 jobs.append((i, j, idx, curve.voxel, base))
         for start in range(0, len(jobs), batch):
             part = jobs[start : start + batch]
-            xb = x.repeat(len(part), 1, 1, 1, 1)
+            xb = x.repeat(len(part), *([1] * (x.dim() - 1)))
             for n, (_i, _j, idx, voxel, base) in enumerate(part):
                 if voxel:
                     xb[n].view(c, -1)[:, idx] = base.reshape(c, -1)[:, idx]
@@ -592,7 +594,10 @@ def assess_method(
     r_les = trained.get("lesion", r)
     r_bg = trained["background"]
     row["contrast_rho"] = spearman(within(brain, r_les, False), within(brain, r_bg, False))
-    row["ablation_rho"] = ablation_rho(abs_modality_shares(r), ctx.drops)
+    # the channel shares of |R| for any number of spatial axes: (C, N, 1, 1) is a (C, D, H, W)
+    row["ablation_rho"] = ablation_rho(
+        abs_modality_shares(r.reshape(r.shape[0], -1, 1, 1)), ctx.drops
+    )
     if extras:
         row["morf_aopc_voxel"] = aopc(drops[2])
         row["random_aopc_voxel"] = random_curve("voxel")
@@ -656,7 +661,8 @@ def assess(
     dict per point with :data:`CURVE_COLUMNS` (``seed`` None except for random orders).
 
     x (C, D, H, W) preprocessed as the model saw it (:func:`strokelrp.prepare_case`), y its
-    label (D, H, W) or None. ``seeds``: the independent re-initialisations (>= 3 advised);
+    label (D, H, W) or None (a 2-D network: x (C, H, W), y (H, W)). ``seeds``: the
+    independent re-initialisations (>= 3 advised);
     ``random_seeds``: the random orderings (>= 5); ``extras``: the voxel-level and
     mean-baseline AOPC columns; ``memory_budget``: bytes of every LRP walk and of the batches
     of perturbed inputs (as for :func:`strokelrp.lrp.engine.explain`); ``options``: method
@@ -669,9 +675,7 @@ def assess(
         from strokelrp.lrp.budget import parse_bytes
 
         parse_bytes(memory_budget)
-    param = next(model.parameters())
-    xt = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
-    xt = (xt[None] if xt.dim() == 4 else xt).to(param)
+    xt = attribution_input(model, x if isinstance(x, Tensor) else np.asarray(x))
     was = model.training
     model.eval()
     try:

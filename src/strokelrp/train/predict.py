@@ -8,14 +8,17 @@ from torch import nn
 
 
 def predict(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
-    """Logits (B, 2, D, H, W) float32 for input ``x`` (B, 6, D, H, W), on the model's device.
+    """Logits (B, 2, D, H, W) float32 for input ``x`` (B, 6, D, H, W), on the model's device
+    (a 2-D network: (B, C, H, W) -> (B, 2, H, W)).
 
     The model runs in eval mode (BatchNorm with its running statistics; the authors' code
     switched it to train mode mid-evaluation); its previous mode is restored afterwards.
     ``precision="bf16"`` runs under autocast (GPU), the logits are still returned as float32.
     """
-    if x.dim() != 5:
-        raise ValueError(f"predict expects x of shape (B, 6, D, H, W), got {tuple(x.shape)}")
+    if x.dim() not in (4, 5):
+        raise ValueError(
+            f"predict expects x of shape (B, 6, D, H, W) or (B, C, H, W), got {tuple(x.shape)}"
+        )
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
