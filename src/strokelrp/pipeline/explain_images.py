@@ -113,9 +113,11 @@ def load_weights(model: Any, path: str | Path) -> None:
         raise StrokeLRPError(f"weights {path} do not fit the model: {first[0].strip()}") from err
     # a name missing from the file is fine when it is the same tensor as a name the file has
     # (a module reachable by two paths, e.g. MONAI's DynUNet, saved by safetensors' save_model)
-    own = model.state_dict(keep_vars=True)
-    loaded = {id(own[k]) for k in state if k in own}
-    missing = [k for k in result.missing_keys if id(own[k]) not in loaded]
+    from strokelrp.train.checkpoint import state_aliases
+
+    aliases = state_aliases(model.state_dict())
+    loaded = {aliases.get(k, k) for k in state}
+    missing = [k for k in result.missing_keys if aliases.get(k, k) not in loaded]
     if missing or result.unexpected_keys:
         raise StrokeLRPError(
             f"weights {path} do not fit the model: {len(missing)} missing "

@@ -32,7 +32,7 @@ import random
 import re
 import shutil
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,27 +179,39 @@ def _link_atomic(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def _unique_tensors(
-    state: dict[str, torch.Tensor],
-) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """A state_dict without repeats: (name -> CPU tensor, each tensor once; alias name -> the
-    first name of the same tensor). safetensors refuses tensors that share memory; a tensor
-    that only overlaps another one (a different view of the same storage) is copied."""
-    unique: dict[str, torch.Tensor] = {}
+def state_aliases(state: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """Names of a state_dict that are the same tensor as an earlier name (same memory, offset,
+    shape, strides and dtype: a module reachable by two paths, as in MONAI's ``DynUNet``):
+    alias name -> the first name."""
     aliases: dict[str, str] = {}
     first: dict[tuple[Any, ...], str] = {}
-    storages: set[int] = set()
-    for name, value in state.items():
-        t = value.detach().cpu()
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.shape, t.stride(), t.dtype)
-        if t.numel() > 0 and key in first:
-            aliases[name] = first[key]
+    for name, t in state.items():
+        if t.numel() == 0:
             continue
-        first[key] = name
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.shape, t.stride(), t.dtype)
+        if key in first:
+            aliases[name] = first[key]
+        else:
+            first[key] = name
+    return aliases
+
+
+def _unique_tensors(
+    state: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A state_dict without repeats: (name -> CPU tensor, each tensor once;
+    :func:`state_aliases`). safetensors refuses tensors that share memory; a tensor that only
+    overlaps another one (a different view of the same storage) is copied."""
+    cpu = {name: value.detach().cpu() for name, value in state.items()}
+    aliases = state_aliases(cpu)
+    unique: dict[str, torch.Tensor] = {}
+    storages: set[int] = set()
+    for name, t in cpu.items():
+        if name in aliases:
+            continue
         ptr = t.untyped_storage().data_ptr()
-        t = t.clone() if ptr in storages and t.numel() > 0 else t.contiguous()
+        unique[name] = t.clone() if ptr in storages and t.numel() > 0 else t.contiguous()
         storages.add(ptr)
-        unique[name] = t
     return unique, aliases
 
 
