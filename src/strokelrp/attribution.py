@@ -302,20 +302,13 @@ def occlusion_maps(
     return outs
 
 
-def _record_conv_inputs(
-    model: nn.Module,
-) -> tuple[list[tuple[str, Tensor]], list[RemovableHandle]]:
-    """Hooks that append (name, input) of every convolution to a list as the next forward
-    calls them: (that list, the hooks' handles)."""
-    calls: list[tuple[str, Tensor]] = []
-    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)]
+def _hook_conv_inputs(model: nn.Module, seen: list[Tensor]) -> list[RemovableHandle]:
+    """Hooks that append the input of every convolution to ``seen`` as the next forward calls
+    them; their handles."""
+    convs = [m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
     if not convs:
         raise StrokeLRPError("gradcam: the model has no convolution; name a layer= to use")
-    handles = [
-        m.register_forward_pre_hook(lambda _m, args, n=n: calls.append((n, args[0])))
-        for n, m in convs
-    ]
-    return calls, handles
+    return [m.register_forward_pre_hook(lambda _m, args: seen.append(args[0])) for m in convs]
 
 
 def layer_of(model: nn.Module, layer: str) -> nn.Module:
@@ -330,17 +323,18 @@ def layer_of(model: nn.Module, layer: str) -> nn.Module:
 
 
 def gradcam(model: nn.Module, x: Tensor, weights: Tensor, layer: str | None = None) -> Tensor:
-    """Grad-CAM: relu(sum_k mean(dS/dA_k) A_k) of a feature map A, upsampled trilinearly to
-    the input grid and shared evenly over the C channels -> (C, D, H, W). A: the output of
-    module ``layer``, or by default the input of the last convolution the forward calls (the
-    features the output layer reads: for :class:`~strokelrp.model.UNet3D` the output of
-    ``dec1.act2``, for MONAI's U-Nets that of their last decoder block)."""
-    seen: list[tuple[str, Tensor]] = []
+    """Grad-CAM: relu(sum_k mean(dS/dA_k) A_k) of a feature map A, upsampled (trilinearly, or
+    bilinearly for a 2-D network) to the input grid and shared evenly over the C channels ->
+    (C, *S). A: the output of module ``layer``, or by default the input of the last
+    convolution the forward calls (the features the output layer reads: for
+    :class:`~strokelrp.model.UNet3D` the output of ``dec1.act2``, for MONAI's U-Nets that of
+    their last decoder block)."""
+    seen: list[Tensor] = []
     if layer is None:
-        seen, handles = _record_conv_inputs(model)
+        handles = _hook_conv_inputs(model, seen)
     else:
         module = layer_of(model, layer)
-        handles = [module.register_forward_hook(lambda _m, _i, out: seen.append((layer, out)))]
+        handles = [module.register_forward_hook(lambda _m, _i, out: seen.append(out))]
     try:  # x requires a gradient, so A does even when the model's parameters do not
         s = score(model, x.detach().requires_grad_(True), weights)
     finally:
@@ -349,7 +343,7 @@ def gradcam(model: nn.Module, x: Tensor, weights: Tensor, layer: str | None = No
     if not seen:
         what = "no convolution" if layer is None else f"not the layer {layer!r}"
         raise StrokeLRPError(f"gradcam: the model's forward calls {what}")
-    act = seen[-1][1]
+    act = seen[-1]
     (g,) = torch.autograd.grad(s.sum(), act)
     alpha = g.mean(dim=tuple(range(2, g.dim())), keepdim=True)
     cam = torch.relu((alpha * act).sum(1, keepdim=True)).detach()

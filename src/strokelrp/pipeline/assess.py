@@ -56,7 +56,6 @@ def assess_run(
         assess,
         check_methods,
     )
-    from strokelrp.attribution import parse_method
     from strokelrp.data.dataset import case_fingerprint
     from strokelrp.data.isles2017 import load_case
     from strokelrp.data.preprocess import prepare_case
@@ -66,8 +65,6 @@ def assess_run(
 
     run, out = Path(run), Path(out)
     methods = list(methods or DEFAULT_METHODS)
-    for method in methods:
-        parse_method(method)
     device = str(resolve_device(device))
     model, ckpt = load_trained(run, checkpoint=checkpoint, device=device)
     config = ckpt.config
