@@ -25,9 +25,9 @@ import time
 import torch
 
 import strokelrp
-from strokelrp.analysis.assess import DEFAULT_METHODS, assess_method, prepare_context
 from strokelrp.device import batched_layout
 from strokelrp.lrp.presets import DEFAULT_PRESET
+from strokelrp.trust.assess import DEFAULT_METHODS, assess_method, prepare_context
 
 
 def timed(fn, repeat: int = 3) -> tuple[float, float]:  # type: ignore[no-untyped-def]

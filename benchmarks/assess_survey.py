@@ -1,11 +1,11 @@
 """Which rules pass? Assess a list of methods on a run's held-out cases (docs/method.md).
 
-Usage: python benchmarks/assess_survey.py RUN DATA OUT GROUP [CASE ...] [--seeds N]
+Usage: python benchmarks/assess_survey.py RUN DATA OUT GROUP [CASE ...] [--seeds N] [--extras]
        python benchmarks/assess_survey.py table OUT [OUT ...] [--only METHOD ...] [--per-case]
          (the markdown table of OUT/*/assess.csv: means over cases; --per-case adds a row per case)
   (GROUP: main, presets, default, lrp, filters, grid-epsilon, grid-paper, variants, baselines,
 occlusion). Writes OUT/GROUP[-CASES]/assess.csv through strokelrp.pipeline.assess (one
-thread, no voxel/mean-baseline extras); default cases: the run's held-out cases. ``--seeds N``:
+thread; the voxel-level and other-removal extras only with ``--extras``); default cases: the run's held-out cases. ``--seeds N``:
 N re-initialisations for randomisation_rho (default 3; randomisation is not one of the five
 checks, so a large grid may use 1).
 """
@@ -84,6 +84,20 @@ GROUPS: dict[str, list[str]] = {
         "locality_prior",
     ],
     "occlusion": ["occlusion"],
+    "reference": [  # issue 20: zero-referenced maps beside their healthy / mirror versions
+        "lrp:epsilon",
+        "lrp:epsilon(reference=healthy)",
+        "lrp:epsilon(reference=mirror)",
+        "lrp:paper",
+        "gradient",
+        "gradient_x_input",
+        "gradient_x_input(reference=healthy)",
+        "integrated_gradients(steps=16)",
+        "integrated_gradients(steps=16,reference=healthy)",
+        "occlusion",
+        "occlusion(reference=healthy)",
+        "locality_prior",
+    ],
 }
 
 
@@ -153,6 +167,8 @@ def main() -> None:
         at = args.index("--seeds")
         seeds = int(args[at + 1])
         del args[at : at + 2]
+    extras = "--extras" in args
+    args = [a for a in args if a != "--extras"]
     run, data, out, group, *cases = args
     torch.set_num_threads(1)
     path = assess_run(
@@ -162,7 +178,7 @@ def main() -> None:
         cases=cases or None,
         methods=GROUPS[group],
         seeds=tuple(range(1, seeds + 1)),
-        extras=False,
+        extras=extras,
         log=lambda s: print(s, flush=True),
     )
     print(f"wrote {path}")

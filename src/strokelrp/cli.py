@@ -859,7 +859,7 @@ def report(runs: tuple[str, ...], out: str | None) -> None:
 
 # ---------------------------------------------------------------------------- assess command
 
-ASSESS_IG_STEPS = 16  # = strokelrp.analysis.assess.ASSESS_OPTIONS (tested): no torch import here
+ASSESS_IG_STEPS = 16  # = strokelrp.trust.assess.ASSESS_OPTIONS (tested): no torch import here
 ASSESS_PATCH = (4, 16, 16)
 
 

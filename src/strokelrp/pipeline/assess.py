@@ -5,8 +5,9 @@ first, then :data:`~strokelrp.analysis.assess.EXTRA_COLUMNS`), ``OUT/assess_curv
 perturbation curves the AOPC columns are the means of, long format:
 :data:`~strokelrp.analysis.assess.CURVE_COLUMNS`) and, with ``cascade``, ``OUT/cascade.csv``.
 All are written atomically after every case, so an interrupted run leaves complete tables of
-the cases done. The measures themselves are :mod:`strokelrp.analysis.assess` (pure: a model and
-arrays in, rows out); the text of the tables is :mod:`strokelrp.report.assess_run`.
+the cases done. The assessment of a case is :mod:`strokelrp.trust.assess` (a model and
+arrays in, rows out; its pure measures :mod:`strokelrp.analysis.assess`); the text of the
+tables is :mod:`strokelrp.report.assess_run`.
 """
 
 from __future__ import annotations
@@ -38,30 +39,24 @@ def assess_run(
     options: dict[str, dict[str, Any]] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Assess ``methods`` (default :data:`~strokelrp.analysis.assess.DEFAULT_METHODS`) on
+    """Assess ``methods`` (default :data:`~strokelrp.trust.assess.DEFAULT_METHODS`) on
     ``cases`` of ``data`` (default: the run's held-out cases, else every case) with the
     model of ``run``; write ``out/assess.csv``, ``out/assess_curves.csv`` (and
     ``out/cascade.csv``) and return the first's path. ``memory_budget`` and ``options``: as
-    for :func:`strokelrp.analysis.assess.assess`. ``out/assess.provenance.json`` names the
+    for :func:`strokelrp.trust.assess.assess`. ``out/assess.provenance.json`` names the
     data, the cases' files and fingerprints, the checkpoint, the methods and settings, and the
     versions (:mod:`strokelrp.provenance`); it is rewritten with the table after each case.
     """
     import torch
 
-    from strokelrp.analysis.assess import (
-        COLUMNS,
-        CURVE_COLUMNS,
-        DEFAULT_METHODS,
-        EXTRA_COLUMNS,
-        assess,
-        check_methods,
-    )
+    from strokelrp.analysis.assess import COLUMNS, CURVE_COLUMNS, EXTRA_COLUMNS
     from strokelrp.data.dataset import case_fingerprint
     from strokelrp.data.isles2017 import load_case
     from strokelrp.data.preprocess import prepare_case
     from strokelrp.device import resolve_device
     from strokelrp.provenance import case_record, checkpoint_record, provenance, write_sidecar
     from strokelrp.train.checkpoint import load_trained
+    from strokelrp.trust.assess import DEFAULT_METHODS, assess, check_methods
 
     run, out = Path(run), Path(out)
     methods = list(methods or DEFAULT_METHODS)

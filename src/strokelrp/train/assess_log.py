@@ -1,7 +1,7 @@
 """Interpretability during training: the trust measures of one method every N epochs.
 
 ``train --assess-every N`` calls :func:`assess_epoch` after epochs N, 2N, ... on rank 0: the
-measures of :func:`strokelrp.analysis.assess.assess` for one method (``--assess-method``,
+measures of :func:`strokelrp.trust.assess.assess` for one method (``--assess-method``,
 default ``lrp:epsilon``) on the first ``--assess-cases`` held-out cases (the first training
 cases when nothing is held out; the ``split`` column says which), appended to
 ``RUN/assess_log.csv`` (:meth:`strokelrp.run_files.RunDir.write_assess_log`). The cost is
@@ -40,8 +40,8 @@ def assess_epoch(
     Global random states (Python, numpy, torch) are restored afterwards and parameter
     gradients cleared, so training continues exactly as it would have without this call.
     """
-    from strokelrp.analysis.assess import assess
     from strokelrp.train.checkpoint import capture_rng, restore_rng
+    from strokelrp.trust.assess import assess
 
     state = capture_rng()
     rows = []
