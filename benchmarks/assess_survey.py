@@ -4,8 +4,9 @@ Usage: python benchmarks/assess_survey.py RUN DATA OUT GROUP [CASE ...] [--seeds
        python benchmarks/assess_survey.py table OUT [OUT ...] [--only METHOD ...] [--per-case]
          (the markdown table of OUT/*/assess.csv: means over cases; --per-case adds a row per case)
   (GROUP: main, presets, default, lrp, filters, grid-epsilon, grid-paper, variants, baselines,
-occlusion). Writes OUT/GROUP[-CASES]/assess.csv through strokelrp.pipeline.assess (one
-thread; the voxel-level and other-removal extras only with ``--extras``); default cases: the run's held-out cases. ``--seeds N``:
+occlusion, reference). Writes OUT/GROUP[-CASES]/assess.csv through strokelrp.pipeline.assess
+(one thread; the voxel-level and other-removal extras only with ``--extras``); default cases:
+the run's held-out cases. ``--seeds N``:
 N re-initialisations for randomisation_rho (default 3; randomisation is not one of the five
 checks, so a large grid may use 1).
 """

@@ -37,6 +37,9 @@ def assess_run(
     extras: bool = True,
     memory_budget: str | int | float | None = None,
     options: dict[str, dict[str, Any]] | None = None,
+    reference: str | None = None,
+    removal: str = "impute",
+    profile: str = "full",
     log: Callable[[str], None] | None = None,
 ) -> Path:
     """Assess ``methods`` (default :data:`~strokelrp.trust.assess.DEFAULT_METHODS`) on
@@ -46,20 +49,38 @@ def assess_run(
     for :func:`strokelrp.trust.assess.assess`. ``out/assess.provenance.json`` names the
     data, the cases' files and fingerprints, the checkpoint, the methods and settings, and the
     versions (:mod:`strokelrp.provenance`); it is rewritten with the table after each case.
+    ``reference``: added to every method that takes one and names none
+    (:func:`strokelrp.trust.assess.with_reference`); ``removal``: the main AOPC columns'
+    removal kind; ``profile``: ``quick`` replaces seeds, random orders, extras and fractions
+    by :data:`strokelrp.trust.assess.PROFILES` ``["quick"]``.
     """
     import torch
 
-    from strokelrp.analysis.assess import COLUMNS, CURVE_COLUMNS, EXTRA_COLUMNS
+    from strokelrp.analysis.assess import COLUMNS, CURVE_COLUMNS, EXTRA_COLUMNS, FRACTIONS
     from strokelrp.data.dataset import case_fingerprint
     from strokelrp.data.isles2017 import load_case
     from strokelrp.data.preprocess import prepare_case
     from strokelrp.device import resolve_device
     from strokelrp.provenance import case_record, checkpoint_record, provenance, write_sidecar
     from strokelrp.train.checkpoint import load_trained
-    from strokelrp.trust.assess import DEFAULT_METHODS, assess, check_methods
+    from strokelrp.trust.assess import (
+        DEFAULT_METHODS,
+        PROFILES,
+        assess,
+        check_methods,
+        with_reference,
+    )
 
     run, out = Path(run), Path(out)
-    methods = list(methods or DEFAULT_METHODS)
+    if profile not in PROFILES:
+        raise StrokeLRPError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    settings: dict[str, Any] = {
+        "seeds": tuple(seeds),
+        "random_seeds": random_seeds,
+        "extras": extras,
+        "fractions": FRACTIONS,
+    } | PROFILES[profile]
+    methods = [with_reference(m, reference) for m in (methods or DEFAULT_METHODS)]
     device = str(resolve_device(device))
     model, ckpt = load_trained(run, checkpoint=checkpoint, device=device)
     config = ckpt.config
@@ -89,12 +110,11 @@ def assess_run(
             y,
             methods,
             case=case_id,
-            seeds=seeds,
-            random_seeds=random_seeds,
             cascade=cascade,
-            extras=extras,
             memory_budget=memory_budget,
             options=options,
+            removal=removal,
+            **settings,
             progress=log,
             points=points,
         )
@@ -109,9 +129,12 @@ def assess_run(
             run=run,
             checkpoints=[checkpoint_record(ckpt)],
             methods=methods,
-            seeds=list(seeds),
-            random_orders=random_seeds,
-            extras=extras,
+            seeds=list(settings["seeds"]),
+            random_orders=settings["random_seeds"],
+            extras=settings["extras"],
+            fractions=list(settings["fractions"]),
+            removal=removal,
+            profile=profile,
             cascade=cascade,
             options=options,
         )

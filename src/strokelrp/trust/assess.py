@@ -465,6 +465,37 @@ def _modules_under(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
     ]
 
 
+PROFILES: dict[str, dict[str, Any]] = {
+    "full": {},
+    "quick": {
+        "seeds": (1,),
+        "random_seeds": 3,
+        "extras": False,
+        "fractions": (0.02, 0.1, 0.5, 2.0),
+    },
+}
+"""``assess --profile``: settings that replace the given ones (``full``: none). ``quick``: one
+re-initialisation, 3 random orders, no extras and 4 of the 8 fractions (its cost in one-map
+times: docs/benchmarks.md, "Assessment profiles")."""
+
+
+def with_reference(method: str, reference: str | None) -> str:
+    """``method`` with the option ``reference=<reference>`` added when the method takes a
+    reference (:data:`strokelrp.attribution.REFERENCE_METHODS`) and names none itself;
+    unchanged otherwise (or when ``reference`` is None)."""
+    from strokelrp.attribution import REFERENCE_METHODS
+
+    name, opts, filt = parse_method(method)
+    takes = name.startswith("lrp:") or name in REFERENCE_METHODS
+    if reference is None or not takes or "reference" in opts:
+        return method
+    head = method.split("+", 1)[0].strip() if filt is not None else method.strip()
+    tail = f"+{filt}" if filt is not None else ""
+    if head.endswith(")"):
+        return f"{head[:-1]},reference={reference}){tail}"
+    return f"{head}(reference={reference}){tail}"
+
+
 def check_methods(model: nn.Module, methods: Sequence[str]) -> None:
     """One error for the first method spec that cannot run on ``model``: an unknown name or
     option syntax, or a Grad-CAM ``layer`` the model does not have (checked before any work)."""
