@@ -211,3 +211,49 @@ def test_a_2d_network_is_assessed_like_a_3d_one() -> None:
         assert 0 <= row["brain_share"] <= 1 + 1e-12
     with pytest.raises(StrokeLRPError, match="for this 2-D network"):
         attribute(model, torch.rand(3, 4, 32, 32, dtype=F64), "gradient")
+
+
+def test_fractions_count_relative_to_the_target_and_removals_fill_as_defined() -> None:
+    """k = round(f * target voxels * C) elements (f * target voxels for voxel curves); on a
+    linear model the drop is the removed elements' sum of w_c (x - fill)."""
+    from strokelrp.analysis.removal import healthy_mean
+    from strokelrp.trust.perturbation import removed_counts
+
+    assert removed_counts((0.01, 0.5, 2.0, 100.0), 1000, 10, 3, False) == [0, 15, 60, 1000]
+    assert removed_counts((0.5, 2.0), 1000, 10, 3, True) == [5, 20]
+    assert removed_counts((0.5,), 1000, None, 3, False) == [500]
+    w = torch.tensor([2.0, 1.0], dtype=F64)
+    model = Linear(w.tolist())
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 2, 3, 4, 5, generator=gen, dtype=F64) + 0.1
+    weights = torch.zeros(1, 2, 3, 4, 5, dtype=F64)
+    weights[:, 1] = 1.0
+    brain = np.ones((3, 4, 5), bool)
+    target = np.zeros((3, 4, 5), bool)
+    target[1, 1:3, 1:3] = True  # 4 voxels, 8 elements
+    order = ordering(w.view(2, 1, 1, 1) * x[0], True)
+    s0 = float((w.view(2, 1, 1, 1) * x[0]).sum())
+    fill = healthy_mean(x[0].numpy(), brain, target)
+    got = perturbation_curve(
+        model, x, weights, order, (0.5, 1.0), "healthy", unit=4, brain=brain, target=target
+    )
+    for f, drop in zip((0.5, 1.0), got, strict=True):
+        idx = order[: round(f * 8)]
+        c = idx // 60
+        want = float((w[c] * (x[0].reshape(-1)[idx] - torch.from_numpy(fill)[c])).sum()) / s0
+        assert drop == pytest.approx(want, rel=1e-12)
+
+
+def test_with_reference_adds_the_option_to_methods_that_take_one() -> None:
+    from strokelrp.trust.assess import with_reference
+
+    assert with_reference("lrp:epsilon", "healthy") == "lrp:epsilon(reference=healthy)"
+    assert with_reference("lrp:epsilon+pass:0,0.4", "mirror") == (
+        "lrp:epsilon(reference=mirror)+pass:0,0.4"
+    )
+    assert with_reference("integrated_gradients(steps=16)", "healthy") == (
+        "integrated_gradients(steps=16,reference=healthy)"
+    )
+    assert with_reference("gradient", "healthy") == "gradient"
+    assert with_reference("occlusion(reference=zero)", "healthy") == "occlusion(reference=zero)"
+    assert with_reference("lrp:paper", None) == "lrp:paper"
