@@ -28,3 +28,17 @@ def test_paired_wilcoxon_by_hand() -> None:
     assert paired_wilcoxon([1, 2, 0], [0, 0, 3])[2] == pytest.approx(1.0)
     assert math.isnan(paired_wilcoxon([1.0], [0.0])[2])
     assert math.isnan(paired_wilcoxon([1.0, 2.0], [1.0, 2.0])[2])
+
+
+def test_paired_table_compares_methods_case_by_case() -> None:
+    from strokelrp.analysis.statistics import paired_table
+
+    rows = []
+    for case, (a, b) in enumerate([(0.5, 0.1), (0.4, 0.2), (0.6, 0.1), (0.7, 0.3), (0.9, 0.2)]):
+        rows.append({"case": str(case), "method": "A", "prior_gap": str(a)})
+        rows.append({"case": str(case), "method": "B", "prior_gap": b})
+    rows.append({"case": "9", "method": "A", "prior_gap": "1.0"})  # B has no case 9: unpaired
+    (row,) = paired_table(rows, ["prior_gap"])
+    assert (row["method"], row["other"], row["pairs"]) == ("A", "B", 5)
+    assert row["median_difference"] == pytest.approx(0.4)  # 0.4, 0.2, 0.5, 0.4, 0.7
+    assert row["p"] == pytest.approx(2 / 32)  # every difference positive: exact p

@@ -46,3 +46,50 @@ def paired_wilcoxon(a: Sequence[float], b: Sequence[float]) -> tuple[int, float,
     if len(pairs) < 2 or not d.any():
         return len(pairs), median, math.nan
     return len(pairs), median, float(wilcoxon(d, alternative="two-sided").pvalue)
+
+
+PAIR_COLUMNS: tuple[str, ...] = ("measure", "method", "other", "pairs", "median_difference", "p")
+"""The columns of ``assess_pairs.csv``, the companion table of ``assess.csv``."""
+
+PAIRED_MEASURES: tuple[str, ...] = (
+    "prior_gap",
+    "random_gap",
+    "morf_aopc",
+    "lesion_share",
+    "positive_adc",
+    "positive_rcbf",
+)
+"""The measures compared between methods, case by case."""
+
+
+def paired_table(
+    rows: Sequence[dict[str, object]], measures: Sequence[str] = PAIRED_MEASURES
+) -> list[dict[str, object]]:
+    """Per measure and pair of methods (first-seen order, each pair once): the paired
+    Wilcoxon test over the cases both have (:func:`paired_wilcoxon`, method minus other).
+    ``rows``: ``assess.csv`` rows (numbers or strings; empty = undefined)."""
+
+    def value(row: dict[str, object] | None, key: str) -> float:
+        v = None if row is None else row.get(key)
+        return math.nan if v in (None, "") else float(v)  # type: ignore[arg-type]
+
+    methods: list[str] = []
+    by: dict[tuple[str, str], dict[str, object]] = {}
+    for row in rows:
+        method = str(row["method"])
+        if method not in methods:
+            methods.append(method)
+        by[(method, str(row["case"]))] = row
+    cases = sorted({case for _, case in by})
+    out: list[dict[str, object]] = []
+    for measure in measures:
+        for i, a in enumerate(methods):
+            for b in methods[i + 1 :]:
+                xs = [value(by.get((a, c)), measure) for c in cases]
+                ys = [value(by.get((b, c)), measure) for c in cases]
+                n, median, p = paired_wilcoxon(xs, ys)
+                out.append(
+                    {"measure": measure, "method": a, "other": b, "pairs": n,
+                     "median_difference": median, "p": p}
+                )  # fmt: skip
+    return out

@@ -19,7 +19,7 @@ from typing import Any
 from strokelrp.atomic import write_text
 from strokelrp.errors import StrokeLRPError
 from strokelrp.report.assess_run import CASCADE_COLUMNS, table_text
-from strokelrp.run_files import ASSESS_CURVES, ASSESS_TABLE, CASCADE_TABLE, RunDir
+from strokelrp.run_files import ASSESS_CURVES, ASSESS_PAIRS, ASSESS_TABLE, CASCADE_TABLE, RunDir
 
 
 def assess_run(
@@ -45,8 +45,9 @@ def assess_run(
     """Assess ``methods`` (default :data:`~strokelrp.trust.assess.DEFAULT_METHODS`) on
     ``cases`` of ``data`` (default: the run's held-out cases, else every case) with the
     model of ``run``; write ``out/assess.csv``, ``out/assess_curves.csv`` (and
-    ``out/cascade.csv``) and return the first's path. ``memory_budget`` and ``options``: as
-    for :func:`strokelrp.trust.assess.assess`. ``out/assess.provenance.json`` names the
+    ``out/cascade.csv``) and return the first's path; ``out/assess_pairs.csv`` compares the
+    methods case by case (paired Wilcoxon, :func:`strokelrp.analysis.statistics.paired_table`).
+    ``memory_budget`` and ``options``: as for :func:`strokelrp.trust.assess.assess`. ``out/assess.provenance.json`` names the
     data, the cases' files and fingerprints, the checkpoint, the methods and settings, and the
     versions (:mod:`strokelrp.provenance`); it is rewritten with the table after each case.
     ``reference``: added to every method that takes one and names none
@@ -57,6 +58,7 @@ def assess_run(
     import torch
 
     from strokelrp.analysis.assess import COLUMNS, CURVE_COLUMNS, EXTRA_COLUMNS, FRACTIONS
+    from strokelrp.analysis.statistics import PAIR_COLUMNS, paired_table
     from strokelrp.data.dataset import case_fingerprint
     from strokelrp.data.isles2017 import load_case
     from strokelrp.data.preprocess import prepare_case
@@ -122,6 +124,7 @@ def assess_run(
         curves += new_curves
         write_text(out / ASSESS_CURVES, table_text(CURVE_COLUMNS, points))
         write_text(path, table_text((*COLUMNS, *EXTRA_COLUMNS), rows))
+        write_text(out / ASSESS_PAIRS, table_text(PAIR_COLUMNS, paired_table(rows)))
         record = provenance(
             "assess",
             data_root=data,
