@@ -49,7 +49,8 @@ def assess_run(
     methods case by case (paired Wilcoxon, :func:`strokelrp.analysis.statistics.paired_table`).
     ``memory_budget`` and ``options``: as for :func:`strokelrp.trust.assess.assess`.
     ``out/assess.provenance.json`` names the data, the cases' files and fingerprints, the
-    checkpoint, the methods and settings, and the versions (:mod:`strokelrp.provenance`); it is rewritten with the table after each case.
+    checkpoint, the methods and settings, and the versions (:mod:`strokelrp.provenance`); it
+    is rewritten with the table after each case.
     ``reference``: added to every method that takes one and names none
     (:func:`strokelrp.trust.assess.with_reference`); ``removal``: the main AOPC columns'
     removal kind; ``profile``: ``quick`` replaces seeds, random orders, extras and fractions
