@@ -620,6 +620,23 @@ def verdict_line(summary: Mapping[str, Any]) -> str:
     return text + f". Randomisation ρ {rho}, locality-prior ρ {prior}"
 
 
+def paired_html(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The paired Wilcoxon tests of prior_gap between methods (assess_pairs.csv's rows for
+    that measure), with a caption saying what a few cases can show; empty for one method."""
+    from strokelrp.analysis.statistics import paired_table
+
+    table = paired_table([dict(r) for r in rows], ["prior_gap"])
+    if not table:
+        return ""
+    caption = (
+        "Paired Wilcoxon signed-rank tests of prior_gap (MoRF AOPC minus the locality "
+        "prior's) between methods, over the cases both have (method minus other; exact p). "
+        "With n cases the smallest two-sided p is 2 / 2^n (0.125 for 4 cases)."
+    )
+    columns = ["method", "other", "pairs", "median_difference", "p"]
+    return f"{html_table(columns, table)}<p>{esc(caption)}</p>"
+
+
 def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
     """Per run: the assess table's means per method, pass marks, verdicts, the cascade."""
     from strokelrp.analysis.assess import CHECKS, summarize_methods
@@ -663,6 +680,7 @@ def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
         parts.append(html_table(columns, table))
         lines = "".join(f"<li>{esc(verdict_line(s))}</li>" for s in summary)
         parts.append(f"<ul>{lines}</ul>")
+        parts.append(paired_html(rows))
         parts.append(perturbation_html(run.curves, fig_dir, run.name))
         if run.cascade:
             png = figures.cascade_figure(run.cascade, fig_dir, name=f"cascade_{run.name}")[0]
