@@ -176,3 +176,21 @@ def test_reference_tensor_uses_the_predicted_target() -> None:
     W = weights_for(model, xt)
     b = reference_tensor(xt, "healthy", W)
     assert b.shape == xt.shape and float(score(model, xt, W)) != 0
+
+
+def test_explain_default_reference_and_the_colour_bar() -> None:
+    """The CLI's default (kept free of torch) is the library's; figure 1's colour bar says what
+    the sign means relative to it."""
+    from strokelrp.cli import EXPLAIN_REFERENCE
+    from strokelrp.pipeline.explain import effective_reference
+    from strokelrp.reference import DEFAULT_REFERENCE
+    from strokelrp.report.figure1 import colour_bar_label
+
+    assert EXPLAIN_REFERENCE == DEFAULT_REFERENCE == "healthy"
+    assert "evidence for the lesion\nrelative to the healthy reference" in colour_bar_label(
+        "healthy"
+    )
+    assert "relative" not in colour_bar_label("none")
+    assert effective_reference("lrp:epsilon+pass:0,0.4", "healthy") == "healthy"
+    assert effective_reference("gradient", "healthy") is None
+    assert effective_reference("gradient_x_input", "zero") is None

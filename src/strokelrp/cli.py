@@ -493,8 +493,9 @@ REFERENCE_HELP = (
     "Explain relative to a reference input: healthy (each channel's mean over healthy brain), "
     "mirror (the contralateral hemisphere), mean, zero, or a .npy / NIfTI file on the model's "
     "grid (C, D, H, W). Maps then read as evidence for the lesion relative to it "
-    "(docs/assess.md, 'References'). [default: none, the zero input]"
+    "(docs/assess.md, 'References')."
 )
+EXPLAIN_REFERENCE = "healthy"  # = strokelrp.reference.DEFAULT_REFERENCE (tested): no torch here
 
 
 @cli.command("explain")
@@ -623,7 +624,14 @@ REFERENCE_HELP = (
 )
 @memory_budget_option
 @click.pass_context
-@click.option("--reference", default=None, metavar="REF", help=REFERENCE_HELP)
+@click.option(
+    "--reference",
+    default=EXPLAIN_REFERENCE,
+    show_default=True,
+    metavar="REF",
+    help=REFERENCE_HELP + " Methods without a reference (gradient, gradcam, locality_prior) "
+    "ignore it; zero gives the plain maps.",
+)
 def explain_command(
     ctx: click.Context,
     run: Path | None,
@@ -666,7 +674,7 @@ def explain_command(
             raise click.UsageError("--model explains your images: give no RUN, DATA or --case")
         if method is not None:
             raise click.UsageError("--method explains a run's case; with --model give --rules")
-        if reference is not None:
+        if _given(ctx, "reference"):
             raise click.UsageError("--reference explains a run's case (not yet with --model)")
         missing = [
             name
@@ -960,7 +968,9 @@ def _parse_patch(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     default=None,
     metavar="REF",
     help="Give every method that takes a reference (LRP, gradient_x_input, "
-    "integrated_gradients, occlusion) this one, unless its spec names its own: " + REFERENCE_HELP,
+    "integrated_gradients, occlusion) this one, unless its spec names its own: "
+    + REFERENCE_HELP
+    + " [default: none, each method as specified]",
 )
 @click.option(
     "--removal",

@@ -34,6 +34,11 @@ from strokelrp.errors import StrokeLRPError
 REFERENCES: tuple[str, ...] = ("healthy", "mirror", "mean", "zero")
 """The references chosen by rule (beside an array or a file)."""
 
+DEFAULT_REFERENCE = "healthy"
+"""``explain``'s reference for the methods that take one: chosen by the trust battery on demo
+run A's held-out cases (docs/method.md, "Trust, round 2"): against the healthy mean the
+infarct's low ADC and rCBF read as evidence for the lesion, with unchanged faithfulness."""
+
 
 def midsagittal_plane(brain: np.ndarray, search: int = 8) -> float:
     """The mirror plane along the last axis of ``brain`` (*S) bool: the centre c (in voxels,

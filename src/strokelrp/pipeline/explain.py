@@ -21,6 +21,7 @@ from strokelrp.analysis.table import Setting, baseline_setting, describe
 from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS
+from strokelrp.reference import DEFAULT_REFERENCE
 from strokelrp.report.explain_case import CaseExplanation, parse_settings
 from strokelrp.run_files import RunDir
 
@@ -121,6 +122,21 @@ def compute_maps(
     return relevance, result.output.detach().cpu().float()[0], list(result.notes)
 
 
+def takes_reference(method: str) -> bool:
+    """Whether ``method`` explains relative to a reference (LRP and
+    :data:`strokelrp.attribution.REFERENCE_METHODS`)."""
+    from strokelrp.attribution import REFERENCE_METHODS, parse_method
+
+    name = parse_method(method)[0]
+    return name.startswith("lrp:") or name in REFERENCE_METHODS
+
+
+def effective_reference(method: str, reference: str | None) -> str | None:
+    """The reference ``method`` uses: None (the plain map) when it takes none or when
+    ``reference`` is None or ``zero``."""
+    return reference if takes_reference(method) and reference not in (None, "zero") else None
+
+
 def explain_case(
     run: str | Path,
     data: str | Path,
@@ -138,14 +154,16 @@ def explain_case(
     per_modality: bool = False,
     normalised: bool = False,
     memory_budget: str | int | float | None = None,
-    reference: str | None = None,
+    reference: str | None = DEFAULT_REFERENCE,
     log: Callable[[str], None] | None = None,
 ) -> CaseExplanation:
     """Explain case ``case_id`` of ``data`` with the model of ``run``; write NIfTI + figure 1.
 
     reference: explain relative to a reference input (``healthy``, ``mirror``, ``mean``,
     ``zero`` or a .npy / NIfTI file on the model's grid, :mod:`strokelrp.reference`); figure 1's
-    colour bar and explanation.json name it. None: the zero input (the plain maps).
+    colour bar and explanation.json name it. Default :data:`strokelrp.reference.DEFAULT_REFERENCE`
+    for the methods that take one (LRP, gradient x input, integrated gradients, occlusion;
+    the others ignore it); ``zero`` or None: the plain maps.
     method: an attribution method (:func:`strokelrp.attribution.method_names`, options in
     brackets, an LRP filter after ``+``); None: ``lrp:<rules>``. A method other than LRP writes
     its one map (``relevance_<method>.nii.gz``), the same as ``strokelrp.attribute`` gives for
@@ -201,6 +219,10 @@ def explain_case(
         f"case {case_id}: {method}, {len(settings)} map(s) "
         f"(series {config.series_name}, start from {target})"
     )
+    shown_reference = reference if reference is not None else "zero"
+    reference = effective_reference(method, reference)
+    if reference is None:
+        shown_reference = "zero" if takes_reference(method) else "none"
     relevance, logits, notes = compute_maps(
         model, xt, method, lrp_rules, settings, target, label, memory_budget, reference
     )
@@ -243,7 +265,7 @@ def explain_case(
         normalised=normalised,
         notes=notes,
         epoch=ckpt.epoch,
-        reference=reference or "zero",
+        reference=shown_reference,
     )
     done.notes.append(checkpoint_note(ckpt))
     done.checkpoint = ckpt.path

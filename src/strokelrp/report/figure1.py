@@ -233,7 +233,10 @@ _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def colour_bar_label(reference: str = "zero") -> str:
-    """The colour bar's text: the scale and what the sign means relative to ``reference``."""
+    """The colour bar's text: the scale and what the sign means relative to ``reference``
+    (``none``: a method without a reference, e.g. the gradient)."""
+    if reference == "none":
+        return "R_c / max|R_c|\nred (+): evidence for the lesion\nblue (-): against"
     return (
         f"R_c / max|R_c|\nred (+): evidence for the lesion\nrelative to the {reference} "
         "reference; blue (-): against"
