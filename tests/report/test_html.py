@@ -242,16 +242,18 @@ def test_filters_table_puts_inclusivity_next_to_faithfulness(tmp_path: Path) -> 
         writer = csv.writer(fh)  # quotes the comma of pass:0,0.2 as strokelrp assess does
         writer.writerow(COLUMNS)
         for method, morf in (("lrp:paper", 2.0), ("lrp:paper+pass:0,0.2", -0.05), ("gradient", 1)):
-            writer.writerow(["training_1", method, 0.9, 0.5, morf, 0, 0.1, 0.7, 0.5, 0.5])
+            gaps = [round(morf - 0.3, 6), round(morf - 0.1, 6)]  # prior_gap, random_gap
+            writer.writerow(["training_1", method, 0.9, 0.5, morf, 0, 0.1, 0.3, *gaps, 0.7, 0.5,
+                             0.5])  # fmt: skip
     text = build_report([run]).read_text(encoding="utf-8")
     assert "Filters: inclusivity against faithfulness" in text
     table = text.split("Filters: inclusivity against faithfulness")[1].split("</table>")[0]
     rows = read_table(run / "sweep" / "sweep.csv")
-    for setting, ratio in (("raw", "20"), ("pass(0,0.2)", "-0.5")):
+    for setting, gap in (("raw", "1.7"), ("pass(0,0.2)", "-0.35")):  # the prior gaps
         values = [r["input_inclusivity"] for r in rows if r["setting"] == setting]
         mean = sum(values) / len(values)
         assert f'<td class="text">{setting}</td><td>{mean:.4g}</td>' in table
-        assert f"<td>{ratio}</td>" in table
+        assert f"<td>{gap}</td>" in table
     assert "gradient" not in table  # not a filter setting
 
 
