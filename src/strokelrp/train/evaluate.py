@@ -30,12 +30,8 @@ from strokelrp.config import LESION, SERIES, TrainConfig
 from strokelrp.device import resolve_device
 from strokelrp.errors import StrokeLRPError
 from strokelrp.provenance import case_record, checkpoint_record, provenance
-from strokelrp.run_files import RunDir
-from strokelrp.train.checkpoint import (
-    LAST,
-    build_model,
-    check_own_checkpoint,
-)
+from strokelrp.run_files import LAST, RunDir
+from strokelrp.train.checkpoint import build_model, check_own_checkpoint, resolve_checkpoint
 from strokelrp.train.metrics import METRICS, segmentation_metrics, summarize
 from strokelrp.train.predict import native_labels, predict
 
@@ -114,7 +110,7 @@ def evaluate_network(
     progress: bool = False,
 ) -> NetworkResult:
     """Metrics of one network (one-network run folder) on every labelled case of ``dataset``."""
-    ckpt = RunDir(run_dir).checkpoint(checkpoint)
+    ckpt = resolve_checkpoint(run_dir, checkpoint)
     check_own_checkpoint(run_dir, ckpt.path)
     config = ckpt.config
     model = build_model(config)
