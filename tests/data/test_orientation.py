@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 from orientation_helpers import gather, index_map, reorient_tree
-from strokelrp.data.orientation import axis_codes, canonical_axes, file_axes
 
 from strokelrp.config import TrainConfig
+from strokelrp.core.orientation import axis_codes, canonical_axes, file_axes
 from strokelrp.data.dataset import CaseDataset
 from strokelrp.data.isles2017 import load_isles2017
 from strokelrp.data.preprocess import preprocess_case

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import run_cli as cli
-from strokelrp.train.predict import native_labels
 
 from strokelrp.config import TrainConfig
 from strokelrp.data.dataset import CaseDataset
+from strokelrp.inference import native_labels
 from strokelrp.model import UNet3D
 from strokelrp.run_files import RunDir
 from strokelrp.train.checkpoint import load_run, save_checkpoint

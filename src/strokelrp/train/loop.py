@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from strokelrp.config import LESION, TrainConfig
+from strokelrp.core.metrics import batch_dice
 from strokelrp.device import DistContext, init_distributed, shutdown
 from strokelrp.errors import StrokeLRPError
 from strokelrp.run_files import RunDir, has_checkpoints
@@ -50,7 +51,6 @@ from strokelrp.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from strokelrp.train.metrics import batch_dice
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
