@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from strokelrp.analysis.removal import healthy_mean
-from strokelrp.data.preprocess import brain_mask
+from strokelrp.core.masks import brain_mask
 from strokelrp.errors import StrokeLRPError
 
 REFERENCES: tuple[str, ...] = ("healthy", "mirror", "mean", "zero")

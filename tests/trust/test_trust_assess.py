@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from strokelrp.analysis.ablation import modality_ablation
 from strokelrp.analysis.assess import (
     COLUMNS,
     EXTRA_COLUMNS,
@@ -19,6 +18,7 @@ from strokelrp.analysis.assess import (
     random_ordering,
 )
 from strokelrp.analysis.shares import ablation_rho, abs_modality_shares
+from strokelrp.trust.ablation import modality_ablation
 from strokelrp.trust.assess import assess
 from strokelrp.trust.perturbation import perturbation_curve
 
@@ -257,23 +257,3 @@ def test_with_reference_adds_the_option_to_methods_that_take_one() -> None:
     assert with_reference("gradient", "healthy") == "gradient"
     assert with_reference("occlusion(reference=zero)", "healthy") == "occlusion(reference=zero)"
     assert with_reference("lrp:paper", None) == "lrp:paper"
-
-
-def test_analysis_runs_no_model() -> None:
-    """analysis/ holds pure functions of arrays and tables: no module of it imports the
-    attribution methods or the model-running trust package (issue 22, point 3); the
-    modality ablation (analysis/ablation.py) moves to trust/ with the house's change."""
-    import ast
-    from pathlib import Path
-
-    import strokelrp
-
-    root = Path(strokelrp.__file__).parent / "analysis"
-    banned = ("strokelrp.attribution", "strokelrp.trust.", "strokelrp.inference")
-    for path in root.glob("*.py"):
-        if path.name == "ablation.py":
-            continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom):
-                module = (node.module or "") + "."
-                assert not module.startswith(banned), (path.name, node.module)

@@ -18,7 +18,7 @@ from scipy.ndimage import binary_dilation
 from torch import Tensor
 
 from strokelrp.analysis.removal import REMOVALS
-from strokelrp.data.preprocess import brain_mask
+from strokelrp.core.masks import brain_mask
 from strokelrp.trust_measures import MEASURES
 
 
@@ -113,7 +113,7 @@ def _np(t: Tensor | np.ndarray) -> np.ndarray:
 
 
 def brain_share(r: Tensor | np.ndarray, x: Tensor | np.ndarray) -> float:
-    """Share of sum |R| on brain voxels (:func:`strokelrp.data.preprocess.brain_mask` of x:
+    """Share of sum |R| on brain voxels (:func:`strokelrp.core.masks.brain_mask` of x:
     a perfusion channel is non-zero); NaN for an all-zero map. r, x (C, D, H, W)."""
     a = np.abs(_np(r))
     total = a.sum()

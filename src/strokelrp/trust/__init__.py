@@ -1,2 +1,3 @@
-"""The model-running trust measures: perturbation curves, randomisation, the assessment of a
-case (:mod:`strokelrp.trust.assess`). Pure measures of arrays live in :mod:`strokelrp.analysis`."""
+"""Trust measures that run a network (above ``analysis/``, which takes arrays): the
+assessment of a case (``assess``), perturbation curves (``perturbation``) and the modality
+ablation (``ablation``). Pure measures of arrays live in :mod:`strokelrp.analysis`."""

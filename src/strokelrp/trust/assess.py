@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from strokelrp.analysis.ablation import modality_ablation
 from strokelrp.analysis.assess import (
     FRACTIONS,
     REMOVAL,
@@ -53,11 +52,12 @@ from strokelrp.attribution import (
     reinitialised,
     score,
 )
-from strokelrp.data.preprocess import brain_mask
+from strokelrp.core.masks import brain_mask
 from strokelrp.device import batched_layout
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.engine import BACKGROUND, LESION
 from strokelrp.lrp.presets import DEFAULT_PRESET, PRESETS
+from strokelrp.trust.ablation import modality_ablation
 from strokelrp.trust.perturbation import Curve, perturbation_curves
 
 BASELINES: tuple[str, ...] = (
