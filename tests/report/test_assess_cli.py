@@ -52,9 +52,10 @@ def test_assess_writes_the_table(trained, tmp_path, capsys) -> None:
     assert code == 0, err
     with (out / "assess.csv").open() as fh:
         rows = list(csv.reader(fh))
-    assert rows[0][:10] == [
+    assert rows[0][:13] == [
         "case", "method", "brain_share", "lesion_share", "morf_aopc", "lerf_aopc",
-        "random_aopc", "randomisation_rho", "contrast_rho", "ablation_rho",
+        "random_aopc", "prior_aopc", "prior_gap", "random_gap", "randomisation_rho",
+        "contrast_rho", "ablation_rho",
     ]  # fmt: skip
     assert [r[:2] for r in rows[1:]] == [
         ["1", "lrp:epsilon"], ["1", "locality_prior"], ["2", "lrp:epsilon"], ["2", "locality_prior"]
@@ -197,7 +198,7 @@ def test_assess_rejects_a_bad_method_with_one_line(trained, tmp_path, capsys) ->
 
 
 def test_assess_memory_budget_reaches_every_lrp_map(trained, tmp_path, capsys, monkeypatch) -> None:
-    import strokelrp.analysis.assess as assess_module
+    import strokelrp.trust.assess as assess_module
     from strokelrp.cli import ASSESS_IG_STEPS, ASSESS_PATCH
 
     assert assess_module.ASSESS_OPTIONS == {
