@@ -41,25 +41,32 @@ def test_orderings_put_the_most_relevant_first_and_break_ties_reproducibly() -> 
 
 
 def test_summary_checks_by_hand() -> None:
-    from strokelrp.analysis.assess import summarize_methods
+    """Every check reads the bootstrap interval of its mean: with identical cases the interval
+    is the value; with spread, a mean that passes can fail on the interval's low end."""
+    from strokelrp.analysis.assess import CHECKS, summarize_methods
 
-    def row(case: str, method: str, morf: float, rand: float, **kw: float) -> dict:
-        base = dict(brain_share=0.95, lesion_share=0.6, lerf_aopc=0.0, randomisation_rho=0.8,
-                    contrast_rho=0.5, ablation_rho=0.5)  # fmt: skip
+    def row(case: str, method: str, gap: float, **kw: float) -> dict:
+        base = dict(brain_share=0.95, lesion_share=0.6, morf_aopc=1.0, lerf_aopc=0.0,
+                    random_aopc=0.1, random_gap=0.9, randomisation_rho=0.8, contrast_rho=0.5,
+                    ablation_rho=0.5)  # fmt: skip
         base.update(kw)
-        return {"case": case, "method": method, "morf_aopc": morf, "random_aopc": rand, **base}
+        return {"case": case, "method": method, "prior_gap": gap, **base}
 
     rows = [
-        row("1", "good", 1.0, 0.05),
-        row("2", "good", 1.0, 0.2),  # ratio 5 in one case: the median (15) still passes
-        row("3", "good", 1.5, 0.1),
-        row("1", "bad", 1.0, 0.01, contrast_rho=-0.99),
-        row("2", "bad", 1.0, 0.01, contrast_rho=-0.97, brain_share=""),
-    ]
+        row("1", "good", 0.3),
+        row("2", "good", 0.3, random_aopc=0.2),  # ratio 5 here: the median ratio is shown only
+        row("3", "good", 0.3),
+        row("1", "bad", 0.4, contrast_rho=-0.99),
+        row("2", "bad", -0.2, contrast_rho=-0.97, brain_share=""),  # mean gap 0.1 > 0, but
+    ]  # the interval of the two cases' mean reaches -0.2: not faithful
     good, bad = summarize_methods(rows)
-    assert good["morf_over_random"] == 15.0 and good["passes"]
+    assert good["morf_over_random"] == 10.0 and good["passes"]
+    assert (good["prior_gap"], good["prior_gap_low"], good["prior_gap_high"]) == (0.3, 0.3, 0.3)
+    assert all(good[f"{k}_ok"] for k in CHECKS)
     assert bad["brain_share"] == 0.95 and not bad["contrast_ok"] and not bad["passes"]
     assert math.isclose(bad["contrast_rho"], -0.98)
+    assert math.isclose(bad["prior_gap"], 0.1) and bad["prior_gap_low"] == -0.2
+    assert not bad["faithful_ok"] and bad["beats_random_ok"]
 
 
 def test_randomisation_leaves_out_seeds_with_an_undefined_correlation() -> None:
