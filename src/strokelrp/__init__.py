@@ -13,13 +13,13 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "synthesize_isles2017": "strokelrp.data.synth",
-    "load_isles2017": "strokelrp.data.isles2017",
-    "Case": "strokelrp.data.isles2017",
+    "load_cases": "strokelrp.data.layouts",
+    "Case": "strokelrp.data.layouts",
     "UNet3D": "strokelrp.model.unet3d",
     "load_run": "strokelrp.train.checkpoint",
     "RunDir": "strokelrp.run_files",
     "prepare_case": "strokelrp.data.preprocess",
-    "load_case": "strokelrp.data.isles2017",
+    "load_case": "strokelrp.data.layouts",
     "explain": "strokelrp.lrp.engine",
     "attribute": "strokelrp.attribution",
     "method_names": "strokelrp.attribution",

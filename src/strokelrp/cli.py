@@ -20,17 +20,60 @@ from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="strokelrp")
 def cli() -> None:
-    """Explain 3-D stroke-lesion segmentation networks with filtered LRP (ISLES 2017)."""
+    """Explain 3-D stroke-lesion segmentation networks with filtered LRP (ISLES 2017, ISLES
+    2022, ISLES 2024, nnU-Net raw and Decathlon data)."""
 
 
 # ---------------------------------------------------------------- data commands (synth, inspect)
 
 
-_MODALITY_CHOICES = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")  # == config.MODALITIES
+_MODALITY_CHOICES = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")  # ISLES 2017's channels
+_SYNTH_LAYOUTS = ("isles2017", "isles2022", "isles2024", "nnunet", "msd")
+_LAYOUT_NAMES = ("isles2017", "isles2022", "isles2024", "nnunet", "msd")  # == layouts.LAYOUTS
+
+
+def _data_options(f: Any) -> Any:
+    """``--layout``, ``--channels`` and ``--lesion``: how a data tree is read."""
+    f = click.option(
+        "--lesion",
+        default=None,
+        metavar="CLASS",
+        help="nnU-Net raw / Decathlon: the label class read as lesion (name or value; "
+        "default: the only foreground class, or the one named like a lesion).",
+    )(f)
+    f = click.option(
+        "--channels",
+        default=None,
+        metavar="A,B,...",
+        help="The channels to use, by the data set's names, in order (default: the layout's; "
+        "ISLES 2024: CBF,CBV,MTT,Tmax).",
+    )(f)
+    return click.option(
+        "--layout",
+        type=click.Choice(_LAYOUT_NAMES),
+        default=None,
+        help="Force the data layout (default: detected).",
+    )(f)
+
+
+def _channel_list(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(c.strip() for c in value.split(",") if c.strip())
+    if not names:
+        raise click.BadParameter("--channels: give at least one channel name")
+    return names
 
 
 @cli.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=str))
+@click.option(
+    "--layout",
+    type=click.Choice(_SYNTH_LAYOUTS),
+    default="isles2017",
+    show_default=True,
+    help="The layout to write (docs/data.md shows each).",
+)
 @click.option(
     "--cases",
     "n_cases",
@@ -71,6 +114,7 @@ _MODALITY_CHOICES = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")  # == config.M
 )
 def synth(
     out: str,
+    layout: str,
     n_cases: int,
     shape: tuple[int, int, int],
     seed: int,
@@ -78,7 +122,19 @@ def synth(
     uninformative: tuple[str, ...],
     control: tuple[str, ...],
 ) -> None:
-    """Write N synthetic cases in the ISLES 2017 layout to OUT (plus synth_manifest.json)."""
+    """Write N synthetic cases in a data layout to OUT (plus synth_manifest.json)."""
+    h, w, d = shape
+    grids = "varied grids" if varied_grids else f"grid {w}x{h}x{d} (x y z)"
+    if layout != "isles2017":
+        from strokelrp.data.synth_layouts import synthesize_layout
+
+        if uninformative or control:
+            raise click.UsageError("--uninformative and --control apply to --layout isles2017")
+        path = synthesize_layout(
+            out, n_cases, layout, shape=shape, seed=seed, varied_grids=varied_grids
+        )
+        click.echo(f"wrote {n_cases} synthetic {layout} cases ({grids}, seed {seed}) to {path}")
+        return
     from strokelrp.data.synth import synthesize_isles2017
 
     path = synthesize_isles2017(
@@ -91,8 +147,6 @@ def synth(
         control=control,
         progress=True,
     )
-    h, w, d = shape
-    grids = "varied grids" if varied_grids else f"grid {w}x{h}x{d} (x y z)"
     note = f", uninformative: {', '.join(uninformative)}" if uninformative else ""
     note += f", control (noise): {', '.join(control)}" if control else ""
     click.echo(f"wrote {n_cases} synthetic cases ({grids}, seed {seed}{note}) to {path}")
@@ -101,42 +155,51 @@ def synth(
 @cli.command()
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
-def inspect(data: str, as_json: bool) -> None:
-    """Check an ISLES 2017 folder: one row per case; exit 1 if any case is invalid."""
+@_data_options
+def inspect(
+    data: str, as_json: bool, layout: str | None, channels: str | None, lesion: str | None
+) -> None:
+    """Check a data folder (layout detected or --layout): one row per case, printed as each
+    case is checked; exit 1 if any case is invalid."""
     import json
 
-    from tqdm import tqdm
+    from strokelrp.data.layouts import discover_cases, format_grid, format_spacing, inspect_data
 
-    from strokelrp.data.isles2017 import format_grid, format_spacing, inspect_isles2017
-
-    reports = list(
-        tqdm(inspect_isles2017(data), desc="inspect", unit="case", leave=False, disable=None)
-    )
+    chosen = _channel_list(channels)
+    folders = discover_cases(data, layout, chosen, lesion)
+    found = folders[0].layout
+    names = folders[0].spec.channels if folders[0].spec else ()
+    reports = []
+    widths = (16, 14, 20, 10)
+    if not as_json:
+        click.echo(f"layout: {found} ({len(folders)} cases; channels {', '.join(names)})")
+        head = ("case", "grid (x y z)", "spacing", "lesion mL", "status")
+        click.echo("  ".join(c.ljust(w) for c, w in zip(head, (*widths, 0), strict=True)).rstrip())
+    for r in inspect_data(data, layout=found, channels=chosen, lesion=lesion):
+        reports.append(r)
+        if as_json:
+            continue
+        lesion_cell = (
+            "no label"
+            if r.grid and not r.has_label
+            else ("-" if r.lesion_ml is None else f"{r.lesion_ml:.2f}")
+        )
+        row = (r.case_id, format_grid(r.grid), format_spacing(r.spacing), lesion_cell, r.status)
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, (*widths, 0), strict=True)).rstrip())
+        for line in r.notes:
+            click.echo(f"note: {line}")
     invalid = [r for r in reports if r.problems]
     if as_json:
         doc = {
             "data": data,
+            "layout": found,
+            "channels": list(names),
             "n_cases": len(reports),
             "n_invalid": len(invalid),
             "cases": [r.as_dict() for r in reports],
         }
         click.echo(json.dumps(doc, indent=2))
     else:
-        rows = [("case", "grid (x y z)", "spacing", "lesion mL", "status")]
-        for r in reports:
-            lesion = (
-                "no OT"
-                if r.grid and not r.has_label
-                else ("-" if r.lesion_ml is None else f"{r.lesion_ml:.2f}")
-            )
-            rows.append(
-                (r.case_id, format_grid(r.grid), format_spacing(r.spacing), lesion, r.status)
-            )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            click.echo(
-                "  ".join(cell.ljust(wd) for cell, wd in zip(row, widths, strict=True)).rstrip()
-            )
         click.echo(
             f"{len(reports)} cases, {len(reports) - len(invalid)} valid, {len(invalid)} invalid"
         )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from strokelrp.analysis.table import describe
-from strokelrp.data.isles2017 import Case
+from strokelrp.data.layouts import Case
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.filters import parse_filter
 from strokelrp.report.explain_case import write_case_explanation

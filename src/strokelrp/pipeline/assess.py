@@ -57,7 +57,7 @@ def assess_run(
         check_methods,
     )
     from strokelrp.data.dataset import case_fingerprint
-    from strokelrp.data.isles2017 import load_case
+    from strokelrp.data.layouts import load_case
     from strokelrp.data.preprocess import prepare_case
     from strokelrp.device import resolve_device
     from strokelrp.provenance import case_record, checkpoint_record, provenance, write_sidecar
@@ -71,7 +71,7 @@ def assess_run(
     check_methods(model, methods)
     chosen = list(cases) if cases else RunDir(run).validation_ids()
     if chosen is None:
-        from strokelrp.data.isles2017 import discover_cases
+        from strokelrp.data.layouts import discover_cases
 
         chosen = [f.case_id for f in discover_cases(Path(data))]
     if not chosen:

@@ -149,7 +149,7 @@ def explain_case(
     import torch
 
     from strokelrp.data.dataset import case_fingerprint
-    from strokelrp.data.isles2017 import load_case
+    from strokelrp.data.layouts import load_case
     from strokelrp.data.preprocess import prepare_case
     from strokelrp.device import resolve_device
     from strokelrp.provenance import case_record, checkpoint_record, provenance

@@ -148,13 +148,13 @@ def _same_grid(volume: Any, ref: Any, path: Path, ref_path: Path, what: str) -> 
 
 
 def read_images(paths: Sequence[str | Path], label: str | Path | None = None) -> Any:
-    """The images (and ``label``) as a :class:`strokelrp.data.isles2017.Case` in RAS order.
+    """The images (and ``label``) as a :class:`strokelrp.data.layouts.Case` in RAS order.
 
     ``image`` (C, D, H, W) float32, ``label`` (D, H, W) uint8 (voxels > 0) or None; geometry
     from the first file, every file (the label too) on its grid and affine; the files' voxel
     order is kept in ``Case.orientation`` for writing outputs back
-    (:func:`strokelrp.data.isles2017.reorient_to_canonical`)."""
-    from strokelrp.data.isles2017 import Case, reorient_to_canonical
+    (:func:`strokelrp.data.layouts.reorient_to_canonical`)."""
+    from strokelrp.data.layouts import Case, reorient_to_canonical
 
     if not paths:
         raise StrokeLRPError("give at least one --image (one NIfTI per input channel)")

@@ -99,7 +99,7 @@ def write_case_explanation(
 ) -> CaseExplanation:
     """Write the relevance NIfTIs (+ JSON sidecars), the prediction, figure 1 and the summary.
 
-    ``case``: the :class:`strokelrp.data.isles2017.Case` as read (RAS order, native grid,
+    ``case``: the :class:`strokelrp.data.layouts.Case` as read (RAS order, native grid,
     affine); ``relevance`` (K, C, D, H, W) at model scale, one map per setting of ``settings``;
     ``logits`` (num_classes, D, H, W) at model scale. ``fields``: the first keys of
     ``explanation.json`` (e.g. run, checkpoint, epoch, series); ``method`` the attribution

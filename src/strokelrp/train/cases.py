@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from strokelrp.config import TrainConfig
-from strokelrp.data.isles2017 import case_sort_key
+from strokelrp.data.layouts import case_sort_key
 from strokelrp.errors import DataError, StrokeLRPError
 
 
