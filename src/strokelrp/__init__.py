@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "synthesize_isles2017": "strokelrp.data.synth",
+    "synthesize_layout": "strokelrp.data.synth_layouts",
+    "inspect_data": "strokelrp.data.layouts",
+    "LAYOUTS": "strokelrp.data.layouts",
     "load_cases": "strokelrp.data.layouts",
     "Case": "strokelrp.data.layouts",
     "UNet3D": "strokelrp.model.unet3d",
@@ -29,7 +32,6 @@ _EXPORTS = {
     "ClampFilter": "strokelrp.lrp.filters",
     "preset": "strokelrp.lrp.presets",
     "inclusivity": "strokelrp.analysis.inclusivity",
-    "MODALITIES": "strokelrp.config",
     "SERIES": "strokelrp.config",
     "StrokeLRPError": "strokelrp.errors",
     "DataError": "strokelrp.errors",

@@ -180,7 +180,7 @@ def inspect(
         if as_json:
             continue
         lesion_cell = (
-            "no label"
+            f"no {r.label_key}"
             if r.grid and not r.has_label
             else ("-" if r.lesion_ml is None else f"{r.lesion_ml:.2f}")
         )
@@ -267,6 +267,9 @@ _TRAIN_OPTIONS: dict[str, str] = {
     "assess_every": "assess_every",
     "assess_method": "assess_method",
     "assess_cases": "assess_cases",
+    "layout": "layout",
+    "channels": "channels",
+    "lesion": "lesion",
 }
 """``train`` option (parameter name) -> TrainConfig field."""
 
@@ -398,6 +401,7 @@ _TRAIN_OPTIONS: dict[str, str] = {
     "given take the run's own values (OUT/config.toml); --epochs N extends the run to N.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_data_options
 @click.pass_context
 def train(
     ctx: click.Context,
@@ -423,8 +427,12 @@ def train(
     assess_cases: int,
     resume: bool,
     no_progress: bool,
+    layout: str | None,
+    channels: str | None,
+    lesion: str | None,
 ) -> None:
-    """Train the paper's 3-D U-Net (or --arch) on an ISLES 2017 folder (CE, Adam, batch 1).
+    """Train the paper's 3-D U-Net (or --arch) on a data folder of any layout (CE, Adam,
+    batch 1); the layout and channels found are recorded in OUT/config.toml.
 
     The data are read and checked before OUT is created. Ctrl-C stops after the last saved
     checkpoint and prints the --resume command. Runs unchanged under torchrun
@@ -437,6 +445,7 @@ def train(
 
     given = {name: ctx.params[name] for name in _TRAIN_OPTIONS}
     given["case_ids"] = case_ids or None
+    given["channels"] = _channel_list(channels)
     values = {field: given[name] for name, field in _TRAIN_OPTIONS.items()}
     run = run_files.RunDir(out)
     if resume and run.is_run():  # the run's own settings are the defaults
@@ -648,10 +657,10 @@ def _preset_names() -> list[str]:
 )
 @click.option(
     "--modality",
-    type=click.Choice(["ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP"]),
-    default="rCBF",
-    show_default=True,
-    help="Modality channel shown in the figure.",
+    default=None,
+    metavar="CHANNEL",
+    help="Channel shown in the figure, by the data set's name (default: rCBF for ISLES 2017, "
+    "else the first channel).",
 )
 @click.option(
     "--out",
@@ -669,7 +678,7 @@ def _preset_names() -> list[str]:
 @click.option(
     "--per-modality",
     is_flag=True,
-    help="Also write one 3-D relevance file per modality (relevance_<setting>_<MOD>.nii.gz).",
+    help="Also write one 3-D relevance file per channel (relevance_<setting>_<CHANNEL>.nii.gz).",
 )
 @click.option(
     "--normalised",

@@ -13,7 +13,8 @@ import torch
 
 from strokelrp.analysis.sweep import case_rows, describe, done_pairs, merge_rows
 from strokelrp.analysis.table import COLUMNS, read_table
-from strokelrp.config import MODALITIES, TrainConfig
+from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
+from strokelrp.data.layouts.isles2017 import TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import DEFAULT_PRESET

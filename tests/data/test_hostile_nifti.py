@@ -31,9 +31,9 @@ from hostile_nifti import (
 )
 from test_data_cli import run_cli
 
-from strokelrp.config import MODALITIES
 from strokelrp.data import nifti_file
 from strokelrp.data.layouts import inspect_data, load_cases
+from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 from strokelrp.data.nifti_file import NiftiProblem, read_nifti
 from strokelrp.errors import DataError
 

@@ -19,15 +19,15 @@ from data_helpers import (
     ot_not_binary,
 )
 
-from strokelrp.config import MODALITIES
 from strokelrp.data.layouts import (
     Case,
     case_sort_key,
     discover_cases,
     inspect_data,
     load_cases,
-    token_of,
 )
+from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
+from strokelrp.data.layouts.isles2017 import token_of
 from strokelrp.data.orientation import to_file_order
 from strokelrp.errors import DataError, StrokeLRPError
 
@@ -145,7 +145,7 @@ def test_case_without_ot_is_valid_with_no_label(tiny: Path) -> None:
     shutil.rmtree(modality_file(tiny, "2", "OT").parent)
     case = next(c for c in load_cases(tiny) if c.case_id == "2")
     assert case.label is None and case.lesion_ml is None and "OT" not in case.paths
-    assert "no OT" in repr(case)
+    assert "no label" in repr(case)
     report = next(r for r in inspect_data(tiny) if r.case_id == "2")
     assert report.status == "ok" and not report.has_label
 
@@ -288,9 +288,9 @@ def test_duplicate_case_ids_are_a_problem(tiny: Path) -> None:
 def test_missing_or_empty_root_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StrokeLRPError, match="no such folder"):
         load_cases(tmp_path / "nope")
-    with pytest.raises(StrokeLRPError, match="no ISLES 2017 case found"):
+    with pytest.raises(StrokeLRPError, match="no known data layout found"):
         load_cases(tmp_path)
-    with pytest.raises(StrokeLRPError, match="no ISLES 2017 case found"):
+    with pytest.raises(StrokeLRPError, match="no known data layout found"):
         list(inspect_data(tmp_path))
 
 

@@ -10,8 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from strokelrp.config import MODALITIES
 from strokelrp.data.layouts import load_cases
+from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 from strokelrp.data.synth import (
     MANIFEST_NAME,
     REAL_CASE_GAPS,

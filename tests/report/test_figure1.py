@@ -79,7 +79,7 @@ def test_figure_panels_show_the_given_data(tmp_path: Path, monkeypatch) -> None:
     the truth / prediction panels are the masks' slice, the Dice is in the title. Values are
     compared sorted, so the comparison holds whatever the display orientation."""
     import strokelrp.report.figure1 as figure1_module
-    from strokelrp.config import MODALITIES
+    from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 
     captured = []
     save = figure1_module._save_png_atomic

@@ -210,7 +210,7 @@ def test_overlays_a_synthetic_case_loaded_by_the_data_layer(tmp_path: Path) -> N
 def test_companions_name_the_volumes_and_match_the_4d_file(tmp_path: Path) -> None:
     import json
 
-    from strokelrp.config import MODALITIES
+    from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 
     case = make_case(tmp_path)
     rng = np.random.default_rng(5)

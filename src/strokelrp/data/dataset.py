@@ -6,7 +6,8 @@ see :mod:`strokelrp.data.orientation`), ``<key>.y.npy`` (y, (D, H, W) uint8, whe
 OT) and ``<key>.json`` (RAS grid, spacing and affine, the files' axis codes),
 each written atomically, the JSON last; ``.npy`` reads several times faster than ``.npz``.
 The key is a SHA-256 of the cache format version, the series shape, the normalisation, and
-the SHA-256 of every source file's content (with its channel name and frame). Content hashes are remembered in
+the SHA-256 of every source file's content (with its channel name and frame). Content hashes
+are remembered in
 ``<cache_dir>/file_hashes.json`` against (path, size, mtime), so a warm start only stats the
 files; a changed file (new size or mtime) is hashed again, and changed content gives a new key.
 An entry exists only for a case that passed validation, so a warm start skips reading NIfTI.
@@ -50,7 +51,8 @@ from strokelrp.data.preprocess import NORMALIZATIONS, preprocess_case, series_sh
 from strokelrp.errors import DataError, StrokeLRPError
 
 CACHE_VERSION = 4
-"""4: any layout, keys name channels and frames; 3: arrays in RAS voxel order; 2: spacing and affine in mm from the checked affine."""
+"""4: any layout, keys name channels and frames; 3: arrays in RAS voxel order; 2: spacing and
+affine in mm from the checked affine."""
 NO_LABEL = -100
 """Fill value of ``y`` for a case without OT (cross-entropy's default ``ignore_index``)."""
 _HASH_INDEX = "file_hashes.json"
@@ -234,7 +236,8 @@ def _read_entry_meta(stem: Path, case_id: str) -> CaseGeometry | None:
 class CaseDataset(Dataset):
     """Preprocessed cases of a data tree -> ``(x, y, case_id)``.
 
-    ``x`` float32 tensor (C, D, H, W) (``.channels`` names them) at the series scale (``"A"``... ``"X"`` or a (D, H, W)
+    ``x`` float32 tensor (C, D, H, W) (``.channels`` names them) at the series scale
+    (``"A"``... ``"X"`` or a (D, H, W)
     tuple), ``y`` int64 tensor (D, H, W) with 0/1 (or :data:`NO_LABEL` for a case without OT
     when ``require_labels=False``). ``cases`` restricts to these case ids; ``layout``,
     ``channels`` and ``lesion`` are :func:`strokelrp.data.layouts.select_cases`'s. ``on_error``:
@@ -443,6 +446,7 @@ class CaseDataset(Dataset):
 
     def __repr__(self) -> str:
         return (
-            f"CaseDataset({str(self.root)!r}, {self.layout}, {'/'.join(self.channels)}, series {self.shape}, {self.normalization}, "
+            f"CaseDataset({str(self.root)!r}, {self.layout}, {'/'.join(self.channels)}, "
+            f"series {self.shape}, {self.normalization}, "
             f"{len(self)} cases, cache {self.cache_dir})"
         )

@@ -65,8 +65,13 @@ def _other_grid(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.nd
     shape = (max(2, round(nx / 1.5)), max(2, round(ny / 1.5)), nz)
     to_old = np.linalg.inv(affine) @ new_affine
     out = ndimage.affine_transform(
-        data.astype(np.float32), to_old[:3, :3], offset=to_old[:3, 3], output_shape=shape,
-        order=1, mode="constant", cval=0.0,
+        data.astype(np.float32),
+        to_old[:3, :3],
+        offset=to_old[:3, 3],
+        output_shape=shape,
+        order=1,
+        mode="constant",
+        cval=0.0,
     )
     return out.astype(np.float32), new_affine
 
@@ -139,7 +144,10 @@ def _dataset_json(layout: str, n_cases: int, numbers: list[int]) -> dict | None:
             "numTraining": n_cases,
             "numTest": 0,
             "training": [
-                {"image": f"./imagesTr/stroke_{n:03d}.nii.gz", "label": f"./labelsTr/stroke_{n:03d}.nii.gz"}
+                {
+                    "image": f"./imagesTr/stroke_{n:03d}.nii.gz",
+                    "label": f"./labelsTr/stroke_{n:03d}.nii.gz",
+                }
                 for n in numbers
             ],
             "test": [],

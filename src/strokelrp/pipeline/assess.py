@@ -73,7 +73,7 @@ def assess_run(
     if chosen is None:
         from strokelrp.data.layouts import discover_cases
 
-        chosen = [f.case_id for f in discover_cases(Path(data))]
+        chosen = [f.case_id for f in discover_cases(Path(data), **config.data_options)]
     if not chosen:
         raise StrokeLRPError(f"{data}: no case to assess")
     out.mkdir(parents=True, exist_ok=True)
@@ -83,7 +83,7 @@ def assess_run(
     path = out / ASSESS_TABLE
     records: dict[str, Any] = {}
     for case_id in chosen:
-        case = load_case(data, case_id)
+        case = load_case(data, case_id, **config.data_options)
         records[case.case_id] = case_record(
             case.paths, data, case_fingerprint(case.paths), case.orientation
         )

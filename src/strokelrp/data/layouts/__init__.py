@@ -46,6 +46,22 @@ LAYOUTS: dict[str, type[Layout]] = {
 """Layout name -> class, in detection order."""
 
 
+def shown_channel(channels: Iterable[str], asked: str | None = None) -> str:
+    """The channel figure 1 shows: ``asked`` (one of ``channels``, any letter case), else the
+    paper's rCBF for ISLES 2017's channels, else the first channel."""
+    from strokelrp.data.layouts.isles2017 import CHANNELS, FIGURE_CHANNEL
+
+    names = tuple(channels)
+    if asked is not None:
+        lookup = {c.lower(): c for c in names}
+        if asked.lower() not in lookup:
+            raise StrokeLRPError(
+                f"channel {asked!r} is not one of the data's channels ({', '.join(names)})"
+            )
+        return lookup[asked.lower()]
+    return FIGURE_CHANNEL if names == CHANNELS else names[0]
+
+
 def detect_layout(root: str | Path) -> type[Layout]:
     """The layout of the tree ``root`` (the first of :data:`LAYOUTS` that detects it)."""
     root = Path(root)
@@ -227,17 +243,18 @@ __all__ = [
     "OnError",
     "case_sort_key",
     "check_on_error",
-    "format_grid",
-    "format_spacing",
-    "raise_or_warn",
-    "read_case",
-    "relative_name",
-    "reorient_to_canonical",
     "detect_layout",
     "discover_cases",
+    "format_grid",
+    "format_spacing",
     "inspect_data",
     "load_case",
     "load_cases",
     "open_layout",
+    "raise_or_warn",
+    "read_case",
+    "relative_name",
+    "reorient_to_canonical",
     "select_cases",
+    "shown_channel",
 ]

@@ -144,8 +144,9 @@ class Case:
     def __repr__(self) -> str:
         lesion = "no label" if self.label is None else f"lesion {self.lesion_ml:.2f} mL"
         return (
-            f"Case({self.case_id!r}, {'/'.join(self.channels)}, grid {format_grid(self.grid)}, "
-            f"spacing {format_spacing(self.spacing)}, {lesion}, stored {self.orientation})"
+            f"Case({self.case_id!r}, grid {format_grid(self.grid)}, "
+            f"spacing {format_spacing(self.spacing)}, {lesion}, stored {self.orientation}, "
+            f"channels {'/'.join(self.channels)})"
         )
 
 
@@ -165,6 +166,8 @@ class CaseReport:
     channels: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
     """What was done to read the case (a channel resampled, labels rounded...)."""
+    label_key: str = "label"
+    """What the layout calls its label (``OT``, ``mask``, ``label``)."""
 
     @property
     def status(self) -> str:
@@ -344,9 +347,7 @@ class Layout(ABC):
     name: ClassVar[str]
     title: ClassVar[str]
 
-    def __init__(
-        self, channels: Iterable[str] | None = None, lesion: str | None = None
-    ) -> None:
+    def __init__(self, channels: Iterable[str] | None = None, lesion: str | None = None) -> None:
         self.wanted = None if channels is None else tuple(channels)
         self.lesion = lesion
 
@@ -527,13 +528,14 @@ def _check_grids(
     metas: dict[str, NiftiHeader],
     ref_key: str,
     root: Path,
-    problems: Problems,
-) -> set[str]:
+) -> tuple[set[str], dict[str, str]]:
     """Every file must share the reference grid in RAS order (a voxel-order difference is
-    exact) -> the channels to resample (allowed by the spec, grid different)."""
+    exact) -> (the channels to resample: allowed by the spec, grid different; key -> problem
+    for the others that differ)."""
     ref, ref_path = grids[ref_key], chosen[ref_key]
     ref_name = spec.name(ref_key)
     resample: set[str] = set()
+    differ: dict[str, str] = {}
     for key, grid in grids.items():
         if key == ref_key or _same_grid(grid, ref):
             continue
@@ -543,19 +545,17 @@ def _check_grids(
         native = metas[key].shape
         ref_native = metas[ref_key].shape
         if grid.shape != ref.shape:
-            problems.add(
-                chosen[key],
+            differ[key] = (
                 f"grid {format_grid(native)} differs from {ref_name} "
-                f"({relative_name(ref_path, root)}: {format_grid(ref_native)})",
+                f"({relative_name(ref_path, root)}: {format_grid(ref_native)})"
             )
             continue
         shift = _grid_shift_mm(grid.affine, ref.affine, grid.shape)
-        problems.add(
-            chosen[key],
+        differ[key] = (
             f"affine differs from {ref_name} ({relative_name(ref_path, root)}): voxel "
-            f"positions move by up to {shift:.3g} mm (tolerance {AFFINE_TOLERANCE_MM} mm)",
+            f"positions move by up to {shift:.3g} mm (tolerance {AFFINE_TOLERANCE_MM} mm)"
         )
-    return resample
+    return resample, differ
 
 
 def _channel_values(
@@ -635,17 +635,19 @@ def _label_values(
     bad = values[~np.isin(values, allowed)]
     if bad.size:
         shown = ", ".join(f"{v:g}" for v in bad[:5]) + (", ..." if bad.size > 5 else "")
-        what = "is not binary: values other than 0 and 1" if spec.label_values is None else (
-            f"holds values that are not labels of the data set ({', '.join(map(str, allowed))})"
+        what = (
+            "is not binary: values other than 0 and 1"
+            if spec.label_values is None
+            else (
+                f"holds values that are not labels of the data set ({', '.join(map(str, allowed))})"
+            )
         )
         problems.append(f"{name} {what} found ({shown})")
         return None, problems
     return np.isin(data, spec.lesion_values).astype(np.uint8), problems
 
 
-def _resample_onto(
-    data: np.ndarray, source: np.ndarray, target: _Grid, out: np.ndarray
-) -> None:
+def _resample_onto(data: np.ndarray, source: np.ndarray, target: _Grid, out: np.ndarray) -> None:
     """Trilinear resampling of ``data`` (x, y, z) with affine ``source`` onto the RAS grid
     ``target``, written into ``out`` (D, H, W) slice by slice; outside the source grid is 0."""
     from scipy.ndimage import map_coordinates
@@ -677,7 +679,8 @@ def read_case(
 
     ``keep=False`` checks the case as it would be read (every header, every voxel, one
     channel at a time) without assembling it: -> (``None``, problems); ``notes`` collects what
-    was done (resampling, rounded labels).
+    was done (resampling, rounded labels). A file on another grid is still read, so that a
+    file that cannot be read is named for that, not for its grid.
     """
     root = Path(root)
     spec = spec_of(folder)
@@ -693,65 +696,68 @@ def read_case(
             problems.add(chosen[key], str(err))
     ref_key = _reference_key(spec, grids)
     if ref_key is None:
-        if spec.reference is not None and spec.reference in chosen and not problems:
-            problems.add(chosen[spec.reference], "the reference channel could not be read")
         return None, list(problems)
-    resample = _check_grids(chosen, spec, grids, metas, ref_key, root, problems)
+    resample, differ = _check_grids(chosen, spec, grids, metas, ref_key, root)
     ref = grids[ref_key]
-    d_h_w = ref.shape[::-1]
     too_big = _check_budget(len(spec.channels), ref, memory_budget())
     if too_big:
         problems.add(chosen[ref_key], too_big)
-    if problems:
         return None, list(problems)
 
-    image = np.empty((len(spec.channels) if keep else 1, *d_h_w), dtype=np.float32)
+    assemble = keep and not problems and not differ
+    image = np.empty((len(spec.channels), *ref.shape[::-1]), np.float32) if assemble else None
     resampled: dict[str, str] = {}
     for c, key in enumerate(spec.channels):
+        if key not in grids:
+            continue
         path, meta, grid = chosen[key], metas[key], grids[key]
         stored, reason = _channel_values(path, meta, spec.frames.get(key))
         if stored is None:
             problems.add(path, reason or "could not be read")
+            differ.pop(key, None)
+            assemble = False
             continue
         values, lossy = _to_float32(stored)
         if lossy:
-            msg = (
-                f"case {folder.case_id}: {relative_name(path, root)}: integers above 2^24 "
-                "are rounded to float32"
-            )
-            warnings.warn(msg, stacklevel=2)
-            notes.append(msg)
+            note = f"{relative_name(path, root)}: integers above 2^24 are rounded to float32"
+            warnings.warn(f"case {folder.case_id}: {note}", stacklevel=2)
+            notes.append(f"case {folder.case_id}: {note}")
         found = check_channel(values, meta.slope is not None, lossy, stored)
         for text in found:
             problems.add(path, text)
-        slot = image[c if keep else 0]
-        if found or problems:
-            continue
+        del stored
+        if found:
+            assemble = False
         if key in resample:
-            _resample_onto(values, meta.affine, ref, slot)
-            note = (
+            resampled[key] = (
                 f"{spec.name(key)} resampled (trilinear, world affines) from its grid "
                 f"{format_grid(meta.shape)} ({format_spacing(meta.spacing)}) onto "
                 f"{spec.name(ref_key)}'s {format_grid(metas[ref_key].shape)}"
             )
-            resampled[key] = note
-            notes.append(f"case {folder.case_id}: {note}")
+            notes.append(f"case {folder.case_id}: {resampled[key]}")
+        if not assemble or image is None:
+            continue
+        if key in resample:
+            _resample_onto(values, meta.affine, ref, image[c])
         else:
-            slot[...] = to_canonical(values.transpose(2, 1, 0), grid.codes)
-        del stored, values
+            image[c] = to_canonical(values.transpose(2, 1, 0), grid.codes)
+        del values
     label = None
-    if spec.label in chosen and spec.label in metas:
+    if spec.label in grids:
         path, meta = chosen[spec.label], metas[spec.label]
         stored, reason = _channel_values(path, meta, None)
         if stored is None:
             problems.add(path, reason or "could not be read")
+            differ.pop(spec.label, None)
         else:
             mask, found = _label_values(stored, spec, spec.name(spec.label), notes)
             for text in found:
                 problems.add(path, text)
             if mask is not None:
                 label = to_canonical(mask.transpose(2, 1, 0), grids[spec.label].codes)
-    if problems or not keep:
+    for key, text in differ.items():
+        problems.add(chosen[key], text)
+    if problems or image is None:
         return None, list(problems)
     ref_meta = metas[ref_key]
     return (
@@ -786,7 +792,9 @@ def peek_geometry(folder: CaseFolder) -> tuple[tuple | None, tuple | None]:
     return None, None
 
 
-def case_report(folder: CaseFolder, root: Path, problems: list[str], notes: list[str]) -> CaseReport:
+def case_report(
+    folder: CaseFolder, root: Path, problems: list[str], notes: list[str]
+) -> CaseReport:
     """The ``inspect`` row of a case checked by :func:`read_case` (``keep=False``)."""
     spec = spec_of(folder)
     has_label = spec.label in folder.files
@@ -806,6 +814,7 @@ def case_report(folder: CaseFolder, root: Path, problems: list[str], notes: list
         orientation=orientation,
         channels=spec.channels,
         notes=notes,
+        label_key=spec.label,
     )
 
 

@@ -20,7 +20,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from strokelrp.config import MODALITIES
 from strokelrp.data.layouts.base import (
     CaseFolder,
     Layout,
@@ -36,8 +35,10 @@ from strokelrp.errors import StrokeLRPError
 
 log = logging.getLogger(__name__)
 
-CHANNELS: tuple[str, ...] = MODALITIES
+CHANNELS: tuple[str, ...] = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")
 """The six ISLES 2017 channels in the network's (the paper's) order."""
+FIGURE_CHANNEL = "rCBF"
+"""The channel the paper's figure 1 shows."""
 MODALITY_TOKENS: dict[str, str] = {f"MR_{m}": m for m in CHANNELS}
 """File-name token -> modality name, in the network's channel order."""
 LABEL_TOKEN = "OT"

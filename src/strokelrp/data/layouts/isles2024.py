@@ -58,8 +58,8 @@ class Isles2024(Layout):
                 f"{root}: CTP is a 4-D perfusion time series, not a channel; use its maps "
                 "(CBF, CBV, MTT, Tmax)"
             )
-        channels = DEFAULT_CHANNELS if self.wanted is None else self.choose_channels(
-            CHANNELS, str(root)
+        channels = (
+            DEFAULT_CHANNELS if self.wanted is None else self.choose_channels(CHANNELS, str(root))
         )
         spec = ReadSpec(
             channels=channels,

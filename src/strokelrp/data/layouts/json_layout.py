@@ -39,7 +39,7 @@ def has_key(root: Path, key: str) -> bool:
 def indexed_names(mapping: object, what: str, path: Path) -> tuple[str, ...]:
     """``{"0": "DWI", "1": "ADC"}`` -> ``("DWI", "ADC")`` (indices 0..N-1, each once)."""
     if not isinstance(mapping, Mapping) or not mapping:
-        raise StrokeLRPError(f"{path}: {what} must be a non-empty object {{\"0\": name, ...}}")
+        raise StrokeLRPError(f'{path}: {what} must be a non-empty object {{"0": name, ...}}')
     try:
         items = sorted((int(k), str(v)) for k, v in mapping.items())
     except (TypeError, ValueError):

@@ -80,7 +80,15 @@ class Decathlon(Layout):
             case_id = nifti_stem(image.name) or image.name
             cases.append(
                 CaseFolder(
-                    case_id, image.parent, files, {}, {}, [], spec, self.name, missing,
+                    case_id,
+                    image.parent,
+                    files,
+                    {},
+                    {},
+                    [],
+                    spec,
+                    self.name,
+                    missing,
                     split=split,
                 )
             )
@@ -90,7 +98,7 @@ class Decathlon(Layout):
 def _labels(raw: object, path: Path) -> dict[str, int]:
     """The Decathlon's ``labels`` (value -> name) as name -> value."""
     if not isinstance(raw, dict) or not raw:
-        raise StrokeLRPError(f"{path}: labels must be a non-empty object {{\"0\": name, ...}}")
+        raise StrokeLRPError(f'{path}: labels must be a non-empty object {{"0": name, ...}}')
     try:
         return {str(name): int(value) for value, name in raw.items()}
     except (TypeError, ValueError):

@@ -105,7 +105,15 @@ class NnUNetRaw(Layout):
                 missing["label"] = f"no label {label_dir}/{case_id}{ending}"
             out.append(
                 CaseFolder(
-                    case_id, folder, files, {}, {}, list(trouble), spec, self.name, missing,
+                    case_id,
+                    folder,
+                    files,
+                    {},
+                    {},
+                    list(trouble),
+                    spec,
+                    self.name,
+                    missing,
                     split=split,
                 )
             )
