@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from strokelrp.analysis.ablation import mean_filled, modality_ablation
+from strokelrp.config import TrainConfig
 from strokelrp.data.dataset import CaseDataset
 from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
-from strokelrp.data.layouts.isles2017 import TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.train.checkpoint import load_run
 from strokelrp.train.loop import train

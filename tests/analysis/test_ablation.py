@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from strokelrp.analysis.ablation import mean_filled, modality_ablation
+from strokelrp.config import TrainConfig
 from strokelrp.data.dataset import CaseDataset
 from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
-from strokelrp.data.layouts.isles2017 import TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.model.unet3d import UNet3D
 from strokelrp.train.checkpoint import load_run
