@@ -346,7 +346,11 @@ def test_inspect_prints_each_case_before_a_later_one_fails(
 
 
 def test_registry_and_shown_channel() -> None:
+    from strokelrp.cli import _LAYOUT_NAMES, _SYNTH_LAYOUTS
+    from strokelrp.data.synth_layouts import LAYOUTS as SYNTH
+
     assert list(LAYOUTS) == ["nnunet", "msd", "isles2024", "isles2022", "isles2017"]
+    assert set(_LAYOUT_NAMES) == set(LAYOUTS) == {"isles2017", *SYNTH} == set(_SYNTH_LAYOUTS)
     assert shown_channel(("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")) == "rCBF"
     assert shown_channel(("DWI", "ADC")) == "DWI"
     assert shown_channel(("DWI", "ADC"), "adc") == "ADC"
