@@ -33,6 +33,7 @@ def memory_case(label: bool = True) -> Case:
         affine=affine,
         header=header,
         spacing=(1.0, 1.0, 2.0),
+        channels=("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP"),
     )
 
 

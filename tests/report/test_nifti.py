@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 from strokelrp.errors import StrokeLRPError
 from strokelrp.report.nifti import (
     labels_from_logits,
@@ -35,6 +36,7 @@ class FakeCase:
     paths: dict[str, Path] = field(default_factory=dict)
     orientation: str = "RAS"  # image kept in the file's order: no reorientation
     native_affine: np.ndarray | None = None
+    channels: tuple[str, ...] = MODALITIES
 
 
 def _oblique_affine() -> np.ndarray:
@@ -209,8 +211,6 @@ def test_overlays_a_synthetic_case_loaded_by_the_data_layer(tmp_path: Path) -> N
 
 def test_companions_name_the_volumes_and_match_the_4d_file(tmp_path: Path) -> None:
     import json
-
-    from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 
     case = make_case(tmp_path)
     rng = np.random.default_rng(5)
