@@ -2,8 +2,9 @@
 
 Writes one ISLES 2017 case of six int16 modalities and an OT mask per size (uncompressed
 NIfTI, random values) to a temporary folder, then measures in a fresh Python process each:
-``inspect`` (validate every file of the tree) and ``load`` (read the case into its float32
-array). The peak is the child's maximum resident set size minus its resident size after the
+``headers`` (``inspect --headers-only``: files, headers, grids, budget), ``inspect``
+(validate every file of the tree, values included) and ``load`` (read the case into its
+float32 array). The peak is the child's maximum resident set size minus its resident size after the
 imports (so the numbers are the reader's own). ``--baseline SRC`` also runs the same steps
 with the strokelrp source tree SRC (e.g. the main branch before layouts) for a ratio in one
 run. Prints a markdown table.
@@ -38,6 +39,8 @@ start = time.perf_counter()
 try:
     if step == "inspect":
         ok = all(r.status == "ok" for r in inspect(root))
+    elif step == "headers":
+        ok = all(r.status == "ok" for r in inspect(root, voxels=False))
     else:
         (case,) = load(root)
         ok = case.image.dtype.name == "float32"
@@ -96,7 +99,7 @@ def main() -> None:
             size = write_case(root, n)
             case_mib = 6 * n**3 * 4 / 2**20
             for name, src in readers:
-                for step in ("inspect", "load"):
+                for step in ("headers", "inspect", "load") if src is None else ("inspect", "load"):
                     r = measure(root, step, src)
                     note = "ok" if r["ok"] else (r.get("error") or "failed")
                     rows.append((n, name, step, size / 2**20, case_mib, r["mib"], r.get("s"), note))

@@ -155,9 +155,20 @@ def synth(
 @cli.command()
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
+@click.option(
+    "--headers-only",
+    is_flag=True,
+    help="Check files, headers, grids and the memory budget without reading any voxel "
+    "(fast; values and lesion volumes are not checked).",
+)
 @_data_options
 def inspect(
-    data: str, as_json: bool, layout: str | None, channels: str | None, lesion: str | None
+    data: str,
+    as_json: bool,
+    headers_only: bool,
+    layout: str | None,
+    channels: str | None,
+    lesion: str | None,
 ) -> None:
     """Check a data folder (layout detected or --layout): one row per case, printed as each
     case is checked; exit 1 if any case is invalid."""
@@ -175,7 +186,8 @@ def inspect(
         click.echo(f"layout: {found} ({len(folders)} cases; channels {', '.join(names)})")
         head = ("case", "grid (x y z)", "spacing", "lesion mL", "status")
         click.echo("  ".join(c.ljust(w) for c, w in zip(head, (*widths, 0), strict=True)).rstrip())
-    for r in inspect_data(data, layout=found, channels=chosen, lesion=lesion):
+    rows = inspect_data(data, layout=found, channels=chosen, lesion=lesion, voxels=not headers_only)
+    for r in rows:
         reports.append(r)
         if as_json:
             continue

@@ -330,11 +330,11 @@ def test_inspect_prints_each_case_before_a_later_one_fails(
     real = layouts.read_case
     seen = []
 
-    def failing(folder, root, keep=True, notes=None):
+    def failing(folder, root, keep=True, notes=None, voxels=True):
         seen.append(folder.case_id)
         if len(seen) == 2:
             raise MemoryError("simulated")
-        return real(folder, root, keep=keep, notes=notes)
+        return real(folder, root, keep=keep, notes=notes, voxels=voxels)
 
     monkeypatch.setattr(layouts, "read_case", failing)
     with pytest.raises(MemoryError):
@@ -356,6 +356,24 @@ def test_registry_and_shown_channel() -> None:
     assert shown_channel(("DWI", "ADC"), "adc") == "ADC"
     with pytest.raises(StrokeLRPError, match="not one of the data's channels"):
         shown_channel(("DWI", "ADC"), "rCBF")
+
+
+def test_headers_only_inspect_reads_no_voxel(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import strokelrp.data.layouts.base as base
+
+    isles2022_tree(tmp_path)
+    shifted = np.diag([-2.0, 2.0, 3.0, 1.0])
+    shifted[1, 3] = 4.0
+    sub = "sub-strokecase0002"
+    write(tmp_path / sub / "ses-0001" / "dwi" / f"{sub}_ses-0001_adc.nii", volume(1), shifted)
+    monkeypatch.setattr(base, "read_nifti", lambda *a, **k: 1 / 0)  # any voxel read fails
+    code, text, err = run_cli(["inspect", str(tmp_path), "--headers-only"], capsys)
+    assert code == 1 and "2 cases, 1 valid, 1 invalid" in text
+    (line,) = err.strip().splitlines()
+    assert "affine differs from DWI" in line and "4 mm" in line
+    assert "note: case strokecase0001: FLAIR would be resampled onto DWI's grid" in text
 
 
 def test_discover_names_only(tmp_path: Path) -> None:

@@ -173,9 +173,12 @@ def inspect_data(
     layout: str | None = None,
     channels: Iterable[str] | None = None,
     lesion: str | None = None,
+    voxels: bool = True,
 ) -> Iterator[CaseReport]:
     """Validate every case under ``root`` one at a time, yielding one :class:`CaseReport` each
     (as soon as it is checked; one channel in memory at a time, no case assembled).
+    ``voxels=False`` checks files, headers, grids and the memory budget only (no voxel read;
+    no lesion volume).
 
     Never raises for a bad case (its problems are in the report); raises
     :class:`StrokeLRPError` only when ``root`` is missing, has no known layout or no case.
@@ -183,8 +186,8 @@ def inspect_data(
     root = Path(root)
     for folder, duplicate in select_cases(root, cases, layout, channels, lesion):
         notes: list[str] = []
-        _case, problems = read_case(folder, root, keep=False, notes=notes)
-        yield case_report(folder, root, duplicate + problems, notes)
+        _case, problems = read_case(folder, root, keep=False, notes=notes, voxels=voxels)
+        yield case_report(folder, root, duplicate + problems, notes, voxels)
 
 
 def load_cases(

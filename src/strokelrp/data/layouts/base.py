@@ -673,14 +673,19 @@ def _check_budget(n_channels: int, grid: _Grid, budget: int) -> str | None:
 
 
 def read_case(
-    folder: CaseFolder, root: str | Path, keep: bool = True, notes: list[str] | None = None
+    folder: CaseFolder,
+    root: str | Path,
+    keep: bool = True,
+    notes: list[str] | None = None,
+    voxels: bool = True,
 ) -> tuple[Case | None, list[str]]:
     """Read and validate one case -> (``Case`` or ``None`` if invalid, all problems).
 
     ``keep=False`` checks the case as it would be read (every header, every voxel, one
     channel at a time) without assembling it: -> (``None``, problems); ``notes`` collects what
     was done (resampling, rounded labels). A file on another grid is still read, so that a
-    file that cannot be read is named for that, not for its grid.
+    file that cannot be read is named for that, not for its grid. ``voxels=False`` (with
+    ``keep=False``) stops after the headers, the grids and the memory budget: no voxel read.
     """
     root = Path(root)
     spec = spec_of(folder)
@@ -702,6 +707,13 @@ def read_case(
     too_big = _check_budget(len(spec.channels), ref, memory_budget())
     if too_big:
         problems.add(chosen[ref_key], too_big)
+        return None, list(problems)
+    if not voxels:
+        for key in resample:
+            notes.append(f"case {folder.case_id}: {spec.name(key)} would be resampled onto "
+                         f"{spec.name(ref_key)}'s grid")  # fmt: skip
+        for key, text in differ.items():
+            problems.add(chosen[key], text)
         return None, list(problems)
 
     assemble = keep and not problems and not differ
@@ -793,15 +805,16 @@ def peek_geometry(folder: CaseFolder) -> tuple[tuple | None, tuple | None]:
 
 
 def case_report(
-    folder: CaseFolder, root: Path, problems: list[str], notes: list[str]
+    folder: CaseFolder, root: Path, problems: list[str], notes: list[str], voxels: bool = True
 ) -> CaseReport:
-    """The ``inspect`` row of a case checked by :func:`read_case` (``keep=False``)."""
+    """The ``inspect`` row of a case checked by :func:`read_case` (``keep=False``); without
+    ``voxels`` the lesion volume is not measured."""
     spec = spec_of(folder)
     has_label = spec.label in folder.files
     grid, spacing = peek_geometry(folder)
     orientation = lesion = None
     if not problems:
-        path = folder.files[spec.label][0] if has_label else None
+        path = folder.files[spec.label][0] if has_label and voxels else None
         orientation, lesion = _label_summary(folder, path)
     return CaseReport(
         case_id=folder.case_id,
