@@ -35,6 +35,7 @@ from typing import ClassVar, Literal
 
 import nibabel as nib
 import numpy as np
+from nibabel import orientations as nio
 
 from strokelrp.data.nifti_file import NiftiHeader, NiftiProblem, read_header, read_nifti
 from strokelrp.data.orientation import (
@@ -571,14 +572,18 @@ def _channel_values(
         return None, _unexpected(err)
 
 
-def _to_float32(data: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Cast to float32 (an overflow becomes Inf, found by the checks) -> (values, whether
-    integers beyond float32's exact range were rounded)."""
-    lossy = False
+def _beyond_float32(data: np.ndarray) -> bool:
+    """Whether ``data`` holds integers that float32 cannot represent exactly (beyond 2^24)."""
     if np.issubdtype(data.dtype, np.integer) and data.dtype.itemsize >= 4 and data.size:
-        lossy = max(abs(int(data.max())), abs(int(data.min()))) > FLOAT32_EXACT
-    with np.errstate(over="ignore", invalid="ignore"):
-        return data.astype(np.float32, copy=False), lossy
+        return max(abs(int(data.max())), abs(int(data.min()))) > FLOAT32_EXACT
+    return False
+
+
+def ras_view(data: np.ndarray, codes: str) -> np.ndarray:
+    """A file's array (x, y, z) with axis ``codes`` -> a view (D, H, W) = (z, y, x) in RAS
+    order (flips and a transpose only: no copy; the caller writes it where it belongs)."""
+    ornt = nio.ornt_transform(nio.axcodes2ornt(tuple(codes)), nio.axcodes2ornt(tuple(CANONICAL)))
+    return nio.apply_orientation(data, ornt).transpose(2, 1, 0)
 
 
 def check_channel(
@@ -729,11 +734,17 @@ def read_case(
             differ.pop(key, None)
             assemble = False
             continue
-        values, lossy = _to_float32(stored)
+        lossy = _beyond_float32(stored)
         if lossy:
             note = f"{relative_name(path, root)}: integers above 2^24 are rounded to float32"
             warnings.warn(f"case {folder.case_id}: {note}", stacklevel=2)
             notes.append(f"case {folder.case_id}: {note}")
+        # the float32 values in RAS order: straight into the case's slot when it is assembled
+        # and on its grid (the one copy of the case), else into a buffer of this channel
+        direct = assemble and image is not None and key not in resample
+        values = image[c] if direct else np.empty(grid.shape[::-1], np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            values[...] = ras_view(stored, grid.codes)  # the cast: an overflow becomes Inf
         found = check_channel(values, meta.slope is not None, lossy, stored)
         for text in found:
             problems.add(path, text)
@@ -747,12 +758,8 @@ def read_case(
                 f"{spec.name(ref_key)}'s {format_grid(metas[ref_key].shape)}"
             )
             notes.append(f"case {folder.case_id}: {resampled[key]}")
-        if not assemble or image is None:
-            continue
-        if key in resample:
-            _resample_onto(values, meta.affine, ref, image[c])
-        else:
-            image[c] = to_canonical(values.transpose(2, 1, 0), grid.codes)
+            if assemble and image is not None:
+                _resample_onto(values.transpose(2, 1, 0), grid.affine, ref, image[c])
         del values
     label = None
     if spec.label in grids:
@@ -766,7 +773,7 @@ def read_case(
             for text in found:
                 problems.add(path, text)
             if mask is not None:
-                label = to_canonical(mask.transpose(2, 1, 0), grids[spec.label].codes)
+                label = ras_view(mask, grids[spec.label].codes)
     for key, text in differ.items():
         problems.add(chosen[key], text)
     if problems or image is None:
