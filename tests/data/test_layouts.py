@@ -330,11 +330,11 @@ def test_inspect_prints_each_case_before_a_later_one_fails(
     real = layouts.read_case
     seen = []
 
-    def failing(folder, root, keep=True, notes=None, voxels=True):
+    def failing(folder, root, **options):
         seen.append(folder.case_id)
         if len(seen) == 2:
             raise MemoryError("simulated")
-        return real(folder, root, keep=keep, notes=notes, voxels=voxels)
+        return real(folder, root, **options)
 
     monkeypatch.setattr(layouts, "read_case", failing)
     with pytest.raises(MemoryError):

@@ -186,8 +186,11 @@ def inspect_data(
     root = Path(root)
     for folder, duplicate in select_cases(root, cases, layout, channels, lesion):
         notes: list[str] = []
-        _case, problems = read_case(folder, root, keep=False, notes=notes, voxels=voxels)
-        yield case_report(folder, root, duplicate + problems, notes, voxels)
+        summary: dict = {}
+        _case, problems = read_case(
+            folder, root, keep=False, notes=notes, voxels=voxels, summary=summary
+        )
+        yield case_report(folder, root, duplicate + problems, notes, summary)
 
 
 def load_cases(

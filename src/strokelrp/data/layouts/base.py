@@ -683,6 +683,7 @@ def read_case(
     keep: bool = True,
     notes: list[str] | None = None,
     voxels: bool = True,
+    summary: dict | None = None,
 ) -> tuple[Case | None, list[str]]:
     """Read and validate one case -> (``Case`` or ``None`` if invalid, all problems).
 
@@ -691,6 +692,8 @@ def read_case(
     was done (resampling, rounded labels). A file on another grid is still read, so that a
     file that cannot be read is named for that, not for its grid. ``voxels=False`` (with
     ``keep=False``) stops after the headers, the grids and the memory budget: no voxel read.
+    ``summary`` receives what ``inspect`` shows: the reference grid, spacing and axis codes
+    (``grid``, ``spacing``, ``orientation``, in the files' order) and ``lesion_ml``.
     """
     root = Path(root)
     spec = spec_of(folder)
@@ -709,6 +712,10 @@ def read_case(
         return None, list(problems)
     resample, differ = _check_grids(chosen, spec, grids, metas, ref_key, root)
     ref = grids[ref_key]
+    if summary is not None:
+        summary.update(
+            grid=metas[ref_key].shape, spacing=metas[ref_key].spacing, orientation=ref.codes
+        )
     too_big = _check_budget(len(spec.channels), ref, memory_budget())
     if too_big:
         problems.add(chosen[ref_key], too_big)
@@ -774,6 +781,8 @@ def read_case(
                 problems.add(path, text)
             if mask is not None:
                 label = ras_view(mask, grids[spec.label].codes)
+                if summary is not None:
+                    summary["lesion_ml"] = lesion_volume_ml(mask, meta.spacing)
     for key, text in differ.items():
         problems.add(chosen[key], text)
     if problems or image is None:
@@ -812,46 +821,27 @@ def peek_geometry(folder: CaseFolder) -> tuple[tuple | None, tuple | None]:
 
 
 def case_report(
-    folder: CaseFolder, root: Path, problems: list[str], notes: list[str], voxels: bool = True
+    folder: CaseFolder, root: Path, problems: list[str], notes: list[str], summary: dict
 ) -> CaseReport:
-    """The ``inspect`` row of a case checked by :func:`read_case` (``keep=False``); without
-    ``voxels`` the lesion volume is not measured."""
+    """The ``inspect`` row of a case checked by :func:`read_case` (``keep=False``) with its
+    ``summary``; geometry from the first readable header when the reference was unreadable."""
     spec = spec_of(folder)
-    has_label = spec.label in folder.files
-    grid, spacing = peek_geometry(folder)
-    orientation = lesion = None
-    if not problems:
-        path = folder.files[spec.label][0] if has_label and voxels else None
-        orientation, lesion = _label_summary(folder, path)
+    grid, spacing = summary.get("grid"), summary.get("spacing")
+    if grid is None:
+        grid, spacing = peek_geometry(folder)
     return CaseReport(
         case_id=folder.case_id,
         folder=relative_name(folder.path, root),
         grid=grid,
         spacing=spacing,
-        lesion_ml=lesion,
-        has_label=has_label,
+        lesion_ml=None if problems else summary.get("lesion_ml"),
+        has_label=spec.label in folder.files,
         problems=problems,
-        orientation=orientation,
+        orientation=None if problems else summary.get("orientation"),
         channels=spec.channels,
         notes=notes,
         label_key=spec.label,
     )
-
-
-def _label_summary(folder: CaseFolder, label_path: Path | None) -> tuple[str | None, float | None]:
-    """(the reference files' axis codes, the lesion volume in mL) of a valid case."""
-    spec = spec_of(folder)
-    ref_key = spec.reference or spec.channels[0]
-    ref_meta = read_header(folder.files[ref_key][0], frames=ref_key in spec.frames)
-    codes = axis_codes(ref_meta.affine)
-    if label_path is None:
-        return codes, None
-    meta = read_header(label_path)
-    data = read_nifti(label_path).data
-    mask, _ = _label_values(data, spec, spec.name(spec.label), [])
-    if mask is None:
-        return codes, None
-    return codes, lesion_volume_ml(mask, meta.spacing)
 
 
 OnError = Literal["raise", "skip"]
