@@ -19,6 +19,7 @@ from data_helpers import (
     ot_not_binary,
 )
 
+from strokelrp.core.orientation import to_file_order
 from strokelrp.data.layouts import (
     Case,
     case_sort_key,
@@ -28,7 +29,6 @@ from strokelrp.data.layouts import (
 )
 from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 from strokelrp.data.layouts.isles2017 import token_of
-from strokelrp.data.orientation import to_file_order
 from strokelrp.errors import DataError, StrokeLRPError
 
 # ------------------------------------------------------------------------ reading

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from strokelrp.atomic import atomic_path
-from strokelrp.data.preprocess import brain_mask
+from strokelrp.core.masks import brain_mask
 from strokelrp.report.display import display_for, label_edges, outline
 
 DIVERGING_CMAP = "RdBu_r"

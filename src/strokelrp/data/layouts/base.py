@@ -37,8 +37,7 @@ import nibabel as nib
 import numpy as np
 from nibabel import orientations as nio
 
-from strokelrp.data.nifti_file import NiftiHeader, NiftiProblem, read_header, read_nifti
-from strokelrp.data.orientation import (
+from strokelrp.core.orientation import (
     CANONICAL,
     axis_codes,
     canonical_affine,
@@ -46,6 +45,7 @@ from strokelrp.data.orientation import (
     file_axes,
     to_canonical,
 )
+from strokelrp.data.nifti_file import NiftiHeader, NiftiProblem, read_header, read_nifti
 from strokelrp.errors import DataError
 
 log = logging.getLogger(__name__)
