@@ -130,11 +130,18 @@ def _read_volume(path: Path, what: str) -> Any:
     from strokelrp.data.nifti_file import NiftiProblem, read_nifti
 
     try:
-        return read_nifti(path)
+        volume = read_nifti(path)
     except NiftiProblem as err:
         raise StrokeLRPError(f"{what} {path}: {err}") from err
     except FileNotFoundError as err:
         raise StrokeLRPError(f"{what} {path} does not exist") from err
+    if min(volume.meta.shape) < 2:
+        shape = "x".join(map(str, volume.meta.shape))
+        raise StrokeLRPError(
+            f"{what} {path}: grid {shape} has an axis of 1 voxel; 3-D networks and figure 1 "
+            "need at least 2 voxels along every axis"
+        )
+    return volume
 
 
 def _same_grid(volume: Any, ref: Any, path: Path, ref_path: Path, what: str) -> None:
