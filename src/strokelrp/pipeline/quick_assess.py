@@ -55,7 +55,8 @@ def quick_cases(run: Path, data: Path, n: int = 2) -> tuple[list[str], str]:
     held = RunDir(run).validation_ids()
     if held:
         return held[:n], "held-out"
-    options = RunDir(run).read_config().data_options
+    found = RunDir(run)
+    options = found.read_config().data_options if found.is_run() else {}  # the run's layout
     return [f.case_id for f in discover_cases(data, **options) if not f.split][:n], "training"
 
 
