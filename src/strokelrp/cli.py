@@ -18,17 +18,60 @@ from strokelrp import DEFAULT_PRESET, TARGETS, StrokeLRPError, __version__
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="strokelrp")
 def cli() -> None:
-    """Explain 3-D stroke-lesion segmentation networks with filtered LRP (ISLES 2017)."""
+    """Explain 3-D stroke-lesion segmentation networks with filtered LRP (ISLES 2017, ISLES
+    2022, ISLES 2024, nnU-Net raw and Decathlon data)."""
 
 
 # ---------------------------------------------------------------- data commands (synth, inspect)
 
 
-_MODALITY_CHOICES = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")  # == config.MODALITIES
+_MODALITY_CHOICES = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")  # ISLES 2017's channels
+_SYNTH_LAYOUTS = ("isles2017", "isles2022", "isles2024", "nnunet", "msd")
+_LAYOUT_NAMES = ("isles2017", "isles2022", "isles2024", "nnunet", "msd")  # == layouts.LAYOUTS
+
+
+def _data_options(f: Any) -> Any:
+    """``--layout``, ``--channels`` and ``--lesion``: how a data tree is read."""
+    f = click.option(
+        "--lesion",
+        default=None,
+        metavar="CLASS",
+        help="nnU-Net raw / Decathlon: the label class read as lesion (name or value; "
+        "default: the only foreground class, or the one named like a lesion).",
+    )(f)
+    f = click.option(
+        "--channels",
+        default=None,
+        metavar="A,B,...",
+        help="The channels to use, by the data set's names, in order (default: the layout's; "
+        "ISLES 2024: CBF,CBV,MTT,Tmax).",
+    )(f)
+    return click.option(
+        "--layout",
+        type=click.Choice(_LAYOUT_NAMES),
+        default=None,
+        help="Force the data layout (default: detected).",
+    )(f)
+
+
+def _channel_list(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(c.strip() for c in value.split(",") if c.strip())
+    if not names:
+        raise click.BadParameter("--channels: give at least one channel name")
+    return names
 
 
 @cli.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=str))
+@click.option(
+    "--layout",
+    type=click.Choice(_SYNTH_LAYOUTS),
+    default="isles2017",
+    show_default=True,
+    help="The layout to write (docs/data.md shows each).",
+)
 @click.option(
     "--cases",
     "n_cases",
@@ -69,6 +112,7 @@ _MODALITY_CHOICES = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")  # == config.M
 )
 def synth(
     out: str,
+    layout: str,
     n_cases: int,
     shape: tuple[int, int, int],
     seed: int,
@@ -76,7 +120,19 @@ def synth(
     uninformative: tuple[str, ...],
     control: tuple[str, ...],
 ) -> None:
-    """Write N synthetic cases in the ISLES 2017 layout to OUT (plus synth_manifest.json)."""
+    """Write N synthetic cases in a data layout to OUT (plus synth_manifest.json)."""
+    h, w, d = shape
+    grids = "varied grids" if varied_grids else f"grid {w}x{h}x{d} (x y z)"
+    if layout != "isles2017":
+        from strokelrp import synthesize_layout
+
+        if uninformative or control:
+            raise click.UsageError("--uninformative and --control apply to --layout isles2017")
+        path = synthesize_layout(
+            out, n_cases, layout, shape=shape, seed=seed, varied_grids=varied_grids
+        )
+        click.echo(f"wrote {n_cases} synthetic {layout} cases ({grids}, seed {seed}) to {path}")
+        return
     from strokelrp import synthesize_isles2017
 
     path = synthesize_isles2017(
@@ -89,8 +145,6 @@ def synth(
         control=control,
         progress=True,
     )
-    h, w, d = shape
-    grids = "varied grids" if varied_grids else f"grid {w}x{h}x{d} (x y z)"
     note = f", uninformative: {', '.join(uninformative)}" if uninformative else ""
     note += f", control (noise): {', '.join(control)}" if control else ""
     click.echo(f"wrote {n_cases} synthetic cases ({grids}, seed {seed}{note}) to {path}")
@@ -99,42 +153,63 @@ def synth(
 @cli.command()
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
-def inspect(data: str, as_json: bool) -> None:
-    """Check an ISLES 2017 folder: one row per case; exit 1 if any case is invalid."""
+@click.option(
+    "--headers-only",
+    is_flag=True,
+    help="Check files, headers, grids and the memory budget without reading any voxel "
+    "(fast; values and lesion volumes are not checked).",
+)
+@_data_options
+def inspect(
+    data: str,
+    as_json: bool,
+    headers_only: bool,
+    layout: str | None,
+    channels: str | None,
+    lesion: str | None,
+) -> None:
+    """Check a data folder (layout detected or --layout): one row per case, printed as each
+    case is checked; exit 1 if any case is invalid."""
     import json
 
-    from tqdm import tqdm
+    from strokelrp import discover_cases, format_grid, format_spacing, inspect_data
 
-    from strokelrp import format_grid, format_spacing, inspect_isles2017
-
-    reports = list(
-        tqdm(inspect_isles2017(data), desc="inspect", unit="case", leave=False, disable=None)
-    )
+    chosen = _channel_list(channels)
+    folders = discover_cases(data, layout, chosen, lesion)
+    found = folders[0].layout
+    names = folders[0].spec.channels if folders[0].spec else ()
+    reports = []
+    widths = (16, 14, 20, 10)
+    if not as_json:
+        click.echo(f"layout: {found} ({len(folders)} cases; channels {', '.join(names)})")
+        head = ("case", "grid (x y z)", "spacing", "lesion mL", "status")
+        click.echo("  ".join(c.ljust(w) for c, w in zip(head, (*widths, 0), strict=True)).rstrip())
+    rows = inspect_data(data, layout=found, channels=chosen, lesion=lesion, voxels=not headers_only)
+    for r in rows:
+        reports.append(r)
+        if as_json:
+            continue
+        lesion_cell = (
+            f"no {r.label_key}"
+            if r.grid and not r.has_label
+            else ("-" if r.lesion_ml is None else f"{r.lesion_ml:.2f}")
+        )
+        row = (r.case_id, format_grid(r.grid), format_spacing(r.spacing), lesion_cell, r.status)
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, (*widths, 0), strict=True)).rstrip())
+        for line in r.notes:
+            click.echo(f"note: {line}")
     invalid = [r for r in reports if r.problems]
     if as_json:
         doc = {
             "data": data,
+            "layout": found,
+            "channels": list(names),
             "n_cases": len(reports),
             "n_invalid": len(invalid),
             "cases": [r.as_dict() for r in reports],
         }
         click.echo(json.dumps(doc, indent=2))
     else:
-        rows = [("case", "grid (x y z)", "spacing", "lesion mL", "status")]
-        for r in reports:
-            lesion = (
-                "no OT"
-                if r.grid and not r.has_label
-                else ("-" if r.lesion_ml is None else f"{r.lesion_ml:.2f}")
-            )
-            rows.append(
-                (r.case_id, format_grid(r.grid), format_spacing(r.spacing), lesion, r.status)
-            )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            click.echo(
-                "  ".join(cell.ljust(wd) for cell, wd in zip(row, widths, strict=True)).rstrip()
-            )
         click.echo(
             f"{len(reports)} cases, {len(reports) - len(invalid)} valid, {len(invalid)} invalid"
         )
@@ -202,6 +277,9 @@ _TRAIN_OPTIONS: dict[str, str] = {
     "assess_every": "assess_every",
     "assess_method": "assess_method",
     "assess_cases": "assess_cases",
+    "layout": "layout",
+    "channels": "channels",
+    "lesion": "lesion",
 }
 """``train`` option (parameter name) -> TrainConfig field."""
 
@@ -333,6 +411,7 @@ _TRAIN_OPTIONS: dict[str, str] = {
     "given take the run's own values (OUT/config.toml); --epochs N extends the run to N.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_data_options
 @click.pass_context
 def train(
     ctx: click.Context,
@@ -358,8 +437,12 @@ def train(
     assess_cases: int,
     resume: bool,
     no_progress: bool,
+    layout: str | None,
+    channels: str | None,
+    lesion: str | None,
 ) -> None:
-    """Train the paper's 3-D U-Net (or --arch) on an ISLES 2017 folder (CE, Adam, batch 1).
+    """Train the paper's 3-D U-Net (or --arch) on a data folder of any layout (CE, Adam,
+    batch 1); the layout and channels found are recorded in OUT/config.toml.
 
     The data are read and checked before OUT is created. Ctrl-C stops after the last saved
     checkpoint and prints the --resume command. Runs unchanged under torchrun
@@ -372,6 +455,7 @@ def train(
 
     given = {name: ctx.params[name] for name in _TRAIN_OPTIONS}
     given["case_ids"] = case_ids or None
+    given["channels"] = _channel_list(channels)
     values = {field: given[name] for name, field in _TRAIN_OPTIONS.items()}
     run = RunDir(out)
     if resume and run.is_run():  # the run's own settings are the defaults
@@ -592,10 +676,10 @@ EXPLAIN_REFERENCE = "healthy"  # = strokelrp.reference.DEFAULT_REFERENCE (tested
 )
 @click.option(
     "--modality",
-    type=click.Choice(["ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP"]),
-    default="rCBF",
-    show_default=True,
-    help="Modality channel shown in the figure.",
+    default=None,
+    metavar="CHANNEL",
+    help="Channel shown in the figure, by the data set's name (default: rCBF for ISLES 2017, "
+    "else the first channel).",
 )
 @click.option(
     "--out",
@@ -613,7 +697,7 @@ EXPLAIN_REFERENCE = "healthy"  # = strokelrp.reference.DEFAULT_REFERENCE (tested
 @click.option(
     "--per-modality",
     is_flag=True,
-    help="Also write one 3-D relevance file per modality (relevance_<setting>_<MOD>.nii.gz).",
+    help="Also write one 3-D relevance file per channel (relevance_<setting>_<CHANNEL>.nii.gz).",
 )
 @click.option(
     "--normalised",

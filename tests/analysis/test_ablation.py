@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from strokelrp.config import MODALITIES, TrainConfig
+from strokelrp.config import TrainConfig
 from strokelrp.core.masks import lesion_mask
 from strokelrp.core.metrics import dice_score
 from strokelrp.data.dataset import CaseDataset
+from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.inference import predict
 from strokelrp.model.unet3d import UNet3D

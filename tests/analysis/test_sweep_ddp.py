@@ -14,7 +14,8 @@ import torch
 
 import strokelrp
 from strokelrp.analysis.table import FLOAT_COLUMNS, read_table
-from strokelrp.config import MODALITIES, TrainConfig
+from strokelrp.config import TrainConfig
+from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.model import UNet3D
 from strokelrp.pipeline.sweep import read_grid, sweep_run

@@ -65,7 +65,7 @@ def test_assess_writes_the_table(trained, tmp_path, capsys) -> None:
     import json
 
     from strokelrp.data.dataset import case_fingerprint
-    from strokelrp.data.isles2017 import load_case
+    from strokelrp.data.layouts import load_case
 
     record = json.loads((out / "assess.provenance.json").read_text())
     assert record["command"] == "assess" and record["run"] == str(run.resolve())

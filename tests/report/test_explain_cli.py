@@ -13,6 +13,7 @@ from cli_helpers import run_cli as cli
 from run_helpers import train_quietly
 
 from strokelrp.config import TrainConfig
+from strokelrp.data.layouts.isles2017 import CHANNELS
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.lrp.presets import DEFAULT_PRESET
 from strokelrp.run_files import RunDir
@@ -258,7 +259,11 @@ def test_explain_writes_any_method_as_attribute_gives_it(trained, tmp_path, caps
     assert summary["method"] == method and summary["rules"] is None
     assert summary["reference"] == "healthy"
     assert [s["label"] for s in summary["settings"]] == [method]
-    assert json.loads((out / f"{stem}.json").read_text())["volumes"] == list(strokelrp.MODALITIES)
+    assert (
+        json.loads((out / f"{stem}.json").read_text())["volumes"]
+        == list(case.channels)
+        == list(CHANNELS)
+    )
     assert (out / "figure1.png").stat().st_size > 10_000
 
 

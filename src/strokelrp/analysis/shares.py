@@ -124,7 +124,7 @@ def share_summary(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     ``ablation_drop`` column: the Dice drop when the modality is mean-filled), not against what
     the data generator meant a modality to carry. For each (run, case, setting) map:
 
-    - ``ablation_rho``: :func:`ablation_rho`, Spearman between the 6 modality shares of |R|
+    - ``ablation_rho``: :func:`ablation_rho`, Spearman between the C channel shares of |R|
       (``abs_share``) and the 6 ablation drops (the definition of ``strokelrp assess``);
     - ``ignored_share``: the share of positive relevance on the modalities the model ignores
       (``|drop|`` below

@@ -18,7 +18,7 @@ from strokelrp.errors import StrokeLRPError
 
 if TYPE_CHECKING:
     from strokelrp.config import TrainConfig
-    from strokelrp.data.isles2017 import Case
+    from strokelrp.data.layouts import Case
 
 NORMALIZATIONS = ("minmax", "zscore")
 

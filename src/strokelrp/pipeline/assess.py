@@ -61,7 +61,7 @@ def assess_run(
     from strokelrp.analysis.assess import COLUMNS, CURVE_COLUMNS, EXTRA_COLUMNS, FRACTIONS
     from strokelrp.analysis.statistics import PAIR_COLUMNS, paired_table
     from strokelrp.data.dataset import case_fingerprint
-    from strokelrp.data.isles2017 import load_case
+    from strokelrp.data.layouts import load_case
     from strokelrp.data.preprocess import prepare_case
     from strokelrp.device import resolve_device
     from strokelrp.provenance import case_record, checkpoint_record, provenance, write_sidecar
@@ -90,9 +90,9 @@ def assess_run(
     check_methods(model, methods)
     chosen = list(cases) if cases else RunDir(run).validation_ids()
     if chosen is None:
-        from strokelrp.data.isles2017 import discover_cases
+        from strokelrp.data.layouts import discover_cases
 
-        chosen = [f.case_id for f in discover_cases(Path(data))]
+        chosen = [f.case_id for f in discover_cases(Path(data), **config.data_options)]
     if not chosen:
         raise StrokeLRPError(f"{data}: no case to assess")
     out.mkdir(parents=True, exist_ok=True)
@@ -102,7 +102,7 @@ def assess_run(
     path = out / ASSESS_TABLE
     records: dict[str, Any] = {}
     for case_id in chosen:
-        case = load_case(data, case_id)
+        case = load_case(data, case_id, **config.data_options)
         records[case.case_id] = case_record(
             case.paths, data, case_fingerprint(case.paths), case.orientation
         )

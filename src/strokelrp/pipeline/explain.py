@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from strokelrp.analysis.table import Setting, baseline_setting, describe
-from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS
 from strokelrp.reference import DEFAULT_REFERENCE
@@ -148,7 +147,7 @@ def explain_case(
     target: str = "prediction",
     checkpoint: str = "last",
     slice_index: int | None = None,
-    modality: str = "rCBF",
+    modality: str | None = None,
     out: str | Path | None = None,
     device: str = "auto",
     per_modality: bool = False,
@@ -182,7 +181,7 @@ def explain_case(
     import torch
 
     from strokelrp.data.dataset import case_fingerprint
-    from strokelrp.data.isles2017 import load_case
+    from strokelrp.data.layouts import load_case
     from strokelrp.data.preprocess import prepare_case
     from strokelrp.device import resolve_device
     from strokelrp.provenance import case_record, checkpoint_record, provenance
@@ -192,8 +191,6 @@ def explain_case(
     say = log if log is not None else (lambda _line: None)
     if target not in TARGETS:
         raise StrokeLRPError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
-    if modality not in MODALITIES:
-        raise StrokeLRPError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
     run = Path(run)
     if not run.is_dir():
         raise StrokeLRPError(f"run folder {run} does not exist")
@@ -205,8 +202,16 @@ def explain_case(
     model, ckpt = load_trained(run, checkpoint=checkpoint, device=device)
     config = ckpt.config
     say(f"loading case {case_id} from {data}")
-    case = load_case(data, case_id)
+    case = load_case(data, case_id, **config.data_options)
+    if case.channels != config.input_channels:
+        raise StrokeLRPError(
+            f"case {case.case_id}: the data's channels ({', '.join(case.channels)}) differ "
+            f"from those the run was trained on ({', '.join(config.input_channels)})"
+        )
     case_id = case.case_id  # "training_4" -> "4"
+    from strokelrp.data.layouts import shown_channel
+
+    modality = shown_channel(case.channels, modality)  # a wrong name fails before the work
     depth = case.image.shape[1]
     if slice_index is not None and not 0 <= slice_index < depth:
         raise StrokeLRPError(f"case {case_id}: slice {slice_index} is outside 0..{depth - 1}")

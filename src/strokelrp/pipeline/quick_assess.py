@@ -48,13 +48,15 @@ def sweet_spot_methods(run: Path, rules: str) -> list[str]:
 def quick_cases(run: Path, data: Path, n: int = 2) -> tuple[list[str], str]:
     """The first ``n`` held-out cases of the run, else (no held-out split) its first ``n``
     training cases: (ids, ``"held-out"`` or ``"training"``)."""
-    from strokelrp.data.isles2017 import discover_cases
+    from strokelrp.data.layouts import discover_cases
     from strokelrp.run_files import RunDir
 
     held = RunDir(run).validation_ids()
     if held:
         return held[:n], "held-out"
-    return [f.case_id for f in discover_cases(data)][:n], "training"
+    found = RunDir(run)
+    options = found.read_config().data_options if found.is_run() else {}  # the run's layout
+    return [f.case_id for f in discover_cases(data, **options) if not f.split][:n], "training"
 
 
 def quick_assess(

@@ -322,7 +322,7 @@ def sweep_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
             "setting. Top: input inclusivity D(LRP, x), the fraction of the bright input "
             "(|x_c|/max|x_c| > 0.1) the heatmap covers; bottom: ground-truth inclusivity "
             "D(LRP, OT), the fraction of the lesion it covers. Each box pools networks, cases "
-            "and the 6 modalities of one series; the tables give the means (largest in bold).",
+            "and the input channels of one series; the tables give the means (largest in bold).",
         )
     )
     for kind, caption in (
@@ -572,7 +572,7 @@ def shares_html(summary: Sequence[Mapping[str, Any]], settings: Sequence[str]) -
             " Modality shares are judged against what the model uses, measured by ablation "
             "(the Dice drop when a modality is mean-filled), not against what the data "
             "generator meant a modality to carry: ablation_rho is the Spearman correlation "
-            "of a map's 6 modality shares with the 6 drops (1: the map ranks the modalities "
+            "of a map's channel shares with the channels' drops (1: the map ranks the channels "
             "as the model relies on them)."
         )
     if has_ignored:

@@ -410,11 +410,11 @@ def resolve_checkpoint(run_dir: str | Path, checkpoint: str | int | Path = LAST)
 
 
 def build_model(config: TrainConfig) -> nn.Module:
-    """A fresh network of the config's architecture and width (6 modalities in, 2 classes)."""
-    from strokelrp.config import MODALITIES
+    """A fresh network of the config's architecture and width (one input per channel of
+    ``config.input_channels``, 2 classes)."""
     from strokelrp.model.architectures import build_network
 
-    return build_network(config.arch, len(MODALITIES), 2, config.width)
+    return build_network(config.arch, len(config.input_channels), 2, config.width)
 
 
 def load_trained(

@@ -209,7 +209,7 @@ def evaluate(
     datasets: dict[tuple, Any] = {}
     for index, net_dir in enumerate(networks, start=1):
         config = net_dir.read_config()
-        key = (config.shape, config.normalization)
+        key = (config.shape, config.normalization, config.layout, config.channels)
         if key not in datasets:
             datasets[key] = CaseDataset(
                 data,
@@ -217,6 +217,9 @@ def evaluate(
                 cache_dir=cache_dir if cache_dir is not None else config.cache_dir,
                 normalization=config.normalization,
                 require_labels=False,
+                layout=config.layout,
+                channels=config.channels,
+                lesion=config.lesion,
             )
         name = network_name(config, index)
         result = evaluate_network(

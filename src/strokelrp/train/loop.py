@@ -41,7 +41,13 @@ from strokelrp.core.metrics import batch_dice
 from strokelrp.device import DistContext, init_distributed, shutdown
 from strokelrp.errors import StrokeLRPError
 from strokelrp.run_files import RunDir, has_checkpoints
-from strokelrp.train.cases import CaseTensors, open_dataset, split_ids, stack_cases
+from strokelrp.train.cases import (
+    CaseTensors,
+    open_dataset,
+    resolve_data,
+    split_ids,
+    stack_cases,
+)
 from strokelrp.train.checkpoint import (
     Checkpoint,
     build_model,
@@ -244,7 +250,7 @@ def train(
 ) -> list[Path]:
     """Train ``config.repeats`` network(s) into ``out``; -> the one-network run folders.
 
-    ``dataset``: items ``(x (6, D, H, W), y (D, H, W), case_id)`` to use instead of opening
+    ``dataset``: items ``(x (C, D, H, W), y (D, H, W), case_id)`` to use instead of opening
     ``config.data`` with :class:`strokelrp.data.dataset.CaseDataset` (``x`` must have the
     series shape). ``resume``: continue from the newest complete checkpoint (see
     docs/training.md). ``log``: where messages go (default: stderr, rank 0 only).
@@ -254,6 +260,8 @@ def train(
     """
     out = Path(out)
     config = replace(config, data=str(Path(config.data).expanduser().resolve()))
+    if dataset is None:
+        config = resolve_data(config)
     if config.assess_every:
         from strokelrp.attribution import parse_method
 
