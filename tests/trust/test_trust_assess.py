@@ -257,3 +257,36 @@ def test_with_reference_adds_the_option_to_methods_that_take_one() -> None:
     assert with_reference("gradient", "healthy") == "gradient"
     assert with_reference("occlusion(reference=zero)", "healthy") == "occlusion(reference=zero)"
     assert with_reference("lrp:paper", None) == "lrp:paper"
+
+
+def test_positive_shares_follow_the_data_sets_channel_names() -> None:
+    """positive_adc / positive_rcbf read the channels named ADC and rCBF (or CBF) wherever the
+    data set puts them, and are NaN where it has none (no fixed six-tuple)."""
+    from strokelrp.analysis.localisation import positive_share
+
+    model = Linear([1.0, -2.0, 0.5]).eval()
+    x = torch.rand(3, 2, 4, 4, dtype=F64) + 0.1
+    y = np.zeros((2, 4, 4), bool)
+    y[:, 1:3, 1:3] = True
+
+    def shares(channels: list[str] | None) -> tuple[float, float]:
+        rows, _ = assess(
+            model,
+            x,
+            y,
+            ["gradient_x_input(reference=zero)"],
+            seeds=(1,),
+            random_seeds=1,
+            extras=False,
+            channels=channels,
+        )
+        return rows[0]["positive_adc"], rows[0]["positive_rcbf"]
+
+    r = (x * torch.tensor([1.0, -2.0, 0.5], dtype=F64)[:, None, None, None]).numpy()
+    adc, cbf = shares(["DWI", "ADC", "CBF"])
+    assert adc == pytest.approx(positive_share(r, y, 1)) and adc == 0.0  # weight -2: against
+    assert cbf == pytest.approx(positive_share(r, y, 2)) and cbf == 1.0
+    adc, rcbf = shares(["ADC", "FLAIR", "rCBF"])
+    assert adc == 1.0 and rcbf == 1.0
+    assert all(math.isnan(v) for v in shares(["T1w", "T2w", "FLAIR"]))
+    assert all(math.isnan(v) for v in shares(None))

@@ -117,6 +117,7 @@ def assess_run(
             memory_budget=memory_budget,
             options=options,
             removal=removal,
+            channels=case.channels,
             **settings,
             progress=log,
             points=points,

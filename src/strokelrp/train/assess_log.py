@@ -32,8 +32,10 @@ def assess_epoch(
     method: str,
     epoch: int,
     split: str,
+    channels: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per case: ``cases`` are (case id, x (C, D, H, W), y (D, H, W), -1 = no label).
+    """One row per case: ``cases`` are (case id, x (C, D, H, W), y (D, H, W), -1 = no label);
+    ``channels`` the data set's channel names.
 
     Global random states (Python, numpy, torch) are restored afterwards and parameter
     gradients cleared, so training continues exactly as it would have without this call.
@@ -52,6 +54,7 @@ def assess_epoch(
                 label,
                 [method],
                 case=case_id,
+                channels=channels,
                 **PROFILES["quick"],
             )
             row = found[0]

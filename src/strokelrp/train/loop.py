@@ -388,7 +388,7 @@ def _assess(
     split, ids = ("held-out", val_ids) if val_ids else ("train", train_ids)
     chosen = data.select(ids[: config.assess_cases])
     cases = [(cid, chosen.x[i], chosen.y[i]) for i, cid in enumerate(chosen.ids)]
-    return assess_epoch(model, cases, config.assess_method, epoch, split)
+    return assess_epoch(model, cases, config.assess_method, epoch, split, config.channels)
 
 
 @dataclass

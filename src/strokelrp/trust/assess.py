@@ -165,6 +165,7 @@ class CaseContext:
     models: dict[int, nn.Module] = field(default_factory=dict)  # re-initialised, per seed
     gradients: dict[tuple[Any, str], Tensor] = field(default_factory=dict)
     model_free: dict[tuple[str, str], Tensor] = field(default_factory=dict)
+    channels: tuple[str, ...] | None = None  # the data set's channel names, when known
 
     def score(self, model: nn.Module, weights: Tensor, target: str) -> float:
         """S(x) of the trained ``model`` for ``target`` (its weights), computed once in the
@@ -237,6 +238,7 @@ def prepare_context(
     memory_budget: str | int | float | None = None,
     options: dict[str, dict[str, Any]] | None = None,
     removal: str = REMOVAL,
+    channels: Sequence[str] | None = None,
 ) -> CaseContext:
     """Target, brain, ablation drops and the locality prior of one case, and the perturbation
     batch sized to ``memory_budget`` (the random-ordering AOPCs, re-initialised models and
@@ -249,6 +251,7 @@ def prepare_context(
     xn = _np(x[0])
     drops = modality_ablation(model, x[0], y).drop
     ctx = CaseContext(x, y, weights, target, brain_mask(xn), drops)
+    ctx.channels = None if channels is None else tuple(channels)
     ctx.random_seeds, ctx.fractions = random_seeds, fractions
     if removal not in REMOVALS:
         raise StrokeLRPError(f"removal must be one of {', '.join(REMOVALS)}, got {removal!r}")
@@ -312,9 +315,9 @@ def localisation(r: np.ndarray, ctx: CaseContext) -> dict[str, float]:
     """The localisation columns of map r (C, *S): mass and rank accuracy and the pointing
     game against the label (NaN without a non-empty one), the context share outside the
     predicted lesion, and the positive share of ADC's and rCBF's relevance in the lesion (the
-    label, else the prediction; NaN unless the input has the ISLES channels)."""
+    label, else the prediction; NaN where the data set's channels (``ctx.channels``) have
+    no ADC, or no rCBF / CBF)."""
     from strokelrp.analysis import localisation as loc
-    from strokelrp.config import MODALITIES
 
     truth = None if ctx.y is None else np.asarray(ctx.y, bool)
     has_truth = truth is not None and truth.shape == ctx.target.shape and bool(truth.any())
@@ -325,10 +328,12 @@ def localisation(r: np.ndarray, ctx: CaseContext) -> dict[str, float]:
         "pointing_game": loc.pointing_game(r, truth) if has_truth else math.nan,
         "context_share": loc.context_share(r, ctx.target),
     }
-    isles = r.shape[0] == len(MODALITIES)
-    for name, modality in (("positive_adc", "ADC"), ("positive_rcbf", "rCBF")):
-        channel = MODALITIES.index(modality)
-        out[name] = loc.positive_share(r, lesion, channel) if isles else math.nan
+    names = [n.lower() for n in ctx.channels or ()]
+    if len(names) != r.shape[0]:
+        names = []
+    for name, wanted in (("positive_adc", ("adc",)), ("positive_rcbf", ("rcbf", "cbf"))):
+        found = [names.index(w) for w in wanted if w in names]
+        out[name] = loc.positive_share(r, lesion, found[0]) if found else math.nan
     return out
 
 
@@ -522,6 +527,7 @@ def assess(
     progress: Callable[[str], None] | None = None,
     points: list[dict[str, Any]] | None = None,
     removal: str = REMOVAL,
+    channels: Sequence[str] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Assess every method on one case: (rows with ``COLUMNS`` + ``EXTRA_COLUMNS`` of
     :mod:`strokelrp.analysis.assess`, cascade rows (case, method, step, layer, rho) when
@@ -538,7 +544,8 @@ def assess(
     kind (:data:`strokelrp.analysis.removal.REMOVALS`); ``extras``: the voxel-level AOPC and
     the other removal kinds' columns; ``memory_budget``: bytes of every LRP walk and of the batches
     of perturbed inputs (as for :func:`strokelrp.lrp.engine.explain`); ``options``: method
-    options used when a spec gives none (default :data:`ASSESS_OPTIONS`).
+    options used when a spec gives none (default :data:`ASSESS_OPTIONS`); ``channels``: the
+    data set's channel names (they pick ADC and rCBF / CBF for the positive-share columns).
     """
     if len(seeds) < 1 or random_seeds < 1:
         raise StrokeLRPError("assess needs at least one re-initialisation and one random order")
@@ -552,7 +559,7 @@ def assess(
     model.eval()
     try:
         ctx = prepare_context(
-            model, xt, y, random_seeds, fractions, memory_budget, options, removal
+            model, xt, y, random_seeds, fractions, memory_budget, options, removal, channels
         )
         rows, curves = [], []
         for method in methods:
