@@ -29,6 +29,7 @@ _EXPORTS = {
     "ClampFilter": "strokelrp.lrp.filters",
     "preset": "strokelrp.lrp.presets",
     "inclusivity": "strokelrp.analysis.inclusivity",
+    "show": "strokelrp.pipeline.view",
     "MODALITIES": "strokelrp.config",
     "SERIES": "strokelrp.config",
     "StrokeLRPError": "strokelrp.errors",

@@ -15,7 +15,8 @@
     RUN/assess/assess_curves.csv  ASSESS_CURVES  assess (the perturbation curves behind the
                              AOPC columns), beside assess.csv; cascade.csv (CASCADE_TABLE) too
     RUN/explanations/CASE/   explanation_dir(CASE)   explain (FIGURE1, EXPLANATION, NIfTIs)
-    RUN/report.html          report        report (its figures in FIGURES beside it)
+    RUN/report.html          report        report (its figures in FIGURES beside it, the
+                             cases' viewer pages and NiiVue in VIEWER beside it)
 
 Every write is atomic (:mod:`strokelrp.atomic`); checkpoints go through
 :mod:`strokelrp.train.checkpoint` (safetensors, never unpickled). A reader that finds a file
@@ -61,6 +62,7 @@ FIGURE1 = "figure1.png"
 EXPLANATION = "explanation.json"
 REPORT = "report.html"
 FIGURES = "figures"
+VIEWER = "viewer"
 NETWORK_GLOB = "net-*"
 """The network folders of a repeats run, as a glob pattern."""
 

@@ -61,8 +61,13 @@ class CaseFigures:
     """One explained case of a run: its PNG figures (embedded) and NIfTI volumes (linked)."""
 
     case: str
+    folder: Path | None = None
     pngs: tuple[Path, ...] = ()
     niftis: tuple[Path, ...] = ()
+    viewer: Path | None = None
+    """Its interactive viewer page (:mod:`strokelrp.report.viewer`), shown in a frame."""
+    viewer_note: str = ""
+    """Why there is no viewer page, when there is none."""
 
 
 @dataclass
@@ -714,6 +719,7 @@ def explanations_section(runs: Sequence[RunTables], report_dir: Path) -> Section
                     "<p>Relevance volumes in the case's native grid (signed float32, one volume "
                     f"per modality; open over the inputs in ITK-SNAP or 3D Slicer): {links}</p>"
                 )
+            parts.append(viewer_html(case, report_dir))
             cards = "".join(
                 figure_html(p, f"{case.case}: {p.stem.replace('_', ' ')}") for p in pngs
             )
@@ -728,6 +734,18 @@ def explanations_section(runs: Sequence[RunTables], report_dir: Path) -> Section
             "over the modality slice, next to the ground truth and the prediction.</p>",
         )
     return Section("explanations", "Explanations per case", "".join(parts))
+
+
+def viewer_html(case: CaseFigures, report_dir: Path) -> str:
+    """The case's interactive viewer in a frame (its page lies beside the report), or why not."""
+    if case.viewer is None:
+        return note(case.viewer_note) if case.viewer_note else ""
+    href = esc(_rel(case.viewer, report_dir))
+    return (
+        f'<iframe src="{href}" title="viewer {esc(case.case)}" style="width:100%;height:780px;'
+        f'border:1px solid #ccc"></iframe><p class="meta">Interactive viewer (NiiVue): '
+        f'<a href="{href}">open it on its own</a>; the figures below are for print.</p>'
+    )
 
 
 def provenance_section(records: Sequence[tuple[str, dict[str, Any] | None]]) -> Section:
