@@ -27,10 +27,10 @@ def oriented_case(codes: str) -> ViewerCase:
     affine[:3, 3] = [-19.0 * sign, -16.0, -15.0]  # world x = sign * 2 * (i - 9.5)
     i, j, k = np.indices(SHAPE).astype(np.float32)
     right = (2.0 * sign * (i - 9.5)) > 0  # world x > 0: the patient's right
-    truth = (
-        right & (np.abs(i - (16 if sign > 0 else 3)) <= 2) & (abs(j - 8) <= 2) & (abs(k - 5) <= 2)
-    )
-    relevance = np.where(truth, 1.0 + 0.01 * i + 0.003 * j + 0.0007 * k, 0.0).astype(np.float32)
+    centre = 16 if sign > 0 else 3
+    truth = right & (abs(i - centre) <= 2) & (abs(j - 8) <= 2) & (abs(k - 5) <= 2)
+    inside = 1.0 + 0.2 * (i - centre) + 0.05 * (j - 8) + 0.02 * (k - 5)  # 0.46 ... 1.54
+    relevance = np.where(truth, inside, 0.0).astype(np.float32)
     mr = (100.0 + 3.0 * i + 0.5 * j + 0.25 * k).astype(np.float32)
     return ViewerCase(
         case_id=codes,

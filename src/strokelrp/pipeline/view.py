@@ -150,7 +150,7 @@ def explanation_folders(path: str | Path, case: str | None = None) -> list[Path]
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """GET / (the list of cases), /case/<n>.html (a viewer page), /niivue.umd.js."""
+    """GET / (the list of cases), /case/<n>.html (a viewer page), /niivue.umd.js; 404 else."""
 
     folders: Sequence[Path] = ()
 
@@ -170,6 +170,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             elif path.startswith("/case/") and path.endswith(".html"):
                 k = int(path[len("/case/") : -len(".html")])
                 self._send(viewer_page(self.folders[k], f"/{quote(NIIVUE_JS)}"), "text/html")
+            elif path == "/favicon.ico":
+                self.send_response(204)  # none: say so without an error in the console
+                self.end_headers()
             else:
                 self.send_error(404)
         except (ValueError, IndexError):

@@ -179,7 +179,7 @@ body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; ma
 <label>channel <select id="channel"></select></label>
 <label>setting / method <select id="setting"></select></label>
 <label>threshold |R| / max <input id="threshold" type="range" min="0" max="0.95" step="0.05"
- value="0"></label>
+ value="0.1"></label>
 <label>view <select id="layout"><option value="multiplanar">3 planes + 3-D</option>
 <option value="axial">axial</option><option value="coronal">coronal</option>
 <option value="sagittal">sagittal</option><option value="render">3-D</option></select></label>

@@ -16,11 +16,17 @@
   const state = {
     channel: data.channels.includes(data.start_channel) ? data.start_channel : data.channels[0],
     setting: data.settings[0],
-    threshold: 0,
+    threshold: 0.1,
     radiological: true,
     layout: "multiplanar",
     outlines: { truth: true, prediction: true },
   };
+  // A link may set the start: #layout=axial&threshold=0&radiological=0&truth=0&setting=...
+  const hash = new URLSearchParams(location.hash.slice(1));
+  for (const key of ["channel", "setting", "layout"]) if (hash.has(key)) state[key] = hash.get(key);
+  if (hash.has("threshold")) state.threshold = Number(hash.get("threshold"));
+  if (hash.has("radiological")) state.radiological = hash.get("radiological") !== "0";
+  for (const name of ["truth", "prediction"]) if (hash.has(name)) state.outlines[name] = hash.get(name) !== "0";
   const cache = new Map();
   const nv = new niivue.Niivue({
     backColor: [0, 0, 0, 1],
@@ -29,7 +35,8 @@
     isRadiologicalConvention: true,
     multiplanarShowRender: niivue.SHOW_RENDER.ALWAYS,
     crosshairColor: [1, 0, 1, 1],
-    crosshairWidth: 0.5,
+    crosshairWidth: 0.6,
+    crosshairWidthUnit: "percent",
     isColorbar: false,
   });
   nv.addColormap("strokelrp_pos", POS);
@@ -152,6 +159,7 @@
 
   async function select(changes) {
     Object.assign(state, changes);
+    for (const name of ["truth", "prediction"]) $("outline-" + name).checked = state.outlines[name];
     $("channel").value = state.channel;
     $("setting").value = state.setting;
     $("threshold").value = String(state.threshold);
@@ -173,10 +181,8 @@
     $("radiological").onchange = (e) => select({ radiological: e.target.checked });
     $("layout").onchange = (e) => select({ layout: e.target.value });
     for (const name of ["truth", "prediction"]) {
-      $("outline-" + name).onchange = (e) => {
-        state.outlines[name] = e.target.checked;
-        show();
-      };
+      $("outline-" + name).onchange = (e) =>
+        select({ outlines: { ...state.outlines, [name]: e.target.checked } });
     }
     nv.onLocationChange = () => readout();
     await select({});
