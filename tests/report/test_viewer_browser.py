@@ -13,8 +13,8 @@ import pytest
 from browser import (
     around,
     browser_page,
-    chromium_browser,
     canvas_pixels,
+    chromium_browser,
     coloured,
     crosshair_centre,
     overlay,

@@ -12,7 +12,8 @@ faithfulness and randomisation), the trust section (``assess/assess.csv`` of
 ``strokelrp assess``: measures and a verdict per method, the MoRF/LeRF/random curves of
 ``assess_curves.csv``, the randomisation cascade), the per-case explanations (the PNG
 figures of ``explanations/CASE/`` embedded, with relative links to the NIfTI files beside
-them), and the provenance of every table and explanation shown (from their
+them, and a frame of the case's interactive viewer page when one was written:
+:mod:`strokelrp.report.viewer`), and the provenance of every table and explanation shown (from their
 ``*.provenance.json`` sidecars and ``explanation.json``: data root, checkpoint path and epoch,
 rules with overrides, versions; outputs written before strokelrp recorded provenance are named
 as such). Figures are embedded as base64 PNG; their PNG and SVG files are also written to the
