@@ -28,6 +28,11 @@ def _decode(text: str) -> nib.Nifti1Image:
     return nib.Nifti1Image.from_bytes(gzip.decompress(base64.b64decode(text)))
 
 
+def _page_data(page: str) -> dict:
+    """The data a viewer page embeds."""
+    return json.loads(page.split('type="application/json">')[1].split("</script>")[0])
+
+
 def _to_ras_reference(affine: np.ndarray) -> list[tuple[int, bool]]:
     """Per world axis x, y, z: the voxel axis that moves most along it, and whether it moves
     backwards (explicit loops over the affine's columns)."""
@@ -192,11 +197,30 @@ def test_show_gives_the_whole_page_in_an_iframe(model_folder) -> None:
         assert frame.startswith("<iframe srcdoc=") and "niivue" in frame
         page = shown.page
         assert "<script src=" not in page  # NiiVue inlined: nothing to fetch
-        data = json.loads(
-            page.split('<script id="strokelrp-data" type="application/json">')[1].split(
-                "</script>"
-            )[0]
-        )
+        data = _page_data(page)
         assert data["channels"] == ["adc.nii.gz", "tmax.nii.gz"]
     with pytest.raises(StrokeLRPError, match="nothing: not found"):
         strokelrp.show(folder / "nothing")
+
+
+def test_show_of_model_scale_maps_over_their_input() -> None:
+    import torch
+    from monai.networks.nets import UNet
+    from viewer_cases import MODEL_ARGS
+
+    torch.manual_seed(1)
+    model = UNet(**MODEL_ARGS).eval()
+    x = torch.rand(1, 2, 8, 12, 16)  # (1, C, z, y, x)
+    result = strokelrp.explain(model, x, filters=[None, strokelrp.PassFilter((0, 0.4))])
+    data = _page_data(strokelrp.show(result, x, channels=["adc", "tmax"]).page)
+    assert data["settings"] == ["raw", "pass(0,0.4)"] and data["orientation"] == "RAS"
+    for k, setting in enumerate(data["settings"]):
+        for c, name in enumerate(["adc", "tmax"]):
+            volume = _decode(data["volumes"][f"relevance/{setting}/{name}"]).get_fdata()
+            expected = result.relevance[k, c].numpy()
+            for i, j, m in [(0, 0, 0), (15, 11, 7), (3, 5, 2)]:  # (x, y, z) = array[z, y, x]
+                assert volume[i, j, m] == np.float32(expected[m, j, i])
+    mr = _decode(data["volumes"]["mr/tmax"]).get_fdata()
+    assert mr.shape == (16, 12, 8) and mr[3, 5, 2] == np.float32(x[0, 1, 2, 5, 3])
+    with pytest.raises(StrokeLRPError, match="do not match"):
+        strokelrp.show(result, x[:, :1])

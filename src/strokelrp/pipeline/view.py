@@ -42,14 +42,14 @@ def _inputs(summary: dict[str, Any], folder: Path) -> tuple[dict[str, Path], Pat
     if record:
         root = Path(data.get("root", folder))
         files = {k: root / v for k, v in record.get("files", {}).items()}
-        truth = files.pop(run_files_label(), None)
+        truth = files.pop(_label_key(), None)
         return files, truth
     images = [Path(p) for p in summary.get("images") or []]
     label = summary.get("label")
     return {p.name: p for p in images}, Path(label) if label else None
 
 
-def run_files_label() -> str:
+def _label_key() -> str:
     """The key of the ground truth among a case's files (``OT`` in ISLES 2017)."""
     from strokelrp.data.isles2017 import LABEL_TOKEN
 
@@ -100,8 +100,10 @@ def viewer_case(folder: str | Path) -> ViewerCase:
             continue
         if volume.ndim == 4:  # one 4-D input holding every channel
             mr.update({c: volume[..., j] for j, c in enumerate(names) if j < volume.shape[3]})
-        else:
-            mr[names[k] if len(files) == len(names) else name] = volume
+        elif name in names:  # a run's case: files by modality
+            mr[name] = volume
+        elif len(files) == len(names):  # --model: one --image per channel, in order
+            mr[names[k]] = volume
     prediction = on_grid(folder / summary.get("prediction", "prediction.nii.gz"), "prediction")
     truth = on_grid(truth_path, "ground truth")
     if not mr:
@@ -222,12 +224,95 @@ class Shown:
         )
 
 
-def show(explanation: Any, height: int = 760) -> Shown:
-    """The viewer of an explanation in a notebook: ``strokelrp.show(result)`` after
-    ``explain`` (an object with an ``out`` folder, e.g. what the pipeline's explain returns)
-    or ``strokelrp.show("RUN/explanations/4")``; a run folder with one explained case works
-    too. Jupyter displays the returned object."""
+def arrays_case(
+    relevance: Any,
+    x: Any,
+    *,
+    labels: Sequence[str] | None = None,
+    output: Any = None,
+    label: Any = None,
+    channels: Sequence[str] | None = None,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+) -> ViewerCase:
+    """A viewer case of model-scale arrays in the package's RAS layout: ``relevance``
+    (K, C, D, H, W) or (C, D, H, W), one map per name of ``labels``; ``x`` the input
+    (1, C, D, H, W) or (C, D, H, W); ``output`` logits (1, classes, D, H, W) whose arg-max
+    (or > 0 for one class) is the prediction; ``label`` a (D, H, W) mask; ``spacing`` the voxel
+    size (x, y, z) in mm. The (z, y, x) arrays become (x, y, z) volumes with a RAS affine."""
+
+    def plain(value: Any) -> np.ndarray:
+        value = value.detach().cpu().float().numpy() if hasattr(value, "detach") else value
+        return np.asarray(value)
+
+    maps = plain(relevance)
+    maps = maps[None] if maps.ndim == 4 else maps
+    image = plain(x)
+    image = image[0] if image.ndim == 5 else image
+    if maps.ndim != 5 or image.ndim != 4 or maps.shape[1:] != image.shape:
+        raise StrokeLRPError(
+            f"show: relevance {maps.shape} and input {image.shape} do not match: give maps "
+            "(K, C, D, H, W) or (C, D, H, W) of the input (1, C, D, H, W) or (C, D, H, W)"
+        )
+    names = list(channels) if channels else _channel_names(image.shape[0])
+    settings = list(labels) if labels else [f"map {k}" for k in range(len(maps))]
+    if len(names) != image.shape[0] or len(settings) != len(maps):
+        raise StrokeLRPError(
+            f"show: {len(names)} channel names for {image.shape[0]} channels, "
+            f"{len(settings)} labels for {len(maps)} maps"
+        )
+
+    def xyz(volume: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(volume).transpose(2, 1, 0))
+
+    prediction = None
+    if output is not None:
+        logits = plain(output)
+        logits = logits[0] if logits.ndim == 5 else logits
+        prediction = xyz(logits.argmax(0) == 1 if len(logits) > 1 else logits[0] > 0)
+    return ViewerCase(
+        case_id="explanation",
+        channels=names,
+        affine=np.diag([*map(float, spacing), 1.0]),
+        relevance={
+            s: {c: xyz(maps[k, j]) for j, c in enumerate(names)} for k, s in enumerate(settings)
+        },
+        mr={c: xyz(image[j]) for j, c in enumerate(names)},
+        truth=None if label is None else xyz(plain(label) > 0),
+        prediction=prediction,
+    )
+
+
+def _channel_names(count: int) -> list[str]:
+    from strokelrp.config import MODALITIES
+
+    return list(MODALITIES) if count == len(MODALITIES) else [f"channel {k}" for k in range(count)]
+
+
+def show(explanation: Any, x: Any = None, *, height: int = 760, **options: Any) -> Shown:
+    """The viewer in a notebook, one line after ``explain``:
+
+    - ``strokelrp.show("RUN/explanations/4")``, or the object the pipeline's explain returned
+      (its ``out`` folder): that folder's files (a run with one explained case works too);
+    - ``strokelrp.show(strokelrp.explain(model, x, ...), x)``: the maps at model scale over
+      the input ``x``, one entry per filter setting (a relevance array (K, C, D, H, W) or
+      (C, D, H, W), e.g. of ``strokelrp.attribute``, works the same); ``options`` go to
+      :func:`arrays_case` (``label``, ``channels``, ``spacing``).
+
+    Jupyter displays the returned object (an iframe holding the whole page)."""
+    if x is not None:
+        if hasattr(explanation, "relevance") and hasattr(explanation, "labels"):
+            options.setdefault("labels", explanation.labels)
+            options.setdefault("output", explanation.output)
+            explanation = explanation.relevance
+        return Shown(_page(arrays_case(explanation, x, **options)), height)
+    if options:
+        raise StrokeLRPError(f"show: {', '.join(options)} apply to arrays (give x)")
     folder = getattr(explanation, "out", explanation)
+    if not isinstance(folder, (str, Path)):
+        raise StrokeLRPError(
+            f"show: got a {type(folder).__name__}; give an explanation folder, or maps with "
+            "their input x (strokelrp.show(result, x))"
+        )
     folders = explanation_folders(folder)
     if len(folders) != 1:
         raise StrokeLRPError(
