@@ -224,3 +224,23 @@ def test_show_of_model_scale_maps_over_their_input() -> None:
     assert mr.shape == (16, 12, 8) and mr[3, 5, 2] == np.float32(x[0, 1, 2, 5, 3])
     with pytest.raises(StrokeLRPError, match="do not match"):
         strokelrp.show(result, x[:, :1])
+
+
+def test_report_frames_each_case_viewer_or_says_why_not(model_folder, tmp_path, monkeypatch):
+    from strokelrp.pipeline.report import build_report
+
+    run = tmp_path / "run"
+    (run / "explanations").mkdir(parents=True)
+    (run / "config.toml").write_text('series = "A"\n')
+    (run / "explanations" / "1").symlink_to(model_folder[0], target_is_directory=True)
+    text = build_report([run]).read_text(encoding="utf-8")
+    assert '<iframe src="viewer/run-1.html"' in text and "<script" not in text
+    page = (run / "viewer" / "run-1.html").read_text(encoding="utf-8")
+    assert '<script src="niivue.umd.js">' in page
+    for name in ("niivue.umd.js", "NIIVUE_LICENSE", "THIRD_PARTY_LICENSES"):
+        assert (run / "viewer" / name).stat().st_size > 1000
+    assert _page_data(page)["channels"] == ["adc.nii.gz", "tmax.nii.gz"]
+
+    monkeypatch.setattr("strokelrp.report.viewer.ASSETS", tmp_path / "not-built")
+    text = build_report([run], tmp_path / "again.html").read_text(encoding="utf-8")
+    assert "<iframe" not in text and "no interactive viewer:" in text and "make viewer" in text
