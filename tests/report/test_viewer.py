@@ -244,3 +244,20 @@ def test_report_frames_each_case_viewer_or_says_why_not(model_folder, tmp_path, 
     monkeypatch.setattr("strokelrp.report.viewer.ASSETS", tmp_path / "not-built")
     text = build_report([run], tmp_path / "again.html").read_text(encoding="utf-8")
     assert "<iframe" not in text and "no interactive viewer:" in text and "make viewer" in text
+
+
+def test_a_broken_explanation_folder_gives_one_clear_error(model_folder, tmp_path) -> None:
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(model_folder[0], folder)
+    (folder / "relevance_raw.nii.gz").write_bytes(b"\x1f\x8b not a NIfTI")
+    with pytest.raises(
+        StrokeLRPError, match=r"relevance file .*relevance_raw.nii.gz: cannot be read"
+    ):
+        viewer_case(folder)
+    summary = json.loads((folder / "explanation.json").read_text())
+    summary["settings"] = [{"label": "raw"}]
+    (folder / "explanation.json").write_text(json.dumps(summary))
+    with pytest.raises(StrokeLRPError, match="do not list the relevance files"):
+        viewer_case(folder)

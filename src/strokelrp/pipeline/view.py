@@ -27,10 +27,18 @@ from strokelrp.report.viewer import viewer_page as _page
 from strokelrp.run_files import RunDir, read_explanation
 
 
+def _load(path: Path, what: str) -> Any:
+    """The NIfTI image at ``path``; one error naming it when it cannot be read."""
+    try:
+        return nib.load(str(path))
+    except Exception as err:  # nibabel raises several kinds for a bad file
+        raise StrokeLRPError(f"{what} {path}: cannot be read as NIfTI ({err})") from err
+
+
 def _volume(path: Path, what: str) -> np.ndarray:
     try:
-        return np.asarray(nib.load(str(path)).get_fdata(dtype=np.float32))
-    except Exception as err:  # nibabel raises several kinds for a bad file
+        return np.asarray(_load(path, what).get_fdata(dtype=np.float32))
+    except (OSError, ValueError) as err:  # a truncated or corrupt data block
         raise StrokeLRPError(f"{what} {path}: cannot be read as NIfTI ({err})") from err
 
 
@@ -63,9 +71,14 @@ def viewer_case(folder: str | Path) -> ViewerCase:
     summary = read_explanation(folder / run_files.EXPLANATION)
     case_id = str(summary.get("case", folder.name))
     settings = summary.get("settings") or []
-    if not settings:
-        raise StrokeLRPError(f"{folder / run_files.EXPLANATION}: lists no relevance files")
-    first = nib.load(str(folder / settings[0]["file"]))
+    if not settings or not all(
+        isinstance(s, dict) and {"label", "file"} <= set(s) for s in settings
+    ):
+        raise StrokeLRPError(
+            f"{folder / run_files.EXPLANATION}: its settings do not list the relevance files "
+            "(label and file per setting)"
+        )
+    first = _load(folder / settings[0]["file"], "relevance file")
     affine = first.affine
     volumes = first.shape[3] if len(first.shape) == 4 else 1
     files, truth_path = _inputs(summary, folder)
