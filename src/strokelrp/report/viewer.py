@@ -157,7 +157,6 @@ def viewer_data(case: ViewerCase) -> dict[str, Any]:
         "shape": list(shape),
         "to_ras": [[axis, flip] for axis, flip in to_ras],
         "orientation": "".join(nib.orientations.aff2axcodes(affine)),
-        "focus": focus is not None,
         "focus_ras": focus,
         "volumes": volumes,
     }

@@ -186,9 +186,8 @@
     }
     nv.onLocationChange = () => readout();
     await select({});
-    if (data.focus) {
-      const ras = data.focus_ras;
-      nv.scene.crosshairPos = nv.vox2frac(ras, 0);
+    if (data.focus_ras) {  // start at the lesion (a voxel of the ground truth, else prediction)
+      nv.scene.crosshairPos = nv.vox2frac(data.focus_ras, 0);
       nv.updateGLVolume();
     }
     readout();
