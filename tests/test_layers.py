@@ -23,12 +23,6 @@ import strokelrp
 
 ROOT = Path(strokelrp.__file__).parent
 
-ANALYSIS_RUNS_A_NETWORK_EXCEPTIONS = {
-    # issue 20: assess.py still runs the model (attribute, the ablation, perturbation curves);
-    # it moves to strokelrp/trust/ there, and this entry goes with it. The one exception.
-    "strokelrp.analysis.assess",
-}
-
 
 def _module_name(path: Path, root: Path) -> str:
     parts = list(path.relative_to(root.parent).with_suffix("").parts)
@@ -88,7 +82,7 @@ def wall_breaches(graph: dict[str, dict[str, set[str]]]) -> list[str]:
                 )
                 if _within(target, lower):
                     why = "analysis/ takes arrays: no train/, data/, pipeline/, report/, run_files"
-                elif _within(target, runs) and module not in ANALYSIS_RUNS_A_NETWORK_EXCEPTIONS:
+                elif _within(target, runs):
                     why = "analysis/ runs no network"
             elif _within(module, (p + "report",)):
                 if _within(target, (p + "train", p + "pipeline")):
@@ -184,14 +178,6 @@ def test_the_layers_keep_their_walls() -> None:
 
 def test_no_import_circle() -> None:
     assert circles(import_graph()) == []
-
-
-def test_the_one_exception_still_needs_its_excuse() -> None:
-    """An exception that no longer runs a network is dropped from the list (issue 20)."""
-    graph = import_graph()
-    for module in ANALYSIS_RUNS_A_NETWORK_EXCEPTIONS:
-        assert module in graph, module
-        assert any(t.startswith("strokelrp.attribution") for t in graph[module]), module
 
 
 def test_every_name_the_cli_may_import_resolves() -> None:

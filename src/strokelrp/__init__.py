@@ -26,7 +26,7 @@ _EXPORTS = {
     "explain": "strokelrp.lrp.engine",
     "attribute": "strokelrp.attribution",
     "method_names": "strokelrp.attribution",
-    "assess": "strokelrp.analysis.assess",
+    "assess": "strokelrp.trust.assess",
     "Explanation": "strokelrp.lrp.engine",
     "PassFilter": "strokelrp.lrp.filters",
     "ClampFilter": "strokelrp.lrp.filters",

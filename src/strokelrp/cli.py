@@ -487,6 +487,15 @@ def _preset_names() -> list[str]:
     return list(PRESETS)
 
 
+REFERENCE_HELP = (
+    "Explain relative to a reference input: healthy (each channel's mean over healthy brain), "
+    "mirror (the contralateral hemisphere), mean, zero, or a .npy / NIfTI file on the model's "
+    "grid (C, D, H, W). Maps then read as evidence for the lesion relative to it "
+    "(docs/assess.md, 'References')."
+)
+EXPLAIN_REFERENCE = "healthy"  # = strokelrp.reference.DEFAULT_REFERENCE (tested): no torch here
+
+
 @cli.command("explain")
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.argument("data", type=click.Path(file_okay=False, path_type=Path), required=False)
@@ -613,6 +622,14 @@ def _preset_names() -> list[str]:
 )
 @memory_budget_option
 @click.pass_context
+@click.option(
+    "--reference",
+    default=EXPLAIN_REFERENCE,
+    show_default=True,
+    metavar="REF",
+    help=REFERENCE_HELP + " Methods without a reference (gradient, gradcam, locality_prior) "
+    "ignore it; zero gives the plain maps.",
+)
 def explain_command(
     ctx: click.Context,
     run: Path | None,
@@ -636,6 +653,7 @@ def explain_command(
     per_modality: bool,
     normalised: bool,
     memory_budget: float | None,
+    reference: str | None,
 ) -> None:
     """Relevance maps of one case (4-D NIfTI per filter setting, native grid) and figure 1.
 
@@ -654,6 +672,8 @@ def explain_command(
             raise click.UsageError("--model explains your images: give no RUN, DATA or --case")
         if method is not None:
             raise click.UsageError("--method explains a run's case; with --model give --rules")
+        if _given(ctx, "reference"):
+            raise click.UsageError("--reference explains a run's case (not yet with --model)")
         missing = [
             name
             for name, value in (("--weights", weights), ("--image", images), ("--out", out))
@@ -705,6 +725,7 @@ def explain_command(
             memory_budget=memory_budget,
             per_modality=per_modality,
             normalised=normalised,
+            reference=reference,
         )
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
@@ -884,7 +905,7 @@ def view(path: str, case: str | None) -> None:
 
 # ---------------------------------------------------------------------------- assess command
 
-ASSESS_IG_STEPS = 16  # = strokelrp.analysis.assess.ASSESS_OPTIONS (tested): no torch import here
+ASSESS_IG_STEPS = 16  # = strokelrp.trust.assess.ASSESS_OPTIONS (tested): no torch import here
 ASSESS_PATCH = (4, 16, 16)
 
 
@@ -967,6 +988,31 @@ def _parse_patch(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     callback=_parse_patch,
     help="occlusion patch (voxels) in the assessment (unless the method gives patch=).",
 )
+@click.option(
+    "--reference",
+    default=None,
+    metavar="REF",
+    help="Give every method that takes a reference (LRP, gradient_x_input, "
+    "integrated_gradients, occlusion) this one, unless its spec names its own: "
+    + REFERENCE_HELP
+    + " [default: none, each method as specified]",
+)
+@click.option(
+    "--removal",
+    type=click.Choice(["impute", "healthy", "mean", "zero"]),
+    default="impute",
+    show_default=True,
+    help="What a removed element becomes in the main AOPC columns (the others are extras): "
+    "ROAD-style linear imputation, the healthy-tissue mean, the channel mean or zero.",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["full", "quick"]),
+    default="full",
+    show_default=True,
+    help="quick: one re-initialisation, 3 random orders, no extras (about a third of full's "
+    "cost, docs/benchmarks.md); full: the options as given.",
+)
 @memory_budget_option
 @click.option(
     "--device",
@@ -987,6 +1033,9 @@ def assess_command(
     extras: bool,
     ig_steps: int,
     occlusion_patch: tuple[int, int, int],
+    reference: str | None,
+    removal: str,
+    profile: str,
     memory_budget: float | None,
     device: str,
 ) -> None:
@@ -1009,6 +1058,9 @@ def assess_command(
         random_seeds=random_orders,
         cascade=cascade,
         extras=extras,
+        reference=reference,
+        removal=removal,
+        profile=profile,
         memory_budget=memory_budget,
         options={
             "integrated_gradients": {"steps": ig_steps},

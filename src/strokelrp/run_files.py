@@ -14,7 +14,8 @@
     RUN/sweep/sweep.csv      sweep_table   sweep
     RUN/assess/assess.csv    assess_table  assess --out RUN/assess (or RUN/assess.csv)
     RUN/assess/assess_curves.csv  ASSESS_CURVES  assess (the perturbation curves behind the
-                             AOPC columns), beside assess.csv; cascade.csv (CASCADE_TABLE) too
+                             AOPC columns), beside assess.csv; cascade.csv (CASCADE_TABLE) and
+                             assess_pairs.csv (ASSESS_PAIRS: paired Wilcoxon) too
     RUN/explanations/CASE/   explanation_dir(CASE)   explain (FIGURE1, EXPLANATION, NIfTIs)
     RUN/report.html          report        report (its figures in FIGURES beside it, the
                              cases' viewer pages and NiiVue in VIEWER beside it)
@@ -56,6 +57,7 @@ SWEEP_TABLE = Path("sweep") / "sweep.csv"
 ASSESS_DIR = "assess"
 ASSESS_TABLE = "assess.csv"
 ASSESS_CURVES = "assess_curves.csv"
+ASSESS_PAIRS = "assess_pairs.csv"
 CASCADE_TABLE = "cascade.csv"
 EXPLANATIONS = "explanations"
 FIGURE1 = "figure1.png"

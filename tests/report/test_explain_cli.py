@@ -246,13 +246,17 @@ def test_explain_writes_any_method_as_attribute_gives_it(trained, tmp_path, caps
     model, config = strokelrp.load_run(run)
     case = strokelrp.load_case(data, case_id)
     x, y = strokelrp.prepare_case(case, config)
-    want = strokelrp.attribute(model, x, method, target="ground_truth", label=torch.from_numpy(y))
+    # explain's default reference (healthy) for a method that takes one
+    want = strokelrp.attribute(
+        model, x, method, target="ground_truth", label=torch.from_numpy(y), reference="healthy"
+    )
     want = to_native_grid(want.numpy(), case.image.shape[1:]).astype(np.float64)
     got = _canonical_channels(out / f"{stem}.nii.gz")
     assert got.shape == want.shape and np.abs(want).max() > 0
     assert np.linalg.norm(got - want) <= 1e-5 * np.linalg.norm(want)
     summary = json.loads((out / "explanation.json").read_text())
     assert summary["method"] == method and summary["rules"] is None
+    assert summary["reference"] == "healthy"
     assert [s["label"] for s in summary["settings"]] == [method]
     assert json.loads((out / f"{stem}.json").read_text())["volumes"] == list(strokelrp.MODALITIES)
     assert (out / "figure1.png").stat().st_size > 10_000

@@ -96,6 +96,7 @@ def write_case_explanation(
     normalised: bool = False,
     notes: Sequence[str] = (),
     epoch: int | None = None,
+    reference: str = "zero",
 ) -> CaseExplanation:
     """Write the relevance NIfTIs (+ JSON sidecars), the prediction, figure 1 and the summary.
 
@@ -179,6 +180,7 @@ def write_case_explanation(
         f"{target.replace('_', ' ')}; N at model scale",
         peaks=[peaks[s.label][MODALITIES.index(modality)] for s in settings],
         affine=case.affine,
+        reference=reference,
     )
     summary = write_json(
         out_dir / run_files.EXPLANATION,
@@ -188,6 +190,7 @@ def write_case_explanation(
             "method": method,
             "rules": rules,
             "target": target,
+            "reference": reference,
             "modalities": list(MODALITIES),
             "grid_xyz": [int(s) for s in case.native_grid],
             "spacing_mm": [float(s) for s in case.native_spacing],

@@ -232,6 +232,17 @@ def _title(modality: str, case_id: str, subtitle: str, oriented: bool) -> str:
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+def colour_bar_label(reference: str = "zero") -> str:
+    """The colour bar's text: the scale and what the sign means relative to ``reference``
+    (``none``: a method without a reference, e.g. the gradient)."""
+    if reference == "none":
+        return "R_c / max|R_c|\nred (+): evidence for the lesion\nblue (-): against"
+    return (
+        f"R_c / max|R_c|\nred (+): evidence for the lesion\nrelative to the {reference} "
+        "reference; blue (-): against"
+    )
+
+
 def plot_figure1(
     path: str | Path,
     relevances: Sequence[tuple[str, Any]],
@@ -248,6 +259,7 @@ def plot_figure1(
     peaks: Sequence[float] | None = None,
     affine: Any | None = None,
     dpi: int = 120,
+    reference: str = "zero",
 ) -> Path:
     """Write figure 1 as a PNG and return its path.
 
@@ -257,7 +269,9 @@ def plot_figure1(
     (default: largest lesion area); modality: the channel shown; peaks: N = max |R_c| of the
     shown channel per map when it was measured elsewhere (e.g. at model scale, before resizing
     to this grid), else the maximum over the given 3-D channel; affine: the grid's NIfTI affine
-    (4, 4), which orients the panels (None: shown as stored, orientation unknown).
+    (4, 4), which orients the panels (None: shown as stored, orientation unknown); reference:
+    what the maps are relative to (named on the colour bar: red is evidence for the lesion
+    relative to it, blue against).
     """
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
@@ -282,6 +296,6 @@ def plot_figure1(
     _reference_row(sheet, len(maps), truth, pred, dice, modality, z)
     cax = sheet.fig.add_subplot(sheet.spec[0:2, sheet.n_cols])
     bar = sheet.fig.colorbar(mappable, cax=cax)
-    bar.set_label("R_c / max|R_c|  (positive: for lesion)", fontsize=8)
+    bar.set_label(colour_bar_label(reference), fontsize=7)
     sheet.fig.suptitle(_title(modality, case_id, subtitle, sheet.oriented), fontsize=10)
     return _save_png_atomic(sheet.fig, Path(path), dpi)
