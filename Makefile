@@ -7,7 +7,9 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint bench clean
+VIEWER_JS := src/strokelrp/report/viewer_assets/niivue.umd.js
+
+.PHONY: demo test lint bench clean viewer browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +26,29 @@ $(VENV)/.test: pyproject.toml $(VENV)/.run
 	$(PIP) install -e ".[test]"
 	@touch $@
 
-demo: $(VENV)/.run
+# The viewer's JavaScript: NiiVue from npm (js/package-lock.json pins it), built on first use.
+$(VIEWER_JS): js/package.json js/package-lock.json js/build.sh
+	@command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; } \
+	  || { echo "make: npm is needed to install the viewer's JavaScript (@niivue/niivue)"; exit 1; }
+	js/build.sh
+
+viewer: $(VIEWER_JS)
+
+# Debian's Chromium for the browser tests (installed as root; skipped with a reason otherwise).
+browser: $(VENV)/.browser
+$(VENV)/.browser: | $(BIN)/python
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	  || echo "note: apt-get could not install chromium: the browser tests will be skipped"; \
+	else echo "note: no chromium and no root apt-get: the browser tests will be skipped"; fi
+	@touch $@
+
+demo: $(VENV)/.run $(VIEWER_JS)
 	$(BIN)/strokelrp demo $(DEMO_ARGS)
 
-test: $(VENV)/.test
+test: $(VENV)/.test $(VIEWER_JS) $(VENV)/.browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.test
@@ -41,4 +62,4 @@ bench: $(VENV)/.run
 	$(BIN)/python benchmarks/fuzz_bench.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache js/node_modules $(VIEWER_JS)

@@ -137,3 +137,41 @@ def test_quick_demo_end_to_end(
     with pytest.raises(Exception, match="not an earlier demo"):
         run_demo(other, quick=True, progress=False, echo=lambda _: None)
     assert (other / "keep.txt").read_text() == "mine"
+    _demo_report_in_chromium(report, explained, out / "data")
+
+
+def _demo_report_in_chromium(report: Path, explained: list[Path], data: Path) -> None:
+    """The demo's report in headless Chromium: each case's viewer frame loads without a
+    console error, reads the relevance file's value at the crosshair and draws the overlay."""
+    from browser import (
+        browser_page,
+        canvas_pixels,
+        chromium,
+        chromium_browser,
+        overlay,
+        readout,
+        select,
+        wait_ready,
+    )
+
+    if chromium() is None:
+        pytest.skip("the demo passed; its report was not opened: no chromium on PATH")
+    with chromium_browser() as browser, browser_page(browser) as (page, errors):
+        page.goto(report.as_uri())
+        assert len(page.frames) == 1 + len(explained)
+        for frame, case_dir in zip(page.frames[1:], explained, strict=True):
+            assert frame.url.endswith(f"/viewer/A-{case_dir.name}.html")
+            wait_ready(frame)
+            summary = json.loads((case_dir / "explanation.json").read_text())
+            channel = summary["modalities"].index(summary["figure_modality"])
+            raw = nib.load(case_dir / "relevance_raw.nii.gz").get_fdata(dtype=np.float32)
+            voxel, value, _ = readout(frame)
+            assert value == float(raw[(*voxel, channel)])
+            select(frame, layout="axial", threshold=0, channel="ADC")
+            assert overlay(canvas_pixels(frame)).sum() > 100
+            # the ADC channel over the case's own ADC file
+            adc = nib.load(next(data.glob(f"training_{case_dir.name}/*MR_ADC*/*.nii")))
+            voxel, value, intensity = readout(frame)
+            assert value == float(raw[(*voxel, 0)])
+            assert intensity == float(adc.get_fdata(dtype=np.float32)[voxel])
+        assert not errors, errors

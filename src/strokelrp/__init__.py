@@ -35,6 +35,7 @@ _EXPORTS = {
     "ClampFilter": "strokelrp.lrp.filters",
     "preset": "strokelrp.lrp.presets",
     "inclusivity": "strokelrp.analysis.inclusivity",
+    "show": "strokelrp.pipeline.view",
     "SERIES": "strokelrp.config",
     "StrokeLRPError": "strokelrp.errors",
     "DataError": "strokelrp.errors",

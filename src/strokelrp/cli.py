@@ -959,6 +959,34 @@ def report(runs: tuple[str, ...], out: str | None) -> None:
     click.echo(str(build_report(list(runs), out)))
 
 
+@cli.command()
+@click.argument("path", metavar="RUN|DIR", type=click.Path(exists=True, file_okay=False))
+@click.option("--case", "case", default=None, help="Show this case only (id or folder name).")
+def view(path: str, case: str | None) -> None:
+    """Open the interactive 3-D viewer of explanations on a local web server.
+
+    RUN|DIR is a run folder (its explanations/), a folder of explanation folders, or one
+    folder written by `strokelrp explain` (with or without --model). The server listens on
+    127.0.0.1 only, on a free port; open the printed URL; Ctrl-C stops it.
+    """
+    import time
+
+    from strokelrp.pipeline.view import explanation_folders, serve, url
+
+    folders = explanation_folders(path, case)
+    server = serve(folders)
+    click.echo(url(server, folders))
+    click.echo("serving on 127.0.0.1 only; Ctrl-C stops", err=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # ---------------------------------------------------------------------------- assess command
 
 ASSESS_IG_STEPS = 16  # = strokelrp.trust.assess.ASSESS_OPTIONS (tested): no torch import here

@@ -17,7 +17,8 @@
                              AOPC columns), beside assess.csv; cascade.csv (CASCADE_TABLE) and
                              assess_pairs.csv (ASSESS_PAIRS: paired Wilcoxon) too
     RUN/explanations/CASE/   explanation_dir(CASE)   explain (FIGURE1, EXPLANATION, NIfTIs)
-    RUN/report.html          report        report (its figures in FIGURES beside it)
+    RUN/report.html          report        report (its figures in FIGURES beside it, the
+                             cases' viewer pages and NiiVue in VIEWER beside it)
 
 Every write is atomic (:mod:`strokelrp.atomic`); checkpoints are written and read by
 :mod:`strokelrp.train.checkpoint` (safetensors, never unpickled), which uses the names here;
@@ -63,6 +64,7 @@ FIGURE1 = "figure1.png"
 EXPLANATION = "explanation.json"
 REPORT = "report.html"
 FIGURES = "figures"
+VIEWER = "viewer"
 NETWORK_GLOB = "net-*"
 LAST = "last"
 """The newest checkpoint pair of ``checkpoints/`` (``last.safetensors`` / ``last.json``)."""

@@ -57,9 +57,29 @@ def _case_figures(case_dir: Path) -> CaseFigures:
     """The PNG figures and NIfTI volumes of one ``explanations/CASE`` folder, sorted."""
     return CaseFigures(
         case=case_dir.name,
+        folder=case_dir,
         pngs=tuple(sorted(case_dir.glob("*.png"))),
         niftis=tuple(sorted([*case_dir.glob("*.nii"), *case_dir.glob("*.nii.gz")])),
     )
+
+
+def write_viewer(run: str, case: CaseFigures, folder: Path) -> CaseFigures:
+    """Write the case's viewer page ``folder/RUN-CASE.html`` (NiiVue copied beside it); the
+    case without a page, and the reason, when its folder cannot be shown."""
+    from dataclasses import replace
+
+    from strokelrp.pipeline.view import viewer_case
+    from strokelrp.report.viewer import copy_assets, viewer_page
+
+    if case.folder is None or not (case.folder / run_files.EXPLANATION).is_file():
+        return case
+    try:
+        script = copy_assets(folder)
+        page = viewer_page(viewer_case(case.folder), script.name)
+    except StrokeLRPError as err:
+        return replace(case, viewer_note=f"no interactive viewer: {err}")
+    path = folder / f"{run}-{case.case}.html"
+    return replace(case, viewer=atomic_write(path, lambda fh: fh.write(page)))
 
 
 def provenance_records(run: str | Path | RunDir) -> list[tuple[str, dict[str, Any] | None]]:
@@ -134,6 +154,11 @@ def build_report(runs: Sequence[str | Path], out: str | Path | None = None) -> P
         raise StrokeLRPError("\n".join(problems))
     out_path = report_path(out, run_dirs[0])
     tables = [read_run_tables(run) for run in run_dirs]
+    for table in tables:
+        table.explained = [
+            write_viewer(table.name, case, out_path.parent / run_files.VIEWER)
+            for case in table.explained
+        ]
     text = report_html(tables, out_path.parent, out_path.parent / run_files.FIGURES)
     write_sidecar(
         out_path,

@@ -12,7 +12,8 @@ faithfulness and randomisation), the trust section (``assess/assess.csv`` of
 ``strokelrp assess``: measures and a verdict per method, the MoRF/LeRF/random curves of
 ``assess_curves.csv``, the randomisation cascade), the per-case explanations (the PNG
 figures of ``explanations/CASE/`` embedded, with relative links to the NIfTI files beside
-them), and the provenance of every table and explanation shown (from their
+them, and a frame of the case's interactive viewer page when one was written:
+:mod:`strokelrp.report.viewer`), and the provenance of every table and explanation shown (from their
 ``*.provenance.json`` sidecars and ``explanation.json``: data root, checkpoint path and epoch,
 rules with overrides, versions; outputs written before strokelrp recorded provenance are named
 as such). Figures are embedded as base64 PNG; their PNG and SVG files are also written to the
@@ -61,8 +62,13 @@ class CaseFigures:
     """One explained case of a run: its PNG figures (embedded) and NIfTI volumes (linked)."""
 
     case: str
+    folder: Path | None = None
     pngs: tuple[Path, ...] = ()
     niftis: tuple[Path, ...] = ()
+    viewer: Path | None = None
+    """Its interactive viewer page (:mod:`strokelrp.report.viewer`), shown in a frame."""
+    viewer_note: str = ""
+    """Why there is no viewer page, when there is none."""
 
 
 @dataclass
@@ -765,6 +771,7 @@ def explanations_section(runs: Sequence[RunTables], report_dir: Path) -> Section
                     "<p>Relevance volumes in the case's native grid (signed float32, one volume "
                     f"per modality; open over the inputs in ITK-SNAP or 3D Slicer): {links}</p>"
                 )
+            parts.append(viewer_html(case, report_dir))
             cards = "".join(
                 figure_html(p, f"{case.case}: {p.stem.replace('_', ' ')}") for p in pngs
             )
@@ -779,6 +786,18 @@ def explanations_section(runs: Sequence[RunTables], report_dir: Path) -> Section
             "over the modality slice, next to the ground truth and the prediction.</p>",
         )
     return Section("explanations", "Explanations per case", "".join(parts))
+
+
+def viewer_html(case: CaseFigures, report_dir: Path) -> str:
+    """The case's interactive viewer in a frame (its page lies beside the report), or why not."""
+    if case.viewer is None:
+        return note(case.viewer_note) if case.viewer_note else ""
+    href = esc(_rel(case.viewer, report_dir))
+    return (
+        f'<iframe src="{href}" title="viewer {esc(case.case)}" style="width:100%;height:780px;'
+        f'border:1px solid #ccc"></iframe><p class="meta">Interactive viewer (NiiVue): '
+        f'<a href="{href}">open it on its own</a>; the figures below are for print.</p>'
+    )
 
 
 def provenance_section(records: Sequence[tuple[str, dict[str, Any] | None]]) -> Section:
