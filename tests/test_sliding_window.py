@@ -5,6 +5,7 @@ volume of one patch, Euler's identity, conservation and the linearity of mirrori
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -157,6 +158,29 @@ def test_logits_equal_the_independent_stitched_forward(mirror: tuple[int, ...]) 
     with torch.no_grad():
         want = stitched(nets, x, (8, 6, 8), mirror=mirror)
     torch.testing.assert_close(window_logits(nets, x, window), want, rtol=1e-10, atol=1e-12)
+
+
+def test_float16_stitching_equals_nnunets_own_predictor_bit_for_bit() -> None:
+    """nnU-Net 2.x stitches in float16 (importance map, sums, normaliser, fold sum): with
+    ``stitch_dtype=torch.float16`` the logits equal its predictor's, two folds and mirroring."""
+    predict = pytest.importorskip("nnunetv2.inference.predict_from_raw_data")
+    a, b = small_net(0).float(), small_net(1).float()
+    predictor = predict.nnUNetPredictor(
+        use_mirroring=True,
+        perform_everything_on_device=False,
+        device=torch.device("cpu"),
+        verbose=False,
+        allow_tqdm=False,
+    )
+    predictor.network = small_net(2).float()  # nnU-Net loads each fold's weights into it
+    predictor.configuration_manager = SimpleNamespace(patch_size=[8, 6, 8])
+    predictor.label_manager = SimpleNamespace(num_segmentation_heads=2)
+    predictor.allowed_mirroring_axes = (0, 2)
+    predictor.list_of_parameters = [a.state_dict(), b.state_dict()]
+    x = torch.randn(2, 21, 10, 6)  # three tiles, one axis padded
+    want = predictor.predict_logits_from_preprocessed_data(x.clone())
+    window = Window((8, 6, 8), mirror_axes=(0, 2))
+    assert torch.equal(window_logits([a, b], x, window, stitch_dtype=torch.float16), want)
 
 
 # -------------------------------------------------------------------------------- gradient

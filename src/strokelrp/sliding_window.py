@@ -123,11 +123,11 @@ class Window:
 
     def importance(self, dtype: torch.dtype = torch.float32, device: Any = None) -> Tensor:
         """The patch's importance map (*patch_size): nnU-Net's Gaussian (sigma = patch / 8 per
-        axis, centred at patch // 2, scaled to a maximum of 10, zeros raised to the smallest
-        non-zero value), or ones."""
+        axis, centred at patch // 2, scaled to a maximum of 10, cast to ``dtype``, zeros raised to
+        the smallest non-zero value), or ones."""
         if not self.gaussian:
             return torch.ones(self.patch_size, dtype=dtype, device=device)
-        return _gaussian(self.patch_size).to(dtype=dtype, device=device)
+        return _gaussian(self.patch_size, dtype).to(device)
 
     def normaliser(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
         """n (*padded shape): the summed importance of the patches covering each voxel."""
@@ -138,13 +138,15 @@ class Window:
         return n
 
 
-def _gaussian(patch: tuple[int, ...]) -> Tensor:
+def _gaussian(patch: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """nnU-Net's ``compute_gaussian(patch, 1 / 8, 10, dtype)``: computed in float64, cast to
+    ``dtype``, then zeros (underflows of the cast included) raised to the smallest value."""
     from scipy.ndimage import gaussian_filter
 
     tmp = np.zeros(patch)
     tmp[tuple(p // 2 for p in patch)] = 1
-    g = torch.from_numpy(gaussian_filter(tmp, [p / 8 for p in patch], 0, mode="constant", cval=0))
-    g = g / (g.max() / 10)
+    g = gaussian_filter(tmp, [p / 8 for p in patch], 0, mode="constant", cval=0)
+    g = torch.from_numpy(g / (g.max() / 10)).to(dtype)
     zero = g == 0
     if bool(zero.any()):
         g[zero] = g[~zero].min()
@@ -253,28 +255,49 @@ def _out(y: Any) -> Tensor:
 
 
 def window_logits(
-    networks: nn.Module | Sequence[nn.Module], x: Tensor | np.ndarray, window: Window
+    networks: nn.Module | Sequence[nn.Module],
+    x: Tensor | np.ndarray,
+    window: Window,
+    stitch_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """nnU-Net's stitched logits (K, *S) of x (C, *S): Gaussian-weighted patches divided by
-    the summed weights, averaged over the mirrorings and the networks (folds)."""
+    the summed weights, averaged over the mirrorings and the networks (folds).
+
+    ``stitch_dtype``: None stitches exactly (in the networks' dtype): the logits every
+    explanation here explains. ``torch.float16`` reproduces nnU-Net 2.x's own arithmetic
+    (importance map, sums, normaliser and the fold sum held in float16, the mirror average in
+    the networks' dtype), to compare with ``nnUNetv2_predict`` (about 1e-3 relative apart).
+    """
     nets = _networks(networks)
     xv = _volume(x, window, nets)
     xp, inner = _pad(xv, window)
+    acc = stitch_dtype or xv.dtype
+    g = window.importance(acc, xv.device)
+    flips = window.mirrorings
     total: Tensor | None = None
     restore = _eval(nets)
     try:
         with torch.no_grad():
-            for p in _patches(window, xv.shape[2:], len(nets), xv.dtype, xv.device):
-                y = _flipped(
-                    _out(nets[p.net](_flipped(xp[(slice(None), slice(None), *p.tile)], p.flip))),
-                    p.flip,
-                )
-                if total is None:
-                    total = xp.new_zeros(y.shape[1], *xp.shape[2:])
-                total[(slice(None), *p.tile)] += y[0] * p.weight
+            for net in nets:
+                logits: Tensor | None = None
+                norm = torch.zeros(xp.shape[2:], dtype=acc, device=xv.device)
+                for tile in window.tiles(xv.shape[2:]):
+                    piece = xp[(slice(None), slice(None), *tile)]
+                    y = sum(_flipped(_out(net(_flipped(piece, f))), f) for f in flips)
+                    assert isinstance(y, Tensor)
+                    y = y[0] / len(flips)
+                    if logits is None:
+                        logits = torch.zeros(y.shape[0], *xp.shape[2:], dtype=acc, device=xv.device)
+                    logits[(slice(None), *tile)] += y * g
+                    norm[tile] += g
+                assert logits is not None
+                torch.div(logits, norm, out=logits)
+                total = logits if total is None else total.add_(logits)
     finally:
         restore()
     assert total is not None
+    if len(nets) > 1:
+        total /= len(nets)
     return total[(slice(None), *inner)]
 
 
