@@ -282,7 +282,7 @@ def test_lrp0_on_a_bias_free_net_is_gradient_times_input_through_the_window(
     mirror: tuple[int, ...],
 ) -> None:
     nets = [small_net(6, bias=False), small_net(7, bias=False)]
-    x = torch.randn(2, 14, 10, 6, dtype=F64)
+    x = torch.randn(2, 12, 6, 6, dtype=F64)
     window = Window((8, 6, 6), mirror_axes=mirror)
     w = random_weights(x, 3)
     got = window_attribute(nets, x, window, "lrp:epsilon(epsilon=1e-30)", w)
@@ -294,7 +294,7 @@ def test_lrp0_on_a_bias_free_net_is_gradient_times_input_through_the_window(
 
 def test_the_volume_relevance_sums_to_the_explained_scalar() -> None:
     nets = [small_net(8, bias=False)]
-    x = torch.randn(2, 15, 9, 7, dtype=F64)
+    x = torch.randn(2, 13, 9, 6, dtype=F64)
     window = Window((8, 8, 6), mirror_axes=(2,))
     w = random_weights(x, 4)
     result = window_explain(nets, x, window, w, LRP0)
