@@ -1,0 +1,1 @@
+"""External model families (nnU-Net, ...): one package per family."""
