@@ -7,7 +7,11 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean nnunet
+
+# nnU-Net v2 without the extras its own pins pull (timm and a torchvision that does not match
+# the CPU torch): the two packages with --no-deps, their runtime needs through strokelrp[nnunet]
+NNUNET_SPEC ?= nnunetv2==2.8.1 dynamic-network-architectures==0.4.4
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +28,17 @@ $(VENV)/.test: pyproject.toml $(VENV)/.run
 	$(PIP) install -e ".[test]"
 	@touch $@
 
+$(VENV)/.nnunet: pyproject.toml $(VENV)/.run
+	$(PIP) install --no-deps $(NNUNET_SPEC)
+	$(PIP) install -e ".[nnunet]"
+	@touch $@
+
+nnunet: $(VENV)/.nnunet
+
 demo: $(VENV)/.run
 	$(BIN)/strokelrp demo $(DEMO_ARGS)
 
-test: $(VENV)/.test
+test: $(VENV)/.test $(VENV)/.nnunet
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.test

@@ -44,7 +44,9 @@ def tiny_nnunet() -> Path:
             text=True,
         )
         if run.returncode != 0:
-            raise RuntimeError(f"tiny nnU-Net training failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+            raise RuntimeError(
+                f"tiny nnU-Net training failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+            )
         done.write_text(nnunetv2.__name__)
     return root
 

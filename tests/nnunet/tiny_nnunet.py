@@ -55,7 +55,9 @@ def _case(rng: np.random.Generator, shape: tuple[int, int, int]) -> tuple[np.nda
     head[2:-2, 3:-3, 3:-3] = True
     centre = np.array([rng.uniform(0.35, 0.65) * s for s in shape])
     scale = np.array([0.5, 1.0, 1.0])  # x voxels are 2 mm
-    dist = np.sqrt((((grid - centre[:, None, None, None]) * scale[:, None, None, None] * 2) ** 2).sum(0))
+    dist = np.sqrt(
+        (((grid - centre[:, None, None, None]) * scale[:, None, None, None] * 2) ** 2).sum(0)
+    )
     lesion = (dist < rng.uniform(5, 8)) & head
     dwi = np.where(head, 100 + 10 * rng.standard_normal(shape) + 80 * lesion, 0).astype(np.float32)
     adc = np.where(head, 800 + 60 * rng.standard_normal(shape) - 400 * lesion, 0).astype(np.float32)
@@ -83,7 +85,10 @@ def write_raw(root: Path, n_train: int = 6, seed: int = 0) -> Path:
     # test cases: one on the training grid but larger, one on another grid (2 x 1 x 1.25 mm, RAS)
     ras = np.diag([2.0, 1.0, 1.25, 1.0])
     ras[:3, 3] = [-30.0, -25.0, -20.0]
-    for name, shape, affine in ((TEST_CASES[0], (20, 30, 28), las), (TEST_CASES[1], (18, 28, 22), ras)):
+    for name, shape, affine in (
+        (TEST_CASES[0], (20, 30, 28), las),
+        (TEST_CASES[1], (18, 28, 22), ras),
+    ):
         dwi, adc, _ = _case(rng, shape)
         _save(dwi, affine, raw / "imagesTs" / f"{name}_0000.nii.gz")
         _save(adc, affine, raw / "imagesTs" / f"{name}_0001.nii.gz")
@@ -132,10 +137,10 @@ def main(root: Path) -> None:
         write_raw(root)
     # the planner sets torch's threads to nnUNet_n_proc_DA: 0 (no augmentation workers) is
     # for training only
-    os.environ["nnUNet_n_proc_DA"] = "1"
+    os.environ["nnUNet_n_proc_DA"] = "1"  # noqa: SIM112 (nnU-Net's name)
     extract_fingerprints([DATASET_ID], num_processes=1, check_dataset_integrity=True, clean=False)
     plan_experiments([DATASET_ID])
-    os.environ["nnUNet_n_proc_DA"] = "0"
+    os.environ["nnUNet_n_proc_DA"] = "0"  # noqa: SIM112
     shrink_plan(Path(nnUNet_preprocessed) / DATASET / f"{PLANS}.json")
     preprocess([DATASET_ID], PLANS, configurations=(CONFIGURATION,), num_processes=(1,))
     for fold in FOLDS:

@@ -11,14 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from strokelrp.families.nnunet.model_folder import NnUNetModel
 from strokelrp.families.nnunet.preprocess import PreprocessedCase, native_labels, preprocess_case
 
+if TYPE_CHECKING:
+    from strokelrp.sliding_window import Window
 
-def nnunet_window(model: NnUNetModel, mirror: bool = True, step: float = 0.5):  # noqa: ANN201
+
+def nnunet_window(model: NnUNetModel, mirror: bool = True, step: float = 0.5) -> Window:
     """The :class:`strokelrp.sliding_window.Window` nnU-Net predicts ``model`` with."""
     from strokelrp.sliding_window import Window
 
@@ -43,14 +47,22 @@ def predict_case(
     *,
     mirror: bool = True,
     step: float = 0.5,
+    nnunet_arithmetic: bool = True,
 ) -> Prediction:
-    """nnU-Net's prediction of one case (its channel files in ``dataset.json`` order)."""
+    """nnU-Net's prediction of one case (its channel files in ``dataset.json`` order).
+
+    ``nnunet_arithmetic``: stitch in float16 as nnU-Net 2.x does, so the result equals
+    ``nnUNetv2_predict``'s; False stitches exactly (float32), the logits explanations explain."""
     import torch
 
     from strokelrp.sliding_window import window_logits
 
     case = preprocess_case(model, files, case_id)
-    logits = window_logits(model.networks, torch.from_numpy(case.data), nnunet_window(model, mirror, step))
-    logits_np = logits.detach().cpu().float().numpy()
-    seg, prob = native_labels(model, logits_np, case.properties)
-    return Prediction(case, logits_np, seg, prob)
+    logits = window_logits(
+        model.networks,
+        torch.from_numpy(case.data),
+        nnunet_window(model, mirror, step),
+        stitch_dtype=torch.float16 if nnunet_arithmetic else None,
+    )
+    seg, prob = native_labels(model, logits.detach().cpu(), case.properties)
+    return Prediction(case, logits.detach().cpu().float().numpy(), seg, prob)

@@ -61,7 +61,9 @@ def reader_name(model: NnUNetModel) -> str:
     return str(model.plans.get("image_reader_writer", "SimpleITKIO"))
 
 
-def preprocess_case(model: NnUNetModel, files: Sequence[str | Path], case_id: str) -> PreprocessedCase:
+def preprocess_case(
+    model: NnUNetModel, files: Sequence[str | Path], case_id: str
+) -> PreprocessedCase:
     """Run nnU-Net's preprocessor of ``model``'s configuration on one case's channel files."""
     paths = [Path(f) for f in files]
     if len(paths) != len(model.channel_names):
@@ -103,19 +105,26 @@ def to_native(model: NnUNetModel, maps: np.ndarray, properties: dict[str, Any]) 
     forward = plans.transpose_forward
     spacing = [properties["spacing"][i] for i in forward]
     cropped = properties["shape_after_cropping_and_before_resampling"]
-    current = config.spacing if len(config.spacing) == len(cropped) else [spacing[0], *config.spacing]
+    current = (
+        config.spacing if len(config.spacing) == len(cropped) else [spacing[0], *config.spacing]
+    )
     resampled = config.resampling_fn_probabilities(
         torch.from_numpy(np.ascontiguousarray(maps, np.float32)), cropped, current, spacing
     )
     resampled = np.asarray(resampled.cpu() if isinstance(resampled, torch.Tensor) else resampled)
     full = np.zeros((maps.shape[0], *properties["shape_before_cropping"]), np.float32)
-    full = insert_crop_into_image(full, resampled.astype(np.float32), properties["bbox_used_for_cropping"])
+    full = insert_crop_into_image(
+        full, resampled.astype(np.float32), properties["bbox_used_for_cropping"]
+    )
     return np.ascontiguousarray(full.transpose([0, *[i + 1 for i in plans.transpose_backward]]))
 
 
-def native_labels(model: NnUNetModel, logits: np.ndarray, properties: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """nnU-Net's own export of stitched logits (K, *S): (segmentation (*native) in the
-    reader's array order, probabilities (K, *native))."""
+def native_labels(
+    model: NnUNetModel, logits: Any, properties: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """nnU-Net's own export of stitched logits (K, *S), an array or tensor kept in its dtype
+    (nnU-Net resamples its float16 logits as float16): (segmentation (*native) in the reader's
+    array order, probabilities (K, *native) float32)."""
     import torch
     from nnunetv2.inference.export_prediction import (
         convert_predicted_logits_to_segmentation_with_correct_shape,
@@ -123,7 +132,7 @@ def native_labels(model: NnUNetModel, logits: np.ndarray, properties: dict[str, 
 
     plans, config = _managers(model)
     seg, prob = convert_predicted_logits_to_segmentation_with_correct_shape(
-        torch.from_numpy(np.ascontiguousarray(logits, np.float32)),
+        torch.as_tensor(logits),
         plans,
         config,
         plans.get_label_manager(model.dataset),
@@ -138,7 +147,9 @@ def reader_to_nifti(array: np.ndarray) -> np.ndarray:
     """The reader's (z, y, x) array order -> the NIfTI file's (x, y, z) voxel order (leading
     axes such as settings or channels kept in front)."""
     spatial = array.ndim - 3
-    return np.ascontiguousarray(array.transpose([*range(spatial), *reversed(range(spatial, array.ndim))]))
+    return np.ascontiguousarray(
+        array.transpose([*range(spatial), *reversed(range(spatial, array.ndim))])
+    )
 
 
 def write_native(path: Path, array: np.ndarray, reference: Path, *, description: str = "") -> Path:
@@ -154,7 +165,8 @@ def write_native(path: Path, array: np.ndarray, reference: Path, *, description:
         vol = np.moveaxis(vol, 0, -1)
     if tuple(vol.shape[:3]) != tuple(ref.shape[:3]):
         raise StrokeLRPError(
-            f"{reference}: grid {tuple(ref.shape[:3])} differs from the map's {tuple(vol.shape[:3])}"
+            f"{reference}: grid {tuple(ref.shape[:3])} differs from the map's "
+            f"{tuple(vol.shape[:3])}"
         )
     header = ref.header.copy()
     dtype = np.uint8 if vol.dtype == np.uint8 else np.float32
