@@ -31,6 +31,7 @@ _EXPORTS = {
     "inclusivity": "strokelrp.analysis.inclusivity",
     "MODALITIES": "strokelrp.config",
     "SERIES": "strokelrp.config",
+    "load_nnunet": "strokelrp.families.nnunet",
     "StrokeLRPError": "strokelrp.errors",
     "DataError": "strokelrp.errors",
 }
