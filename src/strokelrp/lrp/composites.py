@@ -38,13 +38,16 @@ Selector = str | type | tuple[type, ...]
 @dataclass(frozen=True)
 class Composite:
     """Rules by module (see the module docstring). ``batchnorm``: ``pass`` or ``fold`` (an
-    eval-mode BatchNorm that alone reads a layer's output is folded into it); ``epsilon``: the
+    eval-mode BatchNorm that alone reads a layer's output is folded into it); ``instancenorm``:
+    ``pass`` or ``fold`` (an InstanceNorm that alone reads a layer's output is folded into it
+    with the instance's statistics, :func:`strokelrp.lrp.rules.fold_instancenorm`); ``epsilon``: the
     stabiliser of rule names and of the structural steps (residual additions, z-rule pooling)."""
 
     rules: tuple[tuple[Selector, Rule], ...]
     batchnorm: BatchNormMode = "pass"
     epsilon: float = 1e-9
     name: str = "composite"
+    instancenorm: BatchNormMode = "pass"
 
     @classmethod
     def of(
@@ -53,6 +56,7 @@ class Composite:
         batchnorm: BatchNormMode = "pass",
         epsilon: float = 1e-9,
         name: str = "composite",
+        instancenorm: BatchNormMode = "pass",
     ) -> Composite:
         """A composite from ``{selector: rule or rule name}`` (first match wins)."""
         pairs = []
@@ -60,9 +64,10 @@ class Composite:
             if not isinstance(sel, str | type | tuple):
                 raise StrokeLRPError(f"composite selector must be a string or type, got {sel!r}")
             pairs.append((sel, make_rule(rule, epsilon) if isinstance(rule, str) else rule))
-        if batchnorm not in ("pass", "fold"):
-            raise StrokeLRPError(f"batchnorm must be 'pass' or 'fold', got {batchnorm!r}")
-        return cls(tuple(pairs), batchnorm, epsilon, name)
+        for what, mode in (("batchnorm", batchnorm), ("instancenorm", instancenorm)):
+            if mode not in ("pass", "fold"):
+                raise StrokeLRPError(f"{what} must be 'pass' or 'fold', got {mode!r}")
+        return cls(tuple(pairs), batchnorm, epsilon, name, instancenorm)
 
     @property
     def reuses_output(self) -> bool:
@@ -83,7 +88,8 @@ class Composite:
     def summary(self) -> str:
         """One line: ``name: first=zB Conv3d=w+ ... bn=pass eps=1e-09``."""
         parts = [f"{_label(sel)}={rule.name}" for sel, rule in self.rules]
-        return f"{self.name}: {' '.join(parts)} bn={self.batchnorm} eps={self.epsilon:g}"
+        inorm = " in=fold" if self.instancenorm == "fold" else ""
+        return f"{self.name}: {' '.join(parts)} bn={self.batchnorm}{inorm} eps={self.epsilon:g}"
 
 
 def _label(sel: Selector) -> str:
@@ -118,6 +124,7 @@ def from_preset(p: Preset) -> Composite:
         batchnorm=p.batchnorm,
         epsilon=p.epsilon,
         name=p.name,
+        instancenorm=p.instancenorm,
     )
 
 

@@ -48,6 +48,7 @@ from strokelrp.lrp.rules import (
     Rule,
     batch_layout,
     fold_batchnorm,
+    fold_instancenorm,
 )
 from strokelrp.lrp.steps import CAT, PASS, Step, function_step, layout_of, module_step
 
@@ -150,6 +151,17 @@ class _KeepOutput(Step):
         return False, True
 
 
+class _KeepBoth(Step):
+    """An InstanceNorm to fold: its input gives the instance's statistics (and its output
+    the folded layer's output, when a rule reuses it)."""
+
+    def __init__(self, reuse: bool) -> None:
+        self.reuse = reuse
+
+    def keeps(self, node: Node) -> tuple[bool, bool]:
+        return True, self.reuse
+
+
 @dataclass
 class _LayerPlan:
     layer: ConvLayer
@@ -160,6 +172,7 @@ class _LayerPlan:
 def _step_finder(comp: Composite) -> Callable[[Any], Step | None]:
     layer = _LayerStep(comp.reuses_output)
     keep_bn = comp.batchnorm == "fold" and comp.reuses_output
+    fold_in = comp.instancenorm == "fold"
 
     def step_of(target: Any) -> Step | None:
         if isinstance(target, nn.Module):
@@ -167,6 +180,8 @@ def _step_finder(comp: Composite) -> Callable[[Any], Step | None]:
                 return layer
             if keep_bn and isinstance(target, nn.modules.batchnorm._BatchNorm):
                 return _KeepOutput()
+            if fold_in and isinstance(target, nn.modules.instancenorm._InstanceNorm):
+                return _KeepBoth(comp.reuses_output)
             return module_step(target)
         return function_step(target)
 
@@ -251,6 +266,22 @@ def _plan(
             and isinstance(users[0].target, nn.modules.batchnorm._BatchNorm)
         ):
             layer = fold_batchnorm(layer, users[0].target)  # the BN node then passes relevance
+            out_name = users[0].output or ""
+            steps[users[0].name] = PASS
+        elif (
+            comp.instancenorm == "fold"
+            and len(users) == 1
+            and isinstance(users[0].target, nn.modules.instancenorm._InstanceNorm)
+        ):
+            z = graph.values.get(out_name)
+            if z is None or z._version != graph.versions[out_name]:
+                raise StrokeLRPError(
+                    f"layer {node.name!r}: its output, which the InstanceNorm "
+                    f"{users[0].name!r} normalises, was changed in place, so the norm cannot "
+                    "be folded; use instancenorm='pass' or rebuild the network with "
+                    "inplace=False"
+                )
+            layer = fold_instancenorm(layer, users[0].target, z)  # the norm then passes
             out_name = users[0].output or ""
             steps[users[0].name] = PASS
         z_from = None

@@ -49,6 +49,7 @@ class Preset:
     body: str
     head: str
     batchnorm: BatchNormMode = "pass"
+    instancenorm: BatchNormMode = "pass"
     epsilon: float = 1e-9
     low: Bound = 0.0
     high: Bound = 1.0
@@ -64,6 +65,11 @@ class Preset:
                 continue
             if rule not in RULE_NAMES:
                 raise _unknown(f"{where} rule in preset {self.name!r}:", rule, RULE_NAMES)
+        if self.instancenorm not in ("pass", "fold"):
+            raise StrokeLRPError(
+                f"preset {self.name!r}: instancenorm must be 'pass' or 'fold', "
+                f"got {self.instancenorm!r}"
+            )
         if self.batchnorm not in ("pass", "fold"):
             raise StrokeLRPError(
                 f"preset {self.name!r}: batchnorm must be 'pass' or 'fold', got {self.batchnorm!r}"
@@ -84,11 +90,12 @@ class Preset:
     def summary(self) -> str:
         """One line: ``paper: first=zB body=w+ head=w+ bn=pass eps=1e-09``."""
         upper = f" upper={self.upper}" if self.upper else ""
+        inorm = " in=fold" if self.instancenorm == "fold" else ""
         uses_gamma = "gamma" in (self.first, self.body, self.upper, self.head)
         gamma = f" gamma={self.gamma:g}" if uses_gamma else ""
         return (
             f"{self.name}: first={self.first} body={self.body}{upper} head={self.head} "
-            f"bn={self.batchnorm} eps={self.epsilon:g}{gamma}"
+            f"bn={self.batchnorm}{inorm} eps={self.epsilon:g}{gamma}"
         )
 
 

@@ -411,6 +411,36 @@ def fold_batchnorm(layer: ConvLayer, bn: nn.Module) -> ConvLayer:
     return replace(layer, weight=weight, bias=bias, origin=origin)
 
 
+def fold_instancenorm(layer: ConvLayer, norm: nn.Module, z: Tensor) -> ConvLayer:
+    """The layer followed by an ``InstanceNormNd`` as one layer, given the instance: ``z``
+    (1, C, *S) the layer's output that the norm reads.
+
+    With batch 1 and the statistics of this input held fixed, IN(z) = gamma * (z - mean_c) /
+    sqrt(var_c + eps) + beta = s z + t per channel c (mean and biased variance over the
+    spatial axes of z; a norm with running statistics in eval mode uses those), so W' = s W
+    and b' = s b + t exactly as for BatchNorm. Not remembered across calls: the statistics
+    belong to the input.
+    """
+    if not isinstance(norm, nn.modules.instancenorm._InstanceNorm):
+        raise StrokeLRPError(f"cannot fold {type(norm).__name__} as an instance norm")
+    if norm.track_running_stats and not norm.training:
+        assert norm.running_mean is not None and norm.running_var is not None
+        mean, var = norm.running_mean.detach(), norm.running_var.detach()
+    else:
+        dims = tuple(range(2, z.dim()))
+        var, mean = torch.var_mean(z.detach(), dim=dims, correction=0)
+        mean, var = mean[0], var[0]
+    scale = torch.rsqrt(var + norm.eps)
+    shift = -mean * scale
+    if norm.affine:
+        scale = scale * norm.weight.detach()
+        shift = shift * norm.weight.detach() + norm.bias.detach()
+    shape = [1] * layer.weight.dim()
+    shape[layer.out_dim] = -1
+    bias = shift if layer.bias is None else layer.bias * scale + shift
+    return replace(layer, weight=layer.weight * scale.view(shape), bias=bias, origin=())
+
+
 def _fold(layer: ConvLayer, bn: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
     """(W', b') of :func:`fold_batchnorm`."""
     assert bn.running_mean is not None and bn.running_var is not None
