@@ -1,14 +1,16 @@
 """Cost of a full assessment of one case, in one-map times (docs/benchmarks.md).
 
-Usage: python benchmarks/assess_bench.py RUN DATA CASE [--cascade] [--no-extras] [--methods M ...]
+Usage: python benchmarks/assess_bench.py RUN DATA CASE [--cascade] [--no-extras]
+       [--profile quick|full] [--methods M ...]
 
 The unit is one map of the default LRP preset (``strokelrp.explain(model, x)``, the engine's
 public call; ``strokelrp.attribute(model, x, "lrp:<default>")`` is printed beside it) on the
 same case, measured in the same run before and after the assessment; the smaller of the two
-is used (the stricter ratio). The assessment is :func:`strokelrp.analysis.assess.assess`'s
+is used (the stricter ratio). The assessment is :func:`strokelrp.trust.assess.assess`'s
 work split into its phases: the shared per-case part (target, ablation, prior, the random
-curves of the three variants), then each method (its maps, re-initialised and contrast maps,
-its four curves). One torch thread; wall and CPU seconds; load averages printed.
+curves of every variant), then each method (its maps, re-initialised and contrast maps, its
+curves). ``--profile quick`` uses :data:`strokelrp.trust.assess.PROFILES` ``["quick"]``. One
+torch thread; wall and CPU seconds; load averages printed.
 
 It also counts the inputs the model (and its re-initialised copies) scores without a gradient
 (perturbed, occluded and ablated inputs and S(x)) and times one batch of the assessment's
@@ -25,9 +27,10 @@ import time
 import torch
 
 import strokelrp
-from strokelrp.analysis.assess import DEFAULT_METHODS, assess_method, prepare_context
+from strokelrp.analysis.assess import FRACTIONS, variants
 from strokelrp.device import batched_layout
 from strokelrp.lrp.presets import DEFAULT_PRESET
+from strokelrp.trust.assess import DEFAULT_METHODS, PROFILES, assess_method, prepare_context
 
 
 def timed(fn, repeat: int = 3) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -49,6 +52,7 @@ def main() -> None:
     parser.add_argument("case")
     parser.add_argument("--cascade", action="store_true")
     parser.add_argument("--no-extras", dest="extras", action="store_false")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -71,17 +75,27 @@ def main() -> None:
     hook = torch.nn.modules.module.register_module_forward_hook(count)
     phases: list[tuple[str, float, float, float | None]] = []  # name, wall, cpu, own map (s)
     w, c = time.perf_counter(), time.process_time()
-    ctx = prepare_context(model, xt, y)
+    settings = {"seeds": (1, 2, 3), "random_seeds": 5, "extras": args.extras}
+    settings |= {"fractions": FRACTIONS} | PROFILES[args.profile]
+    ctx = prepare_context(model, xt, y, settings["random_seeds"], settings["fractions"])
     phases.append(("per case: target, ablation, prior", *_since(w, c), None))
     w, c = time.perf_counter(), time.process_time()
-    variants = ("element", "voxel", "mean") if args.extras else ("element",)
-    for variant in variants:
+    names = tuple(variants()) if settings["extras"] else ("element",)
+    for variant in names:
         ctx.random_aopc(model, ctx.weights, "prediction", variant)
-    name = f"per case: {5 * len(variants)} random curves ({len(variants)} variants x 5 seeds)"
+    seeds = settings["random_seeds"]
+    name = f"per case: {seeds * len(names)} random curves ({len(names)} variants x {seeds} seeds)"
     phases.append((name, *_since(w, c), None))
     for method in args.methods:
         w, c = time.perf_counter(), time.process_time()
-        row, _ = assess_method(model, ctx, method, cascade=args.cascade, extras=args.extras)
+        row, _ = assess_method(
+            model,
+            ctx,
+            method,
+            settings["seeds"],
+            cascade=args.cascade,
+            extras=settings["extras"],
+        )
         phases.append((method, *_since(w, c), row["map_seconds"]))
     hook.remove()
     batch = batched_layout(xt.repeat(ctx.batch, 1, 1, 1, 1))
@@ -93,7 +107,7 @@ def main() -> None:
     one_wall, one_cpu = min(unit0[0], unit1[0]), min(unit0[1], unit1[1])
     print(
         f"case {args.case}, x {tuple(x.shape)}, torch threads 1, cascade {args.cascade}, "
-        f"extras {args.extras}, "
+        f"profile {args.profile}, extras {settings['extras']}, "
         f"batch {ctx.batch}, options {ctx.options}"
     )
     print(f"load average before {load0[0]:.1f} / after {load1[0]:.1f}")

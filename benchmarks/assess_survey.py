@@ -1,11 +1,13 @@
 """Which rules pass? Assess a list of methods on a run's held-out cases (docs/method.md).
 
-Usage: python benchmarks/assess_survey.py RUN DATA OUT GROUP [CASE ...] [--seeds N]
+Usage: python benchmarks/assess_survey.py RUN DATA OUT GROUP [CASE ...] [--seeds N] [--extras]
        python benchmarks/assess_survey.py table OUT [OUT ...] [--only METHOD ...] [--per-case]
+       python benchmarks/assess_survey.py removal-table OUT [OUT ...]  (issue 20's tables)
          (the markdown table of OUT/*/assess.csv: means over cases; --per-case adds a row per case)
   (GROUP: main, presets, default, lrp, filters, grid-epsilon, grid-paper, variants, baselines,
-occlusion). Writes OUT/GROUP[-CASES]/assess.csv through strokelrp.pipeline.assess (one
-thread, no voxel/mean-baseline extras); default cases: the run's held-out cases. ``--seeds N``:
+occlusion, reference). Writes OUT/GROUP[-CASES]/assess.csv through strokelrp.pipeline.assess
+(one thread; the voxel-level and other-removal extras only with ``--extras``); default cases:
+the run's held-out cases. ``--seeds N``:
 N re-initialisations for randomisation_rho (default 3; randomisation is not one of the five
 checks, so a large grid may use 1).
 """
@@ -84,6 +86,20 @@ GROUPS: dict[str, list[str]] = {
         "locality_prior",
     ],
     "occlusion": ["occlusion"],
+    "reference": [  # issue 20: zero-referenced maps beside their healthy / mirror versions
+        "lrp:epsilon",
+        "lrp:epsilon(reference=healthy)",
+        "lrp:epsilon(reference=mirror)",
+        "lrp:paper",
+        "gradient",
+        "gradient_x_input",
+        "gradient_x_input(reference=healthy)",
+        "integrated_gradients(steps=16)",
+        "integrated_gradients(steps=16,reference=healthy)",
+        "occlusion",
+        "occlusion(reference=healthy)",
+        "locality_prior",
+    ],
 }
 
 
@@ -133,6 +149,57 @@ def table(folders: list[Path], only: list[str], per_case: bool) -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
+def removal_table(folders: list[Path]) -> None:
+    """Print the markdown tables of issue 20 from OUT/*/assess.csv: per method the mean over
+    cases [95 % bootstrap interval] of the AOPC gap to the locality prior under every removal
+    kind, the gap to random, LeRF, and how the infarct's evidence reads (positive ADC / rCBF
+    share in the lesion), lesion share and mass accuracy; then the cases in which each method
+    beats the prior, per removal."""
+    from strokelrp.analysis.statistics import bootstrap_interval
+    from strokelrp.run_files import read_csv
+
+    paths = [p for f in folders for p in ([f / "assess.csv"] if (f / "assess.csv").is_file()
+             else sorted(f.glob("*/assess.csv")))]  # fmt: skip
+    rows = [r for path in paths for r in read_csv(path)]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+
+    def val(r: dict, key: str) -> float:
+        return float(r[key]) if r.get(key) not in (None, "") else math.nan
+
+    def gap(r: dict, removal: str) -> float:
+        if removal == "impute":
+            return val(r, "prior_gap")
+        return val(r, f"morf_aopc_{removal}") - val(r, f"prior_aopc_{removal}")
+
+    def cell(values: list[float]) -> str:
+        mean, low, high = bootstrap_interval(values)
+        return "-" if math.isnan(mean) else f"{mean:.3f} [{low:.2f}, {high:.2f}]"
+
+    removals = ("impute", "healthy", "mean", "zero")
+    cases = sorted({r["case"] for r in rows})
+    print(f"cases: {', '.join(cases)}")
+    print("| method | " + " | ".join(f"prior gap ({k})" for k in removals)
+          + " | random gap | LeRF | ADC + | rCBF + | lesion share | mass acc. |")  # fmt: skip
+    print("|---" * (len(removals) + 7) + "|")
+    for m in methods:
+        group = [r for r in rows if r["method"] == m]
+        cells = [cell([gap(r, k) for r in group]) for k in removals]
+        cells += [cell([val(r, k) for r in group]) for k in
+                  ("random_gap", "lerf_aopc", "positive_adc", "positive_rcbf", "lesion_share",
+                   "mass_accuracy")]  # fmt: skip
+        print(f"| {m} | " + " | ".join(cells) + " |")
+    print()
+    print("| method | " + " | ".join(f"beats prior ({k})" for k in removals) + " |")
+    print("|---" * (len(removals) + 1) + "|")
+    for m in methods:
+        group = [r for r in rows if r["method"] == m]
+        counts = []
+        for k in removals:
+            g = [gap(r, k) for r in group]
+            counts.append(f"{sum(v > 0 for v in g)} of {sum(not math.isnan(v) for v in g)}")
+        print(f"| {m} | " + " | ".join(counts) + " |")
+
+
 def num(value: float, digits: int) -> str:
     """``value`` with ``digits`` decimals; ``-`` for NaN (undefined in every case)."""
     return "-" if math.isnan(value) else f"{value:.{digits}f}"
@@ -140,6 +207,9 @@ def num(value: float, digits: int) -> str:
 
 def main() -> None:
     args = sys.argv[1:]
+    if args[0] == "removal-table":
+        removal_table([Path(f) for f in args[1:]])
+        return
     if args[0] == "table":
         only = [args[i + 1] for i, a in enumerate(args) if a == "--only"]
         folders = [
@@ -153,6 +223,8 @@ def main() -> None:
         at = args.index("--seeds")
         seeds = int(args[at + 1])
         del args[at : at + 2]
+    extras = "--extras" in args
+    args = [a for a in args if a != "--extras"]
     run, data, out, group, *cases = args
     torch.set_num_threads(1)
     path = assess_run(
@@ -162,7 +234,7 @@ def main() -> None:
         cases=cases or None,
         methods=GROUPS[group],
         seeds=tuple(range(1, seeds + 1)),
-        extras=False,
+        extras=extras,
         log=lambda s: print(s, flush=True),
     )
     print(f"wrote {path}")

@@ -3,7 +3,7 @@
 Writes one valid synthetic case, then for each trial i damages one of its seven files with
 ``hostile_nifti.corrupt`` (seed ``[SEED, i]``: header or voxel byte flips, truncation, a
 hostile value in one header field, the same on a gzip file or a NIfTI-2 file, gzip stream
-damage) and reads the tree in a forked child (``load_isles2017(..., on_error="skip")``) under
+damage) and reads the tree in a forked child (``load_cases(..., on_error="skip")``) under
 a time limit and a 4 GiB address-space limit. The parent classifies each outcome:
 
 - clean error: every problem is one line ``case 1: FILE: ...`` naming the damaged file;
@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "data"))
 
 from hostile_nifti import FUZZ_FAMILIES, corrupt
 
-from strokelrp.data.isles2017 import load_isles2017
+from strokelrp.data.layouts import load_cases
 from strokelrp.data.synth import synthesize_isles2017
 
 ADDRESS_LIMIT = 4 << 30
@@ -54,7 +54,7 @@ def _read_tree(root: Path, damaged: str) -> dict:
     """What the reader makes of ``root`` (run in the child) -> outcome and detail."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cases = load_isles2017(root, on_error="skip")
+        cases = load_cases(root, on_error="skip")
     lines = [str(w.message).removeprefix("skipping invalid case: ") for w in caught]
     lines = [line for line in lines if line.startswith("case ")]
     if cases:

@@ -112,7 +112,13 @@ def test_quick_demo_end_to_end(
 
     for method in methods:
         cells = shown[method]
-        for i, name in ((1, "brain_share"), (3, "morf_aopc"), (9, "randomisation_rho")):
+        measured = (
+            (1, "brain_share"),
+            (3, "morf_aopc"),
+            (6, "prior_gap"),
+            (13, "randomisation_rho"),
+        )
+        for i, name in measured:
             assert cells[i] == expected(column(method, name)), (method, name)
         ratios = [
             m / r
@@ -120,7 +126,7 @@ def test_quick_demo_end_to_end(
             if r > 0
         ]
         if ratios and all(np.isfinite(ratios)):
-            assert cells[5] == f"{np.median(ratios):.4g}"
+            assert cells[9] == f"{np.median(ratios):.4g}"
     assert "Region perturbation curves (assess_curves.csv)" in trust
     assert "Cascading model randomisation" in trust
 

@@ -45,6 +45,7 @@ from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.engine import explain, target_weights
 from strokelrp.lrp.filters import filter_label, parse_filter
 from strokelrp.lrp.presets import PRESETS, preset
+from strokelrp.reference import reference_tensor
 
 Method = Callable[..., Tensor]
 
@@ -197,22 +198,24 @@ def gradient(model: nn.Module, x: Tensor, weights: Tensor) -> Tensor:
     return _grad(model, x, weights)[0]
 
 
-def gradient_x_input(model: nn.Module, x: Tensor, weights: Tensor) -> Tensor:
-    """x * dS/dx -> (C, D, H, W)."""
-    return (x * _grad(model, x, weights))[0]
+def gradient_x_input(model: nn.Module, x: Tensor, weights: Tensor, reference: Any = None) -> Tensor:
+    """(x - b) * dS/dx -> (C, D, H, W); b the ``reference`` (:mod:`strokelrp.reference`;
+    None: 0, the plain gradient x input)."""
+    g = _grad(model, x, weights)
+    if reference is None:
+        return (x * g)[0]
+    return ((x - reference_tensor(x, reference, weights)) * g)[0]
 
 
-def baseline_of(x: Tensor, baseline: str | float | Tensor) -> Tensor:
-    """``zero``, ``mean`` (per-channel mean of x) or a tensor / number -> (1, C, D, H, W)."""
-    if isinstance(baseline, Tensor):
+def baseline_of(x: Tensor, baseline: Any, weights: Tensor | None = None) -> Tensor:
+    """A number, a tensor broadcast to x, or a reference of :mod:`strokelrp.reference`
+    (``healthy``, ``mirror``, ``mean``, ``zero``, an array or a file; the target from
+    ``weights``) -> (1, C, *S)."""
+    if isinstance(baseline, Tensor) and baseline.shape != x.shape:
         return baseline.to(x).expand_as(x)
     if isinstance(baseline, int | float):
         return torch.full_like(x, float(baseline))
-    if baseline == "zero":
-        return torch.zeros_like(x)
-    if baseline == "mean":
-        return x.mean(dim=tuple(range(2, x.dim())), keepdim=True).expand_as(x)
-    raise StrokeLRPError(f"baseline must be 'zero', 'mean', a number or a tensor, got {baseline!r}")
+    return reference_tensor(x, baseline, weights)
 
 
 def integrated_gradients(
@@ -220,17 +223,20 @@ def integrated_gradients(
     x: Tensor,
     weights: Tensor,
     steps: int = 32,
-    baseline: str | float | Tensor = "zero",
+    baseline: Any = "zero",
     batch: int = 8,
+    reference: Any = None,
 ) -> Tensor:
     """(x - b) * mean over k of dS/dx at b + a_k (x - b), a_k = (k + 1/2) / steps -> (C, ...).
+
+    b: ``reference`` when given, else ``baseline`` (:func:`baseline_of`).
 
     The path points go through the model ``batch`` at a time, in :func:`batched_layout`.
     Completeness: sum = S(x) - S(b) up to the midpoint rule's error (tested).
     """
     if steps < 1 or batch < 1:
         raise StrokeLRPError(f"steps and batch must be >= 1, got {steps} and {batch}")
-    b = baseline_of(x, baseline)
+    b = baseline_of(x, baseline if reference is None else reference, weights)
     total = torch.zeros_like(x[0])
     alphas = (torch.arange(steps, dtype=x.dtype, device=x.device) + 0.5) / steps
     for chunk in alphas.split(batch):
@@ -245,10 +251,11 @@ def occlusion(
     weights: Tensor,
     patch: tuple[int, ...] | int = (4, 8, 8),
     batch: int = 16,
+    reference: Any = None,
 ) -> Tensor:
     """Per channel and patch (stride = patch): S(x) - S(x with the patch of that channel set to
-    zero), divided evenly over the patch's voxels -> (C, *S). Batched forwards."""
-    return occlusion_maps(model, x, [weights], patch, batch)[0]
+    the reference, default zero), divided evenly over the patch's voxels -> (C, *S)."""
+    return occlusion_maps(model, x, [weights], patch, batch, reference)[0]
 
 
 def occlusion_maps(
@@ -257,14 +264,17 @@ def occlusion_maps(
     weights: Sequence[Tensor],
     patch: tuple[int, ...] | int = (4, 8, 8),
     batch: int = 16,
+    reference: Any = None,
 ) -> list[Tensor]:
     """:func:`occlusion` for several targets W (each (1, K, *S)) from the same perturbed
     forwards (the occluded inputs do not depend on the target) -> one (C, *S) per W.
 
     x (1, C, *S) with 2 or 3 spatial axes S; ``patch``: one size per axis, or one int for all;
-    a (d, h, w) patch on a 2-D input uses its in-plane sizes (h, w). A patch that is already
-    zero in x leaves the input unchanged: its drop is 0 exactly and it costs no forward. x
-    and the occluded batches go through the model in :func:`batched_layout`.
+    a (d, h, w) patch on a 2-D input uses its in-plane sizes (h, w). The patch is filled with
+    the ``reference`` (:mod:`strokelrp.reference`, its target from the first W; None: zero).
+    A patch that already equals the fill leaves the input unchanged: its drop is 0 exactly
+    and it costs no forward. x and the occluded batches go through the model in
+    :func:`batched_layout`.
     """
     spatial = tuple(x.shape[2:])
     sizes = (patch,) * len(spatial) if isinstance(patch, int) else tuple(int(p) for p in patch)
@@ -283,7 +293,12 @@ def occlusion_maps(
         for ch in range(x.shape[1])
         for corner in corners
     ]
-    boxes = [b for b in boxes if bool(x[0][b].any())]
+    fill = (
+        torch.zeros_like(x[0])
+        if reference is None
+        else reference_tensor(x, reference, weights[0] if weights else None)[0]
+    )
+    boxes = [b for b in boxes if not torch.equal(x[0][b], fill[b])]
     outs = [torch.zeros_like(x[0]) for _ in weights]
     with torch.no_grad():
         logits0 = model(batched_layout(x))
@@ -292,7 +307,7 @@ def occlusion_maps(
             part = boxes[start : start + batch]
             xb = x.repeat(len(part), *([1] * (x.dim() - 1)))
             for n, box in enumerate(part):
-                xb[n][box] = 0
+                xb[n][box] = fill[box]
             logits = model(batched_layout(xb))
             for out, wt, s in zip(outs, weights, s0, strict=True):
                 drops = s - (logits * wt).flatten(1).sum(1)
@@ -382,6 +397,86 @@ def _times(weights: Tensor) -> Callable[[Tensor], Tensor]:
     return start
 
 
+class ReferenceShift(nn.Module):
+    """A convolution that reads d = x - b instead of x, with the reference's contribution as a
+    fixed shift: norm(conv(d)) + shift, shift = norm(conv(b)) - norm(conv(0)) (``norm``: the
+    eval-mode BatchNorm that alone read the convolution's output, or None). The same function
+    of x as the original layer(s); the relevance walk sees a convolution (with its norm
+    folded, as before) and an addition of a constant, which keeps its share of relevance."""
+
+    def __init__(self, conv: nn.Module, norm: nn.Module | None, shift: Tensor) -> None:
+        super().__init__()
+        self.conv = conv
+        self.norm = norm
+        self.register_buffer("shift", shift)
+
+    def forward(self, d: Tensor) -> Tensor:
+        h = self.conv(d)
+        if self.norm is not None:
+            h = self.norm(h)
+        return h + self.shift
+
+
+def shifted_model(model: nn.Module, x: Tensor, b: Tensor) -> nn.Module:
+    """A copy of ``model`` (eval mode) that reads d = x - b: every convolution that reads the
+    input x itself becomes a :class:`ReferenceShift` (with the BatchNorm that the forward calls
+    next on its output, which is then an identity). One error when something other than a
+    convolution reads the input (the reference could not be moved into a layer)."""
+    calls: list[tuple[str, nn.Module, Any, Any]] = []
+
+    def hook(name: str) -> Callable[..., None]:
+        def record(module: nn.Module, args: Any, out: Any) -> None:
+            calls.append((name, module, args[0] if args else None, out))
+
+        return record
+
+    handles = [
+        m.register_forward_hook(hook(n))
+        for n, m in model.named_modules()
+        if n and not any(True for _ in m.children())
+    ]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+
+    def same(a: Any, t: Tensor) -> bool:
+        return isinstance(a, Tensor) and a.data_ptr() == t.data_ptr() and a.shape == t.shape
+
+    readers = [i for i, (_, _, a, _) in enumerate(calls) if same(a, x)]
+    if not readers or any(not isinstance(calls[i][1], nn.modules.conv._ConvNd) for i in readers):
+        names = [calls[i][0] for i in readers] or ["nothing traced"]
+        raise StrokeLRPError(
+            "LRP with a reference needs the input to be read by convolutions only; "
+            f"here it is read by {', '.join(names)}"
+        )
+    clone = copy.deepcopy(model).eval()
+    for i in readers:
+        name, _, _, out = calls[i]
+        norm_name = None
+        if i + 1 < len(calls):
+            nxt_name, nxt, arg, _ = calls[i + 1]
+            if isinstance(nxt, nn.modules.batchnorm._BatchNorm) and same(arg, out):
+                norm_name = nxt_name
+        new_conv = clone.get_submodule(name)
+        new_norm = clone.get_submodule(norm_name) if norm_name else None
+        with torch.no_grad():
+
+            def through(v: Tensor, c: nn.Module = new_conv, n: Any = new_norm) -> Tensor:
+                h = c(v)
+                return n(h) if n is not None else h
+
+            shift = through(b) - through(torch.zeros_like(b))
+        parent, _, leaf = name.rpartition(".")
+        setattr(clone.get_submodule(parent), leaf, ReferenceShift(new_conv, new_norm, shift))
+        if norm_name:
+            parent, _, leaf = norm_name.rpartition(".")
+            setattr(clone.get_submodule(parent), leaf, nn.Identity())
+    return clone
+
+
 def lrp(
     model: nn.Module,
     x: Tensor,
@@ -391,10 +486,17 @@ def lrp(
     filter_at: str = "all",
     label: Any = None,
     memory_budget: str | int | float | None = None,
+    reference: Any = None,
     **overrides: Any,
 ) -> Tensor:
     """LRP with preset ``rules`` (fields overridden by ``overrides``), starting from
     W * logits, optionally one filter setting (``pass:0,0.4``) -> (C, D, H, W).
+
+    ``reference`` (:mod:`strokelrp.reference`; needs W as a tensor): LRP of the difference
+    d = x - b. The network is rewritten to read d (:func:`shifted_model`: the reference's
+    contribution becomes a fixed shift after the first convolution), and the walk explains
+    the same S through d: the relevance of a channel x voxel is its difference from the
+    reference's share (docs/assess.md, "References").
 
     ``weights``: W (1, num_classes, D, H, W) or a named target (W is then computed from the
     walk's own forward pass: one forward in all). ``memory_budget``: as for
@@ -405,6 +507,11 @@ def lrp(
         weights if isinstance(weights, str) else _times(weights)
     )
     filters = None if filter is None else [parse_filter(filter)]
+    if reference is not None:
+        if isinstance(weights, str):
+            raise StrokeLRPError("lrp with a reference needs the target weights W, not a name")
+        b = reference_tensor(x, reference, weights)
+        model, x = shifted_model(model, x, b), x - b
     with warnings.catch_warnings():  # an empty target gives a zero map; assess reports it
         warnings.filterwarnings("ignore", "target .* selects nothing", RuntimeWarning)
         result = explain(
@@ -431,12 +538,30 @@ METHODS: dict[str, Method] = {
 """The non-LRP methods by name; LRP methods are ``lrp:<preset>`` (see :func:`method_names`)."""
 
 
+REFERENCE_METHODS: tuple[str, ...] = (
+    "lrp:<preset>",
+    "gradient_x_input",
+    "integrated_gradients",
+    "occlusion",
+)
+"""The methods that explain relative to a reference input (option ``reference``)."""
+
+
+def check_reference(name: str) -> None:
+    """One error when method ``name`` takes no reference (gradient, Grad-CAM, the prior)."""
+    if not name.startswith("lrp:") and name not in REFERENCE_METHODS:
+        raise StrokeLRPError(
+            f"method {name!r} takes no reference; these do: {', '.join(REFERENCE_METHODS)}"
+        )
+
+
 def attribute(
     model: nn.Module,
     x: Tensor | np.ndarray,
     method: str,
     target: str | Tensor = "prediction",
     label: Any = None,
+    reference: Any = None,
     **options: Any,
 ) -> Tensor:
     """The map (C, D, H, W) of ``method`` for input ``x`` (C, D, H, W) or (1, C, D, H, W);
@@ -446,6 +571,9 @@ def attribute(
     filter after ``+`` (``lrp:paper+pass:0,0.4``). ``target``: a named target
     (``prediction``, ``ground_truth`` with ``label`` (D, H, W), ``authors``,
     ``contrastive``) or the weights W (1, num_classes, D, H, W) of the scalar sum(W * logits).
+    ``reference``: explain relative to a reference input b (:data:`REFERENCE_METHODS`):
+    ``healthy``, ``mirror``, ``mean``, ``zero``, an array (C, D, H, W) or a .npy / NIfTI
+    file (:mod:`strokelrp.reference`); the map is then evidence for the target relative to b.
     ``options`` are added to those of the name. The model is used in eval mode (restored
     afterwards); the map is detached, on x's device, in the model's dtype.
 
@@ -458,13 +586,19 @@ def attribute(
     """
     name, opts, filt = parse_method(method)
     opts.update(options)
+    if reference is not None:
+        opts["reference"] = reference
+    if "reference" in opts:
+        check_reference(name)
     xt = attribution_input(model, x)
     was = model.training
     model.eval()
     try:
-        if name.startswith("lrp:"):  # W from the walk's own forward: no separate one
+        if name.startswith("lrp:") and "reference" not in opts:  # W from the walk's forward
             return lrp(model, xt, target, rules=name[4:], filter=filt, label=label, **opts).detach()
         weights = weights_for(model, xt, target, label)
+        if name.startswith("lrp:"):
+            return lrp(model, xt, weights, rules=name[4:], filter=filt, **opts).detach()
         fn = METHODS[name]
         try:
             return fn(model, xt, weights, **opts).detach()

@@ -12,25 +12,66 @@ from typing import Any
 
 import click
 
-from strokelrp import __version__, run_files
-from strokelrp.errors import StrokeLRPError
-from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS
+from strokelrp import DEFAULT_PRESET, TARGETS, StrokeLRPError, __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="strokelrp")
 def cli() -> None:
-    """Explain 3-D stroke-lesion segmentation networks with filtered LRP (ISLES 2017)."""
+    """Explain 3-D stroke-lesion segmentation networks with filtered LRP (ISLES 2017, ISLES
+    2022, ISLES 2024, nnU-Net raw and Decathlon data)."""
 
 
 # ---------------------------------------------------------------- data commands (synth, inspect)
 
 
-_MODALITY_CHOICES = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")  # == config.MODALITIES
+_MODALITY_CHOICES = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")  # ISLES 2017's channels
+_SYNTH_LAYOUTS = ("isles2017", "isles2022", "isles2024", "nnunet", "msd")
+_LAYOUT_NAMES = ("isles2017", "isles2022", "isles2024", "nnunet", "msd")  # == layouts.LAYOUTS
+
+
+def _data_options(f: Any) -> Any:
+    """``--layout``, ``--channels`` and ``--lesion``: how a data tree is read."""
+    f = click.option(
+        "--lesion",
+        default=None,
+        metavar="CLASS",
+        help="nnU-Net raw / Decathlon: the label class read as lesion (name or value; "
+        "default: the only foreground class, or the one named like a lesion).",
+    )(f)
+    f = click.option(
+        "--channels",
+        default=None,
+        metavar="A,B,...",
+        help="The channels to use, by the data set's names, in order (default: the layout's; "
+        "ISLES 2024: CBF,CBV,MTT,Tmax).",
+    )(f)
+    return click.option(
+        "--layout",
+        type=click.Choice(_LAYOUT_NAMES),
+        default=None,
+        help="Force the data layout (default: detected).",
+    )(f)
+
+
+def _channel_list(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(c.strip() for c in value.split(",") if c.strip())
+    if not names:
+        raise click.BadParameter("--channels: give at least one channel name")
+    return names
 
 
 @cli.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=str))
+@click.option(
+    "--layout",
+    type=click.Choice(_SYNTH_LAYOUTS),
+    default="isles2017",
+    show_default=True,
+    help="The layout to write (docs/data.md shows each).",
+)
 @click.option(
     "--cases",
     "n_cases",
@@ -71,6 +112,7 @@ _MODALITY_CHOICES = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")  # == config.M
 )
 def synth(
     out: str,
+    layout: str,
     n_cases: int,
     shape: tuple[int, int, int],
     seed: int,
@@ -78,8 +120,20 @@ def synth(
     uninformative: tuple[str, ...],
     control: tuple[str, ...],
 ) -> None:
-    """Write N synthetic cases in the ISLES 2017 layout to OUT (plus synth_manifest.json)."""
-    from strokelrp.data.synth import synthesize_isles2017
+    """Write N synthetic cases in a data layout to OUT (plus synth_manifest.json)."""
+    h, w, d = shape
+    grids = "varied grids" if varied_grids else f"grid {w}x{h}x{d} (x y z)"
+    if layout != "isles2017":
+        from strokelrp import synthesize_layout
+
+        if uninformative or control:
+            raise click.UsageError("--uninformative and --control apply to --layout isles2017")
+        path = synthesize_layout(
+            out, n_cases, layout, shape=shape, seed=seed, varied_grids=varied_grids
+        )
+        click.echo(f"wrote {n_cases} synthetic {layout} cases ({grids}, seed {seed}) to {path}")
+        return
+    from strokelrp import synthesize_isles2017
 
     path = synthesize_isles2017(
         out,
@@ -91,8 +145,6 @@ def synth(
         control=control,
         progress=True,
     )
-    h, w, d = shape
-    grids = "varied grids" if varied_grids else f"grid {w}x{h}x{d} (x y z)"
     note = f", uninformative: {', '.join(uninformative)}" if uninformative else ""
     note += f", control (noise): {', '.join(control)}" if control else ""
     click.echo(f"wrote {n_cases} synthetic cases ({grids}, seed {seed}{note}) to {path}")
@@ -101,42 +153,63 @@ def synth(
 @cli.command()
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
-def inspect(data: str, as_json: bool) -> None:
-    """Check an ISLES 2017 folder: one row per case; exit 1 if any case is invalid."""
+@click.option(
+    "--headers-only",
+    is_flag=True,
+    help="Check files, headers, grids and the memory budget without reading any voxel "
+    "(fast; values and lesion volumes are not checked).",
+)
+@_data_options
+def inspect(
+    data: str,
+    as_json: bool,
+    headers_only: bool,
+    layout: str | None,
+    channels: str | None,
+    lesion: str | None,
+) -> None:
+    """Check a data folder (layout detected or --layout): one row per case, printed as each
+    case is checked; exit 1 if any case is invalid."""
     import json
 
-    from tqdm import tqdm
+    from strokelrp import discover_cases, format_grid, format_spacing, inspect_data
 
-    from strokelrp.data.isles2017 import format_grid, format_spacing, inspect_isles2017
-
-    reports = list(
-        tqdm(inspect_isles2017(data), desc="inspect", unit="case", leave=False, disable=None)
-    )
+    chosen = _channel_list(channels)
+    folders = discover_cases(data, layout, chosen, lesion)
+    found = folders[0].layout
+    names = folders[0].spec.channels if folders[0].spec else ()
+    reports = []
+    widths = (16, 14, 20, 10)
+    if not as_json:
+        click.echo(f"layout: {found} ({len(folders)} cases; channels {', '.join(names)})")
+        head = ("case", "grid (x y z)", "spacing", "lesion mL", "status")
+        click.echo("  ".join(c.ljust(w) for c, w in zip(head, (*widths, 0), strict=True)).rstrip())
+    rows = inspect_data(data, layout=found, channels=chosen, lesion=lesion, voxels=not headers_only)
+    for r in rows:
+        reports.append(r)
+        if as_json:
+            continue
+        lesion_cell = (
+            f"no {r.label_key}"
+            if r.grid and not r.has_label
+            else ("-" if r.lesion_ml is None else f"{r.lesion_ml:.2f}")
+        )
+        row = (r.case_id, format_grid(r.grid), format_spacing(r.spacing), lesion_cell, r.status)
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, (*widths, 0), strict=True)).rstrip())
+        for line in r.notes:
+            click.echo(f"note: {line}")
     invalid = [r for r in reports if r.problems]
     if as_json:
         doc = {
             "data": data,
+            "layout": found,
+            "channels": list(names),
             "n_cases": len(reports),
             "n_invalid": len(invalid),
             "cases": [r.as_dict() for r in reports],
         }
         click.echo(json.dumps(doc, indent=2))
     else:
-        rows = [("case", "grid (x y z)", "spacing", "lesion mL", "status")]
-        for r in reports:
-            lesion = (
-                "no OT"
-                if r.grid and not r.has_label
-                else ("-" if r.lesion_ml is None else f"{r.lesion_ml:.2f}")
-            )
-            rows.append(
-                (r.case_id, format_grid(r.grid), format_spacing(r.spacing), lesion, r.status)
-            )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            click.echo(
-                "  ".join(cell.ljust(wd) for cell, wd in zip(row, widths, strict=True)).rstrip()
-            )
         click.echo(
             f"{len(reports)} cases, {len(reports) - len(invalid)} valid, {len(invalid)} invalid"
         )
@@ -152,7 +225,7 @@ def inspect(data: str, as_json: bool) -> None:
 
 def _parse_series(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     """``A``/``B``/``C``/``X`` or a custom ``DxHxW`` (e.g. ``8x16x16``); None when not given."""
-    from strokelrp.config import SERIES
+    from strokelrp import SERIES
 
     if value is None:
         return None
@@ -168,7 +241,7 @@ def _interrupted(words: list[str]) -> None:
     """Ctrl-C: say how to continue (``strokelrp WORDS``) and exit 130, as shells do for SIGINT."""
     import shlex
 
-    from strokelrp.device import is_main_process
+    from strokelrp import is_main_process
 
     if is_main_process():
         click.echo(f"\ninterrupted; resume with: strokelrp {shlex.join(words)}", err=True)
@@ -204,6 +277,9 @@ _TRAIN_OPTIONS: dict[str, str] = {
     "assess_every": "assess_every",
     "assess_method": "assess_method",
     "assess_cases": "assess_cases",
+    "layout": "layout",
+    "channels": "channels",
+    "lesion": "lesion",
 }
 """``train`` option (parameter name) -> TrainConfig field."""
 
@@ -335,6 +411,7 @@ _TRAIN_OPTIONS: dict[str, str] = {
     "given take the run's own values (OUT/config.toml); --epochs N extends the run to N.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_data_options
 @click.pass_context
 def train(
     ctx: click.Context,
@@ -360,8 +437,12 @@ def train(
     assess_cases: int,
     resume: bool,
     no_progress: bool,
+    layout: str | None,
+    channels: str | None,
+    lesion: str | None,
 ) -> None:
-    """Train the paper's 3-D U-Net (or --arch) on an ISLES 2017 folder (CE, Adam, batch 1).
+    """Train the paper's 3-D U-Net (or --arch) on a data folder of any layout (CE, Adam,
+    batch 1); the layout and channels found are recorded in OUT/config.toml.
 
     The data are read and checked before OUT is created. Ctrl-C stops after the last saved
     checkpoint and prints the --resume command. Runs unchanged under torchrun
@@ -369,13 +450,14 @@ def train(
     """
     from pathlib import Path
 
-    from strokelrp.config import TrainConfig
-    from strokelrp.train.loop import train as run_training
+    from strokelrp import RunDir, TrainConfig
+    from strokelrp.pipeline import train_run
 
     given = {name: ctx.params[name] for name in _TRAIN_OPTIONS}
     given["case_ids"] = case_ids or None
+    given["channels"] = _channel_list(channels)
     values = {field: given[name] for name, field in _TRAIN_OPTIONS.items()}
-    run = run_files.RunDir(out)
+    run = RunDir(out)
     if resume and run.is_run():  # the run's own settings are the defaults
         values = run.read_config().to_dict()
         values.update(
@@ -386,10 +468,10 @@ def train(
     values["data"] = str(Path(data).resolve())
     config = TrainConfig(**values)
     try:
-        dirs = run_training(config, out, resume=resume, progress=not no_progress)
+        dirs = train_run(config, out, resume=resume, progress=not no_progress)
     except KeyboardInterrupt:
         _interrupted(["train", data, "--out", out, "--resume"])
-    from strokelrp.device import is_main_process
+    from strokelrp import is_main_process
 
     if is_main_process():  # under torchrun, rank 0 alone reports
         click.echo(f"trained {len(dirs)} network(s) in {out}")
@@ -420,9 +502,9 @@ def evaluate(run: str, data: str, checkpoint: str, device: str, cache_dir: str |
     Writes RUN/metrics.csv (Dice, HD95 and ASSD in mm, precision, recall, volumes in mL, one
     row per case) and RUN/table1.csv (the paper's table 1), and prints mean and SD.
     """
-    from strokelrp.train.evaluate import evaluate as run_evaluation
+    from strokelrp.pipeline import evaluate_run
 
-    run_evaluation(run, data, checkpoint, device=device, echo=click.echo, cache_dir=cache_dir)
+    evaluate_run(run, data, checkpoint, device=device, echo=click.echo, cache_dir=cache_dir)
     click.echo(f"wrote {run}/metrics.csv and {run}/table1.csv")
 
 
@@ -433,7 +515,7 @@ def _parse_budget(ctx: click.Context, param: click.Parameter, value: str | None)
     """--memory-budget: bytes (None = the engine's default); usage error when unreadable."""
     if value is None:
         return None
-    from strokelrp.lrp.budget import parse_bytes
+    from strokelrp import parse_bytes
 
     try:
         return parse_bytes(value)
@@ -457,7 +539,7 @@ def _check_filter_spec(ctx: click.Context, param: click.Parameter, value: tuple[
     """Check each --filter spec (e.g. pass:0,0.4) with the engine's parser; usage error if bad."""
     if not value:
         return value
-    from strokelrp.lrp.filters import parse_filter
+    from strokelrp import parse_filter
 
     for spec in value:
         try:
@@ -473,7 +555,7 @@ def _check_method_spec(
     """An attribution method name that :func:`strokelrp.attribution.parse_method` reads."""
     if value is None:
         return None
-    from strokelrp.attribution import parse_method
+    from strokelrp import parse_method
 
     try:
         parse_method(value)
@@ -484,9 +566,18 @@ def _check_method_spec(
 
 def _preset_names() -> list[str]:
     """Names of ``strokelrp.lrp.presets.PRESETS`` (a data-only module: no torch, fast)."""
-    from strokelrp.lrp.presets import PRESETS
+    from strokelrp import PRESETS
 
     return list(PRESETS)
+
+
+REFERENCE_HELP = (
+    "Explain relative to a reference input: healthy (each channel's mean over healthy brain), "
+    "mirror (the contralateral hemisphere), mean, zero, or a .npy / NIfTI file on the model's "
+    "grid (C, D, H, W). Maps then read as evidence for the lesion relative to it "
+    "(docs/assess.md, 'References')."
+)
+EXPLAIN_REFERENCE = "healthy"  # = strokelrp.reference.DEFAULT_REFERENCE (tested): no torch here
 
 
 @cli.command("explain")
@@ -620,10 +711,10 @@ def _preset_names() -> list[str]:
 )
 @click.option(
     "--modality",
-    type=click.Choice(["ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP"]),
-    default="rCBF",
-    show_default=True,
-    help="Modality channel shown in the figure.",
+    default=None,
+    metavar="CHANNEL",
+    help="Channel shown in the figure, by the data set's name (default: rCBF for ISLES 2017, "
+    "else the first channel).",
 )
 @click.option(
     "--out",
@@ -641,7 +732,7 @@ def _preset_names() -> list[str]:
 @click.option(
     "--per-modality",
     is_flag=True,
-    help="Also write one 3-D relevance file per modality (relevance_<setting>_<MOD>.nii.gz).",
+    help="Also write one 3-D relevance file per channel (relevance_<setting>_<CHANNEL>.nii.gz).",
 )
 @click.option(
     "--normalised",
@@ -650,6 +741,14 @@ def _preset_names() -> list[str]:
 )
 @memory_budget_option
 @click.pass_context
+@click.option(
+    "--reference",
+    default=EXPLAIN_REFERENCE,
+    show_default=True,
+    metavar="REF",
+    help=REFERENCE_HELP + " Methods without a reference (gradient, gradcam, locality_prior) "
+    "ignore it; zero gives the plain maps.",
+)
 def explain_command(
     ctx: click.Context,
     run: Path | None,
@@ -677,6 +776,7 @@ def explain_command(
     per_modality: bool,
     normalised: bool,
     memory_budget: float | None,
+    reference: str | None,
 ) -> None:
     """Relevance maps of one case (4-D NIfTI per filter setting, native grid) and figure 1.
 
@@ -719,6 +819,8 @@ def explain_command(
             raise click.UsageError("--model explains your images: give no RUN, DATA or --case")
         if method is not None:
             raise click.UsageError("--method explains a run's case; with --model give --rules")
+        if _given(ctx, "reference"):
+            raise click.UsageError("--reference explains a run's case (not yet with --model)")
         missing = [
             name
             for name, value in (("--weights", weights), ("--image", images), ("--out", out))
@@ -770,6 +872,7 @@ def explain_command(
             memory_budget=memory_budget,
             per_modality=per_modality,
             normalised=normalised,
+            reference=reference,
         )
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
@@ -857,9 +960,8 @@ def sweep(
     """
     if len(paths) < 2:
         raise click.UsageError("give at least one RUN and the DATA folder")
-    from strokelrp.analysis.sweep import summary_lines
-    from strokelrp.analysis.table import read_tables
-    from strokelrp.lrp.presets import PRESETS
+    from strokelrp import PRESETS
+    from strokelrp.pipeline import read_sweep_tables, sweep_summary_lines
     from strokelrp.pipeline.sweep import run_sweep
 
     if rules not in PRESETS:
@@ -889,11 +991,11 @@ def sweep(
             budget = "unlimited" if memory_budget == float("inf") else str(int(memory_budget))
             words += ["--memory-budget", budget]
         _interrupted(words)
-    from strokelrp.device import is_main_process
+    from strokelrp import is_main_process
 
     if not is_main_process():
         return
-    for line in summary_lines(read_tables(tables)):
+    for line in sweep_summary_lines(read_sweep_tables(tables)):
         click.echo(line)
     for table in tables:
         click.echo(f"wrote {table}")
@@ -922,7 +1024,7 @@ def report(runs: tuple[str, ...], out: str | None) -> None:
 
 # ---------------------------------------------------------------------------- assess command
 
-ASSESS_IG_STEPS = 16  # = strokelrp.analysis.assess.ASSESS_OPTIONS (tested): no torch import here
+ASSESS_IG_STEPS = 16  # = strokelrp.trust.assess.ASSESS_OPTIONS (tested): no torch import here
 ASSESS_PATCH = (4, 16, 16)
 
 
@@ -1010,6 +1112,31 @@ def _parse_patch(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     callback=_parse_patch,
     help="occlusion patch (voxels) in the assessment (unless the method gives patch=).",
 )
+@click.option(
+    "--reference",
+    default=None,
+    metavar="REF",
+    help="Give every method that takes a reference (LRP, gradient_x_input, "
+    "integrated_gradients, occlusion) this one, unless its spec names its own: "
+    + REFERENCE_HELP
+    + " [default: none, each method as specified]",
+)
+@click.option(
+    "--removal",
+    type=click.Choice(["impute", "healthy", "mean", "zero"]),
+    default="impute",
+    show_default=True,
+    help="What a removed element becomes in the main AOPC columns (the others are extras): "
+    "ROAD-style linear imputation, the healthy-tissue mean, the channel mean or zero.",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["full", "quick"]),
+    default="full",
+    show_default=True,
+    help="quick: one re-initialisation, 3 random orders, no extras (about a third of full's "
+    "cost, docs/benchmarks.md); full: the options as given.",
+)
 @memory_budget_option
 @click.option(
     "--device",
@@ -1030,15 +1157,18 @@ def assess_command(
     extras: bool,
     ig_steps: int,
     occlusion_patch: tuple[int, int, int],
+    reference: str | None,
+    removal: str,
+    profile: str,
     memory_budget: float | None,
     device: str,
 ) -> None:
     """Trust measures of each method's maps (sanity, faithfulness, localisation, modality
     truth): OUT/assess.csv, one row per case x method, and OUT/assess_curves.csv, the
     perturbation curves behind its AOPCs; definitions in docs/assess.md."""
+    from strokelrp import read_csv
+    from strokelrp.pipeline import assess_summary_lines
     from strokelrp.pipeline.assess import assess_run
-    from strokelrp.report.assess_run import summary_lines
-    from strokelrp.run_files import read_csv
 
     path = assess_run(
         run,
@@ -1052,6 +1182,9 @@ def assess_command(
         random_seeds=random_orders,
         cascade=cascade,
         extras=extras,
+        reference=reference,
+        removal=removal,
+        profile=profile,
         memory_budget=memory_budget,
         options={
             "integrated_gradients": {"steps": ig_steps},
@@ -1059,7 +1192,7 @@ def assess_command(
         },
         log=lambda line: click.echo(line, err=True),
     )
-    for line in summary_lines(read_csv(path)):
+    for line in assess_summary_lines(read_csv(path)):
         click.echo(line)
     click.echo(f"wrote {path}")
 

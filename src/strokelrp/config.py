@@ -1,4 +1,4 @@
-"""Names and presets shared by every stage: modalities, series scales, the training config."""
+"""Names and presets shared by every stage: class indices, series scales, the training config."""
 
 from __future__ import annotations
 
@@ -10,9 +10,6 @@ from typing import Any
 
 from strokelrp.atomic import write_text
 from strokelrp.errors import StrokeLRPError
-
-MODALITIES: tuple[str, ...] = ("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP")
-"""Input channel order of the network (the paper's)."""
 
 BACKGROUND: int = 0
 """Index of the background class in the labels and in the network's logits (B, 2, D, H, W)."""
@@ -60,7 +57,11 @@ RESUMABLE_FIELDS: frozenset[str] = frozenset(
 class TrainConfig:
     """Everything that defines a training run (the paper's recipe by default).
 
-    ``data`` is the ISLES 2017 tree, ``series`` one of :data:`SERIES` or an explicit (D, H, W)
+    ``data`` is the data tree, read in ``layout`` (``None``: detected) with ``channels`` (the
+    data set's names, in network order; ``None``: the layout's default) and ``lesion`` (the
+    label class read as lesion, nnU-Net raw and Decathlon); ``train`` records the layout and
+    channels it found, so every later stage reads the same inputs. ``series`` one of
+    :data:`SERIES` or an explicit (D, H, W)
     for quick experiments (use :attr:`shape` for the sizes). ``repeats`` > 1 trains networks
     with seeds ``seed .. seed + repeats - 1`` (the paper's A1..A4); the held-out split
     (``val_fraction``) is drawn from ``split_seed`` (``None``: ``seed``), so all repeats of a
@@ -91,6 +92,9 @@ class TrainConfig:
     assess_every: int = 0
     assess_method: str = "lrp:epsilon"
     assess_cases: int = 2
+    layout: str | None = None
+    channels: tuple[str, ...] | None = None
+    lesion: str | None = None
 
     def __post_init__(self) -> None:
         # Normalise container types first (TOML gives lists), then validate everything at once.
@@ -103,6 +107,8 @@ class TrainConfig:
             object.__setattr__(self, "cases", tuple(str(c) for c in self.cases))
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", str(self.cache_dir))
+        if isinstance(self.channels, (list, tuple)):
+            object.__setattr__(self, "channels", tuple(str(c) for c in self.channels))
         problems = self._problems()
         if problems:
             raise StrokeLRPError("\n".join(f"invalid training config: {p}" for p in problems))
@@ -121,7 +127,15 @@ class TrainConfig:
                 p.append(f"{name} must be one of {', '.join(options)}, got {value!r}")
 
         if not self.data:
-            p.append("data must name the ISLES 2017 folder, got an empty string")
+            p.append("data must name the data folder, got an empty string")
+        if self.layout is not None:
+            from strokelrp.data.layouts import LAYOUTS
+
+            choice("layout", tuple(LAYOUTS))
+        if self.channels is not None and (isinstance(self.channels, str) or not self.channels):
+            p.append(f"channels must be a non-empty list of channel names, got {self.channels!r}")
+        if self.lesion is not None and not isinstance(self.lesion, str):
+            p.append(f"lesion must be a label class name or value, got {self.lesion!r}")
         if isinstance(self.series, tuple):
             if len(self.series) != 3 or not all(
                 isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in self.series
@@ -190,6 +204,22 @@ class TrainConfig:
         return self.series if isinstance(self.series, tuple) else SERIES[self.series]
 
     @property
+    def input_channels(self) -> tuple[str, ...]:
+        """The network's input channels: the recorded ones, else ISLES 2017's six (runs
+        trained before layouts were recorded read ISLES 2017)."""
+        if self.channels is not None:
+            return tuple(self.channels)
+        from strokelrp.data.layouts.isles2017 import CHANNELS
+
+        return CHANNELS
+
+    @property
+    def data_options(self) -> dict[str, Any]:
+        """How the run reads data: ``layout``, ``channels``, ``lesion`` (keyword arguments of
+        :func:`strokelrp.data.layouts.load_case` and ``CaseDataset``)."""
+        return {"layout": self.layout, "channels": self.channels, "lesion": self.lesion}
+
+    @property
     def series_name(self) -> str:
         """``"A"`` ... ``"X"``, or ``"DxHxW"`` for a custom shape."""
         return self.series if isinstance(self.series, str) else "x".join(map(str, self.series))
@@ -214,6 +244,8 @@ class TrainConfig:
             if f.name in RESUMABLE_FIELDS:
                 continue
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if f.name in ("layout", "channels", "lesion") and (mine is None or theirs is None):
+                continue  # not recorded (older run) or not asked: the data decide
             if f.name == "data":
                 mine, theirs = _resolved(mine), _resolved(theirs)
             if mine != theirs:

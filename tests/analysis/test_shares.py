@@ -13,7 +13,7 @@ from strokelrp.analysis.shares import (
     share_summary,
     spearman,
 )
-from strokelrp.config import MODALITIES
+from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 from strokelrp.errors import StrokeLRPError
 
 

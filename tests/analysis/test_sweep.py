@@ -13,13 +13,15 @@ import torch
 
 from strokelrp.analysis.sweep import case_rows, describe, done_pairs, merge_rows
 from strokelrp.analysis.table import COLUMNS, read_table
-from strokelrp.config import MODALITIES, TrainConfig
+from strokelrp.config import TrainConfig
+from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import DEFAULT_PRESET
 from strokelrp.model import UNet3D
 from strokelrp.pipeline.sweep import read_grid, run_sweep
 from strokelrp.run_files import RunDir
+from strokelrp.train.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def make_run(root: Path, data: Path, name: str = "A1") -> Path:
     config = TrainConfig(data=str(data), series="A", width=2, epochs=0, seed=0)
     config.to_toml(run / "config.toml")
     torch.manual_seed(0)
-    RunDir(run).save_checkpoint(epoch=0, config=config, model=UNet3D(width=2))
+    save_checkpoint(RunDir(run).checkpoints, epoch=0, config=config, model=UNet3D(width=2))
     return run
 
 
@@ -122,7 +124,9 @@ def test_case_rows_match_the_measures_on_a_hand_made_map() -> None:
         "rules": "paper",
     }
     drop = [0.3, 0.0, 0.1, 0.2, 0.5, 0.05]
-    rows = case_rows(r, x, label, settings, meta, informative=["ADC"], ablation_drop=drop)
+    rows = case_rows(
+        r, x, label, settings, meta, informative=["ADC"], ablation_drop=drop, channels=MODALITIES
+    )
     assert len(rows) == 12
     adc, mtt = rows[0], rows[1]
     assert adc["input_inclusivity"] == pytest.approx(1.0, rel=1e-5)  # covers the bright voxel
@@ -330,12 +334,12 @@ def test_done_pairs_and_merge_rows_work_on_rows_alone() -> None:
     settings = [describe(None), describe(_paper()[4])]  # raw, pass(0,0.4)
     full = [_row("n", "1", s.label, m, 1.0) for s in settings for m in MODALITIES]
     half = [_row("n", "2", "raw", m, 2.0) for m in MODALITIES]
-    assert done_pairs(full + half, settings) == {("n", "1")}
-    assert done_pairs(full + half, settings[:1]) == {("n", "1"), ("n", "2")}
+    assert done_pairs(full + half, settings, MODALITIES) == {("n", "1")}
+    assert done_pairs(full + half, settings[:1], MODALITIES) == {("n", "1"), ("n", "2")}
     # case 2's raw rows are replaced; rows of a setting not recomputed are kept
     other = [_row("n", "2", "pass(0,0.4)", m, 3.0) for m in MODALITIES]
     new = [_row("n", "2", "raw", m, 5.0) for m in MODALITIES]
-    merged = merge_rows(full + half + other, new, ["raw"])
+    merged = merge_rows(full + half + other, new, ["raw"], MODALITIES)
     assert len(merged) == 24
     case2 = {(r["setting"], r["mean_signal"]) for r in merged if r["case"] == "2"}
     assert case2 == {("raw", 5.0), ("pass(0,0.4)", 3.0)}

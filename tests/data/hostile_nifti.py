@@ -289,10 +289,6 @@ HOSTILE: list[Hostile] = [
     ),
     _named("vox_offset_nan", _field_kind("MR_MTT", "invalid vox_offset nan", vox_offset=np.nan)),
     _named(
-        "scl_slope_nan",
-        _field_kind("MR_rCBF", "invalid scaling: scl_slope = nan", scl_slope=np.nan),
-    ),
-    _named(
         "scl_inter_inf",
         _field_kind("MR_rCBF", "invalid scaling: scl_inter = inf", scl_inter=np.inf),
     ),

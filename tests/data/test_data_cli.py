@@ -22,6 +22,7 @@ def test_synth_then_inspect_lists_valid_cases(tmp_path: Path, capsys) -> None:
     code, text, err = run_cli(["inspect", str(out)], capsys)
     assert code == 0, err
     lines = text.splitlines()
+    assert lines.pop(0) == "layout: isles2017 (6 cases; channels ADC, MTT, rCBF, rCBV, Tmax, TTP)"
     assert lines[0].split() == [
         "case",
         "grid",
@@ -110,9 +111,11 @@ def test_inspect_bad_data_folder_is_exit_1(tmp_path: Path, make: str, capsys) ->
         target.write_text("x")
     code, _, err = run_cli(["inspect", str(target)], capsys)
     assert code == 1 and err.startswith("error: ") and "Traceback" not in err
-    assert {"missing": "no such folder", "empty": "no ISLES 2017 case", "file": "not a folder"}[
-        make
-    ] in err
+    assert {
+        "missing": "no such folder",
+        "empty": "no known data layout found",
+        "file": "not a folder",
+    }[make] in err
 
 
 def test_inspect_as_a_subprocess_has_no_traceback(tiny: Path) -> None:

@@ -13,7 +13,7 @@ import torch
 from data_helpers import modality_file, rewrite
 
 from strokelrp.data.dataset import NO_LABEL, CaseDataset
-from strokelrp.data.isles2017 import load_isles2017
+from strokelrp.data.layouts import load_cases
 from strokelrp.data.preprocess import preprocess_case
 from strokelrp.errors import DataError
 
@@ -27,7 +27,7 @@ def test_yields_x_y_case_id_with_contract_types(tiny: Path, tmp_path: Path) -> N
     assert cid == "2"
     assert x.dtype == torch.float32 and x.shape == (6, *SMALL)
     assert y.dtype == torch.int64 and y.shape == SMALL
-    case = load_isles2017(tiny, cases=["2"])[0]
+    case = load_cases(tiny, cases=["2"])[0]
     ex, ey = preprocess_case(case, SMALL)
     assert np.array_equal(x.numpy(), ex) and np.array_equal(y.numpy(), ey)
     loader = torch.utils.data.DataLoader(ds, batch_size=2)

@@ -31,9 +31,9 @@ from hostile_nifti import (
 )
 from test_data_cli import run_cli
 
-from strokelrp.config import MODALITIES
 from strokelrp.data import nifti_file
-from strokelrp.data.isles2017 import inspect_isles2017, load_isles2017
+from strokelrp.data.layouts import inspect_data, load_cases
+from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 from strokelrp.data.nifti_file import NiftiProblem, read_nifti
 from strokelrp.errors import DataError
 
@@ -42,7 +42,7 @@ from strokelrp.errors import DataError
 def test_each_hostile_file_is_one_line_and_the_others_load(tiny: Path, kind: Hostile) -> None:
     rel, words = kind(tiny)
     with pytest.raises(DataError) as info:
-        load_isles2017(tiny)
+        load_cases(tiny)
     problems = info.value.problems
     assert len(problems) == 1, problems
     line = problems[0]
@@ -50,7 +50,7 @@ def test_each_hostile_file_is_one_line_and_the_others_load(tiny: Path, kind: Hos
     assert words in line, line
     assert "\n" not in line and len(line) < 300 and "unexpected" not in line
     with pytest.warns(UserWarning, match=r"case 2: "):
-        good = load_isles2017(tiny, on_error="skip")
+        good = load_cases(tiny, on_error="skip")
     assert [c.case_id for c in good] == ["1", "4", "5"]
 
 
@@ -104,11 +104,11 @@ def test_a_valid_gzip_file_with_changed_voxels_was_accepted_by_nibabel(tiny: Pat
 
 
 def test_units_in_metres_and_microns_are_read_in_mm(tiny: Path) -> None:
-    before = load_isles2017(tiny, cases=["2"])[0]
+    before = load_cases(tiny, cases=["2"])[0]
     unit_variants(tiny)
     mtt = modality_file(tiny, "2", "MR_MTT")
     assert raw_header(read_raw(mtt)).get_xyzt_units()[0] == "meter"
-    after = load_isles2017(tiny, cases=["2"])[0]  # the affine check passes: same mm geometry
+    after = load_cases(tiny, cases=["2"])[0]  # the affine check passes: same mm geometry
     assert np.array_equal(after.image, before.image)
     meta = read_nifti(mtt).meta
     np.testing.assert_allclose(meta.affine, before.native_affine, rtol=1e-5, atol=1e-4)
@@ -120,14 +120,14 @@ def test_units_are_honoured_so_an_unscaled_micron_file_is_off_grid(tiny: Path) -
     path = modality_file(tiny, "2", "MR_rCBF")
     edit_header(path, xyzt_units=3)  # says micron but holds mm numbers: 1000x too small
     with pytest.raises(DataError, match=r"case 2: .*MR_rCBF.*: affine differs from MR_ADC"):
-        load_isles2017(tiny)
+        load_cases(tiny)
 
 
 def test_spacing_follows_the_sform_where_pixdim_disagrees(tiny: Path) -> None:
     for token in ("MR_ADC", "MR_MTT", "MR_rCBF", "MR_rCBV", "MR_Tmax", "MR_TTP", "OT"):
         path = modality_file(tiny, "2", token)
         edit_header(path, pixdim={1: 1.0, 2: 1.0, 3: 1.0}, qform_code=0)
-    case = load_isles2017(tiny, cases=["2"])[0]
+    case = load_cases(tiny, cases=["2"])[0]
     sform = raw_header(read_raw(modality_file(tiny, "2", "MR_ADC"))).get_sform()
     expected = np.linalg.norm(sform[:3, :3], axis=0)
     assert not np.allclose(expected, 1.0)
@@ -143,7 +143,7 @@ def test_nifti2_quaternion_a_hair_off_unit_is_read_and_written_back(tiny: Path, 
     adc = modality_file(tiny, "2", "MR_ADC")
     with pytest.raises(ValueError, match="w2 should be positive"):  # nibabel's own reader
         nib.load(str(adc)).header.get_qform()
-    case = load_isles2017(tiny, cases=["2"])[0]
+    case = load_cases(tiny, cases=["2"])[0]
     np.testing.assert_allclose(case.native_affine, tilted_180_affine(), atol=1e-6)
     assert isinstance(case.header, nib.Nifti1Header)
     np.testing.assert_allclose(case.header.get_qform(), tilted_180_affine(), atol=1e-5)
@@ -155,15 +155,15 @@ def test_nifti2_quaternion_a_hair_off_unit_is_read_and_written_back(tiny: Path, 
 
 
 def test_symlinked_file_reads_like_the_file(tiny: Path) -> None:
-    before = load_isles2017(tiny, cases=["2"])[0]
+    before = load_cases(tiny, cases=["2"])[0]
     symlinked_case(tiny)
     assert modality_file(tiny, "2", "MR_ADC").is_symlink()
-    assert np.array_equal(load_isles2017(tiny, cases=["2"])[0].image, before.image)
+    assert np.array_equal(load_cases(tiny, cases=["2"])[0].image, before.image)
 
 
 @pytest.mark.parametrize("variant", ["big_endian", "extension", "nifti2", "gzip", "qfac_zero"])
 def test_unusual_but_valid_encodings_read_the_same_values(tiny: Path, variant: str) -> None:
-    before = load_isles2017(tiny, cases=["2"])[0]
+    before = load_cases(tiny, cases=["2"])[0]
     path = modality_file(tiny, "2", "MR_rCBF")
     img = nib.load(str(path))
     if variant == "big_endian":
@@ -183,7 +183,7 @@ def test_unusual_but_valid_encodings_read_the_same_values(tiny: Path, variant: s
         path.unlink()
     else:
         edit_header(path, pixdim={0: 0.0})  # the standard reads qfac 0 as 1
-    after = load_isles2017(tiny, cases=["2"])[0]
+    after = load_cases(tiny, cases=["2"])[0]
     assert np.array_equal(after.image, before.image)
     np.testing.assert_allclose(after.affine, before.affine, atol=1e-5)
 
@@ -218,7 +218,7 @@ def test_permission_denied_is_named(tiny: Path, monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(nifti_file, "open", guarded_open, raising=False)
     with pytest.raises(DataError) as info:
-        load_isles2017(tiny)
+        load_cases(tiny)
     rel = path.relative_to(tiny).as_posix()
     assert info.value.problems == [
         f"case 2: {rel}: permission denied: the file cannot be opened for reading"
@@ -235,7 +235,7 @@ def test_unlistable_folder_is_named(tiny: Path, monkeypatch: pytest.MonkeyPatch)
         return real_iterdir(self)
 
     monkeypatch.setattr(Path, "iterdir", iterdir)
-    reports = {r.case_id: r for r in inspect_isles2017(tiny)}
+    reports = {r.case_id: r for r in inspect_data(tiny)}
     rel = folder.relative_to(tiny).as_posix()
     assert reports["2"].problems == [
         f"case 2: {rel}: permission denied: the folder cannot be listed"
@@ -253,7 +253,7 @@ def test_an_unlistable_case_folder_is_one_line(tiny: Path, monkeypatch: pytest.M
         return real_iterdir(self)
 
     monkeypatch.setattr(Path, "iterdir", iterdir)
-    reports = {r.case_id: r for r in inspect_isles2017(tiny)}
+    reports = {r.case_id: r for r in inspect_data(tiny)}
     assert reports["2"].problems == [
         "case 2: training_2: permission denied: the folder cannot be listed"
     ]
@@ -264,16 +264,16 @@ def test_a_file_without_read_permission_is_named(tiny: Path) -> None:
     path = modality_file(tiny, "2", "MR_Tmax")
     path.chmod(0)
     with pytest.raises(DataError, match="permission denied"):
-        load_isles2017(tiny)
+        load_cases(tiny)
 
 
 def test_a_symlink_loop_above_the_cases_does_not_duplicate_them(tiny: Path) -> None:
     (tiny / "mirror").symlink_to(".", target_is_directory=True)
-    assert [c.case_id for c in load_isles2017(tiny)] == ["1", "2", "4", "5"]
+    assert [c.case_id for c in load_cases(tiny)] == ["1", "2", "4", "5"]
 
 
 def test_modalities_channel_order_is_kept(tiny: Path) -> None:
-    case = load_isles2017(tiny, cases=["1"])[0]
+    case = load_cases(tiny, cases=["1"])[0]
     for c, mod in enumerate(MODALITIES):
         native = np.asanyarray(nib.load(str(case.paths[mod])).dataobj).astype(np.float32)
         ras = native[::-1, ::-1, :]  # synthetic files are stored LPS; cases are held RAS
@@ -291,7 +291,7 @@ def test_seeded_random_damage_gives_a_clean_line_or_a_finite_case(tiny: Path, tr
     damaged, what = corrupt(files[int(rng.integers(len(files)))], rng)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cases = {c.case_id: c for c in load_isles2017(tiny, on_error="skip")}
+        cases = {c.case_id: c for c in load_cases(tiny, on_error="skip")}
     lines = [str(w.message) for w in caught if "skipping invalid case" in str(w.message)]
     assert {"1", "4", "5"} <= set(cases), what
     if "2" in cases:

@@ -19,23 +19,23 @@ from data_helpers import (
     ot_not_binary,
 )
 
-from strokelrp.config import MODALITIES
-from strokelrp.data.isles2017 import (
+from strokelrp.core.orientation import to_file_order
+from strokelrp.data.layouts import (
     Case,
     case_sort_key,
     discover_cases,
-    inspect_isles2017,
-    load_isles2017,
-    token_of,
+    inspect_data,
+    load_cases,
 )
-from strokelrp.data.orientation import to_file_order
+from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
+from strokelrp.data.layouts.isles2017 import token_of
 from strokelrp.errors import DataError, StrokeLRPError
 
 # ------------------------------------------------------------------------ reading
 
 
 def test_loads_every_case_with_the_contract_shapes_and_types(tiny: Path) -> None:
-    cases = load_isles2017(tiny)
+    cases = load_cases(tiny)
     assert [c.case_id for c in cases] == ["1", "2", "4", "5"]
     for case in cases:
         assert case.image.dtype == np.float32 and case.image.shape == (6, 8, 32, 32)
@@ -47,7 +47,7 @@ def test_loads_every_case_with_the_contract_shapes_and_types(tiny: Path) -> None
 
 
 def test_image_axes_are_z_y_x_of_the_ras_nifti_array_in_channel_order(tiny: Path) -> None:
-    case = load_isles2017(tiny, cases=["2"])[0]
+    case = load_cases(tiny, cases=["2"])[0]
     assert case.orientation == "LPS"  # synthetic files: x to the left, y posterior
     for c, mod in enumerate(MODALITIES):
         native = nib.load(str(case.paths[mod])).get_fdata()
@@ -61,14 +61,14 @@ def test_image_axes_are_z_y_x_of_the_ras_nifti_array_in_channel_order(tiny: Path
 
 
 def test_spacing_comes_from_the_header_and_is_anisotropic(tiny: Path) -> None:
-    for case in load_isles2017(tiny):
+    for case in load_cases(tiny):
         zooms = nib.load(str(case.paths["ADC"])).header.get_zooms()
         assert case.spacing == pytest.approx(tuple(float(z) for z in zooms))
         assert case.spacing[2] > case.spacing[0] == case.spacing[1]
 
 
 def test_repr_shows_id_grid_spacing_and_lesion_volume(tiny: Path) -> None:
-    case = load_isles2017(tiny, cases=["4"])[0]
+    case = load_cases(tiny, cases=["4"])[0]
     text = repr(case)
     assert text.startswith("Case('4', grid 32x32x8")
     assert "mm" in text and f"lesion {case.lesion_ml:.2f} mL" in text
@@ -103,11 +103,11 @@ def test_tokens_are_matched_whatever_the_prefix(name: str, token: str | None) ->
 def test_smir_prefix_is_read_like_vsd(tiny: Path) -> None:
     smir = [p.name for p in (tiny / "training_5").iterdir()]
     assert smir and all(n.startswith("SMIR.") for n in smir)
-    assert load_isles2017(tiny, cases=["5"])[0].case_id == "5"
+    assert load_cases(tiny, cases=["5"])[0].case_id == "5"
 
 
 def test_macosx_folders_and_dot_underscore_files_are_ignored(tiny: Path) -> None:
-    before = load_isles2017(tiny, cases=["1"])[0]
+    before = load_cases(tiny, cases=["1"])[0]
     junk = b"\x00\x05\x16\x07Mac OS X resource fork"
     mac = tiny / "__MACOSX" / "training_1"
     for p in (tiny / "training_1").glob("*/*.nii"):
@@ -116,7 +116,7 @@ def test_macosx_folders_and_dot_underscore_files_are_ignored(tiny: Path) -> None
         target.write_bytes(junk)
         (p.parent / f"._{p.name}").write_bytes(junk)  # beside the real file
     (tiny / "training_1" / "._VSD.Brain.XX.O.MR_ADC.1").write_bytes(junk)
-    cases = load_isles2017(tiny)
+    cases = load_cases(tiny)
     assert [c.case_id for c in cases] == ["1", "2", "4", "5"]
     assert np.array_equal(cases[0].image, before.image)
 
@@ -126,16 +126,16 @@ def test_4dpwi_is_ignored(tiny: Path) -> None:
     folder.mkdir()
     pwi = np.random.default_rng(0).random((32, 32, 8, 1, 5)).astype(np.float32)
     nib.save(nib.Nifti1Image(pwi, np.eye(4)), str(folder / f"{folder.name}.nii"))
-    case = load_isles2017(tiny, cases=["2"])[0]
+    case = load_cases(tiny, cases=["2"])[0]
     assert "4DPWI" not in case.paths and case.image.shape[0] == 6
 
 
 def test_compressed_nii_gz_reads_the_same(tiny: Path) -> None:
-    plain = load_isles2017(tiny, cases=["4"])[0]
+    plain = load_cases(tiny, cases=["4"])[0]
     for p in list((tiny / "training_4").glob("*/*.nii")):
         p.with_name(p.name + ".gz").write_bytes(gzip.compress(p.read_bytes()))
         p.unlink()
-    packed = load_isles2017(tiny, cases=["4"])[0]
+    packed = load_cases(tiny, cases=["4"])[0]
     assert all(str(p).endswith(".nii.gz") for p in packed.paths.values())
     assert np.array_equal(packed.image, plain.image)
     assert np.array_equal(packed.label, plain.label)
@@ -143,10 +143,10 @@ def test_compressed_nii_gz_reads_the_same(tiny: Path) -> None:
 
 def test_case_without_ot_is_valid_with_no_label(tiny: Path) -> None:
     shutil.rmtree(modality_file(tiny, "2", "OT").parent)
-    case = next(c for c in load_isles2017(tiny) if c.case_id == "2")
+    case = next(c for c in load_cases(tiny) if c.case_id == "2")
     assert case.label is None and case.lesion_ml is None and "OT" not in case.paths
-    assert "no OT" in repr(case)
-    report = next(r for r in inspect_isles2017(tiny) if r.case_id == "2")
+    assert "no label" in repr(case)
+    report = next(r for r in inspect_data(tiny) if r.case_id == "2")
     assert report.status == "ok" and not report.has_label
 
 
@@ -154,10 +154,10 @@ def test_any_folder_holding_modality_subfolders_is_a_case(tiny: Path) -> None:
     nested = tiny / "extra" / "patient_A"
     nested.parent.mkdir()
     shutil.move(str(tiny / "training_2"), str(nested))
-    ids = [c.case_id for c in load_isles2017(tiny)]
+    ids = [c.case_id for c in load_cases(tiny)]
     assert ids == ["1", "4", "5", "patient_A"]
     # the root itself may be one case folder
-    assert [c.case_id for c in load_isles2017(nested)] == ["patient_A"]
+    assert [c.case_id for c in load_cases(nested)] == ["patient_A"]
 
 
 def test_files_directly_in_the_case_folder_are_found(tiny: Path) -> None:
@@ -166,7 +166,7 @@ def test_files_directly_in_the_case_folder_are_found(tiny: Path) -> None:
         folder = p.parent
         shutil.move(str(p), str(case_dir / p.name))
         folder.rmdir()
-    assert load_isles2017(tiny, cases=["1"])[0].image.shape == (6, 8, 32, 32)
+    assert load_cases(tiny, cases=["1"])[0].image.shape == (6, 8, 32, 32)
 
 
 def test_nifti_round_trip_keeps_data_affine_and_codes(tmp_path: Path) -> None:
@@ -194,7 +194,7 @@ def test_nifti_round_trip_keeps_data_affine_and_codes(tmp_path: Path) -> None:
         (case_dir / name).mkdir(parents=True)
         nib.save(img, str(case_dir / name / f"{name}.nii"))
         arrays[tok] = data
-    case = load_isles2017(tmp_path / "data")[0]
+    case = load_cases(tmp_path / "data")[0]
     assert case.case_id == "9"
     assert case.orientation == "LAS"  # the file's x runs to the left: held with x reversed
     np.testing.assert_allclose(case.native_affine, affine, atol=1e-5)
@@ -226,7 +226,7 @@ def test_scaled_storage_is_read_as_physical_values(tiny: Path) -> None:
     stored.header.set_slope_inter(0.01, 0.0)
     path.unlink()
     nib.save(stored, str(path))
-    case = load_isles2017(tiny, cases=["1"])[0]
+    case = load_cases(tiny, cases=["1"])[0]
     ras = values[::-1, ::-1, :]  # synthetic files are stored LPS
     np.testing.assert_allclose(case.image[MODALITIES.index("rCBF")], ras.T, atol=0.006)
 
@@ -238,7 +238,7 @@ def test_scaled_storage_is_read_as_physical_values(tiny: Path) -> None:
 def test_each_broken_kind_names_case_file_and_problem(tiny: Path, breaker: Breaker) -> None:
     rel, words = breaker(tiny)
     with pytest.raises(DataError) as info:
-        load_isles2017(tiny)
+        load_cases(tiny)
     problems = info.value.problems
     assert len(problems) == 1, problems
     line = problems[0]
@@ -247,11 +247,11 @@ def test_each_broken_kind_names_case_file_and_problem(tiny: Path, breaker: Break
     assert "\n" not in line
     # skip: the good cases still load, one warning per problem
     with pytest.warns(UserWarning, match=r"case 2: ") as caught:
-        good = load_isles2017(tiny, on_error="skip")
+        good = load_cases(tiny, on_error="skip")
     assert [c.case_id for c in good] == ["1", "4", "5"]
     assert sum("case 2" in str(w.message) for w in caught) == 1
     # inspect never raises and marks only case 2 invalid
-    reports = {r.case_id: r for r in inspect_isles2017(tiny)}
+    reports = {r.case_id: r for r in inspect_data(tiny)}
     assert reports["2"].status == "invalid" and reports["2"].problems == [line]
     assert all(reports[c].status == "ok" for c in ("1", "4", "5"))
 
@@ -261,7 +261,7 @@ def test_all_problems_of_a_case_are_reported_at_once(tiny: Path) -> None:
     nan_voxels(tiny)
     ot_not_binary(tiny)
     with pytest.raises(DataError) as info:
-        load_isles2017(tiny)
+        load_cases(tiny)
     text = str(info.value)
     assert len(info.value.problems) == 3
     for words in ("missing modality MR_TTP", "NaN", "OT is not binary"):
@@ -272,7 +272,7 @@ def test_problems_of_several_cases_are_all_listed(tiny: Path) -> None:
     nan_voxels(tiny)
     shutil.rmtree(modality_file(tiny, "4", "MR_ADC").parent)
     with pytest.raises(DataError) as info:
-        load_isles2017(tiny)
+        load_cases(tiny)
     assert [p.split(":")[0] for p in info.value.problems] == ["case 2", "case 4"]
 
 
@@ -282,34 +282,34 @@ def test_duplicate_case_ids_are_a_problem(tiny: Path) -> None:
     with pytest.raises(
         DataError, match=r"case 2: .*training_2: case id 2 already used by .*training_2"
     ):
-        load_isles2017(tiny)
+        load_cases(tiny)
 
 
 def test_missing_or_empty_root_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StrokeLRPError, match="no such folder"):
-        load_isles2017(tmp_path / "nope")
-    with pytest.raises(StrokeLRPError, match="no ISLES 2017 case found"):
-        load_isles2017(tmp_path)
-    with pytest.raises(StrokeLRPError, match="no ISLES 2017 case found"):
-        list(inspect_isles2017(tmp_path))
+        load_cases(tmp_path / "nope")
+    with pytest.raises(StrokeLRPError, match="no known data layout found"):
+        load_cases(tmp_path)
+    with pytest.raises(StrokeLRPError, match="no known data layout found"):
+        list(inspect_data(tmp_path))
 
 
 def test_unknown_case_ids_are_named(tiny: Path) -> None:
     with pytest.raises(StrokeLRPError, match=r"unknown case id\(s\) 3"):
-        load_isles2017(tiny, cases=["3"])
-    assert [c.case_id for c in load_isles2017(tiny, cases=["5", "1"])] == ["1", "5"]
+        load_cases(tiny, cases=["3"])
+    assert [c.case_id for c in load_cases(tiny, cases=["5", "1"])] == ["1", "5"]
 
 
 def test_on_error_must_be_raise_or_skip(tiny: Path) -> None:
     with pytest.raises(ValueError, match="on_error"):
-        load_isles2017(tiny, on_error="ignore")  # type: ignore[arg-type]
+        load_cases(tiny, on_error="ignore")  # type: ignore[arg-type]
 
 
 def test_valid_tree_gives_no_warning(tiny: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert len(load_isles2017(tiny, on_error="skip")) == 4
-    assert isinstance(load_isles2017(tiny)[0], Case)
+        assert len(load_cases(tiny, on_error="skip")) == 4
+    assert isinstance(load_cases(tiny)[0], Case)
 
 
 def test_a_modality_in_another_format_is_named(tiny: Path) -> None:
@@ -318,7 +318,7 @@ def test_a_modality_in_another_format_is_named(tiny: Path) -> None:
     shutil.move(str(path), str(tiny / "training_1" / "VSD.Brain.XX.O.MR_ADC.7.mha"))
     folder.rmdir()
     with pytest.raises(DataError) as info:
-        load_isles2017(tiny)
+        load_cases(tiny)
     assert info.value.problems == [
         "case 1: training_1: no .nii or .nii.gz image for MR_ADC "
         "(found training_1/VSD.Brain.XX.O.MR_ADC.7.mha)"
@@ -326,6 +326,6 @@ def test_a_modality_in_another_format_is_named(tiny: Path) -> None:
 
 
 def test_a_case_is_also_selected_by_its_folder_name(tiny: Path) -> None:
-    by_id = load_isles2017(tiny, cases=["2"])
-    by_folder = load_isles2017(tiny, cases=["training_2"])
+    by_id = load_cases(tiny, cases=["2"])
+    by_folder = load_cases(tiny, cases=["training_2"])
     assert [c.case_id for c in by_folder] == [c.case_id for c in by_id] == ["2"]

@@ -17,11 +17,12 @@ import torch
 from orientation_helpers import gather, index_map, reorient_tree
 
 from strokelrp.config import TrainConfig
+from strokelrp.core.orientation import axis_codes, canonical_axes, file_axes
 from strokelrp.data.dataset import CaseDataset
-from strokelrp.data.isles2017 import load_isles2017
-from strokelrp.data.orientation import axis_codes, canonical_axes, file_axes
+from strokelrp.data.layouts import load_cases
 from strokelrp.data.preprocess import preprocess_case
 from strokelrp.run_files import RunDir
+from strokelrp.train.checkpoint import save_checkpoint
 
 ORIENTATIONS = ("LPS", "LAS", "RAS", "ASR", "ILA")
 
@@ -49,12 +50,12 @@ def test_the_trees_are_stored_as_named(trees) -> None:
 
 def test_every_orientation_reads_as_the_same_ras_case(trees) -> None:
     ras_file = np.asarray(_adc(trees["RAS"]).dataobj, dtype=np.float32)  # (x, y, z), RAS
-    reference = load_isles2017(trees["RAS"])[0]
+    reference = load_cases(trees["RAS"])[0]
     assert reference.orientation == "RAS"
     np.testing.assert_array_equal(reference.image[0], ras_file.transpose(2, 1, 0))
     x_ref, y_ref = preprocess_case(reference, (4, 8, 8))
     for codes, tree in trees.items():
-        (case,) = load_isles2017(tree)
+        (case,) = load_cases(tree)
         img = _adc(tree)
         assert case.orientation == codes
         np.testing.assert_array_equal(case.image, reference.image)
@@ -72,10 +73,10 @@ def test_every_orientation_reads_as_the_same_ras_case(trees) -> None:
 
 
 def test_inspect_reports_the_files_grid_and_orientation(trees) -> None:
-    from strokelrp.data.isles2017 import inspect_isles2017
+    from strokelrp.data.layouts import inspect_data
 
     for codes, tree in trees.items():
-        (report,) = inspect_isles2017(tree)
+        (report,) = inspect_data(tree)
         img = _adc(tree)
         assert report.as_dict()["orientation"] == codes
         assert report.grid == img.shape[:3]
@@ -112,12 +113,12 @@ def tiny_run(trees, tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = TrainConfig(data=str(trees["LPS"]), series=(8, 16, 16), width=2, epochs=1)
     torch.manual_seed(0)
     model = build_model(config).eval()
-    x, _ = preprocess_case(load_isles2017(trees["LPS"])[0], config.shape)
+    x, _ = preprocess_case(load_cases(trees["LPS"])[0], config.shape)
     with torch.no_grad():
         logits = model(torch.from_numpy(x)[None])[0]
         model.head.bias[1] -= (logits[1] - logits[0]).median()
     config.to_toml(run / "config.toml")
-    RunDir(run).save_checkpoint(epoch=1, config=config, model=model)
+    save_checkpoint(RunDir(run).checkpoints, epoch=1, config=config, model=model)
     return run
 
 

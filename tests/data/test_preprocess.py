@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from strokelrp.config import SERIES
-from strokelrp.data.isles2017 import load_isles2017
+from strokelrp.core.masks import brain_mask
+from strokelrp.core.volumes import resize_volume
+from strokelrp.data.layouts import load_cases
 from strokelrp.data.preprocess import (
-    brain_mask,
     normalize_minmax,
     normalize_zscore,
     preprocess_case,
-    resize_volume,
     series_shape,
 )
 from strokelrp.errors import StrokeLRPError
@@ -51,11 +51,11 @@ def test_zscore_standardises_inside_the_brain_and_zeros_outside() -> None:
 
 
 def test_brain_mask_survives_min_max_of_a_zero_mean_control(tmp_path) -> None:
-    from strokelrp.data.isles2017 import load_isles2017
+    from strokelrp.data.layouts import load_cases
     from strokelrp.data.synth import synthesize_isles2017
 
     root = synthesize_isles2017(tmp_path / "d", 1, shape=(32, 32, 6), seed=0, control=["MTT"])
-    case = load_isles2017(root)[0]
+    case = load_cases(root)[0]
     raw = brain_mask(case.image)
     assert (case.image[1] < 0).any() and 0.05 < raw.mean() < 0.8
     # raw: the brain is where the informative perfusion maps are non-zero
@@ -126,7 +126,7 @@ def test_series_names_and_explicit_shapes() -> None:
 
 
 def test_preprocess_case_at_series_a(tiny_source: Path) -> None:
-    case = load_isles2017(tiny_source, cases=["1"])[0]
+    case = load_cases(tiny_source, cases=["1"])[0]
     x, y = preprocess_case(case, "A")
     assert x.shape == (6, 19, 48, 48) and x.dtype == np.float32
     assert y is not None and y.shape == (19, 48, 48) and y.dtype == np.uint8

@@ -10,8 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from strokelrp.config import MODALITIES
-from strokelrp.data.isles2017 import load_isles2017
+from strokelrp.data.layouts import load_cases
+from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 from strokelrp.data.synth import (
     MANIFEST_NAME,
     REAL_CASE_GAPS,
@@ -62,7 +62,7 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path: Path
     b = synthesize_isles2017(tmp_path / "b", 3, shape=SHAPE, seed=11)
     c = synthesize_isles2017(tmp_path / "c", 3, shape=SHAPE, seed=12)
     assert _digests(a) == _digests(b)
-    ca, cc = load_isles2017(a), load_isles2017(c)
+    ca, cc = load_cases(a), load_cases(c)
     assert not np.array_equal(ca[0].image, cc[0].image)
 
 
@@ -80,7 +80,7 @@ def test_manifest_records_seed_lesions_and_informative_modalities(tiny_source: P
     assert manifest["shape_hwd"] == list(SHAPE)
     assert manifest["informative_modalities"] == list(MODALITIES)
     assert set(manifest["cases"]) == {"1", "2", "4", "5"}
-    cases = {c.case_id: c for c in load_isles2017(tiny_source)}
+    cases = {c.case_id: c for c in load_cases(tiny_source)}
     for cid, entry in manifest["cases"].items():
         lesion = entry["lesion"]
         assert lesion["pattern"] in {"MCA", "ACA", "PCA", "scattered"}
@@ -98,7 +98,7 @@ def test_manifest_records_seed_lesions_and_informative_modalities(tiny_source: P
 
 def test_default_grid_spacing_and_orientation_codes(tmp_path: Path) -> None:
     root = synthesize_isles2017(tmp_path / "d", 1, seed=0)
-    case = load_isles2017(root)[0]
+    case = load_cases(root)[0]
     assert case.grid == (192, 192, 19) and case.image.shape == (6, 19, 192, 192)
     sx, sy, sz = case.spacing
     assert sx == sy and 1.0 < sx < 2.0 and 5.5 < sz < 7.5
@@ -107,7 +107,7 @@ def test_default_grid_spacing_and_orientation_codes(tmp_path: Path) -> None:
 
 def test_varied_grids_differ_between_cases_like_the_real_ones(tmp_path: Path) -> None:
     root = synthesize_isles2017(tmp_path / "v", 8, shape=SHAPE, seed=1, varied_grids=True)
-    grids = {c.grid for c in load_isles2017(root)}
+    grids = {c.grid for c in load_cases(root)}
     allowed = {(32, 32, 8), (43, 43, 10), (21, 21, 11), (32, 32, 13)}
     assert len(grids) >= 2 and grids <= allowed
 
@@ -119,8 +119,8 @@ def _region_means(case, mask):
 @pytest.fixture(scope="module")
 def signature_cases(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("sig")
-    full = load_isles2017(synthesize_isles2017(root / "full", 4, shape=(64, 64, 12), seed=3))
-    flat = load_isles2017(
+    full = load_cases(synthesize_isles2017(root / "full", 4, shape=(64, 64, 12), seed=3))
+    flat = load_cases(
         synthesize_isles2017(
             root / "flat", 4, shape=(64, 64, 12), seed=3, uninformative=("Tmax", "adc")
         )
@@ -169,7 +169,7 @@ def test_uninformative_modalities_get_no_signature(signature_cases, tmp_path: Pa
 def test_a_control_modality_is_noise_without_anatomy_or_lesion(signature_cases, tmp_path) -> None:
     full, _ = signature_cases
     root = synthesize_isles2017(tmp_path / "ctl", 4, shape=(64, 64, 12), seed=3, control=["mtt"])
-    controlled = load_isles2017(root)
+    controlled = load_cases(root)
     c = MODALITIES.index("MTT")
     for a, b in zip(full, controlled, strict=True):
         assert np.array_equal(a.label, b.label)

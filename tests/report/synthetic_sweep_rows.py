@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from strokelrp.analysis.table import setting_label
-from strokelrp.config import MODALITIES
+from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 
 PAPER_SETTINGS: list[tuple[str, float | None, float | None]] = [
     ("raw", None, None),

@@ -52,9 +52,10 @@ def test_assess_writes_the_table(trained, tmp_path, capsys) -> None:
     assert code == 0, err
     with (out / "assess.csv").open() as fh:
         rows = list(csv.reader(fh))
-    assert rows[0][:10] == [
+    assert rows[0][:13] == [
         "case", "method", "brain_share", "lesion_share", "morf_aopc", "lerf_aopc",
-        "random_aopc", "randomisation_rho", "contrast_rho", "ablation_rho",
+        "random_aopc", "prior_aopc", "prior_gap", "random_gap", "randomisation_rho",
+        "contrast_rho", "ablation_rho",
     ]  # fmt: skip
     assert [r[:2] for r in rows[1:]] == [
         ["1", "lrp:epsilon"], ["1", "locality_prior"], ["2", "lrp:epsilon"], ["2", "locality_prior"]
@@ -64,7 +65,7 @@ def test_assess_writes_the_table(trained, tmp_path, capsys) -> None:
     import json
 
     from strokelrp.data.dataset import case_fingerprint
-    from strokelrp.data.isles2017 import load_case
+    from strokelrp.data.layouts import load_case
 
     record = json.loads((out / "assess.provenance.json").read_text())
     assert record["command"] == "assess" and record["run"] == str(run.resolve())
@@ -106,18 +107,20 @@ def test_assess_writes_the_curves_its_aopcs_are_the_means_of(trained, tmp_path, 
         reader = csv.DictReader(fh)
         assert tuple(reader.fieldnames or ()) == CURVE_COLUMNS
         points = list(reader)
-    # every (case, method): MoRF and LeRF (element level, zero baseline), voxel-level and
-    # mean-baseline MoRF, and two random seeds for each of these three variants
-    assert len(points) == len(rows) * (4 + 3 * 2) * len(FRACTIONS)
+    # every (case, method): MoRF and LeRF (element level, imputation), voxel-level MoRF and
+    # MoRF under the healthy, mean and zero removals, and two random seeds for each of these
+    # five variants
+    assert len(points) == len(rows) * (6 + 5 * 2) * len(FRACTIONS)
     assert all(row["morf_aopc"] for row in rows)  # every case has a target to perturb
     columns = {  # AOPC column -> (order, level, baseline) of its curve(s)
-        "morf_aopc": ("morf", "element", "zero"),
-        "lerf_aopc": ("lerf", "element", "zero"),
-        "random_aopc": ("random", "element", "zero"),
-        "morf_aopc_voxel": ("morf", "voxel", "zero"),
-        "random_aopc_voxel": ("random", "voxel", "zero"),
+        "morf_aopc": ("morf", "element", "impute"),
+        "lerf_aopc": ("lerf", "element", "impute"),
+        "random_aopc": ("random", "element", "impute"),
+        "morf_aopc_voxel": ("morf", "voxel", "impute"),
+        "random_aopc_voxel": ("random", "voxel", "impute"),
+        "morf_aopc_healthy": ("morf", "element", "healthy"),
+        "random_aopc_zero": ("random", "element", "zero"),
         "morf_aopc_mean": ("morf", "element", "mean"),
-        "random_aopc_mean": ("random", "element", "mean"),
     }
     for row in rows:
         for column, key in columns.items():
@@ -145,15 +148,40 @@ def test_assess_writes_the_curves_its_aopcs_are_the_means_of(trained, tmp_path, 
     with (lean / "assess_curves.csv").open() as fh:
         lean_points = list(csv.DictReader(fh))
     assert len(lean_points) == len(rows) * (2 + 2) * len(FRACTIONS)
-    assert {(p["level"], p["baseline"]) for p in lean_points} == {("element", "zero")}
+    assert {(p["level"], p["baseline"]) for p in lean_points} == {("element", "impute")}
     for full, thin in zip(rows, lean_rows, strict=True):
         for column in ("morf_aopc", "lerf_aopc", "random_aopc", "contrast_rho", "ablation_rho"):
             if full[column] == "":  # undefined (e.g. no ablation drop) in both
                 assert thin[column] == ""
             else:
                 assert float(thin[column]) == pytest.approx(float(full[column]), rel=1e-5)
-        for column in ("morf_aopc_voxel", "random_aopc_voxel", "morf_aopc_mean"):
+        for column in ("morf_aopc_voxel", "random_aopc_voxel", "morf_aopc_healthy"):
             assert thin[column] == ""
+    # --profile quick with a reference: one re-initialisation, 3 random orders, the quick
+    # fractions, the reference written into the method; the paired table beside assess.csv
+    from strokelrp.trust.assess import PROFILES
+
+    quick = tmp_path / "quick"
+    argv = ["assess", str(run), str(data), "--cases", "1", "--methods", "gradient_x_input",
+            "--methods", "locality_prior", "--profile", "quick", "--reference", "healthy",
+            "--out", str(quick)]  # fmt: skip
+    code, _, err = cli(argv, capsys)
+    assert code == 0, err
+    with (quick / "assess.csv").open() as fh:
+        quick_rows = list(csv.DictReader(fh))
+    assert [r["method"] for r in quick_rows] == [
+        "gradient_x_input(reference=healthy)",
+        "locality_prior",
+    ]
+    assert quick_rows[0]["randomisation_seeds"] == "1"
+    with (quick / "assess_curves.csv").open() as fh:
+        quick_points = list(csv.DictReader(fh))
+    fractions = sorted({float(p["fraction"]) for p in quick_points})
+    assert fractions == pytest.approx(sorted(PROFILES["quick"]["fractions"]))
+    assert {p["seed"] for p in quick_points if p["order"] == "random"} == {"0", "1", "2"}
+    with (quick / "assess_pairs.csv").open() as fh:
+        pairs = list(csv.DictReader(fh))
+    assert pairs and pairs[0]["method"] == "gradient_x_input(reference=healthy)"
 
 
 def test_assess_rejects_a_bad_method_with_one_line(trained, tmp_path, capsys) -> None:
@@ -170,7 +198,7 @@ def test_assess_rejects_a_bad_method_with_one_line(trained, tmp_path, capsys) ->
 
 
 def test_assess_memory_budget_reaches_every_lrp_map(trained, tmp_path, capsys, monkeypatch) -> None:
-    import strokelrp.analysis.assess as assess_module
+    import strokelrp.trust.assess as assess_module
     from strokelrp.cli import ASSESS_IG_STEPS, ASSESS_PATCH
 
     assert assess_module.ASSESS_OPTIONS == {

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from strokelrp.analysis.table import describe
-from strokelrp.data.isles2017 import Case
+from strokelrp.data.layouts import Case
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.filters import parse_filter
 from strokelrp.report.explain_case import write_case_explanation
@@ -33,6 +33,7 @@ def memory_case(label: bool = True) -> Case:
         affine=affine,
         header=header,
         spacing=(1.0, 1.0, 2.0),
+        channels=("ADC", "MTT", "rCBF", "rCBV", "Tmax", "TTP"),
     )
 
 

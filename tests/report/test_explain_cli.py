@@ -13,9 +13,11 @@ from cli_helpers import run_cli as cli
 from run_helpers import train_quietly
 
 from strokelrp.config import TrainConfig
+from strokelrp.data.layouts.isles2017 import CHANNELS
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.lrp.presets import DEFAULT_PRESET
 from strokelrp.run_files import RunDir
+from strokelrp.train.checkpoint import save_checkpoint
 from strokelrp.train.evaluate import evaluate
 
 
@@ -157,7 +159,7 @@ def test_an_empty_prediction_is_said_on_the_figure_and_in_the_json(
     with torch.no_grad():  # background everywhere: the network predicts no lesion
         model.head.weight.zero_()
         model.head.bias.copy_(torch.tensor([5.0, -5.0]))
-    RunDir(run).save_checkpoint(epoch=1, config=config, model=model)
+    save_checkpoint(RunDir(run).checkpoints, epoch=1, config=config, model=model)
     texts: list[str] = []
     save = figure1._save_png_atomic
 
@@ -245,15 +247,23 @@ def test_explain_writes_any_method_as_attribute_gives_it(trained, tmp_path, caps
     model, config = strokelrp.load_run(run)
     case = strokelrp.load_case(data, case_id)
     x, y = strokelrp.prepare_case(case, config)
-    want = strokelrp.attribute(model, x, method, target="ground_truth", label=torch.from_numpy(y))
+    # explain's default reference (healthy) for a method that takes one
+    want = strokelrp.attribute(
+        model, x, method, target="ground_truth", label=torch.from_numpy(y), reference="healthy"
+    )
     want = to_native_grid(want.numpy(), case.image.shape[1:]).astype(np.float64)
     got = _canonical_channels(out / f"{stem}.nii.gz")
     assert got.shape == want.shape and np.abs(want).max() > 0
     assert np.linalg.norm(got - want) <= 1e-5 * np.linalg.norm(want)
     summary = json.loads((out / "explanation.json").read_text())
     assert summary["method"] == method and summary["rules"] is None
+    assert summary["reference"] == "healthy"
     assert [s["label"] for s in summary["settings"]] == [method]
-    assert json.loads((out / f"{stem}.json").read_text())["volumes"] == list(strokelrp.MODALITIES)
+    assert (
+        json.loads((out / f"{stem}.json").read_text())["volumes"]
+        == list(case.channels)
+        == list(CHANNELS)
+    )
     assert (out / "figure1.png").stat().st_size > 10_000
 
 

@@ -59,7 +59,7 @@ def test_explains_a_user_network_on_user_images(
     written = stdout.split()
     assert str(out / "relevance_raw.nii.gz") in written
     summary = json.loads((out / "explanation.json").read_text())
-    assert summary["model"] == "monai.networks.nets:UNet" and summary["figure"] is None
+    assert summary["model"] == "monai.networks.nets:UNet" and summary["figure"] == "figure1.png"
     assert [s["label"] for s in summary["settings"]] == ["raw", "pass(0,0.4)"]
     # the same maps as the Python API, stored (x, y, z, C) in the images' grid and affine
     x = torch.from_numpy(
@@ -260,3 +260,19 @@ def test_weights_that_name_a_shared_module_once_fit(tmp_path: Path) -> None:
     save_file(partial, str(tmp_path / "partial.safetensors"))
     with pytest.raises(StrokeLRPError, match="1 missing"):
         load_weights(UNet(**ARGS), tmp_path / "partial.safetensors")
+
+
+def test_a_one_voxel_axis_is_one_clear_error(
+    user_files: tuple[Path, list[Path], UNet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights, _, _ = user_files
+    flat = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(np.ones((10, 8, 1), np.float32), np.eye(4)), str(path))
+        flat.append(path)
+    out = tmp_path / "o"
+    code, _, err = cli(_cli_args(weights, flat, out), capsys)
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err
+    assert "grid 10x8x1 has an axis of 1 voxel" in lines[0]

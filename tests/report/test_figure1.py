@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 from strokelrp.report.figure1 import (
     default_slice,
     largest_area_slice,
@@ -79,7 +80,6 @@ def test_figure_panels_show_the_given_data(tmp_path: Path, monkeypatch) -> None:
     the truth / prediction panels are the masks' slice, the Dice is in the title. Values are
     compared sorted, so the comparison holds whatever the display orientation."""
     import strokelrp.report.figure1 as figure1_module
-    from strokelrp.config import MODALITIES
 
     captured = []
     save = figure1_module._save_png_atomic
@@ -92,7 +92,16 @@ def test_figure_panels_show_the_given_data(tmp_path: Path, monkeypatch) -> None:
     rng = np.random.default_rng(3)
     image, truth, pred = _inputs(rng)
     maps = [(name, rng.normal(size=image.shape)) for name in ("raw", "clamp(0,0.2)")]
-    plot_figure1(tmp_path / "f.png", maps, image, pred, label=truth, dice=0.25, modality="ADC")
+    plot_figure1(
+        tmp_path / "f.png",
+        maps,
+        image,
+        pred,
+        label=truth,
+        dice=0.25,
+        modality="ADC",
+        channels=MODALITIES,
+    )
     (fig,) = captured
     axes = {ax.get_title().split("\n")[0]: ax for ax in fig.axes if ax.get_title()}
     z = 2  # the truth's largest slice
@@ -125,8 +134,8 @@ def test_figure_rejects_bad_input(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     image, _, pred = _inputs(rng)
     maps = [("raw", rng.normal(size=image.shape))]
-    with pytest.raises(ValueError, match="modality"):
-        plot_figure1(tmp_path / "f.png", maps, image, pred, modality="T1")
+    with pytest.raises(ValueError, match="channel 'T1' is not one of the data's channels"):
+        plot_figure1(tmp_path / "f.png", maps, image, pred, modality="T1", channels=MODALITIES)
     with pytest.raises(ValueError, match="slice"):
         plot_figure1(tmp_path / "f.png", maps, image, pred, slice_index=9)
     with pytest.raises(ValueError, match="relevance 'raw'"):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 from strokelrp.errors import StrokeLRPError
 from strokelrp.report.nifti import (
     labels_from_logits,
@@ -24,7 +25,7 @@ from strokelrp.report.nifti import (
 
 @dataclass
 class FakeCase:
-    """The fields of ``strokelrp.data.isles2017.Case`` that the writers use."""
+    """The fields of ``strokelrp.data.layouts.Case`` that the writers use."""
 
     case_id: str
     image: np.ndarray
@@ -35,6 +36,7 @@ class FakeCase:
     paths: dict[str, Path] = field(default_factory=dict)
     orientation: str = "RAS"  # image kept in the file's order: no reorientation
     native_affine: np.ndarray | None = None
+    channels: tuple[str, ...] = MODALITIES
 
 
 def _oblique_affine() -> np.ndarray:
@@ -187,12 +189,12 @@ def test_header_without_orientation_codes_keeps_the_affine(tmp_path: Path) -> No
 
 
 def test_overlays_a_synthetic_case_loaded_by_the_data_layer(tmp_path: Path) -> None:
-    from strokelrp.data.isles2017 import load_isles2017
+    from strokelrp.data.layouts import load_cases
     from strokelrp.data.preprocess import preprocess_case
     from strokelrp.data.synth import synthesize_isles2017
 
     root = synthesize_isles2017(tmp_path / "data", n_cases=1, shape=(12, 10, 5), seed=3)
-    (case,) = load_isles2017(root)
+    (case,) = load_cases(root)
     x, _ = preprocess_case(case, (4, 8, 8))
     out = write_relevance_nifti(tmp_path / "r.nii.gz", x - 0.5, case, setting="raw")
     pred = write_label_nifti(tmp_path / "p.nii.gz", case.label, case)
@@ -209,8 +211,6 @@ def test_overlays_a_synthetic_case_loaded_by_the_data_layer(tmp_path: Path) -> N
 
 def test_companions_name_the_volumes_and_match_the_4d_file(tmp_path: Path) -> None:
     import json
-
-    from strokelrp.config import MODALITIES
 
     case = make_case(tmp_path)
     rng = np.random.default_rng(5)

@@ -178,7 +178,7 @@ def test_split_is_deterministic_per_seed_and_order_free() -> None:
     assert a != split_ids(ids, 0.3, seed=2)
     with pytest.raises(StrokeLRPError, match="none to train on"):
         split_ids(["1", "2"], 0.9, seed=0)
-    # named ids in the data layer's natural order (case_2 before case_10), as load_isles2017
+    # named ids in the data layer's natural order (case_2 before case_10), as load_cases
     train_ids, held = split_ids(["case_10", "case_2", "b", "case_1"], 0, seed=0)
     assert train_ids == ["b", "case_1", "case_2", "case_10"] and held == []
 

@@ -21,7 +21,6 @@ from strokelrp.analysis.distribution import mean_normalized_signal
 from strokelrp.analysis.inclusivity import ground_truth_inclusivity, input_inclusivity
 from strokelrp.analysis.shares import abs_modality_shares, lesion_shares, modality_shares
 from strokelrp.analysis.table import Row, Setting, describe, sort_rows
-from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
 
 # ------------------------------------------------------------------------------ settings
@@ -45,19 +44,24 @@ def case_rows(
     meta: dict[str, Any],
     informative: Sequence[str] | None,
     ablation_drop: Sequence[float] | None = None,
+    *,
+    channels: Sequence[str],
 ) -> list[Row]:
     """The table rows of one explained case.
 
     ``relevance`` (K, C, D, H, W) for the K ``settings``; ``x`` (C, D, H, W) the model input;
     ``label`` (D, H, W) or None; ``meta`` the run/series/network/case/case_dice/target/rules
     columns; ``informative`` the case's informative modalities (None: unknown);
-    ``ablation_drop`` (C,) the Dice drop per mean-filled modality (None: not measured).
+    ``ablation_drop`` (C,) the Dice drop per mean-filled modality (None: not measured);
+    ``channels`` the C channel names (the data set's), one row each.
     """
     k = len(settings)
     if getattr(relevance, "shape", (None,))[0] != k:
         raise StrokeLRPError(f"relevance holds {relevance.shape[0]} maps for {k} settings")
     xs = to_numpy(x, "x")
-    nan = np.full(len(MODALITIES), np.nan)
+    if xs.shape[0] != len(channels):
+        raise StrokeLRPError(f"{len(channels)} channel names for an input of {xs.shape[0]}")
+    nan = np.full(len(channels), np.nan)
     measures = []
     for i in range(k):  # one map at a time: float64 copies of (C, D, H, W), not of the batch
         r = to_float64(relevance[i], "relevance")
@@ -77,7 +81,7 @@ def case_rows(
     wanted = {m.lower() for m in informative} if informative is not None else None
     rows = []
     for i, s in enumerate(settings):
-        for c, modality in enumerate(MODALITIES):
+        for c, modality in enumerate(channels):
             rows.append(
                 {
                     **meta,
@@ -102,9 +106,11 @@ def case_rows(
 # ------------------------------------------------------------------------------ tables
 
 
-def done_pairs(rows: Iterable[Row], settings: Sequence[Setting]) -> set[tuple[str, str]]:
-    """(network, case) pairs with a row for every (setting, modality) of ``settings``."""
-    need = {(s.label, m) for s in settings for m in MODALITIES}
+def done_pairs(
+    rows: Iterable[Row], settings: Sequence[Setting], channels: Sequence[str]
+) -> set[tuple[str, str]]:
+    """(network, case) pairs with a row for every (setting, channel) of ``settings``."""
+    need = {(s.label, m) for s in settings for m in channels}
     have: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for r in rows:
         have.setdefault((str(r["network"]), str(r["case"])), set()).add(
@@ -113,7 +119,9 @@ def done_pairs(rows: Iterable[Row], settings: Sequence[Setting]) -> set[tuple[st
     return {pair for pair, cells in have.items() if need <= cells}
 
 
-def merge_rows(rows: Iterable[Row], new: Sequence[Row], labels: Iterable[str]) -> list[Row]:
+def merge_rows(
+    rows: Iterable[Row], new: Sequence[Row], labels: Iterable[str], channels: Sequence[str]
+) -> list[Row]:
     """``rows`` with the (network, case) pairs of ``new`` replaced by ``new`` for the settings
     ``labels`` (rows of other settings are kept), ordered by :func:`sort_rows`."""
     fresh = {(str(row["network"]), str(row["case"])) for row in new}
@@ -123,7 +131,7 @@ def merge_rows(rows: Iterable[Row], new: Sequence[Row], labels: Iterable[str]) -
         for row in rows
         if (str(row["network"]), str(row["case"])) not in fresh or str(row["setting"]) not in wanted
     ]
-    return sort_rows([*kept, *new], MODALITIES)
+    return sort_rows([*kept, *new], channels)
 
 
 def summary_lines(rows: Sequence[Row], settings: Sequence[str] | None = None) -> list[str]:

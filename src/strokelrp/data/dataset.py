@@ -1,18 +1,21 @@
-"""A torch ``Dataset`` over an ISLES 2017 tree, with an on-disk cache of preprocessed arrays.
+"""A torch ``Dataset`` over a data tree of any layout, with an on-disk cache of preprocessed
+arrays.
 
-A cache entry is ``<cache_dir>/<key>.x.npy`` (x, (6, D, H, W) float32, in RAS voxel order:
-see :mod:`strokelrp.data.orientation`), ``<key>.y.npy`` (y, (D, H, W) uint8, when the case has
+A cache entry is ``<cache_dir>/<key>.x.npy`` (x, (C, D, H, W) float32, in RAS voxel order:
+see :mod:`strokelrp.core.orientation`), ``<key>.y.npy`` (y, (D, H, W) uint8, when the case has
 OT) and ``<key>.json`` (RAS grid, spacing and affine, the files' axis codes),
 each written atomically, the JSON last; ``.npy`` reads several times faster than ``.npz``.
 The key is a SHA-256 of the cache format version, the series shape, the normalisation, and
-the SHA-256 of every source file's content. Content hashes are remembered in
+the SHA-256 of every source file's content (with its channel name and frame). Content hashes
+are remembered in
 ``<cache_dir>/file_hashes.json`` against (path, size, mtime), so a warm start only stats the
 files; a changed file (new size or mtime) is hashed again, and changed content gives a new key.
 An entry exists only for a case that passed validation, so a warm start skips reading NIfTI.
 
-Cases without OT: with ``require_labels=True`` (default) they are a problem (raised or
-skipped per ``on_error``); with ``require_labels=False`` they are kept and their ``y`` is
-filled with :data:`NO_LABEL` (-100, PyTorch's default ``ignore_index`` of cross-entropy).
+Cases without a label: with ``require_labels=True`` (default) they are a problem (raised or
+skipped per ``on_error``), except the cases of a data set's test split (nnU-Net's imagesTs,
+the Decathlon's ``test``), which are left out; with ``require_labels=False`` they are kept and
+their ``y`` is filled with :data:`NO_LABEL` (-100, PyTorch's default ``ignore_index``).
 """
 
 from __future__ import annotations
@@ -33,9 +36,7 @@ import torch
 from torch.utils.data import Dataset
 
 from strokelrp.atomic import write_bytes, write_text
-from strokelrp.config import MODALITIES
-from strokelrp.data.isles2017 import (
-    LABEL_TOKEN,
+from strokelrp.data.layouts import (
     Case,
     CaseFolder,
     OnError,
@@ -45,11 +46,13 @@ from strokelrp.data.isles2017 import (
     relative_name,
     select_cases,
 )
+from strokelrp.data.layouts.base import spec_of
 from strokelrp.data.preprocess import NORMALIZATIONS, preprocess_case, series_shape
 from strokelrp.errors import DataError, StrokeLRPError
 
-CACHE_VERSION = 3
-"""3: arrays in RAS voxel order; 2: spacing and affine in mm from the checked affine."""
+CACHE_VERSION = 4
+"""4: any layout, keys name channels and frames; 3: arrays in RAS voxel order; 2: spacing and
+affine in mm from the checked affine."""
 NO_LABEL = -100
 """Fill value of ``y`` for a case without OT (cross-entropy's default ``ignore_index``)."""
 _HASH_INDEX = "file_hashes.json"
@@ -74,13 +77,14 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def case_fingerprint(files: Mapping[str, Path], digest: Callable[[Path], str] = file_sha256) -> str:
-    """SHA-256 over the content of a case's source files (``"ADC"`` ... ``"OT"`` -> path).
+    """SHA-256 over the content of a case's source files (channel or label key -> path,
+    taken in sorted key order).
 
     Names and folders do not count: two copies of a case anywhere on disk share it, a changed
     voxel or header changes it. Runs record it per training case (``split.json``) so that
     results can tell those cases from other data with the same ids.
     """
-    parts = [[key, digest(Path(files[key]))] for key in (*MODALITIES, LABEL_TOKEN) if key in files]
+    parts = [[key, digest(Path(files[key]))] for key in sorted(files)]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -230,11 +234,13 @@ def _read_entry_meta(stem: Path, case_id: str) -> CaseGeometry | None:
 
 
 class CaseDataset(Dataset):
-    """Preprocessed cases of an ISLES 2017 tree -> ``(x, y, case_id)``.
+    """Preprocessed cases of a data tree -> ``(x, y, case_id)``.
 
-    ``x`` float32 tensor (6, D, H, W) at the series scale (``"A"``... ``"X"`` or a (D, H, W)
+    ``x`` float32 tensor (C, D, H, W) (``.channels`` names them) at the series scale
+    (``"A"``... ``"X"`` or a (D, H, W)
     tuple), ``y`` int64 tensor (D, H, W) with 0/1 (or :data:`NO_LABEL` for a case without OT
-    when ``require_labels=False``). ``cases`` restricts to these case ids. ``on_error``:
+    when ``require_labels=False``). ``cases`` restricts to these case ids; ``layout``,
+    ``channels`` and ``lesion`` are :func:`strokelrp.data.layouts.select_cases`'s. ``on_error``:
     ``"raise"`` a :class:`DataError` with every problem, or ``"skip"`` (warn) invalid cases.
     ``cache_dir=None`` uses :func:`default_cache_dir`; ``use_cache=False`` keeps the arrays in
     memory only. ``.cases`` gives the native :class:`Case` objects (read lazily),
@@ -255,6 +261,9 @@ class CaseDataset(Dataset):
         require_labels: bool = True,
         use_cache: bool = True,
         progress: bool = False,
+        layout: str | None = None,
+        channels: Iterable[str] | None = None,
+        lesion: str | None = None,
     ) -> None:
         check_on_error(on_error)
         if normalization not in NORMALIZATIONS:
@@ -281,7 +290,14 @@ class CaseDataset(Dataset):
                 ) from err
         self._hashes = _HashIndex(self.cache_dir / _HASH_INDEX if self.cache_dir else None)
 
-        folders = select_cases(self.root, cases)
+        folders = select_cases(self.root, cases, layout, channels, lesion)
+        if require_labels and cases is None:
+            folders = [(f, dup) for f, dup in folders if f.split != "test"]
+        if not folders:
+            raise StrokeLRPError(f"{self.root}: no case with a label to train on")
+        self.layout = folders[0][0].layout
+        self.channels: tuple[str, ...] = spec_of(folders[0][0]).channels
+        self.lesion = lesion
         kept: list[CaseFolder] = []
         self._entries: list[Path | dict[str, np.ndarray]] = []
         self._geometry: list[CaseGeometry] = []
@@ -315,24 +331,27 @@ class CaseDataset(Dataset):
 
     def _key(self, folder: CaseFolder) -> str | None:
         """Cache key of a case, or ``None`` when its files are not one per modality."""
+        spec = spec_of(folder)
         parts = []
-        for key in (*MODALITIES, LABEL_TOKEN):
+        for key in (*spec.channels, spec.label):
             found = folder.files.get(key, [])
             if len(found) > 1 or folder.empty_folders.get(key):
                 return None
             if not found:
-                if key == LABEL_TOKEN:
+                if key == spec.label:
                     continue
                 return None
             try:
-                parts.append([key, self._hashes.digest(found[0])])
+                parts.append([key, spec.frames.get(key), self._hashes.digest(found[0])])
             except OSError:
                 return None
         blob = json.dumps(
             {
                 "version": CACHE_VERSION,
+                "layout": folder.layout,
                 "shape": list(self.shape),
                 "normalization": self.normalization,
+                "lesion": list(spec.lesion_values),
                 "files": parts,
             },
             sort_keys=True,
@@ -341,14 +360,16 @@ class CaseDataset(Dataset):
 
     def _prepare(self, folder: CaseFolder):
         """-> (cache path or in-memory arrays, geometry, problems) for one case folder."""
+        spec = spec_of(folder)
         label_missing = [
-            f"case {folder.case_id}: {relative_name(folder.path, self.root)}: no OT (ground "
-            "truth) image; pass require_labels=False to use cases without labels"
+            f"case {folder.case_id}: {relative_name(folder.path, self.root)}: no "
+            f"{spec.name(spec.label)} (ground truth) image; pass require_labels=False to use "
+            "cases without labels"
         ]
         if (
             self.require_labels
-            and not folder.files.get(LABEL_TOKEN)
-            and not folder.empty_folders.get(LABEL_TOKEN)
+            and not folder.files.get(spec.label)
+            and not folder.empty_folders.get(spec.label)
         ):
             # still validate, so that all problems of the case are reported together
             _case, problems = read_case(folder, self.root)
@@ -384,7 +405,7 @@ class CaseDataset(Dataset):
         return [f.case_id for f in self._folders]
 
     def case_files(self, index: int) -> dict[str, Path]:
-        """The source files of case ``index``: ``"ADC"`` ... ``"TTP"`` and ``"OT"`` -> path."""
+        """The source files of case ``index``: channel names and the label key -> path."""
         return {key: found[0] for key, found in self._folders[index].files.items() if found}
 
     def fingerprint(self, index: int) -> str:
@@ -405,7 +426,7 @@ class CaseDataset(Dataset):
         return len(self._entries)
 
     def arrays(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """-> (x float32 (6, D, H, W), y uint8 (D, H, W) or ``None``) as numpy."""
+        """-> (x float32 (C, D, H, W), y uint8 (D, H, W) or ``None``) as numpy."""
         entry = self._entries[index]
         if isinstance(entry, dict):
             return entry["x"], entry["y"]
@@ -425,6 +446,7 @@ class CaseDataset(Dataset):
 
     def __repr__(self) -> str:
         return (
-            f"CaseDataset({str(self.root)!r}, series {self.shape}, {self.normalization}, "
+            f"CaseDataset({str(self.root)!r}, {self.layout}, {'/'.join(self.channels)}, "
+            f"series {self.shape}, {self.normalization}, "
             f"{len(self)} cases, cache {self.cache_dir})"
         )

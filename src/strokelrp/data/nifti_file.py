@@ -78,11 +78,13 @@ class NiftiHeader:
     affine: np.ndarray
     spacing: tuple[float, float, float]
     header: nib.Nifti1Header
+    frames: int = 1
+    """Volumes along the 4th axis (a Decathlon image holds one per channel)."""
 
     @property
     def n_bytes(self) -> int:
         """Header, extensions and voxel bytes the file must hold."""
-        return self.offset + math.prod(self.shape) * self.dtype.itemsize
+        return self.offset + math.prod(self.shape) * self.frames * self.dtype.itemsize
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,9 @@ def _check_datatype(hdr: nib.Nifti1Header) -> np.dtype:
     return hdr.get_data_dtype()
 
 
-def _check_shape(hdr: nib.Nifti1Header) -> tuple[int, int, int]:
+def _check_shape(hdr: nib.Nifti1Header, frames: bool = False) -> tuple[int, int, int, int]:
+    """-> (X, Y, Z, frames); a 4th axis is allowed only when ``frames`` (one volume per
+    channel, as the Decathlon stores them); the voxel limit counts one frame."""
     dim = [int(d) for d in hdr["dim"]]
     if not 1 <= dim[0] <= 7:
         raise NiftiProblem(f"invalid dimensions: dim[0] = {dim[0]} (must be 1 to 7)")
@@ -221,8 +225,11 @@ def _check_shape(hdr: nib.Nifti1Header) -> tuple[int, int, int]:
     shown = "x".join(str(s) for s in sizes)
     if any(s < 1 for s in sizes):
         raise NiftiProblem(f"invalid dimensions: {shown} (every size must be at least 1)")
-    if len(sizes) < 3 or any(s != 1 for s in sizes[3:]):
-        raise NiftiProblem(f"image is not 3-D (shape {shown})")
+    n_frames = sizes[3] if frames and len(sizes) >= 4 else 1
+    extra = sizes[4:] if frames else sizes[3:]
+    if len(sizes) < 3 or any(s != 1 for s in extra):
+        what = "3-D or 4-D" if frames else "3-D"
+        raise NiftiProblem(f"image is not {what} (shape {shown})")
     if max(sizes[:3]) > NIFTI1_MAX_DIM:
         raise NiftiProblem(
             f"image too large: {shown} (at most {NIFTI1_MAX_DIM} voxels along an axis)"
@@ -232,7 +239,7 @@ def _check_shape(hdr: nib.Nifti1Header) -> tuple[int, int, int]:
         raise NiftiProblem(
             f"image too large: the header claims {shown} = {n} voxels (at most {MAX_VOXELS})"
         )
-    return sizes[0], sizes[1], sizes[2]
+    return sizes[0], sizes[1], sizes[2], n_frames
 
 
 def _check_vox_offset(hdr: nib.Nifti1Header) -> int:
@@ -254,12 +261,13 @@ def _check_vox_offset(hdr: nib.Nifti1Header) -> int:
 
 
 def _check_scaling(hdr: nib.Nifti1Header) -> tuple[float | None, float | None]:
-    """(slope, inter), or (None, None) for no scaling (slope 0, as the standard says)."""
+    """(slope, inter), or (None, None) for no scaling: slope 0 (as the standard says) or NaN
+    (read as unscaled, as nibabel and nifti1_io do)."""
     slope, inter = float(hdr["scl_slope"]), float(hdr["scl_inter"])
+    if slope == 0 or math.isnan(slope):
+        return None, None
     if not math.isfinite(slope):
         raise NiftiProblem(f"invalid scaling: scl_slope = {slope}")
-    if slope == 0:
-        return None, None
     if not math.isfinite(inter):
         raise NiftiProblem(f"invalid scaling: scl_inter = {inter}")
     return slope, inter
@@ -345,10 +353,12 @@ def _in_mm(matrix: np.ndarray, factor: float, what: str) -> np.ndarray:
     return out
 
 
-def check_header(hdr: nib.Nifti1Header) -> NiftiHeader:
-    """Check a raw header (:func:`parse_header`) -> :class:`NiftiHeader`, one concern each."""
+def check_header(hdr: nib.Nifti1Header, frames: bool = False) -> NiftiHeader:
+    """Check a raw header (:func:`parse_header`) -> :class:`NiftiHeader`, one concern each;
+    ``frames`` allows a 4th axis of volumes."""
     dtype = _check_datatype(hdr)
-    shape = _check_shape(hdr)
+    *xyz, n_frames = _check_shape(hdr, frames)
+    shape = tuple(xyz)
     offset = _check_vox_offset(hdr)
     slope, inter = _check_scaling(hdr)
     _check_pixdim(hdr)
@@ -373,19 +383,21 @@ def check_header(hdr: nib.Nifti1Header) -> NiftiHeader:
     out["descrip"] = hdr["descrip"]
     if slope is not None:
         out.set_slope_inter(slope, inter)
-    return NiftiHeader(shape, dtype, offset, slope, inter, affine, spacing, out)  # type: ignore[arg-type]
+    return NiftiHeader(shape, dtype, offset, slope, inter, affine, spacing, out, n_frames)  # type: ignore[arg-type]
 
 
 # -------------------------------------------------------------------------------- reading
 
 
-def _read_checked(path: Path, with_voxels: bool) -> tuple[NiftiHeader, bytearray]:
+def _read_checked(
+    path: Path, with_voxels: bool, frames: bool = False
+) -> tuple[NiftiHeader, bytearray]:
     check_path(path)
     size = path.stat().st_size
     buf = bytearray()
     with _open_stream(path) as (stream, compressed):
         _read_up_to(stream, nib.Nifti2Header.sizeof_hdr, buf)
-        meta = check_header(parse_header(buf))
+        meta = check_header(parse_header(buf), frames)
         if not with_voxels:
             return meta, buf
         if not compressed and size < meta.n_bytes:
@@ -404,20 +416,25 @@ def _read_checked(path: Path, with_voxels: bool) -> tuple[NiftiHeader, bytearray
     return meta, buf
 
 
-def read_header(path: Path) -> NiftiHeader:
-    """Check ``path`` and its header without reading the voxels; raise :class:`NiftiProblem`."""
-    return _read_checked(Path(path), with_voxels=False)[0]
+def read_header(path: Path, frames: bool = False) -> NiftiHeader:
+    """Check ``path`` and its header without reading the voxels; raise :class:`NiftiProblem`.
+    ``frames`` allows a 4-D image (one volume per channel)."""
+    return _read_checked(Path(path), with_voxels=False, frames=frames)[0]
 
 
-def read_nifti(path: Path) -> NiftiVolume:
+def read_nifti(path: Path, frame: int | None = None) -> NiftiVolume:
     """Read and check one 3-D NIfTI file -> :class:`NiftiVolume`; raise :class:`NiftiProblem`.
 
     ``data`` is (X, Y, Z) in native byte order: the stored dtype when unscaled, else nibabel's
     scaled float type. Memory is bounded by what the file really holds, never by the header.
+    ``frame`` reads that volume of a 4-D file (``meta.frames`` of them) instead.
     """
-    meta, buf = _read_checked(Path(path), with_voxels=True)
+    meta, buf = _read_checked(Path(path), with_voxels=True, frames=frame is not None)
     count = math.prod(meta.shape)
-    raw = np.frombuffer(buf, dtype=meta.dtype, count=count, offset=meta.offset)
+    start = meta.offset + (frame or 0) * count * meta.dtype.itemsize
+    if frame is not None and not 0 <= frame < meta.frames:
+        raise NiftiProblem(f"frame {frame} asked for, the image has {meta.frames}")
+    raw = np.frombuffer(buf, dtype=meta.dtype, count=count, offset=start)
     raw = raw.reshape(meta.shape, order="F")
     with np.errstate(over="ignore", invalid="ignore"):
         data = np.asarray(apply_read_scaling(raw, meta.slope, meta.inter))

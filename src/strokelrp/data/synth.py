@@ -36,7 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 from strokelrp.atomic import write_bytes, write_text
-from strokelrp.config import MODALITIES
+from strokelrp.data.layouts.isles2017 import CHANNELS as MODALITIES
 from strokelrp.errors import StrokeLRPError
 
 MANIFEST_NAME = "synth_manifest.json"

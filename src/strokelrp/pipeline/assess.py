@@ -5,8 +5,9 @@ first, then :data:`~strokelrp.analysis.assess.EXTRA_COLUMNS`), ``OUT/assess_curv
 perturbation curves the AOPC columns are the means of, long format:
 :data:`~strokelrp.analysis.assess.CURVE_COLUMNS`) and, with ``cascade``, ``OUT/cascade.csv``.
 All are written atomically after every case, so an interrupted run leaves complete tables of
-the cases done. The measures themselves are :mod:`strokelrp.analysis.assess` (pure: a model and
-arrays in, rows out); the text of the tables is :mod:`strokelrp.report.assess_run`.
+the cases done. The assessment of a case is :mod:`strokelrp.trust.assess` (a model and
+arrays in, rows out; its pure measures :mod:`strokelrp.analysis.assess`); the text of the
+tables is :mod:`strokelrp.report.assess_run`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from strokelrp.atomic import write_text
 from strokelrp.errors import StrokeLRPError
 from strokelrp.report.assess_run import CASCADE_COLUMNS, table_text
-from strokelrp.run_files import ASSESS_CURVES, ASSESS_TABLE, CASCADE_TABLE, RunDir
+from strokelrp.run_files import ASSESS_CURVES, ASSESS_PAIRS, ASSESS_TABLE, CASCADE_TABLE, RunDir
 
 
 def assess_run(
@@ -36,44 +37,62 @@ def assess_run(
     extras: bool = True,
     memory_budget: str | int | float | None = None,
     options: dict[str, dict[str, Any]] | None = None,
+    reference: str | None = None,
+    removal: str = "impute",
+    profile: str = "full",
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Assess ``methods`` (default :data:`~strokelrp.analysis.assess.DEFAULT_METHODS`) on
+    """Assess ``methods`` (default :data:`~strokelrp.trust.assess.DEFAULT_METHODS`) on
     ``cases`` of ``data`` (default: the run's held-out cases, else every case) with the
     model of ``run``; write ``out/assess.csv``, ``out/assess_curves.csv`` (and
-    ``out/cascade.csv``) and return the first's path. ``memory_budget`` and ``options``: as
-    for :func:`strokelrp.analysis.assess.assess`. ``out/assess.provenance.json`` names the
-    data, the cases' files and fingerprints, the checkpoint, the methods and settings, and the
-    versions (:mod:`strokelrp.provenance`); it is rewritten with the table after each case.
+    ``out/cascade.csv``) and return the first's path; ``out/assess_pairs.csv`` compares the
+    methods case by case (paired Wilcoxon, :func:`strokelrp.analysis.statistics.paired_table`).
+    ``memory_budget`` and ``options``: as for :func:`strokelrp.trust.assess.assess`.
+    ``out/assess.provenance.json`` names the data, the cases' files and fingerprints, the
+    checkpoint, the methods and settings, and the versions (:mod:`strokelrp.provenance`); it
+    is rewritten with the table after each case.
+    ``reference``: added to every method that takes one and names none
+    (:func:`strokelrp.trust.assess.with_reference`); ``removal``: the main AOPC columns'
+    removal kind; ``profile``: ``quick`` replaces seeds, random orders, extras and fractions
+    by :data:`strokelrp.trust.assess.PROFILES` ``["quick"]``.
     """
     import torch
 
-    from strokelrp.analysis.assess import (
-        COLUMNS,
-        CURVE_COLUMNS,
-        DEFAULT_METHODS,
-        EXTRA_COLUMNS,
-        assess,
-        check_methods,
-    )
+    from strokelrp.analysis.assess import COLUMNS, CURVE_COLUMNS, EXTRA_COLUMNS, FRACTIONS
+    from strokelrp.analysis.statistics import PAIR_COLUMNS, paired_table
     from strokelrp.data.dataset import case_fingerprint
-    from strokelrp.data.isles2017 import load_case
+    from strokelrp.data.layouts import load_case
     from strokelrp.data.preprocess import prepare_case
     from strokelrp.device import resolve_device
     from strokelrp.provenance import case_record, checkpoint_record, provenance, write_sidecar
     from strokelrp.train.checkpoint import load_trained
+    from strokelrp.trust.assess import (
+        DEFAULT_METHODS,
+        PROFILES,
+        assess,
+        check_methods,
+        with_reference,
+    )
 
     run, out = Path(run), Path(out)
-    methods = list(methods or DEFAULT_METHODS)
+    if profile not in PROFILES:
+        raise StrokeLRPError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    settings: dict[str, Any] = {
+        "seeds": tuple(seeds),
+        "random_seeds": random_seeds,
+        "extras": extras,
+        "fractions": FRACTIONS,
+    } | PROFILES[profile]
+    methods = [with_reference(m, reference) for m in (methods or DEFAULT_METHODS)]
     device = str(resolve_device(device))
     model, ckpt = load_trained(run, checkpoint=checkpoint, device=device)
     config = ckpt.config
     check_methods(model, methods)
     chosen = list(cases) if cases else RunDir(run).validation_ids()
     if chosen is None:
-        from strokelrp.data.isles2017 import discover_cases
+        from strokelrp.data.layouts import discover_cases
 
-        chosen = [f.case_id for f in discover_cases(Path(data))]
+        chosen = [f.case_id for f in discover_cases(Path(data), **config.data_options)]
     if not chosen:
         raise StrokeLRPError(f"{data}: no case to assess")
     out.mkdir(parents=True, exist_ok=True)
@@ -83,7 +102,7 @@ def assess_run(
     path = out / ASSESS_TABLE
     records: dict[str, Any] = {}
     for case_id in chosen:
-        case = load_case(data, case_id)
+        case = load_case(data, case_id, **config.data_options)
         records[case.case_id] = case_record(
             case.paths, data, case_fingerprint(case.paths), case.orientation
         )
@@ -94,12 +113,11 @@ def assess_run(
             y,
             methods,
             case=case_id,
-            seeds=seeds,
-            random_seeds=random_seeds,
             cascade=cascade,
-            extras=extras,
             memory_budget=memory_budget,
             options=options,
+            removal=removal,
+            **settings,
             progress=log,
             points=points,
         )
@@ -107,6 +125,7 @@ def assess_run(
         curves += new_curves
         write_text(out / ASSESS_CURVES, table_text(CURVE_COLUMNS, points))
         write_text(path, table_text((*COLUMNS, *EXTRA_COLUMNS), rows))
+        write_text(out / ASSESS_PAIRS, table_text(PAIR_COLUMNS, paired_table(rows)))
         record = provenance(
             "assess",
             data_root=data,
@@ -114,9 +133,12 @@ def assess_run(
             run=run,
             checkpoints=[checkpoint_record(ckpt)],
             methods=methods,
-            seeds=list(seeds),
-            random_orders=random_seeds,
-            extras=extras,
+            seeds=list(settings["seeds"]),
+            random_orders=settings["random_seeds"],
+            extras=settings["extras"],
+            fractions=list(settings["fractions"]),
+            removal=removal,
+            profile=profile,
             cascade=cascade,
             options=options,
         )

@@ -151,7 +151,7 @@ def control_lines(rows: list[dict[str, Any]], control: tuple[str, ...]) -> list[
     """Per series: the control's mean ablation drop (is it ignored?) and its raw-map share."""
     import math
 
-    from strokelrp.analysis.ablation import IGNORED_DROP
+    from strokelrp.analysis.shares import IGNORED_DROP
 
     lines = []
     for series in sorted({str(r["series"]) for r in rows}):
@@ -193,9 +193,9 @@ def synthesise_stage(out: Path, plan: DemoPlan, progress: bool) -> Path:
 
 def inspect_stage(data: Path) -> list[str]:
     """Validate every case (what ``strokelrp inspect`` does); lines describing them."""
-    from strokelrp.data.isles2017 import format_grid, inspect_isles2017
+    from strokelrp.data.layouts import format_grid, inspect_data
 
-    reports = list(inspect_isles2017(data))
+    reports = list(inspect_data(data))
     bad = [r for r in reports if r.problems]
     if bad:
         raise StrokeLRPError("\n".join(p for r in bad for p in r.problems))

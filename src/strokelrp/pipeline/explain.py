@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from strokelrp.analysis.table import Setting, baseline_setting, describe
-from strokelrp.config import MODALITIES
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS
+from strokelrp.reference import DEFAULT_REFERENCE
 from strokelrp.report.explain_case import CaseExplanation, parse_settings
 from strokelrp.run_files import RunDir
 
@@ -79,28 +79,39 @@ def compute_maps(
     target: str,
     label: Any,
     memory_budget: str | int | float | None = None,
+    reference: Any = None,
 ) -> tuple[np.ndarray, Any, list[str]]:
     """The maps of one case: (relevance (K, C, D, H, W) float32 numpy, logits (classes, D, H,
     W) float32 tensor on the CPU, notes). ``x`` (1, C, D, H, W) on the model's device; LRP
     (``lrp_rules`` not None): every setting in one batched walk; another method: its one map
-    (:func:`strokelrp.attribution.attribute`, K = 1)."""
+    (:func:`strokelrp.attribution.attribute`, K = 1). ``reference``: explain relative to it
+    (:mod:`strokelrp.reference`; LRP walks the network rewritten to read x - b,
+    :func:`strokelrp.attribution.shifted_model`)."""
     import torch
 
     if lrp_rules is None:
         from strokelrp.attribution import attribute
 
-        one = attribute(model, x, method, target=target, label=label)  # (C, D, H, W)
+        one = attribute(model, x, method, target=target, label=label, reference=reference)
         with torch.no_grad():
             logits = model(x).detach().cpu().float()[0]
         return one.cpu().float().numpy()[None], logits, []
     from strokelrp.lrp.engine import explain
 
+    walked, start = model, target
+    if reference is not None:
+        from strokelrp.attribution import shifted_model, weights_for
+        from strokelrp.reference import reference_tensor
+
+        start = weights_for(model, x, target, label)
+        b = reference_tensor(x, reference, start)
+        walked, x = shifted_model(model, x, b), x - b
     with warnings.catch_warnings():  # an empty target is reported once, through the notes
         warnings.simplefilter("ignore", RuntimeWarning)
         result = explain(
-            model,
+            walked,
             x,
-            target=target,
+            target=start,
             label=label,
             rules=lrp_rules,
             filters=[s.filter for s in settings],
@@ -108,6 +119,21 @@ def compute_maps(
         )
     relevance = result.relevance.detach().cpu().float().numpy()
     return relevance, result.output.detach().cpu().float()[0], list(result.notes)
+
+
+def takes_reference(method: str) -> bool:
+    """Whether ``method`` explains relative to a reference (LRP and
+    :data:`strokelrp.attribution.REFERENCE_METHODS`)."""
+    from strokelrp.attribution import REFERENCE_METHODS, parse_method
+
+    name = parse_method(method)[0]
+    return name.startswith("lrp:") or name in REFERENCE_METHODS
+
+
+def effective_reference(method: str, reference: str | None) -> str | None:
+    """The reference ``method`` uses: None (the plain map) when it takes none or when
+    ``reference`` is None or ``zero``."""
+    return reference if takes_reference(method) and reference not in (None, "zero") else None
 
 
 def explain_case(
@@ -121,16 +147,22 @@ def explain_case(
     target: str = "prediction",
     checkpoint: str = "last",
     slice_index: int | None = None,
-    modality: str = "rCBF",
+    modality: str | None = None,
     out: str | Path | None = None,
     device: str = "auto",
     per_modality: bool = False,
     normalised: bool = False,
     memory_budget: str | int | float | None = None,
+    reference: str | None = DEFAULT_REFERENCE,
     log: Callable[[str], None] | None = None,
 ) -> CaseExplanation:
     """Explain case ``case_id`` of ``data`` with the model of ``run``; write NIfTI + figure 1.
 
+    reference: explain relative to a reference input (``healthy``, ``mirror``, ``mean``,
+    ``zero`` or a .npy / NIfTI file on the model's grid, :mod:`strokelrp.reference`); figure 1's
+    colour bar and explanation.json name it. Default :data:`strokelrp.reference.DEFAULT_REFERENCE`
+    for the methods that take one (LRP, gradient x input, integrated gradients, occlusion;
+    the others ignore it); ``zero`` or None: the plain maps.
     method: an attribution method (:func:`strokelrp.attribution.method_names`, options in
     brackets, an LRP filter after ``+``); None: ``lrp:<rules>``. A method other than LRP writes
     its one map (``relevance_<method>.nii.gz``), the same as ``strokelrp.attribute`` gives for
@@ -149,7 +181,7 @@ def explain_case(
     import torch
 
     from strokelrp.data.dataset import case_fingerprint
-    from strokelrp.data.isles2017 import load_case
+    from strokelrp.data.layouts import load_case
     from strokelrp.data.preprocess import prepare_case
     from strokelrp.device import resolve_device
     from strokelrp.provenance import case_record, checkpoint_record, provenance
@@ -159,8 +191,6 @@ def explain_case(
     say = log if log is not None else (lambda _line: None)
     if target not in TARGETS:
         raise StrokeLRPError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
-    if modality not in MODALITIES:
-        raise StrokeLRPError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
     run = Path(run)
     if not run.is_dir():
         raise StrokeLRPError(f"run folder {run} does not exist")
@@ -172,8 +202,16 @@ def explain_case(
     model, ckpt = load_trained(run, checkpoint=checkpoint, device=device)
     config = ckpt.config
     say(f"loading case {case_id} from {data}")
-    case = load_case(data, case_id)
+    case = load_case(data, case_id, **config.data_options)
+    if case.channels != config.input_channels:
+        raise StrokeLRPError(
+            f"case {case.case_id}: the data's channels ({', '.join(case.channels)}) differ "
+            f"from those the run was trained on ({', '.join(config.input_channels)})"
+        )
     case_id = case.case_id  # "training_4" -> "4"
+    from strokelrp.data.layouts import shown_channel
+
+    modality = shown_channel(case.channels, modality)  # a wrong name fails before the work
     depth = case.image.shape[1]
     if slice_index is not None and not 0 <= slice_index < depth:
         raise StrokeLRPError(f"case {case_id}: slice {slice_index} is outside 0..{depth - 1}")
@@ -186,8 +224,12 @@ def explain_case(
         f"case {case_id}: {method}, {len(settings)} map(s) "
         f"(series {config.series_name}, start from {target})"
     )
+    shown_reference = reference if reference is not None else "zero"
+    reference = effective_reference(method, reference)
+    if reference is None:
+        shown_reference = "zero" if takes_reference(method) else "none"
     relevance, logits, notes = compute_maps(
-        model, xt, method, lrp_rules, settings, target, label, memory_budget
+        model, xt, method, lrp_rules, settings, target, label, memory_budget, reference
     )
 
     out_dir = Path(out) if out is not None else RunDir(run).explanation_dir(case_id)
@@ -228,6 +270,7 @@ def explain_case(
         normalised=normalised,
         notes=notes,
         epoch=ckpt.epoch,
+        reference=shown_reference,
     )
     done.notes.append(checkpoint_note(ckpt))
     done.checkpoint = ckpt.path

@@ -6,14 +6,14 @@ JSON keyword arguments of ``--model-args``), its weights are read without execut
 are one NIfTI per input channel on one grid, passed to the network with their values as stored
 (float32, no normalisation: preprocess them as the network was trained). Like run data, the
 images are read with the project's checked NIfTI reader and held in the canonical RAS voxel
-order (:mod:`strokelrp.data.orientation`: pure flips and permutations), so the network sees
+order (:mod:`strokelrp.core.orientation`: pure flips and permutations), so the network sees
 the same array whichever way the files store the head; the outputs go back to the images' own
 voxel order, grid and affine. The targets are those of the run-based ``explain``
 (``prediction`` and ``contrastive`` for ``--class-index``, ``ground_truth`` on a ``--label``
 mask of the images' grid, ``authors``). The outputs are those of
 :func:`strokelrp.pipeline.explain.explain_case`: one 4-D relevance NIfTI per filter setting,
-``prediction.nii.gz``, ``explanation.json`` and, for the six perfusion channels of this
-project (``ADC`` ... ``TTP``), ``figure1.png`` (radiological display).
+``prediction.nii.gz``, ``explanation.json`` and ``figure1.png`` (radiological display; the
+channels are named by the image files).
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ import numpy as np
 
 from strokelrp import run_files
 from strokelrp.atomic import write_json
-from strokelrp.config import MODALITIES
-from strokelrp.data.orientation import CANONICAL
+from strokelrp.core.orientation import CANONICAL
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import TARGETS
 from strokelrp.report.explain_case import (
@@ -131,11 +130,18 @@ def _read_volume(path: Path, what: str) -> Any:
     from strokelrp.data.nifti_file import NiftiProblem, read_nifti
 
     try:
-        return read_nifti(path)
+        volume = read_nifti(path)
     except NiftiProblem as err:
         raise StrokeLRPError(f"{what} {path}: {err}") from err
     except FileNotFoundError as err:
         raise StrokeLRPError(f"{what} {path} does not exist") from err
+    if min(volume.meta.shape) < 2:
+        shape = "x".join(map(str, volume.meta.shape))
+        raise StrokeLRPError(
+            f"{what} {path}: grid {shape} has an axis of 1 voxel; 3-D networks and figure 1 "
+            "need at least 2 voxels along every axis"
+        )
+    return volume
 
 
 def _same_grid(volume: Any, ref: Any, path: Path, ref_path: Path, what: str) -> None:
@@ -148,13 +154,15 @@ def _same_grid(volume: Any, ref: Any, path: Path, ref_path: Path, what: str) -> 
 
 
 def read_images(paths: Sequence[str | Path], label: str | Path | None = None) -> Any:
-    """The images (and ``label``) as a :class:`strokelrp.data.isles2017.Case` in RAS order.
+    """The images (and ``label``) as a :class:`strokelrp.data.layouts.Case` in RAS order.
 
     ``image`` (C, D, H, W) float32, ``label`` (D, H, W) uint8 (voxels > 0) or None; geometry
     from the first file, every file (the label too) on its grid and affine; the files' voxel
-    order is kept in ``Case.orientation`` for writing outputs back
-    (:func:`strokelrp.data.isles2017.reorient_to_canonical`)."""
-    from strokelrp.data.isles2017 import Case, reorient_to_canonical
+    order is kept in ``Case.orientation`` for writing outputs back; channels are named by the
+    files' names without extension (``ch1``... when two share a name)
+    (:func:`strokelrp.data.layouts.reorient_to_canonical`)."""
+    from strokelrp.data.layouts import Case, reorient_to_canonical
+    from strokelrp.data.layouts.base import generic_channels
 
     if not paths:
         raise StrokeLRPError("give at least one --image (one NIfTI per input channel)")
@@ -175,6 +183,9 @@ def read_images(paths: Sequence[str | Path], label: str | Path | None = None) ->
             raise StrokeLRPError(f"label {label}: holds non-finite values (NaN or Inf)")
         mask = np.ascontiguousarray((lab.data > 0).transpose(2, 1, 0)).astype(np.uint8)
     stem = files[0].name.split(".")[0]
+    names = tuple(f.name.split(".")[0] for f in files)
+    if len(set(names)) != len(names):
+        names = generic_channels(len(files))
     case = Case(
         case_id=stem,
         image=np.ascontiguousarray(image),
@@ -182,8 +193,9 @@ def read_images(paths: Sequence[str | Path], label: str | Path | None = None) ->
         affine=ref.meta.affine.copy(),
         header=ref.meta.header.copy(),
         spacing=ref.meta.spacing,
-        paths={f"channel{i}": p for i, p in enumerate(files)}
+        paths=dict(zip(names, files, strict=True))
         | ({} if label is None else {"label": Path(label)}),
+        channels=names,
     )
     try:
         return reorient_to_canonical(case)
@@ -209,7 +221,7 @@ def explain_images(
 ) -> CaseExplanation:
     """Explain ``images`` (one NIfTI per input channel) with the user's network; write the
     relevance NIfTIs (the images' own grid, voxel order and affine), the prediction,
-    ``explanation.json`` (and figure 1 for six-channel perfusion input) to ``out``.
+    ``explanation.json`` and figure 1 to ``out``.
 
     The network sees the images in RAS voxel order (see the module docstring). ``target``:
     one of :data:`IMAGE_TARGETS`; ``ground_truth`` needs ``label``, a NIfTI mask (voxels > 0)
@@ -218,11 +230,11 @@ def explain_images(
     """
     import torch
 
+    from strokelrp.core.metrics import dice_score
     from strokelrp.device import resolve_device
     from strokelrp.lrp.engine import explain
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import labels_from_logits, write_label_nifti, write_relevance_nifti
-    from strokelrp.train.metrics import dice_score
 
     say = log if log is not None else (lambda _line: None)
     if target not in IMAGE_TARGETS:
@@ -289,24 +301,21 @@ def explain_images(
     notes = list(result.notes)
     explained = (prediction == (1 if logits.shape[0] == 1 else class_index)).astype(np.uint8)
     dice = None if case.label is None else dice_score(explained, case.label)
-    figure = None
-    if channels == len(MODALITIES):
-        z = default_slice(case.label, explained, case.image.shape[1])
-        figure = plot_figure1(
-            out_dir / run_files.FIGURE1,
-            [(s.label, relevance[k]) for k, s in enumerate(settings)],
-            case.image,
-            explained,
-            label=case.label,
-            spacing=case.spacing,
-            slice_index=z,
-            case_id=case.case_id,
-            dice=dice,
-            subtitle=f"{model_spec}, rules {rules}, start from {target.replace('_', ' ')}",
-            affine=case.affine,
-        )
-    else:
-        notes.append(f"no figure 1: it shows the six perfusion channels, the input has {channels}")
+    z = default_slice(case.label, explained, case.image.shape[1])
+    figure = plot_figure1(
+        out_dir / run_files.FIGURE1,
+        [(s.label, relevance[k]) for k, s in enumerate(settings)],
+        case.image,
+        explained,
+        label=case.label,
+        spacing=case.spacing,
+        slice_index=z,
+        channels=case.channels,
+        case_id=case.case_id,
+        dice=dice,
+        subtitle=f"{model_spec}, rules {rules}, start from {target.replace('_', ' ')}",
+        affine=case.affine,
+    )
     summary = write_json(
         out_dir / run_files.EXPLANATION,
         {
@@ -332,7 +341,7 @@ def explain_images(
                 for s in settings
             ],
             "prediction": pred_path.name,
-            "figure": None if figure is None else figure.name,
+            "figure": figure.name,
             "notes": notes,
         },
     )
@@ -341,7 +350,7 @@ def explain_images(
         out=out_dir,
         relevance=written,
         prediction=pred_path,
-        figure=figure if figure is not None else summary,
+        figure=figure,
         summary=summary,
         slice_index=-1,
         dice=dice,

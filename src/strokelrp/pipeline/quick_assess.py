@@ -4,9 +4,8 @@
 ``strokelrp assess``) on two cases of a run with a few methods: the default LRP preset, the
 paper's preset, gradient x input, the model-free locality prior and, when the run has a sweep,
 the default preset filtered at the sweep's sweet spots pass (0, alpha_0) and clamp
-(0, alpha_0), so that the report can say whether a sweet spot is faithful. Perturbation
-fractions are the full grid; the re-initialisations (3) and random orders (5) are the
-documented minimum; the voxel-level and mean-baseline extras are left out. It writes
+(0, alpha_0), so that the report can say whether a sweet spot is faithful. It uses
+``assess --profile quick`` (:data:`strokelrp.trust.assess.PROFILES`) and the cascade. It writes
 ``RUN/assess/`` (assess.csv, assess_curves.csv, cascade.csv), where the report looks.
 """
 
@@ -49,13 +48,15 @@ def sweet_spot_methods(run: Path, rules: str) -> list[str]:
 def quick_cases(run: Path, data: Path, n: int = 2) -> tuple[list[str], str]:
     """The first ``n`` held-out cases of the run, else (no held-out split) its first ``n``
     training cases: (ids, ``"held-out"`` or ``"training"``)."""
-    from strokelrp.data.isles2017 import discover_cases
+    from strokelrp.data.layouts import discover_cases
     from strokelrp.run_files import RunDir
 
     held = RunDir(run).validation_ids()
     if held:
         return held[:n], "held-out"
-    return [f.case_id for f in discover_cases(data)][:n], "training"
+    found = RunDir(run)
+    options = found.read_config().data_options if found.is_run() else {}  # the run's layout
+    return [f.case_id for f in discover_cases(data, **options) if not f.split][:n], "training"
 
 
 def quick_assess(
@@ -84,10 +85,8 @@ def quick_assess(
         cases=cases,
         methods=chosen,
         device=device,
-        seeds=(1, 2, 3),
-        random_seeds=5,
         cascade=cascade,
-        extras=False,
+        profile="quick",
         log=log,
     )
     return path, cases, kind

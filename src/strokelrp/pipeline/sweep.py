@@ -3,7 +3,7 @@
 For each network of each run and each case, one batched :func:`strokelrp.lrp.engine.explain`
 call computes the relevance under all K settings of the grid (filters applied at every point,
 as the paper); :func:`strokelrp.analysis.sweep.case_rows` turns the maps into rows, with per
-channel the Dice drop when it is mean-filled (:mod:`strokelrp.analysis.ablation`, C + 1
+channel the Dice drop when it is mean-filled (:mod:`strokelrp.trust.ablation`, C + 1
 forward passes per case), stored in ``RUN/sweep/sweep.csv`` (columns in
 :mod:`strokelrp.analysis.table`). This module is the orchestration: loading, resume,
 provenance, processes. ``methods`` (``strokelrp sweep --methods``) add one unfiltered map per
@@ -31,7 +31,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from strokelrp.analysis.ablation import modality_ablation
 from strokelrp.analysis.sweep import case_rows, done_pairs, merge_rows, paper_grid
 from strokelrp.analysis.table import Row, Setting, baseline_setting, describe
 from strokelrp.config import LESION
@@ -39,6 +38,7 @@ from strokelrp.device import DistContext, init_distributed, resolve_device, shut
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import DEFAULT_PRESET
 from strokelrp.run_files import RunDir
+from strokelrp.trust.ablation import modality_ablation
 
 MANIFEST_NAME = "synth_manifest.json"
 
@@ -244,18 +244,20 @@ def sweep_case(
     informative: Sequence[str] | None = None,
     memory_budget: str | int | float | None = None,
     log: Callable[[str], None] | None = None,
+    channels: Sequence[str],
 ) -> list[Row]:
     """The rows of one case: its LRP maps (one batched walk over ``lrp_settings``), each
     baseline's map, the ablation drops and the case's Dice.
 
     ``x`` (C, D, H, W) and ``y`` (D, H, W; negative = no label) as :class:`CaseDataset` gives
-    them; ``meta`` the run/series/network/case/target columns (the target is read from it).
+    them; ``meta`` the run/series/network/case/target columns (the target is read from it);
+    ``channels`` the C channel names.
     """
     from tqdm import tqdm
 
     from strokelrp.attribution import attribute
+    from strokelrp.core.metrics import dice_score
     from strokelrp.lrp.engine import explain
-    from strokelrp.train.metrics import dice_score
 
     target, cid = str(meta["target"]), meta["case"]
     dev = next(model.parameters()).device
@@ -288,7 +290,14 @@ def sweep_case(
     rows: list[Row] = []
     for relevance, chosen, named in maps:
         rows += case_rows(
-            relevance, x.numpy(), label, chosen, meta | {"rules": named}, informative, ablation.drop
+            relevance,
+            x.numpy(),
+            label,
+            chosen,
+            meta | {"rules": named},
+            informative,
+            ablation.drop,
+            channels=channels,
         )
     return rows
 
@@ -346,7 +355,8 @@ def sweep_run(
         except StrokeLRPError as err:
             problem = str(err)
     # only rank 0 reads the table (no shared file system needed); everyone plans from it
-    problem, done, previous = ranks.share((problem, done_pairs(rows, settings), previous))
+    channels = run.read_config().input_channels
+    problem, done, previous = ranks.share((problem, done_pairs(rows, settings, channels), previous))
     if problem:
         raise StrokeLRPError(problem)
     labels = {s.label for s in settings}
@@ -363,6 +373,9 @@ def sweep_run(
             normalization=config.normalization,  # type: ignore[arg-type]
             cases=cases,
             require_labels=False,
+            layout=config.layout,
+            channels=config.channels,
+            lesion=config.lesion,
         )
         record.add(network, ckpt, dataset, done)  # raises on mixed provenance
         todo = [i for i, cid in enumerate(dataset.case_ids) if (network, cid) not in done]
@@ -400,11 +413,12 @@ def sweep_run(
                     informative=inf,
                     memory_budget=memory_budget,
                     log=log,
+                    channels=dataset.channels,
                 )
             new = ranks.gather(mine)
             bar.update(min(ranks.world_size, len(todo) - r * ranks.world_size))
             if ranks.rank == 0 and new:
-                rows = merge_rows(rows, new, labels)
+                rows = merge_rows(rows, new, labels, channels)
                 run.write_sweep(rows, record.record())
         bar.close()
         del model

@@ -6,7 +6,7 @@ The transform from a case's array to this display comes from its affine (``nibab
 orientation codes), never from an assumed orientation, so it holds for LPS, RAS or any other
 voxel order (including volumes whose slice axis is not the array's first one).
 
-Arrays are (D, H, W) = NIfTI voxel axes (z, y, x), as :class:`strokelrp.data.isles2017.Case`
+Arrays are (D, H, W) = NIfTI voxel axes (z, y, x), as :class:`strokelrp.data.layouts.Case`
 holds them; channels (C, D, H, W) are transformed per channel.
 """
 

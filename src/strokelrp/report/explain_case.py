@@ -32,11 +32,10 @@ import numpy as np
 from strokelrp import run_files
 from strokelrp.analysis.table import Setting, describe
 from strokelrp.atomic import write_json
-from strokelrp.config import MODALITIES
-from strokelrp.data.orientation import CANONICAL
+from strokelrp.core.metrics import dice_score
+from strokelrp.core.orientation import CANONICAL
 from strokelrp.errors import StrokeLRPError
 from strokelrp.report.nifti import NIFTI_SUFFIX
-from strokelrp.train.metrics import dice_score
 
 PAPER_FIGURE1_FILTERS: tuple[str, ...] = ("pass:0,0.4", "clamp:0,0.2")
 """The two filtered settings of the paper's figure 1 (raw is always added first)."""
@@ -91,15 +90,16 @@ def write_case_explanation(
     target: str,
     provenance: Mapping[str, Any],
     slice_index: int | None = None,
-    modality: str = "rCBF",
+    modality: str | None = None,
     per_modality: bool = False,
     normalised: bool = False,
     notes: Sequence[str] = (),
     epoch: int | None = None,
+    reference: str = "zero",
 ) -> CaseExplanation:
     """Write the relevance NIfTIs (+ JSON sidecars), the prediction, figure 1 and the summary.
 
-    ``case``: the :class:`strokelrp.data.isles2017.Case` as read (RAS order, native grid,
+    ``case``: the :class:`strokelrp.data.layouts.Case` as read (RAS order, native grid,
     affine); ``relevance`` (K, C, D, H, W) at model scale, one map per setting of ``settings``;
     ``logits`` (num_classes, D, H, W) at model scale. ``fields``: the first keys of
     ``explanation.json`` (e.g. run, checkpoint, epoch, series); ``method`` the attribution
@@ -110,6 +110,7 @@ def write_case_explanation(
     slice (RAS) of the figure, default the largest lesion area. ``epoch``: named in the
     prediction's header. Returns the paths and numbers written (notes prefixed by the case).
     """
+    from strokelrp.data.layouts import shown_channel
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import (
         labels_from_logits,
@@ -120,8 +121,8 @@ def write_case_explanation(
         write_relevance_nifti,
     )
 
-    if modality not in MODALITIES:
-        raise StrokeLRPError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
+    names = tuple(case.channels)
+    modality = shown_channel(names, modality)
     if len(relevance) != len(settings):
         raise StrokeLRPError(f"{len(relevance)} relevance maps for {len(settings)} settings")
     case_id = case.case_id
@@ -173,12 +174,14 @@ def write_case_explanation(
         spacing=case.spacing,
         slice_index=z,
         modality=modality,
+        channels=names,
         case_id=case_id,
         dice=dice,
         subtitle=f"{'rules ' + rules if rules is not None else method}, start from "
         f"{target.replace('_', ' ')}; N at model scale",
-        peaks=[peaks[s.label][MODALITIES.index(modality)] for s in settings],
+        peaks=[peaks[s.label][names.index(modality)] for s in settings],
         affine=case.affine,
+        reference=reference,
     )
     summary = write_json(
         out_dir / run_files.EXPLANATION,
@@ -188,7 +191,10 @@ def write_case_explanation(
             "method": method,
             "rules": rules,
             "target": target,
-            "modalities": list(MODALITIES),
+            "reference": reference,
+            "modalities": list(names),
+            "layout": case.layout or None,
+            "resampled": dict(case.resampled),
             "grid_xyz": [int(s) for s in case.native_grid],
             "spacing_mm": [float(s) for s in case.native_spacing],
             "orientation": {"stored": case.orientation, "computed_in": CANONICAL},
@@ -203,9 +209,7 @@ def write_case_explanation(
                     "file": written[s.label].name,
                     "sidecar": sidecar_path(written[s.label]).name,
                     "companions": companions[s.label],
-                    "max_abs_relevance_model_scale": dict(
-                        zip(MODALITIES, peaks[s.label], strict=True)
-                    ),
+                    "max_abs_relevance_model_scale": dict(zip(names, peaks[s.label], strict=True)),
                 }
                 for s in settings
             ],

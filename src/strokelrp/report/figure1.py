@@ -28,8 +28,7 @@ from typing import Any
 import numpy as np
 
 from strokelrp.atomic import atomic_path
-from strokelrp.config import MODALITIES
-from strokelrp.data.preprocess import brain_mask
+from strokelrp.core.masks import brain_mask
 from strokelrp.report.display import display_for, label_edges, outline
 
 DIVERGING_CMAP = "RdBu_r"
@@ -232,6 +231,17 @@ def _title(modality: str, case_id: str, subtitle: str, oriented: bool) -> str:
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+def colour_bar_label(reference: str = "zero") -> str:
+    """The colour bar's text: the scale and what the sign means relative to ``reference``
+    (``none``: a method without a reference, e.g. the gradient)."""
+    if reference == "none":
+        return "R_c / max|R_c|\nred (+): evidence for the lesion\nblue (-): against"
+    return (
+        f"R_c / max|R_c|\nred (+): evidence for the lesion\nrelative to the {reference} "
+        "reference; blue (-): against"
+    )
+
+
 def plot_figure1(
     path: str | Path,
     relevances: Sequence[tuple[str, Any]],
@@ -241,30 +251,44 @@ def plot_figure1(
     label: Any | None = None,
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
     slice_index: int | None = None,
-    modality: str = "rCBF",
+    modality: str | None = None,
+    channels: Sequence[str] | None = None,
     case_id: str = "",
     dice: float | None = None,
     subtitle: str = "",
     peaks: Sequence[float] | None = None,
     affine: Any | None = None,
     dpi: int = 120,
+    reference: str = "zero",
 ) -> Path:
     """Write figure 1 as a PNG and return its path.
 
     relevances: [(setting label, relevance (C, D, H, W))], e.g. [("raw", R0), ("pass (0, 0.4)",
-    R1)]; image: (C, D, H, W) input (channels in ``MODALITIES`` order); prediction and label:
-    (D, H, W) masks; spacing: voxel size (x, y, z) in mm of this grid; slice_index: axial slice z
-    (default: largest lesion area); modality: the channel shown; peaks: N = max |R_c| of the
+    R1)]; image: (C, D, H, W) input whose channels are named ``channels`` (the data set's
+    names; None: ``ch1``...); prediction and label: (D, H, W) masks; spacing: voxel size
+    (x, y, z) in mm of this grid; slice_index: axial slice z (default: largest lesion area);
+    modality: the channel shown, by name (None: rCBF for ISLES 2017, else the first); peaks:
+    N = max |R_c| of the
     shown channel per map when it was measured elsewhere (e.g. at model scale, before resizing
     to this grid), else the maximum over the given 3-D channel; affine: the grid's NIfTI affine
-    (4, 4), which orients the panels (None: shown as stored, orientation unknown).
+    (4, 4), which orients the panels (None: shown as stored, orientation unknown); reference:
+    what the maps are relative to (named on the colour bar: red is evidence for the lesion
+    relative to it, blue against).
     """
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
+    from strokelrp.data.layouts import shown_channel
+    from strokelrp.data.layouts.base import generic_channels
+
     if not relevances:
         raise ValueError("plot_figure1 needs at least one relevance map")
-    channel = MODALITIES.index(modality)
     img = _as_numpy(image).astype(np.float32)
+    names = tuple(channels) if channels is not None else generic_channels(img.shape[0])
+    if len(names) != img.shape[0]:
+        raise ValueError(f"{len(names)} channel names for an image of {img.shape[0]} channels")
+    try:
+        modality = shown_channel(names, modality)
+    except Exception as err:
+        raise ValueError(str(err)) from None
+    channel = names.index(modality)
     pred = _as_numpy(prediction).astype(bool)
     truth = None if label is None else _as_numpy(label).astype(bool)
     grid = img.shape[1:]
@@ -282,6 +306,6 @@ def plot_figure1(
     _reference_row(sheet, len(maps), truth, pred, dice, modality, z)
     cax = sheet.fig.add_subplot(sheet.spec[0:2, sheet.n_cols])
     bar = sheet.fig.colorbar(mappable, cax=cax)
-    bar.set_label("R_c / max|R_c|  (positive: for lesion)", fontsize=8)
+    bar.set_label(colour_bar_label(reference), fontsize=7)
     sheet.fig.suptitle(_title(modality, case_id, subtitle, sheet.oriented), fontsize=10)
     return _save_png_atomic(sheet.fig, Path(path), dpi)

@@ -322,7 +322,7 @@ def sweep_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
             "setting. Top: input inclusivity D(LRP, x), the fraction of the bright input "
             "(|x_c|/max|x_c| > 0.1) the heatmap covers; bottom: ground-truth inclusivity "
             "D(LRP, OT), the fraction of the lesion it covers. Each box pools networks, cases "
-            "and the 6 modalities of one series; the tables give the means (largest in bold).",
+            "and the input channels of one series; the tables give the means (largest in bold).",
         )
     )
     for kind, caption in (
@@ -410,7 +410,7 @@ def filter_truth_html(
                     "input_inclusivity": inc_x[(found[1],)],
                     "gt_inclusivity": inc_gt[(found[1],)],
                     "morf_aopc": s["morf_aopc"],
-                    "morf_over_random": s["morf_over_random"],
+                    "prior_gap": s["prior_gap"],
                     "randomisation_rho": s["randomisation_rho"],
                     "lesion_share": s["lesion_share"],
                     "checks": f"{_passed(s)}/{len(CHECKS)}",
@@ -466,9 +466,10 @@ def sweet_spot_truth(
     inc_gt: Mapping[tuple[str], float],
 ) -> list[dict[str, Any]]:
     """Per filter kind: the run's sweet spot alpha_0 (from its own sweep rows) with the trust
-    measures of the assessed (0, alpha) setting nearest to it on a log scale (the raw map is
-    alpha = 1). ``summary``: :func:`strokelrp.analysis.assess.summarize_methods` of the run's
-    assess table; ``inc_x``/``inc_gt``: mean inclusivity per setting label."""
+    measures of the (0, alpha_0) setting itself when it was assessed, else "not assessed" and
+    the command that would assess it (a neighbouring setting's score is not alpha_0's).
+    ``summary``: :func:`strokelrp.analysis.assess.summarize_methods` of the run's assess
+    table; ``inc_x``/``inc_gt``: mean inclusivity per setting label."""
     from strokelrp.analysis.assess import CHECKS
     from strokelrp.analysis.calculus import sweet_spots
     from strokelrp.lrp.filters import filter_label, parse_filter
@@ -476,22 +477,33 @@ def sweet_spot_truth(
     rules = {str(r["rules"]) for r in sweep_rows}
     out = []
     for kind, alpha0 in sweet_spots(sweep_rows).items():
-        assessed = _assessed_alphas(summary, rules, kind)
-        if not math.isfinite(alpha0) or not assessed:
+        if not math.isfinite(alpha0):
             continue
-        near = min(assessed, key=lambda a: (abs(math.log(a / alpha0)), a))
-        s = assessed[near]
-        label = "raw" if near == 1.0 else filter_label(parse_filter(f"{kind}:0,{near:g}"))
+        assessed = _assessed_alphas(summary, rules, kind)
+        label = "raw" if alpha0 >= 1.0 else filter_label(parse_filter(f"{kind}:0,{alpha0:g}"))
+        base = {
+            "run": run,
+            "filter": f"{kind} (0, α)",
+            "alpha0": alpha0,
+            "input_inclusivity": inc_x.get((label,), math.nan),
+            "gt_inclusivity": inc_gt.get((label,), math.nan),
+        }
+        s = next((v for a, v in assessed.items() if math.isclose(a, alpha0, rel_tol=1e-6)), None)
+        if s is None:
+            preset = sorted(rules)[0] if rules else "PRESET"
+            command = (
+                f"strokelrp assess RUN DATA --methods lrp:{preset}+{kind}:0,{alpha0:g} "
+                "--out RUN/assess"
+            )
+            out.append(base | {"assessed": "not assessed", "faithful": "not assessed",
+                               "checks": f"not assessed: {command}"})  # fmt: skip
+            continue
         out.append(
-            {
-                "run": run,
-                "filter": f"{kind} (0, α)",
-                "alpha0": alpha0,
-                "assessed": label + ("" if near == alpha0 else " (nearest assessed)"),
-                "input_inclusivity": inc_x.get((label,), math.nan),
-                "gt_inclusivity": inc_gt.get((label,), math.nan),
+            base
+            | {
+                "assessed": label,
                 "morf_aopc": s["morf_aopc"],
-                "morf_over_random": s["morf_over_random"],
+                "prior_gap": s["prior_gap"],
                 "randomisation_rho": s["randomisation_rho"],
                 "lesion_share": s["lesion_share"],
                 "faithful": "yes" if s["faithful_ok"] else "no",
@@ -499,6 +511,23 @@ def sweet_spot_truth(
             }
         )
     return out
+
+
+SPOT_COLUMNS = (
+    "run",
+    "filter",
+    "alpha0",
+    "assessed",
+    "input_inclusivity",
+    "gt_inclusivity",
+    "morf_aopc",
+    "prior_gap",
+    "randomisation_rho",
+    "lesion_share",
+    "faithful",
+    "checks",
+)
+"""The columns of the sweet-spot table (a row not assessed leaves the measures empty)."""
 
 
 def sweet_spot_truth_html(spots: Sequence[Mapping[str, Any]]) -> str:
@@ -510,15 +539,15 @@ def sweet_spot_truth_html(spots: Sequence[Mapping[str, Any]]) -> str:
     caption = (
         "The sweet spot α₀ of each filter kind (the smallest α whose spread of μ_α is at least "
         "half of the largest, computed from this run's sweep alone) with the trust measures of "
-        "the assessed (0, α) setting at α₀, or of the assessed one nearest to it on a log "
-        "scale when α₀ itself was not assessed (the raw map counts as α = 1). faithful: "
+        "the (0, α₀) setting itself; a setting that was not assessed says so, with the "
+        "command that would assess it. faithful: "
         f"{CHECKS['faithful']}. A sweet spot chosen for inclusivity is worth using only if "
         "its map is faithful. An empty randomisation ρ is undefined, e.g. when the filter "
         "zeroes the whole map of every re-initialised model (no rank correlation with a "
         "constant)."
     )
     return (
-        f"<h3>The sweet spot α₀: is it faithful?</h3>{html_table(list(spots[0]), spots)}"
+        f"<h3>The sweet spot α₀: is it faithful?</h3>{html_table(SPOT_COLUMNS, spots)}"
         f"<p>{esc(caption)}</p>"
     )
 
@@ -543,7 +572,7 @@ def shares_html(summary: Sequence[Mapping[str, Any]], settings: Sequence[str]) -
             " Modality shares are judged against what the model uses, measured by ablation "
             "(the Dice drop when a modality is mean-filled), not against what the data "
             "generator meant a modality to carry: ablation_rho is the Spearman correlation "
-            "of a map's 6 modality shares with the 6 drops (1: the map ranks the modalities "
+            "of a map's channel shares with the channels' drops (1: the map ranks the channels "
             "as the model relies on them)."
         )
     if has_ignored:
@@ -556,39 +585,56 @@ def shares_html(summary: Sequence[Mapping[str, Any]], settings: Sequence[str]) -
     return f"<h3>Where relevance goes</h3>{html_table(columns, rows)}<p>{esc(caption)}</p>"
 
 
-_CHECK_VALUES = {
-    "brain_share": "brain_share",
-    "lesion_share": "lesion_share",
-    "faithful": "morf_over_random",
-    "contrast": "contrast_rho",
-    "ablation": "ablation_rho",
-}
-"""The statistic of each check of :data:`strokelrp.analysis.assess.CHECKS`, for the text."""
-
-
 def _passed(summary: Mapping[str, Any]) -> int:
-    return sum(bool(summary[f"{key}_ok"]) for key in _CHECK_VALUES)
+    from strokelrp.analysis.assess import CHECKS
+
+    return sum(bool(summary[f"{key}_ok"]) for key in CHECKS)
+
+
+def _interval(summary: Mapping[str, Any], measure: str) -> str:
+    mean, low, high = (float(summary[k]) for k in (measure, f"{measure}_low", f"{measure}_high"))
+    if math.isnan(mean):
+        return "undefined"
+    return f"{mean:.3g} [{low:.3g}, {high:.3g}]"
 
 
 def verdict_line(summary: Mapping[str, Any]) -> str:
-    """One line for a :func:`strokelrp.analysis.assess.summarize_methods` entry: the checks
-    passed, those failed with their values, randomisation beside the locality prior."""
-    from strokelrp.analysis.assess import CHECKS
+    """One line for a :func:`strokelrp.analysis.assess.summarize_methods` entry: each check
+    passed and each failed by name, with the mean and 95 % interval it read; randomisation
+    beside the locality prior."""
+    from strokelrp.analysis.assess import CHECK_MEASURES, CHECKS
 
+    passed = [key for key in CHECKS if summary[f"{key}_ok"]]
     failed = [key for key in CHECKS if not summary[f"{key}_ok"]]
-    text = f"{summary['method']}: "
-    if not failed:
-        text += f"passes all {len(CHECKS)} checks"
-    else:
-        text += f"passes {len(CHECKS) - len(failed)} of {len(CHECKS)} checks; fails "
-        text += "; ".join(
-            f"{CHECKS[key]} (got {float(summary[_CHECK_VALUES[key]]):.3g})" for key in failed
+    text = f"{summary['method']} ({summary['cases']} case(s)): "
+    text += "passes " + (", ".join(passed) if passed else "no check")
+    if failed:
+        text += "; fails " + "; ".join(
+            f"{key}: {CHECKS[key]} (got {_interval(summary, CHECK_MEASURES[key])})"
+            for key in failed
         )
     rho, prior = (
         "undefined" if math.isnan(v := float(summary[k])) else f"{v:.2f}"
         for k in ("randomisation_rho", "prior_rho")
     )
     return text + f". Randomisation ρ {rho}, locality-prior ρ {prior}"
+
+
+def paired_html(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The paired Wilcoxon tests of prior_gap between methods (assess_pairs.csv's rows for
+    that measure), with a caption saying what a few cases can show; empty for one method."""
+    from strokelrp.analysis.statistics import paired_table
+
+    table = paired_table([dict(r) for r in rows], ["prior_gap"])
+    if not table:
+        return ""
+    caption = (
+        "Paired Wilcoxon signed-rank tests of prior_gap (MoRF AOPC minus the locality "
+        "prior's) between methods, over the cases both have (method minus other; exact p). "
+        "With n cases the smallest two-sided p is 2 / 2^n (0.125 for 4 cases)."
+    )
+    columns = ["method", "other", "pairs", "median_difference", "p"]
+    return f"{html_table(columns, table)}<p>{esc(caption)}</p>"
 
 
 def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
@@ -618,6 +664,10 @@ def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
             "lesion_share",
             "morf_aopc",
             "random_aopc",
+            "prior_aopc",
+            "prior_gap",
+            "prior_gap_low",
+            "prior_gap_high",
             "morf_over_random",
             "lerf_aopc",
             "contrast_rho",
@@ -630,6 +680,7 @@ def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
         parts.append(html_table(columns, table))
         lines = "".join(f"<li>{esc(verdict_line(s))}</li>" for s in summary)
         parts.append(f"<ul>{lines}</ul>")
+        parts.append(paired_html(rows))
         parts.append(perturbation_html(run.curves, fig_dir, run.name))
         if run.cascade:
             png = figures.cascade_figure(run.cascade, fig_dir, name=f"cascade_{run.name}")[0]

@@ -19,6 +19,7 @@ differ from sums at model scale by the resampling).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,7 @@ import nibabel as nib
 import numpy as np
 
 from strokelrp.atomic import atomic_path
-from strokelrp.config import MODALITIES
-from strokelrp.data.orientation import file_axes, to_file_order
+from strokelrp.core.orientation import file_axes, to_file_order
 from strokelrp.errors import StrokeLRPError
 
 NIFTI_SUFFIX = ".nii.gz"
@@ -57,7 +57,7 @@ def _file_affine(case: Any) -> np.ndarray:
 
 def to_native_grid(volume: Any, shape: tuple[int, int, int], mode: str = "trilinear") -> np.ndarray:
     """Resize (C, D, H, W) (numpy or torch) to (C, *shape) float32 numpy in the native grid."""
-    from strokelrp.data.preprocess import resize_volume
+    from strokelrp.core.volumes import resize_volume
 
     if hasattr(volume, "detach"):
         volume = volume.detach().cpu().float().numpy()
@@ -112,6 +112,12 @@ def _save_atomic(image: nib.Nifti1Image, path: Path) -> Path:
     return path
 
 
+def file_safe(name: str) -> str:
+    """A channel name as a file-name part: characters other than letters, digits, ``-``, ``_``
+    and ``.`` become ``-`` (``T1 w/contrast`` -> ``T1-w-contrast``)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name) or "channel"
+
+
 def write_relevance_nifti(
     path: str | Path,
     relevance: Any,
@@ -122,8 +128,8 @@ def write_relevance_nifti(
 ) -> Path:
     """Write one relevance map as a 4-D NIfTI (x, y, z, C) in the case's native grid.
 
-    relevance: (C, D, H, W) in RAS order at model scale (numpy or torch; C = 6 in
-    ``MODALITIES`` order) or already at the case's resolution; written in the files' order.
+    relevance: (C, D, H, W) in RAS order at model scale (numpy or torch; C channels in
+    ``case.channels`` order) or already at the case's resolution; written in the files' order.
     ``setting`` (e.g. "raw", "pass(0,0.4)") and ``rules`` go into the header's description.
     Returns the written path.
     """
@@ -139,7 +145,8 @@ def write_relevance_nifti(
     peak = float(np.max(np.abs(array))) if array.size else 0.0
     header["cal_min"], header["cal_max"] = -peak, peak
     header["intent_name"] = _clip_text("LRP relevance", _INTENT_NAME_BYTES)
-    channels = ",".join(MODALITIES) if array.shape[-1] == len(MODALITIES) else "channels"
+    names = tuple(case.channels)
+    channels = ",".join(names) if array.shape[-1] == len(names) else "channels"
     text = f"LRP relevance {setting}" + (f" rules={rules}" if rules else "") + f"; t={channels}"
     header["descrip"] = _clip_text(text, _DESCRIP_BYTES)
     image = nib.Nifti1Image(array, header.get_best_affine(), header)
@@ -172,9 +179,9 @@ def write_label_nifti(
 def labels_from_logits(logits: Any, case: Any) -> np.ndarray:
     """Class map uint8 (Dn, Hn, Wn) at the case's resolution (RAS order) from logits
     (K, D, H, W) at model scale, ready for :func:`write_label_nifti`:
-    :func:`strokelrp.train.predict.native_labels` (as ``strokelrp evaluate``, so a Dice
+    :func:`strokelrp.inference.native_labels` (as ``strokelrp evaluate``, so a Dice
     computed on this map matches ``metrics.csv``)."""
-    from strokelrp.train.predict import native_labels
+    from strokelrp.inference import native_labels
 
     return native_labels(np.ascontiguousarray(_as_array(logits)), native_shape(case))
 
@@ -217,7 +224,8 @@ def write_relevance_companions(
     """Files that go with a relevance NIfTI written by :func:`write_relevance_nifti`.
 
     Always a JSON sidecar (``<stem>.json``) naming the volumes of the 4-D file in order
-    (ADC ... TTP), the setting, the rules and max |R| per volume; with ``per_modality`` one 3-D
+    (the case's channel names), the setting, the rules and max |R| per volume; with
+    ``per_modality`` one 3-D
     file per modality (``<stem>_<MOD>.nii.gz``); with ``normalised`` a copy of the 4-D file with
     each volume divided by its own max |R_c| (``<stem>_norm.nii.gz``, values in [-1, 1], the
     paper's per-channel normalisation, here measured on the native grid). ``relevance``
@@ -231,16 +239,17 @@ def write_relevance_companions(
     path = Path(nifti_path)
     stem = sidecar_path(path).with_suffix("")
     vol = to_native_grid(relevance, native_shape(case), mode="trilinear")
-    if vol.shape[0] != len(MODALITIES):
+    names = tuple(case.channels)
+    if vol.shape[0] != len(names):
         raise StrokeLRPError(
             f"case {case.case_id}: relevance has {vol.shape[0]} volumes, expected "
-            f"{len(MODALITIES)} ({', '.join(MODALITIES)})"
+            f"{len(names)} ({', '.join(names)})"
         )
     peaks = np.abs(vol.reshape(vol.shape[0], -1)).max(axis=1)
     files: dict[str, str] = {"relevance": path.name}
     if per_modality:
-        for c, modality in enumerate(MODALITIES):
-            target = stem.with_name(f"{stem.name}_{modality}{NIFTI_SUFFIX}")
+        for c, modality in enumerate(names):
+            target = stem.with_name(f"{stem.name}_{file_safe(modality)}{NIFTI_SUFFIX}")
             _write_volume_3d(target, vol[c], case, f"LRP relevance {setting} {modality}")
             files[modality] = target.name
     if normalised:
@@ -252,7 +261,7 @@ def write_relevance_companions(
         files["normalised"] = target.name
     content = {
         "description": "LRP relevance (signed; positive: evidence for the lesion)",
-        "volumes": list(MODALITIES),
+        "volumes": list(names),
         "volume_axis": 3,
         "setting": setting,
         "rules": rules,

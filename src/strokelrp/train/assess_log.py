@@ -1,13 +1,14 @@
 """Interpretability during training: the trust measures of one method every N epochs.
 
 ``train --assess-every N`` calls :func:`assess_epoch` after epochs N, 2N, ... on rank 0: the
-measures of :func:`strokelrp.analysis.assess.assess` for one method (``--assess-method``,
+measures of :func:`strokelrp.trust.assess.assess` for one method (``--assess-method``,
 default ``lrp:epsilon``) on the first ``--assess-cases`` held-out cases (the first training
 cases when nothing is held out; the ``split`` column says which), appended to
 ``RUN/assess_log.csv`` (:meth:`strokelrp.run_files.RunDir.write_assess_log`). The cost is
-bounded: one method, few cases, one re-initialisation, two random orderings and a coarse
-perturbation grid (:data:`FRACTIONS`), so the AOPC values are comparable between epochs of one
-run, not with a full ``strokelrp assess``.
+bounded: one method, few cases, ``assess --profile quick``
+(:data:`strokelrp.trust.assess.PROFILES`: one re-initialisation, 3 random orders, 4
+fractions, no extras), so the AOPC values are comparable between epochs of one run, not with
+a full ``strokelrp assess``.
 
 The random number streams of training are saved before and restored after, so a run trained
 with ``--assess-every`` follows the same trajectory as one without, and resumes exactly.
@@ -24,9 +25,6 @@ from torch import nn
 
 from strokelrp.trust_measures import MEASURES
 
-FRACTIONS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.2)
-"""The coarse perturbation grid used during training."""
-
 
 def assess_epoch(
     model: nn.Module,
@@ -40,8 +38,8 @@ def assess_epoch(
     Global random states (Python, numpy, torch) are restored afterwards and parameter
     gradients cleared, so training continues exactly as it would have without this call.
     """
-    from strokelrp.analysis.assess import assess
     from strokelrp.train.checkpoint import capture_rng, restore_rng
+    from strokelrp.trust.assess import PROFILES, assess
 
     state = capture_rng()
     rows = []
@@ -54,9 +52,7 @@ def assess_epoch(
                 label,
                 [method],
                 case=case_id,
-                seeds=(1,),
-                random_seeds=2,
-                fractions=FRACTIONS,
+                **PROFILES["quick"],
             )
             row = found[0]
             rows.append(

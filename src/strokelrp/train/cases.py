@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from strokelrp.config import TrainConfig
-from strokelrp.data.isles2017 import case_sort_key
+from strokelrp.data.layouts import case_sort_key
 from strokelrp.errors import DataError, StrokeLRPError
 
 
@@ -49,8 +49,22 @@ class CaseTensors:
         return CaseTensors(self.x.to(device), self.y.to(device), self.ids, self.fingerprints)
 
 
+def resolve_data(config: TrainConfig) -> TrainConfig:
+    """``config`` with the layout and channels its data has (found from file names only), so
+    that the run records them and every later stage reads the same inputs."""
+    from dataclasses import replace
+
+    from strokelrp.data.layouts import discover_cases
+
+    folders = discover_cases(config.data, config.layout, config.channels, config.lesion)
+    spec = folders[0].spec
+    channels = spec.channels if spec is not None else config.channels
+    return replace(config, layout=folders[0].layout, channels=channels)
+
+
 def open_dataset(config: TrainConfig, progress: bool = False):  # -> data.dataset.CaseDataset
-    """The ``CaseDataset`` of the config's data, series, normalisation and case list."""
+    """The ``CaseDataset`` of the config's data (layout, channels, lesion class), series,
+    normalisation and case list."""
     from strokelrp.data.dataset import CaseDataset
 
     return CaseDataset(
@@ -60,6 +74,9 @@ def open_dataset(config: TrainConfig, progress: bool = False):  # -> data.datase
         normalization=config.normalization,
         cases=list(config.cases) if config.cases is not None else None,
         progress=progress,
+        layout=config.layout,
+        channels=config.channels,
+        lesion=config.lesion,
     )
 
 

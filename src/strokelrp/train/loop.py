@@ -37,19 +37,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from strokelrp.config import LESION, TrainConfig
+from strokelrp.core.metrics import batch_dice
 from strokelrp.device import DistContext, init_distributed, shutdown
 from strokelrp.errors import StrokeLRPError
-from strokelrp.run_files import RunDir
-from strokelrp.train.cases import CaseTensors, open_dataset, split_ids, stack_cases
+from strokelrp.run_files import RunDir, has_checkpoints
+from strokelrp.train.cases import (
+    CaseTensors,
+    open_dataset,
+    resolve_data,
+    split_ids,
+    stack_cases,
+)
 from strokelrp.train.checkpoint import (
     Checkpoint,
     build_model,
-    has_checkpoints,
+    latest_complete,
     load_optimizer_state,
     preserved_rng,
     restore_rng,
+    save_checkpoint,
 )
-from strokelrp.train.metrics import batch_dice
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -243,7 +250,7 @@ def train(
 ) -> list[Path]:
     """Train ``config.repeats`` network(s) into ``out``; -> the one-network run folders.
 
-    ``dataset``: items ``(x (6, D, H, W), y (D, H, W), case_id)`` to use instead of opening
+    ``dataset``: items ``(x (C, D, H, W), y (D, H, W), case_id)`` to use instead of opening
     ``config.data`` with :class:`strokelrp.data.dataset.CaseDataset` (``x`` must have the
     series shape). ``resume``: continue from the newest complete checkpoint (see
     docs/training.md). ``log``: where messages go (default: stderr, rank 0 only).
@@ -253,6 +260,8 @@ def train(
     """
     out = Path(out)
     config = replace(config, data=str(Path(config.data).expanduser().resolve()))
+    if dataset is None:
+        config = resolve_data(config)
     if config.assess_every:
         from strokelrp.attribution import parse_method
 
@@ -312,7 +321,7 @@ def _resume_point(
                 f"{run_dir}: holds checkpoints; pass --resume or choose another --out"
             )
         return None
-    start = run.latest_checkpoint()
+    start = latest_complete(run.checkpoints)
     if start is None:
         say(f"{run_dir}: no complete checkpoint to resume from: starting from scratch")
         return None
@@ -494,7 +503,8 @@ def _save_epoch(
     """Rank 0 after an epoch: the checkpoint when one is due, and the training log."""
     epoch = log_rows[-1]["epoch"]
     if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
-        run.save_checkpoint(
+        save_checkpoint(
+            run.checkpoints,
             epoch=epoch,
             config=config,
             model=model,

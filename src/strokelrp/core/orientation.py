@@ -9,7 +9,7 @@ file's own axis codes are kept on the case (``Case.orientation``) so that anythi
 for the case can be put back in the file's voxel order and written with the file's affine.
 
 Arrays here are in the package's layout ``(..., D, H, W)`` = ``(..., z, y, x)`` of the NIfTI
-array (see :class:`strokelrp.data.isles2017.Case`); axis codes are nibabel's (``"LPS"``: the
+array (see :class:`strokelrp.data.layouts.Case`); axis codes are nibabel's (``"LPS"``: the
 file's x runs to the patient's Left, y Posterior, z Superior).
 """
 

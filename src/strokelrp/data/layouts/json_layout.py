@@ -1,0 +1,78 @@
+"""What the nnU-Net raw and Decathlon layouts share: ``dataset.json`` and the lesion class."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from strokelrp.errors import StrokeLRPError
+
+DATASET_JSON = "dataset.json"
+LESION_WORDS = ("lesion", "stroke", "infarct", "core")
+"""Label names taken as the lesion class when the data set has several and none is chosen."""
+
+
+def load_dataset_json(root: Path) -> dict:
+    """``ROOT/dataset.json`` as a dict; one clear error when it is missing or not JSON."""
+    path = root / DATASET_JSON
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StrokeLRPError(f"{path}: no such file (the layout needs its dataset.json)") from None
+    except (OSError, ValueError) as err:
+        raise StrokeLRPError(f"{path}: cannot be read as JSON ({err})") from err
+    if not isinstance(doc, dict):
+        raise StrokeLRPError(f"{path}: not a JSON object")
+    return doc
+
+
+def has_key(root: Path, key: str) -> bool:
+    """Whether ``ROOT/dataset.json`` is a JSON object with ``key`` (False if unreadable)."""
+    try:
+        doc = json.loads((root / DATASET_JSON).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and key in doc
+
+
+def indexed_names(mapping: object, what: str, path: Path) -> tuple[str, ...]:
+    """``{"0": "DWI", "1": "ADC"}`` -> ``("DWI", "ADC")`` (indices 0..N-1, each once)."""
+    if not isinstance(mapping, Mapping) or not mapping:
+        raise StrokeLRPError(f'{path}: {what} must be a non-empty object {{"0": name, ...}}')
+    try:
+        items = sorted((int(k), str(v)) for k, v in mapping.items())
+    except (TypeError, ValueError):
+        raise StrokeLRPError(f"{path}: {what} keys must be channel indices 0, 1, ...") from None
+    if [i for i, _ in items] != list(range(len(items))):
+        raise StrokeLRPError(f"{path}: {what} indices must be 0 to {len(items) - 1}")
+    names = tuple(n for _, n in items)
+    if len({n.lower() for n in names}) != len(names):
+        raise StrokeLRPError(f"{path}: {what} names a channel twice ({', '.join(names)})")
+    return names
+
+
+def lesion_class(labels: dict[str, int], chosen: str | None, path: Path) -> tuple[str, int]:
+    """The label class read as lesion -> (name, value): ``chosen`` by name or value; else the
+    one foreground class; else the one named exactly, else the one named partly, like a
+    lesion (:data:`LESION_WORDS`)."""
+    foreground = {n: v for n, v in labels.items() if v != 0}
+    if not foreground:
+        raise StrokeLRPError(f"{path}: labels hold no class other than background (0)")
+    shown = ", ".join(f"{n}={v}" for n, v in labels.items())
+    if chosen is not None:
+        for name, value in foreground.items():
+            if chosen.lower() == name.lower() or chosen == str(value):
+                return name, value
+        raise StrokeLRPError(f"{path}: no label class {chosen!r}; the labels are {shown}")
+    if len(foreground) == 1:
+        return next(iter(foreground.items()))
+    exact = [(n, v) for n, v in foreground.items() if n.lower() in LESION_WORDS]
+    if len(exact) == 1:
+        return exact[0]
+    named = [(n, v) for n, v in foreground.items() if any(w in n.lower() for w in LESION_WORDS)]
+    if len(named) == 1:
+        return named[0]
+    raise StrokeLRPError(
+        f"{path}: several label classes ({shown}); choose the lesion class with --lesion NAME"
+    )

@@ -1,0 +1,569 @@
+"""Assess relevance maps on one case: run the model, the methods and the perturbations.
+
+The model-running half of the trust assessment (docs/assess.md): :func:`assess` computes, for
+one case and a list of methods (:mod:`strokelrp.attribution`), every map it needs (the trained
+model's, the re-initialised models', the contrast target's), the perturbation curves
+(:mod:`strokelrp.trust.perturbation`) and the modality ablation, and returns one row per
+method with :data:`strokelrp.analysis.assess.COLUMNS` first. The measures of the arrays are
+pure functions in :mod:`strokelrp.analysis.assess`.
+
+Every map explains the same scalar S = sum(W * logits) with W fixed from the trained model's
+prediction (so a re-initialised model or a perturbed input is scored on the same voxels).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from strokelrp.analysis.assess import (
+    FRACTIONS,
+    REMOVAL,
+    _np,
+    _randomisation_summary,
+    aopc,
+    brain_share,
+    curve_points,
+    lesion_share,
+    ordering,
+    random_ordering,
+    variant_of,
+    variants,
+    within,
+)
+from strokelrp.analysis.removal import REMOVALS
+from strokelrp.analysis.shares import ablation_rho, abs_modality_shares, spearman
+from strokelrp.attribution import (
+    METHODS,
+    attribution_input,
+    gradient,
+    layer_of,
+    locality_prior,
+    lrp,
+    occlusion_maps,
+    parse_method,
+    reinitialised,
+    score,
+)
+from strokelrp.core.masks import brain_mask
+from strokelrp.device import batched_layout
+from strokelrp.errors import StrokeLRPError
+from strokelrp.lrp.engine import BACKGROUND, LESION
+from strokelrp.lrp.presets import DEFAULT_PRESET, PRESETS
+from strokelrp.trust.ablation import modality_ablation
+from strokelrp.trust.perturbation import Curve, perturbation_curves
+
+BASELINES: tuple[str, ...] = (
+    "gradient",
+    "gradient_x_input",
+    "integrated_gradients",
+    "occlusion",
+    "gradcam",
+    "locality_prior",
+)
+"""The non-LRP methods, in the order of the tables."""
+
+DEFAULT_METHODS: tuple[str, ...] = (f"lrp:{DEFAULT_PRESET}", *BASELINES)
+"""``strokelrp assess``'s default: one map per method family (the default LRP preset and every
+baseline); :data:`ALL_METHODS` adds every other preset."""
+
+ALL_METHODS: tuple[str, ...] = (
+    *(f"lrp:{p}" for p in PRESETS),
+    *BASELINES,
+)
+"""Every preset and every baseline (the survey of docs/method.md)."""
+
+
+def cascade_groups(model: nn.Module) -> list[str]:
+    """Top-level children that hold parameters, output side first (the cascade's steps)."""
+    names = [n for n, m in model.named_children() if any(True for _ in m.parameters())]
+    return names[::-1]
+
+
+# -------------------------------------------------------------------------- one case
+
+
+ASSESS_OPTIONS: dict[str, dict[str, Any]] = {
+    "integrated_gradients": {"steps": 16},
+    "occlusion": {"patch": (4, 16, 16)},
+}
+"""Method options ``assess`` uses unless the method's spec gives its own (docs/assess.md,
+"Cost"): an assessment computes each map 5 times (trained model, 3 re-initialisations,
+background target), so the two multi-forward baselines get cheaper settings than
+:func:`strokelrp.attribution.attribute`'s defaults (32 steps, patch 4 x 8 x 8)."""
+
+MAX_BATCH = {"cpu": 8, "other": 16}
+"""At most this many perturbed inputs per forward: on this project's CPU the time per input
+is lowest from 4 to 8 and rises beyond (docs/benchmarks.md, "Assessing a method"); other
+devices keep the earlier cap of 16 (not measured on a GPU yet; the memory budget limits it
+too)."""
+
+
+def forward_bytes(model: nn.Module, x: Tensor) -> tuple[Tensor, int]:
+    """The logits of x (1, C, D, H, W) and the bytes of every module output of that forward
+    (an upper bound of what one sample's forward holds at once)."""
+    total = [x.numel() * x.element_size()]
+
+    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        if isinstance(out, Tensor):
+            total[0] += out.numel() * out.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return logits, total[0]
+
+
+def batch_for(per_sample: int, memory_budget: str | int | float | None, device: Any) -> int:
+    """Perturbed inputs per forward: as many as half the budget holds, 1 to the device's
+    :data:`MAX_BATCH` (budget as for :func:`strokelrp.lrp.engine.explain`; None = the
+    engine's default)."""
+    from strokelrp.lrp.budget import resolve_budget
+
+    cap = MAX_BATCH["cpu" if torch.device(device).type == "cpu" else "other"]
+    budget = resolve_budget(memory_budget, device)
+    if math.isinf(budget):
+        return cap
+    return int(min(cap, max(1, budget // (2 * max(1, per_sample)))))
+
+
+@dataclass
+class CaseContext:
+    """What every method's assessment of one case shares (computed once per case): the target,
+    S(x), the ablation drops, the locality prior, the re-initialised models, the random-ordering
+    AOPCs (per target) and the gradients (per model and target)."""
+
+    x: Tensor  # (1, C, D, H, W)
+    y: np.ndarray | None
+    weights: Tensor  # (1, K, D, H, W) of the prediction target
+    target: np.ndarray  # (D, H, W) bool: voxels where the target weights are non-zero
+    brain: np.ndarray  # (D, H, W) bool
+    drops: np.ndarray  # (C,) Dice drop per mean-filled modality
+    random: dict[tuple[str, str], list[np.ndarray]] = field(default_factory=dict)
+    """(target, variant) -> the random-order curves, one (F,) per seed 0, 1, ..."""
+    prior_curves: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    """(target, variant) -> the locality prior's MoRF curve (F,)."""
+    removal: str = REMOVAL  # of the main AOPC columns
+    prior: np.ndarray | None = None  # |locality prior| within the brain
+    random_seeds: int = 5
+    fractions: Sequence[float] = FRACTIONS
+    batch: int = 11  # perturbed inputs per forward
+    memory_budget: str | int | float | None = None  # of every LRP walk
+    options: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(ASSESS_OPTIONS))
+    scores: dict[str, float] = field(default_factory=dict)  # S(x) per target name
+    models: dict[int, nn.Module] = field(default_factory=dict)  # re-initialised, per seed
+    gradients: dict[tuple[Any, str], Tensor] = field(default_factory=dict)
+    model_free: dict[tuple[str, str], Tensor] = field(default_factory=dict)
+
+    def score(self, model: nn.Module, weights: Tensor, target: str) -> float:
+        """S(x) of the trained ``model`` for ``target`` (its weights), computed once in the
+        layout of the perturbed inputs' batches (the same rounding)."""
+        if target not in self.scores:
+            with torch.no_grad():
+                self.scores[target] = float(score(model, batched_layout(self.x), weights)[0])
+        return self.scores[target]
+
+    def reinitialised(self, model: nn.Module, seed: int) -> nn.Module:
+        """The trained model re-initialised under ``seed`` (built once per case)."""
+        if seed not in self.models:
+            self.models[seed] = reinitialised(model, seed).eval()
+        return self.models[seed]
+
+    def curves(
+        self, model: nn.Module, weights: Tensor, curves: Sequence[Curve], s0: float
+    ) -> np.ndarray:
+        """:func:`strokelrp.trust.perturbation.perturbation_curves` with this case's fractions
+        (relative to the target's size), batch, brain and target: (len(curves), F)."""
+        return perturbation_curves(
+            model,
+            self.x,
+            weights,
+            curves,
+            self.fractions,
+            self.batch,
+            s0,
+            unit=int(self.target.sum()),
+            brain=self.brain,
+            target=self.target,
+        )
+
+    def random_aopc(self, model: nn.Module, weights: Tensor, target: str, variant: str) -> float:
+        """Mean AOPC of ``random_seeds`` random orderings for the scalar of ``weights``
+        (``variant``: a name of :func:`strokelrp.analysis.assess.variants`); computed once,
+        cached."""
+        key = (target, variant)
+        if key not in self.random:
+            level, removal = variant_of(variant, self.removal)
+            voxel = level == "voxel"
+            n = self.x[0, 0].numel() if voxel else self.x[0].numel()
+            curves = [
+                Curve(random_ordering(n, s), voxel, removal) for s in range(self.random_seeds)
+            ]
+            drops = self.curves(model, weights, curves, self.score(model, weights, target))
+            self.random[key] = list(drops)
+        return float(np.mean([aopc(d) for d in self.random[key]]))
+
+    def prior_aopc(self, model: nn.Module, weights: Tensor, target: str, variant: str) -> float:
+        """MoRF AOPC of the model-free locality prior (the yardstick a map must beat) for the
+        scalar of ``weights`` under ``variant``; computed once per target and variant."""
+        key = (target, variant)
+        if key not in self.prior_curves:
+            level, removal = variant_of(variant, self.removal)
+            voxel = level == "voxel"
+            prior = locality_prior(None, self.x, weights)
+            curve = Curve(ordering(prior, True, voxel=voxel), voxel, removal)
+            s0 = self.score(model, weights, target)
+            self.prior_curves[key] = self.curves(model, weights, [curve], s0)[0]
+        return aopc(self.prior_curves[key])
+
+
+def prepare_context(
+    model: nn.Module,
+    x: Tensor,
+    y: np.ndarray | None,
+    random_seeds: int = 5,
+    fractions: Sequence[float] = FRACTIONS,
+    memory_budget: str | int | float | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    removal: str = REMOVAL,
+) -> CaseContext:
+    """Target, brain, ablation drops and the locality prior of one case, and the perturbation
+    batch sized to ``memory_budget`` (the random-ordering AOPCs, re-initialised models and
+    gradients are computed on first use, once per case)."""
+    from strokelrp.lrp.engine import target_weights
+
+    logits, per_sample = forward_bytes(model, x)
+    weights = target_weights("prediction", logits)[0]
+    target = (weights[0] != 0).any(0).cpu().numpy()
+    xn = _np(x[0])
+    drops = modality_ablation(model, x[0], y).drop
+    ctx = CaseContext(x, y, weights, target, brain_mask(xn), drops)
+    ctx.random_seeds, ctx.fractions = random_seeds, fractions
+    if removal not in REMOVALS:
+        raise StrokeLRPError(f"removal must be one of {', '.join(REMOVALS)}, got {removal!r}")
+    ctx.removal = removal
+    ctx.memory_budget = memory_budget
+    ctx.batch = batch_for(per_sample, memory_budget, x.device)
+    if options is not None:
+        ctx.options = {k: dict(v) for k, v in options.items()}
+    ctx.prior = within(ctx.brain, locality_prior(None, x, weights))
+    return ctx
+
+
+def _maps(
+    ctx: CaseContext,
+    model: nn.Module,
+    key: Any,
+    name: str,
+    filt: str | None,
+    opts: dict[str, Any],
+    targets: dict[str, Tensor],
+) -> dict[str, Tensor]:
+    """The maps of one method for several targets of one model (``key``: ``trained`` or the
+    re-initialisation's seed), sharing what the targets share: occlusion's forwards, the
+    gradient behind ``gradient`` and ``gradient_x_input``, the model-free prior."""
+    x = ctx.x
+    if not targets:
+        return {}
+    if name.startswith("lrp:"):
+        return {
+            t: lrp(
+                model, x, w, rules=name[4:], filter=filt, memory_budget=ctx.memory_budget, **opts
+            )
+            for t, w in targets.items()
+        }
+    if name == "occlusion":
+        opts = {"batch": ctx.batch, **opts}
+        maps = occlusion_maps(model, x, list(targets.values()), **opts)
+        return dict(zip(targets, maps, strict=True))
+    out = {}
+    for t, w in targets.items():
+        if name in ("gradient", "gradient_x_input") and not opts:
+            if (key, t) not in ctx.gradients:
+                ctx.gradients[(key, t)] = gradient(model, x, w).detach()
+            g = ctx.gradients[(key, t)]
+            out[t] = g if name == "gradient" else x[0] * g
+        elif name == "locality_prior":  # model-free: the same map for every model
+            if (t, repr(opts)) not in ctx.model_free:
+                ctx.model_free[(t, repr(opts))] = locality_prior(None, x, w, **opts)
+            out[t] = ctx.model_free[(t, repr(opts))]
+        else:
+            try:
+                out[t] = METHODS[name](model, x, w, **opts).detach()
+            except TypeError as err:
+                raise StrokeLRPError(
+                    f"method {name!r}: bad options {sorted(opts)} ({err})"
+                ) from err
+    return out
+
+
+def localisation(r: np.ndarray, ctx: CaseContext) -> dict[str, float]:
+    """The localisation columns of map r (C, *S): mass and rank accuracy and the pointing
+    game against the label (NaN without a non-empty one), the context share outside the
+    predicted lesion, and the positive share of ADC's and rCBF's relevance in the lesion (the
+    label, else the prediction; NaN unless the input has the ISLES channels)."""
+    from strokelrp.analysis import localisation as loc
+    from strokelrp.config import MODALITIES
+
+    truth = None if ctx.y is None else np.asarray(ctx.y, bool)
+    has_truth = truth is not None and truth.shape == ctx.target.shape and bool(truth.any())
+    lesion = truth if has_truth else ctx.target
+    out = {
+        "mass_accuracy": loc.mass_accuracy(r, truth) if has_truth else math.nan,
+        "rank_accuracy": loc.rank_accuracy(r, truth) if has_truth else math.nan,
+        "pointing_game": loc.pointing_game(r, truth) if has_truth else math.nan,
+        "context_share": loc.context_share(r, ctx.target),
+    }
+    isles = r.shape[0] == len(MODALITIES)
+    for name, modality in (("positive_adc", "ADC"), ("positive_rcbf", "rCBF")):
+        channel = MODALITIES.index(modality)
+        out[name] = loc.positive_share(r, lesion, channel) if isles else math.nan
+    return out
+
+
+def assess_method(
+    model: nn.Module,
+    ctx: CaseContext,
+    method: str,
+    seeds: Sequence[int] = (1, 2, 3),
+    cascade: bool = False,
+    extras: bool = True,
+    points: list[dict[str, Any]] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The measures of one method on one case: (row without ``case``, cascade rows).
+
+    ``extras=False`` skips the voxel-level curve and the other removal kinds' curves.
+    ``points``, when given, receives every perturbation curve's points (:func:`curve_points`)
+    that the AOPC columns are the means of.
+
+    The method's own target (``prediction`` or, for a ``target=contrastive`` option, the
+    log-odds) is read from the method's options; perturbations, randomisation and ablation
+    score the method's own scalar. Options missing from the spec come from ``ctx.options``
+    (:data:`ASSESS_OPTIONS`).
+    """
+    t0 = time.perf_counter()
+    name, opts, filt = parse_method(method)
+    target_name = opts.pop("target", "prediction")
+    opts = {**ctx.options.get(name, {}), **opts}
+    x, brain = ctx.x, ctx.brain
+    if target_name == "prediction":
+        weights = ctx.weights
+    elif target_name == "contrastive":
+        weights = ctx.weights.clone()
+        weights[:, BACKGROUND] = -weights[:, LESION]
+    else:
+        raise StrokeLRPError(f"method {method!r}: target must be prediction or contrastive")
+    lesion_w = torch.zeros_like(ctx.weights)
+    lesion_w[:, LESION] = ctx.weights[:, LESION]
+    background_w = torch.zeros_like(ctx.weights)
+    background_w[:, BACKGROUND] = ctx.weights[:, LESION]
+    targets = {target_name: weights, "background": background_w}
+    if target_name != "prediction":
+        targets["lesion"] = lesion_w
+
+    def run(m: nn.Module, key: Any, wanted: dict[str, Tensor]) -> dict[str, Tensor]:
+        return _maps(ctx, m, key, name, filt, opts, wanted)
+
+    t_map = time.perf_counter()  # occlusion: its contrast maps come from the same forwards
+    trained = run(model, "trained", targets if name == "occlusion" else {target_name: weights})
+    map_seconds = time.perf_counter() - t_map
+    r = trained[target_name]
+    trained.update(run(model, "trained", {k: v for k, v in targets.items() if k not in trained}))
+    row: dict[str, Any] = {
+        "method": method,
+        "brain_share": brain_share(r, x[0]),
+        "lesion_share": lesion_share(r, ctx.target),
+    }
+    s0 = ctx.score(model, weights, target_name)
+    names = list(variants(ctx.removal)) if extras else ["element"]
+    kinds = [("morf", "element"), ("lerf", "element")]
+    kinds += [("morf", v) for v in names if v != "element"]
+    curves = []
+    for which, variant in kinds:
+        level, removal = variant_of(variant, ctx.removal)
+        order = ordering(r, which == "morf", voxel=level == "voxel")
+        curves.append(Curve(order, level == "voxel", removal))
+    drops = dict(zip(kinds, ctx.curves(model, weights, curves, s0), strict=True))
+
+    def random_curve(variant: str) -> float:
+        value = ctx.random_aopc(model, weights, target_name, variant)
+        if points is not None:
+            for seed, d in enumerate(ctx.random[(target_name, variant)]):
+                points.extend(
+                    curve_points(method, "random", variant, ctx.fractions, d, seed, ctx.removal)
+                )
+        return value
+
+    def prior_curve(variant: str) -> float:
+        if name == "locality_prior" and not opts:  # the prior itself: its own MoRF curve
+            return aopc(drops[("morf", variant)])
+        return ctx.prior_aopc(model, weights, target_name, variant)
+
+    if points is not None:
+        for (which, variant), d in drops.items():
+            points.extend(curve_points(method, which, variant, ctx.fractions, d, None, ctx.removal))
+    row["morf_aopc"] = aopc(drops[("morf", "element")])
+    row["lerf_aopc"] = aopc(drops[("lerf", "element")])
+    row["random_aopc"] = random_curve("element")
+    row["prior_aopc"] = prior_curve("element")
+    row["prior_gap"] = row["morf_aopc"] - row["prior_aopc"]
+    row["random_gap"] = row["morf_aopc"] - row["random_aopc"]
+    rhos = []
+    ref = within(brain, r)
+    for seed in seeds:
+        other = run(ctx.reinitialised(model, seed), seed, {target_name: weights})[target_name]
+        rhos.append(spearman(ref, within(brain, other)))
+    randomisation = _randomisation_summary(rhos)
+    row["randomisation_rho"] = randomisation.pop("randomisation_rho")
+    r_les = trained.get("lesion", r)
+    r_bg = trained["background"]
+    row["contrast_rho"] = spearman(within(brain, r_les, False), within(brain, r_bg, False))
+    # the channel shares of |R| for any number of spatial axes: (C, N, 1, 1) is a (C, D, H, W)
+    row["ablation_rho"] = ablation_rho(
+        abs_modality_shares(r.reshape(r.shape[0], -1, 1, 1)), ctx.drops
+    )
+    for variant in names[1:]:
+        suffix = "voxel" if variant == "voxel" else variant
+        row[f"morf_aopc_{suffix}"] = aopc(drops[("morf", variant)])
+        row[f"random_aopc_{suffix}"] = random_curve(variant)
+        if variant != "voxel":
+            row[f"prior_aopc_{suffix}"] = prior_curve(variant)
+    row.update(localisation(_np(r), ctx))
+    row["prior_rho"] = spearman(ref, ctx.prior) if name != "locality_prior" else 1.0
+    row.update(randomisation)
+    row["target_voxels"] = int(ctx.target.sum())
+    row["target_score"] = s0
+    steps: list[dict[str, Any]] = []
+    if cascade:
+        groups = cascade_groups(model)
+        for k in range(1, len(groups) + 1):
+            broken = reinitialised(model, seeds[0], _modules_under(model, groups[:k])).eval()
+            other = run(broken, ("cascade", k), {target_name: weights})[target_name]
+            rho = spearman(ref, within(brain, other))
+            steps.append({"method": method, "step": k, "layer": groups[k - 1], "rho": rho})
+    row["map_seconds"] = map_seconds
+    row["seconds"] = time.perf_counter() - t0
+    return row, steps
+
+
+def _modules_under(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
+    return [
+        n
+        for n, _ in model.named_modules()
+        if any(n == p or n.startswith(p + ".") for p in prefixes)
+    ]
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "full": {},
+    "quick": {
+        "seeds": (1,),
+        "random_seeds": 3,
+        "extras": False,
+        "fractions": (0.02, 0.1, 0.5, 2.0),
+    },
+}
+"""``assess --profile``: settings that replace the given ones (``full``: none). ``quick``: one
+re-initialisation, 3 random orders, no extras and 4 of the 8 fractions (its cost in one-map
+times: docs/benchmarks.md, "Assessment profiles")."""
+
+
+def with_reference(method: str, reference: str | None) -> str:
+    """``method`` with the option ``reference=<reference>`` added when the method takes a
+    reference (:data:`strokelrp.attribution.REFERENCE_METHODS`) and names none itself;
+    unchanged otherwise (or when ``reference`` is None)."""
+    from strokelrp.attribution import REFERENCE_METHODS
+
+    name, opts, filt = parse_method(method)
+    takes = name.startswith("lrp:") or name in REFERENCE_METHODS
+    if reference is None or not takes or "reference" in opts:
+        return method
+    head = method.split("+", 1)[0].strip() if filt is not None else method.strip()
+    tail = f"+{filt}" if filt is not None else ""
+    if head.endswith(")"):
+        return f"{head[:-1]},reference={reference}){tail}"
+    return f"{head}(reference={reference}){tail}"
+
+
+def check_methods(model: nn.Module, methods: Sequence[str]) -> None:
+    """One error for the first method spec that cannot run on ``model``: an unknown name or
+    option syntax, or a Grad-CAM ``layer`` the model does not have (checked before any work)."""
+    for method in methods:
+        name, opts, _ = parse_method(method)
+        if name == "gradcam" and "layer" in opts:
+            layer_of(model, str(opts["layer"]))
+
+
+def assess(
+    model: nn.Module,
+    x: Tensor | np.ndarray,
+    y: np.ndarray | None = None,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    *,
+    case: str = "",
+    seeds: Sequence[int] = (1, 2, 3),
+    random_seeds: int = 5,
+    fractions: Sequence[float] = FRACTIONS,
+    cascade: bool = False,
+    extras: bool = True,
+    memory_budget: str | int | float | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    progress: Callable[[str], None] | None = None,
+    points: list[dict[str, Any]] | None = None,
+    removal: str = REMOVAL,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Assess every method on one case: (rows with ``COLUMNS`` + ``EXTRA_COLUMNS`` of
+    :mod:`strokelrp.analysis.assess`, cascade rows (case, method, step, layer, rho) when
+    ``cascade``).
+
+    ``points``, when given, receives the perturbation curves behind the AOPC columns, one
+    dict per point with ``CURVE_COLUMNS`` (``seed`` None except for random orders).
+
+    x (C, D, H, W) preprocessed as the model saw it (:func:`strokelrp.prepare_case`), y its
+    label (D, H, W) or None (a 2-D network: x (C, H, W), y (H, W)). ``seeds``: the
+    independent re-initialisations (>= 3 advised);
+    ``random_seeds``: the random orderings (>= 5); ``fractions``: of the target's elements
+    (:data:`strokelrp.analysis.assess.FRACTIONS`); ``removal``: the main AOPC columns' removal
+    kind (:data:`strokelrp.analysis.removal.REMOVALS`); ``extras``: the voxel-level AOPC and
+    the other removal kinds' columns; ``memory_budget``: bytes of every LRP walk and of the batches
+    of perturbed inputs (as for :func:`strokelrp.lrp.engine.explain`); ``options``: method
+    options used when a spec gives none (default :data:`ASSESS_OPTIONS`).
+    """
+    if len(seeds) < 1 or random_seeds < 1:
+        raise StrokeLRPError("assess needs at least one re-initialisation and one random order")
+    check_methods(model, methods)
+    if memory_budget is not None:
+        from strokelrp.lrp.budget import parse_bytes
+
+        parse_bytes(memory_budget)
+    xt = attribution_input(model, x if isinstance(x, Tensor) else np.asarray(x))
+    was = model.training
+    model.eval()
+    try:
+        ctx = prepare_context(
+            model, xt, y, random_seeds, fractions, memory_budget, options, removal
+        )
+        rows, curves = [], []
+        for method in methods:
+            if progress is not None:
+                progress(f"case {case}: {method}")
+            mine: list[dict[str, Any]] | None = None if points is None else []
+            row, steps = assess_method(model, ctx, method, seeds, cascade, extras, points=mine)
+            rows.append({"case": case, **row})
+            if points is not None and mine is not None:
+                points += [{"case": case, **p} for p in mine]
+            curves += [{"case": case, **s} for s in steps]
+        return rows, curves
+    finally:
+        model.train(was)
