@@ -9,7 +9,11 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
 VIEWER_JS := src/strokelrp/report/viewer_assets/niivue.umd.js
 
-.PHONY: demo test lint bench clean viewer browser
+.PHONY: demo test lint bench clean viewer browser nnunet
+
+# nnU-Net v2 without the extras its own pins pull (timm and a torchvision that does not match
+# the CPU torch): the two packages with --no-deps, their runtime needs through strokelrp[nnunet]
+NNUNET_SPEC ?= nnunetv2==2.8.1 dynamic-network-architectures==0.4.4
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +29,13 @@ $(VENV)/.run: pyproject.toml $(VENV)/.torch
 $(VENV)/.test: pyproject.toml $(VENV)/.run
 	$(PIP) install -e ".[test]"
 	@touch $@
+
+$(VENV)/.nnunet: pyproject.toml $(VENV)/.run
+	$(PIP) install --no-deps $(NNUNET_SPEC)
+	$(PIP) install -e ".[nnunet]"
+	@touch $@
+
+nnunet: $(VENV)/.nnunet
 
 # The viewer's JavaScript: NiiVue from npm (js/package-lock.json pins it), built on first use.
 $(VIEWER_JS): js/package.json js/package-lock.json js/build.sh
@@ -48,7 +59,7 @@ $(VENV)/.browser: | $(BIN)/python
 demo: $(VENV)/.run $(VIEWER_JS)
 	$(BIN)/strokelrp demo $(DEMO_ARGS)
 
-test: $(VENV)/.test $(VIEWER_JS) $(VENV)/.browser
+test: $(VENV)/.test $(VENV)/.nnunet $(VIEWER_JS) $(VENV)/.browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.test

@@ -37,6 +37,7 @@ _EXPORTS = {
     "inclusivity": "strokelrp.analysis.inclusivity",
     "show": "strokelrp.pipeline.view",
     "SERIES": "strokelrp.config",
+    "load_nnunet": "strokelrp.families.nnunet",
     "StrokeLRPError": "strokelrp.errors",
     "DataError": "strokelrp.errors",
     "TrainConfig": "strokelrp.config",

@@ -596,6 +596,36 @@ EXPLAIN_REFERENCE = "healthy"  # = strokelrp.reference.DEFAULT_REFERENCE (tested
     "--model-args", default=None, metavar="JSON", help="Keyword arguments of the factory."
 )
 @click.option(
+    "--nnunet",
+    "nnunet_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Explain an nnU-Net v2 results folder (<Trainer>__<Plans>__<configuration>) on whole "
+    "volumes through its sliding window: --image files (one per channel, dataset.json's order) "
+    "with --out, or DATA (an nnU-Net raw folder) --case ID, or DATA --out DIR for every case "
+    "(--part i/N).",
+)
+@click.option(
+    "--folds",
+    default="all",
+    show_default=True,
+    metavar="0,1,...|all",
+    help="With --nnunet: the folds to ensemble (comma-separated), or all found.",
+)
+@click.option(
+    "--part",
+    default="0/1",
+    show_default=True,
+    metavar="i/N",
+    help="With --nnunet DATA and no --case: explain the cases i, i+N, ... (like "
+    "nnUNetv2_predict -part_id/-num_parts); finished cases are skipped.",
+)
+@click.option(
+    "--no-mirroring",
+    is_flag=True,
+    help="With --nnunet: no test-time mirroring (nnUNetv2_predict --disable_tta).",
+)
+@click.option(
     "--weights",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -665,7 +695,12 @@ EXPLAIN_REFERENCE = "healthy"  # = strokelrp.reference.DEFAULT_REFERENCE (tested
     "(authors) from the whole output, both classes, as the authors' code does, or "
     "(contrastive) from the log-odds, lesion minus background logit, on the predicted voxels.",
 )
-@click.option("--checkpoint", default="last", show_default=True, help="Checkpoint of RUN.")
+@click.option(
+    "--checkpoint",
+    default="last",
+    show_default=True,
+    help="Checkpoint of RUN; with --nnunet: final or best (last means final).",
+)
 @click.option(
     "--slice",
     "slice_index",
@@ -721,6 +756,10 @@ def explain_command(
     case_id: str | None,
     model_spec: str | None,
     model_args: str | None,
+    nnunet_dir: Path | None,
+    folds: str,
+    part: str,
+    no_mirroring: bool,
     weights: Path | None,
     images: tuple[Path, ...],
     label: Path | None,
@@ -751,6 +790,30 @@ def explain_command(
     to stderr).
     """
     log = lambda line: click.echo(f"explain: {line}", err=True)  # noqa: E731
+    if nnunet_dir is not None:
+        if model_spec is not None:
+            raise click.UsageError("give --nnunet or --model, not both")
+        from strokelrp.pipeline.explain_nnunet import explain_nnunet
+
+        for path in explain_nnunet(
+            nnunet_dir,
+            data=run,
+            case_id=case_id,
+            images=list(images),
+            out=out,
+            folds=folds,
+            checkpoint="final" if checkpoint == "last" else checkpoint,
+            part=part,
+            method=method,
+            rules=rules,
+            filters=list(filters) or None,
+            target=target,
+            class_index=class_index,
+            mirror=not no_mirroring,
+            log=log,
+        ):
+            click.echo(str(path))
+        return
     if model_spec is not None:
         if run is not None or data is not None or case_id is not None:
             raise click.UsageError("--model explains your images: give no RUN, DATA or --case")
@@ -1033,7 +1096,12 @@ def _parse_patch(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     required=True,
     help="Output folder for assess.csv, assess_curves.csv (and cascade.csv).",
 )
-@click.option("--checkpoint", default="last", show_default=True, help="Checkpoint of RUN.")
+@click.option(
+    "--checkpoint",
+    default="last",
+    show_default=True,
+    help="Checkpoint of RUN; with --nnunet: final or best (last means final).",
+)
 @click.option(
     "--seeds",
     type=click.IntRange(min=1),
