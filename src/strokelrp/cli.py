@@ -492,7 +492,13 @@ def _preset_names() -> list[str]:
 @cli.command("explain")
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.argument("data", type=click.Path(file_okay=False, path_type=Path), required=False)
-@click.option("--case", "case_id", default=None, help="Case id: 4 or its folder name training_4.")
+@click.option(
+    "--case",
+    "case_id",
+    default=None,
+    help="Case id: 4 or its folder name training_4. With --model: the case's name in the "
+    "outputs [default: the first --image's file name].",
+)
 @click.option(
     "--model",
     "model_spec",
@@ -652,10 +658,10 @@ def explain_command(
     """
     log = lambda line: click.echo(f"explain: {line}", err=True)  # noqa: E731
     if model_spec is not None:
-        if run is not None or data is not None or case_id is not None:
-            raise click.UsageError("--model explains your images: give no RUN, DATA or --case")
-        if method is not None:
-            raise click.UsageError("--method explains a run's case; with --model give --rules")
+        if run is not None or data is not None:
+            raise click.UsageError("--model explains your images: give no RUN or DATA")
+        if method is not None and _given(ctx, "rules"):
+            raise click.UsageError("give --rules or --method, not both")
         missing = [
             name
             for name, value in (("--weights", weights), ("--image", images), ("--out", out))
@@ -675,17 +681,37 @@ def explain_command(
             model_args=model_args,
             filters=list(filters) or None,
             rules=rules,
+            method=method,
             target=target,
             class_index=class_index,
+            case_id=case_id,
+            slice_index=slice_index,
+            modality=modality,
             device=device,
+            per_modality=per_modality,
+            normalised=normalised,
             memory_budget=memory_budget,
             log=log,
         )
     else:
         if run is None or data is None or case_id is None:
             raise click.UsageError("give RUN DATA --case ID, or --model with --weights/--image")
-        if label is not None:
-            raise click.UsageError("--label goes with --model (a run's case has its OT mask)")
+        model_only = [
+            name
+            for name, given in (
+                ("--image", bool(images)),
+                ("--label", label is not None),
+                ("--weights", weights is not None),
+                ("--model-args", model_args is not None),
+                ("--class-index", _given(ctx, "class_index")),
+            )
+            if given
+        ]
+        if model_only:
+            raise click.UsageError(
+                f"{', '.join(model_only)} go(es) with --model (a run's case has its own images "
+                "and OT mask)"
+            )
         if method is not None and _given(ctx, "rules"):
             raise click.UsageError("give --rules or --method, not both")
         from strokelrp.pipeline.explain import explain_case

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from strokelrp.analysis.table import Setting, baseline_setting, describe
-from strokelrp.config import MODALITIES
+from strokelrp.config import LESION, MODALITIES
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS
 from strokelrp.report.explain_case import CaseExplanation, parse_settings
@@ -79,20 +79,24 @@ def compute_maps(
     target: str,
     label: Any,
     memory_budget: str | int | float | None = None,
+    class_index: int = LESION,
 ) -> tuple[np.ndarray, Any, list[str]]:
     """The maps of one case: (relevance (K, C, D, H, W) float32 numpy, logits (classes, D, H,
     W) float32 tensor on the CPU, notes). ``x`` (1, C, D, H, W) on the model's device; LRP
     (``lrp_rules`` not None): every setting in one batched walk; another method: its one map
-    (:func:`strokelrp.attribution.attribute`, K = 1)."""
+    (:func:`strokelrp.attribution.attribute`, K = 1) for the same target weights
+    (:func:`strokelrp.lrp.engine.target_weights` of ``class_index``)."""
     import torch
 
     if lrp_rules is None:
         from strokelrp.attribution import attribute
+        from strokelrp.lrp.engine import target_weights
 
-        one = attribute(model, x, method, target=target, label=label)  # (C, D, H, W)
         with torch.no_grad():
-            logits = model(x).detach().cpu().float()[0]
-        return one.cpu().float().numpy()[None], logits, []
+            out = model(x)
+        weights, _ = target_weights(target, out, label, class_index)
+        one = attribute(model, x, method, target=weights)  # (C, D, H, W)
+        return one.cpu().float().numpy()[None], out.detach().cpu().float()[0], []
     from strokelrp.lrp.engine import explain
 
     with warnings.catch_warnings():  # an empty target is reported once, through the notes
@@ -104,6 +108,7 @@ def compute_maps(
             label=label,
             rules=lrp_rules,
             filters=[s.filter for s in settings],
+            class_index=class_index,
             memory_budget=memory_budget,
         )
     relevance = result.relevance.detach().cpu().float().numpy()

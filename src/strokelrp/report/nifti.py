@@ -19,6 +19,7 @@ differ from sums at model scale by the resampling).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -213,12 +214,14 @@ def write_relevance_companions(
     rules: str | None = None,
     per_modality: bool = False,
     normalised: bool = False,
+    names: Sequence[str] = MODALITIES,
 ) -> dict[str, Any]:
     """Files that go with a relevance NIfTI written by :func:`write_relevance_nifti`.
 
     Always a JSON sidecar (``<stem>.json``) naming the volumes of the 4-D file in order
-    (ADC ... TTP), the setting, the rules and max |R| per volume; with ``per_modality`` one 3-D
-    file per modality (``<stem>_<MOD>.nii.gz``); with ``normalised`` a copy of the 4-D file with
+    (``names``: ADC ... TTP for a run's case; a user network's channels otherwise), the
+    setting, the rules and max |R| per volume; with ``per_modality`` one 3-D
+    file per volume (``<stem>_<NAME>.nii.gz``); with ``normalised`` a copy of the 4-D file with
     each volume divided by its own max |R_c| (``<stem>_norm.nii.gz``, values in [-1, 1], the
     paper's per-channel normalisation, here measured on the native grid). ``relevance``
     (C, D, H, W) as given to :func:`write_relevance_nifti`. Returns the sidecar's content, with
@@ -231,15 +234,16 @@ def write_relevance_companions(
     path = Path(nifti_path)
     stem = sidecar_path(path).with_suffix("")
     vol = to_native_grid(relevance, native_shape(case), mode="trilinear")
-    if vol.shape[0] != len(MODALITIES):
+    names = list(names)
+    if vol.shape[0] != len(names):
         raise StrokeLRPError(
             f"case {case.case_id}: relevance has {vol.shape[0]} volumes, expected "
-            f"{len(MODALITIES)} ({', '.join(MODALITIES)})"
+            f"{len(names)} ({', '.join(names)})"
         )
     peaks = np.abs(vol.reshape(vol.shape[0], -1)).max(axis=1)
     files: dict[str, str] = {"relevance": path.name}
     if per_modality:
-        for c, modality in enumerate(MODALITIES):
+        for c, modality in enumerate(names):
             target = stem.with_name(f"{stem.name}_{modality}{NIFTI_SUFFIX}")
             _write_volume_3d(target, vol[c], case, f"LRP relevance {setting} {modality}")
             files[modality] = target.name
@@ -252,7 +256,7 @@ def write_relevance_companions(
         files["normalised"] = target.name
     content = {
         "description": "LRP relevance (signed; positive: evidence for the lesion)",
-        "volumes": list(MODALITIES),
+        "volumes": names,
         "volume_axis": 3,
         "setting": setting,
         "rules": rules,
