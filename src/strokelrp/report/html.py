@@ -295,7 +295,7 @@ def metrics_section(runs: Sequence[RunTables]) -> Section:
 
 
 def sweep_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
-    from strokelrp.analysis.calculus import mu_matrix, sweet_spot
+    from strokelrp.analysis.calculus import mu_matrix, row_scope, sweet_spot
     from strokelrp.analysis.shares import share_summary
     from strokelrp.report import figures
 
@@ -342,10 +342,13 @@ def sweep_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
             png = figures.figure5_signal(rows, fig_dir, kind=kind)[0]
             parts.append(figure_html(png, caption))
     spots = {}
+    scopes = sorted({row_scope(r) for r in rows if r["kind"] in ("pass", "clamp")}, reverse=True)
     for kind in ("pass", "clamp"):
-        mu, alphas, _ = mu_matrix(rows, kind=kind)
-        if len(alphas) >= 2:
-            spots[f"{kind} (0, α)"] = sweet_spot(mu, alphas)
+        for scope in scopes:  # "sample" first; per-channel settings get a curve of their own
+            mu, alphas, _ = mu_matrix(rows, kind=kind, scope=scope)
+            if len(alphas) >= 2:
+                suffix = "" if scope == "sample" else f"/{scope}"
+                spots[f"{kind} (0, α){suffix}"] = sweet_spot(mu, alphas)
     if spots:
         png = figures.sweet_spot_figure(spots, fig_dir)[0]
         text = "; ".join(
