@@ -424,3 +424,31 @@ def test_a_module_returning_several_tensors_is_named_and_a_step_for_it_works() -
         r_out = out * torch.einsum("oc,odhw->cdhw", w2, z / z)
         want = x[0] * torch.einsum("oc,odhw->cdhw", w1, r_out / h)  # PASS: R_h = R_out
     torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-10)
+
+
+def test_the_error_names_the_function_object_that_registers() -> None:
+    """x.clamp(min=0) is recorded as the tensor method: the error says
+    register_function_step(torch.Tensor.clamp, ...), and registering exactly that works."""
+    from strokelrp.lrp import PASS, register_function_step
+    from strokelrp.lrp.steps import FUNCTION_STEPS
+
+    class Clamped(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 1, 1, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x.clamp(min=0))
+
+    model = Clamped().to(F64)
+    x = torch.rand(1, 2, 4, 4, dtype=F64)
+    with pytest.raises(StrokeLRPError, match=r"register_function_step\(torch\.Tensor\.clamp, "):
+        explain(model, x, rules=LRP0, target="authors")
+    register_function_step(torch.Tensor.clamp, PASS)
+    try:
+        got = explain(model, x, rules=LRP0, target="authors").relevance[0]
+    finally:
+        del FUNCTION_STEPS[torch.Tensor.clamp]
+    with torch.no_grad():  # x >= 0: LRP-0 of one bias-free linear layer is x * w
+        want = x[0] * model.conv.weight[0, :, 0, 0][:, None, None]
+    torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-12)

@@ -177,6 +177,16 @@ def _is_leaf(module: nn.Module) -> bool:
     return isinstance(module, LAYER_TYPES) or module_step(module) is not None
 
 
+def dotted_name(func: Any) -> str:
+    """The name under which a recorded function is registered: ``torch.Tensor.clamp`` for the
+    tensor method (``x.clamp(min=0)``), ``torch.clamp``, ``torch.nn.functional.pad``."""
+    name = getattr(func, "__name__", repr(func))
+    if getattr(func, "__objclass__", None) is torch._C.TensorBase:
+        return f"torch.Tensor.{name}"
+    module = getattr(func, "__module__", None)
+    return f"{module}.{name}" if module else name
+
+
 def _unsupported(node: Node, model: nn.Module) -> StrokeLRPError:
     where = node.path or "the model itself"
     owner = type(model.get_submodule(node.path)).__name__ if node.path else type(model).__name__
@@ -188,7 +198,7 @@ def _unsupported(node: Node, model: nn.Module) -> StrokeLRPError:
     else:
         how = (
             f"register a step for the function: strokelrp.lrp.register_function_step("
-            f"<the function {node.kind}>, step), e.g. strokelrp.lrp.PASS or "
+            f"{dotted_name(node.target)}, step), e.g. strokelrp.lrp.PASS or "
             "strokelrp.lrp.Adjoint()"
         )
     return StrokeLRPError(
