@@ -972,8 +972,9 @@ def _parse_patch(ctx: click.Context, param: click.Parameter, value: str) -> tupl
 @click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "cuda"]),
-    default="cpu",
+    default="auto",
     show_default=True,
+    help="Where to run the network (auto: CUDA when available).",
 )
 def assess_command(
     run: Path,

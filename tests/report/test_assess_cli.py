@@ -61,6 +61,9 @@ def test_assess_writes_the_table(trained, tmp_path, capsys) -> None:
     ]  # fmt: skip
     assert (out / "cascade.csv").is_file()
     assert "lrp:epsilon" in stdout and f"wrote {out / 'assess.csv'}" in stdout
+    header = stdout.splitlines()[0].split()
+    assert "randomisation_rho" in header and header[-1] == "morf/random"
+    assert "verdict lrp:epsilon: passes" in stdout and "verdict locality_prior: " in stdout
     import json
 
     from strokelrp.data.dataset import case_fingerprint

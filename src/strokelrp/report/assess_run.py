@@ -30,22 +30,29 @@ def table_text(columns: Sequence[str], rows: list[dict[str, Any]]) -> str:
 
 
 def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """Means over cases per method of the main measures, as aligned text lines."""
+    """Means over cases per method of the main measures and the median MoRF / random AOPC
+    ratio, as aligned text lines with whole column names, then one verdict line per method
+    against the pass marks (:func:`strokelrp.report.html.verdict_line`)."""
+    from strokelrp.analysis.assess import summarize_methods
+    from strokelrp.report.html import verdict_line
     from strokelrp.trust_measures import MEASURES as measures
 
-    by_method: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_method.setdefault(str(row["method"]), []).append(row)
-    width = max([len("method"), *(len(m) for m in by_method)])
-    lines = [f"{'method':<{width}}  " + "  ".join(f"{m[:12]:>12}" for m in measures)]
-    for method, group in by_method.items():
-        cells = []
-        for m in measures:
-            vals = [float(r[m]) for r in group if r.get(m) not in (None, "")]
-            vals = [v for v in vals if not math.isnan(v)]
-            cells.append(f"{sum(vals) / len(vals):>12.3f}" if vals else f"{'-':>12}")
-        lines.append(f"{method:<{width}}  " + "  ".join(cells))
-    return lines
+    summaries = summarize_methods(rows)
+    columns = [*measures, "morf/random"]
+    keys = [*measures, "morf_over_random"]
+    widths = [max(len(c), 9) for c in columns]
+    width = max([len("method"), *(len(s["method"]) for s in summaries)])
+    lines = [
+        f"{'method':<{width}}  "
+        + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True))
+    ]
+    for s in summaries:
+        cells = [
+            f"{'-':>{w}}" if math.isnan(v := float(s[k])) else f"{v:>{w}.3f}"
+            for k, w in zip(keys, widths, strict=True)
+        ]
+        lines.append(f"{s['method']:<{width}}  " + "  ".join(cells))
+    return lines + [f"verdict {verdict_line(s)}" for s in summaries]
 
 
 ORDERS: tuple[str, ...] = ("morf", "lerf", "random")
