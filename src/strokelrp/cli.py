@@ -391,7 +391,7 @@ def train(
         _interrupted(["train", data, "--out", out, "--resume"])
     from strokelrp.device import is_main_process
 
-    if is_main_process():  # under torchrun, rank 0 alone reports
+    if is_main_process() and dirs:  # under torchrun, rank 0 alone reports
         click.echo(f"trained {len(dirs)} network(s) in {out}")
 
 

@@ -158,8 +158,13 @@ def test_resume_takes_the_runs_own_settings(synth4: Path, tmp_path: Path, capsys
     assert after == replace(before, epochs=2)
     assert [int(r["epoch"]) for r in read_csv(run / "train_log.csv")] == [1, 2]
     # no --epochs either: the run's own 2, so there is nothing left to do
-    code, _, err = cli(["train", str(synth4), "--out", str(run), "--resume"], capsys)
+    code, out, err = cli(["train", str(synth4), "--out", str(run), "--resume"], capsys)
     assert code == 0 and "nothing to do" in err
+    assert "trained" not in out  # nothing was trained: no "trained 1 network(s)" after it
+    code, out, err = cli(["train", str(synth4), "--out", str(run), "--resume", "--epochs", "1"],
+                         capsys)  # fmt: skip
+    assert code == 0 and "already trained 2 epochs (--epochs 1): nothing to do" in err
+    assert out == ""
     # an option given and contradicting the run is refused as before
     code, _, err = cli(["train", str(synth4), "--out", str(run), "--resume", "--seed", "4"], capsys)
     assert code == 1 and "seed: the run has 3" in err
