@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
 from pathlib import Path
 
 import matplotlib
@@ -214,6 +215,12 @@ def test_trust_section_from_assess_csv(tmp_path: Path) -> None:
     assert "lrp:paper: passes 0 of 5 checks; fails mean brain_share &gt;= 0.9 (got 0.5)" in text
     assert "Cascading model randomisation" in text
     assert (run / "figures" / "cascade_judged.png").stat().st_size > 10_000
+    # the assessment removed: the next report drops its figures too, keeps unrelated files
+    (run / "figures" / "mine.txt").write_text("not a figure of the report")
+    shutil.rmtree(run / "assess")
+    text = build_report([run]).read_text(encoding="utf-8")
+    assert "Cascading model randomisation" not in text
+    assert sorted(p.name for p in (run / "figures").iterdir()) == ["mine.txt"]
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "config.toml").write_text('series = "A"\n')
