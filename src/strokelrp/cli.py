@@ -147,6 +147,32 @@ def inspect(data: str, as_json: bool) -> None:
         sys.exit(1)
 
 
+def _echo_json(doc: Any) -> None:
+    """Print ``doc`` as one JSON document (NaN and infinities as null: strict JSON)."""
+    import json
+    import math
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        if hasattr(value, "item") and callable(value.item):  # numpy scalars
+            return plain(value.item())
+        return value
+
+    click.echo(json.dumps(plain(doc), indent=2, allow_nan=False))
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document instead of text lines."
+)
+
+
 # ------------------------------------------------------------ model commands (train, evaluate)
 
 
@@ -414,16 +440,37 @@ def train(
     default=None,
     help="Cache of preprocessed cases (default: the run's, else ~/.cache).",
 )
-def evaluate(run: str, data: str, checkpoint: str, device: str, cache_dir: str | None) -> None:
+@json_option
+def evaluate(
+    run: str, data: str, checkpoint: str, device: str, cache_dir: str | None, as_json: bool
+) -> None:
     """Score RUN's network(s) on DATA in each case's native grid.
 
     Writes RUN/metrics.csv (Dice, HD95 and ASSD in mm, precision, recall, volumes in mL, one
-    row per case) and RUN/table1.csv (the paper's table 1), and prints mean and SD.
+    row per case) and RUN/table1.csv (the paper's table 1), and prints mean and SD (--json:
+    the table-1 row, the summary per split and the per-case rows of each network).
     """
     from strokelrp.train.evaluate import evaluate as run_evaluation
 
-    run_evaluation(run, data, checkpoint, device=device, echo=click.echo, cache_dir=cache_dir)
-    click.echo(f"wrote {run}/metrics.csv and {run}/table1.csv")
+    echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    results = run_evaluation(run, data, checkpoint, device=device, echo=echo, cache_dir=cache_dir)
+    metrics, table1 = Path(run) / run_files.METRICS, Path(run) / run_files.TABLE1
+    if as_json:
+        networks = [
+            {
+                "name": r.name,
+                "checkpoint": r.checkpoint,
+                "table1": r.table1,
+                "summary": r.summary,
+                "cases": r.rows,
+                "skipped": r.skipped,
+            }
+            for r in results
+        ]
+        _echo_json({"run": run, "data": data, "metrics": metrics, "table1": table1,
+                    "networks": networks})  # fmt: skip
+        return
+    click.echo(f"wrote {metrics} and {table1}")
 
 
 # ------------------------------------------------------------------------ explain command
@@ -798,6 +845,7 @@ def _split_cases(values: tuple[str, ...]) -> list[str] | None:
 )
 @click.option("--restart", is_flag=True, help="Discard RUN/sweep/sweep.csv instead of resuming.")
 @memory_budget_option
+@json_option
 def sweep(
     paths: tuple[str, ...],
     cases: tuple[str, ...],
@@ -808,6 +856,7 @@ def sweep(
     methods: tuple[str, ...],
     restart: bool,
     memory_budget: float | None,
+    as_json: bool,
 ) -> None:
     """Explain every case under every filter setting; write RUN/sweep/sweep.csv.
 
@@ -820,7 +869,7 @@ def sweep(
     """
     if len(paths) < 2:
         raise click.UsageError("give at least one RUN and the DATA folder")
-    from strokelrp.analysis.sweep import summary_lines
+    from strokelrp.analysis.sweep import summary_lines, summary_records
     from strokelrp.analysis.table import read_tables
     from strokelrp.lrp.presets import PRESETS
     from strokelrp.pipeline.sweep import run_sweep
@@ -856,7 +905,11 @@ def sweep(
 
     if not is_main_process():
         return
-    for line in summary_lines(read_tables(tables)):
+    rows = read_tables(tables)
+    if as_json:
+        _echo_json({"tables": tables, "summary": summary_records(rows) if rows else []})
+        return
+    for line in summary_lines(rows):
         click.echo(line)
     for table in tables:
         click.echo(f"wrote {table}")
@@ -976,6 +1029,7 @@ def _parse_patch(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     show_default=True,
     help="Where to run the network (auto: CUDA when available).",
 )
+@json_option
 def assess_command(
     run: Path,
     data: Path,
@@ -991,6 +1045,7 @@ def assess_command(
     occlusion_patch: tuple[int, int, int],
     memory_budget: float | None,
     device: str,
+    as_json: bool,
 ) -> None:
     """Trust measures of each method's maps (sanity, faithfulness, localisation, modality
     truth): OUT/assess.csv, one row per case x method, and OUT/assess_curves.csv, the
@@ -1018,7 +1073,13 @@ def assess_command(
         },
         log=lambda line: click.echo(line, err=True),
     )
-    for line in summary_lines(read_csv(path)):
+    rows = read_csv(path)
+    if as_json:
+        from strokelrp.analysis.assess import summarize_methods
+
+        _echo_json({"table": path, "methods": summarize_methods(rows), "rows": rows})
+        return
+    for line in summary_lines(rows):
         click.echo(line)
     click.echo(f"wrote {path}")
 

@@ -198,9 +198,15 @@ def test_assess_memory_budget_reaches_every_lrp_map(trained, tmp_path, capsys, m
     argv = ["assess", str(run), str(data), "--cases", "1", "--methods", "lrp:epsilon",
             "--seeds", "2", "--random-orders", "1", "--memory-budget", "1kB",
             "--ig-steps", "3", "--occlusion-patch", "2,4,4",
-            "--out", str(tmp_path / "t")]  # fmt: skip
-    code, _, err = cli(argv, capsys)
+            "--out", str(tmp_path / "t"), "--json"]  # fmt: skip
+    code, stdout, err = cli(argv, capsys)
     assert code == 0, err
+    import json
+
+    doc = json.loads(stdout)  # --json: one document, the table's path and the summaries
+    assert doc["table"] == str(tmp_path / "t" / "assess.csv")
+    assert [m["method"] for m in doc["methods"]] == ["lrp:epsilon"]
+    assert [r["case"] for r in doc["rows"]] == ["1"]
     assert budgets == [1000.0] * 4  # the map, 2 re-initialised, the background target
     ((opts, batch),) = options
     assert opts == {"integrated_gradients": {"steps": 3}, "occlusion": {"patch": (2, 4, 4)}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shlex
 import shutil
@@ -55,6 +56,13 @@ def test_train_then_evaluate(synth4: Path, tmp_path: Path, capsys) -> None:
     dice = [float(r["dice"]) for r in rows]
     assert float(table[0]["mean_dice"]) == pytest.approx(sum(dice) / 4)
     assert "dice" in out and "valid" in out
+    code, out, err = cli(["evaluate", str(run), str(synth4), "--device", "cpu", "--json"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)  # stdout is one JSON document; the text summary went to stderr
+    (network,) = doc["networks"]
+    assert network["name"] == "8x16x16-1" and doc["metrics"] == str(run / "metrics.csv")
+    assert [c["dice"] for c in network["cases"]] == pytest.approx(dice)
+    assert network["table1"]["mean_dice"] == pytest.approx(sum(dice) / 4)
 
 
 def test_usage_and_input_errors(synth4: Path, tmp_path: Path, capsys) -> None:
