@@ -659,7 +659,8 @@ def _preset_names() -> list[str]:
 @click.option(
     "--per-modality",
     is_flag=True,
-    help="Also write one 3-D relevance file per modality (relevance_<setting>_<MOD>.nii.gz).",
+    help="Also write one 3-D relevance file per modality (relevance_<setting>_<MOD>.nii.gz; "
+    "with --model per input channel, _channel0 ..., unless the input is the six modalities).",
 )
 @click.option(
     "--normalised",
