@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from strokelrp.analysis.ablation import mean_filled, modality_ablation
 from strokelrp.config import MODALITIES, TrainConfig
+from strokelrp.core.masks import lesion_mask
 from strokelrp.data.dataset import CaseDataset
 from strokelrp.data.synth import synthesize_isles2017
+from strokelrp.inference import predict
 from strokelrp.train.checkpoint import load_run
 from strokelrp.train.loop import train
-from strokelrp.train.predict import lesion_mask, predict
+from strokelrp.trust.ablation import mean_filled, modality_ablation
 
 
 def main() -> None:

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from strokelrp.config import LESION
+from strokelrp.core.metrics import dice_score
 from strokelrp.data.dataset import CaseDataset
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.model.unet3d import UNet3D
-from strokelrp.train.metrics import dice_score
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     run_a = train_quietly(config, root / "runA")
     run_b = root / "runB"  # another run: an untrained network is enough
     config.to_toml(run_b / "config.toml")
-    RunDir(run_b).save_checkpoint(epoch=1, config=config, model=build_model(config))
+    save_checkpoint(RunDir(run_b).checkpoints, epoch=1, config=config, model=build_model(config))
     runs = {"runA": run_a, "runB": run_b}
     return {"root": root, "data": data, "other": other, **runs}
 
@@ -190,7 +190,7 @@ def test_sweep_records_and_refuses_a_newer_checkpoint(world, tmp_path) -> None:
         run_sweep([run], world["other"], grid=grid, cases=["1"], device="cpu", progress=False)
     # training went on: the table's rows are from epoch 1, the network is now epoch 2
     first = read_checkpoint(run / "checkpoints" / "last.safetensors")
-    RunDir(run).save_checkpoint(epoch=2, config=first.config, model=build_model(
+    save_checkpoint(RunDir(run).checkpoints, epoch=2, config=first.config, model=build_model(
         first.config))  # fmt: skip
     with pytest.raises(StrokeLRPError, match="epoch 1 checkpoint, but its checkpoint is now"):
         run_sweep([run], world["data"], grid=grid, cases=["1"], device="cpu", progress=False)

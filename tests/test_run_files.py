@@ -94,24 +94,31 @@ def test_tables_have_their_sidecar_and_sweep_round_trips(tmp_path: Path) -> None
 
 
 def test_checkpoints_round_trip_through_the_safe_loader(tmp_path: Path) -> None:
-    from strokelrp.train.checkpoint import UnsafeCheckpointError, build_model
+    from strokelrp.train.checkpoint import (
+        UnsafeCheckpointError,
+        build_model,
+        latest_complete,
+        resolve_checkpoint,
+        save_checkpoint,
+    )
 
     run = RunDir(tmp_path / "run")
     config = _config(tmp_path)
     run.write_config(config)
-    assert not run.has_checkpoints() and run.latest_checkpoint() is None
+    assert not run.has_checkpoints() and latest_complete(run.checkpoints) is None
     model = build_model(config)
-    run.save_checkpoint(epoch=1, config=config, model=model)
+    save_checkpoint(run.checkpoints, epoch=1, config=config, model=model)
     assert run.has_checkpoints()
-    ckpt = run.checkpoint()
+    ckpt = resolve_checkpoint(run.path)
+    assert ckpt.epoch_path == run.checkpoints / f"{run_files.epoch_name(1)}.safetensors"
     assert ckpt.epoch == 1 and run.owns_checkpoint(ckpt.path)
     state = model.state_dict()
     assert all(torch.equal(ckpt.model_state[k], state[k]) for k in state)
-    assert run.checkpoint(1).path == ckpt.path.with_name("epoch-001.safetensors")
+    assert resolve_checkpoint(run.path, 1).path == ckpt.path.with_name("epoch-001.safetensors")
     # a pickle under a checkpoint's name is refused before any byte of it is interpreted
     (run.checkpoints / "epoch-002.safetensors").write_bytes(pickle.dumps({"x": 1}))
     with pytest.raises(UnsafeCheckpointError, match=r"epoch-002\.safetensors: a pickle stream"):
-        run.checkpoint(2)
+        resolve_checkpoint(run.path, 2)
 
 
 def test_missing_and_malformed_files_name_the_file(tmp_path: Path) -> None:
@@ -144,8 +151,10 @@ def test_missing_and_malformed_files_name_the_file(tmp_path: Path) -> None:
         run.read_metrics()
     with pytest.raises(StrokeLRPError, match=rf"{run.path / 'sweep' / 'sweep.csv'}: cannot"):
         run.read_sweep()
+    from strokelrp.train.checkpoint import resolve_checkpoint
+
     with pytest.raises(StrokeLRPError, match=rf"{run.checkpoints}"):
-        run.checkpoint()
+        resolve_checkpoint(run.path)
     bad = run.explanation_dir("7") / run_files.EXPLANATION
     bad.parent.mkdir(parents=True)
     bad.write_text("[1]")

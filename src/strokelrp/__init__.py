@@ -2,6 +2,9 @@
 segmentation networks (a faithful, fast reimplementation of Tjoa et al. 2020).
 
 The public API is re-exported here lazily, so that ``strokelrp --help`` does not import torch.
+It includes the parsers and formatters the command line uses (``parse_filter``,
+``parse_bytes``, ``parse_method``, ``inspect_isles2017``, ``format_grid`` ...): the CLI
+imports from here and from :mod:`strokelrp.pipeline` only.
 """
 
 from __future__ import annotations
@@ -33,6 +36,18 @@ _EXPORTS = {
     "SERIES": "strokelrp.config",
     "StrokeLRPError": "strokelrp.errors",
     "DataError": "strokelrp.errors",
+    "TrainConfig": "strokelrp.config",
+    "PRESETS": "strokelrp.lrp.presets",
+    "DEFAULT_PRESET": "strokelrp.lrp.presets",
+    "TARGETS": "strokelrp.lrp.presets",
+    "parse_filter": "strokelrp.lrp.filters",
+    "parse_bytes": "strokelrp.lrp.budget",
+    "parse_method": "strokelrp.attribution",
+    "inspect_isles2017": "strokelrp.data.isles2017",
+    "format_grid": "strokelrp.data.isles2017",
+    "format_spacing": "strokelrp.data.isles2017",
+    "is_main_process": "strokelrp.device",
+    "read_csv": "strokelrp.run_files",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

@@ -12,9 +12,7 @@ from typing import Any
 
 import click
 
-from strokelrp import __version__, run_files
-from strokelrp.errors import StrokeLRPError
-from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS
+from strokelrp import DEFAULT_PRESET, TARGETS, StrokeLRPError, __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -79,7 +77,7 @@ def synth(
     control: tuple[str, ...],
 ) -> None:
     """Write N synthetic cases in the ISLES 2017 layout to OUT (plus synth_manifest.json)."""
-    from strokelrp.data.synth import synthesize_isles2017
+    from strokelrp import synthesize_isles2017
 
     path = synthesize_isles2017(
         out,
@@ -107,7 +105,7 @@ def inspect(data: str, as_json: bool) -> None:
 
     from tqdm import tqdm
 
-    from strokelrp.data.isles2017 import format_grid, format_spacing, inspect_isles2017
+    from strokelrp import format_grid, format_spacing, inspect_isles2017
 
     reports = list(
         tqdm(inspect_isles2017(data), desc="inspect", unit="case", leave=False, disable=None)
@@ -178,7 +176,7 @@ json_option = click.option(
 
 def _parse_series(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     """``A``/``B``/``C``/``X`` or a custom ``DxHxW`` (e.g. ``8x16x16``); None when not given."""
-    from strokelrp.config import SERIES
+    from strokelrp import SERIES
 
     if value is None:
         return None
@@ -194,7 +192,7 @@ def _interrupted(words: list[str]) -> None:
     """Ctrl-C: say how to continue (``strokelrp WORDS``) and exit 130, as shells do for SIGINT."""
     import shlex
 
-    from strokelrp.device import is_main_process
+    from strokelrp import is_main_process
 
     if is_main_process():
         click.echo(f"\ninterrupted; resume with: strokelrp {shlex.join(words)}", err=True)
@@ -395,13 +393,13 @@ def train(
     """
     from pathlib import Path
 
-    from strokelrp.config import TrainConfig
-    from strokelrp.train.loop import train as run_training
+    from strokelrp import RunDir, TrainConfig
+    from strokelrp.pipeline import train_run
 
     given = {name: ctx.params[name] for name in _TRAIN_OPTIONS}
     given["case_ids"] = case_ids or None
     values = {field: given[name] for name, field in _TRAIN_OPTIONS.items()}
-    run = run_files.RunDir(out)
+    run = RunDir(out)
     if resume and run.is_run():  # the run's own settings are the defaults
         values = run.read_config().to_dict()
         values.update(
@@ -412,10 +410,10 @@ def train(
     values["data"] = str(Path(data).resolve())
     config = TrainConfig(**values)
     try:
-        dirs = run_training(config, out, resume=resume, progress=not no_progress)
+        dirs = train_run(config, out, resume=resume, progress=not no_progress)
     except KeyboardInterrupt:
         _interrupted(["train", data, "--out", out, "--resume"])
-    from strokelrp.device import is_main_process
+    from strokelrp import is_main_process
 
     if is_main_process() and dirs:  # under torchrun, rank 0 alone reports
         click.echo(f"trained {len(dirs)} network(s) in {out}")
@@ -450,11 +448,12 @@ def evaluate(
     row per case) and RUN/table1.csv (the paper's table 1), and prints mean and SD (--json:
     the table-1 row, the summary per split and the per-case rows of each network).
     """
-    from strokelrp.train.evaluate import evaluate as run_evaluation
+    from strokelrp import RunDir
+    from strokelrp.pipeline import evaluate_run
 
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
-    results = run_evaluation(run, data, checkpoint, device=device, echo=echo, cache_dir=cache_dir)
-    metrics, table1 = Path(run) / run_files.METRICS, Path(run) / run_files.TABLE1
+    results = evaluate_run(run, data, checkpoint, device=device, echo=echo, cache_dir=cache_dir)
+    folder = RunDir(run)
     if as_json:
         networks = [
             {
@@ -467,10 +466,10 @@ def evaluate(
             }
             for r in results
         ]
-        _echo_json({"run": run, "data": data, "metrics": metrics, "table1": table1,
-                    "networks": networks})  # fmt: skip
+        _echo_json({"run": run, "data": data, "metrics": folder.metrics,
+                    "table1": folder.table1, "networks": networks})  # fmt: skip
         return
-    click.echo(f"wrote {metrics} and {table1}")
+    click.echo(f"wrote {folder.metrics} and {folder.table1}")
 
 
 # ------------------------------------------------------------------------ explain command
@@ -480,7 +479,7 @@ def _parse_budget(ctx: click.Context, param: click.Parameter, value: str | None)
     """--memory-budget: bytes (None = the engine's default); usage error when unreadable."""
     if value is None:
         return None
-    from strokelrp.lrp.budget import parse_bytes
+    from strokelrp import parse_bytes
 
     try:
         return parse_bytes(value)
@@ -504,7 +503,7 @@ def _check_filter_spec(ctx: click.Context, param: click.Parameter, value: tuple[
     """Check each --filter spec (e.g. pass:0,0.4) with the engine's parser; usage error if bad."""
     if not value:
         return value
-    from strokelrp.lrp.filters import parse_filter
+    from strokelrp import parse_filter
 
     for spec in value:
         try:
@@ -520,7 +519,7 @@ def _check_method_spec(
     """An attribution method name that :func:`strokelrp.attribution.parse_method` reads."""
     if value is None:
         return None
-    from strokelrp.attribution import parse_method
+    from strokelrp import parse_method
 
     try:
         parse_method(value)
@@ -531,7 +530,7 @@ def _check_method_spec(
 
 def _preset_names() -> list[str]:
     """Names of ``strokelrp.lrp.presets.PRESETS`` (a data-only module: no torch, fast)."""
-    from strokelrp.lrp.presets import PRESETS
+    from strokelrp import PRESETS
 
     return list(PRESETS)
 
@@ -870,9 +869,8 @@ def sweep(
     """
     if len(paths) < 2:
         raise click.UsageError("give at least one RUN and the DATA folder")
-    from strokelrp.analysis.sweep import summary_lines, summary_records
-    from strokelrp.analysis.table import read_tables
-    from strokelrp.lrp.presets import PRESETS
+    from strokelrp import PRESETS
+    from strokelrp.pipeline import read_sweep_tables, sweep_summary_lines, sweep_summary_records
     from strokelrp.pipeline.sweep import run_sweep
 
     if rules not in PRESETS:
@@ -902,15 +900,15 @@ def sweep(
             budget = "unlimited" if memory_budget == float("inf") else str(int(memory_budget))
             words += ["--memory-budget", budget]
         _interrupted(words)
-    from strokelrp.device import is_main_process
+    from strokelrp import is_main_process
 
     if not is_main_process():
         return
-    rows = read_tables(tables)
+    rows = read_sweep_tables(tables)
     if as_json:
-        _echo_json({"tables": tables, "summary": summary_records(rows) if rows else []})
+        _echo_json({"tables": tables, "summary": sweep_summary_records(rows) if rows else []})
         return
-    for line in summary_lines(rows):
+    for line in sweep_summary_lines(rows):
         click.echo(line)
     for table in tables:
         click.echo(f"wrote {table}")
@@ -1051,9 +1049,9 @@ def assess_command(
     """Trust measures of each method's maps (sanity, faithfulness, localisation, modality
     truth): OUT/assess.csv, one row per case x method, and OUT/assess_curves.csv, the
     perturbation curves behind its AOPCs; definitions in docs/assess.md."""
+    from strokelrp import read_csv
+    from strokelrp.pipeline import assess_method_summaries, assess_summary_lines
     from strokelrp.pipeline.assess import assess_run
-    from strokelrp.report.assess_run import summary_lines
-    from strokelrp.run_files import read_csv
 
     path = assess_run(
         run,
@@ -1076,11 +1074,9 @@ def assess_command(
     )
     rows = read_csv(path)
     if as_json:
-        from strokelrp.analysis.assess import summarize_methods
-
-        _echo_json({"table": path, "methods": summarize_methods(rows), "rows": rows})
+        _echo_json({"table": path, "methods": assess_method_summaries(rows), "rows": rows})
         return
-    for line in summary_lines(rows):
+    for line in assess_summary_lines(rows):
         click.echo(line)
     click.echo(f"wrote {path}")
 

@@ -38,10 +38,8 @@ def checkpoint_record(ckpt: Any, network: str | None = None) -> dict[str, Any]:
     ``path`` names the epoch's own file when ``last`` was read (``last`` moves on while
     training goes on; ``read_from`` keeps the file actually read).
     """
-    from strokelrp.train.checkpoint import epoch_name
-
     read = Path(ckpt.path).resolve()
-    own = read.with_name(f"{epoch_name(int(ckpt.epoch))}.safetensors")
+    own = read.with_name(Path(ckpt.epoch_path).name)
     record = {
         "path": str(own if own.is_file() else read),
         "read_from": str(read),

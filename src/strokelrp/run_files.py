@@ -6,7 +6,8 @@
     RUN/split.json           split         train (training / held-out case ids, fingerprints)
     RUN/train_log.csv        train_log     train (one row per epoch, TRAIN_LOG_COLUMNS)
     RUN/assess_log.csv       assess_log    train --assess-every (ASSESS_LOG_COLUMNS)
-    RUN/checkpoints/         checkpoints   train (names inside: strokelrp.train.checkpoint)
+    RUN/checkpoints/         checkpoints   train (epoch-NNN / last pairs: epoch_name, LAST;
+                             their contents: strokelrp.train.checkpoint)
     RUN/net-K/               network(k)    train with repeats > 1: one run folder per network
     RUN/metrics.csv          metrics       evaluate (one row per case)
     RUN/table1.csv           table1        evaluate (one row per network)
@@ -17,8 +18,9 @@
     RUN/explanations/CASE/   explanation_dir(CASE)   explain (FIGURE1, EXPLANATION, NIfTIs)
     RUN/report.html          report        report (its figures in FIGURES beside it)
 
-Every write is atomic (:mod:`strokelrp.atomic`); checkpoints go through
-:mod:`strokelrp.train.checkpoint` (safetensors, never unpickled). A reader that finds a file
+Every write is atomic (:mod:`strokelrp.atomic`); checkpoints are written and read by
+:mod:`strokelrp.train.checkpoint` (safetensors, never unpickled), which uses the names here;
+this module imports nothing that makes or loads a checkpoint. A reader that finds a file
 missing or malformed raises one :class:`~strokelrp.errors.StrokeLRPError` naming the file
 (and so the run folder) and the problem. This module imports neither torch nor the packages
 that use it; the few readers that need them import them when called.
@@ -31,18 +33,16 @@ import io
 import json
 import math
 import numbers
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from strokelrp.atomic import write_json, write_text
 from strokelrp.config import TrainConfig
 from strokelrp.errors import StrokeLRPError
 from strokelrp.trust_measures import MEASURES
-
-if TYPE_CHECKING:
-    from strokelrp.train.checkpoint import Checkpoint
 
 CONFIG = "config.toml"
 SPLIT = "split.json"
@@ -62,6 +62,9 @@ EXPLANATION = "explanation.json"
 REPORT = "report.html"
 FIGURES = "figures"
 NETWORK_GLOB = "net-*"
+LAST = "last"
+"""The newest checkpoint pair of ``checkpoints/`` (``last.safetensors`` / ``last.json``)."""
+_EPOCH_RE = re.compile(r"^epoch-(\d{3,})\.safetensors$")
 """The network folders of a repeats run, as a glob pattern."""
 
 TRAIN_LOG_COLUMNS: tuple[str, ...] = (
@@ -80,6 +83,31 @@ excluded)."""
 
 ASSESS_LOG_COLUMNS: tuple[str, ...] = ("epoch", "split", "case", "method", *MEASURES, "seconds")
 """The columns of ``assess_log.csv`` (:mod:`strokelrp.train.assess_log`)."""
+
+
+def epoch_name(epoch: int) -> str:
+    """The stem of epoch ``epoch``'s checkpoint pair: ``3`` -> ``epoch-003``."""
+    return f"epoch-{epoch:03d}"
+
+
+def epoch_number(path: str | Path) -> int | None:
+    """``.../epoch-003.safetensors`` -> 3; None for any other file name."""
+    m = _EPOCH_RE.match(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
+def epoch_checkpoints(ckpt_dir: str | Path) -> list[Path]:
+    """``epoch-NNN.safetensors`` files in the folder, oldest first (complete or not)."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    found = [(n, p) for p in ckpt_dir.iterdir() if (n := epoch_number(p)) is not None]
+    return [p for _, p in sorted(found)]
+
+
+def has_checkpoints(ckpt_dir: str | Path) -> bool:
+    """Whether the folder holds any checkpoint (an epoch pair or ``last``, complete or not)."""
+    return bool(epoch_checkpoints(ckpt_dir)) or (Path(ckpt_dir) / f"{LAST}.json").exists()
 
 
 def network_dir(run_dir: str | Path, k: int) -> Path:
@@ -256,29 +284,8 @@ class RunDir:
 
     def has_checkpoints(self) -> bool:
         """Whether this folder (or one of its ``net-K`` folders) holds any checkpoint."""
-        from strokelrp.train.checkpoint import has_checkpoints
-
         folders = [self.checkpoints, *sorted(self.path.glob(f"{NETWORK_GLOB}/{CHECKPOINTS}"))]
         return any(has_checkpoints(d) for d in folders)
-
-    def latest_checkpoint(self) -> Checkpoint | None:
-        """The newest complete checkpoint of this one-network folder, or None."""
-        from strokelrp.train.checkpoint import latest_complete
-
-        return latest_complete(self.checkpoints)
-
-    def checkpoint(self, which: str | int | Path = "last") -> Checkpoint:
-        """``last`` (the newest complete), an epoch (``3``, ``"epoch-003"``) or a file path;
-        loaded through the safe loader (safetensors only, hash checked, nothing unpickled)."""
-        from strokelrp.train.checkpoint import resolve_checkpoint
-
-        return resolve_checkpoint(self.path, which)
-
-    def save_checkpoint(self, **kwargs: Any) -> Path:
-        """:func:`strokelrp.train.checkpoint.save_checkpoint` into ``checkpoints/``."""
-        from strokelrp.train.checkpoint import save_checkpoint
-
-        return save_checkpoint(self.checkpoints, **kwargs)
 
     def owns_checkpoint(self, path: str | Path) -> bool:
         """Whether the checkpoint file ``path`` lies in this run's ``checkpoints/``."""

@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from strokelrp.analysis.ablation import mean_filled, modality_ablation
 from strokelrp.config import MODALITIES, TrainConfig
+from strokelrp.core.masks import lesion_mask
+from strokelrp.core.metrics import dice_score
 from strokelrp.data.dataset import CaseDataset
 from strokelrp.data.synth import synthesize_isles2017
+from strokelrp.inference import predict
 from strokelrp.model.unet3d import UNet3D
 from strokelrp.train.checkpoint import load_run
 from strokelrp.train.loop import train
-from strokelrp.train.metrics import dice_score
-from strokelrp.train.predict import lesion_mask, predict
+from strokelrp.trust.ablation import mean_filled, modality_ablation
 
 
 def test_mean_filled_replaces_one_channel_by_its_mean() -> None:

@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from strokelrp.analysis.ablation import modality_ablation
 from strokelrp.analysis.assess import (
     COLUMNS,
     EXTRA_COLUMNS,
@@ -22,6 +21,7 @@ from strokelrp.analysis.assess import (
     random_ordering,
 )
 from strokelrp.analysis.shares import ablation_rho, abs_modality_shares
+from strokelrp.trust.ablation import modality_ablation
 
 F64 = torch.float64
 

@@ -13,7 +13,7 @@ from strokelrp.analysis.inclusivity import (
     inclusivity,
     input_inclusivity,
 )
-from strokelrp.data.preprocess import resize_volume
+from strokelrp.core.volumes import resize_volume
 from strokelrp.errors import StrokeLRPError
 
 
@@ -137,7 +137,7 @@ def test_native_grid_resamples_relevance_and_keeps_native_inputs() -> None:
 
 
 def test_native_grid_with_the_data_layers_resize() -> None:
-    # model scale (1, 1, 2, 2) -> native (1, 1, 4, 4) with strokelrp.data.preprocess.resize_volume
+    # model scale (1, 1, 2, 2) -> native (1, 1, 4, 4) with strokelrp.core.volumes.resize_volume
     r = np.zeros((1, 1, 2, 2))
     r[0, 0, 0, 0] = 1.0  # trilinear upsampling keeps the top-left native quarter >= 0.5
     label = np.zeros((1, 2, 2), dtype=np.uint8)

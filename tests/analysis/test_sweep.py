@@ -21,6 +21,7 @@ from strokelrp.lrp.presets import DEFAULT_PRESET
 from strokelrp.model import UNet3D
 from strokelrp.pipeline.sweep import read_grid, run_sweep
 from strokelrp.run_files import RunDir
+from strokelrp.train.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def make_run(root: Path, data: Path, name: str = "A1") -> Path:
     config = TrainConfig(data=str(data), series="A", width=2, epochs=0, seed=0)
     config.to_toml(run / "config.toml")
     torch.manual_seed(0)
-    RunDir(run).save_checkpoint(epoch=0, config=config, model=UNet3D(width=2))
+    save_checkpoint(RunDir(run).checkpoints, epoch=0, config=config, model=UNet3D(width=2))
     return run
 
 

@@ -19,6 +19,7 @@ from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.model import UNet3D
 from strokelrp.pipeline.sweep import read_grid, sweep_run
 from strokelrp.run_files import RunDir
+from strokelrp.train.checkpoint import save_checkpoint
 
 SRC = str(Path(strokelrp.__file__).resolve().parents[1])
 
@@ -37,7 +38,7 @@ def test_two_process_sweep_matches_one_process(
     config = TrainConfig(data=str(data), series=(4, 16, 16), width=2, epochs=0, seed=0)
     config.to_toml(run / "config.toml")
     torch.manual_seed(0)
-    RunDir(run).save_checkpoint(epoch=0, config=config, model=UNet3D(width=2))
+    save_checkpoint(RunDir(run).checkpoints, epoch=0, config=config, model=UNet3D(width=2))
     grid = tmp_path / "grid.txt"
     grid.write_text("raw\nclamp:0,0.2\n")
     env = dict(os.environ)

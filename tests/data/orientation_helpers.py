@@ -1,6 +1,6 @@
 """Write one ISLES tree again in another voxel orientation, by explicit index maps.
 
-Independent of :mod:`strokelrp.data.orientation`: each orientation is a hand-written integer
+Independent of :mod:`strokelrp.core.orientation`: each orientation is a hand-written integer
 matrix ``M`` (4x4) mapping a voxel index ``v`` of the new file to the index ``M v`` of the
 source file (synthetic cases are stored LPS), so the new array is ``B[v] = A[M v]`` and the
 new affine ``A_affine @ M`` puts every voxel at the same place in the world.

@@ -20,6 +20,7 @@ from data_helpers import (
 )
 
 from strokelrp.config import MODALITIES
+from strokelrp.core.orientation import to_file_order
 from strokelrp.data.isles2017 import (
     Case,
     case_sort_key,
@@ -28,7 +29,6 @@ from strokelrp.data.isles2017 import (
     load_isles2017,
     token_of,
 )
-from strokelrp.data.orientation import to_file_order
 from strokelrp.errors import DataError, StrokeLRPError
 
 # ------------------------------------------------------------------------ reading

@@ -17,11 +17,12 @@ import torch
 from orientation_helpers import gather, index_map, reorient_tree
 
 from strokelrp.config import TrainConfig
+from strokelrp.core.orientation import axis_codes, canonical_axes, file_axes
 from strokelrp.data.dataset import CaseDataset
 from strokelrp.data.isles2017 import load_isles2017
-from strokelrp.data.orientation import axis_codes, canonical_axes, file_axes
 from strokelrp.data.preprocess import preprocess_case
 from strokelrp.run_files import RunDir
+from strokelrp.train.checkpoint import save_checkpoint
 
 ORIENTATIONS = ("LPS", "LAS", "RAS", "ASR", "ILA")
 
@@ -117,7 +118,7 @@ def tiny_run(trees, tmp_path_factory: pytest.TempPathFactory) -> Path:
         logits = model(torch.from_numpy(x)[None])[0]
         model.head.bias[1] -= (logits[1] - logits[0]).median()
     config.to_toml(run / "config.toml")
-    RunDir(run).save_checkpoint(epoch=1, config=config, model=model)
+    save_checkpoint(RunDir(run).checkpoints, epoch=1, config=config, model=model)
     return run
 
 

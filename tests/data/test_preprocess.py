@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from strokelrp.config import SERIES
+from strokelrp.core.masks import brain_mask
+from strokelrp.core.volumes import resize_volume
 from strokelrp.data.isles2017 import load_isles2017
 from strokelrp.data.preprocess import (
-    brain_mask,
     normalize_minmax,
     normalize_zscore,
     preprocess_case,
-    resize_volume,
     series_shape,
 )
 from strokelrp.errors import StrokeLRPError

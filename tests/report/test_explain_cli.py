@@ -16,6 +16,7 @@ from strokelrp.config import TrainConfig
 from strokelrp.data.synth import synthesize_isles2017
 from strokelrp.lrp.presets import DEFAULT_PRESET
 from strokelrp.run_files import RunDir
+from strokelrp.train.checkpoint import save_checkpoint
 from strokelrp.train.evaluate import evaluate
 
 
@@ -159,7 +160,7 @@ def test_an_empty_prediction_is_said_on_the_figure_and_in_the_json(
     with torch.no_grad():  # background everywhere: the network predicts no lesion
         model.head.weight.zero_()
         model.head.bias.copy_(torch.tensor([5.0, -5.0]))
-    RunDir(run).save_checkpoint(epoch=1, config=config, model=model)
+    save_checkpoint(RunDir(run).checkpoints, epoch=1, config=config, model=model)
     texts: list[str] = []
     save = figure1._save_png_atomic
 

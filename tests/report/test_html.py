@@ -411,20 +411,3 @@ def test_trust_and_explanations_render_from_rows_and_a_png(tmp_path: Path) -> No
     text = explanations_section([run], report_dir=tmp_path / "J").body
     assert "<h3>J / c1</h3>" in text and 'href="explanations/c1/relevance_raw.nii.gz"' in text
     assert len(re.findall(r'src="data:image/png;base64,', text)) == 1
-
-
-def test_report_and_analysis_read_no_run_folder() -> None:
-    """The renderers import neither the pipeline nor the run-folder reader."""
-    import ast
-
-    import strokelrp
-
-    root = Path(strokelrp.__file__).parent
-    for path in [*root.glob("report/*.py"), *root.glob("analysis/*.py")]:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom):
-                names = {a.name for a in node.names}
-                assert not (node.module or "").startswith("strokelrp.pipeline"), path
-                assert not names & {"RunDir", "read_csv", "read_explanation"}, path
-            elif isinstance(node, ast.Import):
-                assert not any(a.name.startswith("strokelrp.pipeline") for a in node.names), path

@@ -80,7 +80,7 @@ def test_load_run_gives_eval_mode_model_and_config(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     run = tmp_path / "run"
     cfg.to_toml(run / "config.toml")
-    RunDir(run).save_checkpoint(epoch=1, config=cfg, model=model, optimizer=opt)
+    save_checkpoint(RunDir(run).checkpoints, epoch=1, config=cfg, model=model, optimizer=opt)
     loaded, loaded_cfg = load_run(run)
     assert not loaded.training and loaded_cfg == cfg and loaded.width == 2
     x = torch.rand(1, 6, 5, 8, 8)
@@ -141,7 +141,7 @@ def test_pickle_checkpoint_is_refused_and_never_run(tmp_path: Path, kind: str) -
     model, opt = trained_pair()
     cfg, run = config(tmp_path), tmp_path / "run"
     cfg.to_toml(run / "config.toml")
-    RunDir(run).save_checkpoint(epoch=1, config=cfg, model=model, optimizer=opt)
+    save_checkpoint(RunDir(run).checkpoints, epoch=1, config=cfg, model=model, optimizer=opt)
     marker = tmp_path / "marker"
     last = run / "checkpoints" / "last.safetensors"
     last.unlink()
@@ -193,7 +193,7 @@ def test_a_module_reachable_by_two_paths_is_stored_once_and_restored(tmp_path: P
     cfg = config(tmp_path, arch="monai-dynunet")
     run = tmp_path / "run"
     cfg.to_toml(run / "config.toml")
-    RunDir(run).save_checkpoint(epoch=1, config=cfg, model=model)
+    save_checkpoint(RunDir(run).checkpoints, epoch=1, config=cfg, model=model)
     weights = run / "checkpoints" / "epoch-001.safetensors"
     stored = safetensors.torch.load(weights.read_bytes())
     aliases = json.loads(weights.with_suffix(".json").read_text())["model_aliases"]

@@ -14,7 +14,7 @@ import pytest
 
 import strokelrp
 from strokelrp.run_files import RunDir
-from strokelrp.train.checkpoint import load_run
+from strokelrp.train.checkpoint import latest_complete, load_run
 
 SRC = str(Path(strokelrp.__file__).resolve().parents[1])
 
@@ -48,7 +48,7 @@ def test_sigkill_then_resume_completes(synth4: Path, tmp_path: Path) -> None:
     finally:
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    done = RunDir(out).latest_checkpoint()
+    done = latest_complete(RunDir(out).checkpoints)
     assert done is not None and done.epoch >= 1
     result = subprocess.run(
         [sys.executable, "-m", "strokelrp", *train_args(synth4, out, done.epoch + 2), "--resume"],
@@ -59,7 +59,7 @@ def test_sigkill_then_resume_completes(synth4: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert f"resuming after epoch {done.epoch} of {done.epoch + 2}" in result.stderr
-    final = RunDir(out).latest_checkpoint()
+    final = latest_complete(RunDir(out).checkpoints)
     assert final is not None and final.epoch == done.epoch + 2
     assert [r["epoch"] for r in RunDir(out).read_train_log()] == list(range(1, done.epoch + 3))
     model, config = load_run(out)

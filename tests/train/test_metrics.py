@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from strokelrp.train.metrics import batch_dice, dice_score, segmentation_metrics, summarize
+from strokelrp.core.metrics import batch_dice, dice_score, segmentation_metrics, summarize
 
 
 def masks(shape=(5, 6, 7)) -> tuple[np.ndarray, np.ndarray]:

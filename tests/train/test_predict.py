@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from strokelrp.config import LESION
+from strokelrp.inference import native_labels, predict
 from strokelrp.model import UNet3D
-from strokelrp.train.predict import native_labels, predict
 
 
 def test_predict_uses_running_statistics_and_restores_the_mode() -> None:

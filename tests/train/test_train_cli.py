@@ -17,11 +17,11 @@ from cli_helpers import run_cli as cli
 
 from strokelrp.config import TrainConfig
 from strokelrp.data.dataset import CaseDataset
+from strokelrp.inference import native_labels
 from strokelrp.model import UNet3D
 from strokelrp.run_files import RunDir
-from strokelrp.train.checkpoint import load_run
+from strokelrp.train.checkpoint import load_run, save_checkpoint
 from strokelrp.train.evaluate import evaluate
-from strokelrp.train.predict import native_labels
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -86,7 +86,7 @@ def test_a_network_that_predicts_nothing_is_flagged_collapsed(synth4: Path, tmp_
     with torch.no_grad():
         model.head.weight.zero_()
         model.head.bias.copy_(torch.tensor([5.0, -5.0]))  # background everywhere
-    RunDir(run).save_checkpoint(epoch=1, config=config, model=model)
+    save_checkpoint(RunDir(run).checkpoints, epoch=1, config=config, model=model)
     [result] = evaluate(run, synth4, device="cpu", echo=None, progress=False)
     assert result.table1["collapsed"] is True
     assert all(r["dice"] == 0.0 and math.isnan(r["hd95_mm"]) for r in result.rows)

@@ -22,7 +22,6 @@ import torch
 from scipy.ndimage import binary_dilation
 from torch import Tensor, nn
 
-from strokelrp.analysis.ablation import modality_ablation
 from strokelrp.analysis.shares import ablation_rho, abs_modality_shares, spearman
 from strokelrp.attribution import (
     METHODS,
@@ -36,11 +35,12 @@ from strokelrp.attribution import (
     reinitialised,
     score,
 )
-from strokelrp.data.preprocess import brain_mask
+from strokelrp.core.masks import brain_mask
 from strokelrp.device import batched_layout
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.engine import BACKGROUND, LESION
 from strokelrp.lrp.presets import DEFAULT_PRESET, PRESETS
+from strokelrp.trust.ablation import modality_ablation
 from strokelrp.trust_measures import MEASURES
 
 
@@ -132,7 +132,7 @@ def _np(t: Tensor | np.ndarray) -> np.ndarray:
 
 
 def brain_share(r: Tensor | np.ndarray, x: Tensor | np.ndarray) -> float:
-    """Share of sum |R| on brain voxels (:func:`strokelrp.data.preprocess.brain_mask` of x:
+    """Share of sum |R| on brain voxels (:func:`strokelrp.core.masks.brain_mask` of x:
     a perfusion channel is non-zero); NaN for an all-zero map. r, x (C, D, H, W)."""
     a = np.abs(_np(r))
     total = a.sum()

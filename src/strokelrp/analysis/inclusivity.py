@@ -49,7 +49,7 @@ INPUT_THRESHOLD = 0.1
 
 Resize = Callable[[Any, tuple[int, int, int], str], Any]
 """``resize(vol (C, D, H, W), shape (D, H, W), mode) -> (C, *shape)``, as
-:func:`strokelrp.data.preprocess.resize_volume`."""
+:func:`strokelrp.core.volumes.resize_volume`."""
 
 
 def _check_threshold(threshold: float, name: str) -> None:
@@ -131,7 +131,7 @@ def _resize_to(
     if tuple(vol.shape[-3:]) == tuple(grid):
         return vol
     if resize is None:
-        from strokelrp.data.preprocess import resize_volume as resize
+        from strokelrp.core.volumes import resize_volume as resize
     lead = vol.shape[:-3]
     flat = vol.reshape((-1, *vol.shape[-3:]))
     out = to_numpy(resize(flat, tuple(grid), mode), "resized volume")
@@ -161,7 +161,7 @@ def input_inclusivity(
     ``relevance``: (C, D, H, W) -> (C,), or (K, C, D, H, W) -> (K, C); ``x``: (C, D, H, W), the
     image the relevance explains. With ``grid`` = (D, H, W) (e.g. the case's native grid) the
     relevance (trilinear) and, if its shape differs, ``x`` are first resampled there with
-    ``resize`` (default :func:`strokelrp.data.preprocess.resize_volume`).
+    ``resize`` (default :func:`strokelrp.core.volumes.resize_volume`).
     """
     r = _prepare_relevance(relevance, grid, resize)
     xs = to_float64(x, "x")

@@ -6,7 +6,7 @@ Positive relevance (evidence *for* the lesion), ``R+ = max(R, 0)``, unless said 
 - lesion share of channel c: ``sum_{lesion} R+_c / sum R+_c`` (how much of the channel's
   positive relevance lies inside the lesion mask);
 - per map, the shares against the modalities' ablation drops (the Dice drop when a modality
-  is mean-filled, :mod:`strokelrp.analysis.ablation`): ``ablation_rho``, the Spearman
+  is mean-filled, :mod:`strokelrp.trust.ablation`): ``ablation_rho``, the Spearman
   correlation of the shares of **|R|** (:func:`abs_modality_shares`; the one definition of
   ``strokelrp assess`` and of the sweep) with the drops, and the share of positive relevance
   on the modalities the model ignores against the uniform expectation.
@@ -28,6 +28,9 @@ import numpy as np
 
 from strokelrp.analysis._arrays import require_ndim, to_float64, to_numpy
 from strokelrp.errors import StrokeLRPError
+
+IGNORED_DROP = 0.01
+"""A modality whose mean-filling changes the Dice by less than this counts as ignored."""
 
 
 def _nan_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -64,7 +67,7 @@ def abs_modality_shares(relevance: Any) -> np.ndarray:
 def ablation_rho(abs_shares: Sequence[float], drops: Sequence[float]) -> float:
     """The modality-truth measure of one map: Spearman between the modalities' shares of |R|
     (:func:`abs_modality_shares`) and their ablation Dice drops
-    (:func:`strokelrp.analysis.ablation.modality_ablation`); NaN when either is constant."""
+    (:func:`strokelrp.trust.ablation.modality_ablation`); NaN when either is constant."""
     return spearman(abs_shares, drops)
 
 
@@ -125,7 +128,7 @@ def share_summary(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
       (``abs_share``) and the 6 ablation drops (the definition of ``strokelrp assess``);
     - ``ignored_share``: the share of positive relevance on the modalities the model ignores
       (``|drop|`` below
-      :data:`strokelrp.analysis.ablation.IGNORED_DROP`), against ``ignored_uniform``
+      :data:`IGNORED_DROP`), against ``ignored_uniform``
       = n_ignored / C, what a map blind to the modalities would put there (only for cases
       where some, not all, modalities are ignored);
     - ``lesion_share``: ``sum_c share_c * lesion_share_c``.
@@ -134,8 +137,6 @@ def share_summary(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     the counts ``n_maps``, ``n_ablation_maps`` (maps with ablation drops and |R| shares) and
     ``n_ignored_maps``.
     """
-    from strokelrp.analysis.ablation import IGNORED_DROP
-
     maps: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for row in rows:
         maps.setdefault((row["series"], row["setting"], row["run"], row["case"]), []).append(row)

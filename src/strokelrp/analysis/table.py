@@ -21,7 +21,7 @@ relevance_share     the channel's share of the map's positive relevance
 lesion_share        share of the channel's positive relevance inside the lesion
 informative         True / False from the synthetic manifest, empty when there is none
 ablation_drop       Dice drop of the case when this modality is mean-filled
-                    (:mod:`strokelrp.analysis.ablation`; the same for every setting; optional:
+                    (:mod:`strokelrp.trust.ablation`; the same for every setting; optional:
                     tables written before it read as NaN)
 abs_share           the channel's share of the map's |R| (the share ablation_rho ranks;
                     optional: tables written before it read as NaN)

@@ -1,7 +1,7 @@
 """A torch ``Dataset`` over an ISLES 2017 tree, with an on-disk cache of preprocessed arrays.
 
 A cache entry is ``<cache_dir>/<key>.x.npy`` (x, (6, D, H, W) float32, in RAS voxel order:
-see :mod:`strokelrp.data.orientation`), ``<key>.y.npy`` (y, (D, H, W) uint8, when the case has
+see :mod:`strokelrp.core.orientation`), ``<key>.y.npy`` (y, (D, H, W) uint8, when the case has
 OT) and ``<key>.json`` (RAS grid, spacing and affine, the files' axis codes),
 each written atomically, the JSON last; ``.npy`` reads several times faster than ``.npz``.
 The key is a SHA-256 of the cache format version, the series shape, the normalisation, and

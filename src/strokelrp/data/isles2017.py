@@ -30,20 +30,20 @@ import nibabel as nib
 import numpy as np
 
 from strokelrp.config import MODALITIES
-from strokelrp.data.nifti_file import (
-    NiftiHeader,
-    NiftiProblem,
-    NiftiVolume,
-    read_header,
-    read_nifti,
-)
-from strokelrp.data.orientation import (
+from strokelrp.core.orientation import (
     CANONICAL,
     axis_codes,
     canonical_affine,
     canonical_axes,
     file_axes,
     to_canonical,
+)
+from strokelrp.data.nifti_file import (
+    NiftiHeader,
+    NiftiProblem,
+    NiftiVolume,
+    read_header,
+    read_nifti,
 )
 from strokelrp.errors import DataError, StrokeLRPError
 
@@ -67,7 +67,7 @@ class Case:
 
     ``image`` is float32 ``(6, D, H, W)`` in the order of ``config.MODALITIES`` with
     ``image[c, z, y, x]`` = voxel ``(x, y, z)`` of modality c's NIfTI array after reorienting
-    it to :data:`~strokelrp.data.orientation.CANONICAL` (RAS: x towards the patient's right, y
+    it to :data:`~strokelrp.core.orientation.CANONICAL` (RAS: x towards the patient's right, y
     anterior, z superior; pure axis flips and permutations, no resampling); ``label`` is the
     uint8 OT mask ``(D, H, W)`` in the same order, or ``None`` for a case without ground truth;
     ``affine`` (mm) maps that RAS voxel grid to the world and ``spacing`` is its voxel size in

@@ -7,20 +7,19 @@ to the native shape with the same function is the inverse used for predictions a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from strokelrp.config import SERIES
+from strokelrp.core.masks import brain_mask
+from strokelrp.core.volumes import resize_volume
 from strokelrp.errors import StrokeLRPError
 
 if TYPE_CHECKING:
     from strokelrp.config import TrainConfig
     from strokelrp.data.isles2017 import Case
 
-Array = TypeVar("Array", np.ndarray, torch.Tensor)
 NORMALIZATIONS = ("minmax", "zscore")
 
 
@@ -41,25 +40,6 @@ def normalize_minmax(image: np.ndarray) -> np.ndarray:
         else:
             out[c] = 0.0
     return np.clip(out, 0.0, 1.0, out=out)
-
-
-def brain_mask(image: np.ndarray) -> np.ndarray:
-    """Voxels where any perfusion channel (MTT, rCBF, rCBV, Tmax, TTP) differs from its
-    background -> (D, H, W).
-
-    ISLES perfusion maps are constant (0) outside the brain; a channel's background is its most
-    frequent value (ties: the smallest), 0 for raw maps. Taking the most frequent value rather
-    than assuming 0 keeps the mask right after min-max normalisation of a channel that is
-    negative inside the brain (a synthetic control of zero-mean noise, whose background maps to
-    about 0.5). The ADC (channel 0) is not used because it keeps the scalp. With fewer than 2
-    channels, any channel counts.
-    """
-    channels = np.asarray(image[1:] if image.shape[0] > 1 else image)
-    mask = np.zeros(channels.shape[1:], dtype=bool)
-    for channel in channels:
-        values, counts = np.unique(channel, return_counts=True)
-        mask |= channel != values[int(np.argmax(counts))]
-    return mask
 
 
 def normalize_zscore(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -99,50 +79,6 @@ def _as_shape(series: str | tuple[int, int, int] | list[int]) -> tuple[int, int,
 def series_shape(series: str | tuple[int, int, int] | list[int]) -> tuple[int, int, int]:
     """A series name (``"A"``... ``"X"``) or an explicit (D, H, W) -> (D, H, W)."""
     return _as_shape(series)
-
-
-def resize_volume(
-    vol: Array,
-    shape: tuple[int, int, int],
-    mode: Literal["trilinear", "nearest"] = "trilinear",
-) -> Array:
-    """Resize ``vol`` (C, D, H, W) or (D, H, W) to ``shape`` (D, H, W); same type out.
-
-    ``"trilinear"`` (images; align_corners=False) returns float32 for numpy input or the
-    input's floating dtype for tensors; ``"nearest"`` (labels; pixel-centre nearest neighbour,
-    ``nearest-exact``) keeps the dtype. Giving the native shape undoes a resize (shape-wise;
-    for labels the values stay in the input's set). Tensors stay on their device.
-    """
-    if mode not in ("trilinear", "nearest"):
-        raise ValueError(f"mode must be 'trilinear' or 'nearest', got {mode!r}")
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3:
-        raise ValueError(f"shape must be (D, H, W), got {shape}")
-    is_numpy = isinstance(vol, np.ndarray)
-    t = torch.from_numpy(np.ascontiguousarray(vol)) if is_numpy else vol
-    squeeze = t.ndim == 3
-    if t.ndim not in (3, 4):
-        raise ValueError(f"expected a volume (C, D, H, W) or (D, H, W), got shape {tuple(t.shape)}")
-    x = t[None, None] if squeeze else t[None]
-    in_dtype = x.dtype
-    if tuple(x.shape[2:]) == shape:
-        y = x.clone()
-        if mode == "trilinear" and not y.is_floating_point():
-            y = y.float()
-    elif mode == "trilinear":
-        xf = x if x.is_floating_point() else x.float()
-        y = F.interpolate(xf, size=shape, mode="trilinear", align_corners=False)
-    else:
-        xf = x if x.is_floating_point() else x.float()
-        y = F.interpolate(xf, size=shape, mode="nearest-exact")
-        y = y.to(in_dtype)
-    y = y[0, 0] if squeeze else y[0]
-    if is_numpy:
-        arr = y.numpy()
-        if mode == "trilinear":
-            arr = arr.astype(np.float32, copy=False)
-        return np.ascontiguousarray(arr)  # type: ignore[return-value]
-    return y  # type: ignore[return-value]
 
 
 def preprocess_case(

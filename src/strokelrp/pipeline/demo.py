@@ -151,7 +151,7 @@ def control_lines(rows: list[dict[str, Any]], control: tuple[str, ...]) -> list[
     """Per series: the control's mean ablation drop (is it ignored?) and its raw-map share."""
     import math
 
-    from strokelrp.analysis.ablation import IGNORED_DROP
+    from strokelrp.analysis.shares import IGNORED_DROP
 
     lines = []
     for series in sorted({str(r["series"]) for r in rows}):

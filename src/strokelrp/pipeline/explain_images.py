@@ -6,7 +6,7 @@ JSON keyword arguments of ``--model-args``), its weights are read without execut
 are one NIfTI per input channel on one grid, passed to the network with their values as stored
 (float32, no normalisation: preprocess them as the network was trained). Like run data, the
 images are read with the project's checked NIfTI reader and held in the canonical RAS voxel
-order (:mod:`strokelrp.data.orientation`: pure flips and permutations), so the network sees
+order (:mod:`strokelrp.core.orientation`: pure flips and permutations), so the network sees
 the same array whichever way the files store the head; the outputs go back to the images' own
 voxel order, grid and affine. The targets are those of the run-based ``explain``
 (``prediction`` and ``contrastive`` for ``--class-index``, ``ground_truth`` on a ``--label``
@@ -31,7 +31,7 @@ import numpy as np
 from strokelrp import run_files
 from strokelrp.atomic import write_json
 from strokelrp.config import MODALITIES
-from strokelrp.data.orientation import CANONICAL
+from strokelrp.core.orientation import CANONICAL
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import TARGETS
 from strokelrp.report.explain_case import CaseExplanation, previous_outputs, remove_stale
@@ -248,6 +248,7 @@ def explain_images(
     import torch
 
     from strokelrp.attribution import spatial_rank
+    from strokelrp.core.metrics import dice_score
     from strokelrp.data.dataset import file_sha256
     from strokelrp.device import resolve_device
     from strokelrp.pipeline.explain import compute_maps, method_plan
@@ -260,7 +261,6 @@ def explain_images(
         write_relevance_companions,
         write_relevance_nifti,
     )
-    from strokelrp.train.metrics import dice_score
 
     say = log if log is not None else (lambda _line: None)
     if target not in IMAGE_TARGETS:

@@ -3,7 +3,7 @@
 For each network of each run and each case, one batched :func:`strokelrp.lrp.engine.explain`
 call computes the relevance under all K settings of the grid (filters applied at every point,
 as the paper); :func:`strokelrp.analysis.sweep.case_rows` turns the maps into rows, with per
-channel the Dice drop when it is mean-filled (:mod:`strokelrp.analysis.ablation`, C + 1
+channel the Dice drop when it is mean-filled (:mod:`strokelrp.trust.ablation`, C + 1
 forward passes per case), stored in ``RUN/sweep/sweep.csv`` (columns in
 :mod:`strokelrp.analysis.table`). This module is the orchestration: loading, resume,
 provenance, processes. ``methods`` (``strokelrp sweep --methods``) add one unfiltered map per
@@ -31,7 +31,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from strokelrp.analysis.ablation import modality_ablation
 from strokelrp.analysis.sweep import case_rows, done_pairs, merge_rows, paper_grid
 from strokelrp.analysis.table import Row, Setting, baseline_setting, describe
 from strokelrp.config import LESION
@@ -39,6 +38,7 @@ from strokelrp.device import DistContext, init_distributed, resolve_device, shut
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import DEFAULT_PRESET
 from strokelrp.run_files import RunDir
+from strokelrp.trust.ablation import modality_ablation
 
 MANIFEST_NAME = "synth_manifest.json"
 
@@ -254,8 +254,8 @@ def sweep_case(
     from tqdm import tqdm
 
     from strokelrp.attribution import attribute
+    from strokelrp.core.metrics import dice_score
     from strokelrp.lrp.engine import explain
-    from strokelrp.train.metrics import dice_score
 
     target, cid = str(meta["target"]), meta["case"]
     dev = next(model.parameters()).device

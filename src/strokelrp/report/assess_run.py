@@ -8,7 +8,7 @@ their rows back for the terminal and the HTML report. File names: :mod:`strokelr
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from strokelrp.run_files import csv_text
@@ -29,12 +29,47 @@ def table_text(columns: Sequence[str], rows: list[dict[str, Any]]) -> str:
     return csv_text(columns, rows, _cell)
 
 
+CHECK_VALUES = {
+    "brain_share": "brain_share",
+    "lesion_share": "lesion_share",
+    "faithful": "morf_over_random",
+    "contrast": "contrast_rho",
+    "ablation": "ablation_rho",
+}
+"""The statistic of each check of :data:`strokelrp.analysis.assess.CHECKS`, for the text."""
+
+
+def passed_checks(summary: Mapping[str, Any]) -> int:
+    """How many of the checks a summary of :func:`summarize_methods` passes."""
+    return sum(bool(summary[f"{key}_ok"]) for key in CHECK_VALUES)
+
+
+def verdict_line(summary: Mapping[str, Any]) -> str:
+    """One line for a :func:`strokelrp.analysis.assess.summarize_methods` entry: the checks
+    passed, those failed with their values, randomisation beside the locality prior."""
+    from strokelrp.analysis.assess import CHECKS
+
+    failed = [key for key in CHECKS if not summary[f"{key}_ok"]]
+    text = f"{summary['method']}: "
+    if not failed:
+        text += f"passes all {len(CHECKS)} checks"
+    else:
+        text += f"passes {len(CHECKS) - len(failed)} of {len(CHECKS)} checks; fails "
+        text += "; ".join(
+            f"{CHECKS[key]} (got {float(summary[CHECK_VALUES[key]]):.3g})" for key in failed
+        )
+    rho, prior = (
+        "undefined" if math.isnan(v := float(summary[k])) else f"{v:.2f}"
+        for k in ("randomisation_rho", "prior_rho")
+    )
+    return text + f". Randomisation ρ {rho}, locality-prior ρ {prior}"
+
+
 def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     """Means over cases per method of the main measures and the median MoRF / random AOPC
     ratio, as aligned text lines with whole column names, then one verdict line per method
-    against the pass marks (:func:`strokelrp.report.html.verdict_line`)."""
+    against the pass marks (:func:`verdict_line`)."""
     from strokelrp.analysis.assess import summarize_methods
-    from strokelrp.report.html import verdict_line
     from strokelrp.trust_measures import MEASURES as measures
 
     summaries = summarize_methods(rows)

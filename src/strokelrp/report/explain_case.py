@@ -33,10 +33,10 @@ from strokelrp import run_files
 from strokelrp.analysis.table import Setting, describe
 from strokelrp.atomic import write_json
 from strokelrp.config import MODALITIES
-from strokelrp.data.orientation import CANONICAL
+from strokelrp.core.metrics import dice_score
+from strokelrp.core.orientation import CANONICAL
 from strokelrp.errors import StrokeLRPError
 from strokelrp.report.nifti import NIFTI_SUFFIX
-from strokelrp.train.metrics import dice_score
 
 PAPER_FIGURE1_FILTERS: tuple[str, ...] = ("pass:0,0.4", "clamp:0,0.2")
 """The two filtered settings of the paper's figure 1 (raw is always added first)."""

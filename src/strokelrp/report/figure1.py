@@ -29,7 +29,7 @@ import numpy as np
 
 from strokelrp.atomic import atomic_path
 from strokelrp.config import MODALITIES
-from strokelrp.data.preprocess import brain_mask
+from strokelrp.core.masks import brain_mask
 from strokelrp.report.display import display_for, label_edges, outline
 
 DIVERGING_CMAP = "RdBu_r"

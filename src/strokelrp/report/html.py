@@ -34,6 +34,7 @@ from typing import Any
 from strokelrp import __version__
 from strokelrp.analysis.table import ordered_settings
 from strokelrp.errors import StrokeLRPError
+from strokelrp.report.assess_run import passed_checks, verdict_line
 
 Rows = list[dict[str, Any]]
 """Rows of a table as read: one dict per line, column name -> value."""
@@ -416,7 +417,7 @@ def filter_truth_html(
                     "morf_over_random": s["morf_over_random"],
                     "randomisation_rho": s["randomisation_rho"],
                     "lesion_share": s["lesion_share"],
-                    "checks": f"{_passed(s)}/{len(CHECKS)}",
+                    "checks": f"{passed_checks(s)}/{len(CHECKS)}",
                 }
             )
     if not table:
@@ -498,7 +499,7 @@ def sweet_spot_truth(
                 "randomisation_rho": s["randomisation_rho"],
                 "lesion_share": s["lesion_share"],
                 "faithful": "yes" if s["faithful_ok"] else "no",
-                "checks": f"{_passed(s)}/{len(CHECKS)}",
+                "checks": f"{passed_checks(s)}/{len(CHECKS)}",
             }
         )
     return out
@@ -559,41 +560,6 @@ def shares_html(summary: Sequence[Mapping[str, Any]], settings: Sequence[str]) -
     return f"<h3>Where relevance goes</h3>{html_table(columns, rows)}<p>{esc(caption)}</p>"
 
 
-_CHECK_VALUES = {
-    "brain_share": "brain_share",
-    "lesion_share": "lesion_share",
-    "faithful": "morf_over_random",
-    "contrast": "contrast_rho",
-    "ablation": "ablation_rho",
-}
-"""The statistic of each check of :data:`strokelrp.analysis.assess.CHECKS`, for the text."""
-
-
-def _passed(summary: Mapping[str, Any]) -> int:
-    return sum(bool(summary[f"{key}_ok"]) for key in _CHECK_VALUES)
-
-
-def verdict_line(summary: Mapping[str, Any]) -> str:
-    """One line for a :func:`strokelrp.analysis.assess.summarize_methods` entry: the checks
-    passed, those failed with their values, randomisation beside the locality prior."""
-    from strokelrp.analysis.assess import CHECKS
-
-    failed = [key for key in CHECKS if not summary[f"{key}_ok"]]
-    text = f"{summary['method']}: "
-    if not failed:
-        text += f"passes all {len(CHECKS)} checks"
-    else:
-        text += f"passes {len(CHECKS) - len(failed)} of {len(CHECKS)} checks; fails "
-        text += "; ".join(
-            f"{CHECKS[key]} (got {float(summary[_CHECK_VALUES[key]]):.3g})" for key in failed
-        )
-    rho, prior = (
-        "undefined" if math.isnan(v := float(summary[k])) else f"{v:.2f}"
-        for k in ("randomisation_rho", "prior_rho")
-    )
-    return text + f". Randomisation ρ {rho}, locality-prior ρ {prior}"
-
-
 def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
     """Per run: the assess table's means per method, pass marks, verdicts, the cascade."""
     from strokelrp.analysis.assess import CHECKS, summarize_methods
@@ -629,7 +595,7 @@ def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
             "prior_rho",
             "checks",
         ]
-        table = [s | {"checks": f"{_passed(s)}/{len(CHECKS)}"} for s in summary]
+        table = [s | {"checks": f"{passed_checks(s)}/{len(CHECKS)}"} for s in summary]
         parts.append(html_table(columns, table))
         lines = "".join(f"<li>{esc(verdict_line(s))}</li>" for s in summary)
         parts.append(f"<ul>{lines}</ul>")

@@ -28,7 +28,7 @@ import numpy as np
 
 from strokelrp.atomic import atomic_path
 from strokelrp.config import MODALITIES
-from strokelrp.data.orientation import file_axes, to_file_order
+from strokelrp.core.orientation import file_axes, to_file_order
 from strokelrp.errors import StrokeLRPError
 
 NIFTI_SUFFIX = ".nii.gz"
@@ -58,7 +58,7 @@ def _file_affine(case: Any) -> np.ndarray:
 
 def to_native_grid(volume: Any, shape: tuple[int, int, int], mode: str = "trilinear") -> np.ndarray:
     """Resize (C, D, H, W) (numpy or torch) to (C, *shape) float32 numpy in the native grid."""
-    from strokelrp.data.preprocess import resize_volume
+    from strokelrp.core.volumes import resize_volume
 
     if hasattr(volume, "detach"):
         volume = volume.detach().cpu().float().numpy()
@@ -173,9 +173,9 @@ def write_label_nifti(
 def labels_from_logits(logits: Any, case: Any) -> np.ndarray:
     """Class map uint8 (Dn, Hn, Wn) at the case's resolution (RAS order) from logits
     (K, D, H, W) at model scale, ready for :func:`write_label_nifti`:
-    :func:`strokelrp.train.predict.native_labels` (as ``strokelrp evaluate``, so a Dice
+    :func:`strokelrp.inference.native_labels` (as ``strokelrp evaluate``, so a Dice
     computed on this map matches ``metrics.csv``)."""
-    from strokelrp.train.predict import native_labels
+    from strokelrp.inference import native_labels
 
     return native_labels(np.ascontiguousarray(_as_array(logits)), native_shape(case))
 

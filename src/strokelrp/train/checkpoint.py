@@ -44,11 +44,9 @@ from torch import nn
 from strokelrp.atomic import write_bytes, write_text
 from strokelrp.config import TrainConfig
 from strokelrp.errors import StrokeLRPError
-from strokelrp.run_files import RunDir
+from strokelrp.run_files import LAST, RunDir, epoch_checkpoints, epoch_name, epoch_number
 
 FORMAT = "strokelrp-checkpoint/1"
-LAST = "last"
-_EPOCH_RE = re.compile(r"^epoch-(\d{3,})\.safetensors$")
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -71,9 +69,10 @@ class Checkpoint:
     optimizer_state: dict[str, Any] | None
     meta: dict[str, Any]
 
-
-def epoch_name(epoch: int) -> str:
-    return f"epoch-{epoch:03d}"
+    @property
+    def epoch_path(self) -> Path:
+        """The epoch's own weights file (``epoch-NNN.safetensors``; ``path`` may be ``last``)."""
+        return self.path.with_name(f"{epoch_name(self.epoch)}.safetensors")
 
 
 def sidecar_of(weights: Path) -> Path:
@@ -369,20 +368,6 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
         group.update(flags)
 
 
-def epoch_checkpoints(ckpt_dir: str | Path) -> list[Path]:
-    """``epoch-NNN.safetensors`` files in the folder, oldest first (complete or not)."""
-    ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _EPOCH_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def has_checkpoints(ckpt_dir: str | Path) -> bool:
-    """Whether the folder holds any checkpoint (an epoch pair or ``last``, complete or not)."""
-    return bool(epoch_checkpoints(ckpt_dir)) or (Path(ckpt_dir) / f"{LAST}.json").exists()
-
-
 def latest_complete(ckpt_dir: str | Path) -> Checkpoint | None:
     """The newest complete checkpoint (``last``, else the newest complete epoch pair), or None.
 
@@ -397,7 +382,7 @@ def latest_complete(ckpt_dir: str | Path) -> Checkpoint | None:
         except IncompleteCheckpointError:
             best = None
     for path in reversed(epoch_checkpoints(ckpt_dir)):
-        epoch = int(_EPOCH_RE.match(path.name).group(1))  # type: ignore[union-attr]
+        epoch = epoch_number(path)  # never None: epoch_checkpoints lists epoch files only
         if best is not None and best.epoch >= epoch:
             break
         try:

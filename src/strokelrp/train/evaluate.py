@@ -4,7 +4,7 @@ For each case the network (eval mode) predicts at the series scale; the softmax 
 are resized back to the case's native grid with trilinear interpolation and the lesion mask is
 their argmax there. (Resizing the argmax itself with nearest neighbour would give blocky masks
 whose borders move by up to half a series voxel, several native voxels at series A.) Metrics
-(:func:`strokelrp.train.metrics.segmentation_metrics`) use the native label and voxel spacing.
+(:func:`strokelrp.core.metrics.segmentation_metrics`) use the native label and voxel spacing.
 
 Each case's ``split`` says what it was to the network: ``train`` / ``validation`` (the very case
 the run trained on or held out, recognised by the content fingerprint recorded in
@@ -27,17 +27,13 @@ from typing import Any
 import torch
 
 from strokelrp.config import LESION, SERIES, TrainConfig
+from strokelrp.core.metrics import METRICS, segmentation_metrics, summarize
 from strokelrp.device import resolve_device
 from strokelrp.errors import StrokeLRPError
+from strokelrp.inference import native_labels, predict
 from strokelrp.provenance import case_record, checkpoint_record, provenance
-from strokelrp.run_files import RunDir
-from strokelrp.train.checkpoint import (
-    LAST,
-    build_model,
-    check_own_checkpoint,
-)
-from strokelrp.train.metrics import METRICS, segmentation_metrics, summarize
-from strokelrp.train.predict import native_labels, predict
+from strokelrp.run_files import LAST, RunDir
+from strokelrp.train.checkpoint import build_model, check_own_checkpoint, resolve_checkpoint
 
 METRIC_COLUMNS: tuple[str, ...] = ("network", "case_id", "split", *METRICS)
 TABLE1_COLUMNS: tuple[str, ...] = (
@@ -114,7 +110,7 @@ def evaluate_network(
     progress: bool = False,
 ) -> NetworkResult:
     """Metrics of one network (one-network run folder) on every labelled case of ``dataset``."""
-    ckpt = RunDir(run_dir).checkpoint(checkpoint)
+    ckpt = resolve_checkpoint(run_dir, checkpoint)
     check_own_checkpoint(run_dir, ckpt.path)
     config = ckpt.config
     model = build_model(config)

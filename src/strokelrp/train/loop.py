@@ -37,19 +37,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from strokelrp.config import LESION, TrainConfig
+from strokelrp.core.metrics import batch_dice
 from strokelrp.device import DistContext, init_distributed, shutdown
 from strokelrp.errors import StrokeLRPError
-from strokelrp.run_files import RunDir
+from strokelrp.run_files import RunDir, has_checkpoints
 from strokelrp.train.cases import CaseTensors, open_dataset, split_ids, stack_cases
 from strokelrp.train.checkpoint import (
     Checkpoint,
     build_model,
-    has_checkpoints,
+    latest_complete,
     load_optimizer_state,
     preserved_rng,
     restore_rng,
+    save_checkpoint,
 )
-from strokelrp.train.metrics import batch_dice
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -316,7 +317,7 @@ def _resume_point(
                 f"{run_dir}: holds checkpoints; pass --resume or choose another --out"
             )
         return None
-    start = run.latest_checkpoint()
+    start = latest_complete(run.checkpoints)
     if start is None:
         say(f"{run_dir}: no complete checkpoint to resume from: starting from scratch")
         return None
@@ -498,7 +499,8 @@ def _save_epoch(
     """Rank 0 after an epoch: the checkpoint when one is due, and the training log."""
     epoch = log_rows[-1]["epoch"]
     if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
-        run.save_checkpoint(
+        save_checkpoint(
+            run.checkpoints,
             epoch=epoch,
             config=config,
             model=model,

@@ -1,10 +1,13 @@
-"""Inference with a trained network: eval mode, no gradients."""
+"""Running a network: logits in eval mode without gradients (``predict``) and the
+native-grid class map from them (``native_labels``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 from torch import nn
+
+from strokelrp.core.volumes import resize_volume
 
 
 def predict(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
@@ -35,13 +38,6 @@ def predict(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> torch
     return logits.float()
 
 
-def lesion_mask(logits: torch.Tensor) -> torch.Tensor:
-    """Predicted lesion mask (B, D, H, W) bool from logits (B, K, D, H, W) (argmax)."""
-    from strokelrp.config import LESION
-
-    return logits.argmax(dim=1) == LESION
-
-
 def native_labels(logits: torch.Tensor | np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """Class map (Dn, Hn, Wn) uint8 in the case's native grid ``shape`` from one case's logits
     (K, D, H, W) at model scale.
@@ -51,8 +47,6 @@ def native_labels(logits: torch.Tensor | np.ndarray, shape: tuple[int, int, int]
     use it); smoother boundaries than resizing the model-scale class map. Runs on the logits'
     device; ``== strokelrp.config.LESION`` gives the lesion mask.
     """
-    from strokelrp.data.preprocess import resize_volume
-
     scores = torch.as_tensor(logits).float()
     if scores.dim() != 4:
         raise ValueError(f"expected one case's logits (K, D, H, W), got {tuple(scores.shape)}")

@@ -9,7 +9,9 @@ also given as ``change`` in every case. This is the one ablation of the project:
 ``ablation_drop`` column and ``strokelrp assess``'s ``ablation_rho`` both use it.
 
 This is the yardstick for modality shares of relevance: a map's share on a channel should
-follow the channel's ablation drop, whatever the data generator meant the channel to carry.
+follow the channel's ablation drop, whatever the data generator meant the channel to carry
+(the pure functions of the drops: :mod:`strokelrp.analysis.shares`). It runs the network, so
+it sits above ``analysis/``.
 """
 
 from __future__ import annotations
@@ -20,11 +22,8 @@ from typing import Any
 import numpy as np
 
 from strokelrp.analysis._arrays import require_ndim, to_numpy
+from strokelrp.core.metrics import dice_score
 from strokelrp.errors import StrokeLRPError
-from strokelrp.train.metrics import dice_score
-
-IGNORED_DROP = 0.01
-"""A modality whose mean-filling changes the Dice by less than this counts as ignored."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,8 @@ def modality_ablation(
     """
     import torch
 
-    from strokelrp.train.predict import lesion_mask, predict
+    from strokelrp.core.masks import lesion_mask
+    from strokelrp.inference import predict
 
     param = next(model.parameters())
     x = torch.as_tensor(to_numpy(x, "x")).to(dtype=param.dtype)
