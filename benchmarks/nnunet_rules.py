@@ -23,11 +23,11 @@ import time
 
 import numpy as np
 import torch
+from strokelrp.data.isles2017 import load_isles2017
 from torch import nn
 
 from strokelrp.analysis.assess import assess
 from strokelrp.config import TrainConfig
-from strokelrp.data.isles2017 import load_isles2017
 from strokelrp.data.preprocess import prepare_case
 from strokelrp.data.synth import synthesize_isles2017
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -306,3 +307,64 @@ def test_gradients_leave_the_weight_gradients_out(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ZeroDivisionError):
         attribution._grad(model, x[None], w)
     assert [p.requires_grad for p in model.parameters()] == want
+
+
+# ------------------------------------------------- defects a new user hit (issue 21, point 5)
+
+
+class _Dict(nn.Module):
+    """A 1x1 convolution whose logits come back in a dict (as many segmentation libraries)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(2, 2, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self.conv(x), "aux": x.mean()}
+
+
+@pytest.mark.parametrize("method", ["gradient_x_input", "lrp:epsilon", "gradcam"])
+def test_attribute_selects_the_tensor_of_a_dict_output(method: str) -> None:
+    """A model returning {"logits": ..., "aux": ...}: attribute explains the first tensor, the
+    same map as for the model returning that tensor alone."""
+    torch.manual_seed(0)
+    model = _Dict().to(F64).eval()
+    plain = nn.Sequential(model.conv).eval()  # the same weights, the logits alone
+    x = torch.rand(2, 3, 4, 4, dtype=F64)
+    got = attribute(model, x, method, target="authors")
+    want = attribute(plain, x, method, target="authors")
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    if method == "gradient_x_input":  # a linear map: x * sum over classes of the weights
+        w = model.conv.weight[:, :, 0, 0, 0].sum(0)
+        torch.testing.assert_close(got, x * w[:, None, None, None], rtol=1e-10, atol=1e-12)
+
+
+def test_prepare_case_takes_a_series_name(tmp_path: Path) -> None:
+    import numpy as np
+
+    import strokelrp
+    from strokelrp.config import SERIES
+    from strokelrp.data.synth import synthesize_isles2017
+
+    data = synthesize_isles2017(tmp_path / "d", 1, shape=(20, 20, 5), seed=0)
+    case = strokelrp.load_case(data, "1")
+    x, y = strokelrp.prepare_case(case, "A")
+    assert x.shape == (6, *SERIES["A"]) and y is not None and y.shape == SERIES["A"]
+    x2, _ = strokelrp.prepare_case(case, SERIES["A"])
+    np.testing.assert_array_equal(x, x2)
+    with pytest.raises(StrokeLRPError, match=r"TrainConfig.*series name"):
+        strokelrp.prepare_case(case, 3)  # type: ignore[arg-type]
+
+
+def test_the_readme_own_network_example_runs() -> None:
+    """The README's 'Any PyTorch network' block builds everything it uses."""
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    head = readme.index("Any PyTorch network")
+    block = re.search(r"```python\n(.*?)```", readme[head:], re.S)
+    assert block is not None
+    scope: dict[str, object] = {}
+    torch.manual_seed(0)
+    exec(compile(block.group(1), "README.md", "exec"), scope)
+    assert tuple(scope["exp"].relevance.shape) == (1, 6, 16, 32, 32)  # type: ignore[attr-defined]

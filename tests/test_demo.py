@@ -44,6 +44,13 @@ def test_quick_demo_end_to_end(
     assert "input inclusivity" in printed and "ablation rho" in printed
     assert "control MTT: mean Dice drop when mean-filled" in printed
 
+    # docs/outputs.md's listing of the demo's folder names everything the demo writes there
+    docs = (Path(__file__).parents[1] / "docs" / "outputs.md").read_text()
+    listing = docs.split("## The demo's folder", 1)[1].split("```")[1]
+    for entry in out.iterdir():
+        name = entry.name + ("/" if entry.is_dir() else "")
+        assert f"DIR/{name}" in listing, f"docs/outputs.md does not list DIR/{name}"
+
     # the synthetic manifest says which modality is the noise control
     manifest = json.loads((out / "data" / "synth_manifest.json").read_text())
     assert manifest["control_modalities"] == ["MTT"]

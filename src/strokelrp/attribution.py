@@ -123,6 +123,27 @@ def spatial_rank(model: nn.Module) -> int:
     return 3
 
 
+class SelectedOutput(nn.Module):
+    """``model`` whose forward returns only its ``output``-th tensor (in the order of the
+    tensors of its return value: dict values, tuple items; as ``explain``'s ``output``)."""
+
+    def __init__(self, model: nn.Module, output: int = 0) -> None:
+        super().__init__()
+        self.model = model
+        self.output = output
+
+    def forward(self, x: Tensor) -> Tensor:
+        from torch.utils import _pytree as pytree
+
+        result = self.model(x)
+        tensors = [t for t in pytree.tree_leaves(result) if isinstance(t, Tensor)]
+        if not -len(tensors) <= self.output < len(tensors):
+            raise StrokeLRPError(
+                f"output={self.output} but the model returns {len(tensors)} tensor(s)"
+            )
+        return tensors[self.output]
+
+
 def attribution_input(model: nn.Module, x: Tensor | np.ndarray) -> Tensor:
     """x (C, *S) or (1, C, *S) -> (1, C, *S) on the model's device and dtype; S the model's
     spatial axes ((D, H, W) for a 3-D network, (H, W) for a 2-D one: :func:`spatial_rank`)."""
@@ -154,6 +175,12 @@ def weights_for(
             logits = model(x)
     finally:
         model.train(was)
+    return weights_of(logits, target, label)
+
+
+def weights_of(logits: Tensor, target: str | Tensor = "prediction", label: Any = None) -> Tensor:
+    """Target weights W of the shape of ``logits`` (1, num_classes, D, H, W), as
+    :func:`weights_for` on logits already computed."""
     if isinstance(target, Tensor):
         if tuple(target.shape) != tuple(logits.shape):
             raise StrokeLRPError(
@@ -328,6 +355,8 @@ def _hook_conv_inputs(model: nn.Module, seen: list[Tensor]) -> list[RemovableHan
 
 def layer_of(model: nn.Module, layer: str) -> nn.Module:
     """The module named ``layer`` in ``model``, or one error naming the closest name."""
+    if isinstance(model, SelectedOutput):  # the user's names, not the wrapper's
+        model = model.model
     try:
         return model.get_submodule(layer)
     except AttributeError as err:
@@ -487,6 +516,7 @@ def lrp(
     label: Any = None,
     memory_budget: str | int | float | None = None,
     reference: Any = None,
+    output: int = 0,
     **overrides: Any,
 ) -> Tensor:
     """LRP with preset ``rules`` (fields overridden by ``overrides``), starting from
@@ -523,6 +553,7 @@ def lrp(
             filters=filters,
             filter_at=filter_at,
             memory_budget=memory_budget,
+            output=output,
         )
     return result.relevance[0]
 
@@ -562,10 +593,13 @@ def attribute(
     target: str | Tensor = "prediction",
     label: Any = None,
     reference: Any = None,
+    output: int = 0,
     **options: Any,
 ) -> Tensor:
     """The map (C, D, H, W) of ``method`` for input ``x`` (C, D, H, W) or (1, C, D, H, W);
     for a 2-D network (:func:`spatial_rank`) x (C, H, W) or (1, C, H, W) and a (C, H, W) map.
+    ``output``: which tensor of a model returning several (a dict, a tuple) is explained
+    (default the first, as :func:`strokelrp.lrp.engine.explain`).
 
     ``method``: a name of :func:`method_names`, with options in brackets and, for LRP, a
     filter after ``+`` (``lrp:paper+pass:0,0.4``). ``target``: a named target
@@ -595,8 +629,16 @@ def attribute(
     model.eval()
     try:
         if name.startswith("lrp:") and "reference" not in opts:  # W from the walk's forward
-            return lrp(model, xt, target, rules=name[4:], filter=filt, label=label, **opts).detach()
-        weights = weights_for(model, xt, target, label)
+            return lrp(
+                model, xt, target, rules=name[4:], filter=filt, label=label, output=output, **opts
+            ).detach()
+        with torch.no_grad():
+            logits = model(xt)
+        if not isinstance(logits, Tensor):  # a dict or tuple: the chosen tensor, as explain
+            model = SelectedOutput(model, output)
+            with torch.no_grad():
+                logits = model(xt)
+        weights = weights_of(logits, target, label)
         if name.startswith("lrp:"):
             return lrp(model, xt, weights, rules=name[4:], filter=filt, **opts).detach()
         fn = METHODS[name]

@@ -220,6 +220,32 @@ def inspect(
         sys.exit(1)
 
 
+def _echo_json(doc: Any) -> None:
+    """Print ``doc`` as one JSON document (NaN and infinities as null: strict JSON)."""
+    import json
+    import math
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        if hasattr(value, "item") and callable(value.item):  # numpy scalars
+            return plain(value.item())
+        return value
+
+    click.echo(json.dumps(plain(doc), indent=2, allow_nan=False))
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document instead of text lines."
+)
+
+
 # ------------------------------------------------------------ model commands (train, evaluate)
 
 
@@ -473,7 +499,7 @@ def train(
         _interrupted(["train", data, "--out", out, "--resume"])
     from strokelrp import is_main_process
 
-    if is_main_process():  # under torchrun, rank 0 alone reports
+    if is_main_process() and dirs:  # under torchrun, rank 0 alone reports
         click.echo(f"trained {len(dirs)} network(s) in {out}")
 
 
@@ -496,16 +522,38 @@ def train(
     default=None,
     help="Cache of preprocessed cases (default: the run's, else ~/.cache).",
 )
-def evaluate(run: str, data: str, checkpoint: str, device: str, cache_dir: str | None) -> None:
+@json_option
+def evaluate(
+    run: str, data: str, checkpoint: str, device: str, cache_dir: str | None, as_json: bool
+) -> None:
     """Score RUN's network(s) on DATA in each case's native grid.
 
     Writes RUN/metrics.csv (Dice, HD95 and ASSD in mm, precision, recall, volumes in mL, one
-    row per case) and RUN/table1.csv (the paper's table 1), and prints mean and SD.
+    row per case) and RUN/table1.csv (the paper's table 1), and prints mean and SD (--json:
+    the table-1 row, the summary per split and the per-case rows of each network).
     """
+    from strokelrp import RunDir
     from strokelrp.pipeline import evaluate_run
 
-    evaluate_run(run, data, checkpoint, device=device, echo=click.echo, cache_dir=cache_dir)
-    click.echo(f"wrote {run}/metrics.csv and {run}/table1.csv")
+    echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    results = evaluate_run(run, data, checkpoint, device=device, echo=echo, cache_dir=cache_dir)
+    folder = RunDir(run)
+    if as_json:
+        networks = [
+            {
+                "name": r.name,
+                "checkpoint": r.checkpoint,
+                "table1": r.table1,
+                "summary": r.summary,
+                "cases": r.rows,
+                "skipped": r.skipped,
+            }
+            for r in results
+        ]
+        _echo_json({"run": run, "data": data, "metrics": folder.metrics,
+                    "table1": folder.table1, "networks": networks})  # fmt: skip
+        return
+    click.echo(f"wrote {folder.metrics} and {folder.table1}")
 
 
 # ------------------------------------------------------------------------ explain command
@@ -583,7 +631,13 @@ EXPLAIN_REFERENCE = "healthy"  # = strokelrp.reference.DEFAULT_REFERENCE (tested
 @cli.command("explain")
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.argument("data", type=click.Path(file_okay=False, path_type=Path), required=False)
-@click.option("--case", "case_id", default=None, help="Case id: 4 or its folder name training_4.")
+@click.option(
+    "--case",
+    "case_id",
+    default=None,
+    help="Case id: 4 or its folder name training_4. With --model: the case's name in the "
+    "outputs [default: the first --image's file name].",
+)
 @click.option(
     "--model",
     "model_spec",
@@ -732,7 +786,8 @@ EXPLAIN_REFERENCE = "healthy"  # = strokelrp.reference.DEFAULT_REFERENCE (tested
 @click.option(
     "--per-modality",
     is_flag=True,
-    help="Also write one 3-D relevance file per channel (relevance_<setting>_<CHANNEL>.nii.gz).",
+    help="Also write one 3-D relevance file per channel (relevance_<setting>_<CHANNEL>.nii.gz; "
+    "with --model named channel0 ... unless the input is the six ISLES 2017 modalities).",
 )
 @click.option(
     "--normalised",
@@ -815,10 +870,10 @@ def explain_command(
             click.echo(str(path))
         return
     if model_spec is not None:
-        if run is not None or data is not None or case_id is not None:
-            raise click.UsageError("--model explains your images: give no RUN, DATA or --case")
-        if method is not None:
-            raise click.UsageError("--method explains a run's case; with --model give --rules")
+        if run is not None or data is not None:
+            raise click.UsageError("--model explains your images: give no RUN or DATA")
+        if method is not None and _given(ctx, "rules"):
+            raise click.UsageError("give --rules or --method, not both")
         if _given(ctx, "reference"):
             raise click.UsageError("--reference explains a run's case (not yet with --model)")
         missing = [
@@ -840,17 +895,37 @@ def explain_command(
             model_args=model_args,
             filters=list(filters) or None,
             rules=rules,
+            method=method,
             target=target,
             class_index=class_index,
+            case_id=case_id,
+            slice_index=slice_index,
+            modality=modality,
             device=device,
+            per_modality=per_modality,
+            normalised=normalised,
             memory_budget=memory_budget,
             log=log,
         )
     else:
         if run is None or data is None or case_id is None:
             raise click.UsageError("give RUN DATA --case ID, or --model with --weights/--image")
-        if label is not None:
-            raise click.UsageError("--label goes with --model (a run's case has its OT mask)")
+        model_only = [
+            name
+            for name, given in (
+                ("--image", bool(images)),
+                ("--label", label is not None),
+                ("--weights", weights is not None),
+                ("--model-args", model_args is not None),
+                ("--class-index", _given(ctx, "class_index")),
+            )
+            if given
+        ]
+        if model_only:
+            raise click.UsageError(
+                f"{', '.join(model_only)} go(es) with --model (a run's case has its own images "
+                "and OT mask)"
+            )
         if method is not None and _given(ctx, "rules"):
             raise click.UsageError("give --rules or --method, not both")
         from strokelrp.pipeline.explain import explain_case
@@ -938,6 +1013,7 @@ def _split_cases(values: tuple[str, ...]) -> list[str] | None:
 )
 @click.option("--restart", is_flag=True, help="Discard RUN/sweep/sweep.csv instead of resuming.")
 @memory_budget_option
+@json_option
 def sweep(
     paths: tuple[str, ...],
     cases: tuple[str, ...],
@@ -948,6 +1024,7 @@ def sweep(
     methods: tuple[str, ...],
     restart: bool,
     memory_budget: float | None,
+    as_json: bool,
 ) -> None:
     """Explain every case under every filter setting; write RUN/sweep/sweep.csv.
 
@@ -961,7 +1038,7 @@ def sweep(
     if len(paths) < 2:
         raise click.UsageError("give at least one RUN and the DATA folder")
     from strokelrp import PRESETS
-    from strokelrp.pipeline import read_sweep_tables, sweep_summary_lines
+    from strokelrp.pipeline import read_sweep_tables, sweep_summary_lines, sweep_summary_records
     from strokelrp.pipeline.sweep import run_sweep
 
     if rules not in PRESETS:
@@ -995,7 +1072,11 @@ def sweep(
 
     if not is_main_process():
         return
-    for line in sweep_summary_lines(read_sweep_tables(tables)):
+    rows = read_sweep_tables(tables)
+    if as_json:
+        _echo_json({"tables": tables, "summary": sweep_summary_records(rows) if rows else []})
+        return
+    for line in sweep_summary_lines(rows):
         click.echo(line)
     for table in tables:
         click.echo(f"wrote {table}")
@@ -1169,9 +1250,11 @@ def _parse_patch(ctx: click.Context, param: click.Parameter, value: str) -> tupl
 @click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "cuda"]),
-    default="cpu",
+    default="auto",
     show_default=True,
+    help="Where to run the network (auto: CUDA when available).",
 )
+@json_option
 def assess_command(
     run: Path,
     data: Path,
@@ -1190,12 +1273,13 @@ def assess_command(
     profile: str,
     memory_budget: float | None,
     device: str,
+    as_json: bool,
 ) -> None:
     """Trust measures of each method's maps (sanity, faithfulness, localisation, modality
     truth): OUT/assess.csv, one row per case x method, and OUT/assess_curves.csv, the
     perturbation curves behind its AOPCs; definitions in docs/assess.md."""
     from strokelrp import read_csv
-    from strokelrp.pipeline import assess_summary_lines
+    from strokelrp.pipeline import assess_method_summaries, assess_summary_lines
     from strokelrp.pipeline.assess import assess_run
 
     path = assess_run(
@@ -1220,7 +1304,11 @@ def assess_command(
         },
         log=lambda line: click.echo(line, err=True),
     )
-    for line in assess_summary_lines(read_csv(path)):
+    rows = read_csv(path)
+    if as_json:
+        _echo_json({"table": path, "methods": assess_method_summaries(rows), "rows": rows})
+        return
+    for line in assess_summary_lines(rows):
         click.echo(line)
     click.echo(f"wrote {path}")
 

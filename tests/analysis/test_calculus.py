@@ -213,3 +213,32 @@ def test_engine_pass_filter_on_identity_once_and_twice(alpha: float) -> None:
     twice = PassFilter(alpha)(once)
     assert integrate(once.numpy(), H) == pytest.approx(alpha**2 / 2, abs=H)
     assert integrate(twice.numpy(), H) == pytest.approx(alpha**4 / 2, abs=H)
+
+
+def test_per_channel_settings_keep_their_own_curve() -> None:
+    """clamp:0,0.2 and clamp:0,0.2:channel in one grid: the sample-scope curve (and its sweet
+    spot) is read from the sample-scope rows only, whichever comes last in the table."""
+    from strokelrp.analysis.calculus import sweet_spots
+
+    def row(case: str, kind: str, a2: str, setting: str, mu: float) -> dict[str, str]:
+        a1 = "" if kind == "raw" else "0"
+        return {"run": "r", "case": case, "modality": "ADC", "kind": kind, "a1": a1,
+                "a2": a2 if kind != "raw" else "", "setting": setting,
+                "mean_signal": str(mu)}  # fmt: skip
+
+    rows = []
+    for case, raw, sample, channel in (("c1", 0.1, 0.3, 0.9), ("c2", 0.2, 0.31, 0.05)):
+        rows += [
+            row(case, "raw", "", "raw", raw),
+            row(case, "clamp", "0.2", "clamp(0,0.2)", sample),
+            row(case, "clamp", "0.2", "clamp(0,0.2)/channel", channel),
+        ]
+    mu, alphas, _ = mu_matrix(rows, kind="clamp")
+    assert alphas == [0.2, 1.0]
+    np.testing.assert_allclose(mu, [[0.3, 0.1], [0.31, 0.2]])
+    mu, alphas, _ = mu_matrix(rows, kind="clamp", scope="channel")
+    np.testing.assert_allclose(mu, [[0.9, 0.1], [0.05, 0.2]])
+    # sample scope: spread 0.005 at 0.2, 0.05 at 1 -> alpha_0 = 1 (by hand); the per-channel
+    # values (spread 0.425 at 0.2) would give 0.2
+    assert sweet_spots(rows) == {"clamp": 1.0}
+    assert sweet_spots(list(reversed(rows))) == {"clamp": 1.0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 from pathlib import Path
@@ -213,6 +214,17 @@ def test_cli_sweep_then_report(
     assert "series A           raw: input inclusivity" in out
     assert "clamp(0,0.2)" in out and "ablation rho" in out
     assert f"wrote {run / 'sweep' / 'sweep.csv'}" in out
+    with pytest.raises(SystemExit) as done:  # the same sweep again: complete, read back
+        main(["sweep", str(run), str(data), "--cases", "1", "--grid", str(grid), "--target",
+              "ground_truth", "--json"])  # fmt: skip
+    assert done.value.code in (None, 0)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["tables"] == [str(run / "sweep" / "sweep.csv")]
+    table = read_table(run / "sweep" / "sweep.csv")
+    for record in doc["summary"]:
+        values = [r["input_inclusivity"] for r in table if r["setting"] == record["setting"]]
+        assert record["input_inclusivity"] == pytest.approx(sum(values) / len(values))
+    assert [r["setting"] for r in doc["summary"]] == ["raw", "clamp(0,0.2)"]
     with pytest.raises(SystemExit) as done:
         main(["report", str(run)])
     assert done.value.code in (None, 0)

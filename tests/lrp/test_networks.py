@@ -357,3 +357,80 @@ def test_a_step_returning_one_tensor_for_two_inputs_is_not_overwritten() -> None
     want = gradient_x_input(model, x, model(x).detach())[0]
     for k in range(2):
         torch.testing.assert_close(got[k], want, rtol=1e-8, atol=1e-12)
+
+
+class _Attending(nn.Module):
+    """1x1 convolution, self-attention over the voxels, 1x1 convolution (no biases)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(2, 4, 1, bias=False)
+        self.attn = nn.MultiheadAttention(4, 2, batch_first=True)
+        self.head = nn.Conv3d(4, 2, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        seq = h.flatten(2).transpose(1, 2)  # (1, voxels, 4)
+        out, _ = self.attn(seq, seq, seq)
+        return self.head(out.transpose(1, 2).reshape(h.shape))
+
+
+def test_a_module_returning_several_tensors_is_named_and_a_step_for_it_works() -> None:
+    """nn.MultiheadAttention returns (output, weights): without a step the error names the op,
+    its module and register_module_step; with PASS registered the walk crosses it, checked
+    against LRP-0 written out by hand (head, PASS, the reshapes, the first convolution)."""
+    from strokelrp.lrp import PASS, register_module_step
+    from strokelrp.lrp.steps import MODULE_STEPS
+
+    torch.manual_seed(0)
+    model = _Attending().to(F64).eval()
+    x = torch.rand(1, 2, 2, 3, 3, dtype=F64) + 0.1
+    with pytest.raises(
+        StrokeLRPError,
+        match=r"multi_head_attention_forward.*module 'attn' \(MultiheadAttention\).*"
+        r"register_module_step\(MultiheadAttention",
+    ):
+        explain(model, x, rules=LRP0, target="authors")
+    register_module_step(nn.MultiheadAttention, PASS)
+    try:
+        got = explain(model, x, rules=LRP0, target="authors").relevance[0]
+    finally:
+        del MODULE_STEPS[nn.MultiheadAttention]
+    with torch.no_grad():  # by hand: R = a * W^T (R_out / z) per 1x1 convolution
+        w1 = model.conv.weight[:, :, 0, 0, 0]  # (4, 2)
+        w2 = model.head.weight[:, :, 0, 0, 0]  # (2, 4)
+        h = torch.einsum("oc,cdhw->odhw", w1, x[0])
+        seq = h.flatten(1).T[None]
+        out = model.attn(seq, seq, seq)[0][0].T.reshape(h.shape)  # (4, D, H, W)
+        z = torch.einsum("oc,cdhw->odhw", w2, out)  # the logits; R_start = z (authors)
+        r_out = out * torch.einsum("oc,odhw->cdhw", w2, z / z)
+        want = x[0] * torch.einsum("oc,odhw->cdhw", w1, r_out / h)  # PASS: R_h = R_out
+    torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-10)
+
+
+def test_the_error_names_the_function_object_that_registers() -> None:
+    """x.clamp(min=0) is recorded as the tensor method: the error says
+    register_function_step(torch.Tensor.clamp, ...), and registering exactly that works."""
+    from strokelrp.lrp import PASS, register_function_step
+    from strokelrp.lrp.steps import FUNCTION_STEPS
+
+    class Clamped(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 1, 1, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x.clamp(min=0))
+
+    model = Clamped().to(F64)
+    x = torch.rand(1, 2, 4, 4, dtype=F64)
+    with pytest.raises(StrokeLRPError, match=r"register_function_step\(torch\.Tensor\.clamp, "):
+        explain(model, x, rules=LRP0, target="authors")
+    register_function_step(torch.Tensor.clamp, PASS)
+    try:
+        got = explain(model, x, rules=LRP0, target="authors").relevance[0]
+    finally:
+        del FUNCTION_STEPS[torch.Tensor.clamp]
+    with torch.no_grad():  # x >= 0: LRP-0 of one bias-free linear layer is x * w
+        want = x[0] * model.conv.weight[0, :, 0, 0][:, None, None]
+    torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-12)

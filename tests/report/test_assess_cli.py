@@ -62,6 +62,9 @@ def test_assess_writes_the_table(trained, tmp_path, capsys) -> None:
     ]  # fmt: skip
     assert (out / "cascade.csv").is_file()
     assert "lrp:epsilon" in stdout and f"wrote {out / 'assess.csv'}" in stdout
+    header = stdout.splitlines()[0].split()
+    assert "randomisation_rho" in header and header[-1] == "morf/random"
+    assert "verdict lrp:epsilon: passes" in stdout and "verdict locality_prior: " in stdout
     import json
 
     from strokelrp.data.dataset import case_fingerprint
@@ -223,9 +226,15 @@ def test_assess_memory_budget_reaches_every_lrp_map(trained, tmp_path, capsys, m
     argv = ["assess", str(run), str(data), "--cases", "1", "--methods", "lrp:epsilon",
             "--seeds", "2", "--random-orders", "1", "--memory-budget", "1kB",
             "--ig-steps", "3", "--occlusion-patch", "2,4,4",
-            "--out", str(tmp_path / "t")]  # fmt: skip
-    code, _, err = cli(argv, capsys)
+            "--out", str(tmp_path / "t"), "--json"]  # fmt: skip
+    code, stdout, err = cli(argv, capsys)
     assert code == 0, err
+    import json
+
+    doc = json.loads(stdout)  # --json: one document, the table's path and the summaries
+    assert doc["table"] == str(tmp_path / "t" / "assess.csv")
+    assert [m["method"] for m in doc["methods"]] == ["lrp:epsilon"]
+    assert [r["case"] for r in doc["rows"]] == ["1"]
     assert budgets == [1000.0] * 4  # the map, 2 re-initialised, the background target
     ((opts, batch),) = options
     assert opts == {"integrated_gradients": {"steps": 3}, "occlusion": {"patch": (2, 4, 4)}}

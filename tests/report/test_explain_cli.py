@@ -50,8 +50,10 @@ def test_explain_writes_overlaying_niftis_and_the_figure(trained, tmp_path, caps
     names = {p.name for p in printed}
     assert {"relevance_raw.nii.gz", "relevance_pass_0-0.4.nii.gz",
             "relevance_clamp_0-0.2.nii.gz", "prediction.nii.gz", "figure1.png",
-            "explanation.json"} == names  # fmt: skip
+            "explanation.json", "relevance_raw_rCBF.nii.gz",
+            "relevance_raw.json"} <= names  # fmt: skip
     assert all(p.exists() and p.parent == out for p in printed)
+    assert names == {p.name for p in out.iterdir()}  # every file written is printed
 
     case_dir = next(data.glob(f"training_{case_id}"))
     modality = nib.load(next(case_dir.glob("*MR_rCBF*/*.nii")))
@@ -240,6 +242,7 @@ def test_explain_writes_any_method_as_attribute_gives_it(trained, tmp_path, caps
     stem = baseline_setting(method).stem
     assert {Path(p).name for p in stdout.split()} == {
         f"{stem}.nii.gz",
+        f"{stem}.json",
         "prediction.nii.gz",
         "figure1.png",
         "explanation.json",
@@ -290,3 +293,31 @@ def test_explain_method_errors_and_lrp_method_equals_rules(trained, tmp_path, ca
         np.testing.assert_array_equal(a, b)
     summary = json.loads((tmp_path / "a" / "explanation.json").read_text())
     assert summary["method"] == "lrp:zplus" and summary["rules"] == "zplus"
+
+
+def test_a_second_method_replaces_the_first_in_the_case_folder(trained, tmp_path, capsys) -> None:
+    """explain --method gradient after an LRP explain of the same case into the same folder: the
+    folder then holds the gradient explanation only (what explanation.json and figure 1 show)."""
+    run, data = trained
+    case_id = _case_ids(data)[0]
+    out = tmp_path / "twice"
+    base = ["explain", str(run), str(data), "--case", case_id, "--out", str(out)]
+    code, _, err = cli([*base, "--normalised"], capsys)
+    assert code == 0, err
+    assert (out / "relevance_clamp_0-0.2_norm.nii.gz").exists()
+    code, _, err = cli([*base, "--method", "gradient"], capsys)
+    assert code == 0, err
+    assert {p.name for p in out.iterdir()} == {
+        "relevance_gradient.nii.gz", "relevance_gradient.json", "prediction.nii.gz",
+        "figure1.png", "explanation.json",
+    }  # fmt: skip
+
+
+def test_run_mode_refuses_the_options_of_model_mode(trained, tmp_path, capsys) -> None:
+    run, data = trained
+    image = next(data.glob("training_*/*MR_ADC*/*.nii"))
+    base = ["explain", str(run), str(data), "--case", _case_ids(data)[0]]
+    code, _, err = cli([*base, "--image", str(image)], capsys)
+    assert code == 2 and "--image" in err and "--model" in err
+    code, _, err = cli([*base, "--weights", str(image), "--class-index", "0"], capsys)
+    assert code == 2 and "--weights, --class-index" in err

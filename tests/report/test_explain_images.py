@@ -276,3 +276,129 @@ def test_a_one_voxel_axis_is_one_clear_error(
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 1 and len(lines) == 1 and "Traceback" not in err
     assert "grid 10x8x1 has an axis of 1 voxel" in lines[0]
+
+
+# ------------------------------------------------- defects a new user hit (issue 21, point 5)
+
+
+def test_model_writes_per_channel_and_normalised_files_and_lists_them(
+    user_files: tuple[Path, list[Path], UNet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--per-modality --normalised with --model: one 3-D file per input channel and the copy
+    divided per volume by its max |R|, with the sidecar; every file is printed."""
+    weights, images, _ = user_files
+    out = tmp_path / "o"
+    argv = _cli_args(weights, images, out, "--filter", "pass:0,0.4", "--per-modality",
+                     "--normalised")  # fmt: skip
+    code, stdout, err = cli(argv, capsys)
+    assert code == 0, err
+    printed = {Path(p).name for p in stdout.split()}
+    for stem in ("relevance_raw", "relevance_pass_0-0.4"):
+        four = np.asarray(nib.load(str(out / f"{stem}.nii.gz")).dataobj, dtype=np.float64)
+        sidecar = json.loads((out / f"{stem}.json").read_text())
+        assert sidecar["volumes"] == ["adc", "tmax"]  # named by the image files
+        for c in range(2):
+            name = f"{stem}_{('adc', 'tmax')[c]}.nii.gz"
+            assert name in printed
+            one = np.asarray(nib.load(str(out / name)).dataobj, dtype=np.float64)
+            np.testing.assert_array_equal(one, four[..., c])
+        norm = np.asarray(nib.load(str(out / f"{stem}_norm.nii.gz")).dataobj, dtype=np.float64)
+        for c in range(2):  # reference: each volume over its own largest magnitude, by hand
+            peak = max(abs(float(v)) for v in four[..., c].ravel())
+            np.testing.assert_allclose(norm[..., c], four[..., c] / peak, rtol=1e-6, atol=1e-7)
+        assert {f"{stem}.json", f"{stem}_norm.nii.gz"} <= printed
+
+
+def test_model_explains_with_any_method_through_the_same_outputs(
+    user_files: tuple[Path, list[Path], UNet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--model --method gradient_x_input: the NIfTI is x * d(sum of the lesion logits on the
+    predicted voxels)/dx, computed here with plain autograd."""
+    weights, images, model = user_files
+    out = tmp_path / "g"
+    code, _, err = cli(_cli_args(weights, images, out, "--method", "gradient_x_input"),
+                            capsys)  # fmt: skip
+    assert code == 0, err
+    x = torch.from_numpy(
+        np.stack([nib.load(str(p)).get_fdata().astype(np.float32).T for p in images])
+    )[None].requires_grad_(True)
+    logits = model(x)
+    chosen = logits.argmax(1) == 1
+    logits[:, 1][chosen].sum().backward()
+    want = (x.grad * x).detach()[0].numpy()
+    got = np.asarray(nib.load(str(out / "relevance_gradient_x_input.nii.gz")).dataobj)
+    got = got.transpose(3, 2, 1, 0)
+    assert np.abs(want).max() > 0
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
+    summary = json.loads((out / "explanation.json").read_text())
+    assert summary["method"] == "gradient_x_input" and summary["rules"] is None
+    code, _, err = cli(_cli_args(weights, images, out, "--method", "gradient", "--rules",
+                                 "paper"), capsys)  # fmt: skip
+    assert code == 2 and "not both" in err
+
+
+def test_model_case_name_and_record(
+    user_files: tuple[Path, list[Path], UNet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The case is named after the whole first file name (or --case), and explanation.json
+    holds the method, the slice, empty_prediction and a provenance record with the files'
+    fingerprint and the weights' hash."""
+    import hashlib
+
+    weights, images, _ = user_files
+    isles = tmp_path / "VSD.Brain.XX.O.MR_ADC.128020.nii.gz"
+    isles.write_bytes(images[0].read_bytes())
+    out = tmp_path / "o"
+    code, _, err = cli(_cli_args(weights, [isles, images[1]], out), capsys)
+    assert code == 0, err
+    summary = json.loads((out / "explanation.json").read_text())
+    assert summary["case"] == "VSD.Brain.XX.O.MR_ADC.128020"
+    assert summary["method"] == "lrp:epsilon" and summary["slice"] is None
+    assert summary["empty_prediction"] is False
+    record = summary["provenance"]
+    assert record["command"] == "explain"
+    assert record["model"]["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert "fingerprint_sha256" in record["data"]["cases"]["VSD.Brain.XX.O.MR_ADC.128020"]
+    code, _, err = cli(_cli_args(weights, images, out, "--case", "patient7"), capsys)
+    assert code == 0, err
+    assert json.loads((out / "explanation.json").read_text())["case"] == "patient7"
+
+
+def test_a_second_method_in_the_same_folder_replaces_the_first(
+    user_files: tuple[Path, list[Path], UNet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Explaining again into a folder removes the files of the earlier explanation, so the folder
+    holds what explanation.json describes; files strokelrp did not write stay."""
+    weights, images, _ = user_files
+    out = tmp_path / "o"
+    code, _, err = cli(_cli_args(weights, images, out, "--per-modality"), capsys)
+    assert code == 0, err
+    (out / "notes.txt").write_text("mine")
+    code, stdout, err = cli(_cli_args(weights, images, out, "--method", "gradient"), capsys)
+    assert code == 0, err
+    summary = json.loads((out / "explanation.json").read_text())
+    listed = {"explanation.json", summary["prediction"], "notes.txt"}
+    for s in summary["settings"]:
+        listed |= {s["file"], s["sidecar"], *s["companions"].values()}
+    assert {p.name for p in out.iterdir()} == listed
+    assert listed - {"notes.txt"} == {Path(p).name for p in stdout.split()}
+
+
+def test_whole_pickled_model_and_2d_network_are_one_line_each(
+    user_files: tuple[Path, list[Path], UNet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, images, model = user_files
+    whole = tmp_path / "whole.pt"
+    torch.save(model, whole)
+    argv = _cli_args(whole, images, tmp_path / "o")
+    code, _, err = cli(argv, capsys)
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(lines) == 1 and "model.state_dict()" in lines[0]
+    flat = dict(ARGS, spatial_dims=2)
+    torch.save(UNet(**flat).state_dict(), tmp_path / "flat.pt")
+    argv = ["explain", "--model", "monai.networks.nets:UNet", "--model-args", json.dumps(flat),
+            "--weights", str(tmp_path / "flat.pt"), "--out", str(tmp_path / "f"),
+            "--image", str(images[0]), "--image", str(images[1])]  # fmt: skip
+    code, _, err = cli(argv, capsys)
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(lines) == 1 and "2-D network" in lines[0]

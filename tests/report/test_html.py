@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
 from pathlib import Path
 
 import matplotlib
@@ -224,6 +225,12 @@ def test_trust_section_from_assess_csv(tmp_path: Path) -> None:
     assert "prior&#x27;s) (got -0.1 [-0.1, -0.1])" in text
     assert "Cascading model randomisation" in text
     assert (run / "figures" / "cascade_judged.png").stat().st_size > 10_000
+    # the assessment removed: the next report drops its figures too, keeps unrelated files
+    (run / "figures" / "mine.txt").write_text("not a figure of the report")
+    shutil.rmtree(run / "assess")
+    text = build_report([run]).read_text(encoding="utf-8")
+    assert "Cascading model randomisation" not in text
+    assert sorted(p.name for p in (run / "figures").iterdir()) == ["mine.txt"]
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "config.toml").write_text('series = "A"\n')
@@ -367,7 +374,7 @@ def test_trust_section_draws_the_curves_and_judges_the_sweet_spot(tmp_path: Path
 
 def test_verdict_says_an_undefined_randomisation_in_words() -> None:
     from strokelrp.analysis.assess import summarize_methods
-    from strokelrp.report.html import verdict_line
+    from strokelrp.report.assess_run import verdict_line
 
     row = {"case": "4", "method": "lrp:epsilon+pass:0,0.1", "brain_share": "1",
            "lesion_share": "0.2", "morf_aopc": "0.12", "lerf_aopc": "0", "random_aopc": "0.04",

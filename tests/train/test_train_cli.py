@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shlex
 import shutil
@@ -55,6 +56,13 @@ def test_train_then_evaluate(synth4: Path, tmp_path: Path, capsys) -> None:
     dice = [float(r["dice"]) for r in rows]
     assert float(table[0]["mean_dice"]) == pytest.approx(sum(dice) / 4)
     assert "dice" in out and "valid" in out
+    code, out, err = cli(["evaluate", str(run), str(synth4), "--device", "cpu", "--json"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)  # stdout is one JSON document; the text summary went to stderr
+    (network,) = doc["networks"]
+    assert network["name"] == "8x16x16-1" and doc["metrics"] == str(run / "metrics.csv")
+    assert [c["dice"] for c in network["cases"]] == pytest.approx(dice)
+    assert network["table1"]["mean_dice"] == pytest.approx(sum(dice) / 4)
 
 
 def test_usage_and_input_errors(synth4: Path, tmp_path: Path, capsys) -> None:
@@ -158,8 +166,13 @@ def test_resume_takes_the_runs_own_settings(synth4: Path, tmp_path: Path, capsys
     assert after == replace(before, epochs=2)
     assert [int(r["epoch"]) for r in read_csv(run / "train_log.csv")] == [1, 2]
     # no --epochs either: the run's own 2, so there is nothing left to do
-    code, _, err = cli(["train", str(synth4), "--out", str(run), "--resume"], capsys)
+    code, out, err = cli(["train", str(synth4), "--out", str(run), "--resume"], capsys)
     assert code == 0 and "nothing to do" in err
+    assert "trained" not in out  # nothing was trained: no "trained 1 network(s)" after it
+    code, out, err = cli(["train", str(synth4), "--out", str(run), "--resume", "--epochs", "1"],
+                         capsys)  # fmt: skip
+    assert code == 0 and "already trained 2 epochs (--epochs 1): nothing to do" in err
+    assert out == ""
     # an option given and contradicting the run is refused as before
     code, _, err = cli(["train", str(synth4), "--out", str(run), "--resume", "--seed", "4"], capsys)
     assert code == 1 and "seed: the run has 3" in err

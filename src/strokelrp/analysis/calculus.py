@@ -208,8 +208,11 @@ def mu_matrix(
     kind: str = "pass",
     value: str = "mean_signal",
     include_raw: bool = True,
+    scope: str = "sample",
 ) -> tuple[np.ndarray, list[float], list[tuple[str, str, str]]]:
-    """Collect mu from sweep-table rows for the (0, alpha) settings of one filter kind.
+    """Collect mu from sweep-table rows for the (0, alpha) settings of one filter kind and
+    normalisation scope (``sample``: N = max|R| over the sample; ``channel``: per channel, the
+    settings labelled ``clamp(0,0.2)/channel``), never both.
 
     Returns ``(mu (N, K), alphas (K,), points)`` where a data point is (run, case, modality) and
     the raw map counts as alpha = 1 (``include_raw``). Missing cells are NaN.
@@ -218,7 +221,7 @@ def mu_matrix(
     for row in rows:
         if row["kind"] == "raw" and include_raw:
             alpha = 1.0
-        elif row["kind"] == kind and float(row["a1"]) == 0.0:
+        elif row["kind"] == kind and float(row["a1"]) == 0.0 and row_scope(row) == scope:
             alpha = float(row["a2"])
         else:
             continue
@@ -231,6 +234,12 @@ def mu_matrix(
         for j, alpha in enumerate(alphas):
             mu[i, j] = cells[point].get(alpha, np.nan)
     return mu, alphas, points
+
+
+def row_scope(row: Mapping[str, Any]) -> str:
+    """The normalisation scope of a sweep row's filter: ``channel`` for a setting labelled
+    ``clamp(0,0.2)/channel``, ``sample`` otherwise."""
+    return str(row.get("setting", "")).partition("/")[2] or "sample"
 
 
 def recovery_errors(approx: Any, truth: Any, dw: float) -> tuple[float, float]:

@@ -140,11 +140,35 @@ def summary_lines(rows: Sequence[Row], settings: Sequence[str] | None = None) ->
     ``settings``: labels to show (default: raw, pass(0,0.2), clamp(0,0.2) when present, then
     every baseline method).
     """
+    if not rows:
+        return ["the sweep table is empty"]
+    lines = []
+    for r in summary_records(rows, settings):
+        text = (
+            f"series {r['series']} {r['setting']:>13}: input inclusivity "
+            f"{r['input_inclusivity']:.4f}, ground-truth inclusivity {r['gt_inclusivity']:.4f}, "
+            f"lesion share {r['lesion_share']:.3f}"
+        )
+        if "ablation_rho" in r:
+            text += f", ablation rho {r['ablation_rho']:.2f}"
+        if "ignored_share" in r:
+            text += (
+                f", share on ignored modalities {r['ignored_share']:.3f} "
+                f"(uniform {r['ignored_uniform']:.3f})"
+            )
+        lines.append(text)
+    return lines
+
+
+def summary_records(
+    rows: list[dict[str, Any]], settings: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """What :func:`summary_lines` prints, one dict per series and setting (``sweep --json``):
+    series, setting, the mean input and ground-truth inclusivities, the lesion share, and the
+    ablation rho and the share on ignored modalities where measured."""
     from strokelrp.analysis.shares import share_summary
     from strokelrp.analysis.table import mean_table
 
-    if not rows:
-        return ["the sweep table is empty"]
     present = {str(r["setting"]) for r in rows}
     if settings is None:
         baselines = sorted({str(r["setting"]) for r in rows if r["kind"] == "baseline"})
@@ -153,22 +177,22 @@ def summary_lines(rows: Sequence[Row], settings: Sequence[str] | None = None) ->
     inc_x = mean_table(rows, "input_inclusivity")
     inc_gt = mean_table(rows, "gt_inclusivity")
     shares = {(str(s["series"]), str(s["setting"])): s for s in share_summary(rows)}
-    lines = []
+    out = []
     for series in sorted({str(r["series"]) for r in rows}):
         for setting in wanted:
             key = (series, setting)
             sh = shares.get(key, {})
-            text = (
-                f"series {series} {setting:>13}: input inclusivity {inc_x.get(key, math.nan):.4f}, "
-                f"ground-truth inclusivity {inc_gt.get(key, math.nan):.4f}, "
-                f"lesion share {sh.get('lesion_share', math.nan):.3f}"
-            )
+            record: dict[str, Any] = {
+                "series": series,
+                "setting": setting,
+                "input_inclusivity": inc_x.get(key, math.nan),
+                "gt_inclusivity": inc_gt.get(key, math.nan),
+                "lesion_share": sh.get("lesion_share", math.nan),
+            }
             if sh.get("n_ablation_maps"):
-                text += f", ablation rho {sh['ablation_rho']:.2f}"
+                record["ablation_rho"] = sh["ablation_rho"]
             if sh.get("n_ignored_maps"):
-                text += (
-                    f", share on ignored modalities {sh['ignored_share']:.3f} "
-                    f"(uniform {sh['ignored_uniform']:.3f})"
-                )
-            lines.append(text)
-    return lines
+                record["ignored_share"] = sh["ignored_share"]
+                record["ignored_uniform"] = sh["ignored_uniform"]
+            out.append(record)
+    return out

@@ -107,11 +107,22 @@ def preprocess_case(
     return x, y
 
 
-def prepare_case(case: Case, config: TrainConfig) -> tuple[np.ndarray, np.ndarray | None]:
+def prepare_case(
+    case: Case, config: TrainConfig | str | tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Case ``case`` preprocessed exactly as the run with ``config`` saw it in training.
 
     -> (x float32 (6, D, H, W), y uint8 (D, H, W) or ``None`` without OT), at the run's
     series scale and normalisation (:func:`preprocess_case`, which the training dataset uses).
-    ``config`` is the one :func:`strokelrp.train.checkpoint.load_run` returns.
+    ``config`` is the one :func:`strokelrp.train.checkpoint.load_run` returns, or a series
+    (``"A"`` ... ``"X"`` or (D, H, W)) with the default min-max normalisation.
     """
-    return preprocess_case(case, config.shape, normalization=config.normalization)  # type: ignore[arg-type]
+    if isinstance(config, (str, tuple, list)):
+        return preprocess_case(case, config)
+    shape, normalization = getattr(config, "shape", None), getattr(config, "normalization", None)
+    if shape is None or normalization is None:
+        raise StrokeLRPError(
+            f"prepare_case: config must be a run's TrainConfig (from strokelrp.load_run) or a "
+            f"series name A, B, C, X or (D, H, W), got {type(config).__name__}"
+        )
+    return preprocess_case(case, shape, normalization=normalization)

@@ -192,6 +192,16 @@ def _is_leaf(module: nn.Module) -> bool:
     return isinstance(module, LAYER_TYPES) or module_step(module) is not None
 
 
+def dotted_name(func: Any) -> str:
+    """The name under which a recorded function is registered: ``torch.Tensor.clamp`` for the
+    tensor method (``x.clamp(min=0)``), ``torch.clamp``, ``torch.nn.functional.pad``."""
+    name = getattr(func, "__name__", repr(func))
+    if getattr(func, "__objclass__", None) is torch._C.TensorBase:
+        return f"torch.Tensor.{name}"
+    module = getattr(func, "__module__", None)
+    return f"{module}.{name}" if module else name
+
+
 def _unsupported(node: Node, model: nn.Module) -> StrokeLRPError:
     where = node.path or "the model itself"
     owner = type(model.get_submodule(node.path)).__name__ if node.path else type(model).__name__
@@ -203,12 +213,38 @@ def _unsupported(node: Node, model: nn.Module) -> StrokeLRPError:
     else:
         how = (
             f"register a step for the function: strokelrp.lrp.register_function_step("
-            f"<the function {node.kind}>, step), e.g. strokelrp.lrp.PASS or "
+            f"{dotted_name(node.target)}, step), e.g. strokelrp.lrp.PASS or "
             "strokelrp.lrp.Adjoint()"
         )
     return StrokeLRPError(
         f"no relevance step for node {node.name!r} ({node.kind}) in module {where!r} "
         f"({owner}); {how}. See docs/method.md, 'Explaining your own network'."
+    )
+
+
+def _untraceable(model: nn.Module, graph: Graph) -> StrokeLRPError:
+    """The error for a model whose output cannot be followed back to its input: it names the
+    first recorded operation that returns several tensors (their tensors are untraced), with
+    the module that called it and how to register a step for that module."""
+    lost = [n for n in graph.nodes if n.output is None]
+    if not lost:
+        return StrokeLRPError(f"{type(model).__name__} returned no tensor computed from its input")
+    node = lost[0]
+    where = node.path or "the model itself"
+    owner = type(model.get_submodule(node.path)).__name__ if node.path else type(model).__name__
+    if node.path:
+        how = (
+            f"register one for the module: strokelrp.lrp.register_module_step({owner}, step) "
+            "(the step crosses the module's first tensor output, e.g. strokelrp.lrp.PASS or "
+            "an own strokelrp.lrp.Step)"
+        )
+    else:
+        how = "compute it inside a module of its own and register a step for that module"
+    return StrokeLRPError(
+        f"{type(model).__name__} returned no tensor the engine can follow back to its input: "
+        f"node {node.name!r} ({node.kind}) in module {where!r} ({owner}) returns several "
+        f"tensors and has no relevance step; {how}. See docs/method.md, 'Explaining your "
+        "own network'."
     )
 
 
@@ -505,7 +541,7 @@ def _capture_walk(model: nn.Module, x: Tensor, comp: Composite, output: int) -> 
     step reads are dropped."""
     graph = capture(model, x, _is_leaf, _step_finder(comp), FORWARD_KERNELS)
     if not graph.outputs:
-        raise StrokeLRPError(f"{type(model).__name__} returned no tensor computed from its input")
+        raise _untraceable(model, graph)
     if not -len(graph.outputs) <= output < len(graph.outputs):
         raise StrokeLRPError(
             f"output={output} but the model returns {len(graph.outputs)} tensor(s)"

@@ -11,6 +11,10 @@ hooks on its modules:
   ``<enclosing module path>.<function>`` (``upcat_4.cat``), its edges given by the identity
   of the tensors it reads.
 
+A module node that returns several tensors (``nn.MultiheadAttention``: output and weights)
+stands for its first tensor; a function node that does has no output value (its tensors are
+constants downstream), and the engine names it when nothing traceable is left.
+
 Recording with concrete tensors follows Python control flow as it happens (MONAI's ``UpCat``
 pads after comparing shapes), which symbolic tracing cannot. Limits: the graph is valid for
 this input's shapes only (it is recorded anew for each call of ``explain``); values are
@@ -193,6 +197,10 @@ class _Recorder(TorchFunctionMode):
     ) -> None:
         inputs, args, kwargs, tensors = template
         name = self.unique(base)
+        if isinstance(target, nn.Module) and not isinstance(result, Tensor):
+            # a module with a step that returns several tensors (nn.MultiheadAttention gives
+            # (output, weights)): its first tensor is its output, the others are constants
+            result = next((t for t in pytree.tree_leaves(result) if isinstance(t, Tensor)), None)
         output = name if isinstance(result, Tensor) else None
         node = Node(
             name, target, path, inputs, args, kwargs, tuple(t.shape for t in tensors), output

@@ -19,7 +19,9 @@ _EXPORTS = {
     "evaluate_run": "strokelrp.train.evaluate:evaluate",
     "read_sweep_tables": "strokelrp.analysis.table:read_tables",
     "sweep_summary_lines": "strokelrp.analysis.sweep:summary_lines",
+    "sweep_summary_records": "strokelrp.analysis.sweep:summary_records",
     "assess_summary_lines": "strokelrp.report.assess_run:summary_lines",
+    "assess_method_summaries": "strokelrp.analysis.assess:summarize_methods",
 }
 """The stages and printouts the command line runs that live below this package (training and
 evaluation in ``train/``, the summaries of ``analysis/`` and ``report/``), under the names

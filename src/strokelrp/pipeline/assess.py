@@ -12,6 +12,7 @@ tables is :mod:`strokelrp.report.assess_run`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,36 @@ from strokelrp.atomic import write_text
 from strokelrp.errors import StrokeLRPError
 from strokelrp.report.assess_run import CASCADE_COLUMNS, table_text
 from strokelrp.run_files import ASSESS_CURVES, ASSESS_PAIRS, ASSESS_TABLE, CASCADE_TABLE, RunDir
+
+
+def target_warnings(case_id: str, rows: Sequence[dict[str, Any]], voxels: int) -> list[str]:
+    """Warnings for a case whose explained target is degenerate, so that its measures are not
+    read as a method's quality: an empty target (the measures stay empty), a target covering
+    more than half of the ``voxels`` of the volume (a network predicting (nearly) every voxel as
+    lesion), a negative target score (the perturbation drops are relative to it). One line per
+    finding and target, from the rows of :func:`strokelrp.analysis.assess.assess`."""
+    out: list[str] = []
+    for row in rows:
+        n, score = int(row.get("target_voxels") or 0), float(row.get("target_score") or 0.0)
+        if n == 0:
+            line = "the target is empty (no lesion voxel predicted): its measures stay empty"
+        elif n > voxels / 2:
+            line = (
+                f"the target covers {n} of {voxels} voxels ({100 * n / voxels:.0f} %): the "
+                "network predicts (nearly) everything as lesion; the measures describe a "
+                "degenerate network, not the method"
+            )
+        elif score < 0:
+            line = (
+                f"the target score is negative ({score:.3g}): the perturbation drops (AOPC) are "
+                "relative to it and not comparable with other cases"
+            )
+        else:
+            continue
+        line = f"case {case_id}: {line} (method {row['method']})"
+        if not any(line.rsplit(" (method ", 1)[0] in seen for seen in out):
+            out.append(line)
+    return out
 
 
 def assess_run(
@@ -122,6 +153,11 @@ def assess_run(
             progress=log,
             points=points,
         )
+        for line in target_warnings(case.case_id, new_rows, int(x[0].size)):
+            if log is not None:
+                log(f"warning: {line}")
+            else:
+                warnings.warn(line, RuntimeWarning, stacklevel=2)
         rows += new_rows
         curves += new_curves
         write_text(out / ASSESS_CURVES, table_text(CURVE_COLUMNS, points))

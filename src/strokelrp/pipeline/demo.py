@@ -286,7 +286,7 @@ def assess_stage(run: Path, data: Path, device: str, echo: Callable[[str], None]
 def trust_lines(path: Path) -> list[str]:
     """One verdict line per method of an assess table (the report's trust section)."""
     from strokelrp.analysis.assess import summarize_methods
-    from strokelrp.report.html import verdict_line
+    from strokelrp.report.assess_run import verdict_line
     from strokelrp.run_files import read_csv
 
     return [verdict_line(s) for s in summarize_methods(read_csv(path))]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from strokelrp.analysis.table import Setting, baseline_setting, describe
+from strokelrp.config import LESION
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import DEFAULT_PRESET, TARGETS
 from strokelrp.reference import DEFAULT_REFERENCE
@@ -80,30 +81,36 @@ def compute_maps(
     label: Any,
     memory_budget: str | int | float | None = None,
     reference: Any = None,
+    class_index: int = LESION,
 ) -> tuple[np.ndarray, Any, list[str]]:
     """The maps of one case: (relevance (K, C, D, H, W) float32 numpy, logits (classes, D, H,
     W) float32 tensor on the CPU, notes). ``x`` (1, C, D, H, W) on the model's device; LRP
     (``lrp_rules`` not None): every setting in one batched walk; another method: its one map
-    (:func:`strokelrp.attribution.attribute`, K = 1). ``reference``: explain relative to it
-    (:mod:`strokelrp.reference`; LRP walks the network rewritten to read x - b,
+    (:func:`strokelrp.attribution.attribute`, K = 1) for the same target weights
+    (:func:`strokelrp.lrp.engine.target_weights` of ``class_index``). ``reference``: explain
+    relative to it (:mod:`strokelrp.reference`; LRP walks the network rewritten to read x - b,
     :func:`strokelrp.attribution.shifted_model`)."""
     import torch
 
     if lrp_rules is None:
         from strokelrp.attribution import attribute
+        from strokelrp.lrp.engine import target_weights
 
-        one = attribute(model, x, method, target=target, label=label, reference=reference)
         with torch.no_grad():
-            logits = model(x).detach().cpu().float()[0]
-        return one.cpu().float().numpy()[None], logits, []
+            out = model(x)
+        weights, _ = target_weights(target, out, label, class_index)
+        one = attribute(model, x, method, target=weights, reference=reference)  # (C, D, H, W)
+        return one.cpu().float().numpy()[None], out.detach().cpu().float()[0], []
     from strokelrp.lrp.engine import explain
 
     walked, start = model, target
     if reference is not None:
-        from strokelrp.attribution import shifted_model, weights_for
+        from strokelrp.attribution import shifted_model
+        from strokelrp.lrp.engine import target_weights
         from strokelrp.reference import reference_tensor
 
-        start = weights_for(model, x, target, label)
+        with torch.no_grad():
+            start, _ = target_weights(target, model(x), label, class_index)
         b = reference_tensor(x, reference, start)
         walked, x = shifted_model(model, x, b), x - b
     with warnings.catch_warnings():  # an empty target is reported once, through the notes
@@ -115,6 +122,7 @@ def compute_maps(
             label=label,
             rules=lrp_rules,
             filters=[s.filter for s in settings],
+            class_index=class_index,
             memory_budget=memory_budget,
         )
     relevance = result.relevance.detach().cpu().float().numpy()

@@ -18,9 +18,10 @@ channels are named by the image files).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
-import warnings
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,7 @@ from strokelrp.atomic import write_json
 from strokelrp.core.orientation import CANONICAL
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import TARGETS
-from strokelrp.report.explain_case import (
-    CaseExplanation,
-    Setting,
-    parse_settings,
-)
+from strokelrp.report.explain_case import CaseExplanation, previous_outputs, remove_stale
 from strokelrp.report.nifti import NIFTI_SUFFIX
 
 IMAGE_TARGETS: tuple[str, ...] = TARGETS
@@ -94,8 +91,15 @@ def load_weights(model: Any, path: str | Path) -> None:
             state: Any = load_file(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt file, pickled code refused by weights_only, ...
-        raise StrokeLRPError(f"cannot read weights {path}: {err}") from err
+    except pickle.UnpicklingError as err:  # a pickled object (a whole model) refused
+        raise StrokeLRPError(
+            f"weights {path} hold a pickled object (e.g. a whole model saved by "
+            "torch.save(model)), which is never unpickled here: save the weights alone with "
+            "torch.save(model.state_dict(), path) (or safetensors) and pass that file"
+        ) from err
+    except Exception as err:  # corrupt file, ...
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise StrokeLRPError(f"cannot read weights {path}: {first}") from err
     if isinstance(state, Mapping) and not all(isinstance(v, torch.Tensor) for v in state.values()):
         for key in ("state_dict", "model"):
             if isinstance(state.get(key), Mapping):
@@ -182,8 +186,8 @@ def read_images(paths: Sequence[str | Path], label: str | Path | None = None) ->
         if not np.all(np.isfinite(lab.data)):
             raise StrokeLRPError(f"label {label}: holds non-finite values (NaN or Inf)")
         mask = np.ascontiguousarray((lab.data > 0).transpose(2, 1, 0)).astype(np.uint8)
-    stem = files[0].name.split(".")[0]
-    names = tuple(f.name.split(".")[0] for f in files)
+    stem = _stem(files[0])  # VSD.Brain.XX.O.MR_ADC.128020
+    names = tuple(_channel_name(f) for f in files)
     if len(set(names)) != len(names):
         names = generic_channels(len(files))
     case = Case(
@@ -203,6 +207,29 @@ def read_images(paths: Sequence[str | Path], label: str | Path | None = None) ->
         raise StrokeLRPError(f"image {files[0]}: {err}") from err
 
 
+def _stem(path: Path) -> str:
+    """A file's name without ``.nii`` / ``.nii.gz``."""
+    return path.name.removesuffix(".gz").removesuffix(".nii")
+
+
+def _channel_name(path: Path) -> str:
+    """A channel's name from its file: the ISLES 2017 modality when the name holds its token
+    (``VSD.Brain.XX.O.MR_ADC.128020.nii`` -> ``ADC``), else the name without extension."""
+    from strokelrp.data.layouts.isles2017 import CHANNELS, token_of
+
+    token = token_of(path.name)
+    by_token = {f"MR_{c}".lower(): c for c in CHANNELS}
+    return by_token.get((token or "").lower(), _stem(path))
+
+
+def _fingerprint(files: Mapping[str, Path]) -> str:
+    """SHA-256 over the content of the input files, in channel order (names do not count)."""
+    from strokelrp.data.dataset import file_sha256
+
+    parts = [[key, file_sha256(Path(path))] for key, path in files.items()]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
 def explain_images(
     model_spec: str,
     weights: str | Path,
@@ -213,28 +240,48 @@ def explain_images(
     model_args: str | Mapping[str, Any] | None = None,
     filters: Sequence[str] | None = None,
     rules: str = "paper",
+    method: str | None = None,
     target: str = "prediction",
     class_index: int = 1,
+    case_id: str | None = None,
+    slice_index: int | None = None,
+    modality: str | None = None,
     device: str = "auto",
+    per_modality: bool = False,
+    normalised: bool = False,
     memory_budget: str | int | float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> CaseExplanation:
     """Explain ``images`` (one NIfTI per input channel) with the user's network; write the
-    relevance NIfTIs (the images' own grid, voxel order and affine), the prediction,
-    ``explanation.json`` and figure 1 to ``out``.
+    relevance NIfTIs (the images' own grid, voxel order and affine) with their JSON sidecars
+    (and per-channel / normalised copies when asked), the prediction, ``explanation.json`` and
+    figure 1 to ``out``, as :func:`strokelrp.pipeline.explain.explain_case` does for a run's
+    case. Channels are named by the image files (:func:`read_images`).
 
-    The network sees the images in RAS voxel order (see the module docstring). ``target``:
-    one of :data:`IMAGE_TARGETS`; ``ground_truth`` needs ``label``, a NIfTI mask (voxels > 0)
-    on the images' grid; a label given with another target is drawn in the figure and scored
-    (Dice of the prediction).
+    The network sees the images in RAS voxel order (see the module docstring). ``method``: any
+    attribution method (:func:`strokelrp.attribution.method_names`); None: ``lrp:<rules>``.
+    ``target``: one of :data:`IMAGE_TARGETS`; ``ground_truth`` needs ``label``, a NIfTI mask
+    (voxels > 0) on the images' grid; a label given with another target is drawn in the figure
+    and scored (Dice of the prediction). ``case_id``: the name of the case in the outputs
+    (default: the first image's file name without its NIfTI suffix).
     """
     import torch
 
+    from strokelrp.attribution import spatial_rank
     from strokelrp.core.metrics import dice_score
+    from strokelrp.data.dataset import file_sha256
+    from strokelrp.data.layouts import shown_channel
     from strokelrp.device import resolve_device
-    from strokelrp.lrp.engine import explain
+    from strokelrp.pipeline.explain import compute_maps, method_plan
+    from strokelrp.provenance import case_record, provenance
     from strokelrp.report.figure1 import default_slice, plot_figure1
-    from strokelrp.report.nifti import labels_from_logits, write_label_nifti, write_relevance_nifti
+    from strokelrp.report.nifti import (
+        labels_from_logits,
+        sidecar_path,
+        write_label_nifti,
+        write_relevance_companions,
+        write_relevance_nifti,
+    )
 
     say = log if log is not None else (lambda _line: None)
     if target not in IMAGE_TARGETS:
@@ -245,51 +292,75 @@ def explain_images(
         raise StrokeLRPError(
             "--target ground_truth needs --label FILE.nii.gz: the lesion mask on the images' grid"
         )
-    settings: list[Setting] = parse_settings(filters)
+    method = method if method is not None else f"lrp:{rules}"
+    lrp_rules, rules_label, settings = method_plan(method, filters)
     dev = str(resolve_device(device))
     say(f"building {model_spec} and loading {weights} on {dev}")
     model = build_model(model_spec, model_args)
+    rank = spatial_rank(model)
+    if rank != 3:
+        raise StrokeLRPError(
+            f"--model {model_spec} is a {rank}-D network (its first convolution is "
+            f"{rank}-D); explain --model explains 3-D networks on 3-D volumes (use "
+            "strokelrp.attribute on (C, H, W) slices for a 2-D network)"
+        )
     load_weights(model, weights)
     model = model.to(dev).eval()
     case = read_images(images, label)
+    try:
+        shown = shown_channel(case.channels, modality)
+    except StrokeLRPError as err:
+        raise StrokeLRPError(f"case {case.case_id}: {err}") from None
+    if case_id is not None:
+        case.case_id = str(case_id)
+    depth = case.image.shape[1]
+    if slice_index is not None and not 0 <= slice_index < depth:
+        raise StrokeLRPError(f"case {case.case_id}: slice {slice_index} is outside 0..{depth - 1}")
     x = torch.from_numpy(case.image)[None].to(dev)
     say(
-        f"{case.case_id}: relevance for {len(settings)} setting(s) (rules {rules}, start from "
-        f"{target}; stored {case.orientation}, computed in {CANONICAL})"
+        f"{case.case_id}: {method}, {len(settings)} map(s) (start from {target}; stored "
+        f"{case.orientation}, computed in {CANONICAL})"
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        try:
-            result = explain(
-                model,
-                x,
-                target=target,
-                label=None if case.label is None else torch.from_numpy(case.label),
-                rules=rules,
-                filters=[s.filter for s in settings],
-                class_index=class_index,
-                memory_budget=memory_budget,
-            )
-        except (RuntimeError, ValueError) as err:  # the network itself refused the input
-            raise StrokeLRPError(
-                f"{model_spec} failed on the images of shape {tuple(x.shape)}: {err}"
-            ) from err
-    relevance = result.relevance.detach().cpu().float().numpy()
-    logits = result.output.detach().cpu().float()[0]
+    mask = None if case.label is None else torch.from_numpy(case.label)
+    try:
+        relevance, logits, notes = compute_maps(
+            model, x, method, lrp_rules, settings, target, mask, memory_budget, class_index
+        )
+    except (RuntimeError, ValueError) as err:  # the network itself refused the input
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise StrokeLRPError(
+            f"{model_spec} failed on the images of shape {tuple(x.shape)}: {first}"
+        ) from err
     if logits.dim() != 4 or tuple(logits.shape[1:]) != case.image.shape[1:]:
         raise StrokeLRPError(
-            f"{model_spec} gives an output of shape {tuple(result.output.shape)}: a voxel-wise "
+            f"{model_spec} gives an output of shape {(1, *logits.shape)}: a voxel-wise "
             f"segmentation of the input grid {case.image.shape[1:]} is needed for the NIfTI files"
         )
     out_dir = Path(out)
+    old = previous_outputs(out_dir)
     written: dict[str, Path] = {}
+    companions: dict[str, dict[str, str]] = {}
+    extra: list[Path] = []
     peaks: dict[str, list[float]] = {}
     channels = case.image.shape[0]
+    names = list(case.channels)
+    named = rules_label if rules_label is not None else settings[0].label
     for k, setting in enumerate(settings):
         path = out_dir / f"{setting.stem}{NIFTI_SUFFIX}"
         written[setting.label] = write_relevance_nifti(
-            path, relevance[k], case, setting=setting.label, rules=str(rules)
+            path, relevance[k], case, setting=setting.label, rules=named
         )
+        companions[setting.label] = write_relevance_companions(
+            path,
+            relevance[k],
+            case,
+            setting=setting.label,
+            rules=named,
+            per_modality=per_modality,
+            normalised=normalised,
+        )["files"]
+        extra.append(sidecar_path(path))
+        extra += [out_dir / n for key, n in companions[setting.label].items() if key != "relevance"]
         peaks[setting.label] = [float(v) for v in np.abs(relevance[k]).reshape(channels, -1).max(1)]
     if logits.shape[0] == 1:
         prediction = (logits[0] > 0).numpy().astype(np.uint8)
@@ -298,10 +369,13 @@ def explain_images(
     pred_path = write_label_nifti(
         out_dir / f"prediction{NIFTI_SUFFIX}", prediction, case, description="prediction"
     )
-    notes = list(result.notes)
     explained = (prediction == (1 if logits.shape[0] == 1 else class_index)).astype(np.uint8)
+    empty_prediction = not bool(explained.any())
+    if empty_prediction:
+        notes.append("the network predicts no voxel of the explained class (empty prediction)")
     dice = None if case.label is None else dice_score(explained, case.label)
-    z = default_slice(case.label, explained, case.image.shape[1])
+    z = default_slice(case.label, explained, depth) if slice_index is None else slice_index
+    subtitle = f"rules {rules_label}" if rules_label is not None else method
     figure = plot_figure1(
         out_dir / run_files.FIGURE1,
         [(s.label, relevance[k]) for k, s in enumerate(settings)],
@@ -310,11 +384,30 @@ def explain_images(
         label=case.label,
         spacing=case.spacing,
         slice_index=z,
+        modality=shown,
         channels=case.channels,
         case_id=case.case_id,
         dice=dice,
-        subtitle=f"{model_spec}, rules {rules}, start from {target.replace('_', ' ')}",
+        subtitle=f"{model_spec}, {subtitle}, start from {target.replace('_', ' ')}",
         affine=case.affine,
+    )
+    weights_path = Path(weights)
+    record = provenance(
+        "explain",
+        data_root=Path(images[0]).parent,
+        cases={
+            case.case_id: case_record(
+                case.paths, Path(images[0]).parent, _fingerprint(case.paths), case.orientation
+            )
+        },
+        rules=lrp_rules,
+        target=target,
+        settings=[s.label for s in settings],
+        model={
+            "factory": model_spec,
+            "weights": str(weights_path.resolve()),
+            "weights_sha256": file_sha256(weights_path),
+        },
     )
     summary = write_json(
         out_dir / run_files.EXPLANATION,
@@ -324,18 +417,26 @@ def explain_images(
             "model_args": model_args if not isinstance(model_args, str) else json.loads(model_args),
             "weights": str(weights),
             "images": [str(p) for p in images],
-            "rules": str(rules),
+            "method": f"lrp:{rules_label}" if lrp_rules is not None else settings[0].label,
+            "rules": rules_label,
             "target": target,
             "class_index": class_index,
             "label": None if label is None else str(label),
+            "volumes": names,
             "grid_xyz": [int(s) for s in case.native_grid],
             "spacing_mm": [float(s) for s in case.native_spacing],
             "orientation": {"stored": case.orientation, "computed_in": CANONICAL},
+            "slice": z,
+            "slice_grid": "RAS",
+            "figure_modality": shown,
             "dice": dice,
+            "empty_prediction": empty_prediction,
             "settings": [
                 {
                     "label": s.label,
                     "file": written[s.label].name,
+                    "sidecar": sidecar_path(written[s.label]).name,
+                    "companions": companions[s.label],
                     "max_abs_relevance": peaks[s.label],
                 }
                 for s in settings
@@ -343,8 +444,11 @@ def explain_images(
             "prediction": pred_path.name,
             "figure": figure.name,
             "notes": notes,
+            "provenance": record,
         },
     )
+    kept = [*written.values(), *extra, pred_path, summary]
+    remove_stale(old, kept if figure is None else [*kept, figure])
     return CaseExplanation(
         case_id=case.case_id,
         out=out_dir,
@@ -352,8 +456,9 @@ def explain_images(
         prediction=pred_path,
         figure=figure,
         summary=summary,
-        slice_index=-1,
+        slice_index=-1 if z is None else z,
         dice=dice,
         peaks=peaks,
         notes=notes,
+        companions=extra,
     )

@@ -135,13 +135,22 @@ def report_path(out: str | Path | None, first_run: Path) -> Path:
     )
 
 
+def _figure_files(fig_dir: Path) -> dict[Path, int]:
+    """The report figures (``.png``, ``.svg``) in ``fig_dir`` -> inode; each figure is written
+    by an atomic replace, so a rewritten figure has a new inode."""
+    if not fig_dir.is_dir():
+        return {}
+    return {p: p.stat().st_ino for p in fig_dir.iterdir() if p.suffix in (".png", ".svg")}
+
+
 def build_report(runs: Sequence[str | Path], out: str | Path | None = None) -> Path:
     """Write the report for ``runs`` to ``out`` (see :func:`report_path`; default: the first
     run's ``report.html``).
 
     Each run must be a training run folder (``config.toml``); a run named twice is shown once.
     Every run is read before anything is written; figures go to ``figures/`` beside the
-    report and are embedded. Returns the path.
+    report and are embedded, and figures there from an earlier report that this one did not
+    draw (an assess/ or sweep/ folder since removed) are deleted. Returns the path.
     """
     from strokelrp.pipeline.sweep import unique_runs
     from strokelrp.provenance import provenance, write_sidecar
@@ -159,7 +168,13 @@ def build_report(runs: Sequence[str | Path], out: str | Path | None = None) -> P
             write_viewer(table.name, case, out_path.parent / run_files.VIEWER)
             for case in table.explained
         ]
-    text = report_html(tables, out_path.parent, out_path.parent / run_files.FIGURES)
+    fig_dir = out_path.parent / run_files.FIGURES
+    earlier = _figure_files(fig_dir)
+    text = report_html(tables, out_path.parent, fig_dir)
+    now = _figure_files(fig_dir)
+    for path, inode in earlier.items():  # not rewritten: a figure of a table no longer there
+        if now.get(path) == inode:
+            path.unlink(missing_ok=True)
     write_sidecar(
         out_path,
         provenance(

@@ -8,7 +8,7 @@ their rows back for the terminal and the HTML report. File names: :mod:`strokelr
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from strokelrp.run_files import csv_text
@@ -29,23 +29,65 @@ def table_text(columns: Sequence[str], rows: list[dict[str, Any]]) -> str:
     return csv_text(columns, rows, _cell)
 
 
+def passed_checks(summary: Mapping[str, Any]) -> int:
+    """How many of the checks a summary of :func:`summarize_methods` passes."""
+    from strokelrp.analysis.assess import CHECKS
+
+    return sum(bool(summary[f"{key}_ok"]) for key in CHECKS)
+
+
+def _interval(summary: Mapping[str, Any], measure: str) -> str:
+    mean, low, high = (float(summary[k]) for k in (measure, f"{measure}_low", f"{measure}_high"))
+    if math.isnan(mean):
+        return "undefined"
+    return f"{mean:.3g} [{low:.3g}, {high:.3g}]"
+
+
+def verdict_line(summary: Mapping[str, Any]) -> str:
+    """One line for a :func:`strokelrp.analysis.assess.summarize_methods` entry: each check
+    passed and each failed by name, with the mean and 95 % interval it read; randomisation
+    beside the locality prior."""
+    from strokelrp.analysis.assess import CHECK_MEASURES, CHECKS
+
+    passed = [key for key in CHECKS if summary[f"{key}_ok"]]
+    failed = [key for key in CHECKS if not summary[f"{key}_ok"]]
+    text = f"{summary['method']} ({summary['cases']} case(s)): "
+    text += "passes " + (", ".join(passed) if passed else "no check")
+    if failed:
+        text += "; fails " + "; ".join(
+            f"{key}: {CHECKS[key]} (got {_interval(summary, CHECK_MEASURES[key])})"
+            for key in failed
+        )
+    rho, prior = (
+        "undefined" if math.isnan(v := float(summary[k])) else f"{v:.2f}"
+        for k in ("randomisation_rho", "prior_rho")
+    )
+    return text + f". Randomisation ρ {rho}, locality-prior ρ {prior}"
+
+
 def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """Means over cases per method of the main measures, as aligned text lines."""
+    """Means over cases per method of the main measures and the median MoRF / random AOPC
+    ratio, as aligned text lines with whole column names, then one verdict line per method
+    against the pass marks (:func:`verdict_line`)."""
+    from strokelrp.analysis.assess import summarize_methods
     from strokelrp.trust_measures import MEASURES as measures
 
-    by_method: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_method.setdefault(str(row["method"]), []).append(row)
-    width = max([len("method"), *(len(m) for m in by_method)])
-    lines = [f"{'method':<{width}}  " + "  ".join(f"{m[:12]:>12}" for m in measures)]
-    for method, group in by_method.items():
-        cells = []
-        for m in measures:
-            vals = [float(r[m]) for r in group if r.get(m) not in (None, "")]
-            vals = [v for v in vals if not math.isnan(v)]
-            cells.append(f"{sum(vals) / len(vals):>12.3f}" if vals else f"{'-':>12}")
-        lines.append(f"{method:<{width}}  " + "  ".join(cells))
-    return lines
+    summaries = summarize_methods(rows)
+    columns = [*measures, "morf/random"]
+    keys = [*measures, "morf_over_random"]
+    widths = [max(len(c), 9) for c in columns]
+    width = max([len("method"), *(len(s["method"]) for s in summaries)])
+    lines = [
+        f"{'method':<{width}}  "
+        + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True))
+    ]
+    for s in summaries:
+        cells = [
+            f"{'-':>{w}}" if math.isnan(v := float(s[k])) else f"{v:>{w}.3f}"
+            for k, w in zip(keys, widths, strict=True)
+        ]
+        lines.append(f"{s['method']:<{width}}  " + "  ".join(cells))
+    return lines + [f"verdict {verdict_line(s)}" for s in summaries]
 
 
 ORDERS: tuple[str, ...] = ("morf", "lerf", "random")

@@ -58,10 +58,45 @@ class CaseExplanation:
     """The epoch of the checkpoint actually used (read from its sidecar)."""
     peaks: dict[str, list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    companions: list[Path] = field(default_factory=list)
+    """The relevance files' JSON sidecars, per-modality and normalised copies."""
 
     def paths(self) -> list[Path]:
-        paths = [*self.relevance.values(), self.prediction, self.figure, self.summary]
+        paths = [
+            *self.relevance.values(),
+            *self.companions,
+            self.prediction,
+            self.figure,
+            self.summary,
+        ]
         return list(dict.fromkeys(paths))  # without a figure, ``figure`` is the summary
+
+
+def previous_outputs(out_dir: str | Path) -> set[Path]:
+    """The files an earlier explanation wrote into ``out_dir`` (from its ``explanation.json``:
+    relevance files, sidecars, companions, prediction, figure); empty when there is none."""
+    import json
+
+    out_dir = Path(out_dir)
+    try:
+        old = json.loads((out_dir / run_files.EXPLANATION).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(old, dict):
+        return set()
+    names: list[Any] = [old.get("prediction"), old.get("figure")]
+    for s in old.get("settings") or []:
+        if isinstance(s, dict):
+            names += [s.get("file"), s.get("sidecar"), *(s.get("companions") or {}).values()]
+    return {out_dir / n for n in names if isinstance(n, str) and n and Path(n).name == n}
+
+
+def remove_stale(old: set[Path], written: Sequence[Path]) -> None:
+    """Delete the files of an earlier explanation of the folder that this one did not rewrite,
+    so the folder holds one explanation, the one ``explanation.json`` and figure 1 describe."""
+    keep = {Path(p) for p in written}
+    for path in sorted(old - keep):
+        path.unlink(missing_ok=True)
 
 
 def parse_settings(specs: Sequence[str] | None) -> list[Setting]:
@@ -130,10 +165,12 @@ def write_case_explanation(
     if slice_index is not None and not 0 <= slice_index < depth:
         raise StrokeLRPError(f"case {case_id}: slice {slice_index} is outside 0..{depth - 1}")
     out_dir = Path(out_dir)
+    old = previous_outputs(out_dir)
     written: dict[str, Path] = {}
     native: list[tuple[str, np.ndarray]] = []
     peaks: dict[str, list[float]] = {}
     companions: dict[str, dict[str, str]] = {}
+    extra: list[Path] = []
     shape = case.image.shape[1:]
     channels = relevance.shape[1]
     named = rules if rules is not None else method
@@ -151,6 +188,8 @@ def write_case_explanation(
             per_modality=per_modality,
             normalised=normalised,
         )["files"]
+        extra.append(sidecar_path(path))
+        extra += [out_dir / n for key, n in companions[setting.label].items() if key != "relevance"]
         native.append((setting.label, to_native_grid(relevance[k], shape)))
         peaks[setting.label] = [float(v) for v in np.abs(relevance[k]).reshape(channels, -1).max(1)]
 
@@ -219,6 +258,7 @@ def write_case_explanation(
             "provenance": dict(provenance),
         },
     )
+    remove_stale(old, [*written.values(), *extra, pred_path, figure, summary])
     return CaseExplanation(
         case_id=case_id,
         out=out_dir,
@@ -231,4 +271,5 @@ def write_case_explanation(
         peaks=peaks,
         notes=[f"case {case_id}: {note}" for note in notes],
         epoch=epoch,
+        companions=extra,
     )

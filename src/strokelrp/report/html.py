@@ -35,6 +35,7 @@ from typing import Any
 from strokelrp import __version__
 from strokelrp.analysis.table import ordered_settings
 from strokelrp.errors import StrokeLRPError
+from strokelrp.report.assess_run import passed_checks, verdict_line
 
 Rows = list[dict[str, Any]]
 """Rows of a table as read: one dict per line, column name -> value."""
@@ -301,7 +302,7 @@ def metrics_section(runs: Sequence[RunTables]) -> Section:
 
 
 def sweep_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
-    from strokelrp.analysis.calculus import mu_matrix, sweet_spot
+    from strokelrp.analysis.calculus import mu_matrix, row_scope, sweet_spot
     from strokelrp.analysis.shares import share_summary
     from strokelrp.report import figures
 
@@ -348,10 +349,13 @@ def sweep_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
             png = figures.figure5_signal(rows, fig_dir, kind=kind)[0]
             parts.append(figure_html(png, caption))
     spots = {}
+    scopes = sorted({row_scope(r) for r in rows if r["kind"] in ("pass", "clamp")}, reverse=True)
     for kind in ("pass", "clamp"):
-        mu, alphas, _ = mu_matrix(rows, kind=kind)
-        if len(alphas) >= 2:
-            spots[f"{kind} (0, α)"] = sweet_spot(mu, alphas)
+        for scope in scopes:  # "sample" first; per-channel settings get a curve of their own
+            mu, alphas, _ = mu_matrix(rows, kind=kind, scope=scope)
+            if len(alphas) >= 2:
+                suffix = "" if scope == "sample" else f"/{scope}"
+                spots[f"{kind} (0, α){suffix}"] = sweet_spot(mu, alphas)
     if spots:
         png = figures.sweet_spot_figure(spots, fig_dir)[0]
         text = "; ".join(
@@ -419,7 +423,7 @@ def filter_truth_html(
                     "prior_gap": s["prior_gap"],
                     "randomisation_rho": s["randomisation_rho"],
                     "lesion_share": s["lesion_share"],
-                    "checks": f"{_passed(s)}/{len(CHECKS)}",
+                    "checks": f"{passed_checks(s)}/{len(CHECKS)}",
                 }
             )
     if not table:
@@ -513,7 +517,7 @@ def sweet_spot_truth(
                 "randomisation_rho": s["randomisation_rho"],
                 "lesion_share": s["lesion_share"],
                 "faithful": "yes" if s["faithful_ok"] else "no",
-                "checks": f"{_passed(s)}/{len(CHECKS)}",
+                "checks": f"{passed_checks(s)}/{len(CHECKS)}",
             }
         )
     return out
@@ -591,41 +595,6 @@ def shares_html(summary: Sequence[Mapping[str, Any]], settings: Sequence[str]) -
     return f"<h3>Where relevance goes</h3>{html_table(columns, rows)}<p>{esc(caption)}</p>"
 
 
-def _passed(summary: Mapping[str, Any]) -> int:
-    from strokelrp.analysis.assess import CHECKS
-
-    return sum(bool(summary[f"{key}_ok"]) for key in CHECKS)
-
-
-def _interval(summary: Mapping[str, Any], measure: str) -> str:
-    mean, low, high = (float(summary[k]) for k in (measure, f"{measure}_low", f"{measure}_high"))
-    if math.isnan(mean):
-        return "undefined"
-    return f"{mean:.3g} [{low:.3g}, {high:.3g}]"
-
-
-def verdict_line(summary: Mapping[str, Any]) -> str:
-    """One line for a :func:`strokelrp.analysis.assess.summarize_methods` entry: each check
-    passed and each failed by name, with the mean and 95 % interval it read; randomisation
-    beside the locality prior."""
-    from strokelrp.analysis.assess import CHECK_MEASURES, CHECKS
-
-    passed = [key for key in CHECKS if summary[f"{key}_ok"]]
-    failed = [key for key in CHECKS if not summary[f"{key}_ok"]]
-    text = f"{summary['method']} ({summary['cases']} case(s)): "
-    text += "passes " + (", ".join(passed) if passed else "no check")
-    if failed:
-        text += "; fails " + "; ".join(
-            f"{key}: {CHECKS[key]} (got {_interval(summary, CHECK_MEASURES[key])})"
-            for key in failed
-        )
-    rho, prior = (
-        "undefined" if math.isnan(v := float(summary[k])) else f"{v:.2f}"
-        for k in ("randomisation_rho", "prior_rho")
-    )
-    return text + f". Randomisation ρ {rho}, locality-prior ρ {prior}"
-
-
 def paired_html(rows: Sequence[Mapping[str, Any]]) -> str:
     """The paired Wilcoxon tests of prior_gap between methods (assess_pairs.csv's rows for
     that measure), with a caption saying what a few cases can show; empty for one method."""
@@ -682,7 +651,7 @@ def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
             "prior_rho",
             "checks",
         ]
-        table = [s | {"checks": f"{_passed(s)}/{len(CHECKS)}"} for s in summary]
+        table = [s | {"checks": f"{passed_checks(s)}/{len(CHECKS)}"} for s in summary]
         parts.append(html_table(columns, table))
         lines = "".join(f"<li>{esc(verdict_line(s))}</li>" for s in summary)
         parts.append(f"<ul>{lines}</ul>")

@@ -248,7 +248,9 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> list[Path]:
-    """Train ``config.repeats`` network(s) into ``out``; -> the one-network run folders.
+    """Train ``config.repeats`` network(s) into ``out``; -> the one-network run folders this
+    call trained (a resumed network already at ``config.epochs`` is left out: none when there
+    is nothing to do).
 
     ``dataset``: items ``(x (C, D, H, W), y (D, H, W), case_id)`` to use instead of opening
     ``config.data`` with :class:`strokelrp.data.dataset.CaseDataset` (``x`` must have the
@@ -300,14 +302,16 @@ def train(
                 (config.for_network(k), RunDir(out).network(k).path)
                 for k in range(1, config.repeats + 1)
             ]
+        trained = []
         for net_config, run_dir in networks:
             # each network seeds the global streams; the caller's come back afterwards
             with preserved_rng(), _cudnn_benchmark(ctx.device.type == "cuda"):
-                _train_network(net_config, run_dir, resume, data, ctx, progress, say)
+                if _train_network(net_config, run_dir, resume, data, ctx, progress, say):
+                    trained.append(run_dir)
         ctx.barrier()
     finally:
         shutdown(ctx)
-    return [run_dir for _, run_dir in networks]
+    return trained
 
 
 def _resume_point(
@@ -539,11 +543,12 @@ def _train_network(
     ctx: DistContext,
     progress: bool,
     say: Callable[[str], None],
-) -> None:
-    """Train one network into the one-network folder ``run_dir`` (rank 0 writes its files)."""
+) -> bool:
+    """Train one network into the one-network folder ``run_dir`` (rank 0 writes its files);
+    False when a resume finds it already trained to ``config.epochs``."""
     start = _resume_point(config, run_dir, resume, say)
     if start is False:
-        return
+        return False
     assert start is None or isinstance(start, Checkpoint)
     data = data_fn()
     plan = _plan_split(config, run_dir, data, start)
@@ -583,3 +588,4 @@ def _train_network(
             ctx.barrier()
     finally:
         bar.close()
+    return True
