@@ -353,7 +353,8 @@ def test_model_case_name_and_record(
     assert code == 0, err
     summary = json.loads((out / "explanation.json").read_text())
     assert summary["case"] == "VSD.Brain.XX.O.MR_ADC.128020"
-    assert summary["method"] == "lrp:epsilon" and summary["slice"] is None
+    assert summary["method"] == "lrp:epsilon" and isinstance(summary["slice"], int)  # figure 1
+    assert (out / summary["figure"]).is_file()  # figure 1 for any channel count
     assert summary["empty_prediction"] is False
     record = summary["provenance"]
     assert record["command"] == "explain"
@@ -377,7 +378,7 @@ def test_a_second_method_in_the_same_folder_replaces_the_first(
     code, stdout, err = cli(_cli_args(weights, images, out, "--method", "gradient"), capsys)
     assert code == 0, err
     summary = json.loads((out / "explanation.json").read_text())
-    listed = {"explanation.json", summary["prediction"], "notes.txt"}
+    listed = {"explanation.json", summary["prediction"], summary["figure"], "notes.txt"}
     for s in summary["settings"]:
         listed |= {s["file"], s["sidecar"], *s["companions"].values()}
     assert {p.name for p in out.iterdir()} == listed

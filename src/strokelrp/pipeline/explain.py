@@ -80,6 +80,7 @@ def compute_maps(
     target: str,
     label: Any,
     memory_budget: str | int | float | None = None,
+    *,
     reference: Any = None,
     class_index: int = LESION,
 ) -> tuple[np.ndarray, Any, list[str]]:
@@ -237,7 +238,7 @@ def explain_case(
     if reference is None:
         shown_reference = "zero" if takes_reference(method) else "none"
     relevance, logits, notes = compute_maps(
-        model, xt, method, lrp_rules, settings, target, label, memory_budget, reference
+        model, xt, method, lrp_rules, settings, target, label, memory_budget, reference=reference
     )
 
     out_dir = Path(out) if out is not None else RunDir(run).explanation_dir(case_id)

@@ -33,7 +33,12 @@ from strokelrp.atomic import write_json
 from strokelrp.core.orientation import CANONICAL
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import TARGETS
-from strokelrp.report.explain_case import CaseExplanation, previous_outputs, remove_stale
+from strokelrp.report.explain_case import (
+    CaseExplanation,
+    previous_outputs,
+    remove_stale,
+    write_setting_files,
+)
 from strokelrp.report.nifti import NIFTI_SUFFIX
 
 IMAGE_TARGETS: tuple[str, ...] = TARGETS
@@ -279,8 +284,6 @@ def explain_images(
         labels_from_logits,
         sidecar_path,
         write_label_nifti,
-        write_relevance_companions,
-        write_relevance_nifti,
     )
 
     say = log if log is not None else (lambda _line: None)
@@ -324,7 +327,15 @@ def explain_images(
     mask = None if case.label is None else torch.from_numpy(case.label)
     try:
         relevance, logits, notes = compute_maps(
-            model, x, method, lrp_rules, settings, target, mask, memory_budget, class_index
+            model,
+            x,
+            method,
+            lrp_rules,
+            settings,
+            target,
+            mask,
+            memory_budget,
+            class_index=class_index,
         )
     except (RuntimeError, ValueError) as err:  # the network itself refused the input
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
@@ -338,30 +349,12 @@ def explain_images(
         )
     out_dir = Path(out)
     old = previous_outputs(out_dir)
-    written: dict[str, Path] = {}
-    companions: dict[str, dict[str, str]] = {}
-    extra: list[Path] = []
-    peaks: dict[str, list[float]] = {}
-    channels = case.image.shape[0]
     names = list(case.channels)
     named = rules_label if rules_label is not None else settings[0].label
-    for k, setting in enumerate(settings):
-        path = out_dir / f"{setting.stem}{NIFTI_SUFFIX}"
-        written[setting.label] = write_relevance_nifti(
-            path, relevance[k], case, setting=setting.label, rules=named
-        )
-        companions[setting.label] = write_relevance_companions(
-            path,
-            relevance[k],
-            case,
-            setting=setting.label,
-            rules=named,
-            per_modality=per_modality,
-            normalised=normalised,
-        )["files"]
-        extra.append(sidecar_path(path))
-        extra += [out_dir / n for key, n in companions[setting.label].items() if key != "relevance"]
-        peaks[setting.label] = [float(v) for v in np.abs(relevance[k]).reshape(channels, -1).max(1)]
+    files = write_setting_files(
+        out_dir, relevance, case, settings, named, per_modality=per_modality, normalised=normalised
+    )
+    written, companions, extra, peaks = files.written, files.companions, files.extra, files.peaks
     if logits.shape[0] == 1:
         prediction = (logits[0] > 0).numpy().astype(np.uint8)
     else:

@@ -112,6 +112,61 @@ def parse_settings(specs: Sequence[str] | None) -> list[Setting]:
     return settings
 
 
+@dataclass
+class SettingFiles:
+    """The relevance files of one case's settings (by setting label): the 4-D NIfTIs, their
+    companions (sidecar, per-channel and normalised names), every other path written, and max
+    |R| per channel."""
+
+    written: dict[str, Path]
+    companions: dict[str, dict[str, str]]
+    extra: list[Path]
+    peaks: dict[str, list[float]]
+
+
+def write_setting_files(
+    out_dir: Path,
+    relevance: np.ndarray,
+    case: Any,
+    settings: Sequence[Setting],
+    rules: str | None,
+    *,
+    per_modality: bool = False,
+    normalised: bool = False,
+) -> SettingFiles:
+    """Write each setting's relevance (K, C, D, H, W) as a native-grid 4-D NIfTI with its JSON
+    sidecar (and per-channel / normalised copies when asked) into ``out_dir``."""
+    from strokelrp.report.nifti import (
+        sidecar_path,
+        write_relevance_companions,
+        write_relevance_nifti,
+    )
+
+    files = SettingFiles({}, {}, [], {})
+    channels = relevance.shape[1]
+    for k, setting in enumerate(settings):
+        path = out_dir / f"{setting.stem}{NIFTI_SUFFIX}"
+        files.written[setting.label] = write_relevance_nifti(
+            path, relevance[k], case, setting=setting.label, rules=rules
+        )
+        companions = write_relevance_companions(
+            path,
+            relevance[k],
+            case,
+            setting=setting.label,
+            rules=rules,
+            per_modality=per_modality,
+            normalised=normalised,
+        )["files"]
+        files.companions[setting.label] = companions
+        files.extra.append(sidecar_path(path))
+        files.extra += [out_dir / n for key, n in companions.items() if key != "relevance"]
+        files.peaks[setting.label] = [
+            float(v) for v in np.abs(relevance[k]).reshape(channels, -1).max(1)
+        ]
+    return files
+
+
 def write_case_explanation(
     out_dir: str | Path,
     case: Any,
@@ -152,8 +207,6 @@ def write_case_explanation(
         sidecar_path,
         to_native_grid,
         write_label_nifti,
-        write_relevance_companions,
-        write_relevance_nifti,
     )
 
     names = tuple(case.channels)
@@ -166,32 +219,13 @@ def write_case_explanation(
         raise StrokeLRPError(f"case {case_id}: slice {slice_index} is outside 0..{depth - 1}")
     out_dir = Path(out_dir)
     old = previous_outputs(out_dir)
-    written: dict[str, Path] = {}
-    native: list[tuple[str, np.ndarray]] = []
-    peaks: dict[str, list[float]] = {}
-    companions: dict[str, dict[str, str]] = {}
-    extra: list[Path] = []
     shape = case.image.shape[1:]
-    channels = relevance.shape[1]
     named = rules if rules is not None else method
-    for k, setting in enumerate(settings):
-        path = out_dir / f"{setting.stem}{NIFTI_SUFFIX}"
-        written[setting.label] = write_relevance_nifti(
-            path, relevance[k], case, setting=setting.label, rules=named
-        )
-        companions[setting.label] = write_relevance_companions(
-            path,
-            relevance[k],
-            case,
-            setting=setting.label,
-            rules=named,
-            per_modality=per_modality,
-            normalised=normalised,
-        )["files"]
-        extra.append(sidecar_path(path))
-        extra += [out_dir / n for key, n in companions[setting.label].items() if key != "relevance"]
-        native.append((setting.label, to_native_grid(relevance[k], shape)))
-        peaks[setting.label] = [float(v) for v in np.abs(relevance[k]).reshape(channels, -1).max(1)]
+    files = write_setting_files(
+        out_dir, relevance, case, settings, named, per_modality=per_modality, normalised=normalised
+    )
+    written, companions, extra, peaks = files.written, files.companions, files.extra, files.peaks
+    native = [(s.label, to_native_grid(relevance[k], shape)) for k, s in enumerate(settings)]
 
     prediction = labels_from_logits(logits, case)
     notes = list(notes)
