@@ -285,6 +285,25 @@ def occlusion(
     return occlusion_maps(model, x, [weights], patch, batch, reference)[0]
 
 
+def occlusion_grid(
+    spatial: tuple[int, ...], patch: int | Sequence[int], batch: int = 1
+) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
+    """Occlusion's box sizes (one per axis of ``spatial``; a (d, h, w) patch on a 2-D grid
+    uses (h, w)) and the boxes' corners tiling the grid; one clear error for bad sizes."""
+    sizes = (patch,) * len(spatial) if isinstance(patch, int) else tuple(int(p) for p in patch)
+    if len(sizes) == 3 and len(spatial) == 2:
+        sizes = sizes[1:]
+    if len(sizes) != len(spatial) or min(sizes) < 1 or batch < 1:
+        raise StrokeLRPError(
+            f"occlusion patch sizes (one per axis of {spatial}) and batch must be >= 1, "
+            f"got {patch!r} and {batch}"
+        )
+    corners = list(
+        itertools.product(*(range(0, n, p) for n, p in zip(spatial, sizes, strict=True)))
+    )
+    return sizes, corners
+
+
 def occlusion_maps(
     model: nn.Module,
     x: Tensor,
@@ -304,17 +323,7 @@ def occlusion_maps(
     :func:`batched_layout`.
     """
     spatial = tuple(x.shape[2:])
-    sizes = (patch,) * len(spatial) if isinstance(patch, int) else tuple(int(p) for p in patch)
-    if len(sizes) == 3 and len(spatial) == 2:
-        sizes = sizes[1:]
-    if len(sizes) != len(spatial) or min(sizes) < 1 or batch < 1:
-        raise StrokeLRPError(
-            f"occlusion patch sizes (one per axis of {spatial}) and batch must be >= 1, "
-            f"got {patch!r} and {batch}"
-        )
-    corners = list(
-        itertools.product(*(range(0, n, p) for n, p in zip(spatial, sizes, strict=True)))
-    )
+    sizes, corners = occlusion_grid(spatial, patch, batch)
     boxes = [
         (ch, *(slice(i, i + p) for i, p in zip(corner, sizes, strict=True)))
         for ch in range(x.shape[1])

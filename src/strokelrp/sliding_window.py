@@ -45,6 +45,7 @@ from strokelrp.attribution import (
     baseline_of,
     input_gradients_only,
     layer_of,
+    occlusion_grid,
     parse_method,
 )
 from strokelrp.config import LESION
@@ -535,19 +536,9 @@ def _occlusion(
     batch: int = 16,
 ) -> Tensor:
     spatial = tuple(xv.shape[2:])
-    sizes = (patch,) * len(spatial) if isinstance(patch, int) else tuple(int(p) for p in patch)
-    if len(sizes) == 3 and len(spatial) == 2:
-        sizes = sizes[1:]
-    if len(sizes) != len(spatial) or min(sizes) < 1 or batch < 1:
-        raise StrokeLRPError(
-            f"occlusion patch sizes (one per axis of {spatial}) and batch must be >= 1, "
-            f"got {patch!r} and {batch}"
-        )
+    sizes, corner_list = occlusion_grid(spatial, patch, batch)
     # boxes on the original grid (as the unpatched method), shifted into the padded grid
     offset = [s.start for s in inner]
-    corner_list = list(
-        itertools.product(*(range(0, n, p) for n, p in zip(spatial, sizes, strict=True)))
-    )
     boxes = [
         (
             ch,

@@ -389,12 +389,12 @@ def explain_nnunet(
     """What ``strokelrp explain --nnunet`` does: one case from ``images`` (needs ``out``) or
     from ``data`` + ``case_id`` (default ``out``: ``MODEL_DIR/explanations/CASE``), or every
     case of ``data`` (part ``i/N``) into ``out``. Returns the paths written."""
-    from strokelrp.families.nnunet import load_nnunet
+    from strokelrp.families import family_loader
 
     if isinstance(folds, str):
         folds = "all" if folds == "all" else [f.strip() for f in folds.split(",") if f.strip()]
     say = log if log is not None else (lambda _line: None)
-    model = load_nnunet(model_dir, folds=folds, checkpoint=checkpoint)
+    model = family_loader("nnunet")(model_dir, folds=folds, checkpoint=checkpoint)
     say(
         f"{model.folder.name}: folds {', '.join(map(str, model.folds))}, channels "
         f"{', '.join(model.channel_names)}"
