@@ -865,6 +865,10 @@ def explain_command(
             target=target,
             class_index=class_index,
             mirror=not no_mirroring,
+            slice_index=slice_index,
+            modality=modality,
+            per_modality=per_modality,
+            normalised=normalised,
             log=log,
         ):
             click.echo(str(path))

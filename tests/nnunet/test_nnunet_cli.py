@@ -47,6 +47,32 @@ def test_explain_images_writes_native_maps(tiny_nnunet, tiny_model_dir, tmp_path
     assert prediction.shape == src.shape and summary["predicted_voxels"] == int(prediction.sum())
 
 
+def test_explain_writes_figure_and_sidecars(tiny_nnunet, tiny_model_dir, tmp_path, capsys) -> None:
+    """Figure 1 and one JSON sidecar per setting, the volumes named by dataset.json's
+    channel_names in order, both listed in explanation.json and printed."""
+    data = _raw(tiny_nnunet)
+    out = tmp_path / "out"
+    argv = ["explain", "--nnunet", str(tiny_model_dir), str(data), "--case", "tiny_101", *FAST]
+    code, stdout, stderr = run_cli([*argv, "--filter", "pass:0,0.4", "--out", str(out)], capsys)
+    assert code == 0, stderr
+    printed = {Path(line).name for line in stdout.split()}
+    given = json.loads((tiny_model_dir / "dataset.json").read_text())["channel_names"]
+    names = [given[k] for k in sorted(given, key=int)]  # {"0": "DWI", "1": "ADC"}
+    figure = out / "figure1.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 20_000
+    summary = json.loads((out / "explanation.json").read_text())
+    assert summary["figure"] == "figure1.png" and summary["figure_modality"] == names[0]
+    assert {"figure1.png", "relevance_raw.json", "relevance_pass_0-0.4.json"} <= printed
+    for setting in summary["settings"]:
+        sidecar = json.loads((out / setting["sidecar"]).read_text())
+        assert sidecar["volumes"] == names and sidecar["setting"] == setting["label"]
+        assert sidecar["files"]["relevance"] == setting["file"]
+        # the sidecar's peaks follow the NIfTI's volume axis, channel by channel
+        volume = np.asarray(nib.load(str(out / setting["file"])).dataobj)
+        peaks = [float(np.abs(volume[..., c]).max()) for c in range(volume.shape[-1])]
+        np.testing.assert_allclose(sidecar["max_abs_per_volume"], peaks, rtol=1e-6)
+
+
 def test_gradient_sums_to_its_direct_value(tiny_nnunet, tiny_model_dir, tmp_path, capsys) -> None:
     """--method gradient through the window: the model-grid map is d S / d x, so its inner
     product with a direction equals a finite difference of S computed here independently."""

@@ -5,12 +5,16 @@ stitching, written as ``prediction.nii.gz`` on the native grid), the target weig
 prediction, and the maps of S = sum(W * exactly stitched logits) through the sliding window
 (:mod:`strokelrp.sliding_window`; LRP with every filter setting in one batched walk per patch,
 or any other method), each mapped back to the native grid as nnU-Net exports its logits and
-written as a 4-D NIfTI (x, y, z, channel) with the first image's affine and header.
-``explanation.json`` records the model, folds, checkpoint, files, score, relevance sums and
-the conservation. A cohort (:func:`explain_cohort`) explains every case of an nnU-Net raw
-folder, ``part=(i, N)`` taking the cases ``i::N`` like ``nnUNetv2_predict -part_id i
--num_parts N``; finished cases are skipped (resumable) and ``cohort.csv`` gathers every
-finished case of the output folder.
+written as a 4-D NIfTI (x, y, z, channel) with the first image's affine and header, with a
+JSON sidecar naming its volumes by ``dataset.json``'s ``channel_names``
+(:func:`strokelrp.report.nifti.write_relevance_companions`, also its per-channel and normalised
+copies when asked). Figure 1 (``figure1.png``) shows the native-grid maps over the input
+images read in RAS order (:func:`strokelrp.pipeline.explain_images.read_images`).
+``explanation.json`` records the model, folds, checkpoint, files, score, relevance sums, the
+conservation, the sidecars and the figure. A cohort (:func:`explain_cohort`) explains every
+case of an nnU-Net raw folder, ``part=(i, N)`` taking the cases ``i::N`` like
+``nnUNetv2_predict -part_id i -num_parts N``; finished cases are skipped (resumable) and
+``cohort.csv`` gathers every finished case of the output folder.
 """
 
 from __future__ import annotations
@@ -42,12 +46,20 @@ class NnUNetExplanation:
     out: Path
     relevance: dict[str, Path]
     prediction: Path
+    figure: Path
     summary: Path
     row: dict[str, Any]
+    companions: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def paths(self) -> list[Path]:
-        return [*self.relevance.values(), self.prediction, self.summary]
+        return [
+            *self.relevance.values(),
+            *self.companions,
+            self.prediction,
+            self.figure,
+            self.summary,
+        ]
 
 
 def case_files(data: Path, case_id: str, dataset: dict[str, Any]) -> list[Path]:
@@ -116,13 +128,24 @@ def explain_nnunet_case(
     target: str = "prediction",
     class_index: int = 1,
     mirror: bool = True,
+    slice_index: int | None = None,
+    modality: str | None = None,
+    per_modality: bool = False,
+    normalised: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> NnUNetExplanation:
     """Explain one case (its channel files in ``dataset.json`` order) with a loaded
-    :class:`strokelrp.families.nnunet.NnUNetModel`; write the native-grid maps, the prediction
-    and ``explanation.json`` into ``out``."""
+    :class:`strokelrp.families.nnunet.NnUNetModel`; write the native-grid maps with their
+    sidecars, the prediction, figure 1 (``modality``: the channel shown, by name, default the
+    first; ``slice_index``: axial slice z in RAS order, default the largest predicted area) and
+    ``explanation.json`` into ``out``."""
+    import dataclasses
+
     import torch
 
+    from strokelrp import run_files
+    from strokelrp.core.orientation import to_canonical
+    from strokelrp.data.layouts import shown_channel
     from strokelrp.families.nnunet.predict import nnunet_window
     from strokelrp.families.nnunet.preprocess import (
         native_labels,
@@ -131,6 +154,9 @@ def explain_nnunet_case(
         write_native,
     )
     from strokelrp.lrp.engine import target_weights
+    from strokelrp.pipeline.explain_images import read_images
+    from strokelrp.report.figure1 import default_slice, plot_figure1
+    from strokelrp.report.nifti import sidecar_path, write_relevance_companions
     from strokelrp.sliding_window import window_attribute, window_explain, window_logits
 
     say = log if log is not None else (lambda _line: None)
@@ -139,6 +165,19 @@ def explain_nnunet_case(
     name, settings = _settings(method, rules, filters)
     out_dir = Path(out)
     case = preprocess_case(model, files, case_id)
+    # the inputs as stored, in RAS order, for the sidecars and figure 1; channel names from
+    # dataset.json (the reader's arrays are the files' (z, y, x) order, as the Case's before
+    # its reorientation)
+    shown_case = dataclasses.replace(
+        read_images(case.files), case_id=case_id, channels=tuple(model.channel_names)
+    )
+    try:
+        shown = shown_channel(shown_case.channels, modality)
+    except StrokeLRPError as err:
+        raise StrokeLRPError(f"case {case_id}: {err}") from None
+    depth = shown_case.image.shape[1]
+    if slice_index is not None and not 0 <= slice_index < depth:
+        raise StrokeLRPError(f"case {case_id}: slice {slice_index} is outside 0..{depth - 1}")
     window = nnunet_window(model, mirror)
     x = torch.from_numpy(case.data)
     say(
@@ -172,14 +211,31 @@ def explain_nnunet_case(
         conservation = None
     written: dict[str, Path] = {}
     sums: dict[str, dict[str, float]] = {}
+    companions: dict[str, dict[str, str]] = {}
+    extra: list[Path] = []
+    shown_maps: list[tuple[str, np.ndarray]] = []
     for k, setting in enumerate(settings):
         native = to_native(model, maps[k], case.properties)
-        written[setting.label] = write_native(
+        path = write_native(
             out_dir / f"{setting.stem}{NIFTI_SUFFIX}",
             native,
             case.files[0],
             description=f"strokelrp {name} {setting.label}",
         )
+        written[setting.label] = path
+        ras = to_canonical(native, shown_case.orientation)
+        shown_maps.append((setting.label, ras))
+        companions[setting.label] = write_relevance_companions(
+            path,
+            ras,
+            shown_case,
+            setting=setting.label,
+            rules=name.removeprefix("lrp:"),
+            per_modality=per_modality,
+            normalised=normalised,
+        )["files"]
+        extra.append(sidecar_path(path))
+        extra += [out_dir / n for key, n in companions[setting.label].items() if key != "relevance"]
         sums[setting.label] = {
             "model_grid": float(maps[k].sum(dtype=np.float64)),
             "native_grid": float(native.sum(dtype=np.float64)),
@@ -191,6 +247,22 @@ def explain_nnunet_case(
         description="nnU-Net prediction",
     )
     lesion = int((seg == class_index).sum())
+    explained = (to_canonical(seg, shown_case.orientation) == class_index).astype(np.uint8)
+    z = default_slice(None, explained, depth) if slice_index is None else slice_index
+    folds = ", ".join(map(str, model.folds))
+    figure = plot_figure1(
+        out_dir / run_files.FIGURE1,
+        shown_maps,
+        shown_case.image,
+        explained,
+        spacing=shown_case.spacing,
+        slice_index=z,
+        modality=shown,
+        channels=shown_case.channels,
+        case_id=case_id,
+        subtitle=f"nnU-Net {model.configuration} fold(s) {folds}, {name}, start from {target}",
+        affine=shown_case.affine,
+    )
     summary = {
         "case": case_id,
         "nnunet": {
@@ -217,10 +289,20 @@ def explain_nnunet_case(
         "predicted_voxels": lesion,
         "conservation_max_deviation": conservation,
         "settings": [
-            {"label": s.label, "file": written[s.label].name, "relevance_sum": sums[s.label]}
+            {
+                "label": s.label,
+                "file": written[s.label].name,
+                "sidecar": sidecar_path(written[s.label]).name,
+                "companions": companions[s.label],
+                "relevance_sum": sums[s.label],
+            }
             for s in settings
         ],
         "prediction": pred_path.name,
+        "figure": figure.name,
+        "figure_modality": shown,
+        "slice": z,
+        "slice_grid": "RAS",
         "notes": notes,
     }
     path = write_json(out_dir / EXPLANATION, summary)
@@ -233,7 +315,7 @@ def explain_nnunet_case(
     }
     for s in settings:
         row[f"sum_{s.label}"] = sums[s.label]["model_grid"]
-    return NnUNetExplanation(case_id, out_dir, written, pred_path, path, row, notes)
+    return NnUNetExplanation(case_id, out_dir, written, pred_path, figure, path, row, extra, notes)
 
 
 def _row_of(summary: dict[str, Any]) -> dict[str, Any]:
