@@ -23,13 +23,13 @@ import time
 
 import numpy as np
 import torch
-from strokelrp.data.isles2017 import load_isles2017
 from torch import nn
 
-from strokelrp.analysis.assess import assess
 from strokelrp.config import TrainConfig
+from strokelrp.data.layouts import load_cases
 from strokelrp.data.preprocess import prepare_case
 from strokelrp.data.synth import synthesize_isles2017
+from strokelrp.trust.assess import assess
 
 METHODS = ("lrp:epsilon", "lrp:epsilon(instancenorm=fold)", "gradient")
 COLUMNS = (
@@ -107,7 +107,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         synthesize_isles2017(tmp, args.cases, shape=(args.shape[1], args.shape[2], 19), seed=3)
         config = TrainConfig(data=tmp, series=tuple(args.shape))
-        pairs = [prepare_case(c, config) for c in load_isles2017(tmp)]
+        pairs = [prepare_case(c, config) for c in load_cases(tmp)]
     xs = np.stack([p[0] for p in pairs]).astype(np.float32)
     ys = np.stack([p[1] for p in pairs]).astype(np.int64)
     n_train = len(xs) - args.held_out

@@ -64,7 +64,8 @@ def test_assess_writes_the_table(trained, tmp_path, capsys) -> None:
     assert "lrp:epsilon" in stdout and f"wrote {out / 'assess.csv'}" in stdout
     header = stdout.splitlines()[0].split()
     assert "randomisation_rho" in header and header[-1] == "morf/random"
-    assert "verdict lrp:epsilon: passes" in stdout and "verdict locality_prior: " in stdout
+    assert "verdict lrp:epsilon (2 case(s)): passes" in stdout
+    assert "verdict locality_prior (2 case(s)): " in stdout
     import json
 
     from strokelrp.data.dataset import case_fingerprint

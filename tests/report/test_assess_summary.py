@@ -28,8 +28,12 @@ def test_summary_has_whole_names_the_ratio_and_a_verdict() -> None:
     assert values[1 + MEASURES.index("morf_aopc")] == "2.667"  # (4 + 3 + 1) / 3
     assert float(values[-1]) == 3.0  # median of 8, 3 and 1, by hand
     (verdict,) = [line for line in lines if line.startswith("verdict ")]
-    assert verdict.startswith("verdict gradient: passes ")
-    assert "morf_aopc / random_aopc >= 10 (got 3)" in verdict
+    assert verdict.startswith("verdict gradient (3 case(s)): passes ")
+    # every measure of _row is 0.5 on all three cases: brain_share's interval is [0.5, 0.5]
+    assert (
+        "fails brain_share: 95 % interval of mean brain_share above 0.9 (got 0.5 [0.5, 0.5])"
+        in (verdict)
+    )
 
 
 def test_degenerate_targets_are_warned() -> None:

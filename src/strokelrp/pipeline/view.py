@@ -50,18 +50,20 @@ def _inputs(summary: dict[str, Any], folder: Path) -> tuple[dict[str, Path], Pat
     if record:
         root = Path(data.get("root", folder))
         files = {k: root / v for k, v in record.get("files", {}).items()}
-        truth = files.pop(_label_key(), None)
-        return files, truth
+        truths = [files.pop(key) for key in _label_keys() if key in files]
+        return files, truths[0] if truths else None
     images = [Path(p) for p in summary.get("images") or []]
     label = summary.get("label")
     return {p.name: p for p in images}, Path(label) if label else None
 
 
-def _label_key() -> str:
-    """The key of the ground truth among a case's files (``OT`` in ISLES 2017)."""
-    from strokelrp.data.isles2017 import LABEL_TOKEN
+def _label_keys() -> tuple[str, ...]:
+    """The keys of the ground truth among a case's files: ``OT`` in ISLES 2017, ``label`` in
+    the other layouts (:class:`strokelrp.data.layouts.base.ReadSpec`)."""
+    from strokelrp.data.layouts.base import ReadSpec
+    from strokelrp.data.layouts.isles2017 import LABEL_TOKEN
 
-    return LABEL_TOKEN
+    return (LABEL_TOKEN, ReadSpec.label)
 
 
 def viewer_case(folder: str | Path) -> ViewerCase:
@@ -82,9 +84,11 @@ def viewer_case(folder: str | Path) -> ViewerCase:
     affine = first.affine
     volumes = first.shape[3] if len(first.shape) == 4 else 1
     files, truth_path = _inputs(summary, folder)
-    names = summary.get("modalities")
+    names = summary.get("modalities") or summary.get("volumes")  # a run's case / --model
     if not names or len(names) != volumes:
         names = list(files) if len(files) == volumes else [f"channel {k}" for k in range(volumes)]
+    if set(files) != set(names) and len(files) == len(names):  # --model: the images in order
+        files = dict(zip(names, files.values(), strict=True))
     relevance = {}
     for setting in settings:
         path = folder / setting["file"]
