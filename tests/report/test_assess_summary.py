@@ -61,3 +61,20 @@ def test_assess_device_defaults_to_auto_as_every_command(
     text = " ".join(stdout.split())
     assert "--device [auto|cpu|cuda]" in text
     assert "[default: auto]" in text.split("--device", 1)[1]
+
+
+def test_mean_curves_read_the_main_removal_by_default() -> None:
+    """assess writes the main removal's curves first (impute by default); the report's curves
+    are those, not the zero-fill extras, unless a removal is named."""
+    from strokelrp.report.assess_run import main_removal, mean_curves
+
+    def point(case: str, baseline: str, fraction: float, drop: float) -> dict[str, object]:
+        return dict(case=case, method="gradient", order="morf", level="element",
+                    baseline=baseline, seed="", fraction=fraction, drop=drop)  # fmt: skip
+
+    points = [point("1", "impute", 0.1, 0.2), point("2", "impute", 0.1, 0.4),
+              point("1", "zero", 0.1, 0.9), point("2", "zero", 0.1, 0.7)]  # fmt: skip
+    assert main_removal(points) == "impute" and main_removal([]) is None
+    fractions, drops = mean_curves(points)["gradient"]["morf"]
+    assert fractions == [0.1] and drops == [pytest.approx(0.3)]  # (0.2 + 0.4) / 2
+    assert mean_curves(points, baseline="zero")["gradient"]["morf"][1] == [pytest.approx(0.8)]

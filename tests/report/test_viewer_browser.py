@@ -113,7 +113,7 @@ def test_report_frame_and_view_server_in_chromium(
                 assert overlay(pixels).sum() > 100  # drawn, not blank
                 row, col = crosshair_centre(pixels)
                 assert overlay(around(pixels, row, col)).any()  # relevance at the lesion
-                select(frame, channel="tmax.nii.gz")
+                select(frame, channel="tmax")
                 assert readout(frame)[1] == float(raw[(*voxel, 1)])
             assert not errors, errors
     finally:

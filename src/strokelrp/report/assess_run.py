@@ -94,16 +94,24 @@ ORDERS: tuple[str, ...] = ("morf", "lerf", "random")
 """The orderings of ``assess_curves.csv``, in the order the report draws them."""
 
 
+def main_removal(points: Sequence[dict[str, Any]], level: str = "element") -> str | None:
+    """The removal kind of an assessment's main curves: that of its first ``level`` point
+    (assess writes the main removal's curves before the extras'); None without points."""
+    return next((str(p["baseline"]) for p in points if p["level"] == level), None)
+
+
 def mean_curves(
-    points: Sequence[dict[str, Any]], level: str = "element", baseline: str = "zero"
+    points: Sequence[dict[str, Any]], level: str = "element", baseline: str | None = None
 ) -> dict[str, dict[str, tuple[list[float], list[float]]]]:
     """Per method (first-seen order) and order (:data:`ORDERS` present): the fractions
     (ascending) and the mean relative drop at each, over cases (and the random seeds).
 
     ``points``: rows of ``assess_curves.csv`` (strings or numbers); only those of ``level``
-    and ``baseline`` count; empty (NaN) drops are left out; a fraction without any value
-    gets NaN.
+    and ``baseline`` (the removal kind; None: the main one, :func:`main_removal`) count;
+    empty (NaN) drops are left out; a fraction without any value gets NaN.
     """
+    if baseline is None:
+        baseline = main_removal(points, level)
     sums: dict[str, dict[str, dict[float, list[float]]]] = {}
     for p in points:
         if p["level"] != level or p["baseline"] != baseline:

@@ -688,12 +688,13 @@ def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
 
 def perturbation_html(points: Sequence[Mapping[str, Any]], fig_dir: Path, run: str) -> str:
     """The MoRF, LeRF and random-order curves of ``assess_curves.csv`` (its rows ``points``;
-    element level, zero baseline, means over cases) as a figure and a table; a note when
+    element level, the main removal kind, means over cases) as a figure and a table; a note when
     there are none."""
     from strokelrp.report import figures
-    from strokelrp.report.assess_run import mean_curves
+    from strokelrp.report.assess_run import main_removal, mean_curves
 
     curves = mean_curves(points)
+    removal = main_removal(points)
     if not curves:
         return note(
             "No perturbation curves (assess_curves.csv) beside the assess table: rerun "
@@ -714,7 +715,8 @@ def perturbation_html(points: Sequence[Mapping[str, Any]], fig_dir: Path, run: s
     return figure_html(
         png,
         "Region perturbation curves (assess_curves.csv): the relative drop of the target score "
-        "S when the given share of the input's elements (channel × voxel) is set to zero, most "
+        f"S when the given share of the input's elements (channel × voxel) is removed "
+        f"({removal} removal, docs/assess.md), most "
         "relevant first (MoRF), least relevant first (LeRF) or in random order (mean over the "
         "seeds), mean over the cases. A faithful map's MoRF curve rises far above the random "
         "one and its LeRF curve stays at or below zero; the AOPC columns are the means of these "
