@@ -37,6 +37,7 @@ from strokelrp.report.explain_case import (
     CaseExplanation,
     previous_outputs,
     remove_stale,
+    setting_entries,
     write_setting_files,
 )
 from strokelrp.report.nifti import NIFTI_SUFFIX
@@ -282,7 +283,6 @@ def explain_images(
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import (
         labels_from_logits,
-        sidecar_path,
         write_label_nifti,
     )
 
@@ -424,16 +424,7 @@ def explain_images(
             "figure_modality": shown,
             "dice": dice,
             "empty_prediction": empty_prediction,
-            "settings": [
-                {
-                    "label": s.label,
-                    "file": written[s.label].name,
-                    "sidecar": sidecar_path(written[s.label]).name,
-                    "companions": companions[s.label],
-                    "max_abs_relevance": peaks[s.label],
-                }
-                for s in settings
-            ],
+            "settings": setting_entries(settings, written, companions, "max_abs_relevance", peaks),
             "prediction": pred_path.name,
             "figure": figure.name,
             "notes": notes,

@@ -31,10 +31,9 @@ import numpy as np
 
 from strokelrp.atomic import write_json, write_text
 from strokelrp.errors import StrokeLRPError
+from strokelrp.report.nifti import NIFTI_SUFFIX
+from strokelrp.run_files import COHORT_TABLE, EXPLANATION
 
-COHORT_TABLE = "cohort.csv"
-EXPLANATION = "explanation.json"
-NIFTI_SUFFIX = ".nii.gz"
 NNUNET_TARGETS = ("prediction", "contrastive", "authors")
 
 
@@ -155,6 +154,7 @@ def explain_nnunet_case(
     )
     from strokelrp.lrp.engine import target_weights
     from strokelrp.pipeline.explain_images import read_images
+    from strokelrp.report.explain_case import setting_entries
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import sidecar_path, write_relevance_companions
     from strokelrp.sliding_window import window_attribute, window_explain, window_logits
@@ -288,16 +288,7 @@ def explain_nnunet_case(
         "score": score,
         "predicted_voxels": lesion,
         "conservation_max_deviation": conservation,
-        "settings": [
-            {
-                "label": s.label,
-                "file": written[s.label].name,
-                "sidecar": sidecar_path(written[s.label]).name,
-                "companions": companions[s.label],
-                "relevance_sum": sums[s.label],
-            }
-            for s in settings
-        ],
+        "settings": setting_entries(settings, written, companions, "relevance_sum", sums),
         "prediction": pred_path.name,
         "figure": figure.name,
         "figure_modality": shown,

@@ -167,6 +167,29 @@ def write_setting_files(
     return files
 
 
+def setting_entries(
+    settings: Sequence[Setting],
+    written: Mapping[str, Path],
+    companions: Mapping[str, Mapping[str, str]],
+    key: str,
+    values: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """explanation.json's ``settings``: per setting its label, relevance file, sidecar and
+    companions, and ``key`` with the setting's entry of ``values`` (e.g. max |R| per channel)."""
+    from strokelrp.report.nifti import sidecar_path
+
+    return [
+        {
+            "label": s.label,
+            "file": written[s.label].name,
+            "sidecar": sidecar_path(written[s.label]).name,
+            "companions": dict(companions[s.label]),
+            key: values[s.label],
+        }
+        for s in settings
+    ]
+
+
 def write_case_explanation(
     out_dir: str | Path,
     case: Any,
@@ -204,7 +227,6 @@ def write_case_explanation(
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import (
         labels_from_logits,
-        sidecar_path,
         to_native_grid,
         write_label_nifti,
     )
@@ -276,16 +298,13 @@ def write_case_explanation(
             "figure_modality": modality,
             "dice": dice,
             "empty_prediction": empty_prediction,
-            "settings": [
-                {
-                    "label": s.label,
-                    "file": written[s.label].name,
-                    "sidecar": sidecar_path(written[s.label]).name,
-                    "companions": companions[s.label],
-                    "max_abs_relevance_model_scale": dict(zip(names, peaks[s.label], strict=True)),
-                }
-                for s in settings
-            ],
+            "settings": setting_entries(
+                settings,
+                written,
+                companions,
+                "max_abs_relevance_model_scale",
+                {k: dict(zip(names, v, strict=True)) for k, v in peaks.items()},
+            ),
             "prediction": pred_path.name,
             "figure": figure.name,
             "notes": notes,
