@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from strokelrp.errors import StrokeLRPError
+
+if TYPE_CHECKING:
+    from strokelrp.data.layouts.base import Layout, ReadSpec
 
 DATASET_JSON = "dataset.json"
 LESION_WORDS = ("lesion", "stroke", "infarct", "core")
@@ -75,4 +79,32 @@ def lesion_class(labels: dict[str, int], chosen: str | None, path: Path) -> tupl
         return named[0]
     raise StrokeLRPError(
         f"{path}: several label classes ({shown}); choose the lesion class with --lesion NAME"
+    )
+
+
+def read_spec(
+    layout: Layout,
+    all_channels: tuple[str, ...],
+    labels: dict[str, int],
+    path: Path,
+    title: Callable[[str], str],
+    **options: Any,
+) -> ReadSpec:
+    """How to read a case of a ``dataset.json`` layout: the channels the user chose of
+    ``all_channels`` (each named in messages by ``title``), the lesion class of ``labels``
+    (name -> value) and its ``label`` file; ``options``: further :class:`ReadSpec` fields."""
+    from strokelrp.data.layouts.base import ReadSpec
+
+    lesion_name, lesion_value = lesion_class(labels, layout.lesion, path)
+    channels = layout.choose_channels(all_channels, str(path))
+    return ReadSpec(
+        channels=channels,
+        label="label",
+        names={
+            **{c: title(c) for c in channels},
+            "label": f"the label (lesion class {lesion_name}={lesion_value})",
+        },
+        lesion_values=(lesion_value,),
+        label_values=tuple(sorted(labels.values())),
+        **options,
     )

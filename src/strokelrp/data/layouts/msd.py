@@ -18,13 +18,13 @@ imagesTs are listed.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from strokelrp.data.layouts import json_layout
 from strokelrp.data.layouts.base import (
     CaseFolder,
     Layout,
-    ReadSpec,
     is_ignored,
     list_folder,
     nifti_stem,
@@ -47,20 +47,12 @@ class Decathlon(Layout):
         doc = json_layout.load_dataset_json(root)
         all_channels = json_layout.indexed_names(doc.get("modality"), "modality", path)
         labels = _labels(doc.get("labels"), path)
-        lesion_name, lesion_value = json_layout.lesion_class(labels, self.lesion, path)
-        channels = self.choose_channels(all_channels, str(path))
-        spec = ReadSpec(
-            channels=channels,
-            label="label",
-            names={
-                **{c: f"{c} (frame {all_channels.index(c)})" for c in channels},
-                "label": f"the label (lesion class {lesion_name}={lesion_value})",
-            },
-            lesion_values=(lesion_value,),
-            label_values=tuple(sorted(labels.values())),
-            # a single-modality image is 3-D: no frame to pick
-            frames={c: all_channels.index(c) for c in channels} if len(all_channels) > 1 else {},
+        spec = json_layout.read_spec(
+            self, all_channels, labels, path, lambda c: f"{c} (frame {all_channels.index(c)})"
         )
+        channels = spec.channels
+        if len(all_channels) > 1:  # a single-modality image is 3-D: no frame to pick
+            spec = replace(spec, frames={c: all_channels.index(c) for c in channels})
         pairs = _pairs(root, doc, path)
         if not pairs:
             raise StrokeLRPError(f"{root}: no Decathlon case found (imagesTr/*.nii.gz)")

@@ -47,19 +47,11 @@ class NnUNetRaw(Layout):
                 f"{path}: file_ending {ending!r} is not read (only .nii.gz and .nii)"
             )
         labels = _labels(doc.get("labels"), path)
-        lesion_name, lesion_value = json_layout.lesion_class(labels, self.lesion, path)
-        channels = self.choose_channels(all_channels, str(path))
-        index = {name: all_channels.index(name) for name in channels}
-        spec = ReadSpec(
-            channels=channels,
-            label="label",
-            names={
-                **{c: f"channel {index[c]:04d} ({c})" for c in channels},
-                "label": f"the label (lesion class {lesion_name}={lesion_value})",
-            },
-            lesion_values=(lesion_value,),
-            label_values=tuple(sorted(labels.values())),
+        index = {name: all_channels.index(name) for name in all_channels}
+        spec = json_layout.read_spec(
+            self, all_channels, labels, path, lambda c: f"channel {index[c]:04d} ({c})"
         )
+        index = {name: index[name] for name in spec.channels}
         cases: list[CaseFolder] = []
         for images, label_dir, split in (("imagesTr", "labelsTr", ""), ("imagesTs", None, "test")):
             cases += self._split(root, images, label_dir, ending, index, spec, split)
