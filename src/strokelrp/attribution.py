@@ -421,8 +421,9 @@ def locality_prior(
     return x[0].abs() * torch.exp(-dist / scale)
 
 
-def _times(weights: Tensor) -> Callable[[Tensor], Tensor]:
-    """The start ``logits -> W * logits`` (W checked against the output's shape)."""
+def weighted_start(weights: Tensor) -> Callable[[Tensor], Tensor]:
+    """The start ``logits -> W * logits`` (W checked against the output's shape): the target
+    of a walk that explains S = sum(W * logits) (a tensor target would be the start itself)."""
 
     def start(out: Tensor) -> Tensor:
         if tuple(weights.shape) != tuple(out.shape):
@@ -515,6 +516,17 @@ def shifted_model(model: nn.Module, x: Tensor, b: Tensor) -> nn.Module:
     return clone
 
 
+def relative_to(
+    model: nn.Module, x: Tensor, reference: Any, weights: Tensor
+) -> tuple[nn.Module, Tensor]:
+    """(``model`` rewritten to read d = x - b (:func:`shifted_model`), d) for x (1, C, *S) and
+    b the ``reference`` (:func:`strokelrp.reference.reference_tensor`, its target the voxels
+    where W (1, K, *S) is non-zero): what an LRP walk relative to b walks, from
+    :func:`weighted_start` of W."""
+    b = reference_tensor(x, reference, weights)
+    return shifted_model(model, x, b), x - b
+
+
 def lrp(
     model: nn.Module,
     x: Tensor,
@@ -543,14 +555,13 @@ def lrp(
     """
     chosen = preset(rules, **overrides)
     start: str | Callable[[Tensor], Tensor] = (
-        weights if isinstance(weights, str) else _times(weights)
+        weights if isinstance(weights, str) else weighted_start(weights)
     )
     filters = None if filter is None else [parse_filter(filter)]
     if reference is not None:
         if isinstance(weights, str):
             raise StrokeLRPError("lrp with a reference needs the target weights W, not a name")
-        b = reference_tensor(x, reference, weights)
-        model, x = shifted_model(model, x, b), x - b
+        model, x = relative_to(model, x, reference, weights)
     with warnings.catch_warnings():  # an empty target gives a zero map; assess reports it
         warnings.filterwarnings("ignore", "target .* selects nothing", RuntimeWarning)
         result = explain(

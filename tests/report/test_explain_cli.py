@@ -270,6 +270,37 @@ def test_explain_writes_any_method_as_attribute_gives_it(trained, tmp_path, caps
     assert (out / "figure1.png").stat().st_size > 10_000
 
 
+def test_explain_lrp_relative_to_the_reference_explains_the_assessed_scalar(
+    trained, tmp_path, capsys
+) -> None:
+    """explain's default LRP map (healthy reference) is strokelrp.attribute's map with that
+    reference, raw and filtered: the walk of x - b from W * logits, the scalar assess
+    measures (it once started from W alone)."""
+    import strokelrp
+    from strokelrp.report.nifti import to_native_grid
+
+    run, data = trained
+    case_id = _case_ids(data)[0]
+    out = tmp_path / "lrp"
+    argv = ["explain", str(run), str(data), "--case", case_id, "--target", "ground_truth",
+            "--out", str(out), "--filter", "pass:0,0.4"]  # fmt: skip
+    code, _, err = cli(argv, capsys)
+    assert code == 0, err
+    model, config = strokelrp.load_run(run)
+    case = strokelrp.load_case(data, case_id)
+    x, y = strokelrp.prepare_case(case, config)
+    for name, spec in (("raw", ""), ("pass_0-0.4", "+pass:0,0.4")):
+        want = strokelrp.attribute(
+            model, x, f"lrp:{DEFAULT_PRESET}{spec}", target="ground_truth",
+            label=torch.from_numpy(y), reference="healthy",
+        )  # fmt: skip
+        want = to_native_grid(want.numpy(), case.image.shape[1:]).astype(np.float64)
+        got = _canonical_channels(out / f"relevance_{name}.nii.gz")
+        assert got.shape == want.shape and np.abs(want).max() > 0
+        assert np.linalg.norm(got - want) <= 1e-5 * np.linalg.norm(want), name
+    assert json.loads((out / "explanation.json").read_text())["reference"] == "healthy"
+
+
 def test_explain_method_errors_and_lrp_method_equals_rules(trained, tmp_path, capsys) -> None:
     run, data = trained
     case_id = _case_ids(data)[0]

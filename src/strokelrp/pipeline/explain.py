@@ -90,7 +90,7 @@ def compute_maps(
     (:func:`strokelrp.attribution.attribute`, K = 1) for the same target weights
     (:func:`strokelrp.lrp.engine.target_weights` of ``class_index``). ``reference``: explain
     relative to it (:mod:`strokelrp.reference`; LRP walks the network rewritten to read x - b,
-    :func:`strokelrp.attribution.shifted_model`)."""
+    :func:`strokelrp.attribution.relative_to`)."""
     import torch
 
     if lrp_rules is None:
@@ -105,15 +105,14 @@ def compute_maps(
     from strokelrp.lrp.engine import explain
 
     walked, start = model, target
-    if reference is not None:
-        from strokelrp.attribution import shifted_model
+    if reference is not None:  # the walk of x - b explains the same S = sum(W * logits)
+        from strokelrp.attribution import relative_to, weighted_start
         from strokelrp.lrp.engine import target_weights
-        from strokelrp.reference import reference_tensor
 
         with torch.no_grad():
-            start, _ = target_weights(target, model(x), label, class_index)
-        b = reference_tensor(x, reference, start)
-        walked, x = shifted_model(model, x, b), x - b
+            weights, _ = target_weights(target, model(x), label, class_index)
+        walked, x = relative_to(model, x, reference, weights)
+        start = weighted_start(weights)
     with warnings.catch_warnings():  # an empty target is reported once, through the notes
         warnings.simplefilter("ignore", RuntimeWarning)
         result = explain(
