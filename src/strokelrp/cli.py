@@ -802,7 +802,9 @@ EXPLAIN_REFERENCE = "healthy"  # = strokelrp.reference.DEFAULT_REFERENCE (tested
     show_default=True,
     metavar="REF",
     help=REFERENCE_HELP + " Methods without a reference (gradient, gradcam, locality_prior) "
-    "ignore it; zero gives the plain maps.",
+    "ignore it; zero gives the plain maps. With --model the default is zero (the healthy and "
+    "mirror rules find the brain as ISLES perfusion maps show it) and a NIfTI file is 4-D "
+    "(x, y, z, channel) on the images' grid.",
 )
 def explain_command(
     ctx: click.Context,
@@ -878,8 +880,6 @@ def explain_command(
             raise click.UsageError("--model explains your images: give no RUN or DATA")
         if method is not None and _given(ctx, "rules"):
             raise click.UsageError("give --rules or --method, not both")
-        if _given(ctx, "reference"):
-            raise click.UsageError("--reference explains a run's case (not yet with --model)")
         missing = [
             name
             for name, value in (("--weights", weights), ("--image", images), ("--out", out))
@@ -909,6 +909,7 @@ def explain_command(
             per_modality=per_modality,
             normalised=normalised,
             memory_budget=memory_budget,
+            reference=reference if _given(ctx, "reference") else None,
             log=log,
         )
     else:
@@ -1016,6 +1017,13 @@ def _split_cases(values: tuple[str, ...]) -> list[str] | None:
     "with the method as setting; the --grid filters apply to the LRP maps only.",
 )
 @click.option("--restart", is_flag=True, help="Discard RUN/sweep/sweep.csv instead of resuming.")
+@click.option(
+    "--reference",
+    default=None,
+    metavar="REF",
+    help=REFERENCE_HELP + " For the LRP maps and the --methods that take one; a table keeps "
+    "one reference (resuming with another is refused). [default: none, the plain maps]",
+)
 @memory_budget_option
 @json_option
 def sweep(
@@ -1027,6 +1035,7 @@ def sweep(
     device: str,
     methods: tuple[str, ...],
     restart: bool,
+    reference: str | None,
     memory_budget: float | None,
     as_json: bool,
 ) -> None:
@@ -1063,11 +1072,13 @@ def sweep(
             log=lambda line: click.echo(line, err=True),
             memory_budget=memory_budget,
             methods=methods,
+            reference=reference,
         )
     except KeyboardInterrupt:  # finished cases are in the tables: the same command resumes
         words = ["sweep", *paths, "--grid", grid, "--rules", rules, "--target", target]
         words += [w for c in cases for w in ("--cases", c)] + ["--device", device]
         words += [w for m in methods for w in ("--methods", m)]
+        words += ["--reference", reference] if reference is not None else []
         if memory_budget is not None:
             budget = "unlimited" if memory_budget == float("inf") else str(int(memory_budget))
             words += ["--memory-budget", budget]
@@ -1247,8 +1258,9 @@ def _parse_patch(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     type=click.Choice(["full", "quick"]),
     default="full",
     show_default=True,
-    help="quick: one re-initialisation, 3 random orders, no extras (about a third of full's "
-    "cost, docs/benchmarks.md); full: the options as given.",
+    help="quick: one re-initialisation, 3 random orders, 4 fractions, no extras, integrated "
+    "gradients with 8 steps and occlusion patches of 8,24,24 (they replace the options given; "
+    "cost and verdicts against full: docs/assess.md, 'Profiles'); full: the options as given.",
 )
 @memory_budget_option
 @click.option(

@@ -101,17 +101,28 @@ def _array(reference: Any, shape: tuple[int, ...]) -> np.ndarray:
     return arr.astype(np.float64)
 
 
+def check_reference_name(reference: Any) -> None:
+    """One error when ``reference`` is a string that is neither a name of :data:`REFERENCES`
+    nor a file name (no suffix), or names a file that does not exist (checked before any
+    work); arrays and tensors pass (their shape is checked against the input's)."""
+    if not isinstance(reference, str | Path) or str(reference) in REFERENCES:
+        return
+    if not Path(reference).suffix:
+        raise StrokeLRPError(
+            f"reference must be one of {', '.join(REFERENCES)}, an array or a .npy / "
+            f"NIfTI file, got {str(reference)!r}"
+        )
+    if not Path(reference).is_file():
+        raise StrokeLRPError(f"reference file {reference} does not exist")
+
+
 def reference_array(x: np.ndarray, reference: Any, target: np.ndarray | None = None) -> np.ndarray:
     """The reference b (C, *S) float64 for x (C, *S): a name of :data:`REFERENCES` (``target``
     (*S) bool, the predicted lesion, for ``healthy`` and ``mirror``; None = no lesion), an
     array / tensor, or a file path."""
     x = np.asarray(x, dtype=np.float64)
     if not isinstance(reference, str) or reference not in REFERENCES:
-        if isinstance(reference, str) and not Path(reference).suffix:
-            raise StrokeLRPError(
-                f"reference must be one of {', '.join(REFERENCES)}, an array or a .npy / "
-                f"NIfTI file, got {reference!r}"
-            )
+        check_reference_name(reference)
         return _array(reference, x.shape)
     shape = (-1, *([1] * (x.ndim - 1)))
     if reference == "zero":

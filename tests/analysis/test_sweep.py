@@ -412,3 +412,61 @@ def test_sweep_baseline_rows_are_the_measures_of_attributes_map(
 
     with pytest.raises(StrokeLRPError, match="--methods takes the other methods"):
         run_sweep([run], data, grid=grid, methods=["lrp:zplus"], progress=False)
+
+
+def test_sweep_reference_reaches_the_lrp_walk_and_the_methods(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--reference FILE: the gradient_x_input rows are the measures of (x - b) * dS/dx, with
+    b the file's array and the gradient taken here by plain autograd; the LRP rows are those
+    of strokelrp.attribute's map relative to b (the walk of x - b, tested against explicit
+    matrices in tests/test_reference.py) and differ from the plain map's; the table records
+    the reference and refuses to resume with another."""
+    import strokelrp
+
+    monkeypatch.setenv("STROKELRP_CACHE_DIR", str(tmp_path / "cache"))
+    grid = tmp_path / "grid.txt"
+    grid.write_text("raw\n")
+    run = make_run(tmp_path, data, name="R1")
+    model, config = strokelrp.load_run(run)
+    x, y = strokelrp.prepare_case(strokelrp.load_case(data, "1"), config)
+    b = np.random.default_rng(5).random(x.shape).astype(np.float32)
+    ref = tmp_path / "reference.npy"
+    np.save(ref, b)
+    [table] = run_sweep(
+        [run], data, grid=grid, cases=["1"], target="ground_truth", progress=False,
+        methods=["gradient_x_input"], reference=str(ref),
+    )  # fmt: skip
+    rows = read_table(table)
+    record = json.loads(table.with_name("sweep.provenance.json").read_text())
+    assert record["reference"] == str(ref.resolve())
+
+    xt = torch.from_numpy(x)[None].requires_grad_(True)
+    logits = model.eval()(xt)
+    (logits[0, 1] * torch.from_numpy(y.astype(np.float32))).sum().backward()
+    by_hand = ((xt - torch.from_numpy(b)[None]) * xt.grad).detach()[0].double().numpy()
+    lrp_map = strokelrp.attribute(
+        model, x, f"lrp:{DEFAULT_PRESET}", target="ground_truth", label=y, reference=str(ref)
+    )
+    plain = strokelrp.attribute(model, x, f"lrp:{DEFAULT_PRESET}", target="ground_truth", label=y)
+    assert not np.allclose(lrp_map.numpy(), plain.numpy(), rtol=1e-3, atol=0)
+    lesion = y.astype(bool)
+    for r, mine in ((lrp_map.double().numpy(), rows[:6]), (by_hand, rows[6:])):
+        positive = np.clip(r, 0, None)
+        for c, row in enumerate(mine):
+            peak = np.abs(r[c]).max()
+            assert peak > 0
+            expect = {
+                "gt_inclusivity": ((np.abs(r[c]) / peak > 0.5) & lesion).sum()
+                / (lesion.sum() + 1e-6),
+                "mean_signal": (r[c] / peak).mean(),
+                "relevance_share": positive[c].sum() / positive.sum(),
+            }
+            for column, value in expect.items():
+                assert row[column] == pytest.approx(value, rel=1e-4, abs=1e-7), (column, c)
+
+    with pytest.raises(StrokeLRPError, match=r"relative to the .* reference"):
+        run_sweep([run], data, grid=grid, cases=["2"], target="ground_truth", progress=False,
+                  methods=["gradient_x_input"], reference="healthy")  # fmt: skip
+    with pytest.raises(StrokeLRPError, match="reference must be one of"):
+        run_sweep([run], data, grid=grid, reference="nonsense", progress=False)

@@ -403,3 +403,72 @@ def test_whole_pickled_model_and_2d_network_are_one_line_each(
     code, _, err = cli(argv, capsys)
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 1 and len(lines) == 1 and "2-D network" in lines[0]
+
+
+def test_model_reference_file_reaches_the_map_in_any_voxel_order(
+    user_files: tuple[Path, list[Path], UNet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--model --method gradient_x_input --reference REF.nii.gz (4-D, the images' grid): the
+    map is (x - b) * dS/dx with b the file's volumes and the gradient by plain autograd; the
+    same files stored in another voxel order give the same map in that order; without
+    --reference the map is the plain x * dS/dx and explanation.json says zero."""
+    weights, images, model = user_files
+    affine = nib.load(str(images[0])).affine
+    b_xyzc = np.random.default_rng(7).random((10, 8, 6, 2)).astype(np.float32)
+    ref = tmp_path / "reference.nii.gz"
+    nib.save(nib.Nifti1Image(b_xyzc, affine), str(ref))
+    out = tmp_path / "ref"
+    argv = _cli_args(weights, images, out, "--method", "gradient_x_input", "--reference", str(ref))
+    code, _, err = cli(argv, capsys)
+    assert code == 0, err
+    x = torch.from_numpy(
+        np.stack([nib.load(str(p)).get_fdata().astype(np.float32).T for p in images])
+    )[None].requires_grad_(True)
+    logits = model(x)
+    logits[:, 1][logits.argmax(1) == 1].sum().backward()
+    b = torch.from_numpy(b_xyzc.transpose(3, 2, 1, 0).copy())[None]  # (1, C, z, y, x)
+    want = ((x - b) * x.grad).detach()[0].numpy()
+    got = np.asarray(nib.load(str(out / "relevance_gradient_x_input.nii.gz")).dataobj)
+    got = got.transpose(3, 2, 1, 0)
+    scale = float(np.abs(want).max())
+    assert scale > 0
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * scale)
+    summary = json.loads((out / "explanation.json").read_text())
+    assert summary["reference"] == "reference.nii.gz"
+    plain = (x * x.grad).detach()[0].numpy()
+    assert np.abs(got - plain).max() > 0.1 * scale  # the reference changed the map
+
+    # the images and the reference stored P, S, R: the same map, in that order
+    permuted = []
+    for p in images:
+        permuted.append(tmp_path / f"psr_{p.name}")
+        _store_permuted(p, permuted[-1])
+    channels = []
+    for c in range(2):
+        one = tmp_path / f"ref{c}.nii.gz"
+        nib.save(nib.Nifti1Image(b_xyzc[..., c], affine), str(one))
+        _store_permuted(one, tmp_path / f"psr_ref{c}.nii.gz")
+        channels.append(nib.load(str(tmp_path / f"psr_ref{c}.nii.gz")))
+    psr_ref = tmp_path / "psr_reference.nii.gz"
+    stacked = np.stack([np.asarray(v.dataobj) for v in channels], axis=-1)
+    nib.save(nib.Nifti1Image(stacked, channels[0].affine), str(psr_ref))
+    psr = tmp_path / "psr"
+    argv = _cli_args(weights, permuted, psr, "--method", "gradient_x_input", "--reference",
+                     str(psr_ref))  # fmt: skip
+    code, _, err = cli(argv, capsys)
+    assert code == 0, err
+    stored = np.asarray(nib.load(str(psr / "relevance_gradient_x_input.nii.gz")).dataobj)
+    ras = np.asarray(nib.load(str(out / "relevance_gradient_x_input.nii.gz")).dataobj)
+    by_hand = ras.transpose(1, 2, 0, 3)[::-1]
+    np.testing.assert_allclose(stored, by_hand, rtol=0, atol=1e-6 * scale)
+
+    # no --reference: the plain map; a reference on another grid: one clear error
+    code, _, err = cli(_cli_args(weights, images, tmp_path / "z", "--method", "gradient_x_input"),
+                       capsys)  # fmt: skip
+    assert code == 0, err
+    assert json.loads((tmp_path / "z" / "explanation.json").read_text())["reference"] == "zero"
+    got = np.asarray(nib.load(str(tmp_path / "z" / "relevance_gradient_x_input.nii.gz")).dataobj)
+    np.testing.assert_allclose(got.transpose(3, 2, 1, 0), plain, rtol=1e-4, atol=1e-6 * scale)
+    code, _, err = cli(_cli_args(weights, images, tmp_path / "e", "--method", "gradient_x_input",
+                                 "--reference", str(psr_ref)), capsys)  # fmt: skip
+    assert code == 1 and "reference file" in err and "grid" in err

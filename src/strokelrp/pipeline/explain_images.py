@@ -33,6 +33,7 @@ from strokelrp.atomic import write_json
 from strokelrp.core.orientation import CANONICAL
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.presets import TARGETS
+from strokelrp.reference import REFERENCES
 from strokelrp.report.explain_case import (
     CaseExplanation,
     previous_outputs,
@@ -213,6 +214,38 @@ def read_images(paths: Sequence[str | Path], label: str | Path | None = None) ->
         raise StrokeLRPError(f"image {files[0]}: {err}") from err
 
 
+def reference_in_ras(reference: str | Path, case: Any) -> Any:
+    """A reference file for ``case`` (:func:`read_images`) as the network sees it: a NIfTI on
+    the images' grid and affine, 4-D (x, y, z, C) with one volume per channel (the layout of
+    the relevance files) or 3-D for one channel, turned to (C, D, H, W) in RAS order like
+    ``case.image``; a ``.npy`` file is passed on as it is (already (C, D, H, W) in RAS)."""
+    from strokelrp.core.orientation import to_canonical
+
+    path = Path(reference)
+    if path.suffix == ".npy":
+        return path
+    if not path.is_file():
+        raise StrokeLRPError(f"reference file {path} does not exist")
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float64)
+    except Exception as err:  # nibabel's own errors for a file that is not NIfTI
+        raise StrokeLRPError(f"reference file {path}: cannot read it ({err})") from err
+    if data.ndim == 3:
+        data = data[..., None]
+    grid, channels = tuple(case.native_grid), case.image.shape[0]
+    if data.shape != (*grid, channels):
+        raise StrokeLRPError(
+            f"reference file {path}: shape {data.shape} is not the images' grid with one "
+            f"volume per channel {(*grid, channels)}"
+        )
+    if not np.allclose(img.affine, case.native_affine, atol=1e-3):
+        raise StrokeLRPError(f"reference file {path}: affine differs from the images'")
+    return np.ascontiguousarray(to_canonical(data.transpose(3, 2, 1, 0), case.orientation))
+
+
 def _stem(path: Path) -> str:
     """A file's name without ``.nii`` / ``.nii.gz``."""
     return path.name.removesuffix(".gz").removesuffix(".nii")
@@ -256,6 +289,7 @@ def explain_images(
     per_modality: bool = False,
     normalised: bool = False,
     memory_budget: str | int | float | None = None,
+    reference: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> CaseExplanation:
     """Explain ``images`` (one NIfTI per input channel) with the user's network; write the
@@ -269,7 +303,13 @@ def explain_images(
     ``target``: one of :data:`IMAGE_TARGETS`; ``ground_truth`` needs ``label``, a NIfTI mask
     (voxels > 0) on the images' grid; a label given with another target is drawn in the figure
     and scored (Dice of the prediction). ``case_id``: the name of the case in the outputs
-    (default: the first image's file name without its NIfTI suffix).
+    (default: the first image's file name without its NIfTI suffix). ``reference``: explain
+    relative to a reference input (``healthy``, ``mirror``, ``mean``, ``zero`` or a .npy /
+    NIfTI file of the images' grid, :mod:`strokelrp.reference`) for the methods that take one;
+    None or ``zero``: the plain maps (the default here: the healthy and mirror rules find the
+    brain as ISLES perfusion maps show it, which a user's images need not). A file is read in
+    the images' own voxel order and turned to RAS with them; figure 1 and explanation.json
+    name the reference.
     """
     import torch
 
@@ -278,7 +318,12 @@ def explain_images(
     from strokelrp.data.dataset import file_sha256
     from strokelrp.data.layouts import shown_channel
     from strokelrp.device import resolve_device
-    from strokelrp.pipeline.explain import compute_maps, method_plan
+    from strokelrp.pipeline.explain import (
+        compute_maps,
+        effective_reference,
+        method_plan,
+        takes_reference,
+    )
     from strokelrp.provenance import case_record, provenance
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import (
@@ -325,6 +370,13 @@ def explain_images(
         f"{case.orientation}, computed in {CANONICAL})"
     )
     mask = None if case.label is None else torch.from_numpy(case.label)
+    shown_reference = reference if reference is not None else "zero"
+    used = effective_reference(method, reference)
+    if used is None:
+        shown_reference = "zero" if takes_reference(method) else "none"
+    elif used not in REFERENCES:  # a file, on the images' grid
+        used = reference_in_ras(used, case)
+        shown_reference = Path(str(reference)).name
     try:
         relevance, logits, notes = compute_maps(
             model,
@@ -336,6 +388,7 @@ def explain_images(
             mask,
             memory_budget,
             class_index=class_index,
+            reference=used,
         )
     except (RuntimeError, ValueError) as err:  # the network itself refused the input
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
@@ -383,6 +436,7 @@ def explain_images(
         dice=dice,
         subtitle=f"{model_spec}, {subtitle}, start from {target.replace('_', ' ')}",
         affine=case.affine,
+        reference=shown_reference,
     )
     weights_path = Path(weights)
     record = provenance(
@@ -395,6 +449,7 @@ def explain_images(
         },
         rules=lrp_rules,
         target=target,
+        reference=shown_reference,
         settings=[s.label for s in settings],
         model={
             "factory": model_spec,
@@ -413,6 +468,7 @@ def explain_images(
             "method": f"lrp:{rules_label}" if lrp_rules is not None else settings[0].label,
             "rules": rules_label,
             "target": target,
+            "reference": shown_reference,
             "class_index": class_index,
             "label": None if label is None else str(label),
             "volumes": names,

@@ -8,7 +8,8 @@ forward passes per case), stored in ``RUN/sweep/sweep.csv`` (columns in
 :mod:`strokelrp.analysis.table`). This module is the orchestration: loading, resume,
 provenance, processes. ``methods`` (``strokelrp sweep --methods``) add one unfiltered map per
 case of other attribution methods (:func:`strokelrp.attribution.attribute`), rows of kind
-``baseline``.
+``baseline``. ``reference`` (``strokelrp sweep --reference``) explains every map that takes
+one relative to that reference input (:mod:`strokelrp.reference`; default: the plain maps).
 
 - Resume: a (network, case) pair that already has every (setting, modality) row of the grid is
   skipped; the table is rewritten atomically after every case (every round of cases under
@@ -159,6 +160,30 @@ def _check_compatible(path: Path, rows: Sequence[Row], target: str, rules: str) 
         )
 
 
+def reference_label(reference: str | None) -> str:
+    """The name a sweep table records for its reference: ``zero`` for the plain maps (None),
+    a rule's name, or a file's resolved path."""
+    from strokelrp.reference import REFERENCES
+
+    if reference is None or reference in REFERENCES:
+        return reference or "zero"
+    return str(Path(reference).resolve())
+
+
+def _check_reference(
+    path: Path, rows: Sequence[Row], previous: dict[str, Any] | None, reference: str | None
+) -> None:
+    """Refuse to add maps relative to ``reference`` to a table of maps relative to another
+    (a table written before references were recorded holds plain maps: ``zero``)."""
+    before = str((previous or {}).get("reference") or "zero")
+    now = reference_label(reference)
+    if rows and before != now:
+        raise StrokeLRPError(
+            f"{path}: holds relevance relative to the {before} reference, not {now}; pass "
+            "--restart to replace it, or sweep into another run"
+        )
+
+
 def _series_label(series: Any) -> str:
     if isinstance(series, str):
         return series
@@ -176,8 +201,10 @@ class _SweepRecord:
         target: str,
         settings: Sequence[Setting],
         previous: dict[str, Any] | None,
+        reference: str | None = None,
     ) -> None:
         self.run_dir, self.data_root, self.rules, self.target = run_dir, data_root, rules, target
+        self.reference = reference_label(reference)
         self.settings = [s.label for s in settings]
         previous = previous or {}
         self.cases: dict[str, Any] = dict((previous.get("data") or {}).get("cases") or {})
@@ -228,6 +255,7 @@ class _SweepRecord:
             checkpoints=list(self.checkpoints.values()),
             rules=self.rules,
             target=self.target,
+            reference=self.reference,
             settings=self.settings,
         )
 
@@ -245,29 +273,40 @@ def sweep_case(
     memory_budget: str | int | float | None = None,
     log: Callable[[str], None] | None = None,
     channels: Sequence[str],
+    reference: Any = None,
 ) -> list[Row]:
     """The rows of one case: its LRP maps (one batched walk over ``lrp_settings``), each
     baseline's map, the ablation drops and the case's Dice.
 
     ``x`` (C, D, H, W) and ``y`` (D, H, W; negative = no label) as :class:`CaseDataset` gives
     them; ``meta`` the run/series/network/case/target columns (the target is read from it);
-    ``channels`` the C channel names.
+    ``channels`` the C channel names. ``reference``: the LRP walk and the baselines that take
+    one explain relative to it (:func:`strokelrp.attribution.relative_to`; None or ``zero``:
+    the plain maps).
     """
+    import torch
     from tqdm import tqdm
 
-    from strokelrp.attribution import attribute
+    from strokelrp.attribution import attribute, relative_to, weighted_start
     from strokelrp.core.metrics import dice_score
-    from strokelrp.lrp.engine import explain
+    from strokelrp.lrp.engine import explain, target_weights
+    from strokelrp.pipeline.explain import effective_reference
 
     target, cid = str(meta["target"]), meta["case"]
     dev = next(model.parameters()).device
     label = y.numpy() if bool((y >= 0).all()) else None
     if target == "ground_truth" and label is None:
         raise StrokeLRPError(f"case {cid}: no ground truth for --target ground_truth")
+    walked, xin, start = model, x[None].to(dev), target
+    if effective_reference(f"lrp:{rules}", reference) is not None:
+        with torch.no_grad():
+            weights, _ = target_weights(target, model(xin), label)
+        walked, xin = relative_to(model, xin, reference, weights)
+        start = weighted_start(weights)
     exp = explain(
-        model,
-        x[None].to(dev),
-        target=target,
+        walked,
+        xin,
+        target=start,
         label=label,
         rules=rules,
         filters=[s.filter for s in lrp_settings],
@@ -283,7 +322,8 @@ def sweep_case(
     maps = [(exp.relevance, list(lrp_settings), rules)]
     del exp
     for spec, setting in baselines.items():
-        one = attribute(model, x[None].to(dev), spec, target=target, label=label)
+        own = effective_reference(spec, reference)
+        one = attribute(model, x[None].to(dev), spec, target=target, label=label, reference=own)
         maps.append((one[None], [setting], ""))
     ablation = modality_ablation(model, x, label)
     meta = meta | {"case_dice": math.nan if label is None else dice_score(pred, label)}
@@ -317,6 +357,7 @@ def sweep_run(
     log: Callable[[str], None] | None = None,
     memory_budget: str | int | float | None = None,
     methods: Sequence[str] = (),
+    reference: str | None = None,
 ) -> Path:
     """Sweep every network of one run over the cases of ``data_root``; returns the table path.
 
@@ -328,7 +369,10 @@ def sweep_run(
     (``restart=True`` starts a fresh table). ``memory_budget``: bytes each case's relevance
     walk may use (None = the engine's default; see :mod:`strokelrp.lrp.budget`). ``ranks``:
     the process group from :func:`strokelrp.device.init_distributed` (its device is used);
-    None: this process alone on ``device``.
+    None: this process alone on ``device``. ``reference``: every map that takes one explains
+    relative to it (:mod:`strokelrp.reference`: ``healthy``, ``mirror``, ``mean``, ``zero`` or a
+    .npy / NIfTI file on the model's grid; None or ``zero``: the plain maps); the table's record
+    names it, and resuming a table made with another reference is refused.
     """
     import torch
     from tqdm import tqdm
@@ -352,6 +396,7 @@ def sweep_run(
         previous = read_sidecar(table)
         try:
             _check_compatible(table, rows, target, rules)
+            _check_reference(table, rows, previous, reference)
         except StrokeLRPError as err:
             problem = str(err)
     # only rank 0 reads the table (no shared file system needed); everyone plans from it
@@ -361,7 +406,7 @@ def sweep_run(
         raise StrokeLRPError(problem)
     labels = {s.label for s in settings}
     informative = read_informative(data_root)
-    record = _SweepRecord(run_dir, data_root, rules, target, settings, previous)
+    record = _SweepRecord(run_dir, data_root, rules, target, settings, previous, reference)
     for net_dir in run.networks():
         model, ckpt = load_trained(net_dir.path, device=dev)
         config = ckpt.config
@@ -414,6 +459,7 @@ def sweep_run(
                     memory_budget=memory_budget,
                     log=log,
                     channels=dataset.channels,
+                    reference=reference,
                 )
             new = ranks.gather(mine)
             bar.update(min(ranks.world_size, len(todo) - r * ranks.world_size))
@@ -458,9 +504,11 @@ def run_sweep(
     log: Callable[[str], None] | None = None,
     memory_budget: str | int | float | None = None,
     methods: Sequence[str] = (),
+    reference: str | None = None,
 ) -> list[Path]:
-    """Sweep several runs (see :func:`sweep_run`; ``methods``: the non-LRP methods to add);
-    joins ``torchrun``'s group when there is one.
+    """Sweep several runs (see :func:`sweep_run`; ``methods``: the non-LRP methods to add;
+    ``reference``: the reference input of every map that takes one); joins ``torchrun``'s
+    group when there is one.
 
     A run named twice (the same folder after resolving links and ``..``) is swept once: its
     table would otherwise be counted twice by the summary.
@@ -475,6 +523,9 @@ def run_sweep(
         raise StrokeLRPError("\n".join(missing))
     settings = read_grid(grid)
     baseline_settings(methods)  # refused before any process group is joined
+    from strokelrp.reference import check_reference_name
+
+    check_reference_name(reference)
     ranks = init_distributed(device)
     try:
         return [
@@ -491,6 +542,7 @@ def run_sweep(
                 log=log,
                 memory_budget=memory_budget,
                 methods=methods,
+                reference=reference,
             )
             for run in runs
         ]
