@@ -1,7 +1,8 @@
 """Cost of a full assessment of one case, in one-map times (docs/benchmarks.md).
 
 Usage: python benchmarks/assess_bench.py RUN DATA CASE [--cascade] [--no-extras]
-       [--profile quick|full] [--methods M ...]
+       [--profile quick|full] [--methods M ...] [--occlusion-patch D,H,W] [--ig-steps N]
+       [--random-orders N]
 
 The unit is one map of the default LRP preset (``strokelrp.explain(model, x)``, the engine's
 public call; ``strokelrp.attribute(model, x, "lrp:<default>")`` is printed beside it) on the
@@ -9,8 +10,10 @@ same case, measured in the same run before and after the assessment; the smaller
 is used (the stricter ratio). The assessment is :func:`strokelrp.trust.assess.assess`'s
 work split into its phases: the shared per-case part (target, ablation, prior, the random
 curves of every variant), then each method (its maps, re-initialised and contrast maps, its
-curves). ``--profile quick`` uses :data:`strokelrp.trust.assess.PROFILES` ``["quick"]``. One
-torch thread; wall and CPU seconds; load averages printed.
+curves). ``--profile quick`` uses :data:`strokelrp.trust.assess.PROFILES` ``["quick"]``
+(:func:`strokelrp.trust.assess.profile_settings`);
+``--occlusion-patch``, ``--ig-steps`` and ``--random-orders`` replace the profile's values (to
+measure a candidate profile). One torch thread; wall and CPU seconds; load averages printed.
 
 It also counts the inputs the model (and its re-initialised copies) scores without a gradient
 (perturbed, occluded and ablated inputs and S(x)) and times one batch of the assessment's
@@ -30,7 +33,14 @@ import strokelrp
 from strokelrp.analysis.assess import FRACTIONS, variants
 from strokelrp.device import batched_layout
 from strokelrp.lrp.presets import DEFAULT_PRESET
-from strokelrp.trust.assess import DEFAULT_METHODS, PROFILES, assess_method, prepare_context
+from strokelrp.trust.assess import (
+    ASSESS_OPTIONS,
+    DEFAULT_METHODS,
+    PROFILES,
+    assess_method,
+    prepare_context,
+    profile_settings,
+)
 
 
 def timed(fn, repeat: int = 3) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -54,6 +64,9 @@ def main() -> None:
     parser.add_argument("--no-extras", dest="extras", action="store_false")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
+    parser.add_argument("--occlusion-patch", type=lambda t: tuple(int(v) for v in t.split(",")))
+    parser.add_argument("--ig-steps", type=int)
+    parser.add_argument("--random-orders", type=int)
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, config = strokelrp.load_run(args.run)
@@ -76,8 +89,18 @@ def main() -> None:
     phases: list[tuple[str, float, float, float | None]] = []  # name, wall, cpu, own map (s)
     w, c = time.perf_counter(), time.process_time()
     settings = {"seeds": (1, 2, 3), "random_seeds": 5, "extras": args.extras}
-    settings |= {"fractions": FRACTIONS} | PROFILES[args.profile]
-    ctx = prepare_context(model, xt, y, settings["random_seeds"], settings["fractions"])
+    settings |= {"fractions": FRACTIONS, "options": ASSESS_OPTIONS}
+    settings = profile_settings(args.profile, settings)
+    options = {k: dict(v) for k, v in settings["options"].items()}
+    if args.occlusion_patch is not None:
+        options["occlusion"] = {"patch": args.occlusion_patch}
+    if args.ig_steps is not None:
+        options["integrated_gradients"] = {"steps": args.ig_steps}
+    if args.random_orders is not None:
+        settings["random_seeds"] = args.random_orders
+    ctx = prepare_context(
+        model, xt, y, settings["random_seeds"], settings["fractions"], options=options
+    )
     phases.append(("per case: target, ablation, prior", *_since(w, c), None))
     w, c = time.perf_counter(), time.process_time()
     names = tuple(variants()) if settings["extras"] else ("element",)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +184,10 @@ def test_assess_writes_the_curves_its_aopcs_are_the_means_of(trained, tmp_path, 
     fractions = sorted({float(p["fraction"]) for p in quick_points})
     assert fractions == pytest.approx(sorted(PROFILES["quick"]["fractions"]))
     assert {p["seed"] for p in quick_points if p["order"] == "random"} == {"0", "1", "2"}
+    record = json.loads((quick / "assess.provenance.json").read_text())
+    assert record["profile"] == "quick"
+    patch = PROFILES["quick"]["options"]["occlusion"]["patch"]
+    assert record["options"]["occlusion"] == {"patch": list(patch)}
     with (quick / "assess_pairs.csv").open() as fh:
         pairs = list(csv.DictReader(fh))
     assert pairs and pairs[0]["method"] == "gradient_x_input(reference=healthy)"

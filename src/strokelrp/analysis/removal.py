@@ -92,9 +92,7 @@ def _impute_channel(v: np.ndarray, removed: np.ndarray) -> np.ndarray:
         return out
     kept_mean = float(out[~removed].mean()) if not removed.all() else 0.0
     # only the removed elements' box, one element wider, takes part: the same system
-    box = tuple(
-        slice(max(int(i.min()) - 1, 0), int(i.max()) + 2) for i in np.nonzero(removed)
-    )
+    box = tuple(slice(max(int(i.min()) - 1, 0), int(i.max()) + 2) for i in np.nonzero(removed))
     whole = out
     out, removed = out[box].copy(), removed[box]
     kept = ~removed

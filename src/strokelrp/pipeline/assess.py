@@ -84,8 +84,9 @@ def assess_run(
     is rewritten with the table after each case.
     ``reference``: added to every method that takes one and names none
     (:func:`strokelrp.trust.assess.with_reference`); ``removal``: the main AOPC columns'
-    removal kind; ``profile``: ``quick`` replaces seeds, random orders, extras and fractions
-    by :data:`strokelrp.trust.assess.PROFILES` ``["quick"]``.
+    removal kind; ``profile``: ``quick`` replaces seeds, random orders, extras, fractions and
+    the integrated-gradients and occlusion options by :data:`strokelrp.trust.assess.PROFILES`
+    ``["quick"]`` (:func:`strokelrp.trust.assess.profile_settings`).
     """
     import torch
 
@@ -99,21 +100,23 @@ def assess_run(
     from strokelrp.train.checkpoint import load_trained
     from strokelrp.trust.assess import (
         DEFAULT_METHODS,
-        PROFILES,
         assess,
         check_methods,
+        profile_settings,
         with_reference,
     )
 
     run, out = Path(run), Path(out)
-    if profile not in PROFILES:
-        raise StrokeLRPError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
-    settings: dict[str, Any] = {
-        "seeds": tuple(seeds),
-        "random_seeds": random_seeds,
-        "extras": extras,
-        "fractions": FRACTIONS,
-    } | PROFILES[profile]
+    settings = profile_settings(
+        profile,
+        {
+            "seeds": tuple(seeds),
+            "random_seeds": random_seeds,
+            "extras": extras,
+            "fractions": FRACTIONS,
+            "options": options,
+        },
+    )
     methods = [with_reference(m, reference) for m in (methods or DEFAULT_METHODS)]
     device = str(resolve_device(device))
     model, ckpt = load_trained(run, checkpoint=checkpoint, device=device)
@@ -146,7 +149,6 @@ def assess_run(
             case=case_id,
             cascade=cascade,
             memory_budget=memory_budget,
-            options=options,
             removal=removal,
             channels=case.channels,
             **settings,
@@ -177,7 +179,7 @@ def assess_run(
             removal=removal,
             profile=profile,
             cascade=cascade,
-            options=options,
+            options=settings["options"],
         )
         write_sidecar(path, record)
         if cascade:

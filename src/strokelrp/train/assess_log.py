@@ -7,8 +7,8 @@ cases when nothing is held out; the ``split`` column says which), appended to
 ``RUN/assess_log.csv`` (:meth:`strokelrp.run_files.RunDir.write_assess_log`). The cost is
 bounded: one method, few cases, ``assess --profile quick``
 (:data:`strokelrp.trust.assess.PROFILES`: one re-initialisation, 3 random orders, 4
-fractions, no extras), so the AOPC values are comparable between epochs of one run, not with
-a full ``strokelrp assess``.
+fractions, no extras, cheaper integrated gradients and occlusion), so the AOPC values are
+comparable between epochs of one run, not with a full ``strokelrp assess``.
 
 The random number streams of training are saved before and restored after, so a run trained
 with ``--assess-every`` follows the same trajectory as one without, and resumes exactly.
@@ -41,7 +41,7 @@ def assess_epoch(
     gradients cleared, so training continues exactly as it would have without this call.
     """
     from strokelrp.train.checkpoint import capture_rng, restore_rng
-    from strokelrp.trust.assess import PROFILES, assess
+    from strokelrp.trust.assess import assess, profile_settings
 
     state = capture_rng()
     rows = []
@@ -55,7 +55,7 @@ def assess_epoch(
                 [method],
                 case=case_id,
                 channels=channels,
-                **PROFILES["quick"],
+                **profile_settings("quick", {}),
             )
             row = found[0]
             rows.append(

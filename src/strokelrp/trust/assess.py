@@ -470,6 +470,15 @@ def _modules_under(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
     ]
 
 
+QUICK_OPTIONS: dict[str, dict[str, Any]] = {
+    "integrated_gradients": {"steps": 8},
+    "occlusion": {"patch": (8, 24, 24)},
+}
+"""The method options of ``--profile quick``: the two multi-forward baselines at half
+:data:`ASSESS_OPTIONS`' path steps and a patch with about a quarter of its patches (the
+profile's cost and its verdicts against ``full``'s: docs/benchmarks.md and docs/assess.md,
+"Profiles")."""
+
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {},
     "quick": {
@@ -477,11 +486,32 @@ PROFILES: dict[str, dict[str, Any]] = {
         "random_seeds": 3,
         "extras": False,
         "fractions": (0.02, 0.1, 0.5, 2.0),
+        "options": QUICK_OPTIONS,
     },
 }
 """``assess --profile``: settings that replace the given ones (``full``: none). ``quick``: one
-re-initialisation, 3 random orders, no extras and 4 of the 8 fractions (its cost in one-map
-times: docs/benchmarks.md, "Assessment profiles")."""
+re-initialisation, 3 random orders, no extras, 4 of the 8 fractions and
+:data:`QUICK_OPTIONS` (its cost in one-map times: docs/benchmarks.md, "Assessment
+profiles"). Apply one with :func:`profile_settings`."""
+
+
+def profile_settings(profile: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` (keyword arguments of :func:`assess`: ``seeds``, ``random_seeds``,
+    ``extras``, ``fractions``, ``options``) with those of :data:`PROFILES` ``[profile]``
+    replacing them; the profile's method options replace the given options (None:
+    :data:`ASSESS_OPTIONS`) of the methods they name and keep the others."""
+    if profile not in PROFILES:
+        raise StrokeLRPError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    chosen = dict(PROFILES[profile])
+    own = chosen.pop("options", None)
+    out = {**settings, **chosen}
+    if own is not None:
+        given = settings.get("options")
+        base = ASSESS_OPTIONS if given is None else given
+        out["options"] = {k: dict(v) for k, v in base.items()} | {
+            k: dict(v) for k, v in own.items()
+        }
+    return out
 
 
 def with_reference(method: str, reference: str | None) -> str:
