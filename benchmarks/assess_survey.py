@@ -3,9 +3,10 @@
 Usage: python benchmarks/assess_survey.py RUN DATA OUT GROUP [CASE ...] [--seeds N] [--extras]
        python benchmarks/assess_survey.py table OUT [OUT ...] [--only METHOD ...] [--per-case]
        python benchmarks/assess_survey.py removal-table OUT [OUT ...]  (issue 20's tables)
+       python benchmarks/assess_survey.py compare FULL QUICK  (the profiles' verdicts side by side)
          (the markdown table of OUT/*/assess.csv: means over cases; --per-case adds a row per case)
   (GROUP: main, presets, default, lrp, filters, grid-epsilon, grid-paper, variants, baselines,
-occlusion, reference). Writes OUT/GROUP[-CASES]/assess.csv through strokelrp.pipeline.assess
+occlusion, reference, choice). Writes OUT/GROUP[-CASES]/assess.csv through strokelrp.pipeline.assess
 (one thread; the voxel-level and other-removal extras only with ``--extras``); default cases:
 the run's held-out cases. ``--seeds N``:
 N re-initialisations for randomisation_rho (default 3; randomisation is not one of the five
@@ -98,6 +99,17 @@ GROUPS: dict[str, list[str]] = {
         "integrated_gradients(steps=16,reference=healthy)",
         "occlusion",
         "occlusion(reference=healthy)",
+        "locality_prior",
+    ],
+    "choice": [  # issue 20's default on run B and seed 1: the default set, healthy reference
+        "lrp:epsilon",
+        "lrp:epsilon(reference=healthy)",
+        "lrp:epsilon(reference=mirror)",
+        "gradient",
+        "gradient_x_input(reference=healthy)",
+        "integrated_gradients(steps=16,reference=healthy)",
+        "occlusion(reference=healthy)",
+        "gradcam",
         "locality_prior",
     ],
 }
@@ -200,6 +212,45 @@ def removal_table(folders: list[Path]) -> None:
         print(f"| {m} | " + " | ".join(counts) + " |")
 
 
+def _rows(folder: Path) -> list[dict]:
+    """The rows of FOLDER/assess.csv, or of every FOLDER/*/assess.csv."""
+    from strokelrp.run_files import read_csv
+
+    own = folder / "assess.csv"
+    paths = [own] if own.is_file() else sorted(folder.glob("*/assess.csv"))
+    return [r for path in paths for r in read_csv(path)]
+
+
+def compare(full: Path, quick: Path) -> None:
+    """Print, per method and check (:data:`strokelrp.analysis.assess.CHECKS`), the verdict of
+    the ``full`` and the ``quick`` assessments of the same cases (each on its bootstrap
+    interval) and the means they rest on, then how many verdicts agree. Methods are matched by
+    their spec without ``steps=`` (the quick profile sets integrated gradients' steps)."""
+    from strokelrp.analysis.assess import CHECK_MEASURES, CHECKS, summarize_methods
+
+    def key(method: str) -> str:
+        return method.replace("steps=16,", "").replace("(steps=16)", "")
+
+    sides = [{key(s["method"]): s for s in summarize_methods(_rows(f))} for f in (full, quick)]
+    same = total = 0
+    print("| method | " + " | ".join(CHECKS) + " |")
+    print("|---" * (len(CHECKS) + 1) + "|")
+    for method in [m for m in sides[0] if m in sides[1]]:
+        cells = []
+        for check in CHECKS:
+            a, b = (side[method] for side in sides)
+            ok_a, ok_b = a[f"{check}_ok"], b[f"{check}_ok"]
+            measure = CHECK_MEASURES[check]
+            mark = "" if ok_a == ok_b else " **differs**"
+            cells.append(
+                f"{'pass' if ok_a else 'fail'} / {'pass' if ok_b else 'fail'} "
+                f"({a[measure]:.2f} / {b[measure]:.2f}){mark}"
+            )
+            same, total = same + (ok_a == ok_b), total + 1
+        print(f"| {method} | " + " | ".join(cells) + " |")
+    print(f"\nverdicts that agree: {same} of {total}")
+
+
 def num(value: float, digits: int) -> str:
     """``value`` with ``digits`` decimals; ``-`` for NaN (undefined in every case)."""
     return "-" if math.isnan(value) else f"{value:.{digits}f}"
@@ -207,6 +258,9 @@ def num(value: float, digits: int) -> str:
 
 def main() -> None:
     args = sys.argv[1:]
+    if args[0] == "compare":
+        compare(Path(args[1]), Path(args[2]))
+        return
     if args[0] == "removal-table":
         removal_table([Path(f) for f in args[1:]])
         return
