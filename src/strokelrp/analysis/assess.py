@@ -93,6 +93,13 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "randomisation_rho_min",
     "randomisation_rho_max",
     "randomisation_seeds",
+    "randomisation_signed",
+    "randomisation_shell",
+    "randomisation_ssim",
+    "emprt",
+    "smprt",
+    "contrast_gradient",
+    "contrast_gap",
     "target_voxels",
     "target_score",
     "seconds",
@@ -102,7 +109,10 @@ EXTRA_COLUMNS: tuple[str, ...] = (
 localisation measures (:mod:`strokelrp.analysis.localisation`; against the label), the
 positive share of ADC's and rCBF's relevance in the lesion, Spearman
 with the locality prior, the spread of randomisation over seeds and how many seeds gave a
-defined correlation, the target's size and value, timings."""
+defined correlation, the read-outs of randomisation that see the model (signed, shell-wise,
+SSIM, eMPRT, sMPRT; :mod:`strokelrp.analysis.randomisation`), the gradient's class contrast
+on the same case and the method's difference from it, the target's size and value,
+timings."""
 
 
 # ---------------------------------------------------------------------------- the measures

@@ -13,7 +13,22 @@ from typing import Any
 
 from strokelrp.run_files import csv_text
 
-CASCADE_COLUMNS = ("case", "method", "step", "layer", "rho")
+CASCADE_COLUMNS = (
+    "case",
+    "method",
+    "order",
+    "step",
+    "layer",
+    "logit_change",
+    "skipped",
+    "rho",
+    "signed_rho",
+    "shell_rho",
+    "ssim",
+)
+"""The columns of ``cascade.csv``: one row per (case, method, order, step); a skipped step
+(its blocks barely change the logits) has empty read-outs (docs/assess.md,
+"Randomisation")."""
 
 
 def _cell(value: Any) -> str:
