@@ -200,10 +200,11 @@ def test_trust_section_from_assess_csv(tmp_path: Path) -> None:
     # ablation (COLUMNS after case and method)
     good = [0.95, 0.6, 2.0, -1.0, 0.1, 1.0, 1.0, 1.9, 0.8, 0.5, 0.5]
     bad = [0.5, 0.1, 0.3, 0.2, 0.1, 0.4, -0.1, 0.2, 0.95, -0.99, 0.1]
-    lines = [",".join([*COLUMNS, "prior_rho"])]
+    # then prior_rho, randomisation_shell, contrast_gap (the last two: checks of their own)
+    lines = [",".join([*COLUMNS, "prior_rho", "randomisation_shell", "contrast_gap"])]
     for case in ("4", "5"):
-        lines.append(",".join([case, "lrp:epsilon", *map(str, good), "0.9"]))
-        lines.append(",".join([case, "lrp:paper", *map(str, bad), "0.7"]))
+        lines.append(",".join([case, "lrp:epsilon", *map(str, good), "0.9", "0.05", "-0.1"]))
+        lines.append(",".join([case, "lrp:paper", *map(str, bad), "0.7", "0.9", "1.5"]))
     (run / "assess" / "assess.csv").write_text("\n".join(lines) + "\n")
     cascade = ["case,method,step,layer,rho"]
     for case in ("4", "5"):
@@ -215,7 +216,7 @@ def test_trust_section_from_assess_csv(tmp_path: Path) -> None:
     assert ">Can the maps be trusted?</h" in text
     assert (
         "lrp:epsilon (2 case(s)): passes brain_share, lesion_share, faithful, beats_random, "
-        "contrast, ablation. Randomisation" in text
+        "randomisation, contrast, ablation. Randomisation" in text
     )
     assert (
         "lrp:paper (2 case(s)): passes beats_random; fails brain_share: 95 % interval of mean "
@@ -223,6 +224,8 @@ def test_trust_section_from_assess_csv(tmp_path: Path) -> None:
     )
     assert "faithful: 95 % interval of mean prior_gap above 0 (MoRF AOPC beats the locality "
     assert "prior&#x27;s) (got -0.1 [-0.1, -0.1])" in text
+    assert "randomisation: 95 % interval of mean randomisation_shell below 0.5 (the map " in text
+    assert "distance to the target held fixed) (got 0.9 [0.9, 0.9])" in text
     assert "Cascading model randomisation" in text
     assert (run / "figures" / "cascade_judged.png").stat().st_size > 10_000
     # the assessment removed: the next report drops its figures too, keeps unrelated files
@@ -379,13 +382,16 @@ def test_verdict_says_an_undefined_randomisation_in_words() -> None:
     row = {"case": "4", "method": "lrp:epsilon+pass:0,0.1", "brain_share": "1",
            "lesion_share": "0.2", "morf_aopc": "0.12", "lerf_aopc": "0", "random_aopc": "0.04",
            "randomisation_rho": "", "contrast_rho": "-0.5", "ablation_rho": "0.1",
-           "prior_rho": "0.55"}  # fmt: skip
+           "prior_rho": "0.55", "contrast_gap": "0.2"}  # fmt: skip
     line = verdict_line(summarize_methods([row])[0])
-    assert line.endswith("Randomisation ρ undefined, locality-prior ρ 0.55")
+    assert line.endswith("Randomisation ρ undefined (signed undefined), locality-prior ρ 0.55")
     assert line.startswith("lrp:epsilon+pass:0,0.1 (1 case(s)): passes brain_share, contrast;")
     # no prior_gap in the row: the faithfulness check reads an undefined value and fails
     assert "faithful: 95 % interval of mean prior_gap above 0" in line
     assert "(MoRF AOPC beats the locality prior's) (got undefined)" in line
+    # no randomisation read-out: the randomisation check fails in words, "got undefined"
+    assert "randomisation: 95 % interval of mean randomisation_shell below 0.5" in line
+    assert "distance to the target held fixed) (got undefined)" in line
 
 
 # ------------------------------------------------------------- sections from rows alone

@@ -646,8 +646,13 @@ def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
             "morf_over_random",
             "lerf_aopc",
             "contrast_rho",
+            "contrast_gap",
             "ablation_rho",
             "randomisation_rho",
+            "randomisation_signed",
+            "randomisation_shell",
+            "randomisation_ssim",
+            "emprt",
             "prior_rho",
             "checks",
         ]
@@ -665,7 +670,10 @@ def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
                     "Cascading model randomisation: Spearman of |R| within the brain between "
                     "the trained model and copies whose layers are re-initialised from the "
                     "output side down (step k: the k last parameterised blocks), mean over "
-                    "cases. A map that depends on the learnt weights falls quickly.",
+                    "cases; steps whose blocks barely change the logits are skipped (gaps). "
+                    "|R| shares the target's distance pattern with any re-initialised map, so "
+                    "read it beside the signed and shell-wise columns of the table "
+                    '(docs/assess.md, "Randomisation").',
                 )
             )
     if not parts:
