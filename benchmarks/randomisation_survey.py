@@ -116,6 +116,43 @@ def _cell(values: list[float]) -> str:
     return "-" if math.isnan(mean) else f"{mean:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def cost(out: Path) -> None:
+    """Per method of the cascades phase, mean over cases: its own map's time, both phases'
+    ``seconds`` in one-map times (the unit: the lrp:epsilon map of the same case, as in
+    docs/benchmarks.md), and what the three cascades and sMPRT added (their difference: the
+    curves are the same in both phases), beside the maps they computed (steps not skipped
+    + 2 x 4 sMPRT maps). Wall times on a shared CPU: an estimate."""
+    from strokelrp.run_files import read_csv
+
+    base = {
+        (r["case"], r["method"]): r
+        for p in sorted(out.glob("readouts/*/assess.csv"))
+        for r in read_csv(p)
+    }
+    more = [r for p in sorted(out.glob("cascades/*/assess.csv")) for r in read_csv(p)]
+    steps = [r for p in sorted(out.glob("cascades/*/cascade.csv")) for r in read_csv(p)]
+    print(
+        "\n| method | own map (s) | readouts phase (one-map times) | cascades + sMPRT phase "
+        "| added | maps added |"
+    )
+    print("|---" * 6 + "|")
+    for method in dict.fromkeys(r["method"] for r in more):
+        unit, plain, full, maps = [], [], [], []
+        for r in (r for r in more if r["method"] == method):
+            b = base[(r["case"], method)]
+            one = _num(base[(r["case"], "lrp:epsilon")]["map_seconds"])
+            unit.append(_num(b["map_seconds"]))
+            plain.append(_num(b["seconds"]) / one)
+            full.append(_num(r["seconds"]) / one)
+            done = [s for s in steps if s["case"] == r["case"] and s["method"] == method]
+            maps.append(sum(1 for s in done if not int(s["skipped"])) + 8)
+        n = len(unit)
+        print(
+            f"| {method} | {sum(unit) / n:.2f} | {sum(plain) / n:.0f} | {sum(full) / n:.0f} "
+            f"| {(sum(full) - sum(plain)) / n:.0f} | {sum(maps) / n:.0f} |"
+        )
+
+
 def table(out: Path) -> None:
     from strokelrp.run_files import read_csv
 
@@ -136,6 +173,7 @@ def table(out: Path) -> None:
             + " | ".join(_cell([_num(r[k]) for r in mine]) for k in READOUTS)
             + " |"
         )
+    cost(out)
     for order in dict.fromkeys(s["order"] for s in steps):
         print(f"\n{order}: mean over cases (skipped: steps whose logit change < threshold)")
         mine = [s for s in steps if s["order"] == order]
