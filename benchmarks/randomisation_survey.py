@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/randomisation_survey.py PHASE RUN DATA OUT [CASE ...]
        python benchmarks/randomisation_survey.py table OUT
+       python benchmarks/randomisation_survey.py readout-cost RUN DATA CASE
 
 PHASE ``readouts`` assesses :data:`METHODS` on the cases (default: the run's held-out cases)
 with one full re-initialisation (seed 1) and writes OUT/readouts/<case>/assess.csv; PHASE
@@ -12,7 +13,9 @@ Only the randomisation and contrast columns are read here, so the perturbation c
 one fraction and one random order (they enter no read-out below). ``table`` prints the
 markdown tables of docs/method.md: per method the mean [95 % bootstrap interval] over cases
 of every read-out, and per cascade order and step the logit change, how many cases skipped
-it and the mean signed / shell / SSIM read-outs.
+it and the mean signed / shell / SSIM read-outs. ``readout-cost`` times, in CPU seconds and
+one-map times (one ``explain(rules="epsilon")`` map of the case), the read-outs of one
+trained / re-initialised map pair and the gradient's class contrast.
 """
 
 from __future__ import annotations
@@ -204,10 +207,61 @@ def table(out: Path) -> None:
             )
 
 
+def readout_cost(run: Path, data: Path, case_id: str) -> None:
+    from strokelrp.analysis.assess import within
+    from strokelrp.analysis.randomisation import emprt
+    from strokelrp.attribution import attribution_input, gradient, reinitialised
+    from strokelrp.data.layouts import load_case
+    from strokelrp.data.preprocess import prepare_case
+    from strokelrp.lrp.engine import explain, target_weights
+    from strokelrp.train.checkpoint import load_trained
+    from strokelrp.trust.assess import prepare_context
+
+    torch.set_num_threads(1)
+    model, ckpt = load_trained(run, checkpoint="last", device="cpu")
+    case = load_case(data, case_id, **ckpt.config.data_options)
+    x, y = prepare_case(case, ckpt.config)
+    xt = attribution_input(model, torch.from_numpy(x))
+    ctx = prepare_context(model, xt, y)
+    w = target_weights("prediction", model(xt).detach())[0]
+
+    def cpu(f, n: int = 5) -> float:  # type: ignore[no-untyped-def]
+        t0 = time.process_time()
+        for _ in range(n):
+            f()
+        return (time.process_time() - t0) / n
+
+    unit = cpu(lambda: explain(model, xt, rules="epsilon", target=w))
+    r = explain(model, xt, rules="epsilon", target=w).relevance[0].detach()
+    other = explain(reinitialised(model, 1).eval(), xt, rules="epsilon", target=w)
+    o = other.relevance[0].detach()
+
+    bg = torch.zeros_like(w)
+    bg[:, 0] = w[:, 1]
+    parts = {
+        "Spearman of R and of abs(R), shell-wise Spearman, SSIM (one pair)": lambda: (
+            ctx.randomisation(r, o)
+        ),
+        "eMPRT (one pair)": lambda: emprt(within(ctx.brain, r, False), within(ctx.brain, o, False)),
+        "gradient's class contrast (2 gradients, per case)": lambda: (
+            gradient(model, xt, w),
+            gradient(model, xt, bg),
+        ),
+    }
+    print(f"case {case_id}, x {tuple(x.shape)}, one map (explain epsilon) {unit:.3f} s CPU")
+    print("| part | CPU (s) | one-map times |")
+    print("|---|---|---|")
+    for name, f in parts.items():
+        t = cpu(f)
+        print(f"| {name} | {t:.3f} | {t / unit:.2f} |")
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if args and args[0] == "table":
         table(Path(args[1]))
+    elif args and args[0] == "readout-cost":
+        readout_cost(Path(args[1]), Path(args[2]), args[3])
     elif len(args) >= 4 and args[0] in ("readouts", "cascades"):
         measure(args[0], Path(args[1]), Path(args[2]), Path(args[3]), args[4:])
     else:

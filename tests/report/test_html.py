@@ -425,6 +425,7 @@ def test_trust_and_explanations_render_from_rows_and_a_png(tmp_path: Path) -> No
               "5": [0.9, 0.3, 0.2, 0.0, 0.04, 0.1, 0.1, 0.16]}  # fmt: skip
     values["5"] += [0.4, 0.4, 0.6]
     assess = [dict(zip(COLUMNS, [c, "lrp:epsilon", *map(str, v)], strict=True))
+              | {"randomisation_shell": "0.1", "contrast_gap": "-0.1"}
               for c, v in values.items()]  # fmt: skip
     run = RunTables("J", assess_path=Path("J/assess/assess.csv"), assess=assess)
     body = trust_section([run], tmp_path / "figures").body
@@ -436,8 +437,8 @@ def test_trust_and_explanations_render_from_rows_and_a_png(tmp_path: Path) -> No
     assert "2 case(s) (4, 5)" in body
     lesion = (0.5 + 0.3) / 2
     assert (
-        "passes brain_share, faithful, beats_random, contrast, ablation; fails lesion_share: "
-        in body
+        "passes brain_share, faithful, beats_random, randomisation, contrast, ablation; fails "
+        "lesion_share: " in body
     )
     assert f"(got {lesion:.3g} [0.3, 0.5])" in body
 

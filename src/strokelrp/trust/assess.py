@@ -225,19 +225,20 @@ class CaseContext:
             maps.append(within(self.brain, self.gradients[("trained", t)], False))
         return spearman(*maps)
 
-    def step_change(self, model: nn.Module, order: str, k: int, broken: nn.Module) -> float:
-        """Relative change of the logits of step k of ``order``: against the previous step's
-        model for a cumulative order (what this block adds), against the trained model for
-        ``independent`` and the first step; computed once per case."""
+    def step_change(self, model: nn.Module, order: str, k: int, seed: int) -> float:
+        """Relative change of the logits of step k of ``order`` (blocks re-initialised under
+        ``seed``, :func:`_broken`): against the previous step's model for a cumulative order
+        (what this block adds), against the trained model for ``independent`` and the first
+        step; computed once per case."""
         key = (order, k)
         if key not in self.logit_changes:
+            steps = cascade_steps(model, order)
             with torch.no_grad():
-                now = _np(broken(self.x))
+                now = _np(_broken(model, steps[k - 1], seed)(self.x))
                 if order == "independent" or k == 1:
                     before = self.logits
                 else:
-                    prefix = cascade_steps(model, order)[k - 2]
-                    before = _np(_broken(model, prefix)(self.x))
+                    before = _np(_broken(model, steps[k - 2], seed)(self.x))
             self.logit_changes[key] = logit_change(before, now)
         return self.logit_changes[key]
 
@@ -544,11 +545,11 @@ def assess_method(
     steps: list[dict[str, Any]] = []
     for order in cascades if cascade else ():
         for k, blocks in enumerate(cascade_steps(model, order), start=1):
-            broken = _broken(model, blocks, seeds[0])
-            change = ctx.step_change(model, order, k, broken)
+            change = ctx.step_change(model, order, k, seeds[0])
             step = {"method": method, "order": order, "step": k, "layer": blocks[-1]}
             step |= {"logit_change": change, "skipped": int(change < LOGIT_CHANGE_MIN)}
             if not step["skipped"]:
+                broken = _broken(model, blocks, seeds[0])
                 other = run(broken, (order, k), {target_name: weights})[target_name]
                 step |= ctx.randomisation(r, other)
             steps.append(step)
