@@ -196,7 +196,7 @@ class CaseContext:
     logits: np.ndarray | None = None  # the trained model's logits (1, K, *S)
     shell: np.ndarray | None = None  # (D, H, W) distance-to-target shell of every voxel
     logit_changes: dict[tuple[str, int], float] = field(default_factory=dict)
-    """(cascade order, step) -> relative logit change of that step (:func:`cascade_rows`)."""
+    """(cascade order, step) -> relative logit change of that step (:meth:`step_change`)."""
     smprt_samples: int = 0  # noisy inputs per sMPRT map (0: no sMPRT)
 
     def randomisation(self, r: Tensor, other: Tensor) -> dict[str, float]:
@@ -205,7 +205,8 @@ class CaseContext:
         of the 99th-percentile-normalised maps (window centres in the brain)
         (:mod:`strokelrp.analysis.randomisation`)."""
         a, b = _np(r), _np(other)
-        assert self.shell is not None
+        if self.shell is None:
+            self.shell = shells(self.target)
         return {
             "rho": spearman(within(self.brain, a), within(self.brain, b)),
             "signed_rho": spearman(within(self.brain, a, False), within(self.brain, b, False)),
