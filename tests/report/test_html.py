@@ -206,11 +206,14 @@ def test_trust_section_from_assess_csv(tmp_path: Path) -> None:
         lines.append(",".join([case, "lrp:epsilon", *map(str, good), "0.9", "0.05", "-0.1"]))
         lines.append(",".join([case, "lrp:paper", *map(str, bad), "0.7", "0.9", "1.5"]))
     (run / "assess" / "assess.csv").write_text("\n".join(lines) + "\n")
-    cascade = ["case,method,step,layer,rho"]
+    cascade = ["case,method,order,step,layer,skipped,rho"]
     for case in ("4", "5"):
         for step, layer in enumerate(("head", "dec1", "dec2"), start=1):
-            cascade.append(f"{case},lrp:epsilon,{step},{layer},{1 - 0.3 * step}")
-            cascade.append(f"{case},lrp:paper,{step},{layer},0.97")
+            skip = int(layer == "dec2" and case == "5")  # one case skipped dec2: it is named
+            rho = "" if skip else 1 - 0.3 * step
+            cascade.append(f"{case},lrp:epsilon,top_down,{step},{layer},{skip},{rho}")
+            cascade.append(f"{case},lrp:paper,top_down,{step},{layer},{skip},0.97")
+        cascade.append(f"{case},lrp:paper,independent,1,head,0,-0.9")  # not drawn
     (run / "assess" / "cascade.csv").write_text("\n".join(cascade) + "\n")
     text = build_report([run]).read_text(encoding="utf-8")
     assert ">Can the maps be trusted?</h" in text
@@ -227,6 +230,7 @@ def test_trust_section_from_assess_csv(tmp_path: Path) -> None:
     assert "randomisation: 95 % interval of mean randomisation_shell below 0.5 (the map " in text
     assert "distance to the target held fixed) (got 0.9 [0.9, 0.9])" in text
     assert "Cascading model randomisation" in text
+    assert "by less than 2% (order: block (cases)): top_down: dec2 (1)." in text
     assert (run / "figures" / "cascade_judged.png").stat().st_size > 10_000
     # the assessment removed: the next report drops its figures too, keeps unrelated files
     (run / "figures" / "mine.txt").write_text("not a figure of the report")

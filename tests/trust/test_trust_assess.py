@@ -347,6 +347,8 @@ def test_cascades_skip_inert_blocks_and_the_model_free_prior_reads_as_unchanged(
     for key in ("randomisation_signed", "randomisation_shell", "randomisation_ssim", "smprt"):
         assert prior[key] == pytest.approx(1.0), key
     assert prior["emprt"] == 0.0
+    assert set(rows[0]["cascade_skipped"].split()) == {"top_down:mid", "bottom_up:mid",
+                                                        "independent:mid"}  # fmt: skip
     # the gradient's own class contrast, by autograd
     logits_w = torch.zeros(1, 2, 4, 6, 6, dtype=F64)
     logits_w[0, 1] = torch.from_numpy(y.astype(float))

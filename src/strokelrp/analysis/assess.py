@@ -100,6 +100,7 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "smprt",
     "contrast_gradient",
     "contrast_gap",
+    "cascade_skipped",
     "target_voxels",
     "target_score",
     "seconds",
@@ -111,8 +112,9 @@ positive share of ADC's and rCBF's relevance in the lesion, Spearman
 with the locality prior, the spread of randomisation over seeds and how many seeds gave a
 defined correlation, the read-outs of randomisation that see the model (signed, shell-wise,
 SSIM, eMPRT, sMPRT; :mod:`strokelrp.analysis.randomisation`), the gradient's class contrast
-on the same case and the method's difference from it, the target's size and value,
-timings."""
+on the same case and the method's difference from it, the cascade steps skipped because
+their blocks barely change the logits (``order:block``, space-separated; empty without a
+cascade), the target's size and value, timings."""
 
 
 # ---------------------------------------------------------------------------- the measures

@@ -612,9 +612,23 @@ def paired_html(rows: Sequence[Mapping[str, Any]]) -> str:
     return f"{html_table(columns, table)}<p>{esc(caption)}</p>"
 
 
+def skipped_blocks(cascade: Rows) -> list[str]:
+    """``order: block (n)`` for every (order, block) of ``cascade.csv`` rows that some case
+    skipped (n: in how many cases), in the file's order; rows without ``skipped`` count as
+    computed."""
+    seen: dict[tuple[str, str], set[str]] = {}
+    for r in cascade:
+        if str(r.get("skipped") or "0") == "1":
+            key = (str(r.get("order") or "top_down"), str(r["layer"]))
+            seen.setdefault(key, set()).add(str(r["case"]))
+    return [f"{order}: {block} ({len(cases)})" for (order, block), cases in seen.items()]
+
+
 def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
-    """Per run: the assess table's means per method, pass marks, verdicts, the cascade."""
+    """Per run: the assess table's means per method, pass marks, verdicts, the cascade (with
+    the blocks it skipped)."""
     from strokelrp.analysis.assess import CHECKS, summarize_methods
+    from strokelrp.analysis.randomisation import LOGIT_CHANGE_MIN
     from strokelrp.report import figures
 
     parts = []
@@ -664,6 +678,17 @@ def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
         parts.append(perturbation_html(run.curves, fig_dir, run.name))
         if run.cascade:
             png = figures.cascade_figure(run.cascade, fig_dir, name=f"cascade_{run.name}")[0]
+            skipped = skipped_blocks(run.cascade)
+            parts.append(
+                note(
+                    "Layer randomisation skipped these blocks, whose re-initialisation moves "
+                    f"the logits by less than {LOGIT_CHANGE_MIN:.0%} (order: block (cases)): "
+                    + "; ".join(skipped)
+                    + ". A map cannot be tested against a block the network barely uses."
+                )
+                if skipped
+                else note("Layer randomisation skipped no block.")
+            )
             parts.append(
                 figure_html(
                     png,

@@ -554,6 +554,7 @@ def assess_method(
                 other = run(broken, (order, k), {target_name: weights})[target_name]
                 step |= ctx.randomisation(r, other)
             steps.append(step)
+    row["cascade_skipped"] = " ".join(f"{s['order']}:{s['layer']}" for s in steps if s["skipped"])
     row["map_seconds"] = map_seconds
     row["seconds"] = time.perf_counter() - t0
     return row, steps
