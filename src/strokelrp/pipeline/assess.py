@@ -84,9 +84,12 @@ def assess_run(
     is rewritten with the table after each case.
     ``reference``: added to every method that takes one and names none
     (:func:`strokelrp.trust.assess.with_reference`); ``removal``: the main AOPC columns'
-    removal kind; ``profile``: ``quick`` replaces seeds, random orders, extras, fractions and
-    the integrated-gradients and occlusion options by :data:`strokelrp.trust.assess.PROFILES`
-    ``["quick"]`` (:func:`strokelrp.trust.assess.profile_settings`).
+    removal kind; ``profile``: ``quick`` replaces seeds, random orders, extras, fractions,
+    the cascade orders, sMPRT and the integrated-gradients and occlusion options by
+    :data:`strokelrp.trust.assess.PROFILES` ``["quick"]``
+    (:func:`strokelrp.trust.assess.profile_settings`; ``full``: every cascade order of
+    :data:`~strokelrp.trust.assess.CASCADES` with ``cascade``, sMPRT with
+    :data:`~strokelrp.trust.assess.SMPRT_SAMPLES` noisy inputs).
     """
     import torch
 
@@ -99,7 +102,9 @@ def assess_run(
     from strokelrp.provenance import case_record, checkpoint_record, provenance, write_sidecar
     from strokelrp.train.checkpoint import load_trained
     from strokelrp.trust.assess import (
+        CASCADES,
         DEFAULT_METHODS,
+        SMPRT_SAMPLES,
         assess,
         check_methods,
         profile_settings,
@@ -114,6 +119,8 @@ def assess_run(
             "random_seeds": random_seeds,
             "extras": extras,
             "fractions": FRACTIONS,
+            "cascades": CASCADES,
+            "smprt_samples": SMPRT_SAMPLES,
             "options": options,
         },
     )
@@ -176,6 +183,8 @@ def assess_run(
             random_orders=settings["random_seeds"],
             extras=settings["extras"],
             fractions=list(settings["fractions"]),
+            cascades=list(settings["cascades"]) if cascade else [],
+            smprt_samples=settings["smprt_samples"],
             removal=removal,
             profile=profile,
             cascade=cascade,
