@@ -224,14 +224,19 @@ def _rows(folder: Path) -> list[dict]:
 def compare(full: Path, quick: Path) -> None:
     """Print, per method and check (:data:`strokelrp.analysis.assess.CHECKS`), the verdict of
     the ``full`` and the ``quick`` assessments of the same cases (each on its bootstrap
-    interval) and the means they rest on, then how many verdicts agree. Methods are matched by
-    their spec without ``steps=`` (the quick profile sets integrated gradients' steps)."""
+    interval) and the means they rest on, then how many verdicts agree; only the cases both
+    hold count. Methods are matched by their spec without ``steps=16`` (the quick profile sets
+    integrated gradients' steps)."""
     from strokelrp.analysis.assess import CHECK_MEASURES, CHECKS, summarize_methods
 
     def key(method: str) -> str:
         return method.replace("steps=16,", "").replace("(steps=16)", "")
 
-    sides = [{key(s["method"]): s for s in summarize_methods(_rows(f))} for f in (full, quick)]
+    tables = [_rows(f) for f in (full, quick)]
+    common = set.intersection(*({r["case"] for r in rows} for rows in tables))
+    print(f"cases in both: {', '.join(sorted(common))}")
+    tables = [[r for r in rows if r["case"] in common] for rows in tables]
+    sides = [{key(s["method"]): s for s in summarize_methods(rows)} for rows in tables]
     same = total = 0
     print("| method | " + " | ".join(CHECKS) + " |")
     print("|---" * (len(CHECKS) + 1) + "|")

@@ -1258,9 +1258,10 @@ def _parse_patch(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     type=click.Choice(["full", "quick"]),
     default="full",
     show_default=True,
-    help="quick: one re-initialisation, 3 random orders, 4 fractions, no extras, integrated "
-    "gradients with 8 steps and occlusion patches of 8,24,24 (they replace the options given; "
-    "cost and verdicts against full: docs/assess.md, 'Profiles'); full: the options as given.",
+    help="quick: one re-initialisation, 3 random orders, 4 fractions, no extras, no sMPRT, the "
+    "top-down cascade only, integrated gradients with 8 steps and occlusion patches of "
+    "8,24,24 (they replace the options given; cost and verdicts against full: docs/assess.md, "
+    "'Profiles'); full: the options as given.",
 )
 @memory_budget_option
 @click.option(
