@@ -165,6 +165,18 @@ def test_channels_are_matched_by_name_or_refused(world, tmp_path, capsys) -> Non
     assert summary["ground_truth"]["name"] == "OT"
     assert any("channel 0 (MR_ADC) is the data's ADC" in n for n in summary["notes"])
 
+    # FLAIR on its own coarser grid: resampled onto DWI's by the data layer, handed to nnU-Net
+    # as a copy on the DWI file's grid, the maps written there
+    flair = _variant(world["model"], tmp_path / "flair", {"0": "b1000", "1": "T2-FLAIR"})
+    summary = _explain(flair, world["isles2022"], "strokecase0001", tmp_path / "fl", capsys)
+    dwi, flair_read = summary["inputs"]
+    assert dwi["read"] == "as stored" and dwi["data_channel"] == "DWI"
+    assert flair_read["data_channel"] == "FLAIR" and "resampled" in flair_read["read"]
+    written = read_header(tmp_path / "fl" / "relevance_gradient.nii.gz", frames=True)
+    source = read_header(Path(dwi["file"]))
+    assert written.shape == source.shape
+    np.testing.assert_allclose(written.affine, source.affine)
+
     argv = ["explain", "--nnunet", str(world["model"]), str(world["isles2024"]), "--case"]
     code, _, err = run_cli([*argv, "stroke0001", *FAST, "--out", str(tmp_path / "x")], capsys)
     assert code == 1
