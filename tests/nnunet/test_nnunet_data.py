@@ -287,3 +287,24 @@ def test_folds_in_every_form(world, tmp_path, capsys, monkeypatch) -> None:
     summary = json.loads((tmp_path / "two" / "explanation.json").read_text())
     assert summary["nnunet"]["folds"] == ["0", "1"]
     assert len(summary["provenance"]["checkpoints"]) == 2
+
+
+def test_image_files_with_a_label(tiny_nnunet, tiny_model_dir, tmp_path, capsys) -> None:
+    """--image files with --label: the label is the ground truth, named by its file and scored
+    (Dice counted here)."""
+    import tiny_nnunet as tiny
+
+    raw = tiny_nnunet / "nnUNet_raw" / tiny.DATASET
+    images = [raw / "imagesTr" / f"tiny_000_000{c}.nii.gz" for c in (0, 1)]
+    label = raw / "labelsTr" / "tiny_000.nii.gz"
+    argv = ["explain", "--nnunet", str(tiny_model_dir), *FAST, "--label", str(label)]
+    for image in images:
+        argv += ["--image", str(image)]
+    code, _, err = run_cli([*argv, "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "explanation.json").read_text())
+    assert summary["ground_truth"] == {"file": str(label), "name": "tiny_000.nii.gz"}
+    prediction = _volume(tmp_path / "prediction.nii.gz")
+    assert summary["dice"] == pytest.approx(_dice(prediction == 1, _volume(label) > 0), abs=1e-12)
+    files = summary["provenance"]["data"]["cases"]["tiny_000"]["files"]
+    assert files == {"DWI": images[0].name, "ADC": images[1].name, "label": str(label.resolve())}

@@ -200,7 +200,8 @@ def explain_nnunet_case(
     the largest ground-truth, else predicted, area) and ``explanation.json`` into ``out``."""
     if not isinstance(case, NnUNetCase):
         files = [Path(f) for f in case]
-        case = image_case(files, case_id or (files[0].name.split(".")[0] if files else "case"))
+        name = case_id or (files[0].name.split(".")[0] if files else "case")
+        case = image_case(files, name, channels=model.channel_names)
     if target not in NNUNET_TARGETS:
         raise StrokeLRPError(f"with --nnunet, --target must be one of {', '.join(NNUNET_TARGETS)}")
     if target == "ground_truth" and case.label is None:
@@ -564,7 +565,7 @@ def explain_nnunet(
             raise StrokeLRPError("--image needs --out")
         stem = Path(images[0]).name.split(".")[0]
         name = stem[:-5] if stem[-5:-4] == "_" and stem[-4:].isdigit() else stem
-        case = image_case(images, name, label)
+        case = image_case(images, name, label, model.channel_names)
         return explain_nnunet_case(model, case, out, log=log, **options).paths()
     if label is not None:
         raise StrokeLRPError("--label goes with --image; DATA's own labels are read by its layout")

@@ -318,11 +318,19 @@ def case_files(data: Path, case_id: str, dataset: dict[str, Any]) -> list[Path]:
 
 
 def image_case(
-    files: Sequence[str | Path], case_id: str, label: str | Path | None = None
+    files: Sequence[str | Path],
+    case_id: str,
+    label: str | Path | None = None,
+    channels: Sequence[str] = (),
 ) -> NnUNetCase:
-    """A case given as files (``--image``, one per model channel, in order), with an optional
-    ground-truth ``label`` (voxels > 0) on their grid."""
+    """A case given as files (``--image``, one per model channel, in order; ``channels``: the
+    model's names for them), with an optional ground-truth ``label`` (voxels > 0) on their
+    grid."""
     paths = [Path(f) for f in files]
+    sources = [
+        ChannelSource(name, name, path, "as stored")
+        for name, path in zip(channels, paths, strict=False)
+    ]
     mask = None
     if label is not None:
         from strokelrp.pipeline.explain_images import read_images
@@ -334,4 +342,5 @@ def image_case(
         label=mask,
         label_name="" if label is None else Path(label).name,
         label_file=None if label is None else Path(label),
+        sources=sources if len(sources) == len(paths) else [],
     )
