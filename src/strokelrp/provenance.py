@@ -161,6 +161,50 @@ def provenance(
     return record
 
 
+NNUNET_PACKAGES = ("nnunetv2", "dynamic_network_architectures")
+"""Distributions whose versions an nnU-Net output's provenance records."""
+
+
+def nnunet_provenance(
+    model: Any,
+    command: str,
+    *,
+    cases: dict[str, dict[str, Any]],
+    data_root: str | Path | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The provenance record of an nnU-Net output of ``command``: the model folder (a
+    :class:`strokelrp.families.nnunet.NnUNetModel`) with the hashes of its
+    ``plans.json`` and ``dataset.json``, every fold's checkpoint file with its SHA-256, the
+    nnunetv2 and dynamic_network_architectures versions besides strokelrp's, the command line,
+    ``cases`` (case id -> :func:`strokelrp.provenance.case_record`) and ``extra``."""
+    from strokelrp.data.dataset import file_sha256
+
+    folder = Path(model.folder)
+    checkpoints = [
+        {"fold": str(fold), "path": str(Path(path).resolve()), "sha256": file_sha256(Path(path))}
+        for fold, path in zip(model.folds, model.checkpoint_files, strict=True)
+    ]
+    return provenance(
+        command,
+        data_root=data_root,
+        cases=cases,
+        checkpoints=checkpoints,
+        packages=NNUNET_PACKAGES,
+        nnunet={
+            "folder": str(folder.resolve()),
+            "configuration": model.configuration,
+            "trainer": model.trainer,
+            "plans": model.plans_name,
+            "folds": [str(f) for f in model.folds],
+            "checkpoint": model.checkpoint,
+            "plans_sha256": file_sha256(folder / "plans.json"),
+            "dataset_json_sha256": file_sha256(folder / "dataset.json"),
+        },
+        **extra,
+    )
+
+
 def write_sidecar(output: str | Path, record: Mapping[str, Any]) -> Path:
     """Write ``record`` (atomically) as the sidecar of ``output``; -> the sidecar's path."""
     text = json.dumps(record, indent=1, allow_nan=False, default=str) + "\n"

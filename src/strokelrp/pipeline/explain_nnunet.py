@@ -50,8 +50,6 @@ from strokelrp.report.nifti import NIFTI_SUFFIX
 from strokelrp.run_files import COHORT_TABLE, EXPLANATION
 
 NNUNET_TARGETS = ("prediction", "ground_truth", "contrastive", "authors")
-NNUNET_PACKAGES = ("nnunetv2", "dynamic_network_architectures")
-"""Distributions whose versions an nnU-Net output's provenance records."""
 
 __all__ = [
     "NNUNET_TARGETS",
@@ -134,45 +132,6 @@ def _settings(
     if filters:
         raise StrokeLRPError("--filter applies to LRP methods only")
     return method, [baseline_setting(method)]
-
-
-def nnunet_provenance(
-    model: Any,
-    *,
-    cases: dict[str, dict[str, Any]],
-    data_root: str | Path | None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """The provenance record of an nnU-Net output: the model folder with the hashes of its
-    ``plans.json`` and ``dataset.json``, every fold's checkpoint file with its SHA-256, the
-    nnunetv2 and dynamic_network_architectures versions besides strokelrp's, the command line,
-    ``cases`` (case id -> :func:`strokelrp.provenance.case_record`) and ``extra``."""
-    from strokelrp.data.dataset import file_sha256
-    from strokelrp.provenance import provenance
-
-    folder = Path(model.folder)
-    checkpoints = [
-        {"fold": str(fold), "path": str(Path(path).resolve()), "sha256": file_sha256(Path(path))}
-        for fold, path in zip(model.folds, model.checkpoint_files, strict=True)
-    ]
-    return provenance(
-        "explain",
-        data_root=data_root,
-        cases=cases,
-        checkpoints=checkpoints,
-        packages=NNUNET_PACKAGES,
-        nnunet={
-            "folder": str(folder.resolve()),
-            "configuration": model.configuration,
-            "trainer": model.trainer,
-            "plans": model.plans_name,
-            "folds": [str(f) for f in model.folds],
-            "checkpoint": model.checkpoint,
-            "plans_sha256": file_sha256(folder / "plans.json"),
-            "dataset_json_sha256": file_sha256(folder / "dataset.json"),
-        },
-        **extra,
-    )
 
 
 def explain_nnunet_case(
@@ -270,7 +229,7 @@ def _explain_into(
     )
     from strokelrp.lrp.engine import target_weights
     from strokelrp.pipeline.explain_images import read_images
-    from strokelrp.provenance import case_record
+    from strokelrp.provenance import case_record, nnunet_provenance
     from strokelrp.report.explain_case import setting_entries
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import sidecar_path, write_relevance_companions
@@ -396,6 +355,7 @@ def _explain_into(
     root = case.data if case.data is not None else Path(case.files[0]).parent
     record = nnunet_provenance(
         model,
+        "explain",
         cases={
             case_id: case_record(sources, root, case_fingerprint(sources), shown_case.orientation)
         },
@@ -466,7 +426,7 @@ def write_cohort_table(out: Path, model: Any = None, data: Path | None = None) -
     """``cohort.csv``: one row per finished case folder of ``out`` (sorted by case id), with
     ``cohort.provenance.json`` (the model's record and every row's case) when ``model`` is
     given."""
-    from strokelrp.provenance import write_sidecar
+    from strokelrp.provenance import nnunet_provenance, write_sidecar
 
     rows, cases = [], {}
     for summary_path in sorted(out.glob(f"*/{EXPLANATION}")):
@@ -486,7 +446,7 @@ def write_cohort_table(out: Path, model: Any = None, data: Path | None = None) -
         )  # fmt: skip
     table = write_text(out / COHORT_TABLE, buf.getvalue())
     if model is not None:
-        write_sidecar(table, nnunet_provenance(model, cases=cases, data_root=data))
+        write_sidecar(table, nnunet_provenance(model, "explain", cases=cases, data_root=data))
     return table
 
 

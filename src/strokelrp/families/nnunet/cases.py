@@ -125,7 +125,6 @@ def _lesion_choice(layout: Any, root: Path, dataset: dict[str, Any], class_index
 class _Opened:
     root: Path
     layout: str
-    title: str
     mapped: tuple[str, ...]
     notes: list[str]
     channels: tuple[str, ...] | None
@@ -146,7 +145,6 @@ def _open(data: str | Path, dataset: dict[str, Any], class_index: int, what: str
     return _Opened(
         root,
         cls.name,
-        cls.title,
         mapped,
         notes,
         None if cls.name == "isles2017" else mapped,  # ISLES 2017 always lists all six
@@ -174,12 +172,13 @@ def _choose(folders: list[Any], case_id: str) -> Any:
     return sorted(folders, key=lambda f: f.split != "test")[0]
 
 
-def _label_name(layout: str, spec: Any, path: Path, lesion: str | None) -> str:
-    """What the ground truth is, for figure 1's panel title."""
+def _label_name(layout: str, spec: Any, path: Path, lesion: str) -> str:
+    """What the ground truth is, for figure 1's panel title: ``labelsTr, class lesion`` (the
+    class by name, else by value), the BIDS suffix (``msk``), ``OT``."""
     from strokelrp.data.layouts.base import nifti_stem
 
     if layout in ("nnunet", "msd"):
-        return f"{path.parent.name}, class {lesion}" if lesion else path.parent.name
+        return f"{path.parent.name}, class {lesion}"
     if layout in ("isles2022", "isles2024"):
         stem = nifti_stem(path.name) or path.name
         return stem.rsplit("_", 1)[-1]  # msk, lesion-msk
@@ -288,7 +287,7 @@ def load_nnunet_case(
         files.append(staged if staged is not None else source)
         sources.append(ChannelSource(names[c], key, source, read, staged))
     label_file = case.paths.get(spec.label) if case.label is not None else None
-    lesion = opened.lesion or _layout_lesion(spec)
+    lesion = opened.lesion or "/".join(map(str, spec.lesion_values))
     return NnUNetCase(
         case_id=case_id,
         files=files,
@@ -302,12 +301,6 @@ def load_nnunet_case(
         layout=opened.layout,
         notes=notes,
     )
-
-
-def _layout_lesion(spec: Any) -> str | None:
-    """The lesion class the layout chose, as ``name = value`` from its label's description."""
-    text = spec.names.get(spec.label, "")
-    return text.split("lesion class ", 1)[1].rstrip(")") if "lesion class " in text else None
 
 
 def case_files(data: Path, case_id: str, dataset: dict[str, Any]) -> list[Path]:
