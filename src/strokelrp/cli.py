@@ -666,7 +666,7 @@ def join_option_values(args: list[str], option: str, pattern: str) -> list[str]:
 
 
 def _check_folds(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    from strokelrp.families.nnunet.model_folder import parse_folds
+    from strokelrp.pipeline import parse_folds
 
     try:
         parse_folds(value)
@@ -1433,9 +1433,9 @@ def main(argv: list[str] | None = None) -> None:
     """
     import os
 
-    from strokelrp.provenance import COMMAND_LINE
+    from strokelrp.pipeline import set_command_line
 
-    COMMAND_LINE.set(["strokelrp", *(sys.argv[1:] if argv is None else argv)])
+    set_command_line(["strokelrp", *(sys.argv[1:] if argv is None else argv)])
     try:
         cli.main(args=argv, prog_name="strokelrp")
     except StrokeLRPError as err:

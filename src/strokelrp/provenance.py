@@ -31,6 +31,11 @@ COMMAND_LINE: ContextVar[list[str] | None] = ContextVar("strokelrp_command_line"
 """The command line being run (set by :func:`strokelrp.cli.main`); ``None`` from Python."""
 
 
+def set_command_line(argv: Iterable[str]) -> None:
+    """Record the command line being run (the CLI does, before it runs a command)."""
+    COMMAND_LINE.set([str(a) for a in argv])
+
+
 def command_line() -> list[str]:
     """The command line that made an output: the CLI's (``["strokelrp", "explain", ...]``),
     else the Python process's ``sys.argv``."""
