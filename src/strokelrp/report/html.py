@@ -83,6 +83,8 @@ class RunTables:
     the run has none. ``assess``, ``curves``, ``cascade``: the rows of ``assess.csv``
     (found at ``assess_path``, None when absent), ``assess_curves.csv`` and ``cascade.csv``
     beside it. ``provenance``: (output path, its record or None) per output shown.
+    ``training``: a training run (False: a folder of results only, e.g. of an nnU-Net model,
+    which has no configuration, training or metrics to show).
     """
 
     name: str
@@ -99,6 +101,7 @@ class RunTables:
     cascade: Rows = field(default_factory=list)
     explained: list[CaseFigures] = field(default_factory=list)
     provenance: list[tuple[str, dict[str, Any] | None]] = field(default_factory=list)
+    training: bool = True
 
 
 @dataclass
@@ -831,16 +834,25 @@ def render(title: str, run_names: Sequence[str], sections: Sequence[Section]) ->
 
 def report_html(runs: Sequence[RunTables], report_dir: Path, fig_dir: Path) -> str:
     """The report of ``runs`` as one HTML document: every section in order, figures written
-    to ``fig_dir`` and embedded, NIfTI links relative to ``report_dir``."""
-    builders: list[Callable[[], Section]] = [
-        lambda: config_section(runs),
-        lambda: training_section(runs, fig_dir),
-        lambda: metrics_section(runs),
-        lambda: sweep_section(runs, fig_dir),
-        lambda: trust_section(runs, fig_dir),
-        lambda: explanations_section(runs, report_dir),
-        lambda: provenance_section([r for run in runs for r in run.provenance]),
+    to ``fig_dir`` and embedded, NIfTI links relative to ``report_dir``. Results folders
+    (``training`` False) add no training sections, and a section none of them has data for is
+    left out unless a training run is shown."""
+    trained = [run for run in runs if run.training]
+    builders: list[tuple[bool, Callable[[], Section]]] = [
+        (bool(trained), lambda: config_section(trained)),
+        (bool(trained), lambda: training_section(trained, fig_dir)),
+        (bool(trained), lambda: metrics_section(trained)),
+        (
+            bool(trained) or any(r.sweep is not None for r in runs),
+            lambda: sweep_section(runs, fig_dir),
+        ),
+        (bool(trained) or any(r.assess for r in runs), lambda: trust_section(runs, fig_dir)),
+        (
+            bool(trained) or any(r.explained for r in runs),
+            lambda: explanations_section(runs, report_dir),
+        ),
+        (True, lambda: provenance_section([r for run in runs for r in run.provenance])),
     ]
-    sections = [build() for build in builders]
+    sections = [build() for shown, build in builders if shown]
     names = [run.name for run in runs]
     return render("strokelrp report: " + ", ".join(names), names, sections)
