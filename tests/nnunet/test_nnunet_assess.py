@@ -132,7 +132,8 @@ def _table(path: Path) -> list[dict[str, str]]:
 def test_two_shards_give_the_one_table(tiny_nnunet, tiny_model_dir, tmp_path, capsys) -> None:
     """assess --nnunet over two cases: two --part shards into one folder give the tables
     one process gives (timings aside); a finished case is skipped; the labelled case
-    (imagesTr, labelsTr) has localisation measures, the unlabelled one none."""
+    (imagesTr, labelsTr) has localisation measures, the unlabelled one none; report on the
+    folder shows the trust section and no training or sweep sections."""
     data = _raw(tiny_nnunet)
     base = ["assess", "--nnunet", str(tiny_model_dir), str(data), *FAST, *QUICK]
     base += ["--cases", "tiny_000,tiny_100", "--seeds", "1"]
@@ -156,6 +157,10 @@ def test_two_shards_give_the_one_table(tiny_nnunet, tiny_model_dir, tmp_path, ca
     assert rows[0]["mass_accuracy"] != "" and rows[2]["mass_accuracy"] == ""
     code, _, err = run_cli([*base, "--out", str(two), "--part", "1/2"], capsys)
     assert code == 0 and "tiny_100: done before, skipped" in err
+    code, stdout, err = run_cli(["report", str(one)], capsys)
+    assert code == 0, err
+    page = Path(stdout.strip()).read_text()
+    assert 'id="trust"' in page and 'id="sweep"' not in page and 'id="metrics"' not in page
 
 
 def test_sweep_shards_and_report(tiny_nnunet, tiny_model_dir, tmp_path, capsys) -> None:
