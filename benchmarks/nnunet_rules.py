@@ -141,10 +141,13 @@ def trained_model(root: Path, kind: str, args: argparse.Namespace) -> tuple[Path
     _, name = dataset_name(kind)
     raw = root / "nnUNet_raw" / name
     model = root / "nnUNet_results" / name / f"nnUNetTrainer__{PLANS[kind]}__3d_fullres"
+    held_out = len(list((raw / "imagesTs").glob("*_0000.nii.gz")))
+    if not (raw / "dataset.json").is_file() or held_out < args.held_out:
+        # the same generator and seed: the training cases come out identical, the held-out
+        # ones extend the earlier ones, so a trained model stays valid
+        write_raw(raw, args.train_cases, args.held_out, seed=7)
     if (model / "fold_all" / "checkpoint_final.pth").is_file():
         return model, raw
-    if not (raw / "dataset.json").is_file():
-        write_raw(raw, args.train_cases, args.held_out, seed=7)
     env = {**os.environ, **tiny.nnunet_env(root)}
     t0 = time.perf_counter()
     cmd = [sys.executable, __file__, "train", str(root), kind]
@@ -158,6 +161,7 @@ def trained_model(root: Path, kind: str, args: argparse.Namespace) -> tuple[Path
 
 def table(out: Path, title: str) -> None:
     from strokelrp.analysis.assess import summarize_methods
+    from strokelrp.analysis.statistics import bootstrap_interval
     from strokelrp.run_files import read_csv
 
     rows = read_csv(out / "assess.csv")
@@ -168,15 +172,17 @@ def table(out: Path, title: str) -> None:
     print("| method | " + " | ".join(MEASURES) + " | checks passed |")
     print("|---|" + "---|" * (len(MEASURES) + 1))
     for s in summary:
+        mine = [r for r in rows if r["method"] == s["method"]]
         cells = []
         for m in MEASURES:
-            mean, low, high = s[m], s[f"{m}_low"], s[f"{m}_high"]
+            values = [float(r[m]) for r in mine if r[m] not in ("", None)]
+            mean, low, high = bootstrap_interval(values)
             cells.append("n/a" if np.isnan(mean) else f"{mean:.3f} [{low:.3f}, {high:.3f}]")
         passed = sum(bool(v) for k, v in s.items() if k.endswith("_ok"))
         print(f"| {s['method']} | " + " | ".join(cells) + f" | {passed} |")
     wanted = {METHODS[0], METHODS[1]}
     for p in pairs:
-        if {p["method"], p["other"]} == wanted:
+        if {p["method"], p["other"]} == wanted and p["median_difference"] != "":
             print(
                 f"- {p['measure']}: {p['method']} minus {p['other']}, median difference "
                 f"{float(p['median_difference']):.3f} over {p['pairs']} case(s), paired "

@@ -1188,8 +1188,10 @@ def _sweep_runs(
 def report(runs: tuple[str, ...], out: str | None) -> None:
     """Write a self-contained HTML report (figures embedded) and print its path.
 
-    Each RUN is a run folder written by `strokelrp train` (it holds config.toml); a data
-    folder is refused.
+    Each RUN is a run folder written by `strokelrp train` (it holds config.toml), or a folder
+    of results without training (an nnU-Net model folder, the --out of explain, assess or
+    sweep with --nnunet): its report has the sections it has data for. A data folder is
+    refused.
     """
     from strokelrp.pipeline.report import build_report
 
@@ -1407,7 +1409,10 @@ def assess_command(
 ) -> None:
     """Trust measures of each method's maps (sanity, faithfulness, localisation, modality
     truth): OUT/assess.csv, one row per case x method, and OUT/assess_curves.csv, the
-    perturbation curves behind its AOPCs; definitions in docs/assess.md."""
+    perturbation curves behind its AOPCs; definitions in docs/assess.md.
+
+    RUN DATA assesses a trained run; --nnunet MODEL_DIR DATA an nnU-Net model on whole
+    volumes through its sliding window (resumable, --part i/N)."""
     from strokelrp import read_csv
     from strokelrp.pipeline import assess_method_summaries, assess_summary_lines
     from strokelrp.pipeline.assess import assess_run
