@@ -9,7 +9,7 @@ in ``imagesTr``/``labelsTr`` and held-out cases in ``imagesTs``/``labelsTs``; ru
 fingerprint, planner and preprocessing; shrinks the 3d_fullres plan (three stages, 8-16-32
 features, patch 16 x 32 x 32) as a user could; trains fold ``all`` with nnU-Net's
 ``nnUNetTrainer`` (a subprocess, nnU-Net's own loop, augmentation and loss) for ``--epochs`` x
-``--iterations``; then assesses ``lrp:epsilon`` (InstanceNorm passed),
+``--iterations``; then assesses ``lrp:epsilon(instancenorm=pass)``,
 ``lrp:epsilon(instancenorm=fold)`` and the gradient on the held-out cases through nnU-Net's
 sliding window (:func:`strokelrp.pipeline.assess_nnunet.assess_nnunet`, no mirroring). The
 residual sums have one step in the engine (the proportional split), so the ``resenc`` rows
@@ -39,7 +39,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent / "tests" / "nnunet"
-METHODS = ("lrp:epsilon", "lrp:epsilon(instancenorm=fold)", "gradient")
+METHODS = ("lrp:epsilon(instancenorm=pass)", "lrp:epsilon(instancenorm=fold)", "gradient")
 MEASURES = (
     "lesion_share",
     "prior_gap",

@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -273,12 +273,38 @@ def prepare_context(
     return ctx
 
 
+class MapMaker(Protocol):
+    """How :func:`assess` gets a model's maps (its one seam): x (1, C, *S), W (1, K, *S) ->
+    maps (C, *S) of S = sum(W * model(x)); ``occlusion`` gives one map per W from shared
+    forwards."""
+
+    def lrp(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        weights: Tensor,
+        rules: str,
+        filter: str | None,
+        memory_budget: str | int | float | None,
+        **opts: Any,
+    ) -> Tensor: ...
+
+    def gradient(self, model: nn.Module, x: Tensor, weights: Tensor) -> Tensor: ...
+
+    def occlusion(
+        self, model: nn.Module, x: Tensor, weights: Sequence[Tensor], **opts: Any
+    ) -> list[Tensor]: ...
+
+    def method(
+        self, name: str, model: nn.Module, x: Tensor, weights: Tensor, **opts: Any
+    ) -> Tensor: ...
+
+
 class PlainMaps:
-    """How :func:`assess` gets a network's maps (the seam): x (1, C, *S), W (1, K, *S), maps
-    (C, *S), each from :mod:`strokelrp.attribution` on the network itself. A model that
-    predicts otherwise brings its own maker with the same methods
-    (:class:`strokelrp.trust.windowed.WindowMaps`: through a sliding window) as its class's
-    ``assess_maps``."""
+    """The :class:`MapMaker` of a network that predicts its input in one forward: each map
+    from :mod:`strokelrp.attribution` on the network itself. A model that predicts otherwise
+    names its own maker as its class's ``assess_maps``
+    (:class:`strokelrp.trust.windowed.WindowMaps`: through a sliding window)."""
 
     def lrp(
         self,
@@ -308,7 +334,7 @@ class PlainMaps:
         return METHODS[name](model, x, weights, **opts).detach()
 
 
-def maps_of(model: nn.Module) -> Any:
+def maps_of(model: nn.Module) -> MapMaker:
     """The map maker of ``model``: its class's ``assess_maps`` (a windowed model's), else
     :class:`PlainMaps`."""
     return getattr(type(model), "assess_maps", None) or PlainMaps()

@@ -12,8 +12,8 @@ The maps cannot come from autograd through that forward (it would hold every pat
 activations), so the model's class carries its own map maker, :class:`WindowMaps`: every map
 is :func:`strokelrp.sliding_window.window_attribute` of the same scalar S = sum(W * stitched
 logits) (LRP with its filter inside each patch walk, gradient, integrated gradients,
-occlusion, Grad-CAM). It has the interface of the plain networks' maker,
-:class:`strokelrp.trust.assess.PlainMaps`.
+occlusion, Grad-CAM), the same interface (:class:`strokelrp.trust.assess.MapMaker`) as the
+plain networks' :class:`strokelrp.trust.assess.PlainMaps`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def _method(name: str, filt: str | None = None) -> str:
 
 
 class WindowMaps:
-    """Maps of S = sum(W * stitched logits) through a :class:`WindowedModel`'s window (the
-    interface of :class:`strokelrp.trust.assess.PlainMaps`: x (1, C, *S), W (1, K, *S), maps
+    """The :class:`strokelrp.trust.assess.MapMaker` of a :class:`WindowedModel`: maps of
+    S = sum(W * stitched logits) through its window (x (1, C, *S), W (1, K, *S), maps
     (C, *S))."""
 
     @staticmethod
