@@ -48,7 +48,7 @@ def test_summary_checks_by_hand() -> None:
     def row(case: str, method: str, gap: float, **kw: float) -> dict:
         base = dict(brain_share=0.95, lesion_share=0.6, morf_aopc=1.0, lerf_aopc=0.0,
                     random_aopc=0.1, random_gap=0.9, randomisation_rho=0.8, contrast_rho=0.5,
-                    ablation_rho=0.5)  # fmt: skip
+                    ablation_rho=0.5, randomisation_shell=0.1, contrast_gap=0.1)  # fmt: skip
         base.update(kw)
         return {"case": case, "method": method, "prior_gap": gap, **base}
 
@@ -56,9 +56,18 @@ def test_summary_checks_by_hand() -> None:
         row("1", "good", 0.3),
         row("2", "good", 0.3, random_aopc=0.2),  # ratio 5 here: the median ratio is shown only
         row("3", "good", 0.3),
-        row("1", "bad", 0.4, contrast_rho=-0.99),
-        row("2", "bad", -0.2, contrast_rho=-0.97, brain_share=""),  # mean gap 0.1 > 0, but
-    ]  # the interval of the two cases' mean reaches -0.2: not faithful
+        row("1", "bad", 0.4, contrast_rho=-0.99, contrast_gap=0.7, randomisation_shell=0.3),
+        row(
+            "2",
+            "bad",
+            -0.2,
+            contrast_rho=-0.97,
+            contrast_gap=0.3,
+            brain_share="",
+            randomisation_shell=0.6,
+        ),  # mean gap 0.1 > 0, but the interval of the two
+    ]  # cases' mean reaches -0.2: not faithful; contrast_gap and randomisation_shell: the
+    # means (0.5, 0.45) are inside the bounds, the intervals' ends (0.7, 0.6) are not
     good, bad = summarize_methods(rows)
     assert good["morf_over_random"] == 10.0 and good["passes"]
     assert (good["prior_gap"], good["prior_gap_low"], good["prior_gap_high"]) == (0.3, 0.3, 0.3)
@@ -67,6 +76,8 @@ def test_summary_checks_by_hand() -> None:
     assert math.isclose(bad["contrast_rho"], -0.98)
     assert math.isclose(bad["prior_gap"], 0.1) and bad["prior_gap_low"] == -0.2
     assert not bad["faithful_ok"] and bad["beats_random_ok"]
+    assert bad["contrast_gap_high"] == 0.7 and not bad["randomisation_ok"]
+    assert math.isclose(bad["randomisation_shell"], 0.45)
 
 
 def test_randomisation_leaves_out_seeds_with_an_undefined_correlation() -> None:

@@ -236,7 +236,8 @@ def test_assess_memory_budget_reaches_every_lrp_map(trained, tmp_path, capsys, m
     assert doc["table"] == str(tmp_path / "t" / "assess.csv")
     assert [m["method"] for m in doc["methods"]] == ["lrp:epsilon"]
     assert [r["case"] for r in doc["rows"]] == ["1"]
-    assert budgets == [1000.0] * 4  # the map, 2 re-initialised, the background target
+    # the map, 2 re-initialised, the background target, sMPRT's 2 x SMPRT_SAMPLES noisy maps
+    assert budgets == [1000.0] * (4 + 2 * assess_module.SMPRT_SAMPLES)
     ((opts, batch),) = options
     assert opts == {"integrated_gradients": {"steps": 3}, "occlusion": {"patch": (2, 4, 4)}}
     assert batch == 1  # the perturbed inputs are batched within the budget too

@@ -200,22 +200,26 @@ def test_trust_section_from_assess_csv(tmp_path: Path) -> None:
     # ablation (COLUMNS after case and method)
     good = [0.95, 0.6, 2.0, -1.0, 0.1, 1.0, 1.0, 1.9, 0.8, 0.5, 0.5]
     bad = [0.5, 0.1, 0.3, 0.2, 0.1, 0.4, -0.1, 0.2, 0.95, -0.99, 0.1]
-    lines = [",".join([*COLUMNS, "prior_rho"])]
+    # then prior_rho, randomisation_shell, contrast_gap (the last two: checks of their own)
+    lines = [",".join([*COLUMNS, "prior_rho", "randomisation_shell", "contrast_gap"])]
     for case in ("4", "5"):
-        lines.append(",".join([case, "lrp:epsilon", *map(str, good), "0.9"]))
-        lines.append(",".join([case, "lrp:paper", *map(str, bad), "0.7"]))
+        lines.append(",".join([case, "lrp:epsilon", *map(str, good), "0.9", "0.05", "-0.1"]))
+        lines.append(",".join([case, "lrp:paper", *map(str, bad), "0.7", "0.9", "1.5"]))
     (run / "assess" / "assess.csv").write_text("\n".join(lines) + "\n")
-    cascade = ["case,method,step,layer,rho"]
+    cascade = ["case,method,order,step,layer,skipped,rho"]
     for case in ("4", "5"):
         for step, layer in enumerate(("head", "dec1", "dec2"), start=1):
-            cascade.append(f"{case},lrp:epsilon,{step},{layer},{1 - 0.3 * step}")
-            cascade.append(f"{case},lrp:paper,{step},{layer},0.97")
+            skip = int(layer == "dec2" and case == "5")  # one case skipped dec2: it is named
+            rho = "" if skip else 1 - 0.3 * step
+            cascade.append(f"{case},lrp:epsilon,top_down,{step},{layer},{skip},{rho}")
+            cascade.append(f"{case},lrp:paper,top_down,{step},{layer},{skip},0.97")
+        cascade.append(f"{case},lrp:paper,independent,1,head,0,-0.9")  # not drawn
     (run / "assess" / "cascade.csv").write_text("\n".join(cascade) + "\n")
     text = build_report([run]).read_text(encoding="utf-8")
     assert ">Can the maps be trusted?</h" in text
     assert (
         "lrp:epsilon (2 case(s)): passes brain_share, lesion_share, faithful, beats_random, "
-        "contrast, ablation. Randomisation" in text
+        "randomisation, contrast, ablation. Randomisation" in text
     )
     assert (
         "lrp:paper (2 case(s)): passes beats_random; fails brain_share: 95 % interval of mean "
@@ -223,7 +227,10 @@ def test_trust_section_from_assess_csv(tmp_path: Path) -> None:
     )
     assert "faithful: 95 % interval of mean prior_gap above 0 (MoRF AOPC beats the locality "
     assert "prior&#x27;s) (got -0.1 [-0.1, -0.1])" in text
+    assert "randomisation: 95 % interval of mean randomisation_shell below 0.5 (the map " in text
+    assert "distance to the target held fixed) (got 0.9 [0.9, 0.9])" in text
     assert "Cascading model randomisation" in text
+    assert "by less than 2% (order: block (cases)): top_down: dec2 (1)." in text
     assert (run / "figures" / "cascade_judged.png").stat().st_size > 10_000
     # the assessment removed: the next report drops its figures too, keeps unrelated files
     (run / "figures" / "mine.txt").write_text("not a figure of the report")
@@ -379,13 +386,16 @@ def test_verdict_says_an_undefined_randomisation_in_words() -> None:
     row = {"case": "4", "method": "lrp:epsilon+pass:0,0.1", "brain_share": "1",
            "lesion_share": "0.2", "morf_aopc": "0.12", "lerf_aopc": "0", "random_aopc": "0.04",
            "randomisation_rho": "", "contrast_rho": "-0.5", "ablation_rho": "0.1",
-           "prior_rho": "0.55"}  # fmt: skip
+           "prior_rho": "0.55", "contrast_gap": "0.2"}  # fmt: skip
     line = verdict_line(summarize_methods([row])[0])
-    assert line.endswith("Randomisation ρ undefined, locality-prior ρ 0.55")
+    assert line.endswith("Randomisation ρ undefined (signed undefined), locality-prior ρ 0.55")
     assert line.startswith("lrp:epsilon+pass:0,0.1 (1 case(s)): passes brain_share, contrast;")
     # no prior_gap in the row: the faithfulness check reads an undefined value and fails
     assert "faithful: 95 % interval of mean prior_gap above 0" in line
     assert "(MoRF AOPC beats the locality prior's) (got undefined)" in line
+    # no randomisation read-out: the randomisation check fails in words, "got undefined"
+    assert "randomisation: 95 % interval of mean randomisation_shell below 0.5" in line
+    assert "distance to the target held fixed) (got undefined)" in line
 
 
 # ------------------------------------------------------------- sections from rows alone
@@ -419,6 +429,7 @@ def test_trust_and_explanations_render_from_rows_and_a_png(tmp_path: Path) -> No
               "5": [0.9, 0.3, 0.2, 0.0, 0.04, 0.1, 0.1, 0.16]}  # fmt: skip
     values["5"] += [0.4, 0.4, 0.6]
     assess = [dict(zip(COLUMNS, [c, "lrp:epsilon", *map(str, v)], strict=True))
+              | {"randomisation_shell": "0.1", "contrast_gap": "-0.1"}
               for c, v in values.items()]  # fmt: skip
     run = RunTables("J", assess_path=Path("J/assess/assess.csv"), assess=assess)
     body = trust_section([run], tmp_path / "figures").body
@@ -430,8 +441,8 @@ def test_trust_and_explanations_render_from_rows_and_a_png(tmp_path: Path) -> No
     assert "2 case(s) (4, 5)" in body
     lesion = (0.5 + 0.3) / 2
     assert (
-        "passes brain_share, faithful, beats_random, contrast, ablation; fails lesion_share: "
-        in body
+        "passes brain_share, faithful, beats_random, randomisation, contrast, ablation; fails "
+        "lesion_share: " in body
     )
     assert f"(got {lesion:.3g} [0.3, 0.5])" in body
 

@@ -290,3 +290,77 @@ def test_positive_shares_follow_the_data_sets_channel_names() -> None:
     assert adc == 1.0 and rcbf == 1.0
     assert all(math.isnan(v) for v in shares(["T1w", "T2w", "FLAIR"]))
     assert all(math.isnan(v) for v in shares(None))
+
+
+class Inert(nn.Module):
+    """Three named blocks; ``mid``'s output is multiplied by 0 (re-initialising it changes no
+    logit), ``head`` maps to the two logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.first = nn.Conv3d(2, 3, 3, padding=1).double()
+        self.mid = nn.Conv3d(3, 3, 3, padding=1).double()
+        self.head = nn.Conv3d(3, 2, 1).double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.first(x))
+        return self.head(h + 0.0 * self.mid(h))
+
+
+def test_cascades_skip_inert_blocks_and_the_model_free_prior_reads_as_unchanged() -> None:
+    """Every order's steps; a block whose re-initialisation moves the logits by less than
+    LOGIT_CHANGE_MIN is skipped with empty read-outs; the prior (model-free) gets 1 from
+    every similarity read-out and 0 from eMPRT; contrast_gradient is the gradient's own
+    contrast_rho (computed here independently by autograd)."""
+    from strokelrp.analysis.randomisation import LOGIT_CHANGE_MIN
+    from strokelrp.analysis.shares import spearman
+    from strokelrp.trust.assess import CASCADES
+
+    model = Inert().eval()
+    x = torch.rand(2, 4, 6, 6, dtype=F64) + 0.1
+    with torch.no_grad():
+        out = model(x[None])
+        model.head.bias[1] -= (out[:, 1] - out[:, 0]).median()
+        y = (model(x[None]).argmax(1) == 1)[0].numpy()
+    methods = ["gradient", "locality_prior"]
+    rows, steps = assess(
+        model, x, y, methods, seeds=(1,), random_seeds=1, fractions=(0.5,), extras=False,
+        cascade=True, smprt_samples=2,
+    )  # fmt: skip
+    by = {(s["method"], s["order"], s["step"]): s for s in steps}
+    assert {s["order"] for s in steps} == set(CASCADES)
+    assert [by[("gradient", "top_down", k)]["layer"] for k in (1, 2, 3)] == ["head", "mid", "first"]
+    assert [by[("gradient", "bottom_up", k)]["layer"] for k in (1, 2, 3)] == [
+        "first",
+        "mid",
+        "head",
+    ]
+    for order, k in (("top_down", 2), ("bottom_up", 2), ("independent", 2)):
+        inert = by[("gradient", order, k)]
+        assert inert["layer"] == "mid" and inert["skipped"] == 1
+        assert inert["logit_change"] < LOGIT_CHANGE_MIN and "signed_rho" not in inert
+    live = by[("gradient", "independent", 1)]
+    assert live["skipped"] == 0 and live["logit_change"] > LOGIT_CHANGE_MIN
+    assert -1 <= live["signed_rho"] <= 1 and -1 <= live["ssim"] <= 1
+    prior = rows[1]
+    for key in ("randomisation_signed", "randomisation_shell", "randomisation_ssim", "smprt"):
+        assert prior[key] == pytest.approx(1.0), key
+    assert prior["emprt"] == 0.0
+    assert set(rows[0]["cascade_skipped"].split()) == {"top_down:mid", "bottom_up:mid",
+                                                        "independent:mid"}  # fmt: skip
+    # the gradient's own class contrast, by autograd
+    logits_w = torch.zeros(1, 2, 4, 6, 6, dtype=F64)
+    logits_w[0, 1] = torch.from_numpy(y.astype(float))
+    grads = []
+    for k in (1, 0):
+        xg = x[None].clone().requires_grad_(True)
+        (model(xg)[0, k] * logits_w[0, 1]).sum().backward()
+        grads.append(xg.grad[0])
+    from strokelrp.core.masks import brain_mask
+
+    brain = brain_mask(x.numpy())
+    want = spearman(grads[0][:, brain].ravel().numpy(), grads[1][:, brain].ravel().numpy())
+    assert rows[0]["contrast_gradient"] == pytest.approx(want, abs=1e-9)
+    assert rows[0]["contrast_gap"] == pytest.approx(0.0, abs=1e-9)
+    assert prior["contrast_gap"] == pytest.approx(1.0 - want)

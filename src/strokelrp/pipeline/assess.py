@@ -84,8 +84,10 @@ def assess_run(
     is rewritten with the table after each case.
     ``reference``: added to every method that takes one and names none
     (:func:`strokelrp.trust.assess.with_reference`); ``removal``: the main AOPC columns'
-    removal kind; ``profile``: ``quick`` replaces seeds, random orders, extras and fractions
-    by :data:`strokelrp.trust.assess.PROFILES` ``["quick"]``.
+    removal kind; ``profile``: ``quick`` replaces seeds, random orders, extras, fractions,
+    the cascade orders and sMPRT by :data:`strokelrp.trust.assess.PROFILES` ``["quick"]``
+    (``full``: every cascade order of :data:`~strokelrp.trust.assess.CASCADES` with
+    ``cascade``, sMPRT with :data:`~strokelrp.trust.assess.SMPRT_SAMPLES` noisy inputs).
     """
     import torch
 
@@ -98,8 +100,10 @@ def assess_run(
     from strokelrp.provenance import case_record, checkpoint_record, provenance, write_sidecar
     from strokelrp.train.checkpoint import load_trained
     from strokelrp.trust.assess import (
+        CASCADES,
         DEFAULT_METHODS,
         PROFILES,
+        SMPRT_SAMPLES,
         assess,
         check_methods,
         with_reference,
@@ -113,6 +117,8 @@ def assess_run(
         "random_seeds": random_seeds,
         "extras": extras,
         "fractions": FRACTIONS,
+        "cascades": CASCADES,
+        "smprt_samples": SMPRT_SAMPLES,
     } | PROFILES[profile]
     methods = [with_reference(m, reference) for m in (methods or DEFAULT_METHODS)]
     device = str(resolve_device(device))
@@ -174,6 +180,8 @@ def assess_run(
             random_orders=settings["random_seeds"],
             extras=settings["extras"],
             fractions=list(settings["fractions"]),
+            cascades=list(settings["cascades"]) if cascade else [],
+            smprt_samples=settings["smprt_samples"],
             removal=removal,
             profile=profile,
             cascade=cascade,

@@ -13,7 +13,22 @@ from typing import Any
 
 from strokelrp.run_files import csv_text
 
-CASCADE_COLUMNS = ("case", "method", "step", "layer", "rho")
+CASCADE_COLUMNS = (
+    "case",
+    "method",
+    "order",
+    "step",
+    "layer",
+    "logit_change",
+    "skipped",
+    "rho",
+    "signed_rho",
+    "shell_rho",
+    "ssim",
+)
+"""The columns of ``cascade.csv``: one row per (case, method, order, step); a skipped step
+(its blocks barely change the logits) has empty read-outs (docs/assess.md,
+"Randomisation")."""
 
 
 def _cell(value: Any) -> str:
@@ -58,11 +73,11 @@ def verdict_line(summary: Mapping[str, Any]) -> str:
             f"{key}: {CHECKS[key]} (got {_interval(summary, CHECK_MEASURES[key])})"
             for key in failed
         )
-    rho, prior = (
-        "undefined" if math.isnan(v := float(summary[k])) else f"{v:.2f}"
-        for k in ("randomisation_rho", "prior_rho")
+    rho, signed, prior = (
+        "undefined" if math.isnan(v := float(summary.get(k, math.nan))) else f"{v:.2f}"
+        for k in ("randomisation_rho", "randomisation_signed", "prior_rho")
     )
-    return text + f". Randomisation ρ {rho}, locality-prior ρ {prior}"
+    return text + f". Randomisation ρ {rho} (signed {signed}), locality-prior ρ {prior}"
 
 
 def summary_lines(rows: list[dict[str, Any]]) -> list[str]:

@@ -434,11 +434,14 @@ def cascade_figure(
 ) -> list[Path]:
     """The cascading randomisation: Spearman rho against the step, one line per method.
 
-    ``rows``: ``cascade.csv`` rows (case, method, step, layer, rho); the mean over cases per
-    (method, step) is drawn, the x ticks name the layer re-initialised last at each step.
+    ``rows``: ``cascade.csv`` rows (case, method, order, step, layer, rho, ...); the top-down
+    order's (rows without ``order`` count as top-down) mean over cases per (method, step) is
+    drawn, leaving out skipped steps (empty rho); the x ticks name the layer re-initialised
+    last at each step.
     """
+    rows = [r for r in rows if str(r.get("order") or "top_down") == "top_down"]
     if not rows:
-        raise StrokeLRPError("no cascade rows to plot")
+        raise StrokeLRPError("no top-down cascade rows to plot")
     methods = list(dict.fromkeys(str(r["method"]) for r in rows))
     steps = sorted({int(_num(r["step"])) for r in rows})
     layers = {int(_num(r["step"])): str(r["layer"]) for r in rows}

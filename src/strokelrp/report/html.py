@@ -615,9 +615,23 @@ def paired_html(rows: Sequence[Mapping[str, Any]]) -> str:
     return f"{html_table(columns, table)}<p>{esc(caption)}</p>"
 
 
+def skipped_blocks(cascade: Rows) -> list[str]:
+    """``order: block (n)`` for every (order, block) of ``cascade.csv`` rows that some case
+    skipped (n: in how many cases), in the file's order; rows without ``skipped`` count as
+    computed."""
+    seen: dict[tuple[str, str], set[str]] = {}
+    for r in cascade:
+        if str(r.get("skipped") or "0") == "1":
+            key = (str(r.get("order") or "top_down"), str(r["layer"]))
+            seen.setdefault(key, set()).add(str(r["case"]))
+    return [f"{order}: {block} ({len(cases)})" for (order, block), cases in seen.items()]
+
+
 def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
-    """Per run: the assess table's means per method, pass marks, verdicts, the cascade."""
+    """Per run: the assess table's means per method, pass marks, verdicts, the cascade (with
+    the blocks it skipped)."""
     from strokelrp.analysis.assess import CHECKS, summarize_methods
+    from strokelrp.analysis.randomisation import LOGIT_CHANGE_MIN
     from strokelrp.report import figures
 
     parts = []
@@ -649,8 +663,13 @@ def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
             "morf_over_random",
             "lerf_aopc",
             "contrast_rho",
+            "contrast_gap",
             "ablation_rho",
             "randomisation_rho",
+            "randomisation_signed",
+            "randomisation_shell",
+            "randomisation_ssim",
+            "emprt",
             "prior_rho",
             "checks",
         ]
@@ -662,13 +681,27 @@ def trust_section(runs: Sequence[RunTables], fig_dir: Path) -> Section:
         parts.append(perturbation_html(run.curves, fig_dir, run.name))
         if run.cascade:
             png = figures.cascade_figure(run.cascade, fig_dir, name=f"cascade_{run.name}")[0]
+            skipped = skipped_blocks(run.cascade)
+            parts.append(
+                note(
+                    "Layer randomisation skipped these blocks, whose re-initialisation moves "
+                    f"the logits by less than {LOGIT_CHANGE_MIN:.0%} (order: block (cases)): "
+                    + "; ".join(skipped)
+                    + ". A map cannot be tested against a block the network barely uses."
+                )
+                if skipped
+                else note("Layer randomisation skipped no block.")
+            )
             parts.append(
                 figure_html(
                     png,
                     "Cascading model randomisation: Spearman of |R| within the brain between "
                     "the trained model and copies whose layers are re-initialised from the "
                     "output side down (step k: the k last parameterised blocks), mean over "
-                    "cases. A map that depends on the learnt weights falls quickly.",
+                    "cases; steps whose blocks barely change the logits are skipped (gaps). "
+                    "|R| shares the target's distance pattern with any re-initialised map, so "
+                    "read it beside the signed and shell-wise columns of the table "
+                    '(docs/assess.md, "Randomisation").',
                 )
             )
     if not parts:

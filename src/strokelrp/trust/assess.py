@@ -38,6 +38,15 @@ from strokelrp.analysis.assess import (
     variants,
     within,
 )
+from strokelrp.analysis.randomisation import (
+    LOGIT_CHANGE_MIN,
+    emprt,
+    logit_change,
+    normalise_p99,
+    shell_spearman,
+    shells,
+    ssim,
+)
 from strokelrp.analysis.removal import REMOVALS
 from strokelrp.analysis.shares import ablation_rho, abs_modality_shares, spearman
 from strokelrp.attribution import (
@@ -85,6 +94,24 @@ def cascade_groups(model: nn.Module) -> list[str]:
     """Top-level children that hold parameters, output side first (the cascade's steps)."""
     names = [n for n, m in model.named_children() if any(True for _ in m.parameters())]
     return names[::-1]
+
+
+CASCADES: tuple[str, ...] = ("top_down", "bottom_up", "independent")
+"""The layer-randomisation orders of ``cascade.csv`` (docs/assess.md, "Randomisation"):
+cumulative from the output down, cumulative from the input up, one block at a time."""
+
+
+def cascade_steps(model: nn.Module, order: str) -> list[list[str]]:
+    """The blocks (:func:`cascade_groups`) re-initialised at each step of ``order``."""
+    groups = cascade_groups(model)
+    if order == "top_down":
+        return [groups[:k] for k in range(1, len(groups) + 1)]
+    if order == "bottom_up":
+        up = groups[::-1]
+        return [up[:k] for k in range(1, len(up) + 1)]
+    if order == "independent":
+        return [[g] for g in groups]
+    raise StrokeLRPError(f"cascade order must be one of {', '.join(CASCADES)}, got {order!r}")
 
 
 # -------------------------------------------------------------------------- one case
@@ -166,6 +193,55 @@ class CaseContext:
     gradients: dict[tuple[Any, str], Tensor] = field(default_factory=dict)
     model_free: dict[tuple[str, str], Tensor] = field(default_factory=dict)
     channels: tuple[str, ...] | None = None  # the data set's channel names, when known
+    logits: np.ndarray | None = None  # the trained model's logits (1, K, *S)
+    shell: np.ndarray | None = None  # (D, H, W) distance-to-target shell of every voxel
+    logit_changes: dict[tuple[str, int], float] = field(default_factory=dict)
+    """(cascade order, step) -> relative logit change of that step (:meth:`step_change`)."""
+    smprt_samples: int = 0  # noisy inputs per sMPRT map (0: no sMPRT)
+
+    def randomisation(self, r: Tensor, other: Tensor) -> dict[str, float]:
+        """The read-outs of one re-initialised map ``other`` against the trained map ``r``
+        (C, *S): Spearman of |R| and of signed R in the brain, the shell-wise Spearman, SSIM
+        of the 99th-percentile-normalised maps (window centres in the brain)
+        (:mod:`strokelrp.analysis.randomisation`)."""
+        a, b = _np(r), _np(other)
+        if self.shell is None:
+            self.shell = shells(self.target)
+        return {
+            "rho": spearman(within(self.brain, a), within(self.brain, b)),
+            "signed_rho": spearman(within(self.brain, a, False), within(self.brain, b, False)),
+            "shell_rho": shell_spearman(a, b, self.shell, self.brain),
+            "ssim": ssim(normalise_p99(a), normalise_p99(b), mask=self.brain),
+        }
+
+    def gradient_contrast(self, model: nn.Module, lesion: Tensor, background: Tensor) -> float:
+        """``contrast_rho`` of the plain gradient on this case (the trained ``model``, the
+        lesion and background weights): the model's own first-order class contrast, the
+        yardstick of every method's ``contrast_rho``; computed once per case."""
+        maps = []
+        own = "prediction" if torch.equal(lesion, self.weights) else "lesion"  # share _maps'
+        for t, w in ((own, lesion), ("background", background)):
+            if ("trained", t) not in self.gradients:
+                self.gradients[("trained", t)] = maps_of(model).gradient(model, self.x, w)
+            maps.append(within(self.brain, self.gradients[("trained", t)], False))
+        return spearman(*maps)
+
+    def step_change(self, model: nn.Module, order: str, k: int, seed: int) -> float:
+        """Relative change of the logits of step k of ``order`` (blocks re-initialised under
+        ``seed``, :func:`_broken`): against the previous step's model for a cumulative order
+        (what this block adds), against the trained model for ``independent`` and the first
+        step; computed once per case."""
+        key = (order, k)
+        if key not in self.logit_changes:
+            steps = cascade_steps(model, order)
+            with torch.no_grad():
+                now = _np(_broken(model, steps[k - 1], seed)(self.x))
+                if order == "independent" or k == 1:
+                    before = self.logits
+                else:
+                    before = _np(_broken(model, steps[k - 2], seed)(self.x))
+            self.logit_changes[key] = logit_change(before, now)
+        return self.logit_changes[key]
 
     def score(self, model: nn.Module, weights: Tensor, target: str) -> float:
         """S(x) of the trained ``model`` for ``target`` (its weights), computed once in the
@@ -270,6 +346,8 @@ def prepare_context(
     if options is not None:
         ctx.options = {k: dict(v) for k, v in options.items()}
     ctx.prior = within(ctx.brain, locality_prior(None, x, weights))
+    ctx.logits = _np(logits)
+    ctx.shell = shells(target)
     return ctx
 
 
@@ -420,8 +498,10 @@ def assess_method(
     cascade: bool = False,
     extras: bool = True,
     points: list[dict[str, Any]] | None = None,
+    cascades: Sequence[str] = CASCADES,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The measures of one method on one case: (row without ``case``, cascade rows).
+    """The measures of one method on one case: (row without ``case``, cascade rows of the
+    ``cascades`` orders when ``cascade``).
 
     ``extras=False`` skips the voxel-level curve and the other removal kinds' curves.
     ``points``, when given, receives every perturbation curve's points (:func:`curve_points`)
@@ -499,12 +579,14 @@ def assess_method(
     row["prior_aopc"] = prior_curve("element")
     row["prior_gap"] = row["morf_aopc"] - row["prior_aopc"]
     row["random_gap"] = row["morf_aopc"] - row["random_aopc"]
-    rhos = []
-    ref = within(brain, r)
+    reads: list[dict[str, float]] = []
     for seed in seeds:
         other = run(ctx.reinitialised(model, seed), seed, {target_name: weights})[target_name]
-        rhos.append(spearman(ref, within(brain, other)))
-    randomisation = _randomisation_summary(rhos)
+        reads.append(
+            ctx.randomisation(r, other)
+            | {"emprt": emprt(within(brain, r, False), within(brain, other, False))}
+        )
+    randomisation = _randomisation_summary([v["rho"] for v in reads])
     row["randomisation_rho"] = randomisation.pop("randomisation_rho")
     r_les = trained.get("lesion", r)
     r_bg = trained["background"]
@@ -513,6 +595,15 @@ def assess_method(
     row["ablation_rho"] = ablation_rho(
         abs_modality_shares(r.reshape(r.shape[0], -1, 1, 1)), ctx.drops
     )
+    later: dict[str, float] = {}
+    for key in ("signed_rho", "shell_rho", "ssim"):
+        later[f"randomisation_{key.removesuffix('_rho')}"] = _mean([v[key] for v in reads])
+    later["emprt"] = _mean([v["emprt"] for v in reads])
+    later["smprt"] = (
+        smprt(ctx, model, seeds[0], (name, opts, filt), target_name, weights)
+        if ctx.smprt_samples
+        else math.nan
+    )
     for variant in names[1:]:
         suffix = "voxel" if variant == "voxel" else variant
         row[f"morf_aopc_{suffix}"] = aopc(drops[("morf", variant)])
@@ -520,18 +611,25 @@ def assess_method(
         if variant != "voxel":
             row[f"prior_aopc_{suffix}"] = prior_curve(variant)
     row.update(localisation(_np(r), ctx))
-    row["prior_rho"] = spearman(ref, ctx.prior) if name != "locality_prior" else 1.0
+    row["prior_rho"] = spearman(within(brain, r), ctx.prior) if name != "locality_prior" else 1.0
     row.update(randomisation)
+    row.update(later)
+    row["contrast_gradient"] = ctx.gradient_contrast(model, lesion_w, background_w)
+    row["contrast_gap"] = row["contrast_rho"] - row["contrast_gradient"]
     row["target_voxels"] = int(ctx.target.sum())
     row["target_score"] = s0
     steps: list[dict[str, Any]] = []
-    if cascade:
-        groups = cascade_groups(model)
-        for k in range(1, len(groups) + 1):
-            broken = reinitialised(model, seeds[0], _modules_under(model, groups[:k])).eval()
-            other = run(broken, ("cascade", k), {target_name: weights})[target_name]
-            rho = spearman(ref, within(brain, other))
-            steps.append({"method": method, "step": k, "layer": groups[k - 1], "rho": rho})
+    for order in cascades if cascade else ():
+        for k, blocks in enumerate(cascade_steps(model, order), start=1):
+            change = ctx.step_change(model, order, k, seeds[0])
+            step = {"method": method, "order": order, "step": k, "layer": blocks[-1]}
+            step |= {"logit_change": change, "skipped": int(change < LOGIT_CHANGE_MIN)}
+            if not step["skipped"]:
+                broken = _broken(model, blocks, seeds[0])
+                other = run(broken, (order, k), {target_name: weights})[target_name]
+                step |= ctx.randomisation(r, other)
+            steps.append(step)
+    row["cascade_skipped"] = " ".join(f"{s['order']}:{s['layer']}" for s in steps if s["skipped"])
     row["map_seconds"] = map_seconds
     row["seconds"] = time.perf_counter() - t0
     return row, steps
@@ -545,6 +643,62 @@ def _modules_under(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
     ]
 
 
+def _broken(model: nn.Module, blocks: Sequence[str], seed: int = 1) -> nn.Module:
+    """``model`` with the top-level ``blocks`` re-initialised (eval mode). Each block draws its
+    weights under its own seed (``seed`` and its place in :func:`cascade_groups`), so a block
+    gets the same random weights at every step of every order: consecutive steps of a
+    cascade differ only by the block added."""
+    places = {g: i for i, g in enumerate(cascade_groups(model))}
+    out = model
+    for block in blocks:
+        out = reinitialised(out, 1000 * seed + places[block], _modules_under(model, [block]))
+    return out.eval()
+
+
+def _mean(values: Sequence[float]) -> float:
+    defined = [v for v in values if not math.isnan(v)]
+    return float(np.mean(defined)) if defined else math.nan
+
+
+SMPRT_NOISE = 0.1
+"""sMPRT's noise: standard deviation as a share of the input's range (max - min)."""
+
+
+def smprt(
+    ctx: CaseContext,
+    model: nn.Module,
+    seed: int,
+    method: tuple[str, dict[str, Any], str | None],
+    target: str,
+    weights: Tensor,
+) -> float:
+    """sMPRT (Hedström et al. 2023): Spearman of |R| in the brain between the denoised maps
+    of the trained and the fully re-initialised model (``seed``); a denoised map is the mean
+    of the maps at ``ctx.smprt_samples`` inputs x + noise (Gaussian, standard deviation
+    :data:`SMPRT_NOISE` x the input's range; the last sample without noise), the same noisy
+    inputs for both models. ``method``: (name, options, filter) as
+    :func:`strokelrp.attribution.parse_method` gives them."""
+    import dataclasses
+
+    name, options, filt = method
+    n = ctx.smprt_samples
+    x = ctx.x
+    std = SMPRT_NOISE * float(x.max() - x.min())
+    gen = torch.Generator().manual_seed(seed)
+    sums: list[Tensor | None] = [None, None]
+    models = (model, ctx.reinitialised(model, seed))
+    for i in range(n):
+        noise = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device) * std
+        noisy = dataclasses.replace(
+            ctx, x=x + noise if i < n - 1 else x, gradients={}, model_free={}
+        )
+        for j, m in enumerate(models):
+            got = _maps(noisy, m, ("smprt", j), name, filt, options, {target: weights})[target]
+            sums[j] = got if sums[j] is None else sums[j] + got
+    a, b = (within(ctx.brain, v / n) for v in sums if v is not None)
+    return spearman(a, b)
+
+
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {},
     "quick": {
@@ -552,11 +706,18 @@ PROFILES: dict[str, dict[str, Any]] = {
         "random_seeds": 3,
         "extras": False,
         "fractions": (0.02, 0.1, 0.5, 2.0),
+        "cascades": ("top_down",),
+        "smprt_samples": 0,
     },
 }
 """``assess --profile``: settings that replace the given ones (``full``: none). ``quick``: one
-re-initialisation, 3 random orders, no extras and 4 of the 8 fractions (its cost in one-map
-times: docs/benchmarks.md, "Assessment profiles")."""
+re-initialisation, 3 random orders, no extras, 4 of the 8 fractions, only the top-down
+cascade and no sMPRT (its cost in one-map times: docs/benchmarks.md, "Assessment
+profiles")."""
+
+SMPRT_SAMPLES = 8
+"""Noisy inputs per sMPRT map in ``assess``'s full profile (:func:`smprt`; 2 x this many
+maps per method and case)."""
 
 
 def with_reference(method: str, reference: str | None) -> str:
@@ -603,11 +764,14 @@ def assess(
     points: list[dict[str, Any]] | None = None,
     removal: str = REMOVAL,
     channels: Sequence[str] | None = None,
+    cascades: Sequence[str] = CASCADES,
+    smprt_samples: int = 0,
     weights: Tensor | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Assess every method on one case: (rows with ``COLUMNS`` + ``EXTRA_COLUMNS`` of
-    :mod:`strokelrp.analysis.assess`, cascade rows (case, method, step, layer, rho) when
-    ``cascade``).
+    :mod:`strokelrp.analysis.assess`, cascade rows (``CASCADE_COLUMNS`` of
+    :mod:`strokelrp.report.assess_run`) of the ``cascades`` orders (:data:`CASCADES`) when
+    ``cascade``); ``smprt_samples``: noisy inputs per sMPRT map (0: no sMPRT column).
 
     ``points``, when given, receives the perturbation curves behind the AOPC columns, one
     dict per point with ``CURVE_COLUMNS`` (``seed`` None except for random orders).
@@ -630,6 +794,11 @@ def assess(
     """
     if len(seeds) < 1 or random_seeds < 1:
         raise StrokeLRPError("assess needs at least one re-initialisation and one random order")
+    for order in cascades:
+        if order not in CASCADES:
+            raise StrokeLRPError(
+                f"cascade order must be one of {', '.join(CASCADES)}, got {order!r}"
+            )
     check_methods(model, methods)
     if memory_budget is not None:
         from strokelrp.lrp.budget import parse_bytes
@@ -651,12 +820,15 @@ def assess(
             channels,
             weights,
         )
+        ctx.smprt_samples = smprt_samples
         rows, curves = [], []
         for method in methods:
             if progress is not None:
                 progress(f"case {case}: {method}")
             mine: list[dict[str, Any]] | None = None if points is None else []
-            row, steps = assess_method(model, ctx, method, seeds, cascade, extras, points=mine)
+            row, steps = assess_method(
+                model, ctx, method, seeds, cascade, extras, points=mine, cascades=cascades
+            )
             rows.append({"case": case, **row})
             if points is not None and mine is not None:
                 points += [{"case": case, **p} for p in mine]
