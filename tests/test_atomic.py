@@ -51,3 +51,26 @@ def test_write_json_round_trips_with_one_trailing_newline(tmp_path: Path) -> Non
     text = path.read_text(encoding="utf-8")
     assert json.loads(text) == payload and text.endswith("}\n") and not text.endswith("\n\n")
     assert text.startswith('{\n  "dice"')  # indented by 2
+
+
+def test_published_folder_moves_all_or_nothing(tmp_path) -> None:
+    """Files written in the folder appear in the target together, an earlier run's files not
+    rewritten go, other files stay; on an error the target is unchanged and nothing is left."""
+    from strokelrp.atomic import published_folder
+
+    target = tmp_path / "out"
+    target.mkdir()
+    for name, text in (("old_a.txt", "a"), ("keep.txt", "k"), ("mine.txt", "old")):
+        (target / name).write_text(text)
+    stale = [target / "old_a.txt", target / "mine.txt"]
+    with pytest.raises(RuntimeError), published_folder(target, stale) as work:
+        (work / "mine.txt").write_text("new")
+        raise RuntimeError("half-way")
+    assert sorted(p.name for p in target.iterdir()) == ["keep.txt", "mine.txt", "old_a.txt"]
+    assert (target / "mine.txt").read_text() == "old"
+    with published_folder(target, stale, last="summary.json") as work:
+        (work / "mine.txt").write_text("new")
+        (work / "summary.json").write_text("{}")
+        (work / "inputs").mkdir()  # a folder inside is not published
+    assert sorted(p.name for p in target.iterdir()) == ["keep.txt", "mine.txt", "summary.json"]
+    assert (target / "mine.txt").read_text() == "new"

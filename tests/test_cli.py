@@ -45,3 +45,21 @@ def test_debug_keeps_the_traceback_and_other_errors_are_not_swallowed(
     monkeypatch.setattr(report_pipeline, "build_report", _raising(TypeError("a bug")))
     with pytest.raises(TypeError, match="a bug"):
         main(["report", str(tmp_path)])
+
+
+def test_folds_take_nnunets_space_separated_form() -> None:
+    """``--folds 0 1 2`` becomes ``--folds 0,1,2`` before click parses; the arguments after the
+    fold values (DATA, options) and anything after ``--`` are left alone."""
+    from strokelrp.cli import FOLD_VALUE, join_option_values
+
+    def join(*args: str) -> list[str]:
+        return join_option_values(list(args), "--folds", FOLD_VALUE)
+
+    assert join("explain", "--folds", "0", "1", "2", "DATA", "--case", "4") == [
+        "explain", "--folds", "0,1,2", "DATA", "--case", "4",
+    ]  # fmt: skip
+    assert join("--folds", "all", "DATA") == ["--folds", "all", "DATA"]
+    assert join("--folds", "0,1", "3", "--out", "o") == ["--folds", "0,1,3", "--out", "o"]
+    assert join("--folds", "0,", "1") == ["--folds", "0,1"]
+    assert join("--", "--folds", "0", "1") == ["--", "--folds", "0", "1"]
+    assert join("--folds", "x") == ["--folds", "x"]  # left for the option's check

@@ -123,7 +123,9 @@ def test_quick_demo_end_to_end(
             (1, "brain_share"),
             (3, "morf_aopc"),
             (6, "prior_gap"),
-            (13, "randomisation_rho"),
+            (12, "contrast_gap"),
+            (14, "randomisation_rho"),
+            (16, "randomisation_shell"),
         )
         for i, name in measured:
             assert cells[i] == expected(column(method, name)), (method, name)

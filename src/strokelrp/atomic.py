@@ -8,8 +8,9 @@ The file gets the usual permissions (0666 less the umask; ``mkstemp`` alone woul
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -68,3 +69,28 @@ def write_json(path: str | Path, payload: Any, indent: int = 2) -> Path:
     import json
 
     return write_text(path, json.dumps(payload, indent=indent) + "\n")
+
+
+@contextmanager
+def published_folder(
+    target: str | Path, stale: Iterable[Path] = (), last: str | None = None
+) -> Iterator[Path]:
+    """Write a set of files as one: yield a new hidden folder inside ``target`` to write them
+    into; when the block ends without error, every file at the folder's top level is moved
+    into ``target`` by rename (``last``, e.g. the summary naming the others, moved last) and
+    then the ``stale`` files (an earlier run's outputs) that were not replaced are removed.
+    The folder goes in any case; on an error ``target`` keeps what it held."""
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".strokelrp-", dir=target))
+    try:
+        yield work
+        new = sorted((p for p in work.iterdir() if p.is_file()), key=lambda p: p.name == last)
+        for path in new:
+            os.replace(path, target / path.name)
+        names = {p.name for p in new}
+        for path in stale:
+            if Path(path).parent == target and Path(path).name not in names:
+                Path(path).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

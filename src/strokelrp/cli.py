@@ -628,7 +628,54 @@ REFERENCE_HELP = (
 EXPLAIN_REFERENCE = "healthy"  # = strokelrp.reference.DEFAULT_REFERENCE (tested): no torch here
 
 
-@cli.command("explain")
+FOLD_VALUE = r"^(all|[0-9]+(,[0-9]+)*,?)$"
+"""What ``--folds`` takes: ``all``, a fold number or a comma-separated list of them."""
+
+
+class FoldsCommand(click.Command):
+    """A command whose ``--folds`` takes nnU-Net's space-separated form (``--folds 0 1 2 3
+    4``) besides ``--folds 0,1`` and ``--folds all``: the fold values that follow ``--folds``
+    are joined with commas before click parses the arguments (click options take a fixed
+    number of values)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, join_option_values(args, "--folds", FOLD_VALUE))
+
+
+def join_option_values(args: list[str], option: str, pattern: str) -> list[str]:
+    """``[..., option, "0", "1", "2", ...]`` -> ``[..., option, "0,1,2", ...]``: the
+    arguments after ``option`` that match ``pattern`` become its one value (up to ``--``)."""
+    import re
+
+    value = re.compile(pattern)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        out.append(args[i])
+        if args[i] == "--":
+            return out + args[i + 1 :]
+        if args[i] == option:
+            taken = []
+            while i + 1 < len(args) and value.match(args[i + 1]):
+                taken.append(args[i + 1].rstrip(","))
+                i += 1
+            if taken:
+                out.append(",".join(taken))
+        i += 1
+    return out
+
+
+def _check_folds(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from strokelrp.pipeline import parse_folds
+
+    try:
+        parse_folds(value)
+    except StrokeLRPError as err:
+        raise click.BadParameter(str(err).removeprefix("--folds: ")) from err
+    return value
+
+
+@cli.command("explain", cls=FoldsCommand)
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.argument("data", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.option(
@@ -656,15 +703,19 @@ EXPLAIN_REFERENCE = "healthy"  # = strokelrp.reference.DEFAULT_REFERENCE (tested
     default=None,
     help="Explain an nnU-Net v2 results folder (<Trainer>__<Plans>__<configuration>) on whole "
     "volumes through its sliding window: --image files (one per channel, dataset.json's order) "
-    "with --out, or DATA (an nnU-Net raw folder) --case ID, or DATA --out DIR for every case "
-    "(--part i/N).",
+    "with --out, or DATA --case ID, or DATA --out DIR for every case (--part i/N). DATA is a "
+    "data set in any layout strokelrp reads (nnU-Net raw, BIDS/ISLES 2022 and 2024, ISLES 2017, "
+    "Decathlon); its channels are matched to dataset.json's channel_names by name, and its "
+    "label, where it has one, is the ground truth.",
 )
 @click.option(
     "--folds",
     default="all",
     show_default=True,
-    metavar="0,1,...|all",
-    help="With --nnunet: the folds to ensemble (comma-separated), or all found.",
+    callback=_check_folds,
+    metavar="0 1 ...|0,1,...|all",
+    help="With --nnunet: the folds to ensemble (space- or comma-separated, as nnUNetv2_predict "
+    "-f), or all found.",
 )
 @click.option(
     "--part",
@@ -699,8 +750,8 @@ EXPLAIN_REFERENCE = "healthy"  # = strokelrp.reference.DEFAULT_REFERENCE (tested
     "--label",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="With --model: a lesion mask NIfTI (voxels > 0) on the images' grid; needed by "
-    "--target ground_truth, drawn in the figure and scored (Dice) otherwise.",
+    help="With --model or --nnunet --image: a lesion mask NIfTI (voxels > 0) on the images' "
+    "grid; needed by --target ground_truth, drawn in the figure and scored (Dice) otherwise.",
 )
 @click.option(
     "--class-index",
@@ -745,7 +796,7 @@ EXPLAIN_REFERENCE = "healthy"  # = strokelrp.reference.DEFAULT_REFERENCE (tested
     default="prediction",
     show_default=True,
     help="Start from the lesion logit on the predicted lesion voxels, on the OT voxels "
-    "(with --model: the --label voxels), "
+    "(with --model: the --label voxels; with --nnunet: the data's label or --label), "
     "(authors) from the whole output, both classes, as the authors' code does, or "
     "(contrastive) from the log-odds, lesion minus background logit, on the predicted voxels.",
 )
@@ -855,6 +906,7 @@ def explain_command(
             data=run,
             case_id=case_id,
             images=list(images),
+            label=label,
             out=out,
             folds=folds,
             checkpoint="final" if checkpoint == "last" else checkpoint,
@@ -1540,6 +1592,9 @@ def main(argv: list[str] | None = None) -> None:
     """
     import os
 
+    from strokelrp.pipeline import set_command_line
+
+    set_command_line(["strokelrp", *(sys.argv[1:] if argv is None else argv)])
     try:
         cli.main(args=argv, prog_name="strokelrp")
     except StrokeLRPError as err:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import sys
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,34 @@ from strokelrp.atomic import write_text
 
 SIDECAR_SUFFIX = ".provenance.json"
 FORMAT = "strokelrp-provenance/1"
+
+COMMAND_LINE: ContextVar[list[str] | None] = ContextVar("strokelrp_command_line", default=None)
+"""The command line being run (set by :func:`strokelrp.cli.main`); ``None`` from Python."""
+
+
+def set_command_line(argv: Iterable[str]) -> None:
+    """Record the command line being run (the CLI does, before it runs a command)."""
+    COMMAND_LINE.set([str(a) for a in argv])
+
+
+def command_line() -> list[str]:
+    """The command line that made an output: the CLI's (``["strokelrp", "explain", ...]``),
+    else the Python process's ``sys.argv``."""
+    given = COMMAND_LINE.get()
+    return list(given) if given is not None else list(sys.argv)
+
+
+def package_versions(names: Iterable[str]) -> dict[str, str | None]:
+    """Installed version of each distribution (``None`` when not installed)."""
+    import importlib.metadata
+
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -101,13 +131,16 @@ def provenance(
     run: str | Path | None = None,
     checkpoints: Iterable[dict[str, Any]] = (),
     rules: Any = None,
+    packages: Iterable[str] = (),
     **extra: Any,
 ) -> dict[str, Any]:
     """The record of one output: what made it, from which data, run, checkpoints and rules.
 
     ``cases``: case id -> :func:`case_record`; ``checkpoints``: :func:`checkpoint_record`
-    dicts; ``rules``: a preset name or ``Preset`` (recorded by :func:`rules_record`);
-    ``extra``: further command-specific fields (target, filter settings, labels...).
+    dicts (or a family's own, e.g. nnU-Net's fold, file and hash); ``rules``: a preset name or
+    ``Preset`` (recorded by :func:`rules_record`); ``packages``: further distributions whose
+    versions are recorded (``"nnunetv2"``); ``extra``: further command-specific fields
+    (target, filter settings, labels...).
     """
     import torch
 
@@ -119,7 +152,9 @@ def provenance(
             "strokelrp": __version__,
             "torch": torch.__version__,
             "python": platform.python_version(),
+            **package_versions(packages),
         },
+        "command_line": command_line(),
         "data": None
         if data_root is None
         else {"root": str(Path(data_root).resolve()), "cases": dict(cases or {})},
@@ -129,6 +164,50 @@ def provenance(
     }
     record.update(extra)
     return record
+
+
+NNUNET_PACKAGES = ("nnunetv2", "dynamic_network_architectures")
+"""Distributions whose versions an nnU-Net output's provenance records."""
+
+
+def nnunet_provenance(
+    model: Any,
+    command: str,
+    *,
+    cases: dict[str, dict[str, Any]],
+    data_root: str | Path | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The provenance record of an nnU-Net output of ``command``: the model folder (a
+    :class:`strokelrp.families.nnunet.NnUNetModel`) with the hashes of its
+    ``plans.json`` and ``dataset.json``, every fold's checkpoint file with its SHA-256, the
+    nnunetv2 and dynamic_network_architectures versions besides strokelrp's, the command line,
+    ``cases`` (case id -> :func:`strokelrp.provenance.case_record`) and ``extra``."""
+    from strokelrp.data.dataset import file_sha256
+
+    folder = Path(model.folder)
+    checkpoints = [
+        {"fold": str(fold), "path": str(Path(path).resolve()), "sha256": file_sha256(Path(path))}
+        for fold, path in zip(model.folds, model.checkpoint_files, strict=True)
+    ]
+    return provenance(
+        command,
+        data_root=data_root,
+        cases=cases,
+        checkpoints=checkpoints,
+        packages=NNUNET_PACKAGES,
+        nnunet={
+            "folder": str(folder.resolve()),
+            "configuration": model.configuration,
+            "trainer": model.trainer,
+            "plans": model.plans_name,
+            "folds": [str(f) for f in model.folds],
+            "checkpoint": model.checkpoint,
+            "plans_sha256": file_sha256(folder / "plans.json"),
+            "dataset_json_sha256": file_sha256(folder / "dataset.json"),
+        },
+        **extra,
+    )
 
 
 def write_sidecar(output: str | Path, record: Mapping[str, Any]) -> Path:

@@ -313,6 +313,11 @@ def test_synth_layout_then_inspect(tmp_path: Path, layout: str, capsys) -> None:
     code, text, _ = run_cli(["inspect", str(out), "--json", "--layout", layout], capsys)
     doc = json.loads(text)
     assert doc["layout"] == layout and doc["n_invalid"] == 0 and doc["channels"]
+    written = sorted(out.rglob("*.nii*"))
+    assert written
+    for path in written:  # other tools read them: gzip where the name says so
+        assert (path.read_bytes()[:2] == b"\x1f\x8b") == path.name.endswith(".gz"), path
+        assert nib.load(path).shape
 
 
 def test_forcing_the_wrong_layout_is_one_clear_error(tmp_path: Path, capsys) -> None:

@@ -141,3 +141,23 @@ def test_figure_rejects_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="relevance 'raw'"):
         plot_figure1(tmp_path / "f.png", [("raw", np.zeros((6, 5, 8, 9)))], image, pred)
     assert not (tmp_path / "f.png").exists()
+
+
+def test_ground_truth_panel_is_titled_by_what_it_is(tmp_path: Path, monkeypatch) -> None:
+    """The ground-truth panel names the ground truth given (``OT`` when none is named)."""
+    import strokelrp.report.figure1 as figure1_module
+
+    titles: list[list[str]] = []
+    save = figure1_module._save_png_atomic
+
+    def keep(fig, path, dpi):
+        titles.append([ax.get_title() for ax in fig.axes])
+        return save(fig, path, dpi)
+
+    monkeypatch.setattr(figure1_module, "_save_png_atomic", keep)
+    image, truth, pred = _inputs(np.random.default_rng(2))
+    maps = [("raw", np.ones(image.shape))]
+    for name in (None, "labelsTr, class lesion"):
+        plot_figure1(tmp_path / "f.png", maps, image, pred, label=truth, truth_name=name)
+    assert "(B) ground truth (OT)" in titles[0]
+    assert "(B) ground truth (labelsTr, class lesion)" in titles[1]

@@ -22,6 +22,8 @@ _EXPORTS = {
     "sweep_summary_records": "strokelrp.analysis.sweep:summary_records",
     "assess_summary_lines": "strokelrp.report.assess_run:summary_lines",
     "assess_method_summaries": "strokelrp.analysis.assess:summarize_methods",
+    "parse_folds": "strokelrp.families.nnunet.model_folder:parse_folds",
+    "set_command_line": "strokelrp.provenance:set_command_line",
 }
 """The stages and printouts the command line runs that live below this package (training and
 evaluation in ``train/``, the summaries of ``analysis/`` and ``report/``), under the names

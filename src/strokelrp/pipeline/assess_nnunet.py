@@ -22,6 +22,7 @@ cases and settings.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,14 +35,20 @@ CASES_DIR = "cases"
 """``OUT/cases/CASE.json``: one finished case of an nnU-Net assessment."""
 
 
-def label_beside(files: Sequence[Path], case_id: str, ending: str) -> Path | None:
-    """The label file of a case read from an nnU-Net raw folder: ``labelsTr/CASE<ending>`` for
-    images in ``imagesTr`` (``labelsTs`` for ``imagesTs``); None when there is none."""
-    folder = Path(files[0]).parent
-    if not folder.name.startswith("images"):
-        return None
-    path = folder.parent / f"labels{folder.name[len('images') :]}" / f"{case_id}{ending}"
-    return path if path.is_file() else None
+def case_inputs(
+    model: Any, data: Path, case_id: str, stage: Path
+) -> tuple[list[Path], Path | None, dict[str, Path]]:
+    """A case of the data set ``data`` (any layout, :func:`strokelrp.families.nnunet.cases.
+    load_nnunet_case`; copies staged under ``stage`` where nnU-Net cannot read the data's own
+    files): (channel files in the model's order, the label file nnU-Net preprocesses with them
+    or None, the data's own files for provenance). The label is used where it lies on the
+    images' grid as nnU-Net reads it (an nnU-Net raw folder's ``labelsTr`` / ``labelsTs``);
+    elsewhere the localisation measures stay empty."""
+    from strokelrp.families.nnunet.cases import load_nnunet_case
+
+    case = load_nnunet_case(data, case_id, model.dataset, stage=stage)
+    label = case.label_file if case.layout == "nnunet" else None
+    return list(case.files), label, case.source_files()
 
 
 def assess_nnunet_case(
@@ -154,9 +161,8 @@ def assess_nnunet(
     from strokelrp.analysis.assess import FRACTIONS
     from strokelrp.data.dataset import case_fingerprint
     from strokelrp.families import family_loader
-    from strokelrp.pipeline.explain_nnunet import case_files, list_cases, parse_part
+    from strokelrp.pipeline.explain_nnunet import list_cases, parse_part
     from strokelrp.provenance import case_record, provenance
-    from strokelrp.report.nifti import NIFTI_SUFFIX
     from strokelrp.trust.assess import DEFAULT_METHODS, PROFILES
 
     say = log if log is not None else (lambda _line: None)
@@ -177,7 +183,6 @@ def assess_nnunet(
     ids = list(cases) if cases else list_cases(data, model.dataset)
     mine = ids[i::n]
     say(f"part {i}/{n}: {len(mine)} of {len(ids)} case(s)")
-    ending = str(model.dataset.get("file_ending", NIFTI_SUFFIX))
     record = provenance(
         "assess",
         data_root=data,
@@ -205,26 +210,24 @@ def assess_nnunet(
         if done.is_file():
             say(f"{case_id}: done before, skipped")
             continue
-        files = case_files(data, case_id, model.dataset)
-        label = label_beside(files, case_id, ending)
-        points: list[dict[str, Any]] = []
-        rows = assess_nnunet_case(
-            model,
-            files,
-            case_id,
-            chosen_methods,
-            mirror=mirror,
-            label=label,
-            points=points,
-            log=log,
-            memory_budget=memory_budget,
-            options=options,
-            removal=removal,
-            **settings,
-        )
-        paths = {f"channel{c}": f for c, f in enumerate(files)}
-        if label is not None:
-            paths["label"] = label
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".strokelrp-inputs-", dir=out) as stage:
+            files, label, paths = case_inputs(model, data, case_id, Path(stage))
+            points: list[dict[str, Any]] = []
+            rows = assess_nnunet_case(
+                model,
+                files,
+                case_id,
+                chosen_methods,
+                mirror=mirror,
+                label=label,
+                points=points,
+                log=log,
+                memory_budget=memory_budget,
+                options=options,
+                removal=removal,
+                **settings,
+            )
         case = case_record(paths, data, case_fingerprint(paths))
         points = [{"case": case_id, **p} for p in points]
         write_json(done, {"case": case_id, "rows": rows, "points": points, "record": case})

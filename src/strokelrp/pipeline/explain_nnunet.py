@@ -1,20 +1,28 @@
 """Explain an nnU-Net v2 model folder on whole volumes (``strokelrp explain --nnunet ...``).
 
-One case: nnU-Net's preprocessing, the prediction as ``nnUNetv2_predict`` computes it (float16
+One case (:class:`strokelrp.families.nnunet.cases.NnUNetCase`: ``--image`` files, or a case
+of a data set in any layout the data layer reads, its channels mapped onto the model's by
+name): nnU-Net's preprocessing, the prediction as ``nnUNetv2_predict`` computes it (float16
 stitching, written as ``prediction.nii.gz`` on the native grid), the target weights W on that
-prediction, and the maps of S = sum(W * exactly stitched logits) through the sliding window
+prediction (or on the ground truth, brought to the network's grid as nnU-Net brings a training
+segmentation), and the maps of S = sum(W * exactly stitched logits) through the sliding window
 (:mod:`strokelrp.sliding_window`; LRP with every filter setting in one batched walk per patch,
 or any other method), each mapped back to the native grid as nnU-Net exports its logits and
 written as a 4-D NIfTI (x, y, z, channel) with the first image's affine and header, with a
 JSON sidecar naming its volumes by ``dataset.json``'s ``channel_names``
 (:func:`strokelrp.report.nifti.write_relevance_companions`, also its per-channel and normalised
 copies when asked). Figure 1 (``figure1.png``) shows the native-grid maps over the input
-images read in RAS order (:func:`strokelrp.pipeline.explain_images.read_images`).
-``explanation.json`` records the model, folds, checkpoint, files, score, relevance sums, the
-conservation, the sidecars and the figure. A cohort (:func:`explain_cohort`) explains every
-case of an nnU-Net raw folder, ``part=(i, N)`` taking the cases ``i::N`` like
-``nnUNetv2_predict -part_id i -num_parts N``; finished cases are skipped (resumable) and
-``cohort.csv`` gathers every finished case of the output folder.
+images read in RAS order (:func:`strokelrp.pipeline.explain_images.read_images`) and the
+case's ground truth when it has one. ``explanation.json`` records the model, folds,
+checkpoint, the channels' sources, score, Dice against the ground truth, relevance sums, the
+conservation, the sidecars, the figure and the provenance record
+(:func:`strokelrp.provenance.provenance`). Everything is written into a hidden folder of the
+output folder and moved in when complete; the files of an earlier explanation of the folder
+that this one did not rewrite are then removed (:func:`strokelrp.atomic.published_folder`).
+A cohort (:func:`explain_cohort`) explains every case of a data set, ``part=(i, N)`` taking
+the cases ``i::N`` like ``nnUNetv2_predict -part_id i -num_parts N``; finished cases are
+skipped (resumable) and ``cohort.csv`` (with ``cohort.provenance.json``) gathers every
+finished case of the output folder.
 """
 
 from __future__ import annotations
@@ -29,12 +37,30 @@ from typing import Any
 
 import numpy as np
 
-from strokelrp.atomic import write_json, write_text
+from strokelrp.atomic import published_folder, write_json, write_text
 from strokelrp.errors import StrokeLRPError
+from strokelrp.families.nnunet.cases import (
+    NnUNetCase,
+    case_files,
+    image_case,
+    list_cases,
+    load_nnunet_case,
+)
 from strokelrp.report.nifti import NIFTI_SUFFIX
 from strokelrp.run_files import COHORT_TABLE, EXPLANATION
 
-NNUNET_TARGETS = ("prediction", "contrastive", "authors")
+NNUNET_TARGETS = ("prediction", "ground_truth", "contrastive", "authors")
+
+__all__ = [
+    "NNUNET_TARGETS",
+    "NnUNetExplanation",
+    "case_files",
+    "explain_cohort",
+    "explain_nnunet",
+    "explain_nnunet_case",
+    "list_cases",
+    "parse_part",
+]
 
 
 @dataclass
@@ -60,30 +86,23 @@ class NnUNetExplanation:
             self.summary,
         ]
 
+    def moved_to(self, out: Path) -> NnUNetExplanation:
+        """The same files after they were moved from ``self.out`` into ``out``."""
 
-def case_files(data: Path, case_id: str, dataset: dict[str, Any]) -> list[Path]:
-    """A case's channel files in an nnU-Net raw folder (``imagesTr`` or ``imagesTs``):
-    ``CASE_0000.nii.gz``, ``CASE_0001.nii.gz``, ... in ``dataset.json``'s channel order."""
-    ending = str(dataset.get("file_ending", NIFTI_SUFFIX))
-    channels = len(dataset.get("channel_names") or dataset.get("modality") or {})
-    for sub in ("imagesTs", "imagesTr", "."):
-        files = [data / sub / f"{case_id}_{c:04d}{ending}" for c in range(channels)]
-        if files and all(f.is_file() for f in files):
-            return files
-    raise StrokeLRPError(
-        f"case {case_id}: no {case_id}_0000{ending} ... _{channels - 1:04d}{ending} under "
-        f"{data}/imagesTs or {data}/imagesTr"
-    )
+        def moved(path: Path) -> Path:
+            return out / path.name
 
-
-def list_cases(data: Path, dataset: dict[str, Any]) -> list[str]:
-    """Every case id with a first channel file under ``imagesTs`` (else ``imagesTr``), sorted."""
-    ending = str(dataset.get("file_ending", NIFTI_SUFFIX))
-    for sub in ("imagesTs", "imagesTr", "."):
-        ids = sorted(p.name[: -len(f"_0000{ending}")] for p in (data / sub).glob(f"*_0000{ending}"))
-        if ids:
-            return ids
-    raise StrokeLRPError(f"{data}: no nnU-Net raw images (*_0000{ending} in imagesTs or imagesTr)")
+        return NnUNetExplanation(
+            self.case_id,
+            out,
+            {k: moved(v) for k, v in self.relevance.items()},
+            moved(self.prediction),
+            moved(self.figure),
+            moved(self.summary),
+            self.row,
+            [moved(p) for p in self.companions],
+            self.notes,
+        )
 
 
 def parse_part(spec: str) -> tuple[int, int]:
@@ -117,10 +136,10 @@ def _settings(
 
 def explain_nnunet_case(
     model: Any,
-    files: Sequence[str | Path],
-    case_id: str,
+    case: NnUNetCase | Sequence[str | Path],
     out: str | Path,
     *,
+    case_id: str | None = None,
     method: str | None = None,
     rules: str = "epsilon",
     filters: Sequence[str] | None = None,
@@ -133,20 +152,76 @@ def explain_nnunet_case(
     normalised: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> NnUNetExplanation:
-    """Explain one case (its channel files in ``dataset.json`` order) with a loaded
-    :class:`strokelrp.families.nnunet.NnUNetModel`; write the native-grid maps with their
-    sidecars, the prediction, figure 1 (``modality``: the channel shown, by name, default the
-    first; ``slice_index``: axial slice z in RAS order, default the largest predicted area) and
-    ``explanation.json`` into ``out``."""
+    """Explain one case (a :class:`NnUNetCase`, or its channel files in ``dataset.json`` order
+    named ``case_id``) with a loaded :class:`strokelrp.families.nnunet.NnUNetModel`; write the
+    native-grid maps with their sidecars, the prediction, figure 1 (``modality``: the channel
+    shown, by name, default the first; ``slice_index``: axial slice z in RAS order, default
+    the largest ground-truth, else predicted, area) and ``explanation.json`` into ``out``."""
+    if not isinstance(case, NnUNetCase):
+        files = [Path(f) for f in case]
+        name = case_id or (files[0].name.split(".")[0] if files else "case")
+        case = image_case(files, name, channels=model.channel_names)
+    if target not in NNUNET_TARGETS:
+        raise StrokeLRPError(f"with --nnunet, --target must be one of {', '.join(NNUNET_TARGETS)}")
+    if target == "ground_truth" and case.label is None:
+        raise StrokeLRPError(
+            f"case {case.case_id}: --target ground_truth needs a ground truth: the data set has "
+            "no label for this case (with --image, give --label)"
+        )
+    out_dir = Path(out)
+    from strokelrp.report.explain_case import previous_outputs
+
+    stale = previous_outputs(out_dir)
+    with published_folder(out_dir, stale, last=EXPLANATION) as work:
+        done = _explain_into(
+            model,
+            case,
+            work,
+            method=method,
+            rules=rules,
+            filters=filters,
+            target=target,
+            class_index=class_index,
+            mirror=mirror,
+            slice_index=slice_index,
+            modality=modality,
+            per_modality=per_modality,
+            normalised=normalised,
+            log=log,
+        )
+    return done.moved_to(out_dir)
+
+
+def _explain_into(
+    model: Any,
+    case: NnUNetCase,
+    out_dir: Path,
+    *,
+    method: str | None,
+    rules: str,
+    filters: Sequence[str] | None,
+    target: str,
+    class_index: int,
+    mirror: bool,
+    slice_index: int | None,
+    modality: str | None,
+    per_modality: bool,
+    normalised: bool,
+    log: Callable[[str], None] | None,
+) -> NnUNetExplanation:
+    """:func:`explain_nnunet_case`'s work, every file written into ``out_dir``."""
     import dataclasses
 
     import torch
 
     from strokelrp import run_files
-    from strokelrp.core.orientation import to_canonical
+    from strokelrp.core.metrics import dice_score
+    from strokelrp.core.orientation import to_canonical, to_file_order
+    from strokelrp.data.dataset import case_fingerprint
     from strokelrp.data.layouts import shown_channel
     from strokelrp.families.nnunet.predict import nnunet_window
     from strokelrp.families.nnunet.preprocess import (
+        model_grid_mask,
         native_labels,
         preprocess_case,
         to_native,
@@ -154,23 +229,28 @@ def explain_nnunet_case(
     )
     from strokelrp.lrp.engine import target_weights
     from strokelrp.pipeline.explain_images import read_images
+    from strokelrp.provenance import case_record, nnunet_provenance
     from strokelrp.report.explain_case import setting_entries
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import sidecar_path, write_relevance_companions
     from strokelrp.sliding_window import window_attribute, window_explain, window_logits
 
     say = log if log is not None else (lambda _line: None)
-    if target not in NNUNET_TARGETS:
-        raise StrokeLRPError(f"with --nnunet, --target must be one of {', '.join(NNUNET_TARGETS)}")
+    case_id = case.case_id
     name, settings = _settings(method, rules, filters)
-    out_dir = Path(out)
-    case = preprocess_case(model, files, case_id)
+    pre = preprocess_case(model, case.files, case_id)
     # the inputs as stored, in RAS order, for the sidecars and figure 1; channel names from
     # dataset.json (the reader's arrays are the files' (z, y, x) order, as the Case's before
     # its reorientation)
     shown_case = dataclasses.replace(
-        read_images(case.files), case_id=case_id, channels=tuple(model.channel_names)
+        read_images(pre.files), case_id=case_id, channels=tuple(model.channel_names)
     )
+    truth = case.label
+    if truth is not None and truth.shape != shown_case.image.shape[1:]:
+        raise StrokeLRPError(
+            f"case {case_id}: the ground truth's grid {truth.shape} is not the images' "
+            f"{shown_case.image.shape[1:]}"
+        )
     try:
         shown = shown_channel(shown_case.channels, modality)
     except StrokeLRPError as err:
@@ -179,19 +259,23 @@ def explain_nnunet_case(
     if slice_index is not None and not 0 <= slice_index < depth:
         raise StrokeLRPError(f"case {case_id}: slice {slice_index} is outside 0..{depth - 1}")
     window = nnunet_window(model, mirror)
-    x = torch.from_numpy(case.data)
+    x = torch.from_numpy(pre.data)
     say(
         f"{case_id}: {len(window.tiles(x.shape[1:]))} patch(es) x {len(window.mirrorings)} "
         f"mirroring(s) x {len(model.networks)} fold(s), {name}"
     )
     nnunet_logits = window_logits(model.networks, x, window, stitch_dtype=torch.float16)
-    seg, _ = native_labels(model, nnunet_logits, case.properties)
+    seg, _ = native_labels(model, nnunet_logits, pre.properties)
     nnunet_logits = nnunet_logits.float()
-    weights, _ = target_weights(target, nnunet_logits[None], None, class_index)
+    label = None
+    if target == "ground_truth" and truth is not None:
+        native_truth = to_file_order(truth, shown_case.orientation)
+        label = torch.from_numpy(model_grid_mask(model, native_truth, pre.properties, x.shape[1:]))
+    weights, _ = target_weights(target, nnunet_logits[None], label, class_index)
     weights = weights[0]
     exact = window_logits(model.networks, x, window)
     score = float((weights.double() * exact.double()).sum())
-    notes: list[str] = []
+    notes: list[str] = list(case.notes)
     if name.startswith("lrp:"):
         from strokelrp.lrp.presets import preset
 
@@ -215,11 +299,11 @@ def explain_nnunet_case(
     extra: list[Path] = []
     shown_maps: list[tuple[str, np.ndarray]] = []
     for k, setting in enumerate(settings):
-        native = to_native(model, maps[k], case.properties)
+        native = to_native(model, maps[k], pre.properties)
         path = write_native(
             out_dir / f"{setting.stem}{NIFTI_SUFFIX}",
             native,
-            case.files[0],
+            pre.files[0],
             description=f"strokelrp {name} {setting.label}",
         )
         written[setting.label] = path
@@ -243,18 +327,22 @@ def explain_nnunet_case(
     pred_path = write_native(
         out_dir / f"prediction{NIFTI_SUFFIX}",
         seg.astype(np.uint8),
-        case.files[0],
+        pre.files[0],
         description="nnU-Net prediction",
     )
     lesion = int((seg == class_index).sum())
     explained = (to_canonical(seg, shown_case.orientation) == class_index).astype(np.uint8)
-    z = default_slice(None, explained, depth) if slice_index is None else slice_index
+    dice = None if truth is None else dice_score(explained, truth)
+    z = default_slice(truth, explained, depth) if slice_index is None else slice_index
     folds = ", ".join(map(str, model.folds))
     figure = plot_figure1(
         out_dir / run_files.FIGURE1,
         shown_maps,
         shown_case.image,
         explained,
+        label=truth,
+        truth_name=case.label_name or None,
+        dice=dice,
         spacing=shown_case.spacing,
         slice_index=z,
         modality=shown,
@@ -262,6 +350,20 @@ def explain_nnunet_case(
         case_id=case_id,
         subtitle=f"nnU-Net {model.configuration} fold(s) {folds}, {name}, start from {target}",
         affine=shown_case.affine,
+    )
+    sources = case.source_files()
+    root = case.data if case.data is not None else Path(case.files[0]).parent
+    record = nnunet_provenance(
+        model,
+        "explain",
+        cases={
+            case_id: case_record(sources, root, case_fingerprint(sources), shown_case.orientation)
+        },
+        data_root=root,
+        rules=name[4:] if name.startswith("lrp:") else None,
+        target=target,
+        class_index=class_index,
+        settings=[s.label for s in settings],
     )
     summary = {
         "case": case_id,
@@ -275,7 +377,12 @@ def explain_nnunet_case(
             "checkpoint_files": [str(p) for p in model.checkpoint_files],
             "channels": model.channel_names,
         },
-        "images": [str(f) for f in case.files],
+        "data": None if case.data is None else {"root": str(case.data), "layout": case.layout},
+        "images": [str(s.file) for s in case.sources] or [str(f) for f in case.files],
+        "inputs": [s.as_dict() for s in case.sources],
+        "ground_truth": None
+        if case.label_file is None
+        else {"file": str(case.label_file), "name": case.label_name},
         "method": name,
         "target": target,
         "class_index": class_index,
@@ -287,6 +394,7 @@ def explain_nnunet_case(
         },
         "score": score,
         "predicted_voxels": lesion,
+        "dice": dice,
         "conservation_max_deviation": conservation,
         "settings": setting_entries(settings, written, companions, "relevance_sum", sums),
         "prediction": pred_path.name,
@@ -295,32 +403,36 @@ def explain_nnunet_case(
         "slice": z,
         "slice_grid": "RAS",
         "notes": notes,
+        "provenance": record,
     }
     path = write_json(out_dir / EXPLANATION, summary)
-    row = {
-        "case": case_id,
-        "method": name,
-        "target": target,
-        "score": score,
-        "predicted_voxels": lesion,
-    }
-    for s in settings:
-        row[f"sum_{s.label}"] = sums[s.label]["model_grid"]
-    return NnUNetExplanation(case_id, out_dir, written, pred_path, figure, path, row, extra, notes)
+    return NnUNetExplanation(
+        case_id, out_dir, written, pred_path, figure, path, _row_of(summary), extra, notes
+    )
+
+
+ROW_FIELDS = ("case", "method", "target", "score", "predicted_voxels", "dice")
+"""The columns of ``cohort.csv`` before the relevance sums (one per setting)."""
 
 
 def _row_of(summary: dict[str, Any]) -> dict[str, Any]:
-    row = {k: summary[k] for k in ("case", "method", "target", "score", "predicted_voxels")}
+    row = {k: summary.get(k) for k in ROW_FIELDS}
     for s in summary["settings"]:
         row[f"sum_{s['label']}"] = s["relevance_sum"]["model_grid"]
     return row
 
 
-def write_cohort_table(out: Path) -> Path:
-    """``cohort.csv``: one row per finished case folder of ``out`` (sorted by case id)."""
-    rows = []
+def write_cohort_table(out: Path, model: Any = None, data: Path | None = None) -> Path:
+    """``cohort.csv``: one row per finished case folder of ``out`` (sorted by case id), with
+    ``cohort.provenance.json`` (the model's record and every row's case) when ``model`` is
+    given."""
+    from strokelrp.provenance import nnunet_provenance, write_sidecar
+
+    rows, cases = [], {}
     for summary_path in sorted(out.glob(f"*/{EXPLANATION}")):
-        rows.append(_row_of(json.loads(summary_path.read_text())))
+        summary = json.loads(summary_path.read_text())
+        rows.append(_row_of(summary))
+        cases.update(((summary.get("provenance") or {}).get("data") or {}).get("cases") or {})
     if not rows:
         raise StrokeLRPError(f"{out}: no explained case to tabulate")
     columns = list(dict.fromkeys(k for r in rows for k in r))
@@ -328,8 +440,29 @@ def write_cohort_table(out: Path) -> Path:
     writer = csv.DictWriter(buf, columns, lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: (f"{v:.9g}" if isinstance(v, float) else v) for k, v in r.items()})
-    return write_text(out / COHORT_TABLE, buf.getvalue())
+        writer.writerow(
+            {k: (f"{v:.9g}" if isinstance(v, float) else ("" if v is None else v))
+             for k, v in r.items()}
+        )  # fmt: skip
+    table = write_text(out / COHORT_TABLE, buf.getvalue())
+    if model is not None:
+        write_sidecar(table, nnunet_provenance(model, "explain", cases=cases, data_root=data))
+    return table
+
+
+def _explain_data_case(
+    model: Any, data: Path, case_id: str, out: Path, log: Any, **options: Any
+) -> NnUNetExplanation:
+    """One case of the data set ``data``: its channels (copies staged in a hidden folder of
+    ``out`` where nnU-Net cannot read the data's own files) explained into ``out``."""
+    import tempfile
+
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".strokelrp-inputs-", dir=out) as stage:
+        case = load_nnunet_case(
+            data, case_id, model.dataset, class_index=options.get("class_index", 1), stage=stage
+        )
+        return explain_nnunet_case(model, case, out, log=log, **options)
 
 
 def explain_cohort(
@@ -342,7 +475,7 @@ def explain_cohort(
     log: Callable[[str], None] | None = None,
     **options: Any,
 ) -> Path:
-    """Explain the cases ``part[0]::part[1]`` of an nnU-Net raw folder into ``out/CASE``;
+    """Explain the cases ``part[0]::part[1]`` of a data set (any layout) into ``out/CASE``;
     a case whose ``explanation.json`` exists is skipped. Returns ``out/cohort.csv``."""
     say = log if log is not None else (lambda _line: None)
     data, out = Path(data), Path(out)
@@ -353,15 +486,8 @@ def explain_cohort(
         if (out / case_id / EXPLANATION).is_file():
             say(f"{case_id}: done before, skipped")
             continue
-        explain_nnunet_case(
-            model,
-            case_files(data, case_id, model.dataset),
-            case_id,
-            out / case_id,
-            log=log,
-            **options,
-        )
-    return write_cohort_table(out)
+        _explain_data_case(model, data, case_id, out / case_id, log, **options)
+    return write_cohort_table(out, model, data)
 
 
 def explain_nnunet(
@@ -370,6 +496,7 @@ def explain_nnunet(
     data: str | Path | None = None,
     case_id: str | None = None,
     images: Sequence[str | Path] = (),
+    label: str | Path | None = None,
     out: str | Path | None = None,
     folds: str | Sequence[int | str] = "all",
     checkpoint: str = "final",
@@ -377,13 +504,14 @@ def explain_nnunet(
     log: Callable[[str], None] | None = None,
     **options: Any,
 ) -> list[Path]:
-    """What ``strokelrp explain --nnunet`` does: one case from ``images`` (needs ``out``) or
-    from ``data`` + ``case_id`` (default ``out``: ``MODEL_DIR/explanations/CASE``), or every
-    case of ``data`` (part ``i/N``) into ``out``. Returns the paths written."""
+    """What ``strokelrp explain --nnunet`` does: one case from ``images`` (needs ``out``;
+    ``label``: its ground truth) or from ``data`` (any layout) + ``case_id`` (default ``out``:
+    ``MODEL_DIR/explanations/CASE``), or every case of ``data`` (part ``i/N``) into ``out``.
+    Returns the paths written."""
     from strokelrp.families import family_loader
+    from strokelrp.families.nnunet.model_folder import parse_folds
 
-    if isinstance(folds, str):
-        folds = "all" if folds == "all" else [f.strip() for f in folds.split(",") if f.strip()]
+    folds = parse_folds(folds)
     say = log if log is not None else (lambda _line: None)
     model = family_loader("nnunet")(model_dir, folds=folds, checkpoint=checkpoint)
     say(
@@ -396,15 +524,17 @@ def explain_nnunet(
         if out is None:
             raise StrokeLRPError("--image needs --out")
         stem = Path(images[0]).name.split(".")[0]
-        case = stem[:-5] if stem[-5:-4] == "_" and stem[-4:].isdigit() else stem
-        return explain_nnunet_case(model, images, case, out, log=log, **options).paths()
+        name = stem[:-5] if stem[-5:-4] == "_" and stem[-4:].isdigit() else stem
+        case = image_case(images, name, label, model.channel_names)
+        return explain_nnunet_case(model, case, out, log=log, **options).paths()
+    if label is not None:
+        raise StrokeLRPError("--label goes with --image; DATA's own labels are read by its layout")
     if data is None:
-        raise StrokeLRPError("--nnunet needs --image files or DATA (an nnU-Net raw folder)")
+        raise StrokeLRPError("--nnunet needs --image files or DATA (a data set in any layout)")
     data = Path(data)
     if case_id is not None:
         target = Path(out) if out is not None else model.folder / "explanations" / case_id
-        files = case_files(data, case_id, model.dataset)
-        return explain_nnunet_case(model, files, case_id, target, log=log, **options).paths()
+        return _explain_data_case(model, data, case_id, target, log, **options).paths()
     if out is None:
         raise StrokeLRPError("explaining every case of DATA needs --out DIR")
     return [explain_cohort(model, data, out, part=parse_part(part), log=log, **options)]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -157,11 +158,10 @@ def sweep_nnunet(
     ``OUT/sweep.csv``."""
     from strokelrp.data.dataset import case_fingerprint
     from strokelrp.families import family_loader
-    from strokelrp.pipeline.assess_nnunet import label_beside
-    from strokelrp.pipeline.explain_nnunet import case_files, list_cases, parse_part
+    from strokelrp.pipeline.assess_nnunet import case_inputs
+    from strokelrp.pipeline.explain_nnunet import list_cases, parse_part
     from strokelrp.pipeline.sweep import baseline_settings, read_grid
     from strokelrp.provenance import case_record, provenance
-    from strokelrp.report.nifti import NIFTI_SUFFIX
 
     say = log if log is not None else (lambda _line: None)
     if target not in SWEEP_TARGETS:
@@ -177,7 +177,6 @@ def sweep_nnunet(
     ids = list(cases) if cases else list_cases(data, model.dataset)
     mine = ids[i::n]
     say(f"part {i}/{n}: {len(mine)} of {len(ids)} case(s)")
-    ending = str(model.dataset.get("file_ending", NIFTI_SUFFIX))
     record = provenance(
         "sweep",
         data_root=data,
@@ -205,24 +204,22 @@ def sweep_nnunet(
                 )
             say(f"{case_id}: done before, skipped")
             continue
-        files = case_files(data, case_id, model.dataset)
-        label = label_beside(files, case_id, ending)
-        rows = sweep_nnunet_case(
-            model,
-            files,
-            case_id,
-            settings,
-            baselines,
-            rules=rules,
-            target=target,
-            mirror=mirror,
-            label=label,
-            memory_budget=memory_budget,
-            log=log,
-        )
-        paths = {f"channel{c}": f for c, f in enumerate(files)}
-        if label is not None:
-            paths["label"] = label
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".strokelrp-inputs-", dir=out) as stage:
+            files, label, paths = case_inputs(model, data, case_id, Path(stage))
+            rows = sweep_nnunet_case(
+                model,
+                files,
+                case_id,
+                settings,
+                baselines,
+                rules=rules,
+                target=target,
+                mirror=mirror,
+                label=label,
+                memory_budget=memory_budget,
+                log=log,
+            )
         write_json(
             done,
             {

@@ -197,9 +197,11 @@ def _reference_row(
     dice: float | None,
     modality: str,
     z: int,
+    truth_name: str = "OT",
 ) -> None:
-    """Row 3: ground truth, prediction and the modality slice (panel letters from ``first``)."""
-    ax = sheet.panel(2, 0, f"({_LETTERS[first]}) ground truth (OT)")
+    """Row 3: ground truth (titled by ``truth_name``), prediction and the modality slice
+    (panel letters from ``first``)."""
+    ax = sheet.panel(2, 0, f"({_LETTERS[first]}) ground truth ({truth_name})")
     if truth is None:
         ax.text(0.5, 0.5, "no ground truth", ha="center", va="center", transform=ax.transAxes)
     else:
@@ -260,6 +262,7 @@ def plot_figure1(
     affine: Any | None = None,
     dpi: int = 120,
     reference: str = "zero",
+    truth_name: str | None = None,
 ) -> Path:
     """Write figure 1 as a PNG and return its path.
 
@@ -273,7 +276,8 @@ def plot_figure1(
     to this grid), else the maximum over the given 3-D channel; affine: the grid's NIfTI affine
     (4, 4), which orients the panels (None: shown as stored, orientation unknown); reference:
     what the maps are relative to (named on the colour bar: red is evidence for the lesion
-    relative to it, blue against).
+    relative to it, blue against); truth_name: what the ground truth is, in its panel's title
+    (None: ISLES 2017's ``OT``).
     """
     from strokelrp.data.layouts import shown_channel
     from strokelrp.data.layouts.base import generic_channels
@@ -303,7 +307,7 @@ def plot_figure1(
 
     sheet = _Sheet(img, channel, z, spacing, affine, n_cols=max(len(maps), 3))
     mappable = _heatmap_rows(sheet, maps, modality)
-    _reference_row(sheet, len(maps), truth, pred, dice, modality, z)
+    _reference_row(sheet, len(maps), truth, pred, dice, modality, z, truth_name or "OT")
     cax = sheet.fig.add_subplot(sheet.spec[0:2, sheet.n_cols])
     bar = sheet.fig.colorbar(mappable, cax=cax)
     bar.set_label(colour_bar_label(reference), fontsize=7)

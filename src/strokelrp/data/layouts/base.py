@@ -361,6 +361,11 @@ class Layout(ABC):
     def discover(self, root: Path) -> list[CaseFolder]:
         """The cases under ``root``; raises ``StrokeLRPError`` when there is none."""
 
+    @abstractmethod
+    def channel_names(self, root: Path) -> tuple[str, ...]:
+        """Every channel this layout can read from ``root`` (any of them may be chosen with
+        ``channels``), in the layout's order."""
+
     def choose_channels(self, available: Iterable[str], where: str) -> tuple[str, ...]:
         """The channels a run uses: the user's choice (checked, matched case-insensitively)
         or all ``available`` ones."""

@@ -145,6 +145,9 @@ class Isles2017(Layout):
             return True
         return any(True for _ in _walk_case_dirs(root))
 
+    def channel_names(self, root: Path) -> tuple[str, ...]:
+        return CHANNELS
+
     def discover(self, root: Path) -> list[CaseFolder]:
         if self.wanted is not None and self.choose_channels(CHANNELS, str(root)) != CHANNELS:
             raise StrokeLRPError(

@@ -36,6 +36,9 @@ class Isles2022(Layout):
     def detect(cls, root: Path) -> bool:
         return bool(bids.first_subject_suffixes(root) & {"dwi", "adc"})
 
+    def channel_names(self, root: Path) -> tuple[str, ...]:
+        return tuple(CHANNELS)
+
     def discover(self, root: Path) -> list[CaseFolder]:
         subjects = bids.subject_dirs(root)
         if not subjects:

@@ -46,6 +46,9 @@ class Isles2024(Layout):
     def detect(cls, root: Path) -> bool:
         return bool(bids.first_subject_suffixes(root) & {"ncct", "cta", "ctp"})
 
+    def channel_names(self, root: Path) -> tuple[str, ...]:
+        return tuple(CHANNELS)
+
     def discover(self, root: Path) -> list[CaseFolder]:
         subjects = bids.subject_dirs(root)
         if not subjects:

@@ -42,6 +42,11 @@ class Decathlon(Layout):
     def detect(cls, root: Path) -> bool:
         return json_layout.has_key(root, "modality")
 
+    def channel_names(self, root: Path) -> tuple[str, ...]:
+        doc = json_layout.load_dataset_json(root)
+        path = root / json_layout.DATASET_JSON
+        return json_layout.indexed_names(doc.get("modality"), "modality", path)
+
     def discover(self, root: Path) -> list[CaseFolder]:
         path = root / json_layout.DATASET_JSON
         doc = json_layout.load_dataset_json(root)

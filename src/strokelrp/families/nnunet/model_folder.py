@@ -250,6 +250,31 @@ def _refuse_v1(folder: Path) -> None:
         )
 
 
+def parse_folds(folds: str | Sequence[int | str]) -> str | list[int | str]:
+    """``"all"``, ``"0,1"``, ``"0 1"``, ``["0", "1"]`` or ``[0, 1]`` -> ``"all"`` (every fold
+    found, see :func:`strokelrp.families.nnunet.load_nnunet`) or the fold numbers."""
+    if isinstance(folds, str):
+        if folds.strip() == "all":
+            return "all"
+        items: list[Any] = [f for f in folds.replace(",", " ").split() if f]
+    else:
+        items = list(folds)
+    out: list[int | str] = []
+    for item in items:
+        text = str(item).strip()
+        if text.isdigit():
+            out.append(int(text))
+        elif text == "all" and len(items) == 1:
+            return "all"
+        else:
+            raise StrokeLRPError(
+                f"--folds: {text!r} is not a fold; give fold numbers (0 1 2 3 4 or 0,1) or all"
+            )
+    if not out:
+        raise StrokeLRPError("--folds: no fold given; give fold numbers (0 1 2 3 4 or 0,1) or all")
+    return out
+
+
 def load_nnunet(
     folder: str | Path,
     folds: Sequence[int | str] | str | None = None,

@@ -133,6 +133,26 @@ def to_native(model: NnUNetModel, maps: np.ndarray, properties: dict[str, Any]) 
     return np.ascontiguousarray(full.transpose([0, *[i + 1 for i in plans.transpose_backward]]))
 
 
+def model_grid_mask(
+    model: NnUNetModel, mask: np.ndarray, properties: dict[str, Any], shape: Sequence[int]
+) -> np.ndarray:
+    """A mask (*native) in the reader's array order -> the network's grid (``shape``) as nnU-Net
+    brings a training segmentation there: transpose, crop to the case's box, resample with the
+    plan's ``resampling_fn_seg``. Returns a bool array (*shape)."""
+    from acvl_utils.cropping_and_padding.bounding_boxes import bounding_box_to_slice
+
+    plans, config = _managers(model)
+    forward = plans.transpose_forward
+    seg = np.asarray(mask, np.int16)[None].transpose([0, *[i + 1 for i in forward]])
+    seg = seg[(slice(None), *bounding_box_to_slice(properties["bbox_used_for_cropping"]))]
+    spacing = [properties["spacing"][i] for i in forward]
+    target = (
+        config.spacing if len(config.spacing) == len(spacing) else [spacing[0], *config.spacing]
+    )
+    resampled = config.resampling_fn_seg(seg, list(shape), spacing, target)
+    return np.asarray(resampled)[0] > 0
+
+
 def native_labels(
     model: NnUNetModel, logits: Any, properties: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -168,29 +188,43 @@ def reader_to_nifti(array: np.ndarray) -> np.ndarray:
 
 def write_native(path: Path, array: np.ndarray, reference: Path, *, description: str = "") -> Path:
     """Write ``array`` ((*native) or (C, *native), reader order) as a NIfTI on the grid, affine
-    and header of ``reference`` (the case's first channel file); C > 1 becomes the 4th axis."""
+    and header of ``reference`` (the case's first channel file, read by the data layer's
+    checked reader); C > 1 becomes the 4th axis."""
+    from strokelrp.data.nifti_file import NiftiProblem, read_header
+
+    try:
+        ref = read_header(Path(reference), frames=True)
+    except NiftiProblem as err:
+        raise StrokeLRPError(f"{reference}: {err}") from err
+    return write_on_grid(path, array, ref.affine, ref.header, description=description)
+
+
+def write_on_grid(
+    path: Path, array: np.ndarray, affine: np.ndarray, header: Any, *, description: str = ""
+) -> Path:
+    """Write ``array`` ((*native) or (C, *native), reader order) as a NIfTI with ``affine`` and
+    a copy of ``header`` (its grid must be the array's; its qform/sform codes are kept, 1 when
+    unset); float arrays as float32 without scaling, uint8 as uint8; C > 1 becomes the 4th
+    axis."""
     import nibabel as nib
 
     from strokelrp.atomic import atomic_path
 
-    ref = nib.load(str(reference))
     vol = reader_to_nifti(array)
     if vol.ndim == 4:
         vol = np.moveaxis(vol, 0, -1)
-    if tuple(vol.shape[:3]) != tuple(ref.shape[:3]):
-        raise StrokeLRPError(
-            f"{reference}: grid {tuple(ref.shape[:3])} differs from the map's "
-            f"{tuple(vol.shape[:3])}"
-        )
-    header = ref.header.copy()
+    grid = tuple(int(n) for n in header.get_data_shape()[:3])
+    if tuple(vol.shape[:3]) != grid:
+        raise StrokeLRPError(f"{path.name}: the map's grid {tuple(vol.shape[:3])} is not {grid}")
+    header = header.copy()
     dtype = np.uint8 if vol.dtype == np.uint8 else np.float32
     header.set_data_dtype(dtype)
     header["descrip"] = description[:79].encode()
     if dtype == np.float32:
         header.set_slope_inter(1.0, 0.0)
-    image = nib.Nifti1Image(vol.astype(dtype), ref.affine, header)
-    image.set_sform(ref.affine, int(ref.header["sform_code"]) or 1)
-    image.set_qform(ref.affine, int(ref.header["qform_code"]) or 1)
+    image = nib.Nifti1Image(vol.astype(dtype), affine, header)
+    image.set_sform(affine, int(header["sform_code"]) or 1)
+    image.set_qform(affine, int(header["qform_code"]) or 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, suffix=".tmp.nii.gz") as tmp:
         nib.save(image, str(tmp))
