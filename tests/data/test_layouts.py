@@ -320,6 +320,26 @@ def test_synth_layout_then_inspect(tmp_path: Path, layout: str, capsys) -> None:
         assert nib.load(path).shape
 
 
+@pytest.mark.parametrize(
+    ("layout", "title"),
+    [("isles2022", "msk"), ("isles2024", "lesion-msk"), ("nnunet", "labelsTr, class lesion")],
+)
+def test_ground_truth_is_titled_by_the_layouts_own_name(
+    tmp_path: Path, layout: str, title: str
+) -> None:
+    from strokelrp.data.layouts import ground_truth_title
+    from strokelrp.data.synth import synthesize_isles2017
+    from strokelrp.data.synth_layouts import synthesize_layout
+
+    (case,) = load_cases(synthesize_layout(tmp_path / layout, 1, layout, shape=(24, 24, 6)))
+    assert ground_truth_title(case, "lesion") == title
+    synthesize_isles2017(tmp_path / "2017", n_cases=1, shape=(24, 24, 6))
+    (old,) = load_cases(tmp_path / "2017")
+    assert ground_truth_title(old) == "OT"
+    old.label = None
+    assert ground_truth_title(old) == ""
+
+
 def test_forcing_the_wrong_layout_is_one_clear_error(tmp_path: Path, capsys) -> None:
     nnunet_tree(tmp_path)
     code, _, err = run_cli(["inspect", str(tmp_path), "--layout", "isles2022"], capsys)
