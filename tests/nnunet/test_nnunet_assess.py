@@ -161,6 +161,7 @@ def test_two_shards_give_the_one_table(tiny_nnunet, tiny_model_dir, tmp_path, ca
     assert code == 0, err
     page = Path(stdout.strip()).read_text()
     assert 'id="trust"' in page and 'id="sweep"' not in page and 'id="metrics"' not in page
+    assert "<p class='meta'>Results: " in page and "U-Net (ISLES 2017)" not in page
 
 
 def test_sweep_shards_and_report(tiny_nnunet, tiny_model_dir, tmp_path, capsys) -> None:

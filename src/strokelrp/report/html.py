@@ -848,8 +848,11 @@ def provenance_section(records: Sequence[tuple[str, dict[str, Any] | None]]) -> 
 # ------------------------------------------------------------------------------ document
 
 
-def render(title: str, run_names: Sequence[str], sections: Sequence[Section]) -> str:
-    """The whole HTML document."""
+def render(
+    title: str, run_names: Sequence[str], sections: Sequence[Section], *, training: bool = True
+) -> str:
+    """The whole HTML document; ``training``: the names are training runs (else results
+    folders, e.g. of an nnU-Net model, said so in the header)."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = "".join(f'<li><a href="#{s.anchor}">{esc(s.title)}</a></li>' for s in sections)
     body = "".join(
@@ -859,9 +862,10 @@ def render(title: str, run_names: Sequence[str], sections: Sequence[Section]) ->
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
-        f"<h1>{esc(title)}</h1><p class='meta'>Runs: {run_list}. Written {stamp} by strokelrp "
-        f"{esc(__version__)}. Method: Tjoa et al. 2020, LRP with amplitude filters on a 3-D "
-        f"U-Net (ISLES 2017).</p><nav><ul>{nav}</ul></nav>{body}</body></html>\n"
+        f"<h1>{esc(title)}</h1><p class='meta'>{'Runs' if training else 'Results'}: "
+        f"{run_list}. Written {stamp} by strokelrp {esc(__version__)}. Method: LRP with "
+        "amplitude filters inside the relevance walk (Tjoa et al. 2020) and the baselines "
+        f"it is assessed against.</p><nav><ul>{nav}</ul></nav>{body}</body></html>\n"
     )
 
 
@@ -888,4 +892,5 @@ def report_html(runs: Sequence[RunTables], report_dir: Path, fig_dir: Path) -> s
     ]
     sections = [build() for shown, build in builders if shown]
     names = [run.name for run in runs]
-    return render("strokelrp report: " + ", ".join(names), names, sections)
+    title = "strokelrp report: " + ", ".join(names)
+    return render(title, names, sections, training=bool(trained))
