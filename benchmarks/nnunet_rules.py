@@ -1,143 +1,250 @@
-"""Which InstanceNorm step the LRP default should use on nnU-Net's networks, by the trust
-measures of ``strokelrp assess`` on small trained nnU-Net-style networks.
+"""Which InstanceNorm step the LRP default should use on nnU-Net's networks, measured by
+``strokelrp assess --nnunet`` on nnU-Nets trained by nnU-Net's own code.
 
-A ``PlainConvUNet`` and a ``ResidualEncoderUNet`` (dynamic_network_architectures; InstanceNorm
-(affine), LeakyReLU, strided and transposed convolutions, no deep supervision) are trained
-with Adam and cross-entropy on synthetic ISLES 2017 cases (the generator of
-``strokelrp synth``, preprocessed to ``--shape``), then assessed on held-out cases with
-:func:`strokelrp.analysis.assess.assess` for ``lrp:epsilon`` (InstanceNorm passed),
-``lrp:epsilon(instancenorm=fold)`` and the gradient as a reference. The residual sums have
-one step (the proportional split), so the ResidualEncoderUNet rows compare the norms' steps
-on a network with residual sums. Prints one markdown table of the per-method means over the
-held-out cases (docs/assess.md defines the measures).
+For each network kind (``plain``: nnU-Net's default planner, a ``PlainConvUNet``; ``resenc``:
+nnU-Net's ``nnUNetPlannerResEncM``, a ``ResidualEncoderUNet`` with its residual sums), the
+script writes synthetic two-channel cases (DWI, ADC; one sphere lesion; the generator of the
+tests' tiny nnU-Net, ``tests/nnunet/tiny_nnunet.py``) in nnU-Net's raw format, training cases
+in ``imagesTr``/``labelsTr`` and held-out cases in ``imagesTs``/``labelsTs``; runs nnU-Net's
+fingerprint, planner and preprocessing; shrinks the 3d_fullres plan (three stages, 8-16-32
+features, patch 16 x 32 x 32) as a user could; trains fold ``all`` with nnU-Net's
+``nnUNetTrainer`` (a subprocess, nnU-Net's own loop, augmentation and loss) for ``--epochs`` x
+``--iterations``; then assesses ``lrp:epsilon(instancenorm=pass)``,
+``lrp:epsilon(instancenorm=fold)`` and the gradient on the held-out cases through nnU-Net's
+sliding window (:func:`strokelrp.pipeline.assess_nnunet.assess_nnunet`, no mirroring). The
+residual sums have one step in the engine (the proportional split), so the ``resenc`` rows
+compare the norms' steps on a network with residual sums.
 
-    PYTHONPATH=src python benchmarks/nnunet_rules.py
+Prints one markdown table per network: each method's mean and 95 % bootstrap interval of the
+checked measures over the held-out cases, and the paired Wilcoxon p of pass vs fold
+(docs/assess.md defines the measures). ``--model-dir`` assesses an existing model folder
+instead of training (e.g. the tests' tiny nnU-Net), ``--data`` / ``--cases`` / ``--folds``
+then name its raw folder, cases and folds.
+
+    PYTHONPATH=src python benchmarks/nnunet_rules.py --root /tmp/nnrules --kinds plain resenc
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import tempfile
+import json
+import os
+import platform
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
-from strokelrp.config import TrainConfig
-from strokelrp.data.layouts import load_cases
-from strokelrp.data.preprocess import prepare_case
-from strokelrp.data.synth import synthesize_isles2017
-from strokelrp.trust.assess import assess
-
-METHODS = ("lrp:epsilon", "lrp:epsilon(instancenorm=fold)", "gradient")
-COLUMNS = (
-    "brain_share",
+HERE = Path(__file__).resolve().parent
+TESTS = HERE.parent / "tests" / "nnunet"
+METHODS = ("lrp:epsilon(instancenorm=pass)", "lrp:epsilon(instancenorm=fold)", "gradient")
+MEASURES = (
     "lesion_share",
-    "morf_aopc",
-    "random_aopc",
+    "prior_gap",
+    "random_gap",
     "randomisation_rho",
     "contrast_rho",
-    "ablation_rho",
+    "mass_accuracy",
 )
+PLANNERS = {"plain": "ExperimentPlanner", "resenc": "nnUNetPlannerResEncM"}
+PLANS = {"plain": "nnUNetPlans", "resenc": "nnUNetResEncUNetMPlans"}
 
 
-def network(kind: str, seed: int) -> nn.Module:
-    from dynamic_network_architectures.architectures.unet import (
-        PlainConvUNet,
-        ResidualEncoderUNet,
-    )
+def dataset_name(kind: str) -> tuple[int, str]:
+    number = {"plain": 911, "resenc": 912}[kind]
+    return number, f"Dataset{number}_Rules{kind.capitalize()}"
 
-    kw = dict(
-        input_channels=6,
+
+def write_raw(raw: Path, n_train: int, n_test: int, seed: int) -> None:
+    """Training cases in imagesTr/labelsTr, held-out ones in imagesTs/labelsTs."""
+    sys.path.insert(0, str(TESTS))
+    import tiny_nnunet as tiny
+
+    rng = np.random.default_rng(seed)
+    las = np.diag([-2.0, 1.0, 1.0, 1.0])
+    for split, n, offset in (("Tr", n_train, 0), ("Ts", n_test, 500)):
+        (raw / f"images{split}").mkdir(parents=True, exist_ok=True)
+        (raw / f"labels{split}").mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            dwi, adc, lab = tiny._case(rng, (20, 48, 44))
+            name = f"case_{offset + i:03d}"
+            tiny._save(dwi, las, raw / f"images{split}" / f"{name}_0000.nii.gz")
+            tiny._save(adc, las, raw / f"images{split}" / f"{name}_0001.nii.gz")
+            tiny._save(lab, las, raw / f"labels{split}" / f"{name}.nii.gz")
+    dataset = {
+        "channel_names": {"0": "DWI", "1": "ADC"},
+        "labels": {"background": 0, "lesion": 1},
+        "numTraining": n_train,
+        "file_ending": ".nii.gz",
+    }
+    (raw / "dataset.json").write_text(json.dumps(dataset, indent=2))
+
+
+def shrink_plan(plans_file: Path, kind: str) -> None:
+    plans = json.loads(plans_file.read_text())
+    config = plans["configurations"]["3d_fullres"]
+    config["patch_size"] = [16, 32, 32]
+    config["batch_size"] = 2
+    arch = config["architecture"]["arch_kwargs"]
+    arch.update(
         n_stages=3,
         features_per_stage=[8, 16, 32],
-        conv_op=nn.Conv3d,
-        kernel_sizes=3,
+        kernel_sizes=[[3, 3, 3]] * 3,
         strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]],
-        num_classes=2,
-        conv_bias=True,
-        norm_op=nn.InstanceNorm3d,
-        norm_op_kwargs={"eps": 1e-5, "affine": True},
-        nonlin=nn.LeakyReLU,
-        nonlin_kwargs={"inplace": False},
-        deep_supervision=False,
+        n_conv_per_stage_decoder=[1, 1],
     )
-    torch.manual_seed(seed)
-    if kind == "PlainConvUNet":
-        return PlainConvUNet(**kw, n_conv_per_stage=2, n_conv_per_stage_decoder=1)
-    return ResidualEncoderUNet(**kw, n_blocks_per_stage=[1, 2, 2], n_conv_per_stage_decoder=1)
+    if kind == "resenc":
+        arch["n_blocks_per_stage"] = [1, 2, 2]
+        arch.pop("n_conv_per_stage", None)
+    else:
+        arch["n_conv_per_stage"] = [2, 2, 2]
+    plans["configurations"] = {"3d_fullres": config}
+    plans_file.write_text(json.dumps(plans, indent=2))
 
 
-def train(net: nn.Module, xs: np.ndarray, ys: np.ndarray, steps: int, seed: int) -> float:
-    """Adam, cross-entropy with the lesion class weighted by the background/lesion ratio;
-    returns the last loss."""
-    gen = torch.Generator().manual_seed(seed)
-    x, y = torch.from_numpy(xs), torch.from_numpy(ys).long()
-    ratio = float((y == 0).sum()) / max(1.0, float((y == 1).sum()))
-    loss_fn = nn.CrossEntropyLoss(weight=torch.tensor([1.0, min(ratio, 50.0)]))
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    net.train()
-    loss = torch.zeros(())
-    for _ in range(steps):
-        idx = torch.randint(len(x), (2,), generator=gen)
-        opt.zero_grad()
-        loss = loss_fn(net(x[idx]), y[idx])
-        loss.backward()
-        opt.step()
-    net.eval()
-    return float(loss.detach())
+def train(root: Path, kind: str, epochs: int, iterations: int) -> None:
+    """Runs in a subprocess with nnU-Net's environment set (``train`` sub-command)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+        extract_fingerprints,
+        plan_experiments,
+        preprocess,
+    )
+    from nnunetv2.paths import nnUNet_preprocessed
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    number, name = dataset_name(kind)
+    os.environ["nnUNet_n_proc_DA"] = "1"  # noqa: SIM112 (nnU-Net's name)
+    extract_fingerprints([number], num_processes=1, check_dataset_integrity=True, clean=False)
+    plan_experiments([number], experiment_planner_class_name=PLANNERS[kind])
+    os.environ["nnUNet_n_proc_DA"] = "0"  # noqa: SIM112
+    shrink_plan(Path(nnUNet_preprocessed) / name / f"{PLANS[kind]}.json", kind)
+    preprocess([number], PLANS[kind], configurations=("3d_fullres",), num_processes=(1,))
+    trainer = get_trainer_from_args(
+        str(number), "3d_fullres", "all", "nnUNetTrainer", PLANS[kind], device=torch.device("cpu")
+    )
+    trainer.num_epochs = epochs
+    trainer.num_iterations_per_epoch = iterations
+    trainer.num_val_iterations_per_epoch = 2
+    trainer.run_training()
 
 
-def dice(pred: np.ndarray, label: np.ndarray) -> float:
-    inter = float((pred & label).sum())
-    total = float(pred.sum() + label.sum())
-    return 2 * inter / total if total else 1.0
+def trained_model(root: Path, kind: str, args: argparse.Namespace) -> tuple[Path, Path]:
+    """(model folder, raw folder) of ``kind``, trained unless it exists."""
+    sys.path.insert(0, str(TESTS))
+    import tiny_nnunet as tiny
+
+    _, name = dataset_name(kind)
+    raw = root / "nnUNet_raw" / name
+    model = root / "nnUNet_results" / name / f"nnUNetTrainer__{PLANS[kind]}__3d_fullres"
+    held_out = len(list((raw / "imagesTs").glob("*_0000.nii.gz")))
+    if not (raw / "dataset.json").is_file() or held_out < args.held_out:
+        # the same generator and seed: the training cases come out identical, the held-out
+        # ones extend the earlier ones, so a trained model stays valid
+        write_raw(raw, args.train_cases, args.held_out, seed=7)
+    if (model / "fold_all" / "checkpoint_final.pth").is_file():
+        return model, raw
+    env = {**os.environ, **tiny.nnunet_env(root)}
+    t0 = time.perf_counter()
+    cmd = [sys.executable, __file__, "train", str(root), kind]
+    cmd += ["--epochs", str(args.epochs), "--iterations", str(args.iterations)]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"training {kind} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+    print(f"<!-- {kind}: trained in {time.perf_counter() - t0:.0f} s -->")
+    return model, raw
+
+
+def table(out: Path, title: str) -> None:
+    from strokelrp.analysis.assess import summarize_methods
+    from strokelrp.analysis.statistics import bootstrap_interval
+    from strokelrp.run_files import read_csv
+
+    rows = read_csv(out / "assess.csv")
+    pairs = read_csv(out / "assess_pairs.csv")
+    summary = summarize_methods(rows)
+    cases = sorted({r["case"] for r in rows})
+    print(f"\n{title}: {len(cases)} held-out case(s) ({', '.join(cases)})\n")
+    print("| method | " + " | ".join(MEASURES) + " | checks passed |")
+    print("|---|" + "---|" * (len(MEASURES) + 1))
+    for s in summary:
+        mine = [r for r in rows if r["method"] == s["method"]]
+        cells = []
+        for m in MEASURES:
+            values = [float(r[m]) for r in mine if r[m] not in ("", None)]
+            mean, low, high = bootstrap_interval(values)
+            cells.append("n/a" if np.isnan(mean) else f"{mean:.3f} [{low:.3f}, {high:.3f}]")
+        passed = sum(bool(v) for k, v in s.items() if k.endswith("_ok"))
+        print(f"| {s['method']} | " + " | ".join(cells) + f" | {passed} |")
+    wanted = {METHODS[0], METHODS[1]}
+    for p in pairs:
+        if {p["method"], p["other"]} == wanted and p["median_difference"] != "":
+            print(
+                f"- {p['measure']}: {p['method']} minus {p['other']}, median difference "
+                f"{float(p['median_difference']):.3f} over {p['pairs']} case(s), paired "
+                f"Wilcoxon p = {p['p'] or 'n/a'}"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", type=int, default=12)
-    parser.add_argument("--held-out", type=int, default=3)
-    parser.add_argument("--shape", type=int, nargs=3, default=[16, 48, 48])
-    parser.add_argument("--steps", type=int, default=300)
+    if len(sys.argv) > 1 and sys.argv[1] == "train":
+        parser.add_argument("cmd")
+        parser.add_argument("root", type=Path)
+        parser.add_argument("kind", choices=list(PLANNERS))
+        parser.add_argument("--epochs", type=int, required=True)
+        parser.add_argument("--iterations", type=int, required=True)
+        args = parser.parse_args()
+        train(args.root, args.kind, args.epochs, args.iterations)
+        return
+    parser.add_argument("--root", type=Path, default=Path("/tmp/strokelrp-nnunet-rules"))
+    parser.add_argument("--kinds", nargs="+", choices=list(PLANNERS), default=["plain"])
+    parser.add_argument("--train-cases", type=int, default=16)
+    parser.add_argument("--held-out", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--model-dir", type=Path, default=None)
+    parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument("--cases", nargs="*", default=None)
+    parser.add_argument("--folds", default="all")
+    parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    with tempfile.TemporaryDirectory() as tmp:
-        synthesize_isles2017(tmp, args.cases, shape=(args.shape[1], args.shape[2], 19), seed=3)
-        config = TrainConfig(data=tmp, series=tuple(args.shape))
-        pairs = [prepare_case(c, config) for c in load_cases(tmp)]
-    xs = np.stack([p[0] for p in pairs]).astype(np.float32)
-    ys = np.stack([p[1] for p in pairs]).astype(np.int64)
-    n_train = len(xs) - args.held_out
-    print(
-        f"# {time.strftime('%Y-%m-%d %H:%M')}, {n_train} training and {args.held_out} "
-        f"held-out synthetic cases of {args.shape}, {args.steps} Adam steps"
-    )
-    print()
-    print("| network | held-out Dice | method | " + " | ".join(COLUMNS) + " | morf/random |")
-    print("|---|---|---|" + "---|" * (len(COLUMNS) + 1))
-    for kind in ("PlainConvUNet", "ResidualEncoderUNet"):
-        net = network(kind, 0)
-        train(net, xs[:n_train], ys[:n_train], args.steps, 0)
-        with torch.no_grad():
-            pred = net(torch.from_numpy(xs[n_train:])).argmax(1).numpy().astype(bool)
-        d = statistics.mean(
-            dice(p, y.astype(bool)) for p, y in zip(pred, ys[n_train:], strict=True)
+    import torch
+
+    from strokelrp.pipeline.assess_nnunet import assess_nnunet
+
+    torch.set_num_threads(1)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    cpu = platform.processor() or platform.machine()
+    print(f"# {stamp}, {cpu}, {os.cpu_count()} cores (shared), torch {torch.__version__}, 1 thread")
+    jobs = []
+    if args.model_dir is not None:
+        jobs.append(("given", args.model_dir, args.data, args.cases, args.folds))
+    else:
+        for kind in args.kinds:
+            model, raw = trained_model(args.root, kind, args)
+            jobs.append((kind, model, raw, None, "all"))
+    for kind, model, raw, cases, folds in jobs:
+        out = args.root / f"assess-{kind}"
+        t0 = time.perf_counter()
+        assess_nnunet(
+            model,
+            raw,
+            out,
+            cases=cases,
+            methods=METHODS,
+            folds=folds,
+            mirror=False,
+            seeds=tuple(range(1, args.seeds + 1)),
+            random_seeds=5,
+            extras=False,
         )
-        rows = []
-        for i in range(n_train, len(xs)):
-            got, _ = assess(
-                net, xs[i], ys[i], METHODS, case=str(i), seeds=(1,), random_seeds=2, extras=False
-            )
-            rows += got
-        for method in METHODS:
-            mine = [r for r in rows if r["method"] == method]
-            means = {c: statistics.mean(float(r[c]) for r in mine) for c in COLUMNS}
-            ratio = statistics.median(float(r["morf_aopc"]) / float(r["random_aopc"]) for r in mine)
-            cells = " | ".join(f"{means[c]:.3f}" for c in COLUMNS)
-            print(f"| {kind} | {d:.3f} | {method} | {cells} | {ratio:.2f} |")
+        seconds = time.perf_counter() - t0
+        table(out, f"{kind}: {model.name} folds {folds}, assessed in {seconds:.0f} s")
 
 
 if __name__ == "__main__":

@@ -1076,6 +1076,46 @@ def _split_cases(values: tuple[str, ...]) -> list[str] | None:
     help=REFERENCE_HELP + " For the LRP maps and the --methods that take one; a table keeps "
     "one reference (resuming with another is refused). [default: none, the plain maps]",
 )
+@click.option(
+    "--nnunet",
+    "nnunet_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Sweep an nnU-Net v2 results folder on whole volumes through its sliding window: "
+    "sweep --nnunet MODEL_DIR DATA (an nnU-Net raw folder); writes OUT/sweep.csv.",
+)
+@click.option(
+    "--folds",
+    default="all",
+    show_default=True,
+    metavar="0,1,...|all",
+    help="With --nnunet: the folds to ensemble (comma-separated), or all found.",
+)
+@click.option(
+    "--checkpoint",
+    default="final",
+    show_default=True,
+    help="With --nnunet: final or best.",
+)
+@click.option(
+    "--part",
+    default="0/1",
+    show_default=True,
+    metavar="i/N",
+    help="With --nnunet: sweep the cases i, i+N, ...; finished cases are skipped, the table "
+    "gathers every finished case.",
+)
+@click.option(
+    "--no-mirroring",
+    is_flag=True,
+    help="With --nnunet: no test-time mirroring (nnUNetv2_predict --disable_tta).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="With --nnunet: the folder of sweep.csv [default: MODEL_DIR/sweep].",
+)
 @memory_budget_option
 @json_option
 def sweep(
@@ -1088,6 +1128,12 @@ def sweep(
     methods: tuple[str, ...],
     restart: bool,
     reference: str | None,
+    nnunet_dir: Path | None,
+    folds: str,
+    checkpoint: str,
+    part: str,
+    no_mirroring: bool,
+    out: Path | None,
     memory_budget: float | None,
     as_json: bool,
 ) -> None:
@@ -1100,19 +1146,76 @@ def sweep(
     are shared out over the ranks. Prints the mean inclusivities of raw, pass(0,0.2),
     clamp(0,0.2) and each method at the end.
     """
-    if len(paths) < 2:
-        raise click.UsageError("give at least one RUN and the DATA folder")
     from strokelrp import PRESETS
     from strokelrp.pipeline import read_sweep_tables, sweep_summary_lines, sweep_summary_records
-    from strokelrp.pipeline.sweep import run_sweep
 
     if rules not in PRESETS:
         raise click.BadParameter(
             f"{rules!r} is not one of {', '.join(sorted(PRESETS))}", param_hint="--rules"
         )
+    if nnunet_dir is not None:
+        if len(paths) != 1:
+            raise click.UsageError("with --nnunet give DATA (an nnU-Net raw folder) and no RUN")
+        if reference is not None:
+            raise click.UsageError("--reference sweeps a run's cases (not yet with --nnunet)")
+        from strokelrp.pipeline.sweep_nnunet import sweep_nnunet
+
+        tables = [
+            sweep_nnunet(
+                nnunet_dir,
+                paths[0],
+                out,
+                grid=grid,
+                cases=_split_cases(cases),
+                rules=rules,
+                target=target,
+                methods=methods,
+                folds=folds,
+                checkpoint=checkpoint,
+                mirror=not no_mirroring,
+                part=part,
+                memory_budget=memory_budget,
+                log=lambda line: click.echo(line, err=True),
+            )
+        ]
+    elif len(paths) < 2:
+        raise click.UsageError("give at least one RUN and the DATA folder")
+    else:
+        tables = _sweep_runs(
+            paths, cases, grid, rules, target, device, methods, restart, memory_budget, reference
+        )
+    from strokelrp import is_main_process
+
+    if not is_main_process():
+        return
+    rows = read_sweep_tables(tables)
+    if as_json:
+        _echo_json({"tables": tables, "summary": sweep_summary_records(rows) if rows else []})
+        return
+    for line in sweep_summary_lines(rows):
+        click.echo(line)
+    for table in tables:
+        click.echo(f"wrote {table}")
+
+
+def _sweep_runs(
+    paths: tuple[str, ...],
+    cases: tuple[str, ...],
+    grid: str,
+    rules: str,
+    target: str,
+    device: str,
+    methods: tuple[str, ...],
+    restart: bool,
+    memory_budget: float | None,
+    reference: str | None = None,
+) -> list[Path]:
+    """``sweep RUN [RUN ...] DATA``: the runs' tables (Ctrl-C prints the resuming command)."""
+    from strokelrp.pipeline.sweep import run_sweep
+
     *runs, data = paths
     try:
-        tables = run_sweep(
+        return run_sweep(
             runs,
             data,
             grid=grid,
@@ -1135,18 +1238,7 @@ def sweep(
             budget = "unlimited" if memory_budget == float("inf") else str(int(memory_budget))
             words += ["--memory-budget", budget]
         _interrupted(words)
-    from strokelrp import is_main_process
-
-    if not is_main_process():
-        return
-    rows = read_sweep_tables(tables)
-    if as_json:
-        _echo_json({"tables": tables, "summary": sweep_summary_records(rows) if rows else []})
-        return
-    for line in sweep_summary_lines(rows):
-        click.echo(line)
-    for table in tables:
-        click.echo(f"wrote {table}")
+        raise
 
 
 @cli.command()
@@ -1162,8 +1254,10 @@ def sweep(
 def report(runs: tuple[str, ...], out: str | None) -> None:
     """Write a self-contained HTML report (figures embedded) and print its path.
 
-    Each RUN is a run folder written by `strokelrp train` (it holds config.toml); a data
-    folder is refused.
+    Each RUN is a run folder written by `strokelrp train` (it holds config.toml), or a folder
+    of results without training (an nnU-Net model folder, the --out of explain, assess or
+    sweep with --nnunet): its report has the sections it has data for. A data folder is
+    refused.
     """
     from strokelrp.pipeline.report import build_report
 
@@ -1219,9 +1313,42 @@ def _parse_patch(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     return sizes  # type: ignore[return-value]
 
 
+NNUNET_HELP = (
+    "an nnU-Net v2 results folder (<Trainer>__<Plans>__<configuration>), run on whole volumes "
+    "through its sliding window; DATA is then an nnU-Net raw folder and RUN is left out"
+)
+
+
 @cli.command("assess")
-@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("data", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.argument("data", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.option(
+    "--nnunet",
+    "nnunet_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help=f"Assess {NNUNET_HELP}: assess --nnunet MODEL_DIR DATA --out OUT.",
+)
+@click.option(
+    "--folds",
+    default="all",
+    show_default=True,
+    metavar="0,1,...|all",
+    help="With --nnunet: the folds to ensemble (comma-separated), or all found.",
+)
+@click.option(
+    "--part",
+    default="0/1",
+    show_default=True,
+    metavar="i/N",
+    help="With --nnunet: assess the cases i, i+N, ... (like nnUNetv2_predict "
+    "-part_id/-num_parts); finished cases are skipped, the tables gather every finished case.",
+)
+@click.option(
+    "--no-mirroring",
+    is_flag=True,
+    help="With --nnunet: no test-time mirroring (nnUNetv2_predict --disable_tta).",
+)
 @click.option(
     "--cases",
     multiple=True,
@@ -1325,8 +1452,12 @@ def _parse_patch(ctx: click.Context, param: click.Parameter, value: str) -> tupl
 )
 @json_option
 def assess_command(
-    run: Path,
-    data: Path,
+    run: Path | None,
+    data: Path | None,
+    nnunet_dir: Path | None,
+    folds: str,
+    part: str,
+    no_mirroring: bool,
     cases: tuple[str, ...],
     methods: tuple[str, ...],
     out: Path,
@@ -1346,24 +1477,20 @@ def assess_command(
 ) -> None:
     """Trust measures of each method's maps (sanity, faithfulness, localisation, modality
     truth): OUT/assess.csv, one row per case x method, and OUT/assess_curves.csv, the
-    perturbation curves behind its AOPCs; definitions in docs/assess.md."""
+    perturbation curves behind its AOPCs; definitions in docs/assess.md.
+
+    RUN DATA assesses a trained run; --nnunet MODEL_DIR DATA an nnU-Net model on whole
+    volumes through its sliding window (resumable, --part i/N)."""
     from strokelrp import read_csv
     from strokelrp.pipeline import assess_method_summaries, assess_summary_lines
     from strokelrp.pipeline.assess import assess_run
 
-    path = assess_run(
-        run,
-        data,
-        out,
+    common: dict[str, Any] = dict(
         cases=_split_cases(cases),
         methods=[m for m in methods] or None,
-        checkpoint=checkpoint,
-        device=device,
         seeds=tuple(range(1, seeds + 1)),
         random_seeds=random_orders,
-        cascade=cascade,
         extras=extras,
-        reference=reference,
         removal=removal,
         profile=profile,
         memory_budget=memory_budget,
@@ -1373,6 +1500,41 @@ def assess_command(
         },
         log=lambda line: click.echo(line, err=True),
     )
+    if nnunet_dir is not None:
+        if run is None or data is not None:
+            raise click.UsageError("with --nnunet give DATA (an nnU-Net raw folder) and no RUN")
+        refused = [
+            name
+            for name, given in (("--cascade", cascade), ("--reference", reference is not None))
+            if given
+        ]
+        if refused:
+            raise click.UsageError(f"{', '.join(refused)}: not available with --nnunet yet")
+        from strokelrp.pipeline.assess_nnunet import assess_nnunet
+
+        path = assess_nnunet(
+            nnunet_dir,
+            run,
+            out,
+            folds=folds,
+            checkpoint="final" if checkpoint == "last" else checkpoint,
+            mirror=not no_mirroring,
+            part=part,
+            **common,
+        )
+    else:
+        if run is None or data is None:
+            raise click.UsageError("give RUN DATA, or --nnunet MODEL_DIR DATA")
+        path = assess_run(
+            run,
+            data,
+            out,
+            checkpoint=checkpoint,
+            device=device,
+            cascade=cascade,
+            reference=reference,
+            **common,
+        )
     rows = read_csv(path)
     if as_json:
         _echo_json({"table": path, "methods": assess_method_summaries(rows), "rows": rows})

@@ -270,7 +270,25 @@ def window_logits(
     the networks' dtype), to compare with ``nnUNetv2_predict`` (about 1e-3 relative apart).
     """
     nets = _networks(networks)
-    xv = _volume(x, window, nets)
+    return window_logits_batch(nets, _volume(x, window, nets), window, stitch_dtype)[0]
+
+
+def window_logits_batch(
+    networks: nn.Module | Sequence[nn.Module],
+    xs: Tensor,
+    window: Window,
+    stitch_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """:func:`window_logits` of B volumes of one shape at once: xs (B, C, *S) -> (B, K, *S);
+    each patch position runs the B volumes' patches as one batch (memory: B patches)."""
+    nets = _networks(networks)
+    if xs.dim() != len(window.patch_size) + 2:
+        raise StrokeLRPError(
+            f"volumes must be (B, C, *S) with {len(window.patch_size)} spatial axes, "
+            f"got {tuple(xs.shape)}"
+        )
+    param = next(nets[0].parameters(), None)
+    xv = xs.detach() if param is None else xs.detach().to(device=param.device, dtype=param.dtype)
     xp, inner = _pad(xv, window)
     acc = stitch_dtype or xv.dtype
     g = window.importance(acc, xv.device)
@@ -286,10 +304,12 @@ def window_logits(
                     piece = xp[(slice(None), slice(None), *tile)]
                     y = sum(_flipped(_out(net(_flipped(piece, f))), f) for f in flips)
                     assert isinstance(y, Tensor)
-                    y = y[0] / len(flips)
+                    y = y / len(flips)
                     if logits is None:
-                        logits = torch.zeros(y.shape[0], *xp.shape[2:], dtype=acc, device=xv.device)
-                    logits[(slice(None), *tile)] += y * g
+                        logits = torch.zeros(
+                            xv.shape[0], y.shape[1], *xp.shape[2:], dtype=acc, device=xv.device
+                        )
+                    logits[(slice(None), slice(None), *tile)] += y * g
                     norm[tile] += g
                 assert logits is not None
                 torch.div(logits, norm, out=logits)
@@ -299,7 +319,7 @@ def window_logits(
     assert total is not None
     if len(nets) > 1:
         total /= len(nets)
-    return total[(slice(None), *inner)]
+    return total[(slice(None), slice(None), *inner)]
 
 
 def window_weights(

@@ -313,6 +313,31 @@ def test_synth_layout_then_inspect(tmp_path: Path, layout: str, capsys) -> None:
     code, text, _ = run_cli(["inspect", str(out), "--json", "--layout", layout], capsys)
     doc = json.loads(text)
     assert doc["layout"] == layout and doc["n_invalid"] == 0 and doc["channels"]
+    written = sorted(out.rglob("*.nii*"))
+    assert written
+    for path in written:  # other tools read them: gzip where the name says so
+        assert (path.read_bytes()[:2] == b"\x1f\x8b") == path.name.endswith(".gz"), path
+        assert nib.load(path).shape
+
+
+@pytest.mark.parametrize(
+    ("layout", "title"),
+    [("isles2022", "msk"), ("isles2024", "lesion-msk"), ("nnunet", "labelsTr, class lesion")],
+)
+def test_ground_truth_is_titled_by_the_layouts_own_name(
+    tmp_path: Path, layout: str, title: str
+) -> None:
+    from strokelrp.data.layouts import ground_truth_title
+    from strokelrp.data.synth import synthesize_isles2017
+    from strokelrp.data.synth_layouts import synthesize_layout
+
+    (case,) = load_cases(synthesize_layout(tmp_path / layout, 1, layout, shape=(24, 24, 6)))
+    assert ground_truth_title(case, "lesion") == title
+    synthesize_isles2017(tmp_path / "2017", n_cases=1, shape=(24, 24, 6))
+    (old,) = load_cases(tmp_path / "2017")
+    assert ground_truth_title(old) == "OT"
+    old.label = None
+    assert ground_truth_title(old) == ""
 
 
 def test_forcing_the_wrong_layout_is_one_clear_error(tmp_path: Path, capsys) -> None:

@@ -66,7 +66,9 @@ def test_instancenorm_fold_equals_a_dense_reference_with_the_instance_statistics
     want = epsilon_back(folded, np.repeat(s, 48) * b1 + np.repeat(t, 48), xs, r1, eps)
     np.testing.assert_allclose(got.relevance[0].numpy().reshape(-1), want, rtol=1e-9, atol=1e-12)
     # passing the norm instead: the conv's own output is the rule's denominator
-    passed = explain(net, x, target=start, rules=preset("epsilon", epsilon=eps))
+    passed = explain(
+        net, x, target=start, rules=preset("epsilon", epsilon=eps, instancenorm="pass")
+    )
     want_pass = epsilon_back(m1, b1, xs, r1, eps)
     np.testing.assert_allclose(passed.relevance[0].numpy().reshape(-1), want_pass, rtol=1e-9)
 
@@ -149,7 +151,8 @@ def test_nnunets_networks_conserve_with_lrp0_when_bias_free(kind: str) -> None:
     in proportion: every cut through the walk carries the output's relevance."""
     net = nnunet(kind, bias=False)
     x = torch.randn(1, 2, 8, 8, 8, dtype=F64)
-    result = explain(net, x, target="authors", rules=preset("epsilon", epsilon=1e-30))
+    rules = preset("epsilon", epsilon=1e-30, instancenorm="pass")
+    result = explain(net, x, target="authors", rules=rules)
     assert result.conservation.max_deviation() < 1e-8
     points = result.conservation.points
     assert sum("transpconvs" in p for p in points) == 2

@@ -141,7 +141,7 @@ def test_ground_truth_is_shown_scored_and_explained(world, tmp_path, capsys) -> 
     binary = tmp_path / "lesion_only.nii.gz"
     import nibabel as nib
 
-    ref = nib.Nifti1Image.from_bytes(label.read_bytes())
+    ref = nib.load(label)
     nib.save(nib.Nifti1Image(truth.astype(np.uint8), ref.affine, ref.header), str(binary))
     data, seg, _ = config.preprocessor_class(verbose=False).run_case(
         [str(f) for f in case.files], str(binary), plans, config, model.dataset

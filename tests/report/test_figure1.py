@@ -144,7 +144,7 @@ def test_figure_rejects_bad_input(tmp_path: Path) -> None:
 
 
 def test_ground_truth_panel_is_titled_by_what_it_is(tmp_path: Path, monkeypatch) -> None:
-    """The ground-truth panel names the ground truth given (``OT`` when none is named)."""
+    """The ground-truth panel names the ground truth given, and no layout's name when none is."""
     import strokelrp.report.figure1 as figure1_module
 
     titles: list[list[str]] = []
@@ -159,5 +159,5 @@ def test_ground_truth_panel_is_titled_by_what_it_is(tmp_path: Path, monkeypatch)
     maps = [("raw", np.ones(image.shape))]
     for name in (None, "labelsTr, class lesion"):
         plot_figure1(tmp_path / "f.png", maps, image, pred, label=truth, truth_name=name)
-    assert "(B) ground truth (OT)" in titles[0]
+    assert "(B) ground truth" in titles[0]  # the panel's whole title
     assert "(B) ground truth (labelsTr, class lesion)" in titles[1]

@@ -75,6 +75,7 @@ def test_report_has_every_section_embedded_and_offline(tmp_path: Path) -> None:
     out = build_report([a, b])
     assert out == a / "report.html"
     text = out.read_text(encoding="utf-8")
+    assert "<p class='meta'>Runs: A1, B1." in text
     for heading in (
         "Run configuration",
         "Training: table 1 and curves",

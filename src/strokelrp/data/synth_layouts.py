@@ -17,6 +17,7 @@ A ``synth_manifest.json`` records the layout, seed and per-case lesion parameter
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def _nifti(data: np.ndarray, affine: np.ndarray) -> bytes:
     img.header.set_sform(affine, code=1)
     img.header.set_xyzt_units("mm", "sec")
     img.header["descrip"] = b"strokelrp synthetic case"
-    return img.to_bytes()
+    return gzip.compress(img.to_bytes(), mtime=0)
 
 
 def _dwi(adc: np.ndarray) -> np.ndarray:

@@ -119,9 +119,12 @@ PRESETS: dict[str, Preset] = {
             body="epsilon",
             head="epsilon",
             batchnorm="fold",
+            instancenorm="fold",
             epsilon=0.25,
-            description="the default: LRP-epsilon everywhere, eps 0.25, BatchNorm folded; "
-            "the configuration that passed the trust checks (docs/method.md section 6)",
+            description="the default: LRP-epsilon everywhere, eps 0.25, BatchNorm folded, "
+            "InstanceNorm folded with the instance's statistics; the configuration that passed "
+            "the trust checks (docs/method.md section 6; the InstanceNorm fold measured on "
+            "nnU-Nets, section 3b)",
         ),
         Preset("wplus", "w+", "w+", "w+", description="w+ (eq. 1) everywhere; for checks"),
         Preset("zplus", "z+", "z+", "z+", description="z+ for signed inputs everywhere"),

@@ -19,10 +19,68 @@ from strokelrp.report.html import CaseFigures, RunTables, report_html
 from strokelrp.run_files import RunDir, read_csv, read_explanation
 
 
+def sweep_table_of(folder: Path) -> Path | None:
+    """A folder's sweep table: a run's ``sweep/sweep.csv``, else an nnU-Net sweep folder's
+    ``sweep.csv``; None when there is neither."""
+    for path in (RunDir(folder).sweep_table, folder / run_files.SWEEP_TABLE.name):
+        if path.is_file():
+            return path
+    return None
+
+
+def explained_folders(folder: Path) -> list[Path]:
+    """The explanation folders (holding ``explanation.json``) of a results folder: the folder
+    itself (``explain --nnunet --out``), its sub-folders (a cohort) and those under
+    ``explanations/`` (the default of ``explain --nnunet DATA --case``), sorted."""
+    found = [folder, *folder.glob("*"), *RunDir(folder).explanations.glob("*")]
+    return sorted(p for p in found if (p / run_files.EXPLANATION).is_file())
+
+
+def is_results_folder(folder: Path) -> bool:
+    """Whether ``folder`` (not a training run) holds something the report shows: an
+    assessment, a sweep table or explanations (e.g. an nnU-Net model folder, or the --out of
+    ``explain``, ``assess`` or ``sweep`` with ``--nnunet``)."""
+    has_assess = RunDir(folder).assess_table is not None
+    return has_assess or sweep_table_of(folder) is not None or bool(explained_folders(folder))
+
+
+def read_results_tables(folder: Path) -> RunTables:
+    """What the report shows of a results folder (:func:`is_results_folder`): its assessment,
+    sweep table and explanations with their provenance; no training sections."""
+    from strokelrp.analysis.table import read_table
+    from strokelrp.provenance import read_sidecar
+
+    run = RunDir(folder)
+    assess, sweep = run.assess_table, sweep_table_of(folder)
+    beside = assess.parent if assess is not None else None
+    cases = explained_folders(folder)
+    records: list[tuple[str, dict[str, Any] | None]] = [
+        (str(p), read_sidecar(p)) for p in (sweep, assess) if p is not None
+    ]
+    for case_dir in cases:
+        summary = case_dir / run_files.EXPLANATION
+        record = read_explanation(summary).get("provenance")
+        records.append((str(summary), record if isinstance(record, dict) else None))
+    return RunTables(
+        name=folder.resolve().name,
+        sweep=read_table(sweep) if sweep is not None else None,
+        assess_path=assess,
+        assess=read_csv(assess) if assess is not None else [],
+        curves=_rows_if_present(beside, run_files.ASSESS_CURVES),
+        cascade=_rows_if_present(beside, run_files.CASCADE_TABLE),
+        explained=[_case_figures(case_dir) for case_dir in cases],
+        provenance=records,
+        training=False,
+    )
+
+
 def read_run_tables(run: str | Path | RunDir) -> RunTables:
     """Every table and file of ``run`` that the report shows (see :class:`RunTables`); a
-    malformed file raises the reader's error naming it."""
+    malformed file raises the reader's error naming it. A folder that is no training run
+    but holds results (:func:`is_results_folder`) is read by :func:`read_results_tables`."""
     run = RunDir(run)
+    if not run.is_run():
+        return read_results_tables(run.path)
     assess = run.assess_table
     beside = assess.parent if assess is not None else None
     return RunTables(
@@ -104,12 +162,15 @@ def _run_problem(run: Path) -> str | None:
     """Why ``run`` is not a training run folder (None when it is one)."""
     if not run.is_dir():
         return f"{run}: run directory not found"
-    if RunDir(run).is_run():
+    if RunDir(run).is_run() or is_results_folder(run):
         return None
     hint = ""
     if any(run.glob("training_*")) or (run / "synth_manifest.json").is_file():
         hint = "; it looks like a data folder: give the run folder that `strokelrp train` wrote"
-    return f"{run}: not a training run (no config.toml){hint}"
+    return (
+        f"{run}: not a training run (no config.toml) and no results (assess.csv, sweep.csv or "
+        f"explanation.json){hint}"
+    )
 
 
 def report_path(out: str | Path | None, first_run: Path) -> Path:
@@ -147,7 +208,9 @@ def build_report(runs: Sequence[str | Path], out: str | Path | None = None) -> P
     """Write the report for ``runs`` to ``out`` (see :func:`report_path`; default: the first
     run's ``report.html``).
 
-    Each run must be a training run folder (``config.toml``); a run named twice is shown once.
+    Each run must be a training run folder (``config.toml``) or a results folder
+    (:func:`is_results_folder`: an nnU-Net model folder, an assess / sweep / explain output);
+    a run named twice is shown once.
     Every run is read before anything is written; figures go to ``figures/`` beside the
     report and are embedded, and figures there from an earlier report that this one did not
     draw (an assess/ or sweep/ folder since removed) are deleted. Returns the path.

@@ -223,7 +223,7 @@ def write_case_explanation(
     slice (RAS) of the figure, default the largest lesion area. ``epoch``: named in the
     prediction's header. Returns the paths and numbers written (notes prefixed by the case).
     """
-    from strokelrp.data.layouts import shown_channel
+    from strokelrp.data.layouts import ground_truth_title, shown_channel
     from strokelrp.report.figure1 import default_slice, plot_figure1
     from strokelrp.report.nifti import (
         labels_from_logits,
@@ -277,6 +277,7 @@ def write_case_explanation(
         peaks=[peaks[s.label][names.index(modality)] for s in settings],
         affine=case.affine,
         reference=reference,
+        truth_name=ground_truth_title(case) or None,
     )
     summary = write_json(
         out_dir / run_files.EXPLANATION,

@@ -197,11 +197,12 @@ def _reference_row(
     dice: float | None,
     modality: str,
     z: int,
-    truth_name: str = "OT",
+    truth_name: str | None = None,
 ) -> None:
     """Row 3: ground truth (titled by ``truth_name``), prediction and the modality slice
     (panel letters from ``first``)."""
-    ax = sheet.panel(2, 0, f"({_LETTERS[first]}) ground truth ({truth_name})")
+    named = f" ({truth_name})" if truth_name else ""
+    ax = sheet.panel(2, 0, f"({_LETTERS[first]}) ground truth{named}")
     if truth is None:
         ax.text(0.5, 0.5, "no ground truth", ha="center", va="center", transform=ax.transAxes)
     else:
@@ -307,7 +308,7 @@ def plot_figure1(
 
     sheet = _Sheet(img, channel, z, spacing, affine, n_cols=max(len(maps), 3))
     mappable = _heatmap_rows(sheet, maps, modality)
-    _reference_row(sheet, len(maps), truth, pred, dice, modality, z, truth_name or "OT")
+    _reference_row(sheet, len(maps), truth, pred, dice, modality, z, truth_name)
     cax = sheet.fig.add_subplot(sheet.spec[0:2, sheet.n_cols])
     bar = sheet.fig.colorbar(mappable, cax=cax)
     bar.set_label(colour_bar_label(reference), fontsize=7)

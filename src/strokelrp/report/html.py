@@ -83,6 +83,8 @@ class RunTables:
     the run has none. ``assess``, ``curves``, ``cascade``: the rows of ``assess.csv``
     (found at ``assess_path``, None when absent), ``assess_curves.csv`` and ``cascade.csv``
     beside it. ``provenance``: (output path, its record or None) per output shown.
+    ``training``: a training run (False: a folder of results only, e.g. of an nnU-Net model,
+    which has no configuration, training or metrics to show).
     """
 
     name: str
@@ -99,6 +101,7 @@ class RunTables:
     cascade: Rows = field(default_factory=list)
     explained: list[CaseFigures] = field(default_factory=list)
     provenance: list[tuple[str, dict[str, Any] | None]] = field(default_factory=list)
+    training: bool = True
 
 
 @dataclass
@@ -845,8 +848,11 @@ def provenance_section(records: Sequence[tuple[str, dict[str, Any] | None]]) -> 
 # ------------------------------------------------------------------------------ document
 
 
-def render(title: str, run_names: Sequence[str], sections: Sequence[Section]) -> str:
-    """The whole HTML document."""
+def render(
+    title: str, run_names: Sequence[str], sections: Sequence[Section], *, training: bool = True
+) -> str:
+    """The whole HTML document; ``training``: the names are training runs (else results
+    folders, e.g. of an nnU-Net model, said so in the header)."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = "".join(f'<li><a href="#{s.anchor}">{esc(s.title)}</a></li>' for s in sections)
     body = "".join(
@@ -856,24 +862,35 @@ def render(title: str, run_names: Sequence[str], sections: Sequence[Section]) ->
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
-        f"<h1>{esc(title)}</h1><p class='meta'>Runs: {run_list}. Written {stamp} by strokelrp "
-        f"{esc(__version__)}. Method: Tjoa et al. 2020, LRP with amplitude filters on a 3-D "
-        f"U-Net (ISLES 2017).</p><nav><ul>{nav}</ul></nav>{body}</body></html>\n"
+        f"<h1>{esc(title)}</h1><p class='meta'>{'Runs' if training else 'Results'}: "
+        f"{run_list}. Written {stamp} by strokelrp {esc(__version__)}. Method: LRP with "
+        "amplitude filters inside the relevance walk (Tjoa et al. 2020) and the baselines "
+        f"it is assessed against.</p><nav><ul>{nav}</ul></nav>{body}</body></html>\n"
     )
 
 
 def report_html(runs: Sequence[RunTables], report_dir: Path, fig_dir: Path) -> str:
     """The report of ``runs`` as one HTML document: every section in order, figures written
-    to ``fig_dir`` and embedded, NIfTI links relative to ``report_dir``."""
-    builders: list[Callable[[], Section]] = [
-        lambda: config_section(runs),
-        lambda: training_section(runs, fig_dir),
-        lambda: metrics_section(runs),
-        lambda: sweep_section(runs, fig_dir),
-        lambda: trust_section(runs, fig_dir),
-        lambda: explanations_section(runs, report_dir),
-        lambda: provenance_section([r for run in runs for r in run.provenance]),
+    to ``fig_dir`` and embedded, NIfTI links relative to ``report_dir``. Results folders
+    (``training`` False) add no training sections, and a section none of them has data for is
+    left out unless a training run is shown."""
+    trained = [run for run in runs if run.training]
+    builders: list[tuple[bool, Callable[[], Section]]] = [
+        (bool(trained), lambda: config_section(trained)),
+        (bool(trained), lambda: training_section(trained, fig_dir)),
+        (bool(trained), lambda: metrics_section(trained)),
+        (
+            bool(trained) or any(r.sweep is not None for r in runs),
+            lambda: sweep_section(runs, fig_dir),
+        ),
+        (bool(trained) or any(r.assess for r in runs), lambda: trust_section(runs, fig_dir)),
+        (
+            bool(trained) or any(r.explained for r in runs),
+            lambda: explanations_section(runs, report_dir),
+        ),
+        (True, lambda: provenance_section([r for run in runs for r in run.provenance])),
     ]
-    sections = [build() for build in builders]
+    sections = [build() for shown, build in builders if shown]
     names = [run.name for run in runs]
-    return render("strokelrp report: " + ", ".join(names), names, sections)
+    title = "strokelrp report: " + ", ".join(names)
+    return render(title, names, sections, training=bool(trained))

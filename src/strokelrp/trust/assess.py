@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -222,7 +222,7 @@ class CaseContext:
         own = "prediction" if torch.equal(lesion, self.weights) else "lesion"  # share _maps'
         for t, w in ((own, lesion), ("background", background)):
             if ("trained", t) not in self.gradients:
-                self.gradients[("trained", t)] = gradient(model, self.x, w).detach()
+                self.gradients[("trained", t)] = maps_of(model).gradient(model, self.x, w)
             maps.append(within(self.brain, self.gradients[("trained", t)], False))
         return spearman(*maps)
 
@@ -315,14 +315,23 @@ def prepare_context(
     options: dict[str, dict[str, Any]] | None = None,
     removal: str = REMOVAL,
     channels: Sequence[str] | None = None,
+    weights: Tensor | None = None,
 ) -> CaseContext:
     """Target, brain, ablation drops and the locality prior of one case, and the perturbation
     batch sized to ``memory_budget`` (the random-ordering AOPCs, re-initialised models and
-    gradients are computed on first use, once per case)."""
+    gradients are computed on first use, once per case). ``weights`` (1, K, *S): the
+    prediction target's W when the caller fixes it, else from the model's logits."""
     from strokelrp.lrp.engine import target_weights
 
     logits, per_sample = forward_bytes(model, x)
-    weights = target_weights("prediction", logits)[0]
+    if weights is None:
+        weights = target_weights("prediction", logits)[0]
+    elif tuple(weights.shape) != tuple(logits.shape):
+        raise StrokeLRPError(
+            f"target weights must have the logits' shape {tuple(logits.shape)}, "
+            f"got {tuple(weights.shape)}"
+        )
+    weights = weights.to(logits)
     target = (weights[0] != 0).any(0).cpu().numpy()
     xn = _np(x[0])
     drops = modality_ablation(model, x[0], y).drop
@@ -342,6 +351,73 @@ def prepare_context(
     return ctx
 
 
+class MapMaker(Protocol):
+    """How :func:`assess` gets a model's maps (its one seam): x (1, C, *S), W (1, K, *S) ->
+    maps (C, *S) of S = sum(W * model(x)); ``occlusion`` gives one map per W from shared
+    forwards."""
+
+    def lrp(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        weights: Tensor,
+        rules: str,
+        filter: str | None,
+        memory_budget: str | int | float | None,
+        **opts: Any,
+    ) -> Tensor: ...
+
+    def gradient(self, model: nn.Module, x: Tensor, weights: Tensor) -> Tensor: ...
+
+    def occlusion(
+        self, model: nn.Module, x: Tensor, weights: Sequence[Tensor], **opts: Any
+    ) -> list[Tensor]: ...
+
+    def method(
+        self, name: str, model: nn.Module, x: Tensor, weights: Tensor, **opts: Any
+    ) -> Tensor: ...
+
+
+class PlainMaps:
+    """The :class:`MapMaker` of a network that predicts its input in one forward: each map
+    from :mod:`strokelrp.attribution` on the network itself. A model that predicts otherwise
+    names its own maker as its class's ``assess_maps``
+    (:class:`strokelrp.trust.windowed.WindowMaps`: through a sliding window)."""
+
+    def lrp(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        weights: Tensor,
+        rules: str,
+        filter: str | None,
+        memory_budget: str | int | float | None,
+        **opts: Any,
+    ) -> Tensor:
+        return lrp(
+            model, x, weights, rules=rules, filter=filter, memory_budget=memory_budget, **opts
+        )
+
+    def gradient(self, model: nn.Module, x: Tensor, weights: Tensor) -> Tensor:
+        return gradient(model, x, weights).detach()
+
+    def occlusion(
+        self, model: nn.Module, x: Tensor, weights: Sequence[Tensor], **opts: Any
+    ) -> list[Tensor]:
+        return list(occlusion_maps(model, x, list(weights), **opts))
+
+    def method(
+        self, name: str, model: nn.Module, x: Tensor, weights: Tensor, **opts: Any
+    ) -> Tensor:
+        return METHODS[name](model, x, weights, **opts).detach()
+
+
+def maps_of(model: nn.Module) -> MapMaker:
+    """The map maker of ``model``: its class's ``assess_maps`` (a windowed model's), else
+    :class:`PlainMaps`."""
+    return getattr(type(model), "assess_maps", None) or PlainMaps()
+
+
 def _maps(
     ctx: CaseContext,
     model: nn.Module,
@@ -357,22 +433,21 @@ def _maps(
     x = ctx.x
     if not targets:
         return {}
+    maker = maps_of(model)
     if name.startswith("lrp:"):
         return {
-            t: lrp(
-                model, x, w, rules=name[4:], filter=filt, memory_budget=ctx.memory_budget, **opts
-            )
+            t: maker.lrp(model, x, w, name[4:], filt, ctx.memory_budget, **opts)
             for t, w in targets.items()
         }
     if name == "occlusion":
         opts = {"batch": ctx.batch, **opts}
-        maps = occlusion_maps(model, x, list(targets.values()), **opts)
+        maps = maker.occlusion(model, x, list(targets.values()), **opts)
         return dict(zip(targets, maps, strict=True))
     out = {}
     for t, w in targets.items():
         if name in ("gradient", "gradient_x_input") and not opts:
             if (key, t) not in ctx.gradients:
-                ctx.gradients[(key, t)] = gradient(model, x, w).detach()
+                ctx.gradients[(key, t)] = maker.gradient(model, x, w)
             g = ctx.gradients[(key, t)]
             out[t] = g if name == "gradient" else x[0] * g
         elif name == "locality_prior":  # model-free: the same map for every model
@@ -381,7 +456,7 @@ def _maps(
             out[t] = ctx.model_free[(t, repr(opts))]
         else:
             try:
-                out[t] = METHODS[name](model, x, w, **opts).detach()
+                out[t] = maker.method(name, model, x, w, **opts)
             except TypeError as err:
                 raise StrokeLRPError(
                     f"method {name!r}: bad options {sorted(opts)} ({err})"
@@ -721,6 +796,7 @@ def assess(
     channels: Sequence[str] | None = None,
     cascades: Sequence[str] = CASCADES,
     smprt_samples: int = 0,
+    weights: Tensor | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Assess every method on one case: (rows with ``COLUMNS`` + ``EXTRA_COLUMNS`` of
     :mod:`strokelrp.analysis.assess`, cascade rows (``CASCADE_COLUMNS`` of
@@ -739,7 +815,12 @@ def assess(
     the other removal kinds' columns; ``memory_budget``: bytes of every LRP walk and of the batches
     of perturbed inputs (as for :func:`strokelrp.lrp.engine.explain`); ``options``: method
     options used when a spec gives none (default :data:`ASSESS_OPTIONS`); ``channels``: the
-    data set's channel names (they pick ADC and rCBF / CBF for the positive-share columns).
+    data set's channel names (they pick ADC and rCBF / CBF for the positive-share columns);
+    ``weights`` (1, K, *S): the prediction target's W (default: from the model's prediction).
+
+    ``model`` is scored by its forward; its maps come from :func:`maps_of` (a
+    :class:`strokelrp.trust.windowed.WindowedModel` scores and explains whole volumes through
+    a sliding window).
     """
     if len(seeds) < 1 or random_seeds < 1:
         raise StrokeLRPError("assess needs at least one re-initialisation and one random order")
@@ -758,7 +839,16 @@ def assess(
     model.eval()
     try:
         ctx = prepare_context(
-            model, xt, y, random_seeds, fractions, memory_budget, options, removal, channels
+            model,
+            xt,
+            y,
+            random_seeds,
+            fractions,
+            memory_budget,
+            options,
+            removal,
+            channels,
+            weights,
         )
         ctx.smprt_samples = smprt_samples
         rows, curves = [], []

@@ -240,6 +240,24 @@ def load_case(
     return found[0]
 
 
+def ground_truth_title(case: Case, lesion: str = "") -> str:
+    """What ``case``'s ground truth is, for a figure panel's title: the label folder and the
+    lesion class for the dataset.json layouts (``labelsTr, class lesion``), the BIDS suffix of
+    ISLES 2022 / 2024's mask (``msk``, ``lesion-msk``), ISLES 2017's ``OT``; ``""`` when the
+    case has no label file."""
+    from strokelrp.data.layouts.base import nifti_stem
+
+    files = [p for key, p in case.paths.items() if key not in case.channels]
+    if case.label is None or not files:
+        return ""
+    path = Path(files[0])
+    if case.layout in ("nnunet", "msd"):
+        return f"{path.parent.name}, class {lesion}" if lesion else path.parent.name
+    if case.layout in ("isles2022", "isles2024"):
+        return (nifti_stem(path.name) or path.name).rsplit("_", 1)[-1]
+    return next(key for key in case.paths if key not in case.channels)
+
+
 __all__ = [
     "LAYOUTS",
     "Case",
@@ -253,6 +271,7 @@ __all__ = [
     "discover_cases",
     "format_grid",
     "format_spacing",
+    "ground_truth_title",
     "inspect_data",
     "load_case",
     "load_cases",

@@ -172,19 +172,6 @@ def _choose(folders: list[Any], case_id: str) -> Any:
     return sorted(folders, key=lambda f: f.split != "test")[0]
 
 
-def _label_name(layout: str, spec: Any, path: Path, lesion: str) -> str:
-    """What the ground truth is, for figure 1's panel title: ``labelsTr, class lesion`` (the
-    class by name, else by value), the BIDS suffix (``msk``), ``OT``."""
-    from strokelrp.data.layouts.base import nifti_stem
-
-    if layout in ("nnunet", "msd"):
-        return f"{path.parent.name}, class {lesion}"
-    if layout in ("isles2022", "isles2024"):
-        stem = nifti_stem(path.name) or path.name
-        return stem.rsplit("_", 1)[-1]  # msk, lesion-msk
-    return spec.label  # OT
-
-
 def _on_grid(path: Path, case: Any) -> bool:
     """Whether ``path`` is a 3-D file on the case's reference grid (shape, affine)."""
     from strokelrp.data.nifti_file import read_header
@@ -224,7 +211,7 @@ def load_nnunet_case(
     ``class_index``. Raises :class:`StrokeLRPError` / :class:`DataError` naming the case,
     the files and what is missing, ambiguous or unreadable."""
     from strokelrp.core.orientation import to_file_order
-    from strokelrp.data.layouts import read_case, select_cases
+    from strokelrp.data.layouts import ground_truth_title, read_case, select_cases
     from strokelrp.families.nnunet.preprocess import write_on_grid
 
     root = Path(data)
@@ -292,9 +279,7 @@ def load_nnunet_case(
         case_id=case_id,
         files=files,
         label=case.label,
-        label_name=""
-        if label_file is None
-        else _label_name(opened.layout, spec, label_file, lesion),
+        label_name="" if label_file is None else ground_truth_title(case, lesion),
         label_file=label_file,
         sources=sources,
         data=root,

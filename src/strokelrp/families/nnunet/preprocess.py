@@ -37,12 +37,15 @@ class PreprocessedCase:
 
     ``data`` (C, *S) float32 in the plan's transposed, cropped, resampled grid;
     ``properties``: nnU-Net's record of the case (spacing, crop box, shapes, reader metadata);
-    ``files``: the channel files in ``dataset.json`` order."""
+    ``files``: the channel files in ``dataset.json`` order; ``label`` (*S) int: the case's
+    label file preprocessed with it (nnU-Net marks voxels outside the cropped non-zero region
+    -1), None without one."""
 
     case_id: str
     files: list[Path]
     data: np.ndarray
     properties: dict[str, Any]
+    label: np.ndarray | None = None
 
 
 def _managers(model: NnUNetModel) -> tuple[Any, Any]:
@@ -62,16 +65,20 @@ def reader_name(model: NnUNetModel) -> str:
 
 
 def preprocess_case(
-    model: NnUNetModel, files: Sequence[str | Path], case_id: str
+    model: NnUNetModel,
+    files: Sequence[str | Path],
+    case_id: str,
+    label: str | Path | None = None,
 ) -> PreprocessedCase:
-    """Run nnU-Net's preprocessor of ``model``'s configuration on one case's channel files."""
+    """Run nnU-Net's preprocessor of ``model``'s configuration on one case's channel files
+    (and its ``label`` file, resampled as nnU-Net resamples segmentations)."""
     paths = [Path(f) for f in files]
     if len(paths) != len(model.channel_names):
         raise StrokeLRPError(
             f"case {case_id}: {len(paths)} image file(s) given, the model takes "
             f"{len(model.channel_names)} ({', '.join(model.channel_names)}, in this order)"
         )
-    for p in paths:
+    for p in paths if label is None else [*paths, Path(label)]:
         if not p.is_file():
             raise StrokeLRPError(f"case {case_id}: image {p} does not exist")
     if reader_name(model) not in NATIVE_READERS:
@@ -87,12 +94,19 @@ def preprocess_case(
         )
     preprocessor = config.preprocessor_class(verbose=False)
     try:
-        data, _, properties = preprocessor.run_case(
-            [str(p) for p in paths], None, plans, config, model.dataset
+        data, seg, properties = preprocessor.run_case(
+            [str(p) for p in paths],
+            None if label is None else str(label),
+            plans,
+            config,
+            model.dataset,
         )
     except (RuntimeError, ValueError, AssertionError, OSError) as err:
         raise StrokeLRPError(f"case {case_id}: nnU-Net could not read {paths[0]}: {err}") from err
-    return PreprocessedCase(case_id, paths, np.ascontiguousarray(data, np.float32), properties)
+    labels = None if label is None else np.asarray(seg[0], np.int16)
+    return PreprocessedCase(
+        case_id, paths, np.ascontiguousarray(data, np.float32), properties, labels
+    )
 
 
 def to_native(model: NnUNetModel, maps: np.ndarray, properties: dict[str, Any]) -> np.ndarray:
