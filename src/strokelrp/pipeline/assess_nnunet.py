@@ -163,17 +163,19 @@ def assess_nnunet(
     from strokelrp.families import family_loader
     from strokelrp.pipeline.explain_nnunet import list_cases, parse_part
     from strokelrp.provenance import case_record, provenance
-    from strokelrp.trust.assess import DEFAULT_METHODS, PROFILES
+    from strokelrp.trust.assess import DEFAULT_METHODS, profile_settings
 
     say = log if log is not None else (lambda _line: None)
-    if profile not in PROFILES:
-        raise StrokeLRPError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
-    settings: dict[str, Any] = {
-        "seeds": tuple(seeds),
-        "random_seeds": random_seeds,
-        "extras": extras,
-        "fractions": FRACTIONS,
-    } | PROFILES[profile]
+    settings: dict[str, Any] = profile_settings(
+        profile,
+        {
+            "seeds": tuple(seeds),
+            "random_seeds": random_seeds,
+            "extras": extras,
+            "fractions": FRACTIONS,
+            "options": options,
+        },
+    )
     if isinstance(folds, str):
         folds = "all" if folds == "all" else [f.strip() for f in folds.split(",") if f.strip()]
     i, n = parse_part(part)
@@ -203,7 +205,7 @@ def assess_nnunet(
         fractions=list(settings["fractions"]),
         removal=removal,
         profile=profile,
-        options=options,
+        options=settings["options"],
     )
     for case_id in mine:
         done = out / CASES_DIR / f"{case_id}.json"
@@ -224,7 +226,6 @@ def assess_nnunet(
                 points=points,
                 log=log,
                 memory_budget=memory_budget,
-                options=options,
                 removal=removal,
                 **settings,
             )
