@@ -901,6 +901,11 @@ def explain_command(
     if nnunet_dir is not None:
         if model_spec is not None:
             raise click.UsageError("give --nnunet or --model, not both")
+        if _given(ctx, "reference"):
+            raise click.UsageError(
+                "--reference: not available with --nnunet yet (the maps are relative to zero "
+                "in nnU-Net's normalised input: for z-scored channels, the channel's mean)"
+            )
         from strokelrp.pipeline.explain_nnunet import explain_nnunet
 
         for path in explain_nnunet(

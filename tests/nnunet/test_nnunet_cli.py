@@ -119,3 +119,9 @@ def test_errors_are_one_line(tiny_model_dir, tmp_path, capsys) -> None:
         ["explain", "--nnunet", str(tiny_model_dir), "--folds", "7", "--image", "x.nii.gz"], capsys
     )
     assert code != 0 and "fold(s) 7 have no checkpoint_final.pth" in err
+
+
+def test_a_reference_is_refused_not_ignored(tmp_path, capsys) -> None:
+    args = ["explain", "--nnunet", str(tmp_path), "--image", "x.nii.gz", "--reference", "mean"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "--reference: not available with --nnunet" in err
