@@ -128,10 +128,12 @@ class Small(nn.Module):
         return self.head(self.act(self.bn1(self.conv1(x))))
 
 
-def test_lrp_of_the_difference_from_the_reference_against_explicit_matrices() -> None:
+@pytest.mark.parametrize("eps", [1e-9, 0.25])
+def test_lrp_of_the_difference_from_the_reference_against_explicit_matrices(eps: float) -> None:
     """LRP-epsilon of d = x - b: with the network as matrices (BatchNorm folded into the first
-    layer), R_head = W * z2, R_a = a * W2^T (R_head / z2), R_i = d_i (W1^T (R_a / z1))_i with
-    z1 = W1 (d + b) + b1 the full pre-activation (the reference's part acts as a bias)."""
+    layer), R_head = W * z2, R_a = a * W2^T (R_head / s(z2)), R_i = d_i (W1^T (R_a / s(z1)))_i
+    with s(z) = z + eps sign(z) and z1 = W1 (d + b) + b1 the full pre-activation (the
+    reference's part acts as a bias, stabilised once); the zero reference is plain LRP."""
     torch.manual_seed(1)
     model = Small().eval()
     with torch.no_grad():
@@ -145,7 +147,8 @@ def test_lrp_of_the_difference_from_the_reference_against_explicit_matrices() ->
     W = torch.zeros(1, 2, *shape, dtype=F64)
     W[0, 1, 0] = 1.0
     W[0, 0, 1, 1:] = 0.5
-    got = strokelrp.attribute(model, x, "lrp:epsilon(epsilon=1e-9)", target=W, reference=b)
+    method = f"lrp:epsilon(epsilon={eps})"
+    got = strokelrp.attribute(model, x, method, target=W, reference=b)
 
     m1, b1 = _dense(model.conv1, shape)
     bn = model.bn1
@@ -160,13 +163,16 @@ def test_lrp_of_the_difference_from_the_reference_against_explicit_matrices() ->
     a = np.maximum(z1, 0)
     z2 = m2 @ a + b2
     r2 = W.numpy().ravel() * z2
-    ra = a * (m2.T @ (r2 / z2))
-    want = d * (m1.T @ (ra / z1))
+
+    def s(z: np.ndarray) -> np.ndarray:
+        return z + eps * np.where(z >= 0, 1.0, -1.0)
+
+    ra = a * (m2.T @ (r2 / s(z2)))
+    want = d * (m1.T @ (ra / s(z1)))
     np.testing.assert_allclose(got.numpy().ravel(), want, rtol=1e-6, atol=1e-9)
-    # the zero reference is plain LRP
-    plain = strokelrp.attribute(model, x, "lrp:epsilon(epsilon=1e-9)", target=W)
-    zero = strokelrp.attribute(model, x, "lrp:epsilon(epsilon=1e-9)", target=W, reference="zero")
-    torch.testing.assert_close(plain, zero, rtol=1e-6, atol=1e-8)  # two stabilisers, eps 1e-9
+    plain = strokelrp.attribute(model, x, method, target=W)
+    zero = strokelrp.attribute(model, x, method, target=W, reference="zero")
+    torch.testing.assert_close(plain, zero, rtol=1e-12, atol=1e-15)
 
 
 def test_reference_tensor_uses_the_predicted_target() -> None:

@@ -44,7 +44,10 @@ from strokelrp.device import batched_layout
 from strokelrp.errors import StrokeLRPError
 from strokelrp.lrp.engine import explain, target_weights
 from strokelrp.lrp.filters import filter_label, parse_filter
+from strokelrp.lrp.graph import Node
 from strokelrp.lrp.presets import PRESETS, preset
+from strokelrp.lrp.rules import stabilize
+from strokelrp.lrp.steps import Context, Step, register_module_step
 from strokelrp.reference import reference_tensor
 
 Method = Callable[..., Tensor]
@@ -436,24 +439,55 @@ def weighted_start(weights: Tensor) -> Callable[[Tensor], Tensor]:
     return start
 
 
+class ShiftAdd(nn.Module):
+    """h -> h + shift for a fixed ``shift`` (1, C, *S): the reference's part of the first
+    layer's pre-activation y = h + shift. The relevance walk crosses it with
+    :class:`_ShiftAddStep`, so that the layer's rule below divides by the stabilised full
+    pre-activation (the shift then keeps its share as a bias would) and a zero shift changes
+    nothing."""
+
+    def __init__(self, shift: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("shift", shift)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + self.shift
+
+
+class _ShiftAddStep(Step):
+    """R_h = R_y * stab(h) / stab(y), stab(z) = z + eps sign(z): the rule of the layer below
+    divides R_h by stab(h), so together R_i = d_i w_ij R_y / stab(y) under LRP-epsilon, the
+    reference's part acting as a bias (tests/test_reference.py); R_h = R_y when shift = 0."""
+
+    def save(self, node: Node, inputs: list[Tensor], output: Tensor) -> Any:
+        return inputs[0], output
+
+    def relevance(self, node: Node, r: Tensor, ctx: Context) -> list[Tensor | None]:
+        h, y = node.saved
+        return [r * (stabilize(h, ctx.epsilon) / stabilize(y, ctx.epsilon))]
+
+
+register_module_step(ShiftAdd, _ShiftAddStep())
+
+
 class ReferenceShift(nn.Module):
     """A convolution that reads d = x - b instead of x, with the reference's contribution as a
     fixed shift: norm(conv(d)) + shift, shift = norm(conv(b)) - norm(conv(0)) (``norm``: the
     eval-mode BatchNorm that alone read the convolution's output, or None). The same function
     of x as the original layer(s); the relevance walk sees a convolution (with its norm
-    folded, as before) and an addition of a constant, which keeps its share of relevance."""
+    folded, as before) and a :class:`ShiftAdd`."""
 
     def __init__(self, conv: nn.Module, norm: nn.Module | None, shift: Tensor) -> None:
         super().__init__()
         self.conv = conv
         self.norm = norm
-        self.register_buffer("shift", shift)
+        self.add = ShiftAdd(shift)
 
     def forward(self, d: Tensor) -> Tensor:
         h = self.conv(d)
         if self.norm is not None:
             h = self.norm(h)
-        return h + self.shift
+        return self.add(h)
 
 
 def shifted_model(model: nn.Module, x: Tensor, b: Tensor) -> nn.Module:
