@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import json
 import math
 from pathlib import Path
 
@@ -155,6 +156,12 @@ def test_two_shards_give_the_one_table(tiny_nnunet, tiny_model_dir, tmp_path, ca
         ("tiny_100", "locality_prior"),
     ]
     assert rows[0]["mass_accuracy"] != "" and rows[2]["mass_accuracy"] == ""
+    record = json.loads((one / "assess.provenance.json").read_text())
+    assert record["nnunet"]["plans_sha256"] and record["mirroring"] is False
+    assert [c["fold"] for c in record["checkpoints"]] == ["0"] and record["checkpoints"][0][
+        "sha256"
+    ]
+    assert sorted(record["data"]["cases"]) == ["tiny_000", "tiny_100"]
     code, _, err = run_cli([*base, "--out", str(two), "--part", "1/2"], capsys)
     assert code == 0 and "tiny_100: done before, skipped" in err
     code, stdout, err = run_cli(["report", str(one)], capsys)

@@ -161,8 +161,9 @@ def assess_nnunet(
     from strokelrp.analysis.assess import FRACTIONS
     from strokelrp.data.dataset import case_fingerprint
     from strokelrp.families import family_loader
+    from strokelrp.families.nnunet.model_folder import parse_folds
     from strokelrp.pipeline.explain_nnunet import list_cases, parse_part
-    from strokelrp.provenance import case_record, provenance
+    from strokelrp.provenance import case_record, nnunet_provenance
     from strokelrp.trust.assess import DEFAULT_METHODS, profile_settings
 
     say = log if log is not None else (lambda _line: None)
@@ -176,8 +177,7 @@ def assess_nnunet(
             "options": options,
         },
     )
-    if isinstance(folds, str):
-        folds = "all" if folds == "all" else [f.strip() for f in folds.split(",") if f.strip()]
+    folds = parse_folds(folds)
     i, n = parse_part(part)
     chosen_methods = list(methods or DEFAULT_METHODS)
     model = family_loader("nnunet")(model_dir, folds=folds, checkpoint=checkpoint)
@@ -185,19 +185,12 @@ def assess_nnunet(
     ids = list(cases) if cases else list_cases(data, model.dataset)
     mine = ids[i::n]
     say(f"part {i}/{n}: {len(mine)} of {len(ids)} case(s)")
-    record = provenance(
+    record = nnunet_provenance(
+        model,
         "assess",
+        cases={},
         data_root=data,
-        nnunet={
-            "folder": str(Path(model.folder).resolve()),
-            "configuration": model.configuration,
-            "trainer": model.trainer,
-            "plans": model.plans_name,
-            "folds": [str(f) for f in model.folds],
-            "checkpoint": model.checkpoint,
-            "checkpoint_files": [str(p) for p in model.checkpoint_files],
-            "mirroring": mirror,
-        },
+        mirroring=mirror,
         methods=chosen_methods,
         seeds=list(settings["seeds"]),
         random_orders=settings["random_seeds"],

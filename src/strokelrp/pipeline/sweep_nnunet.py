@@ -158,18 +158,18 @@ def sweep_nnunet(
     ``OUT/sweep.csv``."""
     from strokelrp.data.dataset import case_fingerprint
     from strokelrp.families import family_loader
+    from strokelrp.families.nnunet.model_folder import parse_folds
     from strokelrp.pipeline.assess_nnunet import case_inputs
     from strokelrp.pipeline.explain_nnunet import list_cases, parse_part
     from strokelrp.pipeline.sweep import baseline_settings, read_grid
-    from strokelrp.provenance import case_record, provenance
+    from strokelrp.provenance import case_record, nnunet_provenance
 
     say = log if log is not None else (lambda _line: None)
     if target not in SWEEP_TARGETS:
         raise StrokeLRPError(f"with --nnunet, --target must be one of {', '.join(SWEEP_TARGETS)}")
     settings = read_grid(grid)
     baselines = baseline_settings(methods)
-    if isinstance(folds, str):
-        folds = "all" if folds == "all" else [f.strip() for f in folds.split(",") if f.strip()]
+    folds = parse_folds(folds)
     i, n = parse_part(part)
     model = family_loader("nnunet")(model_dir, folds=folds, checkpoint=checkpoint)
     data = Path(data)
@@ -177,17 +177,12 @@ def sweep_nnunet(
     ids = list(cases) if cases else list_cases(data, model.dataset)
     mine = ids[i::n]
     say(f"part {i}/{n}: {len(mine)} of {len(ids)} case(s)")
-    record = provenance(
+    record = nnunet_provenance(
+        model,
         "sweep",
+        cases={},
         data_root=data,
-        nnunet={
-            "folder": str(Path(model.folder).resolve()),
-            "configuration": model.configuration,
-            "folds": [str(f) for f in model.folds],
-            "checkpoint": model.checkpoint,
-            "checkpoint_files": [str(p) for p in model.checkpoint_files],
-            "mirroring": mirror,
-        },
+        mirroring=mirror,
         rules=rules,
         target=target,
         settings=[s.label for s in [*settings, *baselines.values()]],
