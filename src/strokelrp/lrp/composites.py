@@ -29,7 +29,14 @@ from typing import Any
 from torch import nn
 
 from strokelrp.errors import StrokeLRPError
-from strokelrp.lrp.presets import BatchNormMode, Preset, resolve
+from strokelrp.lrp.presets import (
+    EXACT_SUM_EPSILON,
+    SUM_MODES,
+    BatchNormMode,
+    Preset,
+    SumMode,
+    resolve,
+)
 from strokelrp.lrp.rules import LAYER_TYPES, Rule, make_rule
 
 Selector = str | type | tuple[type, ...]
@@ -41,13 +48,21 @@ class Composite:
     eval-mode BatchNorm that alone reads a layer's output is folded into it); ``instancenorm``:
     ``pass`` or ``fold`` (an InstanceNorm that alone reads a layer's output is folded into it
     with the instance's statistics, :func:`strokelrp.lrp.rules.fold_instancenorm`); ``epsilon``: the
-    stabiliser of rule names and of the structural steps (residual additions, z-rule pooling)."""
+    stabiliser of rule names and of the structural steps (residual additions, z-rule pooling);
+    ``sums``: ``epsilon`` (additions stabilised by ``epsilon``) or ``exact`` (by
+    :data:`EXACT_SUM_EPSILON`, conserving; :data:`strokelrp.lrp.presets.SUM_MODES`)."""
 
     rules: tuple[tuple[Selector, Rule], ...]
     batchnorm: BatchNormMode = "pass"
     epsilon: float = 1e-9
     name: str = "composite"
     instancenorm: BatchNormMode = "pass"
+    sums: SumMode = "epsilon"
+
+    @property
+    def sum_epsilon(self) -> float:
+        """The stabiliser of additions of network values (residual sums)."""
+        return self.epsilon if self.sums == "epsilon" else EXACT_SUM_EPSILON
 
     @classmethod
     def of(
@@ -57,6 +72,7 @@ class Composite:
         epsilon: float = 1e-9,
         name: str = "composite",
         instancenorm: BatchNormMode = "pass",
+        sums: SumMode = "epsilon",
     ) -> Composite:
         """A composite from ``{selector: rule or rule name}`` (first match wins)."""
         pairs = []
@@ -67,7 +83,9 @@ class Composite:
         for what, mode in (("batchnorm", batchnorm), ("instancenorm", instancenorm)):
             if mode not in ("pass", "fold"):
                 raise StrokeLRPError(f"{what} must be 'pass' or 'fold', got {mode!r}")
-        return cls(tuple(pairs), batchnorm, epsilon, name, instancenorm)
+        if sums not in SUM_MODES:
+            raise StrokeLRPError(f"sums must be 'epsilon' or 'exact', got {sums!r}")
+        return cls(tuple(pairs), batchnorm, epsilon, name, instancenorm, sums)
 
     @property
     def reuses_output(self) -> bool:
@@ -89,6 +107,7 @@ class Composite:
         """One line: ``name: first=zB Conv3d=w+ ... bn=pass eps=1e-09``."""
         parts = [f"{_label(sel)}={rule.name}" for sel, rule in self.rules]
         inorm = " in=fold" if self.instancenorm == "fold" else ""
+        inorm += " sums=exact" if self.sums == "exact" else ""
         return f"{self.name}: {' '.join(parts)} bn={self.batchnorm}{inorm} eps={self.epsilon:g}"
 
 
@@ -125,6 +144,7 @@ def from_preset(p: Preset) -> Composite:
         epsilon=p.epsilon,
         name=p.name,
         instancenorm=p.instancenorm,
+        sums=p.sums,
     )
 
 

@@ -576,9 +576,11 @@ class _Walk:
     steps: dict[str, Step]
     comp: Composite
     epsilon: float = field(init=False)
+    sum_epsilon: float = field(init=False)
 
     def __post_init__(self) -> None:
         self.epsilon = self.comp.epsilon  # the steps' Context
+        self.sum_epsilon = self.comp.sum_epsilon
         self.producer = {n.output: i for i, n in enumerate(self.nodes)}
 
     def value(self, name: str) -> Tensor:

@@ -29,6 +29,14 @@ TARGETS: tuple[str, ...] = ("prediction", "ground_truth", "authors", "contrastiv
 """Named starts of a relevance walk (see :func:`strokelrp.lrp.engine.target_weights`)."""
 
 BatchNormMode = Literal["pass", "fold"]
+SumMode = Literal["epsilon", "exact"]
+SUM_MODES: tuple[str, ...] = ("epsilon", "exact")
+"""How additions of network values (residual sums) split relevance: ``epsilon`` in proportion
+to the summands with the preset's stabiliser (a sum near 0 absorbs relevance, as the
+epsilon rule's layers do), ``exact`` in proportion with a negligible stabiliser (1e-9:
+conserving)."""
+EXACT_SUM_EPSILON = 1e-9
+"""The stabiliser of additions under ``sums="exact"``."""
 Position = Literal["first", "body", "upper", "head"]
 
 
@@ -57,6 +65,7 @@ class Preset:
     upper: str | None = None
     gamma: float = 0.25
     upper_paths: tuple[str, ...] = ("up*", "dec*", "upcat_*", "decoder*")
+    sums: SumMode = "epsilon"
 
     def __post_init__(self) -> None:
         for where in ("first", "body", "upper", "head"):
@@ -69,6 +78,10 @@ class Preset:
             raise StrokeLRPError(
                 f"preset {self.name!r}: instancenorm must be 'pass' or 'fold', "
                 f"got {self.instancenorm!r}"
+            )
+        if self.sums not in SUM_MODES:
+            raise StrokeLRPError(
+                f"preset {self.name!r}: sums must be 'epsilon' or 'exact', got {self.sums!r}"
             )
         if self.batchnorm not in ("pass", "fold"):
             raise StrokeLRPError(
@@ -91,6 +104,7 @@ class Preset:
         """One line: ``paper: first=zB body=w+ head=w+ bn=pass eps=1e-09``."""
         upper = f" upper={self.upper}" if self.upper else ""
         inorm = " in=fold" if self.instancenorm == "fold" else ""
+        inorm += " sums=exact" if self.sums == "exact" else ""
         uses_gamma = "gamma" in (self.first, self.body, self.upper, self.head)
         gamma = f" gamma={self.gamma:g}" if uses_gamma else ""
         return (

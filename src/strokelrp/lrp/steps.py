@@ -40,9 +40,11 @@ from strokelrp.lrp.rules import maxpool_forward, maxpool_relevance, stabilize
 
 
 class Context(Protocol):
-    """What a step may ask of the walk."""
+    """What a step may ask of the walk: ``epsilon`` the stabiliser of the structural steps,
+    ``sum_epsilon`` that of additions of network values (the composite's ``sums``)."""
 
     epsilon: float
+    sum_epsilon: float
 
     def value(self, name: str) -> Tensor:
         """The forward value ``name`` (1, ...) (only values the step's ``keeps`` asked for)."""
@@ -244,7 +246,7 @@ class _Add(Step):
         z = contribs[0] if len(contribs) == 1 else torch.stack(contribs).sum(0)
         if constant is not None:
             z = z + constant
-        s = r / stabilize(z, ctx.epsilon)
+        s = r / stabilize(z, ctx.sum_epsilon)
         return [_sum_to(s * c, shape) for c, shape in zip(contribs, node.in_shapes, strict=True)]
 
 
