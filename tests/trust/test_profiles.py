@@ -24,7 +24,7 @@ def test_full_keeps_the_settings_and_quick_replaces_its_own() -> None:
     assert quick["options"] == {
         **ASSESS_OPTIONS,
         "integrated_gradients": {"steps": 8},
-        "occlusion": {"patch": (8, 24, 24)},
+        "occlusion": {"patch": (10, 24, 24)},
     }
     assert given["options"] is None  # the caller's dict is not changed
 
@@ -33,7 +33,7 @@ def test_quick_options_replace_only_the_methods_they_name() -> None:
     mine = {"occlusion": {"patch": (2, 2, 2)}, "gradcam": {"layer": "dec1"}}
     quick = profile_settings("quick", {"options": mine})
     assert quick["options"]["gradcam"] == {"layer": "dec1"}
-    assert quick["options"]["occlusion"] == {"patch": (8, 24, 24)}
+    assert quick["options"]["occlusion"] == {"patch": (10, 24, 24)}
     assert mine["occlusion"] == {"patch": (2, 2, 2)}
     with pytest.raises(StrokeLRPError, match="profile must be one of full, quick"):
         profile_settings("fast", {})

@@ -701,10 +701,10 @@ def smprt(
 
 QUICK_OPTIONS: dict[str, dict[str, Any]] = {
     "integrated_gradients": {"steps": 8},
-    "occlusion": {"patch": (8, 24, 24)},
+    "occlusion": {"patch": (10, 24, 24)},
 }
 """The method options of ``--profile quick``: the two multi-forward baselines at half
-:data:`ASSESS_OPTIONS`' path steps and a patch with about a quarter of its patches (the
+:data:`ASSESS_OPTIONS`' path steps and a patch with about a sixth of its patches (the
 profile's cost and its verdicts against ``full``'s: docs/benchmarks.md and docs/assess.md,
 "Profiles")."""
 
