@@ -66,25 +66,14 @@ def assess_nnunet_case(
     """The rows of :func:`strokelrp.trust.assess.assess` for one case of a loaded
     :class:`strokelrp.families.nnunet.NnUNetModel` (its channel files in ``dataset.json``
     order, ``label`` its label file or None); ``settings`` go to ``assess``."""
-    import torch
-
-    from strokelrp.families.nnunet.predict import nnunet_window
-    from strokelrp.families.nnunet.preprocess import preprocess_case
+    from strokelrp.families.nnunet.predict import windowed_case
     from strokelrp.lrp.engine import LESION, target_weights
-    from strokelrp.sliding_window import window_logits
     from strokelrp.trust.assess import assess
     from strokelrp.trust.windowed import WindowedModel
 
-    case = preprocess_case(model, files, case_id, label)
-    window = nnunet_window(model, mirror)
-    x = torch.from_numpy(case.data)
-    if log is not None:
-        log(
-            f"{case_id}: {len(window.tiles(x.shape[1:]))} patch(es) x {len(window.mirrorings)} "
-            f"mirroring(s) x {len(model.networks)} fold(s)"
-        )
-    predicted = window_logits(model.networks, x, window, stitch_dtype=torch.float16).float()
-    weights = target_weights("prediction", predicted[None], None, LESION)[0]
+    wc = windowed_case(model, files, case_id, label=label, mirror=mirror, log=log)
+    case, window, x = wc.case, wc.window, wc.x
+    weights = target_weights("prediction", wc.predicted[None], None, LESION)[0]
     y = None if case.label is None else (case.label == LESION).astype("uint8")
     rows, _ = assess(
         WindowedModel(model.networks, window),

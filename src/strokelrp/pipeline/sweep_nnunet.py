@@ -51,27 +51,26 @@ def sweep_nnunet_case(
     """The sweep rows of one case of a loaded :class:`strokelrp.families.nnunet.NnUNetModel`
     (``settings``: the LRP grid's :class:`strokelrp.analysis.table.Setting`; ``baselines``:
     method spec -> its setting)."""
-    import torch
 
     from strokelrp.analysis.sweep import case_rows
     from strokelrp.core.metrics import dice_score
-    from strokelrp.families.nnunet.predict import nnunet_window
-    from strokelrp.families.nnunet.preprocess import preprocess_case
+    from strokelrp.families.nnunet.predict import windowed_case
     from strokelrp.lrp.engine import LESION, target_weights
     from strokelrp.lrp.presets import preset
-    from strokelrp.sliding_window import window_attribute, window_explain, window_logits
+    from strokelrp.sliding_window import window_attribute, window_explain
     from strokelrp.trust.ablation import modality_ablation
     from strokelrp.trust.windowed import WindowedModel
 
-    case = preprocess_case(model, files, case_id, label)
-    window = nnunet_window(model, mirror)
-    x = torch.from_numpy(case.data)
-    if log is not None:
-        log(
-            f"{case_id}: {len(window.tiles(x.shape[1:]))} patch(es) x {len(window.mirrorings)} "
-            f"mirroring(s) x {len(model.networks)} fold(s), {len(settings)} setting(s)"
-        )
-    predicted = window_logits(model.networks, x, window, stitch_dtype=torch.float16).float()
+    wc = windowed_case(
+        model,
+        files,
+        case_id,
+        label=label,
+        mirror=mirror,
+        log=log,
+        detail=f", {len(settings)} setting(s)",
+    )
+    case, window, x, predicted = wc.case, wc.window, wc.x, wc.predicted
     weights = target_weights(target, predicted[None], None, LESION)[0][0]
     y = None if case.label is None else (case.label == LESION).astype("uint8")
     if y is not None and not y.any():

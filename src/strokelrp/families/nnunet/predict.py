@@ -8,7 +8,7 @@ of the logits to the native grid (softmax or sigmoid, un-resample, un-crop, un-t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +19,8 @@ from strokelrp.families.nnunet.model_folder import NnUNetModel
 from strokelrp.families.nnunet.preprocess import PreprocessedCase, native_labels, preprocess_case
 
 if TYPE_CHECKING:
+    import torch
+
     from strokelrp.sliding_window import Window
 
 
@@ -27,6 +29,46 @@ def nnunet_window(model: NnUNetModel, mirror: bool = True, step: float = 0.5) ->
     from strokelrp.sliding_window import Window
 
     return Window(model.patch_size, step=step, mirror_axes=model.mirror_axes if mirror else ())
+
+
+@dataclass
+class WindowedCase:
+    """One case ready for the window: ``case`` preprocessed by nnU-Net, ``window`` nnU-Net's,
+    ``x`` (C, *S) its tensor and ``predicted`` (K, *S) float32 the stitched logits as
+    ``nnUNetv2_predict`` computes them (float16 stitching), from which targets are taken."""
+
+    case: PreprocessedCase
+    window: Window
+    x: torch.Tensor
+    predicted: torch.Tensor
+
+
+def windowed_case(
+    model: NnUNetModel,
+    files: Sequence[str | Path],
+    case_id: str,
+    *,
+    label: str | Path | None = None,
+    mirror: bool = True,
+    log: Callable[[str], None] | None = None,
+    detail: str = "",
+) -> WindowedCase:
+    """Preprocess one case (``label``: its label file or None), build nnU-Net's window and
+    predict it; ``log`` gets one line: patches x mirrorings x folds (and ``detail``)."""
+    import torch
+
+    from strokelrp.sliding_window import window_logits
+
+    case = preprocess_case(model, files, case_id, label)
+    window = nnunet_window(model, mirror)
+    x = torch.from_numpy(case.data)
+    if log is not None:
+        log(
+            f"{case_id}: {len(window.tiles(x.shape[1:]))} patch(es) x {len(window.mirrorings)} "
+            f"mirroring(s) x {len(model.networks)} fold(s){detail}"
+        )
+    predicted = window_logits(model.networks, x, window, stitch_dtype=torch.float16).float()
+    return WindowedCase(case, window, x, predicted)
 
 
 @dataclass
